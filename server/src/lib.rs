@@ -1,0 +1,25 @@
+//! legate: a self-hosted mail and identity appliance for AI agents.
+//!
+//! The module map and the direction of dependencies are fixed by `DESIGN.md` §1:
+//! front-ends (`smtp`, `imap`, `api`, `mcp`) call services (`identity`, `vault`, `mailbox`,
+//! `queue`, `extract`, `mailauth`, `dns`), which write through `audit`, which stands on `store`.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod audit;
+pub mod config;
+pub mod dns;
+pub mod extract;
+pub mod identity;
+pub mod imap;
+pub mod mailauth;
+pub mod mailbox;
+pub mod mcp;
+pub mod metrics;
+pub mod queue;
+pub mod smtp;
+pub mod store;
+pub mod tls;
+pub mod util;
+pub mod vault;

@@ -1,0 +1,83 @@
+//! Small helpers every layer shares: clocks, random identifiers, encodings.
+//!
+//! Kept free of any service type so that the lowest layers (store, audit) can use it too.
+
+use data_encoding::BASE32_NOPAD;
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+
+/// Unix time in whole seconds. Records store seconds; nothing here needs finer grain
+/// except the audit log, which uses [`now_millis`].
+pub fn now_unix() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Unix time in milliseconds, for orderings finer than a second (audit, received_at).
+pub fn now_millis() -> i64 {
+    (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// RFC 3339 rendering of a unix time in seconds, for JSON responses.
+pub fn rfc3339(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// RFC 3339 rendering of a unix time in milliseconds.
+pub fn rfc3339_millis(ms: i64) -> String {
+    OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+/// Parses an RFC 3339 timestamp or a plain unix-seconds integer into unix seconds.
+pub fn parse_time(s: &str) -> Option<i64> {
+    if let Ok(n) = s.parse::<i64>() {
+        return Some(n);
+    }
+    OffsetDateTime::parse(s, &Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+/// Fills a buffer from the operating system's CSPRNG. Failing to get randomness is not
+/// something to limp on from: every caller needs unpredictable bytes for security.
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut buf = [0u8; N];
+    // The OS RNG only fails on a broken platform; no secret may be made without it.
+    getrandom::fill(&mut buf).expect("operating system random number generator failed");
+    buf
+}
+
+/// A new opaque identifier such as `ag_k3j...`: a type prefix (so an id in a log says what it
+/// names) and 80 random bits in lowercase base32.
+pub fn new_id(prefix: &str) -> String {
+    let bytes: [u8; 10] = random_bytes();
+    format!("{prefix}_{}", BASE32_NOPAD.encode(&bytes).to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_prefixed_and_distinct() {
+        let a = new_id("ag");
+        let b = new_id("ag");
+        assert!(a.starts_with("ag_"));
+        assert_eq!(a.len(), 3 + 16);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn time_round_trips() {
+        let s = rfc3339(1_700_000_000);
+        assert_eq!(s, "2023-11-14T22:13:20Z");
+        assert_eq!(parse_time(&s), Some(1_700_000_000));
+        assert_eq!(parse_time("42"), Some(42));
+        assert_eq!(parse_time("nope"), None);
+    }
+}
