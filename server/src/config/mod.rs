@@ -1,1 +1,12 @@
-//! See DESIGN.md §1 for this module's place.
+//! `config.toml` -> a typed, validated [`Config`].
+//!
+//! Every section is a struct with `deny_unknown_fields` and defaults equal to the embedded dev
+//! mode of DESIGN §11, so `legate serve` runs with no file at all. Loading reports *every*
+//! problem at once, each with its key path, because an operator fixing a config one error per
+//! restart is a miserable loop.
+
+mod load;
+mod types;
+
+pub use load::{load_file, parse_str, ConfigError, ConfigErrors};
+pub use types::*;

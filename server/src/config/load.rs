@@ -1,0 +1,345 @@
+//! Loading: TOML text -> [`Config`], collecting every error with its key path.
+//!
+//! serde stops at the first error, so a failing section is re-checked one key at a time: every
+//! field has a default, hence a one-key table deserializes iff that key is known and its value
+//! has the right type. Semantic checks (addresses, domains) run over the typed result.
+
+use super::types::*;
+use serde::de::DeserializeOwned;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use toml::{Table, Value};
+
+/// One problem, located by its dotted key path (`listen.smtp`, `outbound.route[1].next_hop`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+/// Every problem found in one file, reported together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{} problem(s) in the configuration:", self.0.len())?;
+        for e in &self.0 {
+            writeln!(f, "  {}: {}", e.path, e.message)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads and validates a config file.
+pub fn load_file(path: &Path) -> Result<Config, ConfigErrors> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError {
+            path: path.display().to_string(),
+            message: format!("cannot read: {e}"),
+        }])
+    })?;
+    parse_str(&text)
+}
+
+/// Parses and validates TOML text.
+pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
+    let root: Table = text.parse().map_err(|e: toml::de::Error| {
+        ConfigErrors(vec![ConfigError {
+            path: "(syntax)".into(),
+            message: e.to_string().trim().to_string(),
+        }])
+    })?;
+    let mut errs = Vec::new();
+    let mut cfg = Config::default();
+    for (key, value) in &root {
+        match key.as_str() {
+            "server" => cfg.server = section(key, value, &mut errs),
+            "storage" => cfg.storage = section(key, value, &mut errs),
+            "listen" => cfg.listen = section(key, value, &mut errs),
+            "tls" => cfg.tls = section(key, value, &mut errs),
+            "vault" => cfg.vault = section(key, value, &mut errs),
+            "dns" => cfg.dns = section(key, value, &mut errs),
+            "log" => cfg.log = section(key, value, &mut errs),
+            "api" => cfg.api = section(key, value, &mut errs),
+            "smtp" => cfg.smtp = section(key, value, &mut errs),
+            "identity" => cfg.identity = section(key, value, &mut errs),
+            "outbound" => cfg.outbound = outbound(value, &mut errs),
+            other => errs.push(err(other, "unknown section")),
+        }
+    }
+    validate(&cfg, &mut errs);
+    if errs.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigErrors(errs))
+    }
+}
+
+fn err(path: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+fn section<T: DeserializeOwned + Default>(
+    path: &str,
+    value: &Value,
+    errs: &mut Vec<ConfigError>,
+) -> T {
+    if let Ok(t) = T::deserialize(value.clone()) {
+        return t;
+    }
+    // Keep the keys that are fine so semantic checks still see the user's values.
+    let good = per_key_errors::<T>(path, value, errs);
+    T::deserialize(Value::Table(good)).unwrap_or_default()
+}
+
+/// Reports each bad key of a section and returns the table of the good ones.
+fn per_key_errors<T: DeserializeOwned>(
+    path: &str,
+    value: &Value,
+    errs: &mut Vec<ConfigError>,
+) -> Table {
+    let mut good = Table::new();
+    let Some(table) = value.as_table() else {
+        errs.push(err(
+            path,
+            format!("expected a table, found {}", value.type_str()),
+        ));
+        return good;
+    };
+    for (k, v) in table {
+        let mut one = Table::new();
+        one.insert(k.clone(), v.clone());
+        match T::deserialize(Value::Table(one)) {
+            Ok(_) => {
+                good.insert(k.clone(), v.clone());
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let msg = if msg.starts_with("unknown field") {
+                    "unknown key".to_string()
+                } else {
+                    msg.trim().to_string()
+                };
+                errs.push(err(format!("{path}.{k}"), msg));
+            }
+        }
+    }
+    good
+}
+
+fn outbound(value: &Value, errs: &mut Vec<ConfigError>) -> OutboundConfig {
+    let Some(table) = value.as_table() else {
+        errs.push(err("outbound", "expected a table"));
+        return OutboundConfig::default();
+    };
+    let mut out = OutboundConfig::default();
+    for (k, v) in table {
+        if k != "route" {
+            errs.push(err(format!("outbound.{k}"), "unknown key"));
+            continue;
+        }
+        let Some(items) = v.as_array() else {
+            errs.push(err(
+                "outbound.route",
+                "expected an array of tables ([[outbound.route]])",
+            ));
+            continue;
+        };
+        for (i, item) in items.iter().enumerate() {
+            out.route
+                .push(section(&format!("outbound.route[{i}]"), item, errs));
+        }
+    }
+    out
+}
+
+/// Checks that a domain name is syntactically a host name (RFC 1035 letter-digit-hyphen labels).
+pub(crate) fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+fn check_addr(path: &str, s: &str, errs: &mut Vec<ConfigError>) {
+    if !s.is_empty() && s.parse::<SocketAddr>().is_err() {
+        errs.push(err(
+            path,
+            format!("\"{s}\" is not an ip:port address (use \"\" to disable)"),
+        ));
+    }
+}
+
+fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
+    if !valid_domain(&c.server.domain) || c.server.domain != c.server.domain.to_ascii_lowercase() {
+        errs.push(err(
+            "server.domain",
+            format!("\"{}\" is not a lowercase domain name", c.server.domain),
+        ));
+    }
+    if !valid_domain(&c.server.hostname) {
+        errs.push(err(
+            "server.hostname",
+            format!("\"{}\" is not a host name", c.server.hostname),
+        ));
+    }
+    if !c.server.public_url.is_empty()
+        && !(c.server.public_url.starts_with("https://")
+            || c.server.public_url.starts_with("http://"))
+    {
+        errs.push(err(
+            "server.public_url",
+            "must start with https:// or http://",
+        ));
+    }
+    if c.storage.path.as_os_str().is_empty() {
+        errs.push(err("storage.path", "must not be empty"));
+    }
+    let l = &c.listen;
+    for (name, v) in [
+        ("smtp", &l.smtp),
+        ("submission", &l.submission),
+        ("submissions", &l.submissions),
+        ("imap", &l.imap),
+        ("imaps", &l.imaps),
+        ("http", &l.http),
+    ] {
+        check_addr(&format!("listen.{name}"), v, errs);
+    }
+    if c.tls.cert.is_empty() != c.tls.key.is_empty() {
+        errs.push(err("tls", "set both cert and key, or neither"));
+    }
+    for (i, ns) in c.dns.nameservers.iter().enumerate() {
+        if ns.parse::<SocketAddr>().is_err() {
+            errs.push(err(
+                format!("dns.nameservers[{i}]"),
+                format!("\"{ns}\" is not an ip:port address"),
+            ));
+        }
+    }
+    if tracing_subscriber::EnvFilter::try_new(&c.log.level).is_err() {
+        errs.push(err(
+            "log.level",
+            format!("\"{}\" is not a log filter", c.log.level),
+        ));
+    }
+    if c.api.max_body_bytes < 1024 {
+        errs.push(err("api.max_body_bytes", "must be at least 1024"));
+    }
+    let s = &c.smtp;
+    for (name, v) in [
+        ("max_message_size", s.max_message_size),
+        ("max_recipients", s.max_recipients),
+        ("max_line_length", s.max_line_length),
+        ("max_connections", s.max_connections),
+        ("max_connections_per_ip", s.max_connections_per_ip),
+    ] {
+        if v == 0 {
+            errs.push(err(format!("smtp.{name}"), "must be greater than 0"));
+        }
+    }
+    if s.max_line_length < 1000 {
+        errs.push(err(
+            "smtp.max_line_length",
+            "must be at least 1000 (RFC 5321 §4.5.3.1.6)",
+        ));
+    }
+    if !(1..=3600).contains(&c.identity.max_token_ttl_secs) {
+        errs.push(err(
+            "identity.max_token_ttl_secs",
+            "must be between 1 and 3600",
+        ));
+    }
+    for (i, r) in c.outbound.route.iter().enumerate() {
+        let p = format!("outbound.route[{i}]");
+        if !valid_domain(&r.domain) {
+            errs.push(err(format!("{p}.domain"), "required: a domain name"));
+        }
+        let ok = r
+            .next_hop
+            .rsplit_once(':')
+            .is_some_and(|(h, port)| !h.is_empty() && port.parse::<u16>().is_ok());
+        if !ok {
+            errs.push(err(format!("{p}.next_hop"), "required: host:port"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_is_dev_defaults() {
+        let c = parse_str("").unwrap();
+        assert_eq!(c, Config::default());
+        assert_eq!(c.listen.http, "127.0.0.1:8080");
+        assert_eq!(c.server.domain, "localhost");
+    }
+
+    #[test]
+    fn every_error_is_reported_with_its_path() {
+        let text = r#"
+            bogus = 1
+            [server]
+            domain = "Not A Domain"
+            colour = "blue"
+            [listen]
+            smtp = 25
+            http = "nowhere"
+            [smtp]
+            max_recipients = "many"
+            [[outbound.route]]
+            domain = "b.test"
+            next_hop = "127.0.0.1"
+            extra = true
+        "#;
+        let e = parse_str(text).unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|e| e.path.as_str()).collect();
+        for want in [
+            "bogus",
+            "server.colour",
+            "server.domain",
+            "listen.smtp",
+            "listen.http",
+            "smtp.max_recipients",
+            "outbound.route[0].extra",
+        ] {
+            assert!(paths.contains(&want), "missing {want} in {paths:?}");
+        }
+        assert!(e.to_string().contains("listen.smtp"));
+    }
+
+    #[test]
+    fn route_without_port_is_rejected() {
+        let e = parse_str("[[outbound.route]]\ndomain='b.test'\nnext_hop='h'\n").unwrap_err();
+        assert_eq!(e.0[0].path, "outbound.route[0].next_hop");
+    }
+
+    #[test]
+    fn syntax_error_is_one_clear_error() {
+        let e = parse_str("[server\n").unwrap_err();
+        assert_eq!(e.0.len(), 1);
+        assert_eq!(e.0[0].path, "(syntax)");
+    }
+
+    #[test]
+    fn example_file_parses() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../config.toml.example");
+        let c = load_file(Path::new(path)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(c.server.domain, "agents.example.com");
+        assert_eq!(c.listen.smtp, "0.0.0.0:25");
+    }
+}

@@ -1,0 +1,222 @@
+//! The configuration schema. Field names are a contract (DESIGN §11): add keys, never rename.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub storage: StorageConfig,
+    pub listen: ListenConfig,
+    pub tls: TlsConfig,
+    pub vault: VaultConfig,
+    pub dns: DnsConfig,
+    pub log: LogConfig,
+    pub api: ApiConfig,
+    pub smtp: SmtpConfig,
+    pub identity: IdentityConfig,
+    pub outbound: OutboundConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// The agent mail domain: addresses are `local@domain`.
+    pub domain: String,
+    /// This host's name: EHLO, Received headers, MX target.
+    pub hostname: String,
+    /// Base URL that clients use to reach the HTTP listener (did:web, links). Empty: derived
+    /// from `domain` and the HTTP listener's port.
+    pub public_url: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            domain: "localhost".into(),
+            hostname: "localhost".into(),
+            public_url: String::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub path: PathBuf,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./data"),
+        }
+    }
+}
+
+/// Listener addresses; `""` disables a listener.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenConfig {
+    pub smtp: String,
+    pub submission: String,
+    pub submissions: String,
+    pub imap: String,
+    pub imaps: String,
+    pub http: String,
+}
+
+impl Default for ListenConfig {
+    fn default() -> Self {
+        Self {
+            smtp: "127.0.0.1:2525".into(),
+            submission: "127.0.0.1:2587".into(),
+            submissions: String::new(),
+            imap: "127.0.0.1:2143".into(),
+            imaps: String::new(),
+            http: "127.0.0.1:8080".into(),
+        }
+    }
+}
+
+/// Certificate and key in PEM. Both empty: a self-signed certificate is made in the data dir.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct VaultConfig {
+    /// Root key file (32 bytes, mode 0600). Empty: `LEGATE_MASTER_KEY`, else a dev key that
+    /// `serve` creates under the data dir with a warning.
+    pub master_key_file: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// `host:port` nameservers; empty = the system resolver.
+    pub nameservers: Vec<String>,
+    pub timeout_secs: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            timeout_secs: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Human,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// An `EnvFilter` directive such as `info` or `legate=debug,info`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Human,
+            level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Largest request body accepted, in bytes (attachments arrive base64 in JSON).
+    pub max_body_bytes: usize,
+    /// How long in-flight HTTP requests may run after a shutdown signal, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 32 * 1024 * 1024,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+/// Inbound SMTP limits (RFC 5321 §4.5.3).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SmtpConfig {
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    pub max_line_length: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// RFC 5321 §4.5.3.2 command timeout: 5 minutes.
+    pub command_timeout_secs: u64,
+    /// RFC 5321 §4.5.3.2 data block timeout: 3 minutes.
+    pub data_timeout_secs: u64,
+    /// Per-agent mailbox quota in bytes; 0 = unlimited.
+    pub mailbox_quota_bytes: u64,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        Self {
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 100,
+            max_line_length: 4096,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            command_timeout_secs: 300,
+            data_timeout_secs: 180,
+            mailbox_quota_bytes: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IdentityConfig {
+    /// Fetch remote did:web documents to verify signatures of agents on other hosts.
+    pub remote_did_resolution: bool,
+    /// Largest lifetime of an identity token, in seconds (DESIGN §8: at most one hour).
+    pub max_token_ttl_secs: u64,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self {
+            remote_did_resolution: true,
+            max_token_ttl_secs: 3600,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundConfig {
+    pub route: Vec<RouteConfig>,
+}
+
+/// A static next hop for one destination domain, used instead of MX lookups.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RouteConfig {
+    pub domain: String,
+    pub next_hop: String,
+    pub require_tls: bool,
+}

@@ -1,0 +1,121 @@
+//! The named trees (tables). Adding a tree is a schema-compatible change; renaming one is not.
+
+/// Every tree the store opens. The discriminant indexes the open handles, so variants are
+/// only ever appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tree {
+    /// Schema version and other singletons.
+    Meta,
+    /// human id -> Human
+    Humans,
+    /// email -> human id
+    HumanEmail,
+    /// org id -> Org
+    Orgs,
+    /// domain -> org id
+    OrgDomain,
+    /// agent id -> Agent
+    Agents,
+    /// address -> agent id
+    AgentAddress,
+    /// key id -> ApiKey
+    ApiKeys,
+    /// sha256(token) -> key id
+    ApiKeyHash,
+    /// seq (u64 BE) -> audit Entry
+    Audit,
+    /// agent id \0 seq -> () : an agent's own audit entries without scanning the whole log
+    AuditByAgent,
+    /// agent id -> sealed agent key (KEK)
+    VaultAgentKeys,
+    /// agent id \0 name -> credential record
+    VaultCredentials,
+    /// owner \0 purpose -> sealed key material (DKIM, identity keys)
+    KeyCustody,
+    /// message id -> message metadata
+    Messages,
+    /// message id -> raw RFC 5322 bytes
+    MessageBlobs,
+    /// agent \0 folder \0 uid (BE) -> message id
+    FolderUids,
+    /// agent \0 received (BE) \0 message id -> () : newest-first listing
+    MailTimeline,
+    /// agent \0 folder -> folder state (uidvalidity, uidnext, counts)
+    Folders,
+    /// agent \0 modseq (BE) -> change : the change feed for IMAP CONDSTORE and webhooks
+    MailChanges,
+    /// message id -> queue record; recipient states inside
+    Queue,
+    /// due time (BE) \0 message id -> () : the queue schedule
+    QueueSchedule,
+}
+
+impl Tree {
+    pub const ALL: [Tree; 22] = [
+        Tree::Meta,
+        Tree::Humans,
+        Tree::HumanEmail,
+        Tree::Orgs,
+        Tree::OrgDomain,
+        Tree::Agents,
+        Tree::AgentAddress,
+        Tree::ApiKeys,
+        Tree::ApiKeyHash,
+        Tree::Audit,
+        Tree::AuditByAgent,
+        Tree::VaultAgentKeys,
+        Tree::VaultCredentials,
+        Tree::KeyCustody,
+        Tree::Messages,
+        Tree::MessageBlobs,
+        Tree::FolderUids,
+        Tree::MailTimeline,
+        Tree::Folders,
+        Tree::MailChanges,
+        Tree::Queue,
+        Tree::QueueSchedule,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Tree::Meta => "meta",
+            Tree::Humans => "humans",
+            Tree::HumanEmail => "human_email",
+            Tree::Orgs => "orgs",
+            Tree::OrgDomain => "org_domain",
+            Tree::Agents => "agents",
+            Tree::AgentAddress => "agent_address",
+            Tree::ApiKeys => "api_keys",
+            Tree::ApiKeyHash => "api_key_hash",
+            Tree::Audit => "audit",
+            Tree::AuditByAgent => "audit_by_agent",
+            Tree::VaultAgentKeys => "vault_agent_keys",
+            Tree::VaultCredentials => "vault_credentials",
+            Tree::KeyCustody => "key_custody",
+            Tree::Messages => "messages",
+            Tree::MessageBlobs => "message_blobs",
+            Tree::FolderUids => "folder_uids",
+            Tree::MailTimeline => "mail_timeline",
+            Tree::Folders => "folders",
+            Tree::MailChanges => "mail_changes",
+            Tree::Queue => "queue",
+            Tree::QueueSchedule => "queue_schedule",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_discriminant_order_and_names_unique() {
+        for (i, t) in Tree::ALL.iter().enumerate() {
+            assert_eq!(*t as usize, i);
+        }
+        let mut names: Vec<_> = Tree::ALL.iter().map(|t| t.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Tree::ALL.len());
+    }
+}
