@@ -1,1 +1,87 @@
-//! See DESIGN.md §1 for this module's place.
+//! Humans, orgs, agents, API keys, scopes and delegation (DESIGN §2).
+//!
+//! [`IdentityService`] is the one door for every principal operation: each method takes the
+//! acting [`Actor`], checks it, does the work in one store transaction, audits, and commits
+//! durably before returning.
+
+mod actor;
+pub mod address;
+mod agents;
+pub mod apikey;
+mod auth;
+mod error;
+mod keys;
+pub use agents::CreatedAgent;
+pub use keys::NewKey;
+pub use orgs::Bootstrap;
+mod model;
+mod orgs;
+pub mod scope;
+
+pub use actor::{Actor, Principal};
+pub use agents::{AgentPatch, NewAgent};
+pub use error::{AuthFailure, Denied, IdentityError};
+pub use model::{Agent, AgentStatus, ApiKey, Human, KeyOwner, Org};
+pub use scope::{Scope, ScopeSet};
+
+use crate::audit::Audit;
+use crate::store::Store;
+use std::sync::{Arc, RwLock};
+
+/// Something other services must do when an agent is born or revoked (make its identity key;
+/// crypto-shred its vault). Registered at start-up, so identity needs no upward imports.
+pub trait LifecycleHook: Send + Sync {
+    fn agent_created(&self, agent: &Agent) -> Result<(), String>;
+    fn agent_revoked(&self, agent: &Agent) -> Result<(), String>;
+}
+
+pub struct IdentityService {
+    store: Store,
+    audit: Arc<Audit>,
+    /// `did:web` host part, port already encoded as `%3A`.
+    did_host: String,
+    hooks: RwLock<Vec<Arc<dyn LifecycleHook>>>,
+}
+
+impl IdentityService {
+    pub fn new(store: Store, audit: Arc<Audit>, did_host: String) -> Self {
+        Self {
+            store,
+            audit,
+            did_host,
+            hooks: RwLock::new(Vec::new()),
+        }
+    }
+
+    pub fn add_hook(&self, hook: Arc<dyn LifecycleHook>) {
+        self.hooks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(hook);
+    }
+
+    fn hooks(&self) -> Vec<Arc<dyn LifecycleHook>> {
+        self.hooks.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn audit_log(&self) -> &Arc<Audit> {
+        &self.audit
+    }
+
+    /// `did:web:<host>:agents:<local>`.
+    pub fn agent_did(&self, agent: &Agent) -> String {
+        format!("did:web:{}:agents:{}", self.did_host, agent.local)
+    }
+
+    /// The domain's own DID, controller of its agents' documents.
+    pub fn domain_did(&self) -> String {
+        format!("did:web:{}", self.did_host)
+    }
+
+    pub fn did_host(&self) -> &str {
+        &self.did_host
+    }
+}
+
+#[cfg(test)]
+mod tests;

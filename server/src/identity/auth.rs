@@ -1,0 +1,194 @@
+//! Turning a presented token into an [`Actor`], on every request.
+//!
+//! Revocation is checked here, against the stored agent, so it takes effect on the very next
+//! request with no cache to expire.
+
+use super::error::{AuthFailure, IdentityError};
+use super::model::{Agent, ApiKey, Human, KeyOwner};
+use super::{apikey, Actor, IdentityService, Principal, ScopeSet};
+use crate::audit::{ActorRef, NewEntry, Outcome};
+use crate::store::Tree;
+use crate::util::now_unix;
+
+/// `last_used_at` is refreshed at most this often (seconds), so authentication stays a
+/// read on the hot path instead of a write per request.
+const LAST_USED_GRANULARITY: i64 = 60;
+
+/// Ancestors deeper than this are not followed (a loop guard; chains are short).
+const MAX_CHAIN_DEPTH: usize = 16;
+
+impl IdentityService {
+    /// Authenticates a bearer token. Failures for a known key are audited against its owner;
+    /// malformed and unknown tokens are audited as anonymous attempts from `peer`.
+    pub fn authenticate(&self, token: &str, peer: &str) -> Result<Actor, IdentityError> {
+        match self.try_authenticate(token) {
+            Ok(actor) => Ok(actor),
+            Err((why, owner)) => {
+                let actor = match &owner {
+                    Some(KeyOwner::Agent(id)) => ActorRef::agent(id),
+                    Some(KeyOwner::Human(id)) => ActorRef::human(id),
+                    None => ActorRef::anonymous(peer),
+                };
+                self.audit.append(NewEntry {
+                    actor,
+                    chain: vec![],
+                    action: "auth.denied".into(),
+                    target: "api".into(),
+                    outcome: Outcome::Denied,
+                    detail: serde_json::json!({"reason": why.code(), "peer": peer}),
+                })?;
+                Err(IdentityError::Unauthorized(why))
+            }
+        }
+    }
+
+    fn try_authenticate(&self, token: &str) -> Result<Actor, (AuthFailure, Option<KeyOwner>)> {
+        let internal = |_| (AuthFailure::Unknown, None);
+        if token.is_empty() {
+            return Err((AuthFailure::Missing, None));
+        }
+        if !apikey::well_formed(token) {
+            return Err((AuthFailure::Malformed, None));
+        }
+        let hash = apikey::hash(token);
+        let Some(k) = self.store.get(Tree::ApiKeyHash, &hash).map_err(internal)? else {
+            return Err((AuthFailure::Unknown, None));
+        };
+        let Some(mut key) = self
+            .store
+            .get_record::<ApiKey>(Tree::ApiKeys, &k)
+            .map_err(internal)?
+        else {
+            return Err((AuthFailure::Unknown, None));
+        };
+        if !apikey::hashes_equal(&key.hash, &hash) {
+            return Err((AuthFailure::Unknown, None));
+        }
+        let owner = Some(key.owner.clone());
+        let now = now_unix();
+        if key.revoked_at.is_some() {
+            return Err((AuthFailure::KeyRevoked, owner));
+        }
+        if key.expires_at.is_some_and(|e| e <= now) {
+            return Err((AuthFailure::Expired, owner));
+        }
+        let actor = match &key.owner {
+            KeyOwner::Human(id) => {
+                let human: Human = self
+                    .store
+                    .get_record(Tree::Humans, id.as_bytes())
+                    .map_err(internal)?
+                    .ok_or((AuthFailure::Unknown, owner.clone()))?;
+                Actor {
+                    chain: vec![format!("human:{}", human.email)],
+                    principal: Principal::Human {
+                        id: human.id,
+                        email: human.email,
+                    },
+                    key_id: key.id.clone(),
+                    scopes: key.scopes,
+                }
+            }
+            KeyOwner::Agent(id) => {
+                let agent: Agent = self
+                    .agent(id)
+                    .map_err(|_| (AuthFailure::Unknown, owner.clone()))?
+                    .ok_or((AuthFailure::Unknown, owner.clone()))?;
+                if !agent.is_active() {
+                    return Err((AuthFailure::AgentRevoked, owner));
+                }
+                let scopes = self
+                    .effective_scopes(&agent, key.scopes)
+                    .map_err(|_| (AuthFailure::Unknown, owner.clone()))?
+                    .ok_or((AuthFailure::AgentRevoked, owner.clone()))?;
+                Actor {
+                    principal: Principal::Agent {
+                        address: agent.address(),
+                        org_id: agent.org_id.clone(),
+                        id: agent.id.clone(),
+                    },
+                    key_id: key.id.clone(),
+                    scopes,
+                    chain: agent.chain.clone(),
+                }
+            }
+        };
+        if key
+            .last_used_at
+            .is_none_or(|t| now - t >= LAST_USED_GRANULARITY)
+        {
+            key.last_used_at = Some(now);
+            // Best effort: a missed last-used stamp must not fail the request.
+            if let Err(e) = self.store.put_record(Tree::ApiKeys, &k, &key) {
+                tracing::warn!(error = %e, "could not record key use");
+            }
+        }
+        Ok(actor)
+    }
+
+    /// Key scopes narrowed by the agent's and each ancestor's; `None` if an ancestor is
+    /// revoked (so a sub-agent can never outlive or out-scope its parent).
+    fn effective_scopes(
+        &self,
+        agent: &Agent,
+        key_scopes: ScopeSet,
+    ) -> Result<Option<ScopeSet>, IdentityError> {
+        let mut scopes = key_scopes.intersect(agent.scopes);
+        let mut parent = agent.parent.clone();
+        let mut depth = 0;
+        while let Some(pid) = parent {
+            depth += 1;
+            if depth > MAX_CHAIN_DEPTH {
+                return Ok(None);
+            }
+            let Some(p) = self.agent(&pid)? else {
+                return Ok(None);
+            };
+            if !p.is_active() {
+                return Ok(None);
+            }
+            scopes = scopes.intersect(p.scopes);
+            parent = p.parent.clone();
+        }
+        Ok(Some(scopes))
+    }
+
+    /// `GET /v1/whoami`.
+    pub fn whoami(&self, actor: &Actor) -> Result<serde_json::Value, IdentityError> {
+        let v = match &actor.principal {
+            Principal::Human { id, email } => serde_json::json!({
+                "kind": "human",
+                "id": id,
+                "email": email,
+                "admin": true,
+                "key_id": actor.key_id,
+                "scopes": actor.scopes,
+                "chain": actor.chain,
+            }),
+            Principal::Agent { id, .. } => {
+                let agent = self.agent(id)?.ok_or(IdentityError::NotFound("agent"))?;
+                serde_json::json!({
+                    "kind": "agent",
+                    "id": agent.id,
+                    "address": agent.address(),
+                    "name": agent.name,
+                    "did": self.agent_did(&agent),
+                    "org_id": agent.org_id,
+                    "parent": agent.parent,
+                    "key_id": actor.key_id,
+                    "scopes": actor.scopes,
+                    "agent_scopes": agent.scopes,
+                    "chain": actor.chain,
+                })
+            }
+        };
+        actor.audit(
+            &self.audit,
+            "identity.whoami",
+            &actor.actor_ref().id,
+            Outcome::Ok,
+            serde_json::Value::Null,
+        )?;
+        Ok(v)
+    }
+}

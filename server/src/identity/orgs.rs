@@ -1,0 +1,235 @@
+//! Humans, orgs and the first admin.
+
+use super::error::IdentityError;
+use super::model::{ApiKey, Human, KeyOwner, Org};
+use super::{address, apikey, Actor, IdentityService, ScopeSet};
+use crate::audit::{ActorRef, NewEntry, Outcome};
+use crate::store::{keys, Tree, TxFail};
+use crate::util::{new_id, now_unix};
+use zeroize::Zeroizing;
+
+/// What `bootstrap` made, for the caller to print once.
+pub struct Bootstrap {
+    pub human: Human,
+    pub org: Org,
+    /// The admin token, when one was generated (not when the operator supplied it).
+    pub token: Option<Zeroizing<String>>,
+}
+
+impl IdentityService {
+    /// On an empty database: the first human, their org for `domain`, and an admin key —
+    /// `token` if the operator supplied one (`LEGATE_BOOTSTRAP_ADMIN_TOKEN`), else a new one.
+    /// On a populated database it only makes sure a supplied token is registered, so a Helm
+    /// release can keep its token in a Secret across restarts.
+    pub fn bootstrap(
+        &self,
+        email: &str,
+        org_name: &str,
+        domain: &str,
+        token: Option<&str>,
+    ) -> Result<Option<Bootstrap>, IdentityError> {
+        if let Some(t) = token {
+            if !apikey::well_formed(t) {
+                return Err(IdentityError::Invalid(
+                    "LEGATE_BOOTSTRAP_ADMIN_TOKEN is not an lg_ key (lg_ + base32 of 32 bytes)"
+                        .into(),
+                ));
+            }
+        }
+        if let Some((_, first)) = self
+            .store
+            .scan_prefix(Tree::Humans, &[])
+            .next()
+            .transpose()?
+        {
+            let human: Human = crate::store::decode(&first)?;
+            if let Some(t) = token {
+                if self
+                    .store
+                    .get(Tree::ApiKeyHash, &apikey::hash(t))?
+                    .is_none()
+                {
+                    self.insert_admin_key(&human, t, "bootstrap")?;
+                }
+            }
+            return Ok(None);
+        }
+        let domain = address::normalize_domain(domain).map_err(IdentityError::Invalid)?;
+        let now = now_unix();
+        let human = Human {
+            id: new_id("hu"),
+            email: email.to_ascii_lowercase(),
+            name: email.to_string(),
+            created_at: now,
+        };
+        let org = Org {
+            id: new_id("org"),
+            name: org_name.to_string(),
+            domain: domain.clone(),
+            created_by: human.id.clone(),
+            created_at: now,
+        };
+        self.store.transact::<_, IdentityError>(
+            &[Tree::Humans, Tree::HumanEmail, Tree::Orgs, Tree::OrgDomain],
+            |tx| {
+                tx.put_record(Tree::Humans, human.id.as_bytes(), &human)?;
+                tx.put(
+                    Tree::HumanEmail,
+                    human.email.as_bytes(),
+                    human.id.as_bytes(),
+                )?;
+                tx.put_record(Tree::Orgs, org.id.as_bytes(), &org)?;
+                tx.put(Tree::OrgDomain, domain.as_bytes(), org.id.as_bytes())?;
+                Ok(())
+            },
+        )?;
+        let generated = match token {
+            Some(t) => {
+                self.insert_admin_key(&human, t, "bootstrap")?;
+                None
+            }
+            None => {
+                let t = apikey::generate();
+                self.insert_admin_key(&human, &t, "bootstrap")?;
+                Some(t)
+            }
+        };
+        self.audit.append(NewEntry {
+            actor: ActorRef::system(),
+            chain: vec![],
+            action: "admin.bootstrap".into(),
+            target: human.id.clone(),
+            outcome: Outcome::Ok,
+            detail: serde_json::json!({"email": human.email, "org": org.id, "domain": domain}),
+        })?;
+        self.store.flush_blocking()?;
+        Ok(Some(Bootstrap {
+            human,
+            org,
+            token: generated,
+        }))
+    }
+
+    fn insert_admin_key(
+        &self,
+        human: &Human,
+        token: &str,
+        name: &str,
+    ) -> Result<(), IdentityError> {
+        let key = ApiKey {
+            id: new_id("key"),
+            owner: KeyOwner::Human(human.id.clone()),
+            name: name.into(),
+            scopes: ScopeSet::all(),
+            hash: apikey::hash(token).to_vec(),
+            created_at: now_unix(),
+            last_used_at: None,
+            expires_at: None,
+            revoked_at: None,
+        };
+        self.put_key(&key)
+    }
+
+    pub(super) fn put_key(&self, key: &ApiKey) -> Result<(), IdentityError> {
+        let k = keys::join(&[key.owner.id(), &key.id]);
+        self.store
+            .transact::<_, IdentityError>(&[Tree::ApiKeys, Tree::ApiKeyHash], |tx| {
+                tx.put_record(Tree::ApiKeys, &k, key)?;
+                tx.put(Tree::ApiKeyHash, &key.hash, &k)?;
+                Ok(())
+            })?;
+        Ok(())
+    }
+
+    /// The first human: the operator the command line acts as.
+    pub fn first_human(&self) -> Result<Option<Human>, IdentityError> {
+        match self
+            .store
+            .scan_prefix(Tree::Humans, &[])
+            .next()
+            .transpose()?
+        {
+            Some((_, v)) => Ok(Some(crate::store::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn human(&self, id: &str) -> Result<Option<Human>, IdentityError> {
+        Ok(self.store.get_record(Tree::Humans, id.as_bytes())?)
+    }
+
+    pub async fn create_org(
+        &self,
+        actor: &Actor,
+        name: &str,
+        domain: &str,
+    ) -> Result<Org, IdentityError> {
+        actor.require_admin(&self.audit, "org.create", domain)?;
+        let domain = address::normalize_domain(domain).map_err(IdentityError::Invalid)?;
+        let name = name.trim();
+        if name.is_empty() || name.len() > 128 {
+            return Err(IdentityError::Invalid(
+                "name must be 1 to 128 characters".into(),
+            ));
+        }
+        let human_id = match &actor.principal {
+            super::Principal::Human { id, .. } => id.clone(),
+            super::Principal::Agent { id, .. } => id.clone(),
+        };
+        let org = Org {
+            id: new_id("org"),
+            name: name.into(),
+            domain: domain.clone(),
+            created_by: human_id,
+            created_at: now_unix(),
+        };
+        self.store.transact(&[Tree::Orgs, Tree::OrgDomain], |tx| {
+            if tx.get(Tree::OrgDomain, domain.as_bytes())?.is_some() {
+                return Err(TxFail::Abort(IdentityError::Conflict(format!(
+                    "an org already owns the domain {domain}"
+                ))));
+            }
+            tx.put_record(Tree::Orgs, org.id.as_bytes(), &org)?;
+            tx.put(Tree::OrgDomain, domain.as_bytes(), org.id.as_bytes())?;
+            Ok(())
+        })?;
+        actor.audit(
+            &self.audit,
+            "org.create",
+            &org.id,
+            Outcome::Ok,
+            serde_json::json!({"domain": domain, "name": org.name}),
+        )?;
+        self.store.commit().await?;
+        Ok(org)
+    }
+
+    pub fn list_orgs(&self, actor: &Actor) -> Result<Vec<Org>, IdentityError> {
+        actor.require_admin(&self.audit, "org.list", "")?;
+        self.all_orgs()
+    }
+
+    pub fn all_orgs(&self) -> Result<Vec<Org>, IdentityError> {
+        self.store
+            .scan_prefix(Tree::Orgs, &[])
+            .map(|r| Ok(crate::store::decode(&r?.1)?))
+            .collect()
+    }
+
+    pub fn org(&self, id: &str) -> Result<Option<Org>, IdentityError> {
+        Ok(self.store.get_record(Tree::Orgs, id.as_bytes())?)
+    }
+
+    pub fn org_by_domain(&self, domain: &str) -> Result<Option<Org>, IdentityError> {
+        match self.store.get(Tree::OrgDomain, domain.as_bytes())? {
+            Some(id) => self.org(&String::from_utf8_lossy(&id)),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether we host mail for `domain`.
+    pub fn is_local_domain(&self, domain: &str) -> bool {
+        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        matches!(self.store.get(Tree::OrgDomain, d.as_bytes()), Ok(Some(_)))
+    }
+}
