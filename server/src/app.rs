@@ -1,1 +1,164 @@
-//! See DESIGN.md §1.
+//! Wiring: opens the store, builds the services in dependency order, binds the listeners,
+//! and owns the one shutdown path (DESIGN §11).
+
+use crate::audit::Audit;
+use crate::config::Config;
+use crate::identity::{Bootstrap, IdentityService};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Every service, wired once and shared by all front-ends.
+pub struct Services {
+    pub config: Config,
+    pub store: Store,
+    pub audit: Arc<Audit>,
+    pub identity: Arc<IdentityService>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Services {
+    /// Opens the data directory and builds the services. `did_host` is the did:web host part
+    /// (see [`did_host`]).
+    pub fn open(config: Config, did_host: String) -> anyhow::Result<Services> {
+        let store = Store::open(&config.storage.path).with_context(|| {
+            format!("cannot open the store in {}", config.storage.path.display())
+        })?;
+        let audit = Arc::new(Audit::open(store.clone())?);
+        let identity = Arc::new(IdentityService::new(store.clone(), audit.clone(), did_host));
+        Ok(Services {
+            config,
+            store,
+            audit,
+            identity,
+            metrics: Arc::new(Metrics::new()),
+        })
+    }
+
+    /// First start on an empty store: the admin human, the org of `server.domain`, a token.
+    pub fn bootstrap(&self, token: Option<&str>) -> anyhow::Result<Option<Bootstrap>> {
+        let domain = &self.config.server.domain;
+        Ok(self
+            .identity
+            .bootstrap(&format!("admin@{domain}"), domain, domain, token)?)
+    }
+}
+
+/// The did:web host: from `server.public_url` when set, else the domain, with the HTTP port
+/// appended (encoded `%3A`, as did:web requires) unless it is 443.
+pub fn did_host(config: &Config, http_port: Option<u16>) -> String {
+    if let Ok(u) = url::Url::parse(&config.server.public_url) {
+        if let Some(h) = u.host_str() {
+            return match u.port() {
+                Some(p) => format!("{h}%3A{p}"),
+                None => h.to_string(),
+            };
+        }
+    }
+    match http_port {
+        Some(443) | None => config.server.domain.clone(),
+        Some(p) => format!("{}%3A{p}", config.server.domain),
+    }
+}
+
+/// Start-up choices that are not configuration.
+#[derive(Default)]
+pub struct StartOptions {
+    /// `LEGATE_BOOTSTRAP_ADMIN_TOKEN`.
+    pub bootstrap_token: Option<String>,
+}
+
+/// A started server: its bound addresses and the handle to stop it.
+pub struct Running {
+    pub services: Arc<Services>,
+    pub http_addr: Option<SocketAddr>,
+    /// What the first start created (the admin token is in it once).
+    pub bootstrap: Option<Bootstrap>,
+    shutdown: CancellationToken,
+    tasks: Vec<(&'static str, JoinHandle<()>)>,
+}
+
+async fn bind(what: &str, addr: &str) -> anyhow::Result<Option<TcpListener>> {
+    if addr.is_empty() {
+        return Ok(None);
+    }
+    let l = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))?;
+    Ok(Some(l))
+}
+
+/// Binds every configured listener, then serves until [`Running::stop`].
+pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running> {
+    let http = bind("http", &config.listen.http).await?;
+    let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
+    let did_host = did_host(&config, http_addr.map(|a| a.port()));
+    let services = Arc::new(Services::open(config, did_host)?);
+    let bootstrap = services.bootstrap(opts.bootstrap_token.as_deref())?;
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+
+    if let Some(listener) = http {
+        let app = crate::api::router(services.clone())
+            .into_make_service_with_connect_info::<SocketAddr>();
+        let token = shutdown.clone();
+        tasks.push((
+            "http",
+            tokio::spawn(async move {
+                let r = axum::serve(listener, app)
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "http listener failed");
+                }
+            }),
+        ));
+    }
+    tracing::info!(http = ?http_addr, domain = %services.config.server.domain, "legate started");
+    Ok(Running {
+        services,
+        http_addr,
+        bootstrap,
+        shutdown,
+        tasks,
+    })
+}
+
+impl Running {
+    /// A token that, when cancelled, begins the shutdown (signal handlers hold it).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, lets in-flight work finish within the grace period, flushes the store.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let grace = Duration::from_secs(self.services.config.api.shutdown_grace_secs);
+        let deadline = tokio::time::Instant::now() + grace;
+        for (name, mut task) in self.tasks {
+            match tokio::time::timeout_at(deadline, &mut task).await {
+                Ok(_) => {}
+                Err(_) => {
+                    tracing::warn!(listener = name, "grace period over; cutting connections");
+                    task.abort();
+                }
+            }
+        }
+        self.services.store.commit().await?;
+        self.services.store.flush_blocking()?;
+        tracing::info!("legate stopped");
+        Ok(())
+    }
+
+    /// Runs until `shutdown_token()` is cancelled, then stops.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.shutdown.cancelled().await;
+        self.stop().await
+    }
+}

@@ -1,1 +1,485 @@
-fn main() {}
+//! The `legate` command line. Only argument handling and printing live here; every action is a
+//! service call, so the CLI and the API cannot disagree.
+
+use anyhow::{bail, Context};
+use clap::{Args, Parser, Subcommand};
+use legate::app::{self, Services, StartOptions};
+use legate::config::{self, Config, LogFormat};
+use legate::identity::{Actor, NewAgent, NewKey};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "legate",
+    version,
+    about = "Mail and identity appliance for AI agents"
+)]
+struct Cli {
+    /// Config file; without one, the embedded dev defaults (data in ./data).
+    #[arg(long, short, global = true, env = "LEGATE_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server.
+    Serve,
+    /// Create a data directory: config, master key, first human and org, admin token.
+    Init(InitArgs),
+    /// Manage agents (works on the data directory; stop the server first).
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Manage API keys of agents.
+    #[command(subcommand)]
+    Key(KeyCmd),
+    /// Check or read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCmd),
+    /// Print the version.
+    Version,
+}
+
+#[derive(Args)]
+struct InitArgs {
+    /// The agent mail domain, e.g. agents.example.com.
+    #[arg(long)]
+    domain: String,
+    /// Data directory (config.toml and master.key are written into it).
+    #[arg(long, default_value = "./data")]
+    data: PathBuf,
+    /// This host's name (default: mx.<domain>).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// The first human's email (default: admin@<domain>).
+    #[arg(long)]
+    admin_email: Option<String>,
+    /// Replace an existing data directory (its data is deleted).
+    #[arg(long)]
+    force: bool,
+    /// Print what was created as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum AgentCmd {
+    /// Create an agent and its first API key (printed once).
+    Create {
+        /// Local part (ops) or a full address (ops@agents.example.com).
+        address: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Comma-separated scopes (default: all seven).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+    },
+    List,
+    /// Show one agent by id or address.
+    Show {
+        agent: String,
+    },
+    /// Revoke an agent and its sub-agents.
+    Revoke {
+        agent: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeyCmd {
+    Create {
+        agent: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Lifetime in seconds.
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+    List {
+        agent: String,
+    },
+    Revoke {
+        agent: String,
+        key_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCmd {
+    /// Recompute the hash chain; exit 1 naming the first broken entry.
+    Verify,
+    /// Print the newest entries.
+    Tail {
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long)]
+        action: Option<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
+    match path {
+        Some(p) => config::load_file(p).map_err(|e| anyhow::anyhow!("{e}")),
+        None => Ok(Config::default()),
+    }
+}
+
+fn init_logging(cfg: &Config) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&cfg.log.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cfg.log.format {
+        LogFormat::Json => b.json().init(),
+        LogFormat::Human => b.init(),
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Version => {
+            println!("legate {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Serve => serve(cli.config.as_deref()).await,
+        Cmd::Init(args) => init(args),
+        Cmd::Agent(c) => agent(load_config(cli.config.as_deref())?, c).await,
+        Cmd::Key(c) => key(load_config(cli.config.as_deref())?, c).await,
+        Cmd::Audit(c) => audit(load_config(cli.config.as_deref())?, c),
+    }
+}
+
+async fn serve(path: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(path)?;
+    init_logging(&cfg);
+    if path.is_none() {
+        tracing::warn!("no --config given: running with embedded dev defaults (data in ./data, loopback ports)");
+    }
+    let opts = StartOptions {
+        bootstrap_token: std::env::var("LEGATE_BOOTSTRAP_ADMIN_TOKEN").ok(),
+    };
+    let running = app::start(cfg, opts).await?;
+    if let Some(b) = &running.bootstrap {
+        println!(
+            "legate: created admin {} and org {} ({})",
+            b.human.email, b.org.name, b.org.domain
+        );
+        if let Some(t) = &b.token {
+            println!("legate: admin token (shown once, keep it): {}", t.as_str());
+        }
+    }
+    if let Some(a) = running.http_addr {
+        println!("legate: HTTP API on http://{a}");
+    }
+    let token = running.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        token.cancel();
+    });
+    running.wait().await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
+    let domain =
+        legate::identity::address::normalize_domain(&a.domain).map_err(|e| anyhow::anyhow!(e))?;
+    let hostname = a.hostname.clone().unwrap_or_else(|| format!("mx.{domain}"));
+    let admin = a
+        .admin_email
+        .clone()
+        .unwrap_or_else(|| format!("admin@{domain}"));
+    std::fs::create_dir_all(&a.data)
+        .with_context(|| format!("cannot create {}", a.data.display()))?;
+    let data = std::fs::canonicalize(&a.data)?;
+    let cfg_path = data.join("config.toml");
+    let key_path = data.join("master.key");
+    let db_path = data.join("db");
+    let existing: Vec<&Path> = [&cfg_path, &key_path, &db_path]
+        .into_iter()
+        .filter(|p| p.exists())
+        .map(|p| p.as_path())
+        .collect();
+    if !existing.is_empty() {
+        if !a.force {
+            bail!(
+                "{} already exists; refusing to overwrite (use --force to replace it and delete its data)",
+                existing[0].display()
+            );
+        }
+        for p in existing {
+            if p.is_dir() {
+                std::fs::remove_dir_all(p)?;
+            } else {
+                std::fs::remove_file(p)?;
+            }
+        }
+    }
+    write_master_key(&key_path)?;
+    let text = format!(
+        "# Written by `legate init`; every option is documented in config.toml.example.\n\
+         [server]\ndomain = \"{domain}\"\nhostname = \"{hostname}\"\n\n\
+         [storage]\npath = \"{}\"\n\n[vault]\nmaster_key_file = \"{}\"\n",
+        data.display(),
+        key_path.display()
+    );
+    std::fs::write(&cfg_path, text)?;
+    let cfg = config::load_file(&cfg_path).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let services = Services::open(cfg.clone(), app::did_host(&cfg, None))?;
+    let b = services
+        .identity
+        .bootstrap(
+            &admin,
+            &domain,
+            &domain,
+            std::env::var("LEGATE_BOOTSTRAP_ADMIN_TOKEN")
+                .ok()
+                .as_deref(),
+        )?
+        .context("the new store already had a human")?;
+    services.store.flush_blocking()?;
+    let token = b.token.as_ref().map(|t| t.as_str().to_string());
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "domain": domain, "hostname": hostname,
+                "config": cfg_path, "master_key": key_path, "data": data,
+                "admin_email": b.human.email, "org_id": b.org.id,
+                "admin_token": token,
+                "next": format!("legate serve --config {}", cfg_path.display()),
+            })
+        );
+    } else {
+        println!("legate: initialised {domain} in {}", data.display());
+        println!("  config:      {}", cfg_path.display());
+        println!(
+            "  master key:  {} (mode 0600; back it up)",
+            key_path.display()
+        );
+        println!("  admin:       {}", b.human.email);
+        if let Some(t) = token {
+            println!("  admin token (shown once): {t}");
+        }
+        println!("next: legate serve --config {}", cfg_path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// 32 random bytes, base64, in a file created with mode 0600 (never world-readable, even
+/// for an instant).
+fn write_master_key(path: &Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let key: [u8; 32] = legate::util::random_bytes();
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(data_encoding::BASE64.encode(&key).as_bytes())?;
+    f.write_all(b"\n")?;
+    Ok(())
+}
+
+/// Opens the data directory for an offline command, acting as the first human.
+fn open_offline(cfg: Config) -> anyhow::Result<(Services, Actor)> {
+    let did = app::did_host(
+        &cfg,
+        cfg.listen
+            .http
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok()),
+    );
+    let services = Services::open(cfg, did)?;
+    let human = services.identity.first_human()?.context(
+        "this data directory has no admin yet: run `legate init` or `legate serve` first",
+    )?;
+    let actor = Actor::cli(&human.id, &human.email);
+    Ok((services, actor))
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+async fn agent(cfg: Config, c: AgentCmd) -> anyhow::Result<ExitCode> {
+    let (s, actor) = open_offline(cfg)?;
+    let id = &s.identity;
+    match c {
+        AgentCmd::Create {
+            address,
+            name,
+            scopes,
+        } => {
+            let (local, address) = if address.contains('@') {
+                (None, Some(address))
+            } else {
+                (Some(address), None)
+            };
+            let req = NewAgent {
+                local,
+                address,
+                name,
+                scopes,
+                org_id: None,
+            };
+            let created = id.create_agent(&actor, &req).await?;
+            print_json(&id.created_json(&created));
+        }
+        AgentCmd::List => {
+            let mut cursor = None;
+            loop {
+                let (items, next) = id.list_agents(&actor, 1000, cursor.as_deref())?;
+                for a in &items {
+                    println!(
+                        "{}\t{}\t{:?}\t{}",
+                        a.id,
+                        a.address(),
+                        a.status,
+                        a.scopes.names().join(",")
+                    );
+                }
+                match next {
+                    Some(n) => cursor = Some(n),
+                    None => break,
+                }
+            }
+        }
+        AgentCmd::Show { agent } => print_json(&id.agent_json(&id.get_agent(&actor, &agent)?)),
+        AgentCmd::Revoke { agent } => {
+            for a in id.revoke_agent(&actor, &agent).await? {
+                println!("revoked {} ({})", a.id, a.address());
+            }
+        }
+    }
+    s.store.flush_blocking()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn key(cfg: Config, c: KeyCmd) -> anyhow::Result<ExitCode> {
+    let (s, actor) = open_offline(cfg)?;
+    let id = &s.identity;
+    match c {
+        KeyCmd::Create {
+            agent,
+            name,
+            scopes,
+            expires_in,
+        } => {
+            let (k, token) = id
+                .create_key(
+                    &actor,
+                    &agent,
+                    &NewKey {
+                        name,
+                        scopes,
+                        expires_in,
+                    },
+                )
+                .await?;
+            let mut v = k.to_json();
+            v["key"] = serde_json::json!(token.as_str());
+            print_json(&v);
+        }
+        KeyCmd::List { agent } => {
+            for k in id.list_keys(&actor, &agent)? {
+                print_json(&k.to_json());
+            }
+        }
+        KeyCmd::Revoke { agent, key_id } => {
+            id.revoke_key(&actor, &agent, &key_id).await?;
+            println!("revoked key {key_id}");
+        }
+    }
+    s.store.flush_blocking()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit(cfg: Config, c: AuditCmd) -> anyhow::Result<ExitCode> {
+    let did = app::did_host(&cfg, None);
+    let s = Services::open(cfg, did)?;
+    match c {
+        AuditCmd::Verify => {
+            let r = s.audit.verify()?;
+            match r.first_broken {
+                None => {
+                    println!("audit chain ok: {} entries verified", r.entries);
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(seq) => {
+                    println!(
+                        "audit chain BROKEN at entry {seq}: {} ({} entries verified before it)",
+                        r.reason.unwrap_or_default(),
+                        r.entries
+                    );
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        AuditCmd::Tail {
+            lines,
+            agent,
+            action,
+        } => {
+            let agent = match agent {
+                Some(a) => Some(s.identity.find_agent(&a)?.map(|a| a.id).unwrap_or(a)),
+                None => None,
+            };
+            let f = legate::audit::Filter {
+                agent,
+                action,
+                ..Default::default()
+            };
+            let page = s.audit.query(&f, lines, None)?;
+            for e in page.items.iter().rev() {
+                println!("{}", e.to_json());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! The one API error: every failure becomes a status and the JSON body of DESIGN §6.
+//! Internal causes are logged with an id and never sent to the client.
+
+use crate::audit::AuditError;
+use crate::identity::{Denied, IdentityError};
+use crate::store::StoreError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub required_scope: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            required_scope: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+    }
+    pub fn not_found(what: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{what} not found"),
+        )
+    }
+    /// Logs the cause under a fresh id and answers a generic 500 naming only that id.
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        let id = crate::util::new_id("err");
+        tracing::error!(error_id = %id, error = %cause, "internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            format!("internal error (id {id})"),
+        )
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut err = serde_json::json!({ "code": self.code, "message": self.message });
+        if let Some(s) = self.required_scope {
+            err["required_scope"] = s.into();
+        }
+        let mut resp = (self.status, Json(serde_json::json!({ "error": err }))).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<Denied> for ApiError {
+    fn from(d: Denied) -> Self {
+        let code = match d {
+            Denied::MissingScope(_) => "insufficient_scope",
+            Denied::AgentOnly => "agent_only",
+            Denied::AdminOnly => "admin_only",
+            Denied::Other(_) => "forbidden",
+        };
+        Self {
+            status: StatusCode::FORBIDDEN,
+            code,
+            message: d.to_string(),
+            required_scope: d.required_scope().map(|s| s.as_str()),
+        }
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Unauthorized(why) => Self::new(
+                StatusCode::UNAUTHORIZED,
+                why.code(),
+                "a valid API key is required (Authorization: Bearer lg_...)",
+            ),
+            IdentityError::Denied(d) => d.into(),
+            IdentityError::NotFound(what) => Self::not_found(what),
+            IdentityError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            IdentityError::Invalid(m) => Self::invalid(m),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<AuditError> for ApiError {
+    fn from(e: AuditError) -> Self {
+        match e {
+            AuditError::BadCursor => Self::bad_request("invalid cursor"),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        Self::internal(&e)
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
