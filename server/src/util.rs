@@ -56,7 +56,10 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
 /// names) and 80 random bits in lowercase base32.
 pub fn new_id(prefix: &str) -> String {
     let bytes: [u8; 10] = random_bytes();
-    format!("{prefix}_{}", BASE32_NOPAD.encode(&bytes).to_ascii_lowercase())
+    format!(
+        "{prefix}_{}",
+        BASE32_NOPAD.encode(&bytes).to_ascii_lowercase()
+    )
 }
 
 #[cfg(test)]
