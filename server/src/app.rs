@@ -152,6 +152,13 @@ impl Running {
         }
         self.services.store.commit().await?;
         self.services.store.flush_blocking()?;
+        // Connection tasks drop their handles to the services a moment after the listener
+        // ends; waiting for them means the store is closed (and its lock released) when
+        // `stop` returns, so a restart in the same process can open it.
+        let release = tokio::time::Instant::now() + Duration::from_secs(5);
+        while Arc::strong_count(&self.services) > 1 && tokio::time::Instant::now() < release {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         tracing::info!("legate stopped");
         Ok(())
     }

@@ -1,1 +1,150 @@
-//! End-to-end suites live in tests/.
+//! Harness for the end-to-end suites: boots a real legate in-process on 127.0.0.1:0 with a
+//! temporary data directory, and speaks to it over real sockets.
+
+use legate::app::{self, Running, StartOptions};
+use legate::config::Config;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+pub struct TestServer {
+    pub running: Option<Running>,
+    pub base: String,
+    pub admin_token: String,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+/// A config for tests: every listener on an ephemeral loopback port, data in `dir`.
+pub fn test_config(dir: &Path) -> Config {
+    let mut c = Config::default();
+    c.server.domain = "agents.test".into();
+    c.server.hostname = "mx.agents.test".into();
+    c.storage.path = dir.to_path_buf();
+    c.listen.http = "127.0.0.1:0".into();
+    c.listen.smtp = String::new();
+    c.listen.submission = String::new();
+    c.listen.imap = String::new();
+    c.api.shutdown_grace_secs = 2;
+    c
+}
+
+impl TestServer {
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let cfg = test_config(dir.path());
+        Self::start_with(dir, cfg).await
+    }
+
+    pub async fn start_with(dir: tempfile::TempDir, cfg: Config) -> TestServer {
+        let running = app::start(cfg, StartOptions::default())
+            .await
+            .expect("start");
+        let admin_token = running
+            .bootstrap
+            .as_ref()
+            .and_then(|b| b.token.as_ref())
+            .map(|t| t.as_str().to_string())
+            .unwrap_or_default();
+        let base = format!("http://{}", running.http_addr.expect("http listener"));
+        TestServer {
+            running: Some(running),
+            base,
+            admin_token,
+            dir,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    /// Stops the server (graceful path) and starts a new one on the same data directory.
+    pub async fn restart(mut self) -> TestServer {
+        let cfg = self
+            .running
+            .as_ref()
+            .expect("running")
+            .services
+            .config
+            .clone();
+        self.running
+            .take()
+            .expect("running")
+            .stop()
+            .await
+            .expect("stop");
+        let admin = self.admin_token.clone();
+        let mut cfg = cfg;
+        cfg.listen.http = "127.0.0.1:0".into();
+        let mut s = Self::start_with(self.dir, cfg).await;
+        s.admin_token = admin;
+        s
+    }
+
+    pub fn services(&self) -> &legate::app::Services {
+        &self.running.as_ref().expect("running").services
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_path_buf()
+    }
+
+    /// Sends a request; returns the status and the body as JSON (Null when empty or not JSON).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.http.request(m, format!("{}{}", self.base, path));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("send");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// Creates an agent as admin; returns (agent JSON, its first key).
+    pub async fn agent(&self, local: &str, scopes: &[&str]) -> (Value, String) {
+        let (st, v) = self
+            .call(
+                "POST",
+                "/v1/agents",
+                Some(&self.admin_token),
+                Some(serde_json::json!({"local": local, "scopes": scopes})),
+            )
+            .await;
+        assert_eq!(st, 201, "create agent: {v}");
+        let key = v["api_key"]["key"].as_str().expect("key").to_string();
+        (v, key)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.stop().await.expect("stop");
+        }
+    }
+}
+
+/// The `legate` binary of this workspace, built if needed.
+pub fn legate_bin() -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = target.join("debug").join("legate");
+    if !bin.exists() {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let st = std::process::Command::new(cargo)
+            .args(["build", "-p", "legate", "--bin", "legate"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo build");
+        assert!(st.success(), "building the legate binary failed");
+    }
+    bin
+}

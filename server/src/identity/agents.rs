@@ -10,6 +10,9 @@ use serde::Deserialize;
 use std::ops::Bound;
 use zeroize::Zeroizing;
 
+/// Meta key naming the org created at bootstrap.
+pub(super) const DEFAULT_ORG: &[u8] = b"default_org";
+
 /// `POST /v1/agents` body (DESIGN §6): `local` or a full `address`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -79,6 +82,12 @@ impl IdentityService {
             return self.org_by_domain(d)?.ok_or_else(|| {
                 IdentityError::Invalid(format!("no org serves the domain {d}; create it first"))
             });
+        }
+        // The org made at bootstrap (the server's own domain) is the default.
+        if let Some(id) = self.store.get(Tree::Meta, DEFAULT_ORG)? {
+            if let Some(org) = self.org(&String::from_utf8_lossy(&id))? {
+                return Ok(org);
+            }
         }
         let orgs = self.all_orgs()?;
         match orgs.as_slice() {

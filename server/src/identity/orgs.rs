@@ -70,8 +70,15 @@ impl IdentityService {
             created_at: now,
         };
         self.store.transact::<_, IdentityError>(
-            &[Tree::Humans, Tree::HumanEmail, Tree::Orgs, Tree::OrgDomain],
+            &[
+                Tree::Meta,
+                Tree::Humans,
+                Tree::HumanEmail,
+                Tree::Orgs,
+                Tree::OrgDomain,
+            ],
             |tx| {
+                tx.put(Tree::Meta, super::agents::DEFAULT_ORG, org.id.as_bytes())?;
                 tx.put_record(Tree::Humans, human.id.as_bytes(), &human)?;
                 tx.put(
                     Tree::HumanEmail,
