@@ -119,14 +119,13 @@ impl Audit {
     /// bytes that no longer decode.
     pub fn verify(&self) -> Result<VerifyReport, AuditError> {
         let mut prev = GENESIS.to_string();
-        let mut expected_seq = 1u64;
         let mut count = 0u64;
         let broken = |seq: u64, count: u64, why: String| VerifyReport {
             entries: count,
             first_broken: Some(seq),
             reason: Some(why),
         };
-        for item in self.store.scan_prefix(Tree::Audit, &[]) {
+        for (expected_seq, item) in (1u64..).zip(self.store.scan_prefix(Tree::Audit, &[])) {
             let (k, v) = item?;
             let seq = keys::read_u64(&k).unwrap_or(0);
             if seq != expected_seq {
@@ -162,7 +161,6 @@ impl Audit {
                 ));
             }
             prev = e.hash;
-            expected_seq += 1;
             count += 1;
         }
         Ok(VerifyReport {

@@ -195,10 +195,8 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
             format!("\"{}\" is not a host name", c.server.hostname),
         ));
     }
-    if !c.server.public_url.is_empty()
-        && !(c.server.public_url.starts_with("https://")
-            || c.server.public_url.starts_with("http://"))
-    {
+    let url = &c.server.public_url;
+    if !(url.is_empty() || url.starts_with("https://") || url.starts_with("http://")) {
         errs.push(err(
             "server.public_url",
             "must start with https:// or http://",

@@ -12,8 +12,8 @@ submission = ""
 imap = ""
 CFG
   # 1. no config at all: embedded defaults in ./data of the working directory
-  ( cd "$dir" && "$BIN" serve > nocfg.out 2> nocfg.err & echo $! > nocfg.pid )
-  local pid; pid=$(cat "$dir/nocfg.pid"); PIDS+=("$pid")
+  ( cd "$dir" && exec "$BIN" serve > nocfg.out 2> nocfg.err ) &
+  local pid=$!; PIDS+=("$pid")
   if wait_http "http://127.0.0.1:8080"; then
     check "no-config serve prints an admin token" grep -q 'admin token.*lg_' "$dir/nocfg.out"
     check "no-config serve keeps data in ./data" test -d "$dir/data/db"
