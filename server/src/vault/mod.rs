@@ -1,1 +1,104 @@
-//! See DESIGN.md §1 for this module's place.
+//! The credential vault and key custody (DESIGN §3).
+//!
+//! Envelope encryption: a root key wraps one key per agent, which wraps one data key per
+//! credential, which seals the payload; all AES-256-GCM with fresh nonces and AAD binding each
+//! box to (owner, record, purpose). Raw key material never leaves this module: other modules
+//! get operations (sign, public keys, DKIM signers, TOTP codes).
+
+pub mod credential;
+pub mod crypto;
+mod custody;
+mod error;
+pub mod otpauth;
+mod rootkey;
+mod rotate;
+mod service;
+pub mod totp;
+
+pub use credential::{CredentialInput, CredentialKind, CredentialMeta, CredentialView};
+pub use custody::{DkimAlgorithm, DkimKeyRecord, PublicIdentityKey};
+pub use error::VaultError;
+pub use rootkey::{create_file as create_key_file, load_file as load_key_file, RootKeySource};
+pub use rotate::rotate_master;
+pub use totp::TotpCode;
+
+use crate::audit::Audit;
+use crate::identity::{Agent, LifecycleHook};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crypto::Key32;
+use std::path::Path;
+use std::sync::Arc;
+
+pub struct VaultService {
+    store: Store,
+    audit: Arc<Audit>,
+    metrics: Arc<Metrics>,
+    root: Key32,
+}
+
+impl VaultService {
+    /// Resolves the root key (config file, `LEGATE_MASTER_KEY`, or a dev key in the data
+    /// directory) and proves it opens this vault.
+    pub fn open(
+        store: Store,
+        audit: Arc<Audit>,
+        metrics: Arc<Metrics>,
+        key_file: &str,
+        data_dir: &Path,
+    ) -> Result<(Self, RootKeySource), VaultError> {
+        let env = std::env::var("LEGATE_MASTER_KEY").ok();
+        let (root, source) = rootkey::resolve(key_file, env.as_deref(), data_dir)?;
+        rootkey::verify(&store, &root)?;
+        Ok((
+            Self {
+                store,
+                audit,
+                metrics,
+                root,
+            },
+            source,
+        ))
+    }
+
+    /// With an explicit root key (rotation, tests).
+    pub fn with_root(
+        store: Store,
+        audit: Arc<Audit>,
+        metrics: Arc<Metrics>,
+        root: Key32,
+    ) -> Result<Self, VaultError> {
+        rootkey::verify(&store, &root)?;
+        Ok(Self {
+            store,
+            audit,
+            metrics,
+            root,
+        })
+    }
+}
+
+/// Gives every new agent its vault key and identity key; shreds both on revocation.
+pub struct VaultHook(pub Arc<VaultService>);
+
+impl LifecycleHook for VaultHook {
+    fn agent_created(&self, agent: &Agent) -> Result<(), String> {
+        self.0
+            .create_agent_key(&agent.id)
+            .map_err(|e| e.to_string())?;
+        self.0
+            .new_identity_key(&agent.id, None)
+            .map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    fn agent_revoked(&self, agent: &Agent) -> Result<(), String> {
+        self.0
+            .shred(&agent.id)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,81 @@
+//! Re-wrapping everything under a new root key in one transaction.
+//!
+//! Only wrapped keys change (agent keys, identity and DKIM keys, the key check); credential
+//! payloads are sealed by data keys and stay untouched. The transaction makes the switch
+//! atomic: an interrupted rotation leaves a vault that opens with exactly one of the keys.
+
+use super::crypto::{self, Key32, Purpose, Sealed};
+use super::rootkey;
+use super::VaultError;
+use crate::store::{Store, Tree};
+use serde_json::Value;
+
+/// Returns how many agent keys were re-wrapped.
+pub fn rotate_master(store: &Store, old: &Key32, new: &Key32) -> Result<usize, VaultError> {
+    rootkey::verify(store, old)?;
+    let agent_keys: Vec<(Vec<u8>, Vec<u8>)> = store
+        .scan_prefix(Tree::VaultAgentKeys, &[])
+        .collect::<Result<_, _>>()?;
+    let custody: Vec<(Vec<u8>, Vec<u8>)> = store
+        .scan_prefix(Tree::KeyCustody, &[])
+        .collect::<Result<_, _>>()?;
+    // Re-wrap outside the transaction (pure computation), write inside it.
+    let mut writes: Vec<(Tree, Vec<u8>, Vec<u8>)> = Vec::new();
+    for (k, v) in &agent_keys {
+        let agent = String::from_utf8_lossy(k).to_string();
+        let sealed: Sealed = crate::store::decode(v)?;
+        let kek = crypto::unwrap(old, &agent, "kek", Purpose::AgentKeyWrap, &sealed)?;
+        let s = crypto::wrap(new, &agent, "kek", Purpose::AgentKeyWrap, &kek);
+        writes.push((Tree::VaultAgentKeys, k.clone(), crate::store::encode(&s)?));
+    }
+    for (k, v) in &custody {
+        if k.as_slice() == rootkey::check_key() {
+            writes.push((
+                Tree::KeyCustody,
+                k.clone(),
+                crate::store::encode(&rootkey::check_record(new))?,
+            ));
+            continue;
+        }
+        // Identity and DKIM sets: re-seal every `sealed` box found in the record.
+        let mut doc: Value = rmp_value(v)?;
+        let parts: Vec<String> = String::from_utf8_lossy(k)
+            .split('\0')
+            .map(str::to_string)
+            .collect();
+        let (owner, purpose) = match parts.as_slice() {
+            [kind, owner, _] if kind == "agent" => (owner.clone(), Purpose::IdentityKey),
+            [kind, owner, _] if kind == "domain" => (owner.clone(), Purpose::DkimKey),
+            _ => continue,
+        };
+        if let Some(list) = doc.get_mut("keys").and_then(Value::as_array_mut) {
+            for item in list {
+                let record = item
+                    .get("kid")
+                    .or_else(|| item.get("selector"))
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                let sealed: Sealed = serde_json::from_value(item["sealed"].clone())
+                    .map_err(|_| VaultError::Decrypt)?;
+                let plain = crypto::open(old, &owner, &record, purpose, &sealed)?;
+                let resealed = crypto::seal(new, &owner, &record, purpose, &plain);
+                item["sealed"] =
+                    serde_json::to_value(&resealed).map_err(|_| VaultError::Decrypt)?;
+            }
+        }
+        writes.push((Tree::KeyCustody, k.clone(), crate::store::encode(&doc)?));
+    }
+    store.transact::<_, VaultError>(&[Tree::VaultAgentKeys, Tree::KeyCustody], |tx| {
+        for (t, k, v) in &writes {
+            tx.put(*t, k, v)?;
+        }
+        Ok(())
+    })?;
+    store.flush_blocking()?;
+    Ok(agent_keys.len())
+}
+
+fn rmp_value(bytes: &[u8]) -> Result<Value, VaultError> {
+    Ok(crate::store::decode::<Value>(bytes)?)
+}

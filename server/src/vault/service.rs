@@ -1,0 +1,281 @@
+//! Credential operations, each behind the scope gate and audited (DESIGN §3, §6).
+
+use super::credential::{
+    validate_name, CredentialInput, CredentialMeta, CredentialView, SecretPayload, TotpInfo,
+};
+use super::crypto::{self, Key32, Purpose, Sealed};
+use super::totp::TotpCode;
+use super::{VaultError, VaultService};
+use crate::audit::Outcome;
+use crate::identity::{Actor, Scope};
+use crate::store::{keys, Tree, TxFail};
+use crate::util::{new_id, now_unix};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+/// A stored credential: plaintext metadata, the data key wrapped by the agent key, and the
+/// payload sealed by the data key.
+#[derive(Serialize, Deserialize)]
+pub(super) struct CredentialRecord {
+    pub meta: CredentialMeta,
+    pub wrapped_dek: Sealed,
+    pub payload: Sealed,
+}
+
+fn cred_key(agent: &str, name: &str) -> Vec<u8> {
+    keys::join(&[agent, name])
+}
+
+impl VaultService {
+    /// The agent's key, made on first use.
+    fn agent_key(&self, agent_id: &str, create: bool) -> Result<Key32, VaultError> {
+        match self
+            .store
+            .get_record::<Sealed>(Tree::VaultAgentKeys, agent_id.as_bytes())?
+        {
+            Some(s) => crypto::unwrap(&self.root, agent_id, "kek", Purpose::AgentKeyWrap, &s),
+            None if create => {
+                let kek = Key32::random();
+                let s = crypto::wrap(&self.root, agent_id, "kek", Purpose::AgentKeyWrap, &kek);
+                self.store
+                    .put_record(Tree::VaultAgentKeys, agent_id.as_bytes(), &s)?;
+                Ok(kek)
+            }
+            None => Err(VaultError::Shredded),
+        }
+    }
+
+    pub(super) fn create_agent_key(&self, agent_id: &str) -> Result<(), VaultError> {
+        self.agent_key(agent_id, true).map(|_| ())
+    }
+
+    /// Crypto-shred: the wrapped agent key and the agent's identity keys are deleted, and
+    /// its credential records purged; what remains of them anywhere is ciphertext under a
+    /// key that no longer exists.
+    pub fn shred(&self, agent_id: &str) -> Result<usize, VaultError> {
+        let prefix = keys::prefix(&[agent_id]);
+        let creds: Vec<Vec<u8>> = self
+            .store
+            .scan_prefix(Tree::VaultCredentials, &prefix)
+            .map(|r| r.map(|(k, _)| k))
+            .collect::<Result<_, _>>()?;
+        self.store.transact::<_, VaultError>(
+            &[Tree::VaultAgentKeys, Tree::VaultCredentials],
+            |tx| {
+                tx.remove(Tree::VaultAgentKeys, agent_id.as_bytes())?;
+                for k in &creds {
+                    tx.remove(Tree::VaultCredentials, k)?;
+                }
+                Ok(())
+            },
+        )?;
+        self.destroy_identity_keys(agent_id)?;
+        Ok(creds.len())
+    }
+
+    fn load(&self, agent: &str, name: &str) -> Result<CredentialRecord, VaultError> {
+        self.store
+            .get_record(Tree::VaultCredentials, &cred_key(agent, name))?
+            .ok_or(VaultError::NotFound)
+    }
+
+    fn decrypt(&self, agent: &str, rec: &CredentialRecord) -> Result<SecretPayload, VaultError> {
+        let kek = self.agent_key(agent, false)?;
+        let id = &rec.meta.id;
+        let dek = crypto::unwrap(&kek, agent, id, Purpose::DataKeyWrap, &rec.wrapped_dek)?;
+        let bytes = crypto::open(&dek, agent, id, Purpose::CredentialPayload, &rec.payload)?;
+        serde_json::from_slice(&bytes).map_err(|_| VaultError::Decrypt)
+    }
+
+    fn count(&self, op: &str, outcome: &str) {
+        self.metrics
+            .vault_ops
+            .with_label_values(&[op, outcome])
+            .inc();
+    }
+
+    /// `PUT /v1/vault/{name}`: create or replace; returns the metadata and whether it is new.
+    pub async fn put(
+        &self,
+        actor: &Actor,
+        name: &str,
+        input: CredentialInput,
+    ) -> Result<(CredentialMeta, bool), VaultError> {
+        let agent = actor
+            .require(&self.audit, Scope::VaultWrite, "vault.store", name)?
+            .to_string();
+        validate_name(name).map_err(VaultError::Invalid)?;
+        let kind = input.kind;
+        let (username, url, payload) = input.into_payload().map_err(VaultError::Invalid)?;
+        let plaintext =
+            Zeroizing::new(serde_json::to_vec(&payload).map_err(|_| VaultError::Decrypt)?);
+        let kek = self.agent_key(&agent, true)?;
+        let now = now_unix();
+        let existing: Option<CredentialRecord> = self
+            .store
+            .get_record(Tree::VaultCredentials, &cred_key(&agent, name))?;
+        let (id, version, created_at, last_used_at) = match &existing {
+            Some(r) => (
+                r.meta.id.clone(),
+                r.meta.version + 1,
+                r.meta.created_at,
+                r.meta.last_used_at,
+            ),
+            None => (new_id("cr"), 1, now, None),
+        };
+        let dek = Key32::random();
+        let rec = CredentialRecord {
+            meta: CredentialMeta {
+                id: id.clone(),
+                name: name.into(),
+                kind,
+                username,
+                url,
+                has_totp: payload.totp.is_some(),
+                version,
+                created_at,
+                updated_at: now,
+                last_used_at,
+            },
+            wrapped_dek: crypto::wrap(&kek, &agent, &id, Purpose::DataKeyWrap, &dek),
+            payload: crypto::seal(&dek, &agent, &id, Purpose::CredentialPayload, &plaintext),
+        };
+        let k = cred_key(&agent, name);
+        self.store
+            .transact::<_, VaultError>(&[Tree::VaultCredentials], |tx| {
+                // Another writer replaced it meanwhile: the later version number must still win.
+                if let Some(cur) = tx.get_record::<CredentialRecord>(Tree::VaultCredentials, &k)? {
+                    if cur.meta.version >= version {
+                        return Err(TxFail::Abort(VaultError::Invalid(
+                            "concurrent update; retry".into(),
+                        )));
+                    }
+                }
+                tx.put_record(Tree::VaultCredentials, &k, &rec)?;
+                Ok(())
+            })?;
+        actor.audit(
+            &self.audit,
+            "vault.store",
+            name,
+            Outcome::Ok,
+            json!({"kind": kind, "version": version, "has_totp": rec.meta.has_totp}),
+        )?;
+        self.store.commit().await?;
+        self.count("store", "ok");
+        Ok((rec.meta, existing.is_none()))
+    }
+
+    /// `GET /v1/vault`: metadata only.
+    pub fn list(&self, actor: &Actor) -> Result<Vec<CredentialMeta>, VaultError> {
+        let agent = actor.require(&self.audit, Scope::VaultRead, "vault.list", "")?;
+        let items = self
+            .store
+            .scan_prefix(Tree::VaultCredentials, &keys::prefix(&[agent]))
+            .map(|r| Ok(crate::store::decode::<CredentialRecord>(&r?.1)?.meta))
+            .collect::<Result<Vec<_>, VaultError>>()?;
+        actor.audit(
+            &self.audit,
+            "vault.list",
+            "",
+            Outcome::Ok,
+            json!({"count": items.len()}),
+        )?;
+        Ok(items)
+    }
+
+    fn touch(&self, agent: &str, name: &str) {
+        let k = cred_key(agent, name);
+        let now = now_unix();
+        let r = self
+            .store
+            .transact::<_, ()>(&[Tree::VaultCredentials], |tx| {
+                if let Some(mut rec) =
+                    tx.get_record::<CredentialRecord>(Tree::VaultCredentials, &k)?
+                {
+                    rec.meta.last_used_at = Some(now);
+                    tx.put_record(Tree::VaultCredentials, &k, &rec)?;
+                }
+                Ok(())
+            });
+        if r.is_err() {
+            tracing::warn!("could not record credential use");
+        }
+    }
+
+    /// `GET /v1/vault/{name}`: secret fields; of a TOTP seed only its parameters.
+    pub fn get(&self, actor: &Actor, name: &str) -> Result<CredentialView, VaultError> {
+        let agent = actor
+            .require(&self.audit, Scope::VaultRead, "vault.get", name)?
+            .to_string();
+        let rec = self
+            .load(&agent, name)
+            .inspect_err(|_| self.count("get", "not_found"))?;
+        let p = self.decrypt(&agent, &rec)?;
+        self.touch(&agent, name);
+        actor.audit(
+            &self.audit,
+            "vault.get",
+            name,
+            Outcome::Ok,
+            json!({"kind": rec.meta.kind}),
+        )?;
+        self.count("get", "ok");
+        Ok(CredentialView {
+            meta: rec.meta,
+            password: p.password,
+            secret: p.secret,
+            notes: p.notes,
+            fields: p.fields,
+            totp: p.totp.map(|t| TotpInfo {
+                algorithm: t.algorithm,
+                digits: t.digits,
+                period: t.period,
+            }),
+        })
+    }
+
+    pub async fn delete(&self, actor: &Actor, name: &str) -> Result<(), VaultError> {
+        let agent = actor
+            .require(&self.audit, Scope::VaultWrite, "vault.delete", name)?
+            .to_string();
+        self.load(&agent, name)?;
+        self.store
+            .remove(Tree::VaultCredentials, &cred_key(&agent, name))?;
+        actor.audit(
+            &self.audit,
+            "vault.delete",
+            name,
+            Outcome::Ok,
+            serde_json::Value::Null,
+        )?;
+        self.store.commit().await?;
+        self.count("delete", "ok");
+        Ok(())
+    }
+
+    /// `POST /v1/vault/{name}/totp`: the code for now (or for `at`, for checking a clock).
+    pub fn totp(&self, actor: &Actor, name: &str, at: Option<u64>) -> Result<TotpCode, VaultError> {
+        let agent = actor
+            .require(&self.audit, Scope::VaultRead, "vault.totp", name)?
+            .to_string();
+        let rec = self.load(&agent, name)?;
+        let p = self.decrypt(&agent, &rec)?;
+        let totp = p
+            .totp
+            .ok_or_else(|| VaultError::Invalid(format!("the credential {name} has no TOTP")))?;
+        let now = at.unwrap_or_else(|| u64::try_from(now_unix()).unwrap_or(0));
+        let code = totp.generate(now);
+        self.touch(&agent, name);
+        actor.audit(
+            &self.audit,
+            "vault.totp",
+            name,
+            Outcome::Ok,
+            json!({"at": now}),
+        )?;
+        self.count("totp", "ok");
+        Ok(code)
+    }
+}
