@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::identity::{Bootstrap, IdentityService};
 use crate::metrics::Metrics;
 use crate::store::Store;
+use crate::vault::{VaultHook, VaultService};
 use anyhow::Context;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ pub struct Services {
     pub store: Store,
     pub audit: Arc<Audit>,
     pub identity: Arc<IdentityService>,
+    pub vault: Arc<VaultService>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -32,12 +34,26 @@ impl Services {
         })?;
         let audit = Arc::new(Audit::open(store.clone())?);
         let identity = Arc::new(IdentityService::new(store.clone(), audit.clone(), did_host));
+        let metrics = Arc::new(Metrics::new());
+        let (vault, source) = VaultService::open(
+            store.clone(),
+            audit.clone(),
+            metrics.clone(),
+            &config.vault.master_key_file,
+            &config.storage.path,
+        )?;
+        if let crate::vault::RootKeySource::DevFile(p) = &source {
+            tracing::warn!(path = %p, "using a development master key from the data directory; set vault.master_key_file for production");
+        }
+        let vault = Arc::new(vault);
+        identity.add_hook(Arc::new(VaultHook(vault.clone())));
         Ok(Services {
             config,
             store,
             audit,
             identity,
-            metrics: Arc::new(Metrics::new()),
+            vault,
+            metrics,
         })
     }
 

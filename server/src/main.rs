@@ -38,6 +38,9 @@ enum Cmd {
     /// Check or read the audit log.
     #[command(subcommand)]
     Audit(AuditCmd),
+    /// Vault maintenance.
+    #[command(subcommand)]
+    Vault(VaultCmd),
     /// Print the version.
     Version,
 }
@@ -109,6 +112,16 @@ enum KeyCmd {
 }
 
 #[derive(Subcommand)]
+enum VaultCmd {
+    /// Re-wrap every key under a new root key (created with mode 0600 if the file does not
+    /// exist); then point vault.master_key_file at it. The old key opens nothing afterwards.
+    RotateMaster {
+        #[arg(long)]
+        new_key_file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     /// Recompute the hash chain; exit 1 naming the first broken entry.
     Verify,
@@ -173,6 +186,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Agent(c) => agent(load_config(cli.config.as_deref())?, c).await,
         Cmd::Key(c) => key(load_config(cli.config.as_deref())?, c).await,
         Cmd::Audit(c) => audit(load_config(cli.config.as_deref())?, c),
+        Cmd::Vault(VaultCmd::RotateMaster { new_key_file }) => {
+            rotate_master(load_config(cli.config.as_deref())?, &new_key_file)
+        }
     }
 }
 
@@ -257,7 +273,7 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    write_master_key(&key_path)?;
+    legate::vault::create_key_file(&key_path)?;
     let text = format!(
         "# Written by `legate init`; every option is documented in config.toml.example.\n\
          [server]\ndomain = \"{domain}\"\nhostname = \"{hostname}\"\n\n\
@@ -306,23 +322,6 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
         println!("next: legate serve --config {}", cfg_path.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// 32 random bytes, base64, in a file created with mode 0600 (never world-readable, even
-/// for an instant).
-fn write_master_key(path: &Path) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let key: [u8; 32] = legate::util::random_bytes();
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(data_encoding::BASE64.encode(&key).as_bytes())?;
-    f.write_all(b"\n")?;
-    Ok(())
 }
 
 /// Opens the data directory for an offline command, acting as the first human.
@@ -437,6 +436,25 @@ async fn key(cfg: Config, c: KeyCmd) -> anyhow::Result<ExitCode> {
         }
     }
     s.store.flush_blocking()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rotate_master(cfg: Config, new_key: &Path) -> anyhow::Result<ExitCode> {
+    let store = legate::store::Store::open(&cfg.storage.path)?;
+    let (n, created) = legate::vault::rotate_master_files(
+        &store,
+        &cfg.vault.master_key_file,
+        &cfg.storage.path,
+        new_key,
+    )?;
+    if created {
+        println!("created new root key {} (mode 0600)", new_key.display());
+    }
+    println!("re-wrapped {n} agent key(s) and all custody keys under the new root key");
+    println!(
+        "now set vault.master_key_file = \"{}\" (the old key no longer opens this vault)",
+        new_key.display()
+    );
     Ok(ExitCode::SUCCESS)
 }
 

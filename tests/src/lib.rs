@@ -123,10 +123,12 @@ impl TestServer {
         (v, key)
     }
 
-    pub async fn stop(mut self) {
+    /// Stops the server; returns the data directory so a test can inspect it afterwards.
+    pub async fn stop(mut self) -> tempfile::TempDir {
         if let Some(r) = self.running.take() {
             r.stop().await.expect("stop");
         }
+        self.dir
     }
 }
 

@@ -115,3 +115,16 @@ impl From<StoreError> for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<crate::vault::VaultError> for ApiError {
+    fn from(e: crate::vault::VaultError) -> Self {
+        use crate::vault::VaultError as V;
+        match e {
+            V::Denied(d) => d.into(),
+            V::NotFound => Self::not_found("credential"),
+            V::Invalid(m) => Self::invalid(m),
+            V::Shredded => Self::new(StatusCode::GONE, "vault_destroyed", e.to_string()),
+            other => Self::internal(&other),
+        }
+    }
+}

@@ -6,6 +6,7 @@ mod audit;
 pub mod error;
 pub mod extract;
 mod system;
+mod vault;
 mod whoami;
 
 pub use error::{ApiError, ApiResult};
@@ -30,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(whoami::router())
         .merge(audit::router())
+        .merge(vault::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

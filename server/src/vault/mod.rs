@@ -19,7 +19,7 @@ pub use credential::{CredentialInput, CredentialKind, CredentialMeta, Credential
 pub use custody::{DkimAlgorithm, DkimKeyRecord, PublicIdentityKey};
 pub use error::VaultError;
 pub use rootkey::{create_file as create_key_file, load_file as load_key_file, RootKeySource};
-pub use rotate::rotate_master;
+pub use rotate::{rotate_master, rotate_master_files};
 pub use totp::TotpCode;
 
 use crate::audit::Audit;

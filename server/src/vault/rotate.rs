@@ -79,3 +79,33 @@ pub fn rotate_master(store: &Store, old: &Key32, new: &Key32) -> Result<usize, V
 fn rmp_value(bytes: &[u8]) -> Result<Value, VaultError> {
     Ok(crate::store::decode::<Value>(bytes)?)
 }
+
+/// `legate vault rotate-master`: resolves the current root key as `serve` would, reads (or
+/// creates, mode 0600) the new key file, and re-wraps. Key bytes never leave this module.
+/// Returns (agent keys re-wrapped, whether the new key file was created).
+pub fn rotate_master_files(
+    store: &Store,
+    current_key_file: &str,
+    data_dir: &std::path::Path,
+    new_key_file: &std::path::Path,
+) -> Result<(usize, bool), VaultError> {
+    let env = std::env::var("LEGATE_MASTER_KEY").ok();
+    let (old, _) = rootkey::resolve(current_key_file, env.as_deref(), data_dir)?;
+    let (new, created) = if new_key_file.exists() {
+        (rootkey::load_file(new_key_file)?, false)
+    } else {
+        (rootkey::create_file(new_key_file)?, true)
+    };
+    if crypto::open(
+        &new,
+        "legate",
+        "root",
+        Purpose::KeyCheck,
+        &rootkey::check_record(&old),
+    )
+    .is_ok()
+    {
+        return Err(VaultError::Invalid("the new key is the current key".into()));
+    }
+    Ok((rotate_master(store, &old, &new)?, created))
+}

@@ -74,10 +74,31 @@ impl VaultService {
         Ok(creds.len())
     }
 
-    fn load(&self, agent: &str, name: &str) -> Result<CredentialRecord, VaultError> {
-        self.store
+    /// Loads a credential; a miss is audited too (probing for names is worth seeing).
+    fn load(
+        &self,
+        actor: &Actor,
+        action: &str,
+        agent: &str,
+        name: &str,
+    ) -> Result<CredentialRecord, VaultError> {
+        match self
+            .store
             .get_record(Tree::VaultCredentials, &cred_key(agent, name))?
-            .ok_or(VaultError::NotFound)
+        {
+            Some(r) => Ok(r),
+            None => {
+                actor.audit(
+                    &self.audit,
+                    action,
+                    name,
+                    Outcome::Error,
+                    json!({"reason": "not_found"}),
+                )?;
+                self.count(action.trim_start_matches("vault."), "not_found");
+                Err(VaultError::NotFound)
+            }
+        }
     }
 
     fn decrypt(&self, agent: &str, rec: &CredentialRecord) -> Result<SecretPayload, VaultError> {
@@ -209,9 +230,7 @@ impl VaultService {
         let agent = actor
             .require(&self.audit, Scope::VaultRead, "vault.get", name)?
             .to_string();
-        let rec = self
-            .load(&agent, name)
-            .inspect_err(|_| self.count("get", "not_found"))?;
+        let rec = self.load(actor, "vault.get", &agent, name)?;
         let p = self.decrypt(&agent, &rec)?;
         self.touch(&agent, name);
         actor.audit(
@@ -240,7 +259,7 @@ impl VaultService {
         let agent = actor
             .require(&self.audit, Scope::VaultWrite, "vault.delete", name)?
             .to_string();
-        self.load(&agent, name)?;
+        self.load(actor, "vault.delete", &agent, name)?;
         self.store
             .remove(Tree::VaultCredentials, &cred_key(&agent, name))?;
         actor.audit(
@@ -260,7 +279,7 @@ impl VaultService {
         let agent = actor
             .require(&self.audit, Scope::VaultRead, "vault.totp", name)?
             .to_string();
-        let rec = self.load(&agent, name)?;
+        let rec = self.load(actor, "vault.totp", &agent, name)?;
         let p = self.decrypt(&agent, &rec)?;
         let totp = p
             .totp
