@@ -3,7 +3,7 @@
 set -euo pipefail
 
 need_apt=()
-for cmd_pkg in curl:curl swaks:swaks oathtool:oathtool jq:jq; do
+for cmd_pkg in curl:curl swaks:swaks oathtool:oathtool jq:jq wrk:wrk; do
   cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
