@@ -26,7 +26,10 @@ wrk.headers["Authorization"] = "Bearer $KEY"
 LUA
 run() { wrk -t"$THREADS" -c"$CONN" -d"${DUR}s" --latency "$@" 2>&1; }
 TRIV=$(run "$BASE/healthz")
+PERF_PID=""
+if [ -n "${PERF_OUT:-}" ]; then perf record -F 999 -g -p $PID -o "$PERF_OUT" -- sleep "$DUR" &>/dev/null & PERF_PID=$!; fi
 TOTP=$(run -s "$WORK/totp.lua" "$BASE/v1/vault/site/totp")
+[ -z "$PERF_PID" ] || wait "$PERF_PID"
 rps() { echo "$1" | awk '/Requests\/sec/ {print $2}'; }
 p99() { echo "$1" | awk '$1=="99%" {print $2}'; }
 errs() { echo "$1" | awk '/Non-2xx/ {print $5}'; }

@@ -79,6 +79,7 @@ pub struct ApiKey {
     pub owner: KeyOwner,
     pub name: String,
     pub scopes: ScopeSet,
+    #[serde(with = "serde_bytes")]
     pub hash: Vec<u8>,
     pub created_at: i64,
     pub last_used_at: Option<i64>,

@@ -45,7 +45,9 @@ pub enum Purpose {
 /// A nonce and ciphertext (with tag).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sealed {
+    #[serde(with = "serde_bytes")]
     pub nonce: [u8; 12],
+    #[serde(with = "serde_bytes")]
     pub ciphertext: Vec<u8>,
 }
 

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 pub struct IdentityKeyRecord {
     /// Key id, the DID URL fragment (`key-1`, `key-2`, ...).
     pub kid: String,
+    #[serde(with = "serde_bytes")]
     pub public: [u8; 32],
     pub created_at: i64,
     /// After this time the key is no longer published; before it, it still verifies.
@@ -47,6 +48,7 @@ pub struct DkimKeyRecord {
     pub selector: String,
     pub algorithm: DkimAlgorithm,
     /// Public key bytes as published in `p=` (raw Ed25519, PKCS#1 RSA).
+    #[serde(with = "serde_bytes")]
     pub public: Vec<u8>,
     pub created_at: i64,
     /// Retired selectors stay published (so mail in flight verifies) but sign nothing.
@@ -311,5 +313,36 @@ impl VaultService {
             out.push(signer);
         }
         Ok(out)
+    }
+}
+
+/// Re-seals every private key in one custody record under a new root key (master rotation).
+/// Returns the new record bytes, or `None` for keys that hold no sealed material.
+pub(super) fn reseal_record(
+    key: &[u8],
+    bytes: &[u8],
+    old: &crypto::Key32,
+    new: &crypto::Key32,
+) -> Result<Option<Vec<u8>>, VaultError> {
+    let text = String::from_utf8_lossy(key).to_string();
+    let parts: Vec<&str> = text.split('\0').collect();
+    match parts.as_slice() {
+        ["agent", owner, "identity"] => {
+            let mut set: IdentityKeys = crate::store::decode(bytes)?;
+            for r in &mut set.keys {
+                let p = crypto::open(old, owner, &r.kid, Purpose::IdentityKey, &r.sealed)?;
+                r.sealed = crypto::seal(new, owner, &r.kid, Purpose::IdentityKey, &p);
+            }
+            Ok(Some(crate::store::encode(&set)?))
+        }
+        ["domain", owner, "dkim"] => {
+            let mut set: DkimKeys = crate::store::decode(bytes)?;
+            for r in &mut set.keys {
+                let p = crypto::open(old, owner, &r.selector, Purpose::DkimKey, &r.sealed)?;
+                r.sealed = crypto::seal(new, owner, &r.selector, Purpose::DkimKey, &p);
+            }
+            Ok(Some(crate::store::encode(&set)?))
+        }
+        _ => Ok(None),
     }
 }

@@ -8,7 +8,6 @@ use super::crypto::{self, Key32, Purpose, Sealed};
 use super::rootkey;
 use super::VaultError;
 use crate::store::{Store, Tree};
-use serde_json::Value;
 
 /// Returns how many agent keys were re-wrapped.
 pub fn rotate_master(store: &Store, old: &Key32, new: &Key32) -> Result<usize, VaultError> {
@@ -37,34 +36,9 @@ pub fn rotate_master(store: &Store, old: &Key32, new: &Key32) -> Result<usize, V
             ));
             continue;
         }
-        // Identity and DKIM sets: re-seal every `sealed` box found in the record.
-        let mut doc: Value = rmp_value(v)?;
-        let parts: Vec<String> = String::from_utf8_lossy(k)
-            .split('\0')
-            .map(str::to_string)
-            .collect();
-        let (owner, purpose) = match parts.as_slice() {
-            [kind, owner, _] if kind == "agent" => (owner.clone(), Purpose::IdentityKey),
-            [kind, owner, _] if kind == "domain" => (owner.clone(), Purpose::DkimKey),
-            _ => continue,
-        };
-        if let Some(list) = doc.get_mut("keys").and_then(Value::as_array_mut) {
-            for item in list {
-                let record = item
-                    .get("kid")
-                    .or_else(|| item.get("selector"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                let sealed: Sealed = serde_json::from_value(item["sealed"].clone())
-                    .map_err(|_| VaultError::Decrypt)?;
-                let plain = crypto::open(old, &owner, &record, purpose, &sealed)?;
-                let resealed = crypto::seal(new, &owner, &record, purpose, &plain);
-                item["sealed"] =
-                    serde_json::to_value(&resealed).map_err(|_| VaultError::Decrypt)?;
-            }
+        if let Some(v) = super::custody::reseal_record(k, v, old, new)? {
+            writes.push((Tree::KeyCustody, k.clone(), v));
         }
-        writes.push((Tree::KeyCustody, k.clone(), crate::store::encode(&doc)?));
     }
     store.transact::<_, VaultError>(&[Tree::VaultAgentKeys, Tree::KeyCustody], |tx| {
         for (t, k, v) in &writes {
@@ -74,10 +48,6 @@ pub fn rotate_master(store: &Store, old: &Key32, new: &Key32) -> Result<usize, V
     })?;
     store.flush_blocking()?;
     Ok(agent_keys.len())
-}
-
-fn rmp_value(bytes: &[u8]) -> Result<Value, VaultError> {
-    Ok(crate::store::decode::<Value>(bytes)?)
 }
 
 /// `legate vault rotate-master`: resolves the current root key as `serve` would, reads (or

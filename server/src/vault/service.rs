@@ -206,9 +206,14 @@ impl VaultService {
         Ok(items)
     }
 
-    fn touch(&self, agent: &str, name: &str) {
-        let k = cred_key(agent, name);
+    /// Records use, at most once a minute per credential, so reads stay reads.
+    fn touch(&self, agent: &str, rec: &CredentialRecord) {
         let now = now_unix();
+        if rec.meta.last_used_at.is_some_and(|t| now - t < 60) {
+            return;
+        }
+        let name = &rec.meta.name;
+        let k = cred_key(agent, name);
         let r = self
             .store
             .transact::<_, ()>(&[Tree::VaultCredentials], |tx| {
@@ -232,7 +237,7 @@ impl VaultService {
             .to_string();
         let rec = self.load(actor, "vault.get", &agent, name)?;
         let p = self.decrypt(&agent, &rec)?;
-        self.touch(&agent, name);
+        self.touch(&agent, &rec);
         actor.audit(
             &self.audit,
             "vault.get",
@@ -286,7 +291,7 @@ impl VaultService {
             .ok_or_else(|| VaultError::Invalid(format!("the credential {name} has no TOTP")))?;
         let now = at.unwrap_or_else(|| u64::try_from(now_unix()).unwrap_or(0));
         let code = totp.generate(now);
-        self.touch(&agent, name);
+        self.touch(&agent, &rec);
         actor.audit(
             &self.audit,
             "vault.totp",
