@@ -4,6 +4,7 @@
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::identity::{Bootstrap, IdentityService};
+use crate::mailbox::MailboxService;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use anyhow::Context;
@@ -20,6 +21,7 @@ pub struct Services {
     pub store: Store,
     pub audit: Arc<Audit>,
     pub identity: Arc<IdentityService>,
+    pub mailbox: Arc<MailboxService>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -32,11 +34,17 @@ impl Services {
         })?;
         let audit = Arc::new(Audit::open(store.clone())?);
         let identity = Arc::new(IdentityService::new(store.clone(), audit.clone(), did_host));
+        let mailbox = Arc::new(MailboxService::new(
+            store.clone(),
+            audit.clone(),
+            config.smtp.mailbox_quota_bytes,
+        ));
         Ok(Services {
             config,
             store,
             audit,
             identity,
+            mailbox,
             metrics: Arc::new(Metrics::new()),
         })
     }
@@ -139,6 +147,8 @@ impl Running {
     /// Stops accepting, lets in-flight work finish within the grace period, flushes the store.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
+        // Long-polls would otherwise hold the HTTP drain for their whole timeout.
+        self.services.mailbox.shutdown();
         let grace = Duration::from_secs(self.services.config.api.shutdown_grace_secs);
         let deadline = tokio::time::Instant::now() + grace;
         for (name, mut task) in self.tasks {
