@@ -4,6 +4,7 @@
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::identity::{Bootstrap, IdentityService};
+use crate::mailbox::MailboxService;
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::vault::{VaultHook, VaultService};
@@ -22,6 +23,7 @@ pub struct Services {
     pub audit: Arc<Audit>,
     pub identity: Arc<IdentityService>,
     pub vault: Arc<VaultService>,
+    pub mailbox: Arc<MailboxService>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -47,12 +49,18 @@ impl Services {
         }
         let vault = Arc::new(vault);
         identity.add_hook(Arc::new(VaultHook(vault.clone())));
+        let mailbox = Arc::new(MailboxService::new(
+            store.clone(),
+            audit.clone(),
+            config.smtp.mailbox_quota_bytes,
+        ));
         Ok(Services {
             config,
             store,
             audit,
             identity,
             vault,
+            mailbox,
             metrics,
         })
     }
@@ -155,6 +163,8 @@ impl Running {
     /// Stops accepting, lets in-flight work finish within the grace period, flushes the store.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
+        // Long-polls would otherwise hold the HTTP drain for their whole timeout.
+        self.services.mailbox.shutdown();
         let grace = Duration::from_secs(self.services.config.api.shutdown_grace_secs);
         let deadline = tokio::time::Instant::now() + grace;
         for (name, mut task) in self.tasks {

@@ -108,6 +108,45 @@ impl TestServer {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// A GET whose body is not JSON: status, headers and the raw bytes.
+    pub async fn get_bytes(
+        &self,
+        path: &str,
+        token: &str,
+    ) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+        let resp = self
+            .http
+            .get(format!("{}{}", self.base, path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("send");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+        (status, headers, body)
+    }
+
+    /// Stores a message in an agent's folder the way SMTP delivery will, durable on return.
+    pub async fn deliver(
+        &self,
+        agent_id: &str,
+        folder: legate::mailbox::Folder,
+        raw: &[u8],
+    ) -> legate::mailbox::StoredMessage {
+        let meta = legate::mailbox::DeliveryMeta {
+            received_at_ms: legate::util::now_millis(),
+            envelope_from: "sender@remote.test".into(),
+            envelope_to: vec![format!("{agent_id}@agents.test")],
+            ..Default::default()
+        };
+        self.services()
+            .mailbox
+            .deliver(agent_id, folder, raw.to_vec(), meta)
+            .await
+            .expect("deliver")
+    }
+
     /// Creates an agent as admin; returns (agent JSON, its first key).
     pub async fn agent(&self, local: &str, scopes: &[&str]) -> (Value, String) {
         let (st, v) = self

@@ -3,6 +3,7 @@
 
 use crate::audit::AuditError;
 use crate::identity::{Denied, IdentityError};
+use crate::mailbox::MailboxError;
 use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -104,6 +105,25 @@ impl From<AuditError> for ApiError {
         match e {
             AuditError::BadCursor => Self::bad_request("invalid cursor"),
             other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<MailboxError> for ApiError {
+    fn from(e: MailboxError) -> Self {
+        match e {
+            MailboxError::Denied(d) => d.into(),
+            MailboxError::NotFound(what) => Self::not_found(what),
+            MailboxError::QuotaExceeded { .. } => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "quota_exceeded",
+                e.to_string(),
+            ),
+            MailboxError::UnknownFolder(_) | MailboxError::Invalid(_) => {
+                Self::invalid(e.to_string())
+            }
+            MailboxError::BadRequest(m) => Self::bad_request(m),
+            MailboxError::Store(_) | MailboxError::Audit(_) => Self::internal(&e),
         }
     }
 }

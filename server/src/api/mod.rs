@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 pub mod error;
 pub mod extract;
+mod messages;
 mod system;
 mod vault;
 mod whoami;
@@ -32,6 +33,7 @@ pub fn router(state: AppState) -> Router {
         .merge(whoami::router())
         .merge(audit::router())
         .merge(vault::router())
+        .merge(messages::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -1,1 +1,201 @@
-//! See DESIGN.md §1 for this module's place.
+//! Agents' mailboxes (DESIGN §5 "Reading", §6 mail routes, §9 folders).
+//!
+//! [`MailboxService`] is the one door to stored mail. SMTP inbound, the outbound queue (Sent
+//! copies, DSNs) and later IMAP APPEND call [`MailboxService::deliver`]; agents read and
+//! change their mail through the methods taking an [`Actor`], which check `mail:read` /
+//! `mail:manage` and audit.
+//!
+//! Shaped for what comes next, using only the Store API:
+//! - IMAP: per-folder UIDs that only grow and a UIDVALIDITY fixed when the mailbox is first
+//!   touched ([`FolderState`]); a per-agent modseq bumped by every change and stored on each
+//!   message (CONDSTORE MODSEQ) and folder (HIGHESTMODSEQ).
+//! - Webhooks / event streams: every change is also an entry of the per-agent change feed
+//!   ([`Change`], [`MailboxService::changes_since`]).
+//! - Scale-out: every write is one `Store::transact` plus a durable `Store::commit`.
+
+mod deliver;
+mod error;
+pub mod flags;
+mod folder;
+mod index;
+mod list;
+mod model;
+mod read;
+mod thread;
+mod update;
+mod wait;
+
+pub use error::MailboxError;
+pub use flags::{Delta, SetEdit};
+pub use folder::{AgentMailState, Folder, FolderState};
+pub use list::{ListPage, ListQuery};
+pub use model::{Change, ChangeKind, DeliveryMeta, Message, MessageContent, StoredMessage};
+pub use update::{Deleted, MessagePatch};
+pub use wait::WaitQuery;
+
+use crate::audit::Audit;
+use crate::store::{keys, Store, Tree};
+use std::ops::Bound;
+use std::sync::Arc;
+
+pub struct MailboxService {
+    store: Store,
+    audit: Arc<Audit>,
+    /// Per-agent limit on stored raw bytes (all folders); 0 = unlimited.
+    quota_bytes: u64,
+    /// Long-pollers, woken after each durable delivery.
+    waiters: wait::Waiters,
+}
+
+impl MailboxService {
+    /// `quota_bytes` is `config.smtp.mailbox_quota_bytes` (0 = unlimited).
+    pub fn new(store: Store, audit: Arc<Audit>, quota_bytes: u64) -> Self {
+        Self {
+            store,
+            audit,
+            quota_bytes,
+            waiters: wait::Waiters::default(),
+        }
+    }
+
+    /// Ends every pending `wait` (answered as a timeout) so shutdown need not outlast them.
+    pub fn shutdown(&self) {
+        self.waiters.close();
+    }
+
+    pub fn quota_bytes(&self) -> u64 {
+        self.quota_bytes
+    }
+
+    /// The agent's message `id`, or NotFound — also when it belongs to another agent, so
+    /// ids cannot be probed.
+    fn own(&self, agent: &str, id: &str) -> Result<StoredMessage, MailboxError> {
+        if !index::valid_message_id(id) {
+            return Err(MailboxError::NotFound("message"));
+        }
+        self.store
+            .get_record::<StoredMessage>(Tree::Messages, id.as_bytes())?
+            .filter(|m| m.agent_id == agent)
+            .ok_or(MailboxError::NotFound("message"))
+    }
+
+    /// A whole message for an agent, without scope checks: for front-ends that already
+    /// hold an authorised session (IMAP) and for `wait`.
+    pub fn message(&self, agent: &str, id: &str) -> Result<Message, MailboxError> {
+        let meta = self.own(agent, id)?;
+        let content = self
+            .store
+            .get_record(Tree::MessageContent, id.as_bytes())?
+            .unwrap_or_default();
+        Ok(Message { meta, content })
+    }
+
+    /// The raw RFC 5322 bytes of an agent's message.
+    pub fn raw_bytes(&self, agent: &str, id: &str) -> Result<Vec<u8>, MailboxError> {
+        self.own(agent, id)?;
+        self.store
+            .get(Tree::MessageBlobs, id.as_bytes())?
+            .ok_or(MailboxError::NotFound("message"))
+    }
+
+    /// The agent-wide counters (modseq, usage), if its mailbox was ever touched.
+    pub fn usage(&self, agent: &str) -> Result<Option<AgentMailState>, MailboxError> {
+        Ok(self
+            .store
+            .get_record(Tree::Folders, &index::agent_state(agent))?)
+    }
+
+    /// Every folder's state (UIDVALIDITY, UIDNEXT, counts), creating the mailbox durably on
+    /// first use so the UIDVALIDITY a client sees is the one that stays.
+    pub async fn folders(&self, agent: &str) -> Result<Vec<FolderState>, MailboxError> {
+        self.ensure_mailbox(agent).await?;
+        let mut out = Vec::with_capacity(Folder::ALL.len());
+        for f in Folder::ALL {
+            if let Some(s) = self
+                .store
+                .get_record::<FolderState>(Tree::Folders, &index::folder_state(agent, f))?
+            {
+                out.push(s);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Message ids in a folder in UID order, from `first_uid` on (IMAP's sequence map).
+    pub fn uids(
+        &self,
+        agent: &str,
+        folder: Folder,
+        first_uid: u32,
+        limit: usize,
+    ) -> Result<Vec<(u32, String)>, MailboxError> {
+        let from = index::folder_uid(agent, folder, first_uid);
+        let to = index::folder_uid(agent, folder, u32::MAX);
+        let mut out = Vec::new();
+        for r in self.store.range(
+            Tree::FolderUids,
+            Bound::Included(from),
+            Bound::Included(to),
+            false,
+        ) {
+            let (k, v) = r?;
+            let uid = keys::read_u64(&k).and_then(|u| u32::try_from(u).ok());
+            if let Some(uid) = uid {
+                out.push((uid, String::from_utf8_lossy(&v).into_owned()));
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The change feed after `after_modseq`, oldest first (CONDSTORE, QRESYNC, webhooks).
+    pub fn changes_since(
+        &self,
+        agent: &str,
+        after_modseq: u64,
+        limit: usize,
+    ) -> Result<Vec<Change>, MailboxError> {
+        let from = index::change(agent, after_modseq.saturating_add(1));
+        let to = index::change(agent, u64::MAX);
+        let mut out = Vec::new();
+        for r in self.store.range(
+            Tree::MailChanges,
+            Bound::Included(from),
+            Bound::Included(to),
+            false,
+        ) {
+            out.push(crate::store::decode::<Change>(&r?.1)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// `since` as users give it (RFC 3339 or unix seconds), in unix milliseconds.
+fn parse_since(since: Option<&str>) -> Result<Option<i64>, MailboxError> {
+    match since.map(str::trim).filter(|s| !s.is_empty()) {
+        None => Ok(None),
+        Some(s) => crate::util::parse_time(s)
+            .map(|t| Some(t.saturating_mul(1000)))
+            .ok_or_else(|| {
+                MailboxError::BadRequest("since must be RFC 3339 or unix seconds".into())
+            }),
+    }
+}
+
+/// Case-insensitive substring tests over the sender's address and display name.
+fn from_matches(m: &StoredMessage, needle_lower: &str) -> bool {
+    m.from.as_ref().is_some_and(|a| {
+        a.email.to_lowercase().contains(needle_lower)
+            || a.name
+                .as_ref()
+                .is_some_and(|n| n.to_lowercase().contains(needle_lower))
+    })
+}
+
+#[cfg(test)]
+mod testutil;

@@ -38,7 +38,7 @@ pub enum Tree {
     MessageBlobs,
     /// agent \0 folder \0 uid (BE) -> message id
     FolderUids,
-    /// agent \0 received (BE) \0 message id -> () : newest-first listing
+    /// agent \0 received (BE) \0 message id -> () : newest-first listing of all but Trash
     MailTimeline,
     /// agent \0 folder -> folder state (uidvalidity, uidnext, counts)
     Folders,
@@ -48,10 +48,16 @@ pub enum Tree {
     Queue,
     /// due time (BE) \0 message id -> () : the queue schedule
     QueueSchedule,
+    /// message id -> derived content (bodies, extracted text, codes, links, headers)
+    MessageContent,
+    /// agent \0 folder \0 received (BE) \0 message id -> () : newest-first listing of a folder
+    FolderTimeline,
+    /// agent \0 Message-ID -> thread id
+    MailThreads,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 22] = [
+    pub const ALL: [Tree; 25] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -74,6 +80,9 @@ impl Tree {
         Tree::MailChanges,
         Tree::Queue,
         Tree::QueueSchedule,
+        Tree::MessageContent,
+        Tree::FolderTimeline,
+        Tree::MailThreads,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +109,9 @@ impl Tree {
             Tree::MailChanges => "mail_changes",
             Tree::Queue => "queue",
             Tree::QueueSchedule => "queue_schedule",
+            Tree::MessageContent => "message_content",
+            Tree::FolderTimeline => "folder_timeline",
+            Tree::MailThreads => "mail_threads",
         }
     }
 }

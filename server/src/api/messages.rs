@@ -1,0 +1,161 @@
+//! Agent mail routes (DESIGN §6): list, wait, get, raw, attachment, patch, delete.
+//! Every decision (scope, ownership, validation) is the mailbox service's.
+
+use super::extract::{Auth, Json, Path, Query};
+use super::{ApiResult, AppState};
+use crate::mailbox::{Deleted, ListQuery, MessagePatch, WaitQuery};
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::{json, Value};
+
+pub fn router() -> Router<AppState> {
+    // `/wait` is registered before `/{id}`; axum also prefers the static segment.
+    Router::new()
+        .route("/v1/messages", get(list))
+        .route("/v1/messages/wait", get(wait))
+        .route(
+            "/v1/messages/{id}",
+            get(get_message).patch(update).delete(delete),
+        )
+        .route("/v1/messages/{id}/raw", get(raw))
+        .route("/v1/messages/{id}/attachments/{aid}", get(attachment))
+}
+
+async fn list(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    let page = s.mailbox.list(&actor, &q)?;
+    let items: Vec<Value> = page.items.iter().map(|m| m.summary_json()).collect();
+    Ok(axum::Json(
+        json!({"items": items, "next_cursor": page.next_cursor}),
+    ))
+}
+
+async fn wait(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Query(q): Query<WaitQuery>,
+) -> ApiResult<Response> {
+    Ok(match s.mailbox.wait(&actor, &q).await? {
+        Some(m) => axum::Json(m.to_json()).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+async fn get_message(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(s.mailbox.get(&actor, &id)?.to_json()))
+}
+
+async fn raw(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let bytes = s.mailbox.raw(&actor, &id)?;
+    Ok(([(header::CONTENT_TYPE, "message/rfc822")], bytes).into_response())
+}
+
+/// A filename that is safe inside a quoted header parameter and on any file system.
+fn safe_filename(name: Option<&str>, aid: u32) -> String {
+    let cleaned: String = name
+        .unwrap_or("")
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or("")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._- ".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    if cleaned.is_empty() {
+        format!("attachment-{aid}")
+    } else {
+        cleaned
+    }
+}
+
+async fn attachment(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path((id, aid)): Path<(String, u32)>,
+) -> ApiResult<Response> {
+    let (info, bytes) = s.mailbox.attachment(&actor, &id, aid).await?;
+    // The type is the sender's claim: keep it only if it is a plain header value.
+    let ctype = HeaderValue::from_str(&info.content_type)
+        .ok()
+        .filter(|_| info.content_type.contains('/'))
+        .unwrap_or_else(|| HeaderValue::from_static("application/octet-stream"));
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        safe_filename(info.filename.as_deref(), aid)
+    );
+    let mut resp = bytes.into_response();
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, ctype);
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    // Attacker-supplied content must never run as this origin's page.
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("sandbox"),
+    );
+    Ok(resp)
+}
+
+async fn update(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    Json(patch): Json<MessagePatch>,
+) -> ApiResult<axum::Json<Value>> {
+    let m = s.mailbox.update(&actor, &id, &patch).await?;
+    Ok(axum::Json(m.summary_json()))
+}
+
+async fn delete(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(match s.mailbox.delete(&actor, &id).await? {
+        Deleted::Trashed(m) => {
+            json!({"id": m.id, "deleted": "trashed", "message": m.summary_json()})
+        }
+        Deleted::Purged(m) => json!({"id": m.id, "deleted": "purged"}),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filenames_are_made_safe() {
+        assert_eq!(safe_filename(Some("report.pdf"), 0), "report.pdf");
+        assert_eq!(safe_filename(Some("../../etc/passwd"), 0), "passwd");
+        assert_eq!(safe_filename(Some("a\"b;\r\nc.txt"), 0), "a_b___c.txt");
+        assert_eq!(safe_filename(Some("..."), 3), "attachment-3");
+        assert_eq!(safe_filename(None, 2), "attachment-2");
+        assert_eq!(safe_filename(Some("façade.txt"), 0), "fa_ade.txt");
+    }
+}

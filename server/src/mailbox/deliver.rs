@@ -1,0 +1,455 @@
+//! Delivery: one message into one agent's folder, durable before the caller acknowledges.
+//!
+//! Raw blob, metadata, content, UID and timeline indexes, folder and agent counters, the
+//! thread index and the change-feed entry are written in ONE store transaction, then
+//! `Store::commit` makes them durable (shared with concurrent deliveries: group commit). Only
+//! then may SMTP answer `250`; any error here means "do not acknowledge" (`451 4.3.0`, or
+//! `552 5.2.2` for [`MailboxError::QuotaExceeded`]).
+
+use super::flags::{normalize_flag, normalize_label, normalize_set};
+use super::folder::{uidvalidity_at, AgentMailState, FolderState};
+use super::model::{ChangeKind, DeliveryMeta, MessageContent, StoredMessage};
+use super::thread::{self, ThreadRefs};
+use super::{index, Folder, MailboxError, MailboxService};
+use crate::extract::{self, Extracted};
+use crate::store::{Tree, Tx, TxFail};
+use crate::util::{new_id, now_millis, now_unix};
+use std::sync::Arc;
+
+const TREES: [Tree; 9] = [
+    Tree::Messages,
+    Tree::MessageBlobs,
+    Tree::MessageContent,
+    Tree::FolderUids,
+    Tree::MailTimeline,
+    Tree::FolderTimeline,
+    Tree::Folders,
+    Tree::MailChanges,
+    Tree::MailThreads,
+];
+
+/// The agent's counters, creating the mailbox (all six folders, one UIDVALIDITY) on first
+/// touch so a folder's UIDVALIDITY is fixed before any UID in it is handed out.
+pub(super) fn load_state(
+    tx: &Tx<'_>,
+    agent: &str,
+    now: i64,
+) -> Result<AgentMailState, TxFail<MailboxError>> {
+    if let Some(s) = tx.get_record(Tree::Folders, &index::agent_state(agent))? {
+        return Ok(s);
+    }
+    let st = AgentMailState {
+        modseq: 0,
+        used_bytes: 0,
+        messages: 0,
+        created_at: now,
+    };
+    for f in Folder::ALL {
+        let fs = FolderState::new(f, uidvalidity_at(now));
+        tx.put_record(Tree::Folders, &index::folder_state(agent, f), &fs)?;
+    }
+    tx.put_record(Tree::Folders, &index::agent_state(agent), &st)?;
+    Ok(st)
+}
+
+pub(super) fn load_folder(
+    tx: &Tx<'_>,
+    agent: &str,
+    folder: Folder,
+    st: &AgentMailState,
+) -> Result<FolderState, TxFail<MailboxError>> {
+    Ok(tx
+        .get_record(Tree::Folders, &index::folder_state(agent, folder))?
+        .unwrap_or_else(|| FolderState::new(folder, uidvalidity_at(st.created_at))))
+}
+
+/// Takes the folder's next UID; UIDs are never reused, so an exhausted folder refuses.
+pub(super) fn next_uid(fs: &mut FolderState) -> Result<u32, TxFail<MailboxError>> {
+    let uid = fs.uidnext;
+    fs.uidnext = uid.checked_add(1).ok_or_else(|| {
+        TxFail::Abort(MailboxError::Invalid(format!(
+            "the folder {} has used every UID",
+            fs.folder
+        )))
+    })?;
+    Ok(uid)
+}
+
+/// Places `rec` (folder and uid already set) in the UID and timeline indexes.
+pub(super) fn index_in_folder(
+    tx: &Tx<'_>,
+    rec: &StoredMessage,
+) -> Result<(), TxFail<MailboxError>> {
+    let (a, id) = (rec.agent_id.as_str(), rec.id.as_str());
+    tx.put(
+        Tree::FolderUids,
+        &index::folder_uid(a, rec.folder, rec.uid),
+        id.as_bytes(),
+    )?;
+    tx.put(
+        Tree::FolderTimeline,
+        &index::folder_timeline(a, rec.folder, rec.received_at_ms, id),
+        &[],
+    )?;
+    if rec.folder != Folder::Trash {
+        tx.put(
+            Tree::MailTimeline,
+            &index::timeline(a, rec.received_at_ms, id),
+            &[],
+        )?;
+    }
+    Ok(())
+}
+
+/// Removes `rec` (at its current folder and uid) from the UID and timeline indexes.
+pub(super) fn unindex_from_folder(
+    tx: &Tx<'_>,
+    rec: &StoredMessage,
+) -> Result<(), TxFail<MailboxError>> {
+    let (a, id) = (rec.agent_id.as_str(), rec.id.as_str());
+    tx.remove(Tree::FolderUids, &index::folder_uid(a, rec.folder, rec.uid))?;
+    tx.remove(
+        Tree::FolderTimeline,
+        &index::folder_timeline(a, rec.folder, rec.received_at_ms, id),
+    )?;
+    tx.remove(
+        Tree::MailTimeline,
+        &index::timeline(a, rec.received_at_ms, id),
+    )?;
+    Ok(())
+}
+
+/// What a message we cannot parse is stored as: the raw bytes are kept whole, so nothing a
+/// sender was told we accepted is lost; only the derived fields are empty.
+fn unparsed() -> Extracted {
+    Extracted {
+        subject: String::new(),
+        from: None,
+        to: vec![],
+        cc: vec![],
+        reply_to: vec![],
+        date: None,
+        message_id: None,
+        in_reply_to: vec![],
+        references: vec![],
+        text: None,
+        html: None,
+        extracted_text: String::new(),
+        preview: String::new(),
+        codes: vec![],
+        links: vec![],
+        attachments: vec![],
+        headers: vec![],
+    }
+}
+
+impl MailboxService {
+    /// Refuses early (SMTP RCPT or DATA time) when `incoming` bytes would not fit. `deliver`
+    /// checks again inside its transaction, which is what actually holds the line.
+    pub fn check_quota(&self, agent: &str, incoming: u64) -> Result<(), MailboxError> {
+        if self.quota_bytes == 0 {
+            return Ok(());
+        }
+        let used = self.usage(agent)?.map_or(0, |s| s.used_bytes);
+        if used.saturating_add(incoming) > self.quota_bytes {
+            return Err(MailboxError::QuotaExceeded {
+                used,
+                quota: self.quota_bytes,
+                incoming,
+            });
+        }
+        Ok(())
+    }
+
+    /// Stores `raw` in `agent`'s `folder` and returns once it is durable.
+    pub async fn deliver(
+        &self,
+        agent: &str,
+        folder: Folder,
+        raw: Vec<u8>,
+        meta: DeliveryMeta,
+    ) -> Result<StoredMessage, MailboxError> {
+        if !index::valid_agent_id(agent) {
+            return Err(MailboxError::Invalid("invalid agent id".into()));
+        }
+        let flags = normalize_set(&meta.flags, normalize_flag, "flags")?;
+        let labels = normalize_set(&meta.labels, normalize_label, "labels")?;
+        let size = raw.len() as u64;
+        self.check_quota(agent, size)?;
+
+        // Parsing a large message is CPU work: keep it off the async workers. A parser panic
+        // must not lose the message, so the bytes stay shared with this task.
+        let raw: Arc<[u8]> = raw.into();
+        let for_parse = raw.clone();
+        let ex = match tokio::task::spawn_blocking(move || extract::parse(&for_parse)).await {
+            Ok(Ok(ex)) => ex,
+            Ok(Err(e)) => {
+                tracing::warn!(agent, error = %e, "storing a message that does not parse");
+                unparsed()
+            }
+            Err(e) => {
+                tracing::error!(agent, error = %e, "the message parser failed; storing raw only");
+                unparsed()
+            }
+        };
+
+        let id = new_id("msg");
+        let fresh_thread = new_id("th");
+        let refs = ThreadRefs::of(&ex);
+        let base = StoredMessage {
+            id: id.clone(),
+            agent_id: agent.to_string(),
+            folder,
+            uid: 0,
+            thread_id: String::new(),
+            modseq: 0,
+            flags,
+            labels,
+            received_at_ms: meta.received_at_ms,
+            size,
+            from: ex.from,
+            to: ex.to,
+            cc: ex.cc,
+            reply_to: ex.reply_to,
+            subject: ex.subject,
+            date: ex.date,
+            message_id: ex.message_id,
+            preview: ex.preview,
+            attachments: ex.attachments,
+            auth_json: meta.auth.as_ref().map(|v| v.to_string()),
+            envelope_from: meta.envelope_from,
+            envelope_to: meta.envelope_to,
+            external: !matches!(folder, Folder::Sent | Folder::Drafts),
+        };
+        let content = MessageContent {
+            text: ex.text,
+            html: ex.html,
+            extracted_text: ex.extracted_text,
+            codes: ex.codes,
+            links: ex.links,
+            headers: ex.headers,
+            in_reply_to: ex.in_reply_to,
+            references: ex.references,
+        };
+        let (now, now_ms) = (now_unix(), now_millis());
+        let quota = self.quota_bytes;
+
+        let rec = self.store.transact(&TREES, |tx| {
+            let mut st = load_state(tx, agent, now)?;
+            if quota > 0 && st.used_bytes.saturating_add(size) > quota {
+                return Err(TxFail::Abort(MailboxError::QuotaExceeded {
+                    used: st.used_bytes,
+                    quota,
+                    incoming: size,
+                }));
+            }
+            let mut fs = load_folder(tx, agent, folder, &st)?;
+            let mut rec = base.clone();
+            rec.uid = next_uid(&mut fs)?;
+            st.modseq += 1;
+            st.used_bytes += size;
+            st.messages += 1;
+            rec.modseq = st.modseq;
+            rec.thread_id = thread::resolve(tx, agent, &refs, &fresh_thread)?;
+            fs.add(size, rec.is_unread(), st.modseq);
+
+            tx.put_record(Tree::Messages, id.as_bytes(), &rec)?;
+            tx.put(Tree::MessageBlobs, id.as_bytes(), &raw)?;
+            tx.put_record(Tree::MessageContent, id.as_bytes(), &content)?;
+            index_in_folder(tx, &rec)?;
+            tx.put_record(Tree::Folders, &index::folder_state(agent, folder), &fs)?;
+            tx.put_record(Tree::Folders, &index::agent_state(agent), &st)?;
+            tx.put_record(
+                Tree::MailChanges,
+                &index::change(agent, st.modseq),
+                &rec.change(ChangeKind::Added, st.modseq, now_ms),
+            )?;
+            Ok(rec)
+        })?;
+        self.store.commit().await?;
+        self.waiters.notify(&rec);
+        Ok(rec)
+    }
+
+    /// Creates the agent's folders durably if it has none yet.
+    pub(super) async fn ensure_mailbox(&self, agent: &str) -> Result<(), MailboxError> {
+        if self.usage(agent)?.is_some() {
+            return Ok(());
+        }
+        let now = now_unix();
+        self.store
+            .transact::<_, MailboxError>(&[Tree::Folders], |tx| {
+                load_state(tx, agent, now)?;
+                Ok(())
+            })?;
+        self.store.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::*;
+    use super::*;
+
+    #[tokio::test]
+    async fn uids_grow_per_folder_and_state_is_counted() {
+        let (_d, mb) = service(0);
+        let a = deliver(&mb, "ag_a", Folder::Inbox, &simple("x", "one")).await;
+        let b = deliver(&mb, "ag_a", Folder::Inbox, &simple("x", "two")).await;
+        let c = deliver(&mb, "ag_a", Folder::Sent, &simple("x", "three")).await;
+        let other = deliver(&mb, "ag_b", Folder::Inbox, &simple("x", "four")).await;
+        assert_eq!((a.uid, b.uid, c.uid, other.uid), (1, 2, 1, 1));
+        assert_eq!((a.modseq, b.modseq, c.modseq), (1, 2, 3));
+        assert!(!c.external && a.external);
+        let fs = mb.folders("ag_a").await.unwrap();
+        assert_eq!(fs.len(), 6);
+        let inbox = &fs[0];
+        assert_eq!(inbox.folder, Folder::Inbox);
+        assert_eq!((inbox.uidnext, inbox.exists, inbox.unseen), (3, 2, 2));
+        assert_eq!(inbox.size, a.size + b.size);
+        assert!(fs.iter().all(|f| f.uidvalidity == inbox.uidvalidity));
+        let st = mb.usage("ag_a").unwrap().unwrap();
+        assert_eq!((st.modseq, st.messages), (3, 3));
+        assert_eq!(st.used_bytes, a.size + b.size + c.size);
+        let uids = mb.uids("ag_a", Folder::Inbox, 1, 10).unwrap();
+        assert_eq!(uids, vec![(1, a.id.clone()), (2, b.id.clone())]);
+        let ch = mb.changes_since("ag_a", 1, 10).unwrap();
+        assert_eq!(ch.len(), 2);
+        assert_eq!(
+            (ch[0].modseq, ch[0].kind, ch[0].uid),
+            (2, ChangeKind::Added, 2)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_deliveries_get_distinct_uids_and_modseqs() {
+        let (_d, mb) = service(0);
+        let mb = Arc::new(mb);
+        let tasks: Vec<_> = (0..24)
+            .map(|i| {
+                let mb = mb.clone();
+                tokio::spawn(async move {
+                    deliver(&mb, "ag_a", Folder::Inbox, &simple("x", &format!("c{i}"))).await
+                })
+            })
+            .collect();
+        let mut uids = Vec::new();
+        let mut modseqs = Vec::new();
+        for t in tasks {
+            let m = t.await.unwrap();
+            uids.push(m.uid);
+            modseqs.push(m.modseq);
+        }
+        uids.sort();
+        modseqs.sort();
+        assert_eq!(uids, (1..=24).collect::<Vec<u32>>());
+        assert_eq!(modseqs, (1..=24).collect::<Vec<u64>>());
+        let inbox = &mb.folders("ag_a").await.unwrap()[0];
+        assert_eq!((inbox.exists, inbox.uidnext), (24, 25));
+    }
+
+    #[tokio::test]
+    async fn uidvalidity_and_uids_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (v1, last) = {
+            let mb = service_in(dir.path(), 0);
+            deliver(&mb, "ag_a", Folder::Inbox, &simple("x", "a")).await;
+            let m = deliver(&mb, "ag_a", Folder::Inbox, &simple("x", "b")).await;
+            (mb.folders("ag_a").await.unwrap()[0].uidvalidity, m.uid)
+        };
+        let mb = service_in(dir.path(), 0);
+        let fs = mb.folders("ag_a").await.unwrap();
+        assert_eq!(fs[0].uidvalidity, v1);
+        let m = deliver(&mb, "ag_a", Folder::Inbox, &simple("x", "c")).await;
+        assert_eq!(m.uid, last + 1);
+    }
+
+    #[tokio::test]
+    async fn quota_refuses_what_does_not_fit_and_stores_nothing() {
+        let raw = simple("x", "fits");
+        let (_d, mb) = service(raw.len() as u64 * 2);
+        deliver(&mb, "ag_a", Folder::Inbox, &raw).await;
+        mb.check_quota("ag_a", raw.len() as u64).unwrap();
+        deliver(&mb, "ag_a", Folder::Inbox, &raw).await;
+        assert!(matches!(
+            mb.check_quota("ag_a", 1),
+            Err(MailboxError::QuotaExceeded { .. })
+        ));
+        let r = mb
+            .deliver("ag_a", Folder::Inbox, raw.clone(), meta(3))
+            .await;
+        match r {
+            Err(e @ MailboxError::QuotaExceeded { .. }) => assert!(!e.is_temporary()),
+            other => panic!("expected quota error, got {other:?}"),
+        }
+        assert_eq!(mb.usage("ag_a").unwrap().unwrap().messages, 2);
+        // Other agents have their own quota.
+        deliver(&mb, "ag_b", Folder::Inbox, &raw).await;
+    }
+
+    #[tokio::test]
+    async fn threads_follow_references_and_in_reply_to() {
+        let (_d, mb) = service(0);
+        let root = deliver(&mb, "ag_a", Folder::Inbox, &with_ids("r1@x", &[], &[])).await;
+        let reply = deliver(
+            &mb,
+            "ag_a",
+            Folder::Inbox,
+            &with_ids("r2@x", &["r1@x"], &["r1@x"]),
+        )
+        .await;
+        // Only In-Reply-To, naming the reply rather than the root.
+        let deeper = deliver(
+            &mb,
+            "ag_a",
+            Folder::Inbox,
+            &with_ids("r3@x", &["r2@x"], &[]),
+        )
+        .await;
+        let other = deliver(&mb, "ag_a", Folder::Inbox, &with_ids("z@x", &[], &[])).await;
+        assert_eq!(reply.thread_id, root.thread_id);
+        assert_eq!(deeper.thread_id, root.thread_id);
+        assert_ne!(other.thread_id, root.thread_id);
+        // Two replies to a message never seen agree with each other.
+        let o1 = deliver(
+            &mb,
+            "ag_a",
+            Folder::Inbox,
+            &with_ids("o1@x", &["gone@x"], &["gone@x"]),
+        )
+        .await;
+        let o2 = deliver(
+            &mb,
+            "ag_a",
+            Folder::Inbox,
+            &with_ids("o2@x", &["gone@x"], &[]),
+        )
+        .await;
+        assert_eq!(o1.thread_id, o2.thread_id);
+        // No ids at all: a thread of its own.
+        let lone1 = deliver(&mb, "ag_a", Folder::Inbox, b"Subject: a\r\n\r\nx\r\n").await;
+        let lone2 = deliver(&mb, "ag_a", Folder::Inbox, b"Subject: a\r\n\r\nx\r\n").await;
+        assert_ne!(lone1.thread_id, lone2.thread_id);
+    }
+
+    #[tokio::test]
+    async fn garbage_is_stored_whole_and_bad_input_refused() {
+        let (_d, mb) = service(0);
+        let m = deliver(&mb, "ag_a", Folder::Inbox, b"\x00\x01 not a message").await;
+        assert_eq!(
+            mb.raw_bytes("ag_a", &m.id).unwrap(),
+            b"\x00\x01 not a message"
+        );
+        let mut bad = meta(1);
+        bad.flags = vec!["\\Bogus".into()];
+        assert!(matches!(
+            mb.deliver("ag_a", Folder::Inbox, b"x".to_vec(), bad).await,
+            Err(MailboxError::Invalid(_))
+        ));
+        assert!(mb
+            .deliver("a\0b", Folder::Inbox, b"x".to_vec(), meta(1))
+            .await
+            .is_err());
+    }
+}

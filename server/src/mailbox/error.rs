@@ -1,0 +1,49 @@
+//! Mailbox errors. Front-ends map them: SMTP `QuotaExceeded` -> `552 5.2.2`, any storage
+//! failure -> `451 4.3.0`; REST through `From<MailboxError> for ApiError`.
+
+use crate::audit::AuditError;
+use crate::identity::Denied;
+use crate::store::{StoreError, TxError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailboxError {
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// Also the answer for another agent's message: its existence is not disclosed.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("mailbox full: {used} of {quota} bytes used, {incoming} more do not fit")]
+    QuotaExceeded {
+        used: u64,
+        quota: u64,
+        incoming: u64,
+    },
+    #[error("unknown folder \"{0}\" (known: INBOX, Sent, Junk, Trash, Drafts, Archive)")]
+    UnknownFolder(String),
+    /// A request value that parses but is not acceptable (422).
+    #[error("{0}")]
+    Invalid(String),
+    /// A request value that does not parse (400): a cursor or a timestamp.
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl MailboxError {
+    /// True when trying again later may succeed (SMTP 4xx, not 5xx).
+    pub fn is_temporary(&self) -> bool {
+        matches!(self, MailboxError::Store(_) | MailboxError::Audit(_))
+    }
+}
+
+impl From<TxError<MailboxError>> for MailboxError {
+    fn from(e: TxError<MailboxError>) -> Self {
+        match e {
+            TxError::Abort(e) => e,
+            TxError::Store(s) => MailboxError::Store(s),
+        }
+    }
+}

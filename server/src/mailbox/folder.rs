@@ -1,0 +1,173 @@
+//! The six fixed folders and the per-folder and per-agent counters behind IMAP's UIDVALIDITY,
+//! UIDNEXT and HIGHESTMODSEQ.
+
+use super::MailboxError;
+use serde::{Deserialize, Serialize};
+
+/// A folder. The set is fixed (DESIGN §9), so a name never needs an id and no folder is ever
+/// deleted: its UIDVALIDITY therefore never has to change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Folder {
+    #[serde(rename = "INBOX")]
+    Inbox,
+    /// IMAP SPECIAL-USE `\Sent` (RFC 6154): copies of what the agent sent.
+    Sent,
+    /// `\Junk`: DMARC quarantine and anything the agent marks as junk.
+    Junk,
+    /// `\Trash`: DELETE moves here; a DELETE here purges.
+    Trash,
+    /// `\Drafts`.
+    Drafts,
+    /// `\Archive`.
+    Archive,
+}
+
+impl Folder {
+    pub const ALL: [Folder; 6] = [
+        Folder::Inbox,
+        Folder::Sent,
+        Folder::Junk,
+        Folder::Trash,
+        Folder::Drafts,
+        Folder::Archive,
+    ];
+
+    /// The name users and IMAP clients see.
+    pub fn name(self) -> &'static str {
+        match self {
+            Folder::Inbox => "INBOX",
+            Folder::Sent => "Sent",
+            Folder::Junk => "Junk",
+            Folder::Trash => "Trash",
+            Folder::Drafts => "Drafts",
+            Folder::Archive => "Archive",
+        }
+    }
+
+    /// The RFC 6154 SPECIAL-USE attribute an IMAP LIST reports (INBOX has none: it is
+    /// special by name).
+    pub fn special_use(self) -> Option<&'static str> {
+        match self {
+            Folder::Inbox => None,
+            Folder::Sent => Some("\\Sent"),
+            Folder::Junk => Some("\\Junk"),
+            Folder::Trash => Some("\\Trash"),
+            Folder::Drafts => Some("\\Drafts"),
+            Folder::Archive => Some("\\Archive"),
+        }
+    }
+
+    /// Case-insensitive, as IMAP treats INBOX and as REST users type names.
+    pub fn parse(s: &str) -> Result<Folder, MailboxError> {
+        Folder::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(s.trim()))
+            .ok_or_else(|| MailboxError::UnknownFolder(s.chars().take(64).collect()))
+    }
+}
+
+impl std::fmt::Display for Folder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Stored per agent and folder (`Folders` tree, key `agent \0 folder`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FolderState {
+    pub folder: Folder,
+    /// Fixed when the folder is created and never changed: UIDs are never reused, so clients
+    /// caching UIDs stay valid across restarts.
+    pub uidvalidity: u32,
+    /// The UID the next message placed here receives; only ever grows.
+    pub uidnext: u32,
+    /// Messages in the folder (IMAP EXISTS).
+    pub exists: u64,
+    /// Messages without `\Seen` (IMAP UNSEEN count in STATUS).
+    pub unseen: u64,
+    /// Raw bytes of the messages in the folder.
+    pub size: u64,
+    /// The greatest modseq of any change that touched this folder (CONDSTORE).
+    pub highest_modseq: u64,
+}
+
+impl FolderState {
+    pub(super) fn new(folder: Folder, uidvalidity: u32) -> Self {
+        Self {
+            folder,
+            uidvalidity,
+            uidnext: 1,
+            exists: 0,
+            unseen: 0,
+            size: 0,
+            highest_modseq: 0,
+        }
+    }
+
+    /// Counts a message entering the folder.
+    pub(super) fn add(&mut self, size: u64, unread: bool, modseq: u64) {
+        self.exists += 1;
+        self.size += size;
+        self.unseen += u64::from(unread);
+        self.highest_modseq = self.highest_modseq.max(modseq);
+    }
+
+    /// Counts a message leaving the folder.
+    pub(super) fn remove(&mut self, size: u64, unread: bool, modseq: u64) {
+        self.exists = self.exists.saturating_sub(1);
+        self.size = self.size.saturating_sub(size);
+        self.unseen = self.unseen.saturating_sub(u64::from(unread));
+        self.highest_modseq = self.highest_modseq.max(modseq);
+    }
+}
+
+/// Stored once per agent (`Folders` tree, key `agent \0` with an empty folder name). Every
+/// change to an agent's mail updates it, so its transactions serialize per agent: that is what
+/// makes UID and modseq allocation race-free without locks outside the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentMailState {
+    /// The last modseq handed out; each change to a message takes the next one.
+    pub modseq: u64,
+    /// Raw bytes stored over all folders, Trash included (what the quota limits).
+    pub used_bytes: u64,
+    pub messages: u64,
+    /// Unix seconds the mailbox was first touched; every folder's UIDVALIDITY.
+    pub created_at: i64,
+}
+
+/// A UIDVALIDITY from a creation time: nonzero (RFC 3501 §2.3.1.1) and 32-bit.
+pub(super) fn uidvalidity_at(unix: i64) -> u32 {
+    u32::try_from(unix).ok().filter(|v| *v != 0).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_back_and_carry_special_use() {
+        for f in Folder::ALL {
+            assert_eq!(Folder::parse(f.name()).unwrap(), f);
+        }
+        assert_eq!(Folder::parse("inbox").unwrap(), Folder::Inbox);
+        assert_eq!(Folder::parse(" trash ").unwrap(), Folder::Trash);
+        assert!(matches!(
+            Folder::parse("Spam"),
+            Err(MailboxError::UnknownFolder(n)) if n == "Spam"
+        ));
+        assert_eq!(Folder::Inbox.special_use(), None);
+        assert_eq!(Folder::Junk.special_use(), Some("\\Junk"));
+        assert_eq!(serde_json::to_string(&Folder::Inbox).unwrap(), "\"INBOX\"");
+    }
+
+    #[test]
+    fn counts_never_underflow() {
+        let mut s = FolderState::new(Folder::Inbox, 5);
+        s.add(10, true, 3);
+        s.remove(10, true, 4);
+        s.remove(10, true, 2);
+        assert_eq!((s.exists, s.size, s.unseen, s.highest_modseq), (0, 0, 0, 4));
+        assert_eq!(uidvalidity_at(0), 1);
+        assert_eq!(uidvalidity_at(1_700_000_000), 1_700_000_000);
+    }
+}

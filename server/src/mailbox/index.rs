@@ -1,0 +1,148 @@
+//! Key layout of the mailbox trees, in one place so every reader and writer agrees.
+//!
+//! | tree            | key                                      | value            |
+//! |-----------------|------------------------------------------|------------------|
+//! | Messages        | message id                               | [`StoredMessage`](super::StoredMessage) |
+//! | MessageBlobs    | message id                               | raw RFC 5322     |
+//! | MessageContent  | message id                               | [`MessageContent`](super::MessageContent) |
+//! | FolderUids      | agent \0 folder \0 uid (u64 BE)          | message id       |
+//! | MailTimeline    | agent \0 received ms (BE) \0 message id  | empty            |
+//! | FolderTimeline  | agent \0 folder \0 received ms (BE) \0 id | empty           |
+//! | Folders         | agent \0 folder / agent \0 (empty name)  | folder / agent state |
+//! | MailChanges     | agent \0 modseq (BE)                     | [`Change`](super::Change) |
+//! | MailThreads     | agent \0 Message-ID                      | thread id        |
+//!
+//! MailTimeline holds every message not in Trash (the default listing), FolderTimeline every
+//! message under its folder; both order by arrival so "newest first" is a reverse range walk.
+
+use super::Folder;
+use crate::store::keys;
+
+pub(super) fn folder_uid(agent: &str, folder: Folder, uid: u32) -> Vec<u8> {
+    keys::with_u64(&[agent, folder.name()], u64::from(uid))
+}
+
+/// Received times before 1970 (a caller's bug) sort first instead of wrapping around.
+fn ms(received_ms: i64) -> u64 {
+    u64::try_from(received_ms).unwrap_or(0)
+}
+
+/// `base` \0 received \0 id: the entry for one message under an ordered prefix.
+fn timed(base: &[&str], received_ms: i64, id: &str) -> Vec<u8> {
+    let mut k = keys::with_u64(base, ms(received_ms));
+    k.push(0);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+pub(super) fn timeline(agent: &str, received_ms: i64, id: &str) -> Vec<u8> {
+    timed(&[agent], received_ms, id)
+}
+
+pub(super) fn folder_timeline(agent: &str, folder: Folder, received_ms: i64, id: &str) -> Vec<u8> {
+    timed(&[agent, folder.name()], received_ms, id)
+}
+
+/// The ordered prefix a listing walks: all of an agent's non-Trash mail, or one folder.
+pub(super) fn timeline_base(agent: &str, folder: Option<Folder>) -> Vec<String> {
+    match folder {
+        Some(f) => vec![agent.to_string(), f.name().to_string()],
+        None => vec![agent.to_string()],
+    }
+}
+
+/// The first key at or after `received_ms` under `base`.
+pub(super) fn timeline_from(base: &[String], received_ms: i64) -> Vec<u8> {
+    let parts: Vec<&str> = base.iter().map(String::as_str).collect();
+    keys::with_u64(&parts, ms(received_ms))
+}
+
+/// The position of one entry under `base` (cursors resume strictly before or after it).
+pub(super) fn timeline_at(base: &[String], received_ms: i64, id: &str) -> Vec<u8> {
+    let parts: Vec<&str> = base.iter().map(String::as_str).collect();
+    timed(&parts, received_ms, id)
+}
+
+/// The first key after every key under `base`.
+pub(super) fn timeline_end(base: &[String]) -> Vec<u8> {
+    let parts: Vec<&str> = base.iter().map(String::as_str).collect();
+    let mut k = keys::join(&parts);
+    k.push(1);
+    k
+}
+
+/// Reads (received ms, message id) back from a timeline key under `base`.
+pub(super) fn parse_timed(base: &[String], key: &[u8]) -> Option<(i64, String)> {
+    let parts: Vec<&str> = base.iter().map(String::as_str).collect();
+    let rest = key.strip_prefix(keys::prefix(&parts).as_slice())?;
+    let (ms, rest) = rest.split_at_checked(8)?;
+    let ms = i64::try_from(u64::from_be_bytes(ms.try_into().ok()?)).ok()?;
+    let id = std::str::from_utf8(rest.strip_prefix(&[0])?).ok()?;
+    Some((ms, id.to_string()))
+}
+
+pub(super) fn folder_state(agent: &str, folder: Folder) -> Vec<u8> {
+    keys::join(&[agent, folder.name()])
+}
+
+/// The agent-wide record sits beside its folders under the empty folder name, which no
+/// folder can have.
+pub(super) fn agent_state(agent: &str) -> Vec<u8> {
+    keys::join(&[agent, ""])
+}
+
+pub(super) fn change(agent: &str, modseq: u64) -> Vec<u8> {
+    keys::with_u64(&[agent], modseq)
+}
+
+pub(super) fn thread(agent: &str, message_id: &str) -> Vec<u8> {
+    keys::join(&[agent, message_id])
+}
+
+/// Agent ids come from identity (`ag_` + base32) but `deliver` is called by front-ends: a
+/// NUL would let one agent's keys alias another's.
+pub(super) fn valid_agent_id(agent: &str) -> bool {
+    !agent.is_empty() && agent.len() <= 128 && !agent.bytes().any(|b| b == 0)
+}
+
+/// Message ids are ours (`msg_` + base32); anything else cannot name a message.
+pub(super) fn valid_message_id(id: &str) -> bool {
+    id.len() <= 64
+        && id.starts_with("msg_")
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeline_keys_order_by_time_and_parse_back() {
+        let base = timeline_base("ag_x", None);
+        let a = timeline("ag_x", 5, "msg_b");
+        let b = timeline("ag_x", 256, "msg_a");
+        assert!(a < b);
+        assert!(b < timeline_end(&base));
+        assert!(timeline_from(&base, 6) > a && timeline_from(&base, 6) < b);
+        assert_eq!(parse_timed(&base, &b), Some((256, "msg_a".into())));
+        let fbase = timeline_base("ag_x", Some(Folder::Inbox));
+        let f = folder_timeline("ag_x", Folder::Inbox, 9, "msg_c");
+        assert_eq!(parse_timed(&fbase, &f), Some((9, "msg_c".into())));
+        assert_eq!(timeline_at(&fbase, 9, "msg_c"), f);
+        // Another agent's keys never fall inside this agent's range.
+        assert!(timeline("ag_xy", 0, "msg_a") > timeline_end(&base));
+        assert_eq!(timeline("ag_x", -5, "m"), timeline("ag_x", 0, "m"));
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(valid_message_id("msg_abc234"));
+        assert!(!valid_message_id("msg_a\0b"));
+        assert!(!valid_message_id("ag_abc"));
+        assert!(valid_agent_id("ag_x"));
+        assert!(!valid_agent_id("a\0b"));
+        assert!(!valid_agent_id(""));
+    }
+}

@@ -1,0 +1,287 @@
+//! The stored records and the JSON every front-end returns for them (REST and MCP share it,
+//! so they cannot drift).
+
+use super::flags::SEEN;
+use super::Folder;
+use crate::extract::{Addr, AttachmentInfo, Code, Link};
+use crate::util::{rfc3339, rfc3339_millis};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+/// What the caller of [`super::MailboxService::deliver`] knows that the message does not say.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DeliveryMeta {
+    /// Unix milliseconds the message was accepted (IMAP INTERNALDATE; listing order).
+    pub received_at_ms: i64,
+    pub labels: Vec<String>,
+    /// The mailauth verdict (SPF, DKIM, DMARC, ARC) as JSON; None for our own copies.
+    pub auth: Option<Value>,
+    /// SMTP MAIL FROM; empty for the null sender `<>`.
+    pub envelope_from: String,
+    /// SMTP RCPT TO addresses this copy was delivered for.
+    pub envelope_to: Vec<String>,
+    /// Initial flags, e.g. `\Seen` for a Sent copy.
+    pub flags: Vec<String>,
+}
+
+/// The compact per-message record (`Messages` tree): what listings read and what changes.
+/// Large derived content lives apart in [`MessageContent`] so listing never decodes bodies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub id: String,
+    pub agent_id: String,
+    pub folder: Folder,
+    /// UID within `folder`; a move gives a new one.
+    pub uid: u32,
+    pub thread_id: String,
+    /// The agent's modseq of the last change to this message (CONDSTORE MODSEQ).
+    pub modseq: u64,
+    pub flags: Vec<String>,
+    pub labels: Vec<String>,
+    pub received_at_ms: i64,
+    /// Raw RFC 5322 size in bytes.
+    pub size: u64,
+    pub from: Option<Addr>,
+    pub to: Vec<Addr>,
+    pub cc: Vec<Addr>,
+    pub reply_to: Vec<Addr>,
+    pub subject: String,
+    /// The Date header, unix seconds.
+    pub date: Option<i64>,
+    /// The Message-ID header.
+    pub message_id: Option<String>,
+    pub preview: String,
+    pub attachments: Vec<AttachmentInfo>,
+    /// The mailauth verdict as JSON text (kept as text so the record encoding never has to
+    /// round-trip arbitrary JSON).
+    pub auth_json: Option<String>,
+    pub envelope_from: String,
+    pub envelope_to: Vec<String>,
+    /// Written by someone other than this agent (everything but its Sent and Drafts copies):
+    /// its text is data, not instructions.
+    pub external: bool,
+}
+
+/// Derived content (`MessageContent` tree), computed once at delivery.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MessageContent {
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub html: Option<String>,
+    #[serde(default)]
+    pub extracted_text: String,
+    #[serde(default)]
+    pub codes: Vec<Code>,
+    #[serde(default)]
+    pub links: Vec<Link>,
+    #[serde(default)]
+    pub headers: Vec<(String, String)>,
+    #[serde(default)]
+    pub in_reply_to: Vec<String>,
+    #[serde(default)]
+    pub references: Vec<String>,
+}
+
+/// A whole message as `get` returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub meta: StoredMessage,
+    pub content: MessageContent,
+}
+
+/// One entry of an agent's change feed (`MailChanges`), for IMAP CONDSTORE/QRESYNC and
+/// webhooks. A move is `moved_out` of the old folder/UID then `added` to the new one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub modseq: u64,
+    pub at_ms: i64,
+    pub kind: ChangeKind,
+    pub message_id: String,
+    pub folder: Folder,
+    pub uid: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChangeKind {
+    Added,
+    /// Flags or labels changed in place.
+    Updated,
+    /// Left the folder for another one (IMAP sees an expunge).
+    MovedOut,
+    /// Gone for good.
+    Purged,
+}
+
+impl StoredMessage {
+    pub fn is_unread(&self) -> bool {
+        !self.flags.iter().any(|f| f == SEEN)
+    }
+
+    pub fn auth(&self) -> Value {
+        self.auth_json
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Value::Null)
+    }
+
+    /// The list item: everything but bodies and headers.
+    pub fn summary_json(&self) -> Value {
+        json!({
+            "id": self.id,
+            "thread_id": self.thread_id,
+            "folder": self.folder.name(),
+            "uid": self.uid,
+            "labels": self.labels,
+            "flags": self.flags,
+            "unread": self.is_unread(),
+            "from": self.from,
+            "to": self.to,
+            "cc": self.cc,
+            "reply_to": self.reply_to,
+            "subject": self.subject,
+            "date": self.date.map(rfc3339),
+            "received_at": rfc3339_millis(self.received_at_ms),
+            "size": self.size,
+            "preview": self.preview,
+            "attachments": self.attachments,
+            "message_id": self.message_id,
+            "external_content": self.external,
+        })
+    }
+
+    pub(super) fn change(&self, kind: ChangeKind, modseq: u64, at_ms: i64) -> Change {
+        Change {
+            modseq,
+            at_ms,
+            kind,
+            message_id: self.id.clone(),
+            folder: self.folder,
+            uid: self.uid,
+        }
+    }
+}
+
+impl Message {
+    /// The full record of DESIGN §5 "Reading".
+    pub fn to_json(&self) -> Value {
+        let mut v = self.meta.summary_json();
+        let c = &self.content;
+        let headers: Vec<Value> = c
+            .headers
+            .iter()
+            .map(|(k, v)| json!({"name": k, "value": v}))
+            .collect();
+        if let Value::Object(m) = &mut v {
+            m.insert("text".into(), json!(c.text));
+            m.insert("html".into(), json!(c.html));
+            m.insert("extracted_text".into(), json!(c.extracted_text));
+            m.insert("codes".into(), json!(c.codes));
+            m.insert("links".into(), json!(c.links));
+            m.insert("auth".into(), self.meta.auth());
+            m.insert("headers".into(), Value::Array(headers));
+            m.insert("in_reply_to".into(), json!(c.in_reply_to));
+            m.insert("references".into(), json!(c.references));
+            m.insert(
+                "envelope".into(),
+                json!({"from": self.meta.envelope_from, "to": self.meta.envelope_to}),
+            );
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn sample() -> StoredMessage {
+        StoredMessage {
+            id: "msg_a".into(),
+            agent_id: "ag_a".into(),
+            folder: Folder::Inbox,
+            uid: 3,
+            thread_id: "th_x".into(),
+            modseq: 9,
+            flags: vec![],
+            labels: vec!["l".into()],
+            received_at_ms: 1_700_000_000_123,
+            size: 42,
+            from: Some(Addr {
+                name: Some("Bob".into()),
+                email: "bob@b.test".into(),
+            }),
+            to: vec![],
+            cc: vec![],
+            reply_to: vec![],
+            subject: "hi".into(),
+            date: Some(1_700_000_000),
+            message_id: Some("m@b.test".into()),
+            preview: "p".into(),
+            attachments: vec![],
+            auth_json: Some(r#"{"dmarc":"pass"}"#.into()),
+            envelope_from: "bob@b.test".into(),
+            envelope_to: vec!["a@agents.test".into()],
+            external: true,
+        }
+    }
+
+    #[test]
+    fn json_has_the_documented_fields_and_survives_the_codec() {
+        let m = Message {
+            meta: sample(),
+            content: MessageContent {
+                text: Some("t".into()),
+                headers: vec![("Subject".into(), "hi".into())],
+                ..Default::default()
+            },
+        };
+        let v = m.to_json();
+        for k in [
+            "id",
+            "thread_id",
+            "folder",
+            "uid",
+            "labels",
+            "flags",
+            "unread",
+            "from",
+            "to",
+            "cc",
+            "subject",
+            "date",
+            "received_at",
+            "size",
+            "preview",
+            "text",
+            "html",
+            "extracted_text",
+            "codes",
+            "links",
+            "auth",
+            "attachments",
+            "headers",
+        ] {
+            assert!(v.get(k).is_some(), "missing {k}");
+        }
+        assert_eq!(v["folder"], "INBOX");
+        assert_eq!(v["unread"], true);
+        assert_eq!(v["auth"]["dmarc"], "pass");
+        assert_eq!(v["from"]["email"], "bob@b.test");
+        assert_eq!(v["received_at"], "2023-11-14T22:13:20.123Z");
+        assert_eq!(v["external_content"], true);
+        assert_eq!(v["headers"][0]["name"], "Subject");
+        assert!(m.meta.summary_json().get("text").is_none());
+        let bytes = crate::store::encode(&m.meta).unwrap();
+        assert_eq!(
+            crate::store::decode::<StoredMessage>(&bytes).unwrap(),
+            m.meta
+        );
+        let bytes = crate::store::encode(&m.content).unwrap();
+        assert_eq!(
+            crate::store::decode::<MessageContent>(&bytes).unwrap(),
+            m.content
+        );
+    }
+}
