@@ -176,7 +176,7 @@ impl Running {
                 }
             }
         }
-        self.services.store.commit().await?;
+        self.services.audit.commit().await?;
         self.services.store.flush_blocking()?;
         // Connection tasks drop their handles to the services a moment after the listener
         // ends; waiting for them means the store is closed (and its lock released) when

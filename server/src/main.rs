@@ -295,6 +295,7 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
                 .as_deref(),
         )?
         .context("the new store already had a human")?;
+    services.audit.sync_blocking();
     services.store.flush_blocking()?;
     let token = b.token.as_ref().map(|t| t.as_str().to_string());
     if a.json {
@@ -396,6 +397,7 @@ async fn agent(cfg: Config, c: AgentCmd) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    s.audit.sync_blocking();
     s.store.flush_blocking()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -435,6 +437,7 @@ async fn key(cfg: Config, c: KeyCmd) -> anyhow::Result<ExitCode> {
             println!("revoked key {key_id}");
         }
     }
+    s.audit.sync_blocking();
     s.store.flush_blocking()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -592,11 +592,15 @@ async fn cli_init_agent_and_audit_verify() {
     {
         let c = legate::config::load_file(std::path::Path::new(&cfg)).unwrap();
         let store = legate::store::Store::open(&c.storage.path).unwrap();
-        use legate::store::{keys, Tree};
-        let k = keys::u64_key(3);
+        use legate::store::Tree;
+        let k = legate::audit::page_key_of(&store, 3).unwrap().unwrap();
         let mut raw = store.get(Tree::Audit, &k).unwrap().unwrap();
-        let last = raw.len() - 70;
-        raw[last] ^= 0x01;
+        // bootstrap (1), agent.create (2), key.create (3)
+        let pos = raw
+            .windows(10)
+            .position(|w| w == b"key.create")
+            .expect("entry 3 is key.create");
+        raw[pos] = b'A';
         store.put(Tree::Audit, &k, &raw).unwrap();
         store.flush_blocking().unwrap();
     }

@@ -5,14 +5,20 @@
 //! an entry breaks the chain at that point and [`Audit::verify`] names it.
 
 mod entry;
+mod page;
 mod query;
+mod writer;
 
 pub use entry::{ActorRef, Entry, NewEntry, Outcome};
-pub use query::{Filter, Page};
+pub use page::page_key_of;
+pub use query::{Filter, QueryPage};
 
 use crate::store::{keys, Store, StoreError, Tree};
 use sha2::{Digest, Sha256};
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use tokio::sync::watch;
+use writer::{Shared, State};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
@@ -22,20 +28,13 @@ pub enum AuditError {
     BadCursor,
 }
 
-/// Where the chain ends now; appends are serialized through it.
-struct Head {
-    next_seq: u64,
-    prev_hash: String,
-}
-
 /// Hex of 32 zero bytes: the `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 pub struct Audit {
     store: Store,
-    /// A std mutex: held only for an in-memory update and one short store write, never across
-    /// an await.
-    head: Mutex<Head>,
+    shared: Arc<Shared>,
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 /// Result of walking the whole chain.
@@ -49,35 +48,50 @@ pub struct VerifyReport {
 
 impl Audit {
     pub fn open(store: Store) -> Result<Audit, AuditError> {
-        let head = match store.last(Tree::Audit)? {
+        let (next_seq, prev_hash) = match store.last(Tree::Audit)? {
             Some((k, v)) => {
-                let seq = keys::read_u64(&k).ok_or(StoreError::Corrupt("audit key".into()))?;
-                // An undecodable last entry still lets the log grow; verify will name it.
-                let prev_hash = crate::store::decode::<Entry>(&v)
-                    .map(|e| e.hash)
-                    .unwrap_or_else(|_| GENESIS.to_string());
-                Head {
-                    next_seq: seq + 1,
-                    prev_hash,
+                let first = keys::read_u64(&k).ok_or(StoreError::Corrupt("audit key".into()))?;
+                // An undecodable last page still lets the log grow; verify will name it.
+                match crate::store::decode::<page::Page>(&v) {
+                    Ok(p) => match p.entries.last() {
+                        Some(e) => (e.seq + 1, e.hash.clone()),
+                        None => (first + 1, GENESIS.to_string()),
+                    },
+                    Err(_) => (first + 1, GENESIS.to_string()),
                 }
             }
-            None => Head {
-                next_seq: 1,
-                prev_hash: GENESIS.to_string(),
-            },
+            None => (1, GENESIS.to_string()),
         };
+        let (written, _) = watch::channel(next_seq - 1);
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                next_seq,
+                prev_hash,
+                pending: Vec::new(),
+                stop: false,
+            }),
+            wake: Condvar::new(),
+            written,
+        });
+        let (s2, st2) = (shared.clone(), store.clone());
+        let handle = std::thread::Builder::new()
+            .name("audit-writer".into())
+            .spawn(move || writer::run(s2, st2))
+            .map_err(|e| StoreError::Io(format!("cannot start the audit writer: {e}")))?;
         Ok(Audit {
             store,
-            head: Mutex::new(head),
+            shared,
+            writer: Mutex::new(Some(handle)),
         })
     }
 
-    /// Appends one entry. Not durable by itself: the caller's [`Store::commit`] (which it
-    /// makes before acknowledging its own action) covers it.
+    /// Appends one entry: its place in the chain is fixed now; the writer stores it within
+    /// moments. Callers that acknowledge a change use [`Audit::commit`] so the entry is as
+    /// durable as the change it describes.
     pub fn append(&self, new: NewEntry) -> Result<Entry, AuditError> {
-        let mut head = self.head.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = self.shared.lock();
         let mut entry = Entry {
-            seq: head.next_seq,
+            seq: st.next_seq,
             ts: crate::util::now_millis(),
             actor: new.actor,
             chain: new.chain,
@@ -85,29 +99,43 @@ impl Audit {
             target: new.target,
             outcome: new.outcome,
             detail: new.detail,
-            prev_hash: head.prev_hash.clone(),
+            prev_hash: st.prev_hash.clone(),
             hash: String::new(),
         };
         entry.hash = entry.compute_hash();
-        let mut agents: Vec<&str> = Vec::new();
-        if entry.actor.kind == "agent" {
-            agents.push(&entry.actor.id);
-        }
-        if entry.target.starts_with("ag_") && !agents.contains(&entry.target.as_str()) {
-            agents.push(&entry.target);
-        }
-        let key = keys::u64_key(entry.seq);
-        // Index first, entry second, as plain writes (a transaction per entry costs more than
-        // everything else a request does): a crash between them leaves an index entry that
-        // points at nothing, which queries skip; never an entry missing from its index.
-        for a in &agents {
-            self.store
-                .put(Tree::AuditByAgent, &keys::with_u64(&[a], entry.seq), &[])?;
-        }
-        self.store.put_record(Tree::Audit, &key, &entry)?;
-        head.next_seq += 1;
-        head.prev_hash = entry.hash.clone();
+        st.next_seq += 1;
+        st.prev_hash = entry.hash.clone();
+        st.pending.push(entry.clone());
+        drop(st);
+        self.shared.wake.notify_one();
         Ok(entry)
+    }
+
+    fn last_appended(&self) -> u64 {
+        self.shared.lock().next_seq - 1
+    }
+
+    /// Waits until every entry appended so far is stored.
+    pub async fn synced(&self) {
+        let target = self.last_appended();
+        let mut rx = self.shared.written.subscribe();
+        let _ = rx.wait_for(|w| *w >= target).await;
+    }
+
+    /// The same, for synchronous callers (queries, the CLI): waits in short sleeps.
+    pub fn sync_blocking(&self) {
+        let target = self.last_appended();
+        let rx = self.shared.written.subscribe();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while *rx.borrow() < target && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_micros(200));
+        }
+    }
+
+    /// Makes every entry appended so far, and every store write before this call, durable.
+    pub async fn commit(&self) -> Result<(), AuditError> {
+        self.synced().await;
+        Ok(self.store.commit().await?)
     }
 
     /// Recomputes the chain from the first entry and names the first one that fails: a bad
@@ -121,43 +149,48 @@ impl Audit {
             first_broken: Some(seq),
             reason: Some(why),
         };
-        for (expected_seq, item) in (1u64..).zip(self.store.scan_prefix(Tree::Audit, &[])) {
+        self.sync_blocking();
+        let mut expected_seq = 1u64;
+        for item in self.store.scan_prefix(Tree::Audit, &[]) {
             let (k, v) = item?;
-            let seq = keys::read_u64(&k).unwrap_or(0);
-            if seq != expected_seq {
+            let first = keys::read_u64(&k).unwrap_or(0);
+            if first != expected_seq {
                 return Ok(broken(
                     expected_seq,
                     count,
-                    format!("entry {expected_seq} is missing (next present is {seq})"),
+                    format!("entry {expected_seq} is missing (next present is {first})"),
                 ));
             }
-            let e: Entry = match crate::store::decode(&v) {
-                Ok(e) => e,
-                Err(_) => return Ok(broken(seq, count, "entry bytes do not decode".into())),
+            let page: page::Page = match crate::store::decode(&v) {
+                Ok(p) => p,
+                Err(_) => return Ok(broken(first, count, "entry bytes do not decode".into())),
             };
-            if e.seq != seq {
-                return Ok(broken(
-                    seq,
-                    count,
-                    "entry seq does not match its key".into(),
-                ));
+            if page.entries.is_empty() {
+                return Ok(broken(first, count, "empty page".into()));
             }
-            if e.prev_hash != prev {
-                return Ok(broken(
-                    seq,
-                    count,
-                    "prev_hash does not match the previous entry".into(),
-                ));
+            for e in page.entries {
+                let seq = expected_seq;
+                if e.seq != seq {
+                    return Ok(broken(seq, count, "entry seq is out of order".into()));
+                }
+                if e.prev_hash != prev {
+                    return Ok(broken(
+                        seq,
+                        count,
+                        "prev_hash does not match the previous entry".into(),
+                    ));
+                }
+                if e.compute_hash() != e.hash {
+                    return Ok(broken(
+                        seq,
+                        count,
+                        "hash does not match the entry's contents".into(),
+                    ));
+                }
+                prev = e.hash;
+                expected_seq += 1;
+                count += 1;
             }
-            if e.compute_hash() != e.hash {
-                return Ok(broken(
-                    seq,
-                    count,
-                    "hash does not match the entry's contents".into(),
-                ));
-            }
-            prev = e.hash;
-            count += 1;
         }
         Ok(VerifyReport {
             entries: count,
@@ -172,8 +205,20 @@ impl Audit {
         filter: &Filter,
         limit: usize,
         cursor: Option<&str>,
-    ) -> Result<Page, AuditError> {
+    ) -> Result<QueryPage, AuditError> {
+        self.sync_blocking();
         query::run(&self.store, filter, limit, cursor)
+    }
+}
+
+impl Drop for Audit {
+    /// Stores what is still queued before the store handle goes away.
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_all();
+        if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -213,10 +258,13 @@ mod tests {
         assert_eq!(r.entries, 5);
         assert_eq!(r.first_broken, None);
 
-        let key = keys::u64_key(3);
-        let mut e: Entry = store.get_record(Tree::Audit, &key).unwrap().unwrap();
-        e.action = "a.forged".into();
-        store.put_record(Tree::Audit, &key, &e).unwrap();
+        audit.sync_blocking();
+        let key = page_key_of(&store, 3).unwrap().unwrap();
+        let mut p: page::Page = store.get_record(Tree::Audit, &key).unwrap().unwrap();
+        for e in p.entries.iter_mut().filter(|e| e.seq == 3) {
+            e.action = "a.forged".into();
+        }
+        store.put_record(Tree::Audit, &key, &p).unwrap();
         let r = audit.verify().unwrap();
         assert_eq!(r.first_broken, Some(3));
     }
@@ -242,8 +290,12 @@ mod tests {
         let audit = Audit::open(store.clone()).unwrap();
         for _ in 0..3 {
             audit.append(entry("x")).unwrap();
+            audit.sync_blocking();
         }
-        store.remove(Tree::Audit, &keys::u64_key(2)).unwrap();
-        assert_eq!(audit.verify().unwrap().first_broken, Some(2));
+        let k = page_key_of(&store, 2).unwrap().unwrap();
+        if keys::read_u64(&k) == Some(2) {
+            store.remove(Tree::Audit, &k).unwrap();
+            assert_eq!(audit.verify().unwrap().first_broken, Some(2));
+        }
     }
 }

@@ -3,6 +3,7 @@
 //! An agent filter walks the per-agent index, so an agent's page costs its own entries, not
 //! the whole log; time bounds stop the walk early because sequence order is time order.
 
+use super::page::{self, Page};
 use super::{AuditError, Entry, Outcome};
 use crate::store::{keys, Store, Tree};
 use std::ops::Bound;
@@ -40,30 +41,23 @@ impl Filter {
     }
 }
 
-pub struct Page {
+pub struct QueryPage {
     pub items: Vec<Entry>,
     pub next_cursor: Option<String>,
 }
 
-/// Largest number of index entries one page may examine, so a filter that matches nothing
+/// Largest number of entries one request may examine, so a filter that matches nothing
 /// cannot make one request walk an unbounded log; the cursor lets the client continue.
 const SCAN_BUDGET: usize = 10_000;
 
-pub(super) fn run(
-    store: &Store,
-    filter: &Filter,
-    limit: usize,
-    cursor: Option<&str>,
-) -> Result<Page, AuditError> {
-    let limit = limit.clamp(1, 1000);
-    let before = match cursor {
-        Some(c) => Some(c.parse::<u64>().map_err(|_| AuditError::BadCursor)?),
-        None => None,
-    };
-    let seqs: Box<dyn Iterator<Item = Result<u64, AuditError>>> = match &filter.agent {
+/// Pages (newest first) with, for agent queries, the sequence numbers of interest in each.
+type PageIter<'a> = Box<dyn Iterator<Item = Result<(Page, Option<Vec<u64>>), AuditError>> + 'a>;
+
+fn pages<'a>(store: &'a Store, agent: Option<&str>, before: u64) -> PageIter<'a> {
+    match agent {
         Some(agent) => {
             let lo = keys::prefix(&[agent]);
-            let hi = keys::with_u64(&[agent], before.unwrap_or(u64::MAX));
+            let hi = keys::with_u64(&[agent], before);
             Box::new(
                 store
                     .range(
@@ -72,47 +66,86 @@ pub(super) fn run(
                         Bound::Excluded(hi),
                         true,
                     )
-                    .map(|r| Ok(r.map(|(k, _)| keys::read_u64(&k).unwrap_or(0))?)),
+                    .filter_map(move |r| {
+                        let step = || -> Result<Option<(Page, Option<Vec<u64>>)>, AuditError> {
+                            let (k, v) = r?;
+                            let first = keys::read_u64(&k).unwrap_or(0);
+                            let seqs: Vec<u64> = crate::store::decode(&v)?;
+                            Ok(page::load(store, &keys::u64_key(first))?.map(|p| (p, Some(seqs))))
+                        };
+                        step().transpose()
+                    }),
             )
         }
-        None => {
-            let hi = keys::u64_key(before.unwrap_or(u64::MAX)).to_vec();
-            Box::new(
-                store
-                    .range(Tree::Audit, Bound::Unbounded, Bound::Excluded(hi), true)
-                    .map(|r| Ok(r.map(|(k, _)| keys::read_u64(&k).unwrap_or(0))?)),
-            )
-        }
+        None => Box::new(
+            store
+                .range(
+                    Tree::Audit,
+                    Bound::Unbounded,
+                    Bound::Excluded(keys::u64_key(before).to_vec()),
+                    true,
+                )
+                .map(|r| {
+                    let (_, v) = r?;
+                    Ok((crate::store::decode::<Page>(&v)?, None))
+                }),
+        ),
+    }
+}
+
+pub(super) fn run(
+    store: &Store,
+    filter: &Filter,
+    limit: usize,
+    cursor: Option<&str>,
+) -> Result<QueryPage, AuditError> {
+    let limit = limit.clamp(1, 1000);
+    let before = match cursor {
+        Some(c) => c.parse::<u64>().map_err(|_| AuditError::BadCursor)?,
+        None => u64::MAX,
     };
     let mut items = Vec::new();
+    let mut scanned = 0usize;
     let mut last_seen = None;
-    for (scanned, seq) in seqs.enumerate() {
-        let seq = seq?;
-        if scanned >= SCAN_BUDGET {
-            return Ok(Page {
-                items,
-                next_cursor: last_seen.map(|s: u64| s.to_string()),
-            });
-        }
-        last_seen = Some(seq);
-        let Some(e) = store.get_record::<Entry>(Tree::Audit, &keys::u64_key(seq))? else {
-            continue;
-        };
-        if filter.since.is_some_and(|s| e.ts < s) {
-            break;
-        }
-        if filter.matches(&e) {
-            items.push(e);
-            if items.len() == limit {
-                let next = items.last().map(|e| e.seq.to_string());
-                return Ok(Page {
+    // A cursor may point inside a page: the page holding it starts below it.
+    let start = if before == u64::MAX {
+        before
+    } else {
+        before.saturating_add(1)
+    };
+    for item in pages(store, filter.agent.as_deref(), start) {
+        let (page, seqs) = item?;
+        for e in page.entries.into_iter().rev() {
+            if e.seq >= before || seqs.as_ref().is_some_and(|s| !s.contains(&e.seq)) {
+                continue;
+            }
+            scanned += 1;
+            if scanned > SCAN_BUDGET {
+                return Ok(QueryPage {
                     items,
-                    next_cursor: next,
+                    next_cursor: last_seen.map(|s: u64| s.to_string()),
                 });
+            }
+            last_seen = Some(e.seq);
+            if filter.since.is_some_and(|s| e.ts < s) {
+                return Ok(QueryPage {
+                    items,
+                    next_cursor: None,
+                });
+            }
+            if filter.matches(&e) {
+                items.push(e);
+                if items.len() == limit {
+                    let next = items.last().map(|e| e.seq.to_string());
+                    return Ok(QueryPage {
+                        items,
+                        next_cursor: next,
+                    });
+                }
             }
         }
     }
-    Ok(Page {
+    Ok(QueryPage {
         items,
         next_cursor: None,
     })

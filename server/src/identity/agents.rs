@@ -320,7 +320,7 @@ impl IdentityService {
             Outcome::Ok,
             serde_json::json!({"address": address, "scopes": scopes, "parent": agent.parent, "first_key": key.id}),
         )?;
-        self.store.commit().await?;
+        self.audit.commit().await?;
         Ok(CreatedAgent { agent, key, token })
     }
 
@@ -438,7 +438,7 @@ impl IdentityService {
             Outcome::Ok,
             serde_json::json!({"name": patch.name, "scopes": scopes}),
         )?;
-        self.store.commit().await?;
+        self.audit.commit().await?;
         Ok(updated)
     }
 
@@ -499,7 +499,7 @@ impl IdentityService {
             )?;
             done.push(revoked);
         }
-        self.store.commit().await?;
+        self.audit.commit().await?;
         Ok(done)
     }
 }

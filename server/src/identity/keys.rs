@@ -78,7 +78,7 @@ impl IdentityService {
             Outcome::Ok,
             serde_json::json!({"key": key.id, "scopes": scopes, "expires_at": expires_at}),
         )?;
-        self.store.commit().await?;
+        self.audit.commit().await?;
         Ok((key, token))
     }
 
@@ -122,7 +122,7 @@ impl IdentityService {
             Outcome::Ok,
             serde_json::json!({"key": key_id}),
         )?;
-        self.store.commit().await?;
+        self.audit.commit().await?;
         Ok(key)
     }
 }

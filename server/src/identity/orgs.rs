@@ -109,6 +109,7 @@ impl IdentityService {
             outcome: Outcome::Ok,
             detail: serde_json::json!({"email": human.email, "org": org.id, "domain": domain}),
         })?;
+        self.audit.sync_blocking();
         self.store.flush_blocking()?;
         Ok(Some(Bootstrap {
             human,
@@ -207,7 +208,7 @@ impl IdentityService {
             Outcome::Ok,
             serde_json::json!({"domain": domain, "name": org.name}),
         )?;
-        self.store.commit().await?;
+        self.audit.commit().await?;
         Ok(org)
     }
 

@@ -266,7 +266,7 @@ impl MailboxService {
             )?;
             Ok(rec)
         })?;
-        self.store.commit().await?;
+        self.audit.commit().await?;
         self.waiters.notify(&rec);
         Ok(rec)
     }
@@ -282,7 +282,7 @@ impl MailboxService {
                 load_state(tx, agent, now)?;
                 Ok(())
             })?;
-        self.store.commit().await?;
+        self.audit.commit().await?;
         Ok(())
     }
 }

@@ -215,7 +215,7 @@ impl MailboxService {
             tx.put_record(Tree::Folders, &index::agent_state(agent), &st)?;
             Ok(Deleted::Trashed(rec))
         })?;
-        self.store.commit().await?;
+        self.audit.commit().await?;
         Ok(done)
     }
 }

@@ -183,7 +183,7 @@ impl VaultService {
             Outcome::Ok,
             json!({"kind": kind, "version": version, "has_totp": rec.meta.has_totp}),
         )?;
-        self.store.commit().await?;
+        self.audit.commit().await?;
         self.count("store", "ok");
         Ok((rec.meta, existing.is_none()))
     }
@@ -274,7 +274,7 @@ impl VaultService {
             Outcome::Ok,
             serde_json::Value::Null,
         )?;
-        self.store.commit().await?;
+        self.audit.commit().await?;
         self.count("delete", "ok");
         Ok(())
     }
