@@ -51,7 +51,8 @@ pub struct QueryPage {
 const SCAN_BUDGET: usize = 10_000;
 
 /// Pages (newest first) with, for agent queries, the sequence numbers of interest in each.
-type PageIter<'a> = Box<dyn Iterator<Item = Result<(Page, Option<Vec<u64>>), AuditError>> + 'a>;
+type PageWithSeqs = (Page, Option<Vec<u64>>);
+type PageIter<'a> = Box<dyn Iterator<Item = Result<PageWithSeqs, AuditError>> + 'a>;
 
 fn pages<'a>(store: &'a Store, agent: Option<&str>, before: u64) -> PageIter<'a> {
     match agent {
@@ -67,7 +68,7 @@ fn pages<'a>(store: &'a Store, agent: Option<&str>, before: u64) -> PageIter<'a>
                         true,
                     )
                     .filter_map(move |r| {
-                        let step = || -> Result<Option<(Page, Option<Vec<u64>>)>, AuditError> {
+                        let step = || -> Result<Option<PageWithSeqs>, AuditError> {
                             let (k, v) = r?;
                             let first = keys::read_u64(&k).unwrap_or(0);
                             let seqs: Vec<u64> = crate::store::decode(&v)?;
