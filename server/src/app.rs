@@ -185,6 +185,9 @@ impl Running {
         while Arc::strong_count(&self.services) > 1 && tokio::time::Instant::now() < release {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        if Arc::strong_count(&self.services) > 1 {
+            tracing::warn!("connections still hold the services after the grace period");
+        }
         tracing::info!("legate stopped");
         Ok(())
     }

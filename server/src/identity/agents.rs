@@ -438,6 +438,7 @@ impl IdentityService {
             Outcome::Ok,
             serde_json::json!({"name": patch.name, "scopes": scopes}),
         )?;
+        self.invalidate_auth();
         self.audit.commit().await?;
         Ok(updated)
     }
@@ -499,6 +500,7 @@ impl IdentityService {
             )?;
             done.push(revoked);
         }
+        self.invalidate_auth();
         self.audit.commit().await?;
         Ok(done)
     }

@@ -14,6 +14,63 @@ use crate::util::now_unix;
 /// read on the hot path instead of a write per request.
 const LAST_USED_GRANULARITY: i64 = 60;
 
+/// Most cached authentications kept; past it the cache starts over.
+const AUTH_CACHE_MAX: usize = 10_000;
+
+/// A cache of successful authentications keyed by token hash. Every change to a key or an
+/// agent bumps the epoch (synchronously, before the change is acknowledged), which voids all
+/// entries; expiry is still checked on every use. Saves three record reads per request.
+/// A multi-node store backend must broadcast the epoch (see DESIGN §11, scale-out).
+#[derive(Default)]
+pub(super) struct AuthCache {
+    epoch: std::sync::atomic::AtomicU64,
+    entries: std::sync::RwLock<std::collections::HashMap<[u8; 32], Cached>>,
+}
+
+#[derive(Clone)]
+struct Cached {
+    epoch: u64,
+    actor: Actor,
+    expires_at: Option<i64>,
+    /// When the key's last-used time was last recorded; past the granularity the slow
+    /// path runs again and records it.
+    stamped: i64,
+}
+
+impl AuthCache {
+    fn get(&self, hash: &[u8; 32], now: i64) -> Option<Actor> {
+        let epoch = self.epoch.load(std::sync::atomic::Ordering::SeqCst);
+        let map = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let c = map.get(hash)?;
+        let fresh = now - c.stamped < LAST_USED_GRANULARITY;
+        (c.epoch == epoch && fresh && c.expires_at.is_none_or(|e| e > now)).then(|| c.actor.clone())
+    }
+
+    fn put(&self, hash: [u8; 32], epoch: u64, actor: &Actor, expires_at: Option<i64>, now: i64) {
+        let mut map = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= AUTH_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(
+            hash,
+            Cached {
+                epoch,
+                actor: actor.clone(),
+                expires_at,
+                stamped: now,
+            },
+        );
+    }
+
+    pub(super) fn invalidate(&self) {
+        self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+}
+
 /// Ancestors deeper than this are not followed (a loop guard; chains are short).
 const MAX_CHAIN_DEPTH: usize = 16;
 
@@ -51,6 +108,15 @@ impl IdentityService {
             return Err((AuthFailure::Malformed, None));
         }
         let hash = apikey::hash(token);
+        let now = now_unix();
+        if let Some(actor) = self.auth_cache.get(&hash, now) {
+            return Ok(actor);
+        }
+        // Read the epoch before the records: a change racing with this read voids the entry.
+        let epoch = self
+            .auth_cache
+            .epoch
+            .load(std::sync::atomic::Ordering::SeqCst);
         let Some(k) = self.store.get(Tree::ApiKeyHash, &hash).map_err(internal)? else {
             return Err((AuthFailure::Unknown, None));
         };
@@ -65,7 +131,6 @@ impl IdentityService {
             return Err((AuthFailure::Unknown, None));
         }
         let owner = Some(key.owner.clone());
-        let now = now_unix();
         if key.revoked_at.is_some() {
             return Err((AuthFailure::KeyRevoked, owner));
         }
@@ -113,6 +178,8 @@ impl IdentityService {
                 }
             }
         };
+        self.auth_cache
+            .put(hash, epoch, &actor, key.expires_at, now);
         if key
             .last_used_at
             .is_none_or(|t| now - t >= LAST_USED_GRANULARITY)

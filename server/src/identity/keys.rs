@@ -122,6 +122,7 @@ impl IdentityService {
             Outcome::Ok,
             serde_json::json!({"key": key_id}),
         )?;
+        self.invalidate_auth();
         self.audit.commit().await?;
         Ok(key)
     }

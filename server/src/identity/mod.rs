@@ -41,6 +41,8 @@ pub struct IdentityService {
     /// `did:web` host part, port already encoded as `%3A`.
     did_host: String,
     hooks: RwLock<Vec<Arc<dyn LifecycleHook>>>,
+    /// Recently authenticated keys, valid only while `epoch` is unchanged.
+    auth_cache: auth::AuthCache,
 }
 
 impl IdentityService {
@@ -50,6 +52,7 @@ impl IdentityService {
             audit,
             did_host,
             hooks: RwLock::new(Vec::new()),
+            auth_cache: auth::AuthCache::default(),
         }
     }
 
@@ -58,6 +61,12 @@ impl IdentityService {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .push(hook);
+    }
+
+    /// Called after any change to keys or agents: every cached authentication is void, so
+    /// revocations and scope changes hold on the very next request.
+    pub(crate) fn invalidate_auth(&self) {
+        self.auth_cache.invalidate();
     }
 
     fn hooks(&self) -> Vec<Arc<dyn LifecycleHook>> {

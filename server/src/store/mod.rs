@@ -46,10 +46,20 @@ impl Store {
     /// Opens (or creates) the database in `dir` and brings its schema up to date.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
-        let db = sled::Config::new()
-            .path(dir.join("db"))
-            .open()
-            .map_err(StoreError::from_open)?;
+        // A process that is still exiting may hold the lock for a moment: wait a little.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        let db = loop {
+            match sled::Config::new()
+                .path(dir.join("db"))
+                .open()
+                .map_err(StoreError::from_open)
+            {
+                Err(StoreError::Locked) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                other => break other?,
+            }
+        };
         let trees = Tree::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))
