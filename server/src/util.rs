@@ -62,6 +62,22 @@ pub fn new_id(prefix: &str) -> String {
     )
 }
 
+/// Whether `d` is a host name: dot-separated letter-digit-hyphen labels (RFC 1035,
+/// RFC 5321 §4.1.2), none empty or over 63 bytes, the whole at most 253 bytes.
+pub fn valid_domain(d: &str) -> bool {
+    !d.is_empty()
+        && d.len() <= 253
+        && d.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +89,14 @@ mod tests {
         assert!(a.starts_with("ag_"));
         assert_eq!(a.len(), 3 + 16);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn domains() {
+        assert!(valid_domain("agents.example.com"));
+        for bad in ["", "-a.com", "a..com", "a_b.com", "exa mple.com"] {
+            assert!(!valid_domain(bad), "{bad}");
+        }
     }
 
     #[test]

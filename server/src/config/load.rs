@@ -5,6 +5,7 @@
 //! has the right type. Semantic checks (addresses, domains) run over the typed result.
 
 use super::types::*;
+use crate::util::valid_domain;
 use serde::de::DeserializeOwned;
 use std::fmt;
 use std::net::SocketAddr;
@@ -156,21 +157,6 @@ fn outbound(value: &Value, errs: &mut Vec<ConfigError>) -> OutboundConfig {
         }
     }
     out
-}
-
-/// Checks that a domain name is syntactically a host name (RFC 1035 letter-digit-hyphen labels).
-pub(crate) fn valid_domain(d: &str) -> bool {
-    !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        })
 }
 
 fn check_addr(path: &str, s: &str, errs: &mut Vec<ConfigError>) {

@@ -31,18 +31,7 @@ pub fn normalize_local(local: &str) -> Result<String, String> {
 /// Lowercases and checks a domain name (letter-digit-hyphen labels, RFC 1035 / RFC 5321 §4.1.2).
 pub fn normalize_domain(domain: &str) -> Result<String, String> {
     let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
-    let ok = !d.is_empty()
-        && d.len() <= 253
-        && d.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        });
-    if ok {
+    if crate::util::valid_domain(&d) {
         Ok(d)
     } else {
         Err(format!("\"{domain}\" is not a valid domain name"))
