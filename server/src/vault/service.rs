@@ -30,6 +30,23 @@ fn cred_key(agent: &str, name: &str) -> Vec<u8> {
 impl VaultService {
     /// The agent's key, made on first use.
     fn agent_key(&self, agent_id: &str, create: bool) -> Result<Key32, VaultError> {
+        if let Some(k) = self
+            .keks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(agent_id)
+        {
+            return Ok(k.clone());
+        }
+        let key = self.load_agent_key(agent_id, create)?;
+        self.keks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(agent_id.to_string(), key.clone());
+        Ok(key)
+    }
+
+    fn load_agent_key(&self, agent_id: &str, create: bool) -> Result<Key32, VaultError> {
         match self
             .store
             .get_record::<Sealed>(Tree::VaultAgentKeys, agent_id.as_bytes())?
@@ -54,6 +71,10 @@ impl VaultService {
     /// its credential records purged; what remains of them anywhere is ciphertext under a
     /// key that no longer exists.
     pub fn shred(&self, agent_id: &str) -> Result<usize, VaultError> {
+        self.keks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(agent_id);
         let prefix = keys::prefix(&[agent_id]);
         let creds: Vec<Vec<u8>> = self
             .store
@@ -71,6 +92,11 @@ impl VaultService {
             },
         )?;
         self.destroy_identity_keys(agent_id)?;
+        // Again, in case a request that began before the shred cached the key meanwhile.
+        self.keks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(agent_id);
         Ok(creds.len())
     }
 
