@@ -102,6 +102,7 @@ pub struct StartOptions {
 pub struct Running {
     pub services: Arc<Services>,
     pub http_addr: Option<SocketAddr>,
+    pub smtp_addr: Option<SocketAddr>,
     /// What the first start created (the admin token is in it once).
     pub bootstrap: Option<Bootstrap>,
     shutdown: CancellationToken,
@@ -118,9 +119,40 @@ async fn bind(what: &str, addr: &str) -> anyhow::Result<Option<TcpListener>> {
     Ok(Some(l))
 }
 
+/// The resolver settings of `[dns]`.
+pub fn resolver_config(config: &Config) -> anyhow::Result<crate::mailauth::ResolverConfig> {
+    let nameservers = config
+        .dns
+        .nameservers
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<Vec<SocketAddr>, _>>()
+        .context("dns.nameservers")?;
+    Ok(crate::mailauth::ResolverConfig {
+        nameservers,
+        timeout: Duration::from_secs(config.dns.timeout_secs),
+    })
+}
+
+fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound> {
+    let mailauth = crate::mailauth::MailAuth::new(&resolver_config(&s.config)?)
+        .context("cannot set up the DNS resolver (set dns.nameservers?)")?;
+    Ok(crate::smtp::inbound::Inbound {
+        hostname: s.config.server.hostname.clone(),
+        limits: (&s.config.smtp).into(),
+        identity: s.identity.clone(),
+        mailbox: s.mailbox.clone(),
+        mailauth,
+        audit: s.audit.clone(),
+        metrics: s.metrics.clone(),
+    })
+}
+
 /// Binds every configured listener, then serves until [`Running::stop`].
 pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running> {
     let http = bind("http", &config.listen.http).await?;
+    let smtp = bind("smtp", &config.listen.smtp).await?;
+    let smtp_addr = smtp.as_ref().map(|l| l.local_addr()).transpose()?;
     let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
     let did_host = did_host(&config, http_addr.map(|a| a.port()));
     let services = Arc::new(Services::open(config, did_host)?);
@@ -144,10 +176,19 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
             }),
         ));
     }
-    tracing::info!(http = ?http_addr, domain = %services.config.server.domain, "legate started");
+    if let Some(listener) = smtp {
+        let ctx = Arc::new(inbound_context(&services)?);
+        let token = shutdown.clone();
+        tasks.push((
+            "smtp",
+            tokio::spawn(crate::smtp::inbound::serve(listener, ctx, token)),
+        ));
+    }
+    tracing::info!(http = ?http_addr, smtp = ?smtp_addr, domain = %services.config.server.domain, "legate started");
     Ok(Running {
         services,
         http_addr,
+        smtp_addr,
         bootstrap,
         shutdown,
         tasks,

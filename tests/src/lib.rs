@@ -5,9 +5,12 @@ use legate::app::{self, Running, StartOptions};
 use legate::config::Config;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct TestServer {
     pub running: Option<Running>,
+    /// Loopback DNS the server resolves through (never the internet).
+    pub dns: Option<Arc<legate::mailauth::testdns::TestDns>>,
     pub base: String,
     pub admin_token: String,
     pub dir: tempfile::TempDir,
@@ -35,6 +38,31 @@ impl TestServer {
         Self::start_with(dir, cfg).await
     }
 
+    /// With the SMTP listener on an ephemeral port and DNS answered by a loopback server.
+    pub async fn start_smtp(records: legate::mailauth::StaticDns) -> TestServer {
+        let dns = Arc::new(
+            legate::mailauth::testdns::TestDns::start(records)
+                .await
+                .expect("dns"),
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut cfg = test_config(dir.path());
+        cfg.listen.smtp = "127.0.0.1:0".into();
+        cfg.dns.nameservers = vec![dns.addr().to_string()];
+        cfg.dns.timeout_secs = 2;
+        let mut s = Self::start_with(dir, cfg).await;
+        s.dns = Some(dns);
+        s
+    }
+
+    pub fn smtp_addr(&self) -> std::net::SocketAddr {
+        self.running
+            .as_ref()
+            .expect("running")
+            .smtp_addr
+            .expect("smtp listener")
+    }
+
     pub async fn start_with(dir: tempfile::TempDir, cfg: Config) -> TestServer {
         let running = app::start(cfg, StartOptions::default())
             .await
@@ -48,6 +76,7 @@ impl TestServer {
         let base = format!("http://{}", running.http_addr.expect("http listener"));
         TestServer {
             running: Some(running),
+            dns: None,
             base,
             admin_token,
             dir,
@@ -73,8 +102,13 @@ impl TestServer {
         let admin = self.admin_token.clone();
         let mut cfg = cfg;
         cfg.listen.http = "127.0.0.1:0".into();
+        if !cfg.listen.smtp.is_empty() {
+            cfg.listen.smtp = "127.0.0.1:0".into();
+        }
+        let dns = self.dns.take();
         let mut s = Self::start_with(self.dir, cfg).await;
         s.admin_token = admin;
+        s.dns = dns;
         s
     }
 
@@ -188,4 +222,69 @@ pub fn legate_bin() -> PathBuf {
         assert!(st.success(), "building the legate binary failed");
     }
     bin
+}
+
+/// A minimal SMTP client for tests: writes raw lines and reads whole (multi-line) replies.
+pub struct SmtpClient {
+    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+}
+
+impl SmtpClient {
+    pub async fn connect(addr: std::net::SocketAddr) -> (SmtpClient, String) {
+        let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let mut c = SmtpClient {
+            stream: tokio::io::BufReader::new(s),
+        };
+        let greeting = c.read_reply().await;
+        (c, greeting)
+    }
+
+    /// Reads one reply (all its lines); empty when the server closed the connection.
+    pub async fn read_reply(&mut self) -> String {
+        use tokio::io::AsyncBufReadExt;
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                self.stream.read_line(&mut line),
+            )
+            .await
+            .expect("reply timeout")
+            .expect("read");
+            if n == 0 {
+                return all;
+            }
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                return all;
+            }
+        }
+    }
+
+    pub async fn write(&mut self, data: &[u8]) {
+        use tokio::io::AsyncWriteExt;
+        self.stream.get_mut().write_all(data).await.expect("write");
+    }
+
+    /// Sends a command line and returns the reply.
+    pub async fn cmd(&mut self, line: &str) -> String {
+        self.write(format!("{line}\r\n").as_bytes()).await;
+        self.read_reply().await
+    }
+
+    /// Runs a whole transaction and returns the final reply to the data.
+    pub async fn send_mail(&mut self, from: &str, to: &[&str], message: &str) -> String {
+        let r = self.cmd(&format!("MAIL FROM:<{from}>")).await;
+        assert!(r.starts_with("250"), "MAIL: {r}");
+        for t in to {
+            let r = self.cmd(&format!("RCPT TO:<{t}>")).await;
+            assert!(r.starts_with("250"), "RCPT {t}: {r}");
+        }
+        let r = self.cmd("DATA").await;
+        assert!(r.starts_with("354"), "DATA: {r}");
+        let body = message.replace("\r\n.", "\r\n..");
+        self.write(format!("{body}\r\n.\r\n").as_bytes()).await;
+        self.read_reply().await
+    }
 }

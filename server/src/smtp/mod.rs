@@ -1,1 +1,4 @@
-//! See DESIGN.md §1 for this module's place.
+//! SMTP front-ends. `inbound` is the MX side (port 25); submission and the outbound client
+//! come with the outbound work.
+
+pub mod inbound;

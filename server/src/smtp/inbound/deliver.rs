@@ -1,0 +1,123 @@
+//! End of data: authenticate the message, apply DMARC policy, add trace headers, and store one
+//! copy per recipient durably before answering.
+
+use super::reply::{self, Reply};
+use super::session::Txn;
+use super::Inbound;
+use crate::audit::{ActorRef, NewEntry, Outcome};
+use crate::mailauth::PolicyAction;
+use crate::mailbox::{DeliveryMeta, Folder, MailboxError};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+pub(super) async fn deliver(
+    ctx: &Inbound,
+    peer: SocketAddr,
+    helo: &str,
+    session_id: &str,
+    txn: Txn,
+) -> Reply {
+    let started = Instant::now();
+    let verdict = ctx
+        .mailauth
+        .verify_message(&txn.body, peer.ip(), helo, &txn.mail_from, &txn.spf)
+        .await;
+    for d in &verdict.dkim {
+        ctx.metrics
+            .auth_results
+            .with_label_values(&["dkim", d.result.as_str()])
+            .inc();
+    }
+    ctx.metrics
+        .auth_results
+        .with_label_values(&["dmarc", verdict.dmarc.result.as_str()])
+        .inc();
+    let folder = match verdict.action() {
+        PolicyAction::Reject => {
+            ctx.metrics
+                .smtp_messages
+                .with_label_values(&["rejected", "dmarc"])
+                .inc();
+            return Reply::new(550, "5.7.1", "Rejected by the sender domain's DMARC policy");
+        }
+        PolicyAction::Quarantine => Folder::Junk,
+        PolicyAction::Accept => Folder::Inbox,
+    };
+    let now = crate::util::now_millis();
+    let date = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc2822)
+        .unwrap_or_default();
+    let auth_header = verdict.authentication_results_header(&ctx.hostname);
+    let auth_json = serde_json::to_value(&verdict).ok();
+    let mut failed_temp = false;
+    let mut quota_full = 0;
+    for r in &txn.rcpts {
+        // RFC 5321 §4.4: one Received line per hop; `for` only names this copy's recipient.
+        let received = format!(
+            "Received: from {helo} ({ip})\r\n\tby {host} (legate) with ESMTP id {session_id}\r\n\tfor <{rcpt}>; {date}\r\n",
+            ip = peer.ip(),
+            host = ctx.hostname,
+            rcpt = r.address,
+        );
+        let mut raw = Vec::with_capacity(received.len() + auth_header.len() + txn.body.len());
+        raw.extend_from_slice(received.as_bytes());
+        raw.extend_from_slice(auth_header.as_bytes());
+        raw.extend_from_slice(&txn.body);
+        let meta = DeliveryMeta {
+            received_at_ms: now,
+            labels: r.tag.iter().cloned().collect(),
+            auth: auth_json.clone(),
+            envelope_from: txn.mail_from.clone(),
+            envelope_to: vec![r.address.clone()],
+            flags: Vec::new(),
+        };
+        match ctx.mailbox.deliver(&r.agent.id, folder, raw, meta).await {
+            Ok(stored) => {
+                let _ = ctx.audit.append(NewEntry {
+                    actor: ActorRef::system(),
+                    chain: r.agent.chain.clone(),
+                    action: "mail.receive".into(),
+                    target: r.agent.id.clone(),
+                    outcome: Outcome::Ok,
+                    detail: serde_json::json!({
+                        "message_id": stored.id, "from": txn.mail_from, "peer": peer.ip().to_string(),
+                        "folder": folder.name(), "size": txn.body.len(), "session": session_id,
+                    }),
+                });
+            }
+            Err(MailboxError::QuotaExceeded { .. }) => quota_full += 1,
+            Err(e) => {
+                tracing::error!(error = %e, session = session_id, "delivery failed");
+                failed_temp = true;
+            }
+        }
+    }
+    let outcome = if failed_temp {
+        ("tempfail", "store", reply::temp_failure())
+    } else if quota_full == txn.rcpts.len() {
+        (
+            "rejected",
+            "quota",
+            Reply::new(552, "5.2.2", "Mailbox full"),
+        )
+    } else {
+        ctx.metrics
+            .smtp_bytes
+            .with_label_values(&["smtp"])
+            .inc_by(txn.body.len() as u64);
+        (
+            "accepted",
+            "",
+            Reply::new(250, "2.0.0", format!("OK: queued as {session_id}")),
+        )
+    };
+    ctx.metrics
+        .smtp_messages
+        .with_label_values(&[outcome.0, outcome.1])
+        .inc();
+    ctx.metrics
+        .smtp_latency
+        .with_label_values(&[outcome.0])
+        .observe(started.elapsed().as_secs_f64());
+    outcome.2
+}

@@ -1,0 +1,473 @@
+//! One SMTP session: an explicit state machine over any byte stream.
+//!
+//! Input is processed as it arrives and replies are queued, then written when the input
+//! buffer is exhausted, so pipelined commands (RFC 2920) get their replies in one write.
+
+use super::address::{check_rcpt, Checked};
+use super::reply::{self, Reply};
+use super::Inbound;
+use crate::identity::Agent;
+use crate::mailauth::SpfResult;
+use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, RequestReceiver};
+use smtp_proto::{Error as ParseError, Request};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+/// Where the session is in the protocol.
+enum State {
+    /// Reading commands.
+    Command(RequestReceiver),
+    /// Inside DATA, until `<CRLF>.<CRLF>`.
+    Data(DataReceiver),
+    /// Inside a BDAT chunk.
+    Bdat(BdatReceiver),
+    /// QUIT received or the session must end.
+    Closed,
+}
+
+/// An accepted recipient.
+pub(super) struct Rcpt {
+    pub address: String,
+    pub agent: Agent,
+    pub tag: Option<String>,
+}
+
+/// The transaction begun by MAIL.
+pub(super) struct Txn {
+    pub mail_from: String,
+    pub spf: SpfResult,
+    pub rcpts: Vec<Rcpt>,
+    pub body: Vec<u8>,
+    /// The message outgrew the size limit: keep reading to its end, then refuse.
+    pub too_big: bool,
+}
+
+pub struct Session<S> {
+    stream: S,
+    ctx: Arc<Inbound>,
+    peer: SocketAddr,
+    id: String,
+    state: State,
+    helo: Option<String>,
+    txn: Option<Txn>,
+    out: Vec<u8>,
+    errors: u32,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    pub fn new(stream: S, ctx: Arc<Inbound>, peer: SocketAddr) -> Self {
+        Self {
+            stream,
+            ctx,
+            peer,
+            id: crate::util::new_id("smtp"),
+            state: State::Command(RequestReceiver::default()),
+            helo: None,
+            txn: None,
+            out: Vec::new(),
+            errors: 0,
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+            self.stream.flush().await?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
+    fn reply(&mut self, r: Reply) {
+        if !r.is_positive() && r.code != 354 {
+            self.errors += 1;
+        }
+        r.write_to(&mut self.out);
+    }
+
+    /// Runs the session to its end: QUIT, a timeout, too many errors, a dead peer, or
+    /// shutdown (`421 4.3.0`).
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let hostname = self.ctx.hostname.clone();
+        self.out
+            .extend_from_slice(format!("220 {hostname} ESMTP legate\r\n").as_bytes());
+        let mut buf = vec![0u8; 16 * 1024];
+        loop {
+            if self.flush().await.is_err() {
+                return;
+            }
+            if matches!(self.state, State::Closed) {
+                return;
+            }
+            let timeout = match self.state {
+                State::Command(_) => self.ctx.limits.command_timeout,
+                _ => self.ctx.limits.data_timeout,
+            };
+            let n = tokio::select! {
+                r = tokio::time::timeout(timeout, self.stream.read(&mut buf)) => match r {
+                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(n)) => n,
+                    Err(_) => {
+                        self.reply(Reply::new(421, "4.4.2", format!("{hostname} Timeout, closing connection")));
+                        let _ = self.flush().await;
+                        return;
+                    }
+                },
+                _ = shutdown.cancelled() => {
+                    self.reply(Reply::new(421, "4.3.0", format!("{hostname} Server shutting down")));
+                    let _ = self.flush().await;
+                    return;
+                }
+            };
+            let mut bytes = buf[..n].iter();
+            while !bytes.as_slice().is_empty() && !matches!(self.state, State::Closed) {
+                self.step(&mut bytes).await;
+                if self.errors >= self.ctx.limits.max_errors {
+                    self.reply(Reply::new(
+                        421,
+                        "4.7.0",
+                        "Too many errors, closing connection",
+                    ));
+                    self.state = State::Closed;
+                }
+            }
+        }
+    }
+
+    /// Consumes as much input as the current state can use.
+    async fn step(&mut self, bytes: &mut std::slice::Iter<'_, u8>) {
+        let state = std::mem::replace(&mut self.state, State::Closed);
+        self.state = match state {
+            State::Command(mut rx) => match rx.ingest(bytes) {
+                Ok(req) => {
+                    let req = owned(req);
+                    drop(rx);
+                    self.command(req).await
+                }
+                Err(ParseError::NeedsMoreData { .. }) => State::Command(rx),
+                Err(e) => {
+                    self.reply(parse_error(&e));
+                    State::Command(RequestReceiver::default())
+                }
+            },
+            State::Data(mut rx) => {
+                if self.take_body(|sink, bytes| rx.ingest(bytes, sink), bytes) {
+                    let r = self.end_of_message().await;
+                    self.reply(r);
+                    State::Command(RequestReceiver::default())
+                } else {
+                    State::Data(rx)
+                }
+            }
+            State::Bdat(mut rx) => {
+                let done = self.take_body(|sink, bytes| rx.ingest(bytes, sink), bytes);
+                if !done {
+                    State::Bdat(rx)
+                } else if self.txn.is_none() {
+                    // The chunk of a refused BDAT: read and dropped, already answered.
+                    State::Command(RequestReceiver::default())
+                } else if rx.is_last {
+                    let r = self.end_of_message().await;
+                    self.reply(r);
+                    State::Command(RequestReceiver::default())
+                } else {
+                    let size = self.txn.as_ref().map_or(0, |t| t.body.len());
+                    self.reply(Reply::new(250, "2.0.0", format!("{size} bytes received")));
+                    State::Command(RequestReceiver::default())
+                }
+            }
+            State::Closed => State::Closed,
+        };
+    }
+
+    /// Feeds message bytes into the transaction (or, without one, into nothing), enforcing
+    /// the size limit without ever buffering past it. Returns whether the body is complete.
+    fn take_body(
+        &mut self,
+        mut ingest: impl FnMut(&mut Vec<u8>, &mut std::slice::Iter<'_, u8>) -> bool,
+        bytes: &mut std::slice::Iter<'_, u8>,
+    ) -> bool {
+        let max = self.ctx.limits.max_message_size;
+        let mut scratch = Vec::new();
+        let sink = match self.txn.as_mut() {
+            Some(t) => &mut t.body,
+            None => &mut scratch,
+        };
+        let done = ingest(sink, bytes);
+        if let Some(t) = self.txn.as_mut() {
+            if t.body.len() > max {
+                t.too_big = true;
+                t.body = Vec::new();
+            }
+        }
+        done
+    }
+
+    async fn command(&mut self, req: Request<String>) -> State {
+        let next = State::Command(RequestReceiver::default());
+        match req {
+            Request::Ehlo { host } => {
+                self.helo = Some(host);
+                self.txn = None;
+                let h = &self.ctx.hostname;
+                let size = self.ctx.limits.max_message_size;
+                self.out.extend_from_slice(
+                    format!(
+                        "250-{h} Hello {}\r\n250-PIPELINING\r\n250-SIZE {size}\r\n250-8BITMIME\r\n\
+                         250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 CHUNKING\r\n",
+                        self.peer.ip()
+                    )
+                    .as_bytes(),
+                );
+            }
+            Request::Helo { host } => {
+                self.helo = Some(host);
+                self.txn = None;
+                let h = self.ctx.hostname.clone();
+                self.out
+                    .extend_from_slice(format!("250 {h}\r\n").as_bytes());
+            }
+            Request::Lhlo { .. } => self.reply(Reply::new(500, "5.5.1", "LHLO is for LMTP")),
+            Request::Mail { from } => {
+                let r = self.mail(from.address, from.size).await;
+                self.reply(r);
+            }
+            Request::Rcpt { to } => {
+                let r = self.rcpt(&to.address);
+                self.reply(r);
+            }
+            Request::Data => match self.ready_for_data() {
+                Ok(()) => {
+                    self.reply(Reply::new(
+                        354,
+                        "",
+                        "Start mail input; end with <CRLF>.<CRLF>",
+                    ));
+                    return State::Data(DataReceiver::new());
+                }
+                Err(r) => self.reply(r),
+            },
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => match self.ready_for_data() {
+                Ok(()) => return State::Bdat(BdatReceiver::new(chunk_size, is_last)),
+                Err(r) => {
+                    // The chunk still arrives: read and drop it so the stream stays in sync.
+                    self.reply(r);
+                    self.txn = None;
+                    return State::Bdat(BdatReceiver::new(chunk_size, is_last));
+                }
+            },
+            Request::Rset => {
+                self.txn = None;
+                self.reply(reply::ok("Reset"));
+            }
+            Request::Noop { .. } => self.reply(reply::ok("OK")),
+            Request::Quit => {
+                let h = self.ctx.hostname.clone();
+                self.reply(Reply::new(221, "2.0.0", format!("{h} Bye")));
+                return State::Closed;
+            }
+            Request::Vrfy { .. } => self.reply(Reply::new(
+                252,
+                "2.1.5",
+                "Cannot VRFY; send mail and it will be delivered if the address exists",
+            )),
+            Request::Expn { .. } => self.reply(Reply::new(502, "5.5.1", "EXPN is not supported")),
+            Request::Help { .. } => self.reply(Reply::new(214, "2.0.0", "See RFC 5321")),
+            Request::StartTls => self.reply(Reply::new(
+                502,
+                "5.5.1",
+                "STARTTLS is not available on this listener",
+            )),
+            Request::Auth { .. } => self.reply(Reply::new(
+                503,
+                "5.5.1",
+                "AUTH is only offered on the submission ports",
+            )),
+            Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                self.reply(Reply::new(502, "5.5.1", "Command not implemented"))
+            }
+        }
+        next
+    }
+
+    async fn mail(&mut self, from: String, size: usize) -> Reply {
+        let Some(helo) = self.helo.clone() else {
+            return reply::bad_sequence("Send EHLO or HELO first");
+        };
+        if self.txn.is_some() {
+            return reply::bad_sequence("Nested MAIL command");
+        }
+        if size > self.ctx.limits.max_message_size {
+            return Reply::new(
+                552,
+                "5.3.4",
+                "Message size exceeds fixed maximum message size",
+            );
+        }
+        let spf = self
+            .ctx
+            .mailauth
+            .check_spf_mail_from(self.peer.ip(), &helo, &self.ctx.hostname, &from)
+            .await;
+        self.ctx
+            .metrics
+            .auth_results
+            .with_label_values(&["spf", spf.result.as_str()])
+            .inc();
+        self.txn = Some(Txn {
+            mail_from: from,
+            spf,
+            rcpts: Vec::new(),
+            body: Vec::new(),
+            too_big: false,
+        });
+        Reply::new(250, "2.1.0", "Sender OK")
+    }
+
+    fn rcpt(&mut self, to: &str) -> Reply {
+        let max = self.ctx.limits.max_recipients;
+        let Some(txn) = self.txn.as_mut() else {
+            return reply::bad_sequence("Send MAIL first");
+        };
+        if txn.rcpts.len() >= max {
+            return Reply::new(452, "4.5.3", "Too many recipients");
+        }
+        let (local, domain, tag) = match check_rcpt(to) {
+            Checked::Address { local, domain, tag } => (local, domain, tag),
+            Checked::Refused(why) => {
+                return Reply::new(554, "5.7.1", format!("Relay access denied: {why}"))
+            }
+        };
+        if !self.ctx.identity.is_local_domain(&domain) {
+            return Reply::new(554, "5.7.1", "Relay access denied");
+        }
+        let address = format!("{local}@{domain}");
+        match self.ctx.identity.agent_by_address(&address) {
+            Ok(Some(agent)) if agent.is_active() => {
+                if let Err(e) = self.ctx.mailbox.check_quota(&agent.id, 0) {
+                    if !e.is_temporary() {
+                        return Reply::new(552, "5.2.2", "Mailbox full");
+                    }
+                }
+                txn.rcpts.push(super::session::Rcpt {
+                    address,
+                    agent,
+                    tag,
+                });
+                Reply::new(250, "2.1.5", "Recipient OK")
+            }
+            Ok(_) => Reply::new(550, "5.1.1", "No such user here"),
+            Err(_) => Reply::new(451, "4.3.0", "Temporary lookup failure"),
+        }
+    }
+
+    fn ready_for_data(&self) -> Result<(), Reply> {
+        match &self.txn {
+            None => Err(reply::bad_sequence("Send MAIL first")),
+            Some(t) if t.rcpts.is_empty() => Err(Reply::new(554, "5.5.1", "No valid recipients")),
+            Some(_) => Ok(()),
+        }
+    }
+
+    async fn end_of_message(&mut self) -> Reply {
+        let Some(txn) = self.txn.take() else {
+            return reply::bad_sequence("No transaction");
+        };
+        if txn.too_big {
+            self.ctx
+                .metrics
+                .smtp_messages
+                .with_label_values(&["rejected", "size"])
+                .inc();
+            return Reply::new(
+                552,
+                "5.3.4",
+                "Message size exceeds fixed maximum message size",
+            );
+        }
+        let helo = self.helo.clone().unwrap_or_default();
+        super::deliver::deliver(&self.ctx, self.peer, &helo, &self.id, txn).await
+    }
+}
+
+fn owned(req: Request<std::borrow::Cow<'_, str>>) -> Request<String> {
+    match req {
+        Request::Ehlo { host } => Request::Ehlo {
+            host: host.into_owned(),
+        },
+        Request::Lhlo { host } => Request::Lhlo {
+            host: host.into_owned(),
+        },
+        Request::Helo { host } => Request::Helo {
+            host: host.into_owned(),
+        },
+        Request::Mail { from } => Request::Mail {
+            from: from.into_owned(),
+        },
+        Request::Rcpt { to } => Request::Rcpt {
+            to: to.into_owned(),
+        },
+        Request::Bdat {
+            chunk_size,
+            is_last,
+        } => Request::Bdat {
+            chunk_size,
+            is_last,
+        },
+        Request::Auth {
+            mechanism,
+            initial_response,
+        } => Request::Auth {
+            mechanism,
+            initial_response: initial_response.into_owned(),
+        },
+        Request::Noop { value } => Request::Noop {
+            value: value.into_owned(),
+        },
+        Request::Vrfy { value } => Request::Vrfy {
+            value: value.into_owned(),
+        },
+        Request::Expn { value } => Request::Expn {
+            value: value.into_owned(),
+        },
+        Request::Help { value } => Request::Help {
+            value: value.into_owned(),
+        },
+        Request::Etrn { name } => Request::Etrn {
+            name: name.into_owned(),
+        },
+        Request::Atrn { domains } => Request::Atrn {
+            domains: domains.into_iter().map(|d| d.into_owned()).collect(),
+        },
+        Request::Burl { uri, is_last } => Request::Burl {
+            uri: uri.into_owned(),
+            is_last,
+        },
+        Request::StartTls => Request::StartTls,
+        Request::Data => Request::Data,
+        Request::Rset => Request::Rset,
+        Request::Quit => Request::Quit,
+    }
+}
+
+fn parse_error(e: &ParseError) -> Reply {
+    match e {
+        ParseError::UnknownCommand => Reply::new(500, "5.5.1", "Command unrecognized"),
+        ParseError::InvalidSenderAddress => reply::syntax("Invalid sender address"),
+        ParseError::InvalidRecipientAddress => reply::syntax("Invalid recipient address"),
+        ParseError::SyntaxError { syntax } => reply::syntax(&format!("Syntax: {syntax}")),
+        ParseError::InvalidParameter { param } => {
+            reply::syntax(&format!("Invalid parameter {param}"))
+        }
+        ParseError::UnsupportedParameter { param } => {
+            Reply::new(555, "5.5.4", format!("Unsupported parameter {param}"))
+        }
+        ParseError::ResponseTooLong => Reply::new(500, "5.5.2", "Line too long"),
+        _ => reply::syntax("Syntax error"),
+    }
+}

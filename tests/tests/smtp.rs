@@ -1,0 +1,306 @@
+//! Inbound SMTP suite: real sessions over TCP against a server whose DNS is a loopback server.
+
+use legate::mailauth::StaticDns;
+use legate_tests::{SmtpClient, TestServer};
+
+const MSG: &str = "From: Alice <alice@sender.test>\r\nTo: ops@agents.test\r\nSubject: Your code\r\nMessage-ID: <m1@sender.test>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nYour verification code is 482913.\r\n.leading dot line\r\n";
+
+fn dns() -> StaticDns {
+    let d = StaticDns::new();
+    d.add_txt("sender.test", "v=spf1 ip4:127.0.0.1 -all");
+    d.add_txt("spoof.test", "v=spf1 ip4:192.0.2.1 -all");
+    d.add_txt("_dmarc.spoof.test", "v=DMARC1; p=reject");
+    d.add_txt("quar.test", "v=spf1 ip4:192.0.2.1 -all");
+    d.add_txt("_dmarc.quar.test", "v=DMARC1; p=quarantine");
+    d
+}
+
+#[tokio::test]
+async fn a_message_is_stored_with_auth_results() {
+    let s = TestServer::start_smtp(dns()).await;
+    let (_, key) = s.agent("ops", &["mail:read"]).await;
+    let (mut c, greet) = SmtpClient::connect(s.smtp_addr()).await;
+    assert!(greet.starts_with("220 mx.agents.test"), "{greet}");
+    let ehlo = c.cmd("EHLO client.sender.test").await;
+    for kw in [
+        "PIPELINING",
+        "SIZE",
+        "8BITMIME",
+        "SMTPUTF8",
+        "ENHANCEDSTATUSCODES",
+        "CHUNKING",
+    ] {
+        assert!(ehlo.contains(kw), "{kw} missing: {ehlo}");
+    }
+    let r = c
+        .send_mail("alice@sender.test", &["ops+signup@agents.test"], MSG)
+        .await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    assert!(c.cmd("QUIT").await.starts_with("221"));
+
+    let (st, list) = s.call("GET", "/v1/messages", Some(&key), None).await;
+    assert_eq!(st, 200, "{list}");
+    let item = &list["items"][0];
+    let id = item["id"].as_str().unwrap();
+    let (_, m) = s
+        .call("GET", &format!("/v1/messages/{id}"), Some(&key), None)
+        .await;
+    assert_eq!(m["subject"], "Your code");
+    assert_eq!(m["folder"], "INBOX");
+    assert!(
+        m["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l == "signup"),
+        "{m}"
+    );
+    assert_eq!(m["auth"]["spf"]["result"], "pass", "{}", m["auth"]);
+    let raw = s.get_bytes(&format!("/v1/messages/{id}/raw"), &key).await;
+    let raw = String::from_utf8_lossy(&raw.2);
+    assert!(
+        raw.starts_with("Received: from client.sender.test (127.0.0.1)"),
+        "{raw}"
+    );
+    assert!(
+        raw.contains("Authentication-Results: mx.agents.test"),
+        "{raw}"
+    );
+    assert!(raw.contains("spf=pass"));
+    assert!(
+        raw.contains("\r\n.leading dot line\r\n"),
+        "dot-unstuffed: {raw}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn pipelining_and_bdat() {
+    let s = TestServer::start_smtp(dns()).await;
+    let (_, key) = s.agent("ops", &["mail:read"]).await;
+    let (mut c, _) = SmtpClient::connect(s.smtp_addr()).await;
+    c.cmd("EHLO c.sender.test").await;
+    // MAIL, two RCPTs (one unknown) and DATA in one write
+    c.write(b"MAIL FROM:<alice@sender.test>\r\nRCPT TO:<ops@agents.test>\r\nRCPT TO:<nobody@agents.test>\r\nDATA\r\n").await;
+    assert!(c.read_reply().await.starts_with("250 2.1.0"));
+    assert!(c.read_reply().await.starts_with("250 2.1.5"));
+    assert!(c.read_reply().await.starts_with("550 5.1.1"));
+    assert!(c.read_reply().await.starts_with("354"));
+    c.write(format!("{MSG}.\r\n").as_bytes()).await;
+    assert!(c.read_reply().await.starts_with("250 2.0.0"));
+    // BDAT in two chunks
+    assert!(c
+        .cmd("MAIL FROM:<alice@sender.test>")
+        .await
+        .starts_with("250"));
+    assert!(c.cmd("RCPT TO:<ops@agents.test>").await.starts_with("250"));
+    let m = MSG.replace("Your code", "Chunked");
+    let (a, b) = m.as_bytes().split_at(40);
+    c.write(format!("BDAT {}\r\n", a.len()).as_bytes()).await;
+    c.write(a).await;
+    assert!(c.read_reply().await.starts_with("250"));
+    c.write(format!("BDAT {} LAST\r\n", b.len()).as_bytes())
+        .await;
+    c.write(b).await;
+    let r = c.read_reply().await;
+    assert!(r.starts_with("250 2.0.0"), "{r}");
+    let (_, list) = s.call("GET", "/v1/messages", Some(&key), None).await;
+    let subjects: Vec<_> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(subjects, vec!["Chunked", "Your code"]);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn refusals_have_the_right_codes() {
+    let s = TestServer::start_smtp(dns()).await;
+    let (a, _) = s.agent("ops", &["mail:read"]).await;
+    s.agent("gone", &["mail:read"]).await;
+    let (mut c, _) = SmtpClient::connect(s.smtp_addr()).await;
+    assert!(
+        c.cmd("MAIL FROM:<a@sender.test>")
+            .await
+            .starts_with("503 5.5.1"),
+        "MAIL before EHLO"
+    );
+    c.cmd("EHLO c.sender.test").await;
+    assert!(c
+        .cmd("RCPT TO:<ops@agents.test>")
+        .await
+        .starts_with("503 5.5.1"));
+    assert!(c.cmd("DATA").await.starts_with("503 5.5.1"));
+    assert!(c
+        .cmd("MAIL FROM:<a@sender.test> SIZE=999999999999")
+        .await
+        .starts_with("552 5.3.4"));
+    assert!(c.cmd("MAIL FROM:<a@sender.test>").await.starts_with("250"));
+    assert!(
+        c.cmd("MAIL FROM:<a@sender.test>")
+            .await
+            .starts_with("503 5.5.1"),
+        "nested MAIL"
+    );
+    for relay in [
+        "x@b.test",
+        "x%b.test@agents.test",
+        "@agents.test:x@b.test",
+        "b.test!x@agents.test",
+        "\"x@b.test\"@agents.test",
+    ] {
+        let r = c.cmd(&format!("RCPT TO:<{relay}>")).await;
+        assert!(
+            r.starts_with("554 5.7.1") || r.starts_with("501"),
+            "{relay}: {r}"
+        );
+    }
+    assert!(c
+        .cmd("RCPT TO:<nobody@agents.test>")
+        .await
+        .starts_with("550 5.1.1"));
+    // revoked agent
+    let (_, g) = s
+        .call(
+            "GET",
+            "/v1/agents/gone@agents.test",
+            Some(&s.admin_token),
+            None,
+        )
+        .await;
+    s.call(
+        "DELETE",
+        &format!("/v1/agents/{}", g["id"].as_str().unwrap()),
+        Some(&s.admin_token),
+        None,
+    )
+    .await;
+    assert!(c
+        .cmd("RCPT TO:<gone@agents.test>")
+        .await
+        .starts_with("550 5.1.1"));
+    assert!(
+        c.cmd("DATA").await.starts_with("554 5.5.1"),
+        "no valid recipients"
+    );
+    assert!(c.cmd("VRFY ops").await.starts_with("252"));
+    assert!(c.cmd("XYZZY").await.starts_with("500 5.5.1"));
+    assert!(c.cmd("RSET").await.starts_with("250"));
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+    assert!(c.cmd("QUIT").await.starts_with("221"));
+    // nothing was queued or stored for the relay attempts
+    assert_eq!(s.services().store.len(legate::store::Tree::Queue), 0);
+    // too many errors end the session
+    let (mut c, _) = SmtpClient::connect(s.smtp_addr()).await;
+    let mut last = String::new();
+    for _ in 0..25 {
+        last = c.cmd("XYZZY").await;
+        if !last.starts_with("500") {
+            break;
+        }
+    }
+    assert!(last.starts_with("421 4.7.0"), "{last}");
+    let _ = a;
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn dmarc_reject_and_quarantine() {
+    let s = TestServer::start_smtp(dns()).await;
+    let (_, key) = s.agent("ops", &["mail:read"]).await;
+    let (mut c, _) = SmtpClient::connect(s.smtp_addr()).await;
+    c.cmd("EHLO c.spoof.test").await;
+    let spoof = MSG.replace("alice@sender.test", "ceo@spoof.test");
+    let r = c
+        .send_mail("ceo@spoof.test", &["ops@agents.test"], &spoof)
+        .await;
+    assert!(r.starts_with("550 5.7.1"), "DMARC reject: {r}");
+    let quar = MSG.replace("alice@sender.test", "x@quar.test");
+    let r = c
+        .send_mail("x@quar.test", &["ops@agents.test"], &quar)
+        .await;
+    assert!(r.starts_with("250"), "{r}");
+    let (_, list) = s
+        .call("GET", "/v1/messages?folder=Junk", Some(&key), None)
+        .await;
+    assert_eq!(
+        list["items"].as_array().unwrap().len(),
+        1,
+        "quarantined to Junk: {list}"
+    );
+    let (_, inbox) = s
+        .call("GET", "/v1/messages?folder=INBOX", Some(&key), None)
+        .await;
+    assert!(inbox["items"].as_array().unwrap().is_empty());
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn oversize_data_is_refused_after_reading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let dns_server = std::sync::Arc::new(
+        legate::mailauth::testdns::TestDns::start(dns())
+            .await
+            .unwrap(),
+    );
+    let mut cfg = legate_tests::test_config(dir.path());
+    cfg.listen.smtp = "127.0.0.1:0".into();
+    cfg.dns.nameservers = vec![dns_server.addr().to_string()];
+    cfg.smtp.max_message_size = 10_000;
+    cfg.smtp.max_recipients = 2;
+    let s = TestServer::start_with(dir, cfg).await;
+    s.agent("ops", &["mail:read"]).await;
+    let (mut c, _) = SmtpClient::connect(s.smtp_addr()).await;
+    c.cmd("EHLO c.sender.test").await;
+    c.cmd("MAIL FROM:<a@sender.test>").await;
+    c.cmd("RCPT TO:<ops@agents.test>").await;
+    c.cmd("RCPT TO:<ops+a@agents.test>").await;
+    assert!(c
+        .cmd("RCPT TO:<ops+b@agents.test>")
+        .await
+        .starts_with("452 4.5.3"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    let big = format!(
+        "Subject: big\r\n\r\n{}\r\n.\r\n",
+        "x".repeat(998)
+            .repeat(20)
+            .chars()
+            .collect::<Vec<_>>()
+            .chunks(998)
+            .map(|c| c.iter().collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    );
+    c.write(big.as_bytes()).await;
+    let r = c.read_reply().await;
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    // the session is still usable
+    assert!(c.cmd("NOOP").await.starts_with("250"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn accepted_mail_survives_a_restart() {
+    let s = TestServer::start_smtp(dns()).await;
+    let (_, key) = s.agent("ops", &["mail:read"]).await;
+    let (mut c, _) = SmtpClient::connect(s.smtp_addr()).await;
+    c.cmd("EHLO c.sender.test").await;
+    for i in 0..5 {
+        let r = c
+            .send_mail(
+                "alice@sender.test",
+                &["ops@agents.test"],
+                &MSG.replace("Your code", &format!("n{i}")),
+            )
+            .await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    let s = s.restart().await;
+    let (_, list) = s
+        .call("GET", "/v1/messages?limit=50", Some(&key), None)
+        .await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 5);
+    s.stop().await;
+}
