@@ -134,6 +134,20 @@ pub fn resolver_config(config: &Config) -> anyhow::Result<crate::mailauth::Resol
     })
 }
 
+/// The configured certificate, else a self-signed one in the data directory.
+pub fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let (cert, key) = if config.tls.cert.is_empty() {
+        let names = vec![config.server.hostname.clone(), config.server.domain.clone()];
+        crate::tls::self_signed(&config.storage.path, &names)?
+    } else {
+        (
+            config.tls.cert.clone().into(),
+            config.tls.key.clone().into(),
+        )
+    };
+    Ok(crate::tls::server_config(&cert, &key)?)
+}
+
 fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound> {
     let mailauth = crate::mailauth::MailAuth::new(&resolver_config(&s.config)?)
         .context("cannot set up the DNS resolver (set dns.nameservers?)")?;
@@ -179,9 +193,10 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
     if let Some(listener) = smtp {
         let ctx = Arc::new(inbound_context(&services)?);
         let token = shutdown.clone();
+        let tls = tls_config(&services.config)?;
         tasks.push((
             "smtp",
-            tokio::spawn(crate::smtp::inbound::serve(listener, ctx, token)),
+            tokio::spawn(crate::smtp::inbound::serve(listener, ctx, Some(tls), token)),
         ));
     }
     tracing::info!(http = ?http_addr, smtp = ?smtp_addr, domain = %services.config.server.domain, "legate started");

@@ -304,3 +304,113 @@ async fn accepted_mail_survives_a_restart() {
     assert_eq!(list["items"].as_array().unwrap().len(), 5);
     s.stop().await;
 }
+
+/// A TLS client that trusts the server's self-signed certificate from its data directory.
+fn tls_connector(data_dir: &std::path::Path) -> tokio_rustls::TlsConnector {
+    let pem = std::fs::read(data_dir.join("tls-cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+}
+
+async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut all = String::new();
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await.unwrap() == 0 {
+            return all;
+        }
+        all.push_str(&line);
+        if line.as_bytes().get(3) == Some(&b' ') {
+            return all;
+        }
+    }
+}
+
+#[tokio::test]
+async fn starttls_is_a_clean_restart_of_the_session() {
+    use tokio::io::{AsyncWriteExt, BufReader};
+    let s = TestServer::start_smtp(dns()).await;
+    let (_, key) = s.agent("ops", &["mail:read"]).await;
+    let tcp = tokio::net::TcpStream::connect(s.smtp_addr()).await.unwrap();
+    let mut r = BufReader::new(tcp);
+    assert!(read_reply(&mut r).await.starts_with("220"));
+    r.get_mut()
+        .write_all(b"EHLO c.sender.test\r\n")
+        .await
+        .unwrap();
+    assert!(read_reply(&mut r).await.contains("STARTTLS"));
+    // a command pipelined after STARTTLS must be dropped (RFC 3207 §5)
+    r.get_mut()
+        .write_all(b"STARTTLS\r\nMAIL FROM:<injected@evil.test>\r\n")
+        .await
+        .unwrap();
+    assert!(read_reply(&mut r).await.starts_with("220 2.0.0"));
+    let tcp = r.into_inner();
+    let name = rustls::pki_types::ServerName::try_from("mx.agents.test").unwrap();
+    let tls = tls_connector(&s.data_dir())
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let mut r = BufReader::new(tls);
+    r.get_mut()
+        .write_all(b"EHLO c.sender.test\r\n")
+        .await
+        .unwrap();
+    let ehlo = read_reply(&mut r).await;
+    assert!(
+        ehlo.starts_with("250") && !ehlo.contains("STARTTLS"),
+        "{ehlo}"
+    );
+    r.get_mut()
+        .write_all(b"MAIL FROM:<alice@sender.test>\r\n")
+        .await
+        .unwrap();
+    let m = read_reply(&mut r).await;
+    assert!(
+        m.starts_with("250 2.1.0"),
+        "the injected MAIL must not have opened a transaction: {m}"
+    );
+    r.get_mut()
+        .write_all(b"RCPT TO:<ops@agents.test>\r\nDATA\r\n")
+        .await
+        .unwrap();
+    assert!(read_reply(&mut r).await.starts_with("250"));
+    assert!(read_reply(&mut r).await.starts_with("354"));
+    r.get_mut()
+        .write_all(format!("{MSG}.\r\n").as_bytes())
+        .await
+        .unwrap();
+    assert!(read_reply(&mut r).await.starts_with("250 2.0.0"));
+    r.get_mut().write_all(b"STARTTLS\r\n").await.unwrap();
+    assert!(
+        read_reply(&mut r).await.starts_with("503"),
+        "no second STARTTLS"
+    );
+    let (_, list) = s.call("GET", "/v1/messages", Some(&key), None).await;
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let raw = s.get_bytes(&format!("/v1/messages/{id}/raw"), &key).await;
+    assert!(String::from_utf8_lossy(&raw.2).contains("with ESMTPS"));
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_says_421() {
+    let s = TestServer::start_smtp(dns()).await;
+    let (mut c, _) = SmtpClient::connect(s.smtp_addr()).await;
+    c.cmd("EHLO c.sender.test").await;
+    let stopper = tokio::spawn(async move { s.stop().await });
+    let r = c.read_reply().await;
+    assert!(r.starts_with("421 4.3.0"), "{r}");
+    stopper.await.unwrap();
+}

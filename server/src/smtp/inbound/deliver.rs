@@ -15,6 +15,7 @@ pub(super) async fn deliver(
     peer: SocketAddr,
     helo: &str,
     session_id: &str,
+    secure: bool,
     txn: Txn,
 ) -> Reply {
     let started = Instant::now();
@@ -54,7 +55,8 @@ pub(super) async fn deliver(
     for r in &txn.rcpts {
         // RFC 5321 §4.4: one Received line per hop; `for` only names this copy's recipient.
         let received = format!(
-            "Received: from {helo} ({ip})\r\n\tby {host} (legate) with ESMTP id {session_id}\r\n\tfor <{rcpt}>; {date}\r\n",
+            "Received: from {helo} ({ip})\r\n\tby {host} (legate) with {proto} id {session_id}\r\n\tfor <{rcpt}>; {date}\r\n",
+            proto = if secure { "ESMTPS" } else { "ESMTP" },
             ip = peer.ip(),
             host = ctx.hostname,
             rcpt = r.address,

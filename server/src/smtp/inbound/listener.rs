@@ -1,6 +1,7 @@
 //! Accepting connections within the total and per-IP limits; one span per connection.
 
 use super::reply::Reply;
+use super::session::Ended;
 use super::{Inbound, Session};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -31,7 +32,13 @@ impl Drop for Slot {
 
 /// Serves until `shutdown`; then stops accepting, tells sessions `421`, and waits for them
 /// (bounded).
-pub async fn serve(listener: TcpListener, ctx: Arc<Inbound>, shutdown: CancellationToken) {
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<Inbound>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let counts = Arc::new(Counts::default());
     let tasks = tokio_util::task::TaskTracker::new();
     loop {
@@ -70,6 +77,7 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Inbound>, shutdown: Cancellat
         let slot = Slot(counts.clone(), peer.ip());
         let ctx = ctx.clone();
         let token = shutdown.clone();
+        let acceptor = acceptor.clone();
         ctx.metrics.smtp_sessions.with_label_values(&["smtp"]).inc();
         let span = tracing::info_span!("smtp", peer = %peer);
         tasks.spawn(
@@ -77,7 +85,22 @@ pub async fn serve(listener: TcpListener, ctx: Arc<Inbound>, shutdown: Cancellat
                 let _slot = slot;
                 ctx.metrics.smtp_active.inc();
                 let _ = stream.set_nodelay(true);
-                Session::new(stream, ctx.clone(), peer).run(token).await;
+                let ended = Session::new(stream, ctx.clone(), peer, acceptor)
+                    .run(token.clone(), true)
+                    .await;
+                if let Ended::StartTls(stream, acceptor) = ended {
+                    let handshake =
+                        tokio::time::timeout(ctx.limits.command_timeout, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls)) => {
+                            Session::new(tls, ctx.clone(), peer, None)
+                                .secured()
+                                .run(token, false)
+                                .await;
+                        }
+                        _ => tracing::debug!("TLS handshake failed"),
+                    }
+                }
                 ctx.metrics.smtp_active.dec();
             }
             .instrument(span),

@@ -44,9 +44,20 @@ pub(super) struct Txn {
     pub too_big: bool,
 }
 
+/// How a session ended: done, or asking to continue over TLS (STARTTLS is a type change:
+/// the caller wraps the stream and starts a fresh session with no state carried over).
+pub enum Ended<S> {
+    Done,
+    StartTls(S, tokio_rustls::TlsAcceptor),
+}
+
 pub struct Session<S> {
     stream: S,
     ctx: Arc<Inbound>,
+    /// Offered as STARTTLS while the session is in clear text.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    secure: bool,
+    upgrade: bool,
     peer: SocketAddr,
     id: String,
     state: State,
@@ -57,10 +68,19 @@ pub struct Session<S> {
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
-    pub fn new(stream: S, ctx: Arc<Inbound>, peer: SocketAddr) -> Self {
+    /// A clear-text session; `tls` enables STARTTLS.
+    pub fn new(
+        stream: S,
+        ctx: Arc<Inbound>,
+        peer: SocketAddr,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Self {
         Self {
             stream,
             ctx,
+            tls,
+            secure: false,
+            upgrade: false,
             peer,
             id: crate::util::new_id("smtp"),
             state: State::Command(RequestReceiver::default()),
@@ -87,19 +107,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         r.write_to(&mut self.out);
     }
 
-    /// Runs the session to its end: QUIT, a timeout, too many errors, a dead peer, or
-    /// shutdown (`421 4.3.0`).
-    pub async fn run(mut self, shutdown: CancellationToken) {
+    /// Marks a session as running over TLS (after STARTTLS or on an implicit-TLS port).
+    pub fn secured(mut self) -> Self {
+        self.secure = true;
+        self.tls = None;
+        self
+    }
+
+    /// Runs the session to its end: QUIT, a timeout, too many errors, a dead peer,
+    /// shutdown (`421 4.3.0`), or STARTTLS (returned to the caller to wrap the stream).
+    /// `greet`: send the 220 banner (not after STARTTLS, RFC 3207 §4.2).
+    pub async fn run(mut self, shutdown: CancellationToken, greet: bool) -> Ended<S> {
         let hostname = self.ctx.hostname.clone();
-        self.out
-            .extend_from_slice(format!("220 {hostname} ESMTP legate\r\n").as_bytes());
+        if greet {
+            self.out
+                .extend_from_slice(format!("220 {hostname} ESMTP legate\r\n").as_bytes());
+        }
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             if self.flush().await.is_err() {
-                return;
+                return Ended::Done;
+            }
+            if self.upgrade {
+                // Bytes pipelined after STARTTLS were dropped with the buffer (RFC 3207 §5).
+                return match self.tls.take() {
+                    Some(acceptor) => Ended::StartTls(self.stream, acceptor),
+                    None => Ended::Done,
+                };
             }
             if matches!(self.state, State::Closed) {
-                return;
+                return Ended::Done;
             }
             let timeout = match self.state {
                 State::Command(_) => self.ctx.limits.command_timeout,
@@ -107,18 +144,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             };
             let n = tokio::select! {
                 r = tokio::time::timeout(timeout, self.stream.read(&mut buf)) => match r {
-                    Ok(Ok(0)) | Ok(Err(_)) => return,
+                    Ok(Ok(0)) | Ok(Err(_)) => return Ended::Done,
                     Ok(Ok(n)) => n,
                     Err(_) => {
                         self.reply(Reply::new(421, "4.4.2", format!("{hostname} Timeout, closing connection")));
                         let _ = self.flush().await;
-                        return;
+                        return Ended::Done;
                     }
                 },
                 _ = shutdown.cancelled() => {
                     self.reply(Reply::new(421, "4.3.0", format!("{hostname} Server shutting down")));
                     let _ = self.flush().await;
-                    return;
+                    return Ended::Done;
                 }
             };
             let mut bytes = buf[..n].iter();
@@ -213,10 +250,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 self.txn = None;
                 let h = &self.ctx.hostname;
                 let size = self.ctx.limits.max_message_size;
+                let starttls = if self.tls.is_some() {
+                    "250-STARTTLS\r\n"
+                } else {
+                    ""
+                };
                 self.out.extend_from_slice(
                     format!(
                         "250-{h} Hello {}\r\n250-PIPELINING\r\n250-SIZE {size}\r\n250-8BITMIME\r\n\
-                         250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n250 CHUNKING\r\n",
+                         250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n{starttls}250 CHUNKING\r\n",
                         self.peer.ip()
                     )
                     .as_bytes(),
@@ -278,11 +320,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             )),
             Request::Expn { .. } => self.reply(Reply::new(502, "5.5.1", "EXPN is not supported")),
             Request::Help { .. } => self.reply(Reply::new(214, "2.0.0", "See RFC 5321")),
-            Request::StartTls => self.reply(Reply::new(
-                502,
-                "5.5.1",
-                "STARTTLS is not available on this listener",
-            )),
+            Request::StartTls => {
+                if self.secure {
+                    self.reply(reply::bad_sequence("Already running TLS"));
+                } else if self.tls.is_none() {
+                    self.reply(Reply::new(454, "4.7.0", "TLS not available"));
+                } else {
+                    self.reply(Reply::new(220, "2.0.0", "Ready to start TLS"));
+                    self.upgrade = true;
+                    return State::Closed;
+                }
+            }
             Request::Auth { .. } => self.reply(Reply::new(
                 503,
                 "5.5.1",
@@ -391,7 +439,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             );
         }
         let helo = self.helo.clone().unwrap_or_default();
-        super::deliver::deliver(&self.ctx, self.peer, &helo, &self.id, txn).await
+        super::deliver::deliver(&self.ctx, self.peer, &helo, &self.id, self.secure, txn).await
     }
 }
 
