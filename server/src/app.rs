@@ -173,6 +173,15 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
     let bootstrap = services.bootstrap(opts.bootstrap_token.as_deref())?;
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
+    // Everything that can fail or take time happens before any listener serves.
+    let smtp = match smtp {
+        Some(l) => Some((
+            l,
+            Arc::new(inbound_context(&services)?),
+            tls_config(&services.config)?,
+        )),
+        None => None,
+    };
 
     if let Some(listener) = http {
         let app = crate::api::router(services.clone())
@@ -190,10 +199,8 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
             }),
         ));
     }
-    if let Some(listener) = smtp {
-        let ctx = Arc::new(inbound_context(&services)?);
+    if let Some((listener, ctx, tls)) = smtp {
         let token = shutdown.clone();
-        let tls = tls_config(&services.config)?;
         tasks.push((
             "smtp",
             tokio::spawn(crate::smtp::inbound::serve(listener, ctx, Some(tls), token)),

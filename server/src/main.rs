@@ -201,6 +201,8 @@ async fn serve(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let opts = StartOptions {
         bootstrap_token: std::env::var("LEGATE_BOOTSTRAP_ADMIN_TOKEN").ok(),
     };
+    // Handlers first: a SIGTERM that arrives while listeners start must still be graceful.
+    let signals = Signals::install()?;
     let running = app::start(cfg, opts).await?;
     if let Some(b) = &running.bootstrap {
         println!(
@@ -216,7 +218,7 @@ async fn serve(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     }
     let token = running.shutdown_token();
     tokio::spawn(async move {
-        wait_for_signal().await;
+        signals.wait().await;
         tracing::info!("shutdown signal received");
         token.cancel();
     });
@@ -224,17 +226,25 @@ async fn serve(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+/// SIGTERM and SIGINT, registered before anything starts.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("cannot handle SIGTERM")?,
+            int: signal(SignalKind::interrupt()).context("cannot handle SIGINT")?,
+        })
+    }
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
         }
     }
 }

@@ -13,7 +13,11 @@ WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
-  rm -rf "$WORK"
+  if [ "${FAIL:-0}" -gt 0 ] || [ -n "${KEEP_WORK:-}" ]; then
+    echo "interop: logs kept in $WORK"
+  else
+    rm -rf "$WORK"
+  fi
 }
 trap cleanup EXIT
 

@@ -15,6 +15,7 @@ CFG
   ( cd "$dir" && exec "$BIN" serve > nocfg.out 2> nocfg.err ) &
   local pid=$!; PIDS+=("$pid")
   if wait_http "http://127.0.0.1:8080"; then
+    for _ in $(seq 1 50); do grep -q 'admin token.*lg_' "$dir/nocfg.out" && break; sleep 0.1; done
     check "no-config serve prints an admin token" grep -q 'admin token.*lg_' "$dir/nocfg.out"
     check "no-config serve keeps data in ./data" test -d "$dir/data/db"
     kill -TERM "$pid"; local rc=0; wait "$pid" || rc=$?

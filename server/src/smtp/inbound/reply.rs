@@ -21,7 +21,12 @@ impl Reply {
     pub fn write_to(&self, out: &mut Vec<u8>) {
         let mut s = String::new();
         // Writing to a String cannot fail.
-        let _ = write!(s, "{} {} {}\r\n", self.code, self.enhanced, self.text);
+        // Intermediate replies (354) carry no enhanced code (RFC 2034 §3).
+        let _ = if self.enhanced.is_empty() {
+            write!(s, "{} {}\r\n", self.code, self.text)
+        } else {
+            write!(s, "{} {} {}\r\n", self.code, self.enhanced, self.text)
+        };
         out.extend_from_slice(s.as_bytes());
     }
 
