@@ -414,3 +414,104 @@ async fn shutdown_says_421() {
     assert!(r.starts_with("421 4.3.0"), "{r}");
     stopper.await.unwrap();
 }
+
+fn signed_message(s: &TestServer, domain: &str, body: &str) -> String {
+    let vault = &s.services().vault;
+    let records = vault.ensure_dkim(domain, "t").unwrap();
+    let dns = s.dns.as_ref().unwrap().records();
+    for r in &records {
+        dns.add_txt(&format!("{}._domainkey.{domain}", r.selector), r.txt());
+    }
+    let msg = format!(
+        "From: Bot <bot@{domain}>\r\nTo: ops@agents.test\r\nSubject: signed\r\nMessage-ID: <s1@{domain}>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n{body}\r\n"
+    );
+    let sig =
+        legate::mailauth::dkim_sign(msg.as_bytes(), &vault.dkim_signers(domain).unwrap()).unwrap();
+    format!("{sig}{msg}")
+}
+
+#[tokio::test]
+async fn dkim_signed_mail_passes_and_tampered_mail_fails() {
+    let s = TestServer::start_smtp(dns()).await;
+    let (_, key) = s.agent("ops", &["mail:read"]).await;
+    {
+        let d = s.dns.as_ref().unwrap().records();
+        // SPF does not authorise loopback: DMARC can only pass through aligned DKIM.
+        d.add_txt("signer.test", "v=spf1 ip4:192.0.2.9 -all");
+        d.add_txt("_dmarc.signer.test", "v=DMARC1; p=reject");
+    }
+    let good = signed_message(&s, "signer.test", "Genuine content.");
+    let (mut c, _) = SmtpClient::connect(s.smtp_addr()).await;
+    c.cmd("EHLO c.signer.test").await;
+    let r = c
+        .send_mail("bot@signer.test", &["ops@agents.test"], good.trim_end())
+        .await;
+    assert!(r.starts_with("250"), "signed mail accepted: {r}");
+    let (_, list) = s.call("GET", "/v1/messages", Some(&key), None).await;
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let (_, m) = s
+        .call("GET", &format!("/v1/messages/{id}"), Some(&key), None)
+        .await;
+    let dkim = m["auth"]["dkim"].as_array().unwrap();
+    assert_eq!(dkim.len(), 2, "both signatures checked: {}", m["auth"]);
+    assert!(dkim.iter().all(|d| d["result"] == "pass"), "{}", m["auth"]);
+    assert_eq!(m["auth"]["spf"]["result"], "fail");
+    assert_eq!(m["auth"]["dmarc"]["result"], "pass");
+
+    let tampered = good.replace("Genuine content.", "Forged content!");
+    let r = c
+        .send_mail("bot@signer.test", &["ops@agents.test"], tampered.trim_end())
+        .await;
+    assert!(r.starts_with("550 5.7.1"), "tampered + p=reject: {r}");
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn spf_results_are_recorded() {
+    let s = TestServer::start_smtp(dns()).await;
+    let (_, key) = s.agent("ops", &["mail:read"]).await;
+    {
+        let d = s.dns.as_ref().unwrap().records();
+        d.add_txt("soft.test", "v=spf1 ip4:192.0.2.1 ~all");
+        d.add_txt("hard.test", "v=spf1 ip4:192.0.2.1 -all");
+    }
+    let (mut c, _) = SmtpClient::connect(s.smtp_addr()).await;
+    c.cmd("EHLO c.example.test").await;
+    for (from, want) in [
+        ("a@sender.test", "pass"),
+        ("a@soft.test", "softfail"),
+        ("a@hard.test", "fail"),
+        ("a@nospf.test", "none"),
+    ] {
+        let msg = MSG
+            .replace("alice@sender.test", from)
+            .replace("Your code", want);
+        let r = c.send_mail(from, &["ops@agents.test"], &msg).await;
+        assert!(r.starts_with("250"), "{from}: {r}");
+    }
+    let (_, list) = s
+        .call("GET", "/v1/messages?limit=10", Some(&key), None)
+        .await;
+    for item in list["items"].as_array().unwrap() {
+        let id = item["id"].as_str().unwrap();
+        let (_, m) = s
+            .call("GET", &format!("/v1/messages/{id}"), Some(&key), None)
+            .await;
+        assert_eq!(m["auth"]["spf"]["result"], m["subject"], "{}", m["auth"]);
+    }
+    let metrics = s
+        .http
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("legate_mailauth_results_total{method=\"spf\",result=\"softfail\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("legate_smtp_messages_total{outcome=\"accepted\",reason=\"\"} 4"));
+    s.stop().await;
+}
