@@ -69,6 +69,7 @@ impl Audit {
                 prev_hash,
                 pending: Vec::new(),
                 stop: false,
+                writer_waiting: false,
             }),
             wake: Condvar::new(),
             written,
@@ -106,8 +107,11 @@ impl Audit {
         st.next_seq += 1;
         st.prev_hash = entry.hash.clone();
         st.pending.push(entry.clone());
+        let wake = st.writer_waiting;
         drop(st);
-        self.shared.wake.notify_one();
+        if wake {
+            self.shared.wake.notify_one();
+        }
         Ok(entry)
     }
 

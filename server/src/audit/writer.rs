@@ -19,6 +19,9 @@ pub(super) struct State {
     pub prev_hash: String,
     pub pending: Vec<Entry>,
     pub stop: bool,
+    /// The writer is parked on the condvar: only then does an append need to wake it (a
+    /// futex wake per request costs more than the write itself).
+    pub writer_waiting: bool,
 }
 
 pub(super) struct Shared {
@@ -34,29 +37,43 @@ impl Shared {
     }
 }
 
+/// How long the writer lets entries gather after waking, so a busy server writes pages of
+/// many entries; bounded so durability waits (`Audit::commit`) stay short.
+const LINGER: Duration = Duration::from_millis(2);
+
 /// Retries before a failing store makes the writer drop a batch at shutdown.
 const SHUTDOWN_RETRIES: u32 = 20;
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 pub(super) fn run(shared: Arc<Shared>, store: Store) {
     loop {
-        let batch = {
+        let stopping = {
             let mut st = shared.lock();
             while st.pending.is_empty() && !st.stop {
+                st.writer_waiting = true;
                 st = shared.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+                st.writer_waiting = false;
             }
             if st.pending.is_empty() {
                 return;
             }
-            std::mem::take(&mut st.pending)
+            st.stop
         };
+        if !stopping {
+            std::thread::sleep(LINGER);
+        }
+        let batch = std::mem::take(&mut shared.lock().pending);
         let last = batch.last().map_or(0, |e| e.seq);
+        let page = Page { entries: batch };
         let mut tries = 0;
-        while let Err(e) = write(&store, &batch) {
+        while let Err(e) = write(&store, &page) {
             tries += 1;
-            tracing::error!(error = %e, entries = batch.len(), "cannot store audit entries; retrying");
+            tracing::error!(error = %e, entries = page.entries.len(), "cannot store audit entries; retrying");
             if shared.lock().stop && tries >= SHUTDOWN_RETRIES {
-                tracing::error!(entries = batch.len(), "audit entries lost at shutdown");
+                tracing::error!(
+                    entries = page.entries.len(),
+                    "audit entries lost at shutdown"
+                );
                 break;
             }
             std::thread::sleep(RETRY_PAUSE);
@@ -65,14 +82,11 @@ pub(super) fn run(shared: Arc<Shared>, store: Store) {
     }
 }
 
-fn write(store: &Store, batch: &[Entry]) -> Result<(), StoreError> {
-    let page = Page {
-        entries: batch.to_vec(),
-    };
+fn write(store: &Store, page: &Page) -> Result<(), StoreError> {
     // Index first: a crash between the two leaves index records pointing at nothing,
     // which readers skip; never an entry missing from its index.
-    for (k, seqs) in page::index_records(&page) {
+    for (k, seqs) in page::index_records(page) {
         store.put_record(crate::store::Tree::AuditByAgent, &k, &seqs)?;
     }
-    store.put_record(crate::store::Tree::Audit, &page::key(&page), &page)
+    store.put_record(crate::store::Tree::Audit, &page::key(page), page)
 }
