@@ -38,6 +38,9 @@ pub struct VaultService {
     /// Unwrapped agent keys (zeroized when dropped). Emptied for an agent when it is
     /// shredded; saves a record read and an unwrap on every credential operation.
     keks: std::sync::RwLock<std::collections::HashMap<String, Key32>>,
+    /// Decoded credential records (metadata and ciphertext only; no secret in the clear),
+    /// dropped on every write to the record.
+    records: service::RecordCache,
 }
 
 impl VaultService {
@@ -60,6 +63,7 @@ impl VaultService {
                 metrics,
                 root,
                 keks: Default::default(),
+                records: Default::default(),
             },
             source,
         ))
@@ -79,6 +83,7 @@ impl VaultService {
             metrics,
             root,
             keks: Default::default(),
+            records: Default::default(),
         })
     }
 }

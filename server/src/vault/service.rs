@@ -23,6 +23,53 @@ pub(super) struct CredentialRecord {
     pub payload: Sealed,
 }
 
+/// Most cached records; past it the cache starts over.
+const RECORD_CACHE_MAX: usize = 10_000;
+
+/// A read that started before a write must not repopulate the cache with what the write
+/// replaced: every write bumps the generation, and a read only caches what it read if the
+/// generation is unchanged when it inserts.
+#[derive(Default)]
+pub(super) struct RecordCache {
+    map: std::sync::RwLock<std::collections::HashMap<Vec<u8>, std::sync::Arc<CredentialRecord>>>,
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl RecordCache {
+    fn get(&self, k: &[u8]) -> Option<std::sync::Arc<CredentialRecord>> {
+        self.map
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(k)
+            .cloned()
+    }
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn put(&self, k: Vec<u8>, r: std::sync::Arc<CredentialRecord>, read_at: u64) {
+        let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
+        if self.generation() != read_at {
+            return;
+        }
+        if m.len() >= RECORD_CACHE_MAX {
+            m.clear();
+        }
+        m.insert(k, r);
+    }
+    fn forget(&self, k: &[u8]) {
+        let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        m.remove(k);
+    }
+    fn clear(&self) {
+        let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        m.clear();
+    }
+}
+
 fn cred_key(agent: &str, name: &str) -> Vec<u8> {
     keys::join(&[agent, name])
 }
@@ -91,6 +138,7 @@ impl VaultService {
                 Ok(())
             },
         )?;
+        self.records.clear();
         self.destroy_identity_keys(agent_id)?;
         // Again, in case a request that began before the shred cached the key meanwhile.
         self.keks
@@ -107,12 +155,21 @@ impl VaultService {
         action: &str,
         agent: &str,
         name: &str,
-    ) -> Result<CredentialRecord, VaultError> {
+    ) -> Result<std::sync::Arc<CredentialRecord>, VaultError> {
+        let k = cred_key(agent, name);
+        if let Some(r) = self.records.get(&k) {
+            return Ok(r);
+        }
+        let read_at = self.records.generation();
         match self
             .store
-            .get_record(Tree::VaultCredentials, &cred_key(agent, name))?
+            .get_record::<CredentialRecord>(Tree::VaultCredentials, &k)?
         {
-            Some(r) => Ok(r),
+            Some(r) => {
+                let r = std::sync::Arc::new(r);
+                self.records.put(k, r.clone(), read_at);
+                Ok(r)
+            }
             None => {
                 actor.audit(
                     &self.audit,
@@ -202,6 +259,7 @@ impl VaultService {
                 tx.put_record(Tree::VaultCredentials, &k, &rec)?;
                 Ok(())
             })?;
+        self.records.forget(&k);
         actor.audit(
             &self.audit,
             "vault.store",
@@ -251,6 +309,7 @@ impl VaultService {
                 }
                 Ok(())
             });
+        self.records.forget(&k);
         if r.is_err() {
             tracing::warn!("could not record credential use");
         }
@@ -273,7 +332,7 @@ impl VaultService {
         )?;
         self.count("get", "ok");
         Ok(CredentialView {
-            meta: rec.meta,
+            meta: rec.meta.clone(),
             password: p.password,
             secret: p.secret,
             notes: p.notes,
@@ -293,6 +352,7 @@ impl VaultService {
         self.load(actor, "vault.delete", &agent, name)?;
         self.store
             .remove(Tree::VaultCredentials, &cred_key(&agent, name))?;
+        self.records.forget(&cred_key(&agent, name));
         actor.audit(
             &self.audit,
             "vault.delete",

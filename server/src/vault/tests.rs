@@ -278,3 +278,21 @@ async fn scopes_gate_and_audit() {
         .iter()
         .all(|e| !e.detail.to_string().contains("Pa55-unique-pw")));
 }
+
+#[tokio::test]
+async fn cached_records_never_outlive_an_update_or_delete() {
+    let f = fixture();
+    let a = agent(&f, "cache").await;
+    f.vault.put(&a, "site", login("first")).await.unwrap();
+    assert_eq!(
+        f.vault.get(&a, "site").unwrap().password.unwrap().as_str(),
+        "first"
+    );
+    f.vault.put(&a, "site", login("second")).await.unwrap();
+    assert_eq!(
+        f.vault.get(&a, "site").unwrap().password.unwrap().as_str(),
+        "second"
+    );
+    f.vault.delete(&a, "site").await.unwrap();
+    assert!(matches!(f.vault.get(&a, "site"), Err(VaultError::NotFound)));
+}
