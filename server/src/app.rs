@@ -49,6 +49,8 @@ impl Services {
         }
         let vault = Arc::new(vault);
         identity.add_hook(Arc::new(VaultHook(vault.clone())));
+        identity.set_custody(vault.clone());
+        identity.configure((&config.identity).into());
         let mailbox = Arc::new(MailboxService::new(
             store.clone(),
             audit.clone(),

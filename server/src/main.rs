@@ -88,6 +88,14 @@ enum AgentCmd {
     Revoke {
         agent: String,
     },
+    /// Give an agent a new identity key. The old key stays in did.json and jwks.json (and
+    /// verifies) for the overlap, then is dropped; keep it at least the longest token TTL.
+    RotateKey {
+        agent: String,
+        /// Seconds the previous key stays published.
+        #[arg(long, default_value_t = legate::identity::DEFAULT_ROTATION_OVERLAP_SECS)]
+        overlap_secs: i64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -405,6 +413,19 @@ async fn agent(cfg: Config, c: AgentCmd) -> anyhow::Result<ExitCode> {
             for a in id.revoke_agent(&actor, &agent).await? {
                 println!("revoked {} ({})", a.id, a.address());
             }
+        }
+        AgentCmd::RotateKey {
+            agent,
+            overlap_secs,
+        } => {
+            let key = id.rotate_identity_key(&actor, &agent, overlap_secs).await?;
+            let a = id.get_agent(&actor, &agent)?;
+            print_json(&serde_json::json!({
+                "agent": a.id,
+                "kid": format!("{}#{}", id.agent_did(&a), key.kid),
+                "public_key_multibase": legate::identity::multibase::ed25519_multikey(&key.public),
+                "previous_keys_retire_at": legate::util::rfc3339(key.created_at + overlap_secs),
+            }));
         }
     }
     s.audit.sync_blocking();

@@ -7,7 +7,7 @@ ROOT=$(pwd)
 
 bash tests/interop/setup.sh
 cargo build --release --locked -p legate
-BIN="$ROOT/target/release/legate"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/legate"
 
 WORK=$(mktemp -d)
 PIDS=()

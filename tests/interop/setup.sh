@@ -13,3 +13,5 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
+# Identity: PyJWT and cryptography verify our tokens and signatures from the published keys.
+python3 -c 'import jwt, cryptography' >/dev/null 2>&1 || PIP_ROOT_USER_ACTION=ignore python3 -m pip install -q pyjwt cryptography

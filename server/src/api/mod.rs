@@ -5,7 +5,9 @@ mod admin;
 mod audit;
 pub mod error;
 pub mod extract;
+mod identity;
 mod messages;
+mod public;
 mod system;
 mod vault;
 mod whoami;
@@ -34,6 +36,8 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::router())
         .merge(vault::router())
         .merge(messages::router())
+        .merge(identity::router())
+        .merge(public::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

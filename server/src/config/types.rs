@@ -195,6 +195,10 @@ pub struct IdentityConfig {
     pub remote_did_resolution: bool,
     /// Largest lifetime of an identity token, in seconds (DESIGN §8: at most one hour).
     pub max_token_ttl_secs: u64,
+    /// TESTS ONLY: resolve remote did:web documents over plain HTTP and allow loopback and
+    /// private addresses, so one test server can resolve another on 127.0.0.1. In production
+    /// this would let a verify request make the server fetch from its own private network.
+    pub danger_allow_http_did_resolution: bool,
 }
 
 impl Default for IdentityConfig {
@@ -202,6 +206,7 @@ impl Default for IdentityConfig {
         Self {
             remote_did_resolution: true,
             max_token_ttl_secs: 3600,
+            danger_allow_http_did_resolution: false,
         }
     }
 }

@@ -69,6 +69,9 @@ pub enum IdentityError {
     Audit(#[from] AuditError),
     #[error("{0}")]
     Hook(String),
+    /// Key custody (the vault) failed an identity-key operation.
+    #[error("identity key: {0}")]
+    Keys(String),
 }
 
 impl<E: Into<IdentityError>> From<crate::store::TxError<E>> for IdentityError {

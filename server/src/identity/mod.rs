@@ -1,4 +1,5 @@
-//! Humans, orgs, agents, API keys, scopes and delegation (DESIGN §2).
+//! Humans, orgs, agents, API keys, scopes and delegation (DESIGN §2); did:web documents,
+//! identity tokens and signatures (DESIGN §8).
 //!
 //! [`IdentityService`] is the one door for every principal operation: each method takes the
 //! acting [`Actor`], checks it, does the work in one store transaction, audits, and commits
@@ -9,8 +10,17 @@ pub mod address;
 mod agents;
 pub mod apikey;
 mod auth;
+mod custody;
+pub mod did;
 mod error;
+pub mod fetch;
 mod keys;
+mod login;
+pub mod multibase;
+mod resolve;
+mod signing;
+mod token;
+mod verdict;
 pub use agents::CreatedAgent;
 pub use keys::NewKey;
 pub use orgs::Bootstrap;
@@ -24,9 +34,18 @@ pub use error::{AuthFailure, Denied, IdentityError};
 pub use model::{Agent, AgentStatus, ApiKey, Human, KeyOwner, Org};
 pub use scope::{Scope, ScopeSet};
 
+pub use custody::{IdentityKey, KeyCustody};
+pub use login::RcptDecision;
+pub use resolve::IdentityOptions;
+pub use signing::{
+    decode_b64, PublicDoc, Signed, DEFAULT_ROTATION_OVERLAP_SECS, MAX_ROTATION_OVERLAP_SECS,
+};
+pub use token::{act_claim, IssuedToken, DEFAULT_TTL_SECS};
+pub use verdict::{Reason, Verdict};
+
 use crate::audit::Audit;
 use crate::store::Store;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 /// Something other services must do when an agent is born or revoked (make its identity key;
 /// crypto-shred its vault). Registered at start-up, so identity needs no upward imports.
@@ -43,6 +62,11 @@ pub struct IdentityService {
     hooks: RwLock<Vec<Arc<dyn LifecycleHook>>>,
     /// Recently authenticated keys, valid only while `epoch` is unchanged.
     auth_cache: auth::AuthCache,
+    /// Holder of agents' private identity keys (the vault), registered at start-up.
+    custody: RwLock<Option<Arc<dyn KeyCustody>>>,
+    options: RwLock<IdentityOptions>,
+    /// The remote did:web client, built on first use from `options`.
+    fetcher: OnceLock<Result<fetch::DidFetcher, String>>,
 }
 
 impl IdentityService {
@@ -53,7 +77,34 @@ impl IdentityService {
             did_host,
             hooks: RwLock::new(Vec::new()),
             auth_cache: auth::AuthCache::default(),
+            custody: RwLock::new(None),
+            options: RwLock::new(IdentityOptions::default()),
+            fetcher: OnceLock::new(),
         }
+    }
+
+    /// Set once at start-up, before the first remote resolution.
+    pub fn configure(&self, options: IdentityOptions) {
+        *self.options.write().unwrap_or_else(|p| p.into_inner()) = options;
+    }
+
+    pub fn options(&self) -> IdentityOptions {
+        self.options
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_custody(&self, custody: Arc<dyn KeyCustody>) {
+        *self.custody.write().unwrap_or_else(|p| p.into_inner()) = Some(custody);
+    }
+
+    fn custody(&self) -> Result<Arc<dyn KeyCustody>, IdentityError> {
+        self.custody
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or_else(|| IdentityError::Keys("no key custody is registered".into()))
     }
 
     pub fn add_hook(&self, hook: Arc<dyn LifecycleHook>) {
@@ -94,3 +145,5 @@ impl IdentityService {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_did;

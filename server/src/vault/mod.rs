@@ -23,7 +23,7 @@ pub use rotate::{rotate_master, rotate_master_files};
 pub use totp::TotpCode;
 
 use crate::audit::Audit;
-use crate::identity::{Agent, LifecycleHook};
+use crate::identity::{Agent, IdentityKey, KeyCustody, LifecycleHook};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crypto::Key32;
@@ -107,6 +107,40 @@ impl LifecycleHook for VaultHook {
             .shred(&agent.id)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+/// Identity's view of the identity keys held here: operations, never key bytes.
+impl KeyCustody for VaultService {
+    fn public_keys(&self, agent_id: &str) -> Result<Vec<IdentityKey>, String> {
+        Ok(self
+            .identity_public_keys(agent_id)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|k| IdentityKey {
+                kid: k.kid,
+                public: k.public,
+                created_at: k.created_at,
+                retire_at: k.retire_at,
+            })
+            .collect())
+    }
+
+    fn sign(&self, agent_id: &str, data: &[u8]) -> Result<(String, [u8; 64]), String> {
+        self.identity_sign(agent_id, data)
+            .map_err(|e| e.to_string())
+    }
+
+    fn rotate(&self, agent_id: &str, overlap_secs: i64) -> Result<IdentityKey, String> {
+        let k = self
+            .new_identity_key(agent_id, Some(overlap_secs))
+            .map_err(|e| e.to_string())?;
+        Ok(IdentityKey {
+            kid: k.kid,
+            public: k.public,
+            created_at: k.created_at,
+            retire_at: k.retire_at,
+        })
     }
 }
 

@@ -1,0 +1,168 @@
+//! DID resolution for verification: a DID to the keys it authorises, or the reason it has none.
+//!
+//! Our own agents resolve from the store (so a revocation is seen on the very next call, with
+//! no cache to expire); anything else is fetched per [`super::fetch`], when enabled.
+
+use super::did::{self, VerificationKey};
+use super::fetch::{DidFetcher, FetchLimits, Fetched};
+use super::verdict::{Reason, Verdict};
+use super::{Agent, IdentityError, IdentityService};
+use crate::store::Tree;
+
+/// Resolution settings (`[identity]` in the config).
+#[derive(Debug, Clone)]
+pub struct IdentityOptions {
+    /// Fetch documents of DIDs on other hosts.
+    pub remote_did_resolution: bool,
+    /// Fetch over plain HTTP and allow loopback/private addresses (tests only).
+    pub danger_allow_http_did_resolution: bool,
+    /// Longest identity-token lifetime, seconds (at most 3600).
+    pub max_token_ttl_secs: u64,
+}
+
+impl Default for IdentityOptions {
+    fn default() -> Self {
+        Self {
+            remote_did_resolution: true,
+            danger_allow_http_did_resolution: false,
+            max_token_ttl_secs: 3600,
+        }
+    }
+}
+
+impl From<&crate::config::IdentityConfig> for IdentityOptions {
+    fn from(c: &crate::config::IdentityConfig) -> Self {
+        Self {
+            remote_did_resolution: c.remote_did_resolution,
+            danger_allow_http_did_resolution: c.danger_allow_http_did_resolution,
+            max_token_ttl_secs: c.max_token_ttl_secs,
+        }
+    }
+}
+
+impl IdentityService {
+    /// The agent a local did:web path names (`agents:<local>`). Agents of the server's own
+    /// domain win; other orgs' agents are found by local part when it is unambiguous.
+    pub fn agent_by_local(&self, local: &str) -> Result<Option<Agent>, IdentityError> {
+        let Ok(local) = super::address::normalize_local(local) else {
+            return Ok(None);
+        };
+        if let Some(id) = self.store.get(Tree::Meta, super::agents::DEFAULT_ORG)? {
+            if let Some(org) = self.org(&String::from_utf8_lossy(&id))? {
+                if let Some(a) = self.agent_by_address(&format!("{local}@{}", org.domain))? {
+                    return Ok(Some(a));
+                }
+            }
+        }
+        let mut found = None;
+        for org in self.all_orgs()? {
+            if let Some(a) = self.agent_by_address(&format!("{local}@{}", org.domain))? {
+                if found.is_some() {
+                    return Ok(None);
+                }
+                found = Some(a);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Whether a parsed DID names this host.
+    fn is_local(&self, d: &did::DidWeb) -> bool {
+        d.host == self.did_host.to_ascii_lowercase()
+    }
+
+    /// The keys `did` authorises, or a failed verdict saying why there are none.
+    pub(super) async fn resolve_keys(
+        &self,
+        did_str: &str,
+    ) -> Result<Vec<VerificationKey>, Verdict> {
+        let parsed =
+            did::parse_did_web(did_str).map_err(|e| Verdict::fail(Reason::InvalidDid, e))?;
+        if self.is_local(&parsed) {
+            return self.local_keys(&parsed);
+        }
+        let opts = self.options();
+        if !opts.remote_did_resolution {
+            return Err(Verdict::fail(
+                Reason::RemoteResolutionDisabled,
+                "resolving DIDs of other hosts is switched off (identity.remote_did_resolution)",
+            ));
+        }
+        let fetcher = self
+            .fetcher()
+            .map_err(|e| Verdict::fail(Reason::ResolutionFailed, e))?;
+        let scheme = if opts.danger_allow_http_did_resolution {
+            "http"
+        } else {
+            "https"
+        };
+        let url = parsed.document_url(scheme);
+        let doc = match fetcher.fetch(&url).await {
+            Ok(Fetched::Document(doc)) => doc,
+            Ok(Fetched::Gone) => {
+                return Err(Verdict::fail(
+                    Reason::Revoked,
+                    format!("{url} answered 410: the DID is deactivated"),
+                ))
+            }
+            Ok(Fetched::NotFound) => {
+                return Err(Verdict::fail(
+                    Reason::UnknownDid,
+                    format!("{url} answered 404"),
+                ))
+            }
+            Err(e) => return Err(Verdict::fail(Reason::ResolutionFailed, e)),
+        };
+        // did:web: the document must be the one for this DID, not one served from elsewhere.
+        let id = doc.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+        if did::parse_did_web(id).ok().map(|d| d.did()) != Some(parsed.did()) {
+            return Err(Verdict::fail(
+                Reason::DidMismatch,
+                format!("the document at {url} has id {id:?}, not {did_str}"),
+            ));
+        }
+        Ok(did::verification_keys(&doc, id))
+    }
+
+    fn local_keys(&self, parsed: &did::DidWeb) -> Result<Vec<VerificationKey>, Verdict> {
+        let internal = |e: IdentityError| {
+            tracing::error!(error = %e, "local DID resolution failed");
+            Verdict::fail(Reason::ResolutionFailed, "internal error")
+        };
+        let Some(local) = parsed.agent_local() else {
+            // The domain DID carries no keys of its own.
+            return Ok(Vec::new());
+        };
+        let agent = self
+            .agent_by_local(local)
+            .map_err(internal)?
+            .ok_or_else(|| Verdict::fail(Reason::UnknownDid, "no such agent on this host"))?;
+        if !agent.is_active() {
+            return Err(Verdict::fail(Reason::Revoked, "the agent has been revoked"));
+        }
+        let did = self.agent_did(&agent);
+        let keys = self.custody().map_err(internal)?.public_keys(&agent.id);
+        let keys = keys.map_err(|e| internal(IdentityError::Keys(e)))?;
+        Ok(keys
+            .into_iter()
+            .map(|k| VerificationKey {
+                id: format!("{did}#{}", k.kid),
+                aliases: Vec::new(),
+                public: k.public,
+            })
+            .collect())
+    }
+
+    /// Built on first use, after the options are set at start-up.
+    fn fetcher(&self) -> Result<&DidFetcher, String> {
+        self.fetcher
+            .get_or_init(|| {
+                DidFetcher::new(FetchLimits {
+                    danger_allow_http: self.options().danger_allow_http_did_resolution,
+                    ..Default::default()
+                })
+            })
+            .as_ref()
+            .map_err(Clone::clone)
+    }
+}
