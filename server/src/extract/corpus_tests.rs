@@ -292,24 +292,3 @@ fn garbage_never_panics() {
         let _ = attachment(&raw, u32::MAX);
     }
 }
-
-#[test]
-fn zz_dump() {
-    let Ok(filter) = std::env::var("EXTRACT_DUMP") else {
-        return;
-    };
-    for (name, raw, _) in corpus() {
-        if !name.starts_with(&filter) && filter != "all" {
-            continue;
-        }
-        let e = parse(&raw).unwrap();
-        println!(
-            "===== {name}\n--- extracted:\n{}\n--- preview: {}\n--- codes: {:?}\n--- links:",
-            e.extracted_text, e.preview, e.codes
-        );
-        for l in &e.links {
-            println!("   {:?} {} {:?}", l.kind, l.url, l.text);
-        }
-        println!("--- attachments: {:?}", e.attachments);
-    }
-}

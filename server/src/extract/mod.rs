@@ -17,10 +17,17 @@
 //! 4. `codes` and `links` read the quote-free text *before* footer removal, so that a code or
 //!    an unsubscribe link in a footer is still seen, but nothing from quoted history is.
 //!
-//! Forwarded messages keep the forwarded content: the forward *is* the message (an agent
-//! forwarded a verification mail to itself, say), so its header block and body stay in
+//! Forwarded messages keep the forwarded content: the forward *is* the message (a person
+//! forwards a verification mail to an agent, say), so its header block and body stay in
 //! `extracted_text`, and codes and links inside it are found. Quoted history *inside* the
-//! forwarded message is still removed.
+//! forwarded message is still removed. An inline forward is recognised by its marker
+//! ("---------- Forwarded message ---------", "Begin forwarded message:", translations), or,
+//! when the subject says "Fwd:"/"FW:"/"WG:"/"TR:"..., by an Outlook header block. A message
+//! forwarded *as an attachment* (message/rfc822) is listed in `attachments` only.
+//!
+//! Limits that keep a hostile sender from stalling delivery: HTML over 1 MiB is rendered
+//! only up to that size, and HTML nested deeper than html5ever handles quickly is reduced
+//! to its text without parsing (see `html`).
 
 mod body;
 mod codes;
@@ -140,7 +147,11 @@ pub fn parse(raw: &[u8]) -> Result<Extracted, ExtractError> {
             },
         )
     });
-    let cleaned = body::clean(bodies.text.as_deref(), rendered.as_ref(), is_forward);
+    let cleaned = body::clean(
+        bodies.text_unflowed.as_deref(),
+        rendered.as_ref(),
+        is_forward,
+    );
 
     out.codes = codes::find(&out.subject, &cleaned.content);
     out.links = links::collect(
@@ -172,6 +183,20 @@ mod tests {
     fn empty_input_is_an_error() {
         assert_eq!(parse(b""), Err(ExtractError::Empty));
         assert_eq!(parse(b"\r\n \t\n"), Err(ExtractError::Empty));
+    }
+
+    #[test]
+    fn anything_mail_parser_reads_is_ok() {
+        for raw in [&b"x"[..], b"\xff\xfe", b"no headers at all\r\n\r\nbody"] {
+            match parse(raw) {
+                Ok(_) | Err(ExtractError::Unparseable) => {}
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        let e = parse(b"Subject: only a subject\r\n\r\n").unwrap();
+        assert_eq!(e.subject, "only a subject");
+        assert_eq!(e.extracted_text, "");
+        assert!(e.codes.is_empty() && e.links.is_empty());
     }
 
     #[test]

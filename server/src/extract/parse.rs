@@ -15,7 +15,10 @@ use super::{Addr, AttachmentInfo, Extracted};
 
 /// The decoded bodies of a message, before any cleaning.
 pub(crate) struct Bodies {
+    /// text/plain exactly as decoded.
     pub text: Option<String>,
+    /// The same with format=flowed lines joined (RFC 3676), for extraction.
+    pub text_unflowed: Option<String>,
     pub html: Option<String>,
 }
 
@@ -42,17 +45,20 @@ pub(crate) fn envelope(message: &Message<'_>) -> Extracted {
 }
 
 pub(crate) fn bodies(message: &Message<'_>) -> Bodies {
-    let text: Vec<String> = message
+    let (text, unflowed): (Vec<String>, Vec<String>) = message
         .text_bodies()
         .filter_map(|part| match &part.body {
-            PartType::Text(t) => Some(if is_flowed(part) {
-                unflow(t, delsp(part))
-            } else {
-                t.to_string()
-            }),
+            PartType::Text(t) => Some((
+                t.to_string(),
+                if is_flowed(part) {
+                    unflow(t, delsp(part))
+                } else {
+                    t.to_string()
+                },
+            )),
             _ => None,
         })
-        .collect();
+        .unzip();
     let html: Vec<&str> = message
         .html_bodies()
         .filter_map(|part| match &part.body {
@@ -62,6 +68,7 @@ pub(crate) fn bodies(message: &Message<'_>) -> Bodies {
         .collect();
     Bodies {
         text: (!text.is_empty()).then(|| text.join("\n\n")),
+        text_unflowed: (!unflowed.is_empty()).then(|| unflowed.join("\n\n")),
         html: (!html.is_empty()).then(|| html.join("\n")),
     }
 }
@@ -283,6 +290,15 @@ mod tests {
         let b = bodies(&msg(raw));
         assert!(b.text.is_none());
         assert_eq!(b.html.as_deref().map(str::trim), Some("<p>Hi</p>"));
+    }
+
+    #[test]
+    fn flowed_text_kept_as_sent_and_unflowed_for_extraction() {
+        let raw =
+            "Subject: x\r\nContent-Type: text/plain; format=flowed\r\n\r\nOne long \r\nline.\r\n";
+        let b = bodies(&msg(raw));
+        assert_eq!(b.text.as_deref(), Some("One long \r\nline.\r\n"));
+        assert_eq!(b.text_unflowed.as_deref(), Some("One long line.\n\n"));
     }
 
     #[test]

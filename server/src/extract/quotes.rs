@@ -109,7 +109,12 @@ pub(crate) fn is_quoted(line: &str) -> bool {
 pub(crate) fn find_forward(lines: &[String], forward_subject: bool) -> Option<usize> {
     for i in 0..lines.len() {
         let line = lines[i].trim();
-        if FORWARD_SEPARATOR.is_match(line) || FORWARD_INTRO.is_match(line) {
+        if is_forward_marker(line) {
+            return Some(i);
+        }
+        // Apple Mail puts the whole forward in a cite blockquote: with a forward subject,
+        // a quoted marker is the forward, not history.
+        if forward_subject && is_forward_marker(unquote(line)) {
             return Some(i);
         }
         if let Some(kind) = history_at(lines, i) {
@@ -126,9 +131,17 @@ pub(crate) fn find_forward(lines: &[String], forward_subject: bool) -> Option<us
     None
 }
 
+fn is_forward_marker(line: &str) -> bool {
+    FORWARD_SEPARATOR.is_match(line) || FORWARD_INTRO.is_match(line)
+}
+
+fn unquote(line: &str) -> &str {
+    line.trim_start().trim_start_matches('>').trim()
+}
+
 /// End (exclusive) of the forwarded header block that starts at the marker `at`.
 pub(crate) fn forward_header_end(lines: &[String], at: usize) -> usize {
-    let marker = lines.get(at).map(|l| l.trim()).unwrap_or_default();
+    let marker = lines.get(at).map(|l| unquote(l)).unwrap_or_default();
     let mut i = at;
     if FORWARD_SEPARATOR.is_match(marker)
         || FORWARD_INTRO.is_match(marker)
@@ -137,12 +150,12 @@ pub(crate) fn forward_header_end(lines: &[String], at: usize) -> usize {
     {
         i += 1;
     }
-    while i < lines.len() && lines[i].trim().is_empty() {
+    while i < lines.len() && unquote(&lines[i]).is_empty() {
         i += 1;
     }
     let mut seen = false;
     while i < lines.len() {
-        let line = lines[i].trim().trim_start_matches('>').trim();
+        let line = unquote(&lines[i]);
         if line.is_empty() {
             break;
         }
@@ -362,6 +375,12 @@ mod tests {
             lines("Begin forwarded message:\n\n> From: A\n> Subject: S\n> Date: Mon\n\n> Body");
         assert_eq!(find_forward(&apple, false), Some(0));
         assert_eq!(forward_header_end(&apple, 0), 5);
+        let quoted = lines(
+            "Please reset\n\n> Begin forwarded message:\n>\n> From: A\n> Subject: S\n>\n> Body",
+        );
+        assert_eq!(find_forward(&quoted, true), Some(2));
+        assert_eq!(find_forward(&quoted, false), None);
+        assert_eq!(forward_header_end(&quoted, 2), 6);
     }
 
     #[test]

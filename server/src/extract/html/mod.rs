@@ -8,14 +8,17 @@
 //! truncated there; blockquotes are removed on their own so that inline replies between
 //! them survive. Hidden elements (preheaders) and signature blocks go too.
 //!
-//! A custom decorator renders links as their text (the URL is collected separately, with
-//! its anchor text) and headings without `#`, so the output reads like mail, not markdown.
-//! Tables are rendered in raw mode (one cell after another): mail uses tables for layout.
+//! A custom decorator (`decorator.rs`) renders links as their text, the URL riding along as
+//! an annotation so anchors are collected with their words. Tables are rendered in raw
+//! mode (one cell after another): mail uses tables for layout, not for data.
 
-use html2text::render::{TaggedLine, TextDecorator};
+use html2text::render::TaggedLine;
 use html2text::{Handle, RcDom};
 
 use super::quotes;
+use decorator::{MailDecorator, Mark};
+
+mod decorator;
 
 /// Wide enough that html2text never wraps a paragraph: lines are meaningful to the quote
 /// and code detectors, and whitespace is normalised afterwards anyway.
@@ -26,6 +29,8 @@ const MAX_DEPTH: usize = 512;
 /// html5ever's tree builder is quadratic in nesting depth (20 000 nested divs take
 /// seconds); above this estimated depth the HTML is only stripped of its tags.
 const MAX_PARSE_DEPTH: usize = 400;
+/// Without a `gmail_attr` child, this much of a Gmail quote is read for a forward marker.
+const GMAIL_ATTR_BYTES: usize = 400;
 /// HTML beyond this many bytes is not rendered (the raw HTML is still stored whole).
 const MAX_HTML_BYTES: usize = 1 << 20;
 
@@ -251,8 +256,7 @@ fn action(node: &Handle, prune: Prune) -> Action {
     }
     if el.class.contains("gmail_quote") {
         // A Gmail forward sits in the same container as a reply; the forward is content.
-        let inner = RcDom::node_as_dom_string(node);
-        return if quotes::mentions_forward(&inner) {
+        return if is_gmail_forward(node) {
             Action::Keep
         } else {
             Action::Remove
@@ -262,6 +266,22 @@ fn action(node: &Handle, prune: Prune) -> Action {
         return Action::Remove;
     }
     Action::Keep
+}
+
+/// Whether a `gmail_quote` container holds a forward: its attribution line (`gmail_attr`)
+/// says so. Only the attribution is read, so a reply quoting an old forward is still a reply.
+fn is_gmail_forward(node: &Handle) -> bool {
+    let children = node.children.borrow();
+    let attr = children
+        .iter()
+        .find(|c| element(c).is_some_and(|e| e.class.contains("gmail_attr")));
+    match attr {
+        Some(attr) => quotes::mentions_forward(&RcDom::node_as_dom_string(attr)),
+        None => {
+            let html = RcDom::node_as_dom_string(node);
+            quotes::mentions_forward(truncate_at_char(&html, GMAIL_ATTR_BYTES))
+        }
+    }
 }
 
 /// http(s) `href`s in document order, deduplicated.
@@ -356,85 +376,6 @@ fn strip_tags(html: &str) -> String {
     out.replace("&nbsp;", " ").replace("&amp;", "&")
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-enum Mark {
-    #[default]
-    Plain,
-    Link(String),
-}
-
-/// Renders text only: no markdown emphasis, no `#` headings, no link footnotes.
-#[derive(Debug, Clone, Copy, Default)]
-struct MailDecorator;
-
-impl TextDecorator for MailDecorator {
-    type Annotation = Mark;
-
-    fn decorate_link_start(&mut self, url: &str) -> (String, Mark) {
-        (String::new(), Mark::Link(url.to_string()))
-    }
-    fn decorate_link_end(&mut self) -> String {
-        String::new()
-    }
-    fn decorate_em_start(&self) -> (String, Mark) {
-        (String::new(), Mark::Plain)
-    }
-    fn decorate_em_end(&self) -> String {
-        String::new()
-    }
-    fn decorate_strong_start(&self) -> (String, Mark) {
-        (String::new(), Mark::Plain)
-    }
-    fn decorate_strong_end(&self) -> String {
-        String::new()
-    }
-    fn decorate_strikeout_start(&self) -> (String, Mark) {
-        (String::new(), Mark::Plain)
-    }
-    fn decorate_strikeout_end(&self) -> String {
-        String::new()
-    }
-    fn decorate_code_start(&self) -> (String, Mark) {
-        (String::new(), Mark::Plain)
-    }
-    fn decorate_code_end(&self) -> String {
-        String::new()
-    }
-    fn decorate_preformat_first(&self) -> Mark {
-        Mark::Plain
-    }
-    fn decorate_preformat_cont(&self) -> Mark {
-        Mark::Plain
-    }
-    fn decorate_image(&mut self, _src: &str, title: &str) -> (String, Mark) {
-        (title.to_string(), Mark::Plain)
-    }
-    fn header_prefix(&self, _level: usize) -> String {
-        String::new()
-    }
-    fn quote_prefix(&self) -> String {
-        "> ".to_string()
-    }
-    fn unordered_item_prefix(&self) -> String {
-        "- ".to_string()
-    }
-    fn ordered_item_prefix(&self, i: i64) -> String {
-        format!("{i}. ")
-    }
-    fn make_subblock_decorator(&self) -> Self {
-        *self
-    }
-    fn decorate_superscript_start(&self) -> (String, Mark) {
-        (String::new(), Mark::Plain)
-    }
-    fn decorate_superscript_end(&self) -> String {
-        String::new()
-    }
-    fn finalise(&mut self, _urls: Vec<String>) -> Vec<TaggedLine<Mark>> {
-        Vec::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,6 +434,16 @@ mod tests {
         let fwd = "<div>FYI</div><div class=\"gmail_quote\"><div class=\"gmail_attr\">\
                    ---------- Forwarded message ---------<br>From: a@x.example</div><br>Forwarded body</div>";
         assert!(render(fwd, ON).text.contains("Forwarded body"));
+    }
+
+    #[test]
+    fn gmail_reply_quoting_an_old_forward_is_still_removed() {
+        let html = "<div>Thanks!</div><div class=\"gmail_quote\"><div class=\"gmail_attr\">\
+                    On Mon, Jan 8, 2024 Jane &lt;j@x.example&gt; wrote:<br></div><blockquote class=\"gmail_quote\">\
+                    ---------- Forwarded message ---------<br>Old forwarded body</blockquote></div>";
+        let r = render(html, ON);
+        assert!(r.text.contains("Thanks!"));
+        assert!(!r.text.contains("Old forwarded body"), "{}", r.text);
     }
 
     #[test]

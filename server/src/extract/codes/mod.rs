@@ -22,6 +22,9 @@ use regex::Regex;
 
 use super::text::collapse_line;
 use super::Code;
+use shape::{candidates, fold_fullwidth, Candidate};
+
+mod shape;
 
 fn re(pattern: &str) -> Regex {
     Regex::new(pattern).expect("static regex")
@@ -36,7 +39,7 @@ static POSITIVE: LazyLock<Regex> = LazyLock::new(|| {
 static NEGATIVE: LazyLock<Regex> = LazyLock::new(|| {
     re(r"(?ix)
         \b(?:zip|postal|post|area|country|bar|qr|promo|promotional|discount|coupon|voucher|gift|referral|source|dress|tracking|gutschein|rabatt|postleit|invite|invitation)[-\ ]?codes?\b
-        | \b(?:category|sort|swift|bank|branch|routing|tax|country|dial|area)\ code | \bmcc\b | \brouting\ number
+        | \b(?:category|sort|swift|bank|branch|routing|tax|country|dial|area|error|status|exit|response|reason|http|product|item|style|color|colour|hs|tariff)\ code | \bmcc\b | \brouting\ number
         | \bcode\s+review | \bpull\ request
         | \b(?:account|customer|member|membership|kunden|client|policy|confirmation|phone|mobile)[-\ ]?(?:number|no\.?|nr\.?|\#|id)\b
         | \b(?:order|orders|bestellung|bestellnummer|commande|pedido|ordine|bestelling|encomenda
@@ -67,9 +70,13 @@ static STRONG_PREFIX: LazyLock<Regex> = LazyLock::new(|| {
 static URL_OR_EMAIL: LazyLock<Regex> =
     LazyLock::new(|| re(r"(?i)https?://\S+|www\.\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+"));
 
-/// How far (in bytes) a keyword may be from the candidate on the same line.
+/// How far (in bytes) a code word may be from the candidate on the same line.
 const PREFIX_WINDOW: usize = 120;
 const SUFFIX_WINDOW: usize = 80;
+/// Negative words only veto from close by ("Order 5512340", "1299 EUR"): in "Your OTP for
+/// transaction of INR 5,000.00 is 482913" the transaction is not what the number is.
+const CLOSE_BEFORE: usize = 32;
+const CLOSE_AFTER: usize = 16;
 /// A message has few real codes; more candidates than this means we are reading noise.
 const MAX_CODES: usize = 5;
 const MAX_CONTEXT: usize = 240;
@@ -106,195 +113,6 @@ fn scan(text: &str) -> Vec<Code> {
     out
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Candidate {
-    code: String,
-    start: usize,
-    end: usize,
-    /// Shapes that are codes only in a strong position (years, capitals only).
-    weak: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Class {
-    Digits,
-    Upper,
-    UpperAlnum,
-    Other,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Token<'a> {
-    s: &'a str,
-    start: usize,
-    end: usize,
-    class: Class,
-}
-
-fn tokens(line: &str) -> Vec<Token<'_>> {
-    let mut out = Vec::new();
-    let mut start = None;
-    for (i, c) in line
-        .char_indices()
-        .chain(std::iter::once((line.len(), ' ')))
-    {
-        match (c.is_ascii_alphanumeric(), start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                let text = &line[s..i];
-                out.push(Token {
-                    s: text,
-                    start: s,
-                    end: i,
-                    class: classify(text),
-                });
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    out
-}
-
-fn classify(s: &str) -> Class {
-    let digits = s.bytes().filter(u8::is_ascii_digit).count();
-    let upper = s.bytes().filter(u8::is_ascii_uppercase).count();
-    match (digits, upper) {
-        (d, _) if d == s.len() => Class::Digits,
-        (0, u) if u == s.len() => Class::Upper,
-        (d, u) if d + u == s.len() => Class::UpperAlnum,
-        _ => Class::Other,
-    }
-}
-
-/// The separator between two tokens, if it is a single space, hyphen or dot.
-fn joiner<'a>(line: &'a str, a: &Token<'_>, b: &Token<'_>) -> Option<&'a str> {
-    let sep = line.get(a.end..b.start)?;
-    matches!(sep, " " | "-" | "." | "\u{2013}").then_some(sep)
-}
-
-fn candidates(line: &str) -> Vec<Candidate> {
-    let toks = tokens(line);
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < toks.len() {
-        // A run: code-ish tokens joined by single separators.
-        let mut j = i + 1;
-        while j < toks.len()
-            && toks[j - 1].class != Class::Other
-            && toks[j].class != Class::Other
-            && joiner(line, &toks[j - 1], &toks[j]).is_some()
-        {
-            j += 1;
-        }
-        let run = &toks[i..j];
-        out.extend(from_run(line, run));
-        i = j;
-    }
-    out.retain(|c| boundary_ok(line, c.start, c.end));
-    out
-}
-
-fn from_run(line: &str, run: &[Token<'_>]) -> Vec<Candidate> {
-    let all_digits = run.iter().all(|t| t.class == Class::Digits);
-    let span = |a: &Token<'_>, b: &Token<'_>, code: String, weak: bool| Candidate {
-        code,
-        start: a.start,
-        end: b.end,
-        weak,
-    };
-    match run {
-        [t] => single(t).into_iter().collect(),
-        [a, b] => {
-            let sep = joiner(line, a, b).unwrap_or_default();
-            let equal = a.s.len() == b.s.len() && (a.s.len() == 3 || a.s.len() == 4);
-            let joined = format!("{}{}", a.s, b.s);
-            if all_digits && equal && (sep == " " || sep == "-") {
-                vec![span(a, b, joined, false)]
-            } else if !all_digits && equal && sep == "-" {
-                let has_digit = joined.bytes().any(|c| c.is_ascii_digit());
-                let has_alpha = joined.bytes().any(|c| c.is_ascii_alphabetic());
-                vec![span(a, b, joined, !(has_digit && has_alpha))]
-            } else if a.s.len() == 1
-                && a.class == Class::Upper
-                && sep == "-"
-                && b.class == Class::Digits
-                && (4..=8).contains(&b.s.len())
-            {
-                vec![span(a, b, b.s.to_string(), false)]
-            } else if !all_digits {
-                // "CODE 123456", "IS 482913": a word in capitals next to a code.
-                run.iter().filter_map(single).collect()
-            } else {
-                Vec::new()
-            }
-        }
-        _ if all_digits => Vec::new(), // phone numbers, dates, card numbers
-        _ => run
-            .iter()
-            .filter(|t| t.class != Class::Digits || !line_has_digit_neighbour(line, run, t))
-            .filter_map(single)
-            .collect(),
-    }
-}
-
-/// In a mixed run ("YOUR CODE IS 482913"), a digit token next to another digit token is
-/// part of a number, not a code.
-fn line_has_digit_neighbour(line: &str, run: &[Token<'_>], t: &Token<'_>) -> bool {
-    run.windows(2).any(|w| {
-        (w[0].start == t.start && w[1].class == Class::Digits
-            || w[1].start == t.start && w[0].class == Class::Digits)
-            && joiner(line, &w[0], &w[1]).is_some()
-    })
-}
-
-fn single(t: &Token<'_>) -> Option<Candidate> {
-    let len = t.s.len();
-    let c = |weak: bool| Candidate {
-        code: t.s.to_string(),
-        start: t.start,
-        end: t.end,
-        weak,
-    };
-    match t.class {
-        Class::Digits if (4..=8).contains(&len) => {
-            let year = len == 4 && matches!(t.s.parse::<u32>(), Ok(1900..=2100));
-            Some(c(year))
-        }
-        Class::UpperAlnum if (4..=8).contains(&len) && !is_unit(t.s) => Some(c(false)),
-        Class::Upper if (6..=8).contains(&len) => Some(c(true)),
-        _ => None,
-    }
-}
-
-/// "10AM", "100MB", "24H": a number with a unit.
-fn is_unit(s: &str) -> bool {
-    let letters = s.trim_start_matches(|c: char| c.is_ascii_digit());
-    letters.len() < s.len() && letters.len() <= 3 && letters.bytes().all(|c| c.is_ascii_uppercase())
-}
-
-/// Refuses numbers that continue past the token: decimals, thousands, times, dates with
-/// slashes, `#12345`, `$1234`, `1234%`, `x_1234`.
-fn boundary_ok(line: &str, start: usize, end: usize) -> bool {
-    let before: Vec<char> = line[..start].chars().rev().take(2).collect();
-    let after: Vec<char> = line[end..].chars().take(2).collect();
-    let glued_before = |c: char| "#$€£¥₹+@/\\_=&%№".contains(c);
-    let glued_after = |c: char| "%$€£/\\_@=".contains(c);
-    let numeric_sep = |c: char| ".,:".contains(c);
-    if let Some(&b) = before.first() {
-        if glued_before(b) || numeric_sep(b) && before.get(1).is_some_and(char::is_ascii_digit) {
-            return false;
-        }
-    }
-    if let Some(&a) = after.first() {
-        if glued_after(a) || numeric_sep(a) && after.get(1).is_some_and(char::is_ascii_alphanumeric)
-        {
-            return false;
-        }
-    }
-    true
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Signal {
     Positive,
@@ -325,34 +143,41 @@ fn first_signal(s: &str) -> Option<Signal> {
     }
 }
 
-fn window_before(line: &str, at: usize) -> &str {
-    let mut from = at.saturating_sub(PREFIX_WINDOW);
+fn window_before(line: &str, at: usize, len: usize) -> &str {
+    let mut from = at.saturating_sub(len);
     while !line.is_char_boundary(from) {
         from += 1;
     }
     &line[from..at]
 }
 
-fn window_after(line: &str, at: usize) -> &str {
-    let mut to = (at + SUFFIX_WINDOW).min(line.len());
+fn window_after(line: &str, at: usize, len: usize) -> &str {
+    let mut to = (at + len).min(line.len());
     while !line.is_char_boundary(to) {
         to -= 1;
     }
     &line[at..to]
 }
 
+/// Close by, the nearest keyword decides (positive or negative); farther away on the line
+/// only code words count; for a code alone on its line, the lines around it decide.
 fn accepted(lines: &[String], i: usize, cand: &Candidate) -> bool {
     let line = &lines[i];
     if PROMO.is_match(line) {
         return false;
     }
-    let before = window_before(line, cand.start);
-    let strong = STRONG_PREFIX.is_match(before);
-    if cand.weak && !strong {
+    let close_before = window_before(line, cand.start, CLOSE_BEFORE);
+    if cand.weak && !STRONG_PREFIX.is_match(close_before) {
         return false;
     }
-    let signal = last_signal(before)
-        .or_else(|| first_signal(window_after(line, cand.end)))
+    let close_after = window_after(line, cand.end, CLOSE_AFTER);
+    let signal = last_signal(close_before)
+        .or_else(|| first_signal(close_after))
+        .or_else(|| {
+            let far = POSITIVE.is_match(window_before(line, cand.start, PREFIX_WINDOW))
+                || POSITIVE.is_match(window_after(line, cand.end, SUFFIX_WINDOW));
+            far.then_some(Signal::Positive)
+        })
         .or_else(|| {
             alone_on_line(line, cand)
                 .then(|| nearby_signal(lines, i))
@@ -415,18 +240,6 @@ fn sentence(line: &str, start: usize, end: usize) -> &str {
         .map(|k| k + 1)
         .unwrap_or(line.len());
     line.get(from..to).unwrap_or(line).trim()
-}
-
-/// Full-width digits and Latin letters (common in Japanese mail) as ASCII.
-fn fold_fullwidth(s: &str) -> String {
-    s.chars()
-        .map(|c| match c {
-            '\u{ff10}'..='\u{ff19}' | '\u{ff21}'..='\u{ff3a}' | '\u{ff41}'..='\u{ff5a}' => {
-                char::from_u32(c as u32 - 0xfee0).unwrap_or(c)
-            }
-            _ => c,
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -498,6 +311,10 @@ mod tests {
             "Price 1299 EUR",
             "Card ending in 4242",
             "Your code review for PR 4821 is ready",
+            "The API returned error code 5030 at 10:42",
+            "Our code of conduct was updated in 2024",
+            "Your Zoom meeting ID is 823 4412 9910",
+            "Version 2.4.1 build 20240117 fixes the verification bug",
         ] {
             assert!(
                 codes(text).is_empty(),
@@ -505,6 +322,19 @@ mod tests {
                 codes(text)
             );
         }
+    }
+
+    #[test]
+    fn far_negative_words_do_not_veto() {
+        assert_eq!(
+            codes("Your OTP for transaction of INR 5,000.00 at Acme Store is 482913"),
+            ["482913"]
+        );
+        assert_eq!(
+            codes("Use this code to verify your account: 482913"),
+            ["482913"]
+        );
+        assert!(codes("Verification complete. Reference number: 88231904").is_empty());
     }
 
     #[test]
