@@ -15,12 +15,10 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use super::text::re;
+
 use super::html::Anchor;
 use super::{Link, LinkKind};
-
-fn re(pattern: &str) -> Regex {
-    Regex::new(pattern).expect("static regex")
-}
 
 /// Vocabulary for anchor text and surrounding words, by kind, in priority order.
 static WORDS: LazyLock<[(LinkKind, Regex); 4]> = LazyLock::new(|| {
@@ -225,6 +223,13 @@ fn trim_url(url: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_compile() {
+        LazyLock::force(&WORDS);
+        LazyLock::force(&URL_WORDS);
+        LazyLock::force(&BARE_URL);
+    }
 
     fn anchor(url: &str, text: &str) -> Anchor {
         Anchor {

@@ -11,6 +11,7 @@ use std::sync::LazyLock;
 use mail_parser::{Address, HeaderValue, Message, MessagePart, MimeHeaders, PartType};
 use regex::Regex;
 
+use super::text::re;
 use super::{Addr, AttachmentInfo, Extracted};
 
 /// The decoded bodies of a message, before any cleaning.
@@ -88,8 +89,7 @@ pub(crate) fn attachment(message: &Message<'_>, id: u32) -> Option<(AttachmentIn
 
 /// HTTP(S) targets of `List-Unsubscribe` (RFC 2369); mailto: targets are not links.
 pub(crate) fn list_unsubscribe_urls(message: &Message<'_>) -> Vec<String> {
-    static ANGLE_URL: LazyLock<Regex> =
-        LazyLock::new(|| Regex::new(r"<\s*(https?://[^>\s]+)\s*>").expect("static regex"));
+    static ANGLE_URL: LazyLock<Regex> = LazyLock::new(|| re(r"<\s*(https?://[^>\s]+)\s*>"));
     raw_headers(message)
         .iter()
         .filter(|(name, _)| name.eq_ignore_ascii_case("List-Unsubscribe"))

@@ -15,9 +15,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-fn re(pattern: &str) -> Regex {
-    Regex::new(pattern).expect("static regex")
-}
+use super::text::re;
 
 /// Reply headers, matched on up to three lines joined by a space (clients wrap them).
 static REPLY_HEADER: LazyLock<Vec<Regex>> = LazyLock::new(|| {
@@ -297,6 +295,19 @@ fn next_nonblank(lines: &[String], from: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_compile() {
+        LazyLock::force(&REPLY_HEADER);
+        LazyLock::force(&ORIGINAL_SEPARATOR);
+        LazyLock::force(&FORWARD_SEPARATOR);
+        LazyLock::force(&FORWARD_INTRO);
+        LazyLock::force(&FORWARD_PHRASE);
+        LazyLock::force(&FORWARD_SUBJECT);
+        LazyLock::force(&FROM_KEY);
+        LazyLock::force(&SUBJECT_KEY);
+        LazyLock::force(&SENT_OR_TO_KEY);
+    }
 
     fn lines(s: &str) -> Vec<String> {
         s.lines().map(str::to_string).collect()

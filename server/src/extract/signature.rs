@@ -13,9 +13,7 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-fn re(pattern: &str) -> Regex {
-    Regex::new(pattern).expect("static regex")
-}
+use super::text::re;
 
 static MOBILE_SIGNOFF: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -132,6 +130,14 @@ fn extend_over_address(lines: &[String], mut at: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_compile() {
+        LazyLock::force(&MOBILE_SIGNOFF);
+        LazyLock::force(&FOOTER);
+        LazyLock::force(&WEB_VIEW);
+        LazyLock::force(&ADDRESS);
+    }
 
     fn strip_str(s: &str) -> String {
         let lines: Vec<String> = s.lines().map(str::to_string).collect();

@@ -1,5 +1,14 @@
 //! Whitespace normalisation and the one-line preview.
 
+use regex::Regex;
+
+/// Compiles one of this module's own patterns. They are constants checked by the unit
+/// tests (every `LazyLock` is forced there), so failure is a bug in this crate, never
+/// something a message can cause.
+pub(crate) fn re(pattern: &'static str) -> Regex {
+    Regex::new(pattern).expect("static regex")
+}
+
 /// Preview length in characters (not bytes), before the ellipsis.
 pub(crate) const PREVIEW_CHARS: usize = 200;
 

@@ -20,15 +20,11 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use super::text::collapse_line;
+use super::text::{collapse_line, re};
 use super::Code;
 use shape::{candidates, fold_fullwidth, Candidate};
 
 mod shape;
-
-fn re(pattern: &str) -> Regex {
-    Regex::new(pattern).expect("static regex")
-}
 
 static POSITIVE: LazyLock<Regex> = LazyLock::new(|| {
     re(
@@ -245,6 +241,15 @@ fn sentence(line: &str, start: usize, end: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn patterns_compile() {
+        LazyLock::force(&POSITIVE);
+        LazyLock::force(&NEGATIVE);
+        LazyLock::force(&PROMO);
+        LazyLock::force(&STRONG_PREFIX);
+        LazyLock::force(&URL_OR_EMAIL);
+    }
 
     fn codes(text: &str) -> Vec<String> {
         find("", text).into_iter().map(|c| c.code).collect()
