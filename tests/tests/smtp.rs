@@ -56,6 +56,10 @@ async fn a_message_is_stored_with_auth_results() {
         "{m}"
     );
     assert_eq!(m["auth"]["spf"]["result"], "pass", "{}", m["auth"]);
+    assert_eq!(
+        m["codes"][0]["code"], "482913",
+        "the verification code is extracted: {m}"
+    );
     let raw = s.get_bytes(&format!("/v1/messages/{id}/raw"), &key).await;
     let raw = String::from_utf8_lossy(&raw.2);
     assert!(
