@@ -461,7 +461,5 @@ async fn rotation_publishes_both_keys_then_drops_the_old() {
     s.stop().await;
 }
 
-/// Issue 6 §4: one revocation, every surface refuses on the very next request.
-
 #[path = "identity/surfaces.rs"]
 mod surfaces;

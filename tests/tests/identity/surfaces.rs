@@ -4,6 +4,7 @@ use super::*;
 use legate::identity::{RcptDecision, Scope};
 use legate::store::Tree;
 
+/// Issue 6 §4: one revocation, every surface refuses on the very next request.
 #[tokio::test]
 async fn revocation_is_one_operation_seen_on_every_surface() {
     let s = TestServer::start().await;
