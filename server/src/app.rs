@@ -48,6 +48,11 @@ impl Services {
             tracing::warn!(path = %p, "using a development master key from the data directory; set vault.master_key_file for production");
         }
         let vault = Arc::new(vault);
+        // Outbound signing and the DNS plan both need the keys; making them here means a
+        // fresh server is ready to sign and to print its records.
+        vault
+            .ensure_dkim(&config.server.domain, &config.dkim.selector_prefix)
+            .context("cannot create the DKIM keys")?;
         identity.add_hook(Arc::new(VaultHook(vault.clone())));
         identity.set_custody(vault.clone());
         identity.configure((&config.identity).into());

@@ -67,6 +67,7 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "smtp" => cfg.smtp = section(key, value, &mut errs),
             "identity" => cfg.identity = section(key, value, &mut errs),
             "outbound" => cfg.outbound = outbound(value, &mut errs),
+            "dkim" => cfg.dkim = section(key, value, &mut errs),
             other => errs.push(err(other, "unknown section")),
         }
     }
@@ -244,6 +245,18 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
         errs.push(err(
             "identity.max_token_ttl_secs",
             "must be between 1 and 3600",
+        ));
+    }
+    let prefix = &c.dkim.selector_prefix;
+    if prefix.is_empty()
+        || prefix.len() > 32
+        || !prefix
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-')
+    {
+        errs.push(err(
+            "dkim.selector_prefix",
+            "must be 1-32 letters, digits or '-' (it starts a DNS label)",
         ));
     }
     for (i, r) in c.outbound.route.iter().enumerate() {

@@ -17,6 +17,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub identity: IdentityConfig,
     pub outbound: OutboundConfig,
+    pub dkim: DkimConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -224,4 +225,21 @@ pub struct RouteConfig {
     pub domain: String,
     pub next_hop: String,
     pub require_tls: bool,
+}
+
+/// DKIM signing keys (DESIGN §3): one Ed25519 and one RSA-2048 key per domain, in vault
+/// custody. Selectors are `<selector_prefix><n>ed` and `<selector_prefix><n>rsa`; `n` grows
+/// with every `legate dkim rotate`, so a new selector never reuses a published name.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DkimConfig {
+    pub selector_prefix: String,
+}
+
+impl Default for DkimConfig {
+    fn default() -> Self {
+        Self {
+            selector_prefix: "lg".into(),
+        }
+    }
 }

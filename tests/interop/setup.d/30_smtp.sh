@@ -1,0 +1,2 @@
+# swaks speaks SMTP with STARTTLS, PIPELINING and AUTH.
+need_cmd swaks swaks
