@@ -1,0 +1,1 @@
+//! The SMTP client the queue delivers through (DESIGN §5): route, connect, talk, classify.
