@@ -24,6 +24,7 @@ pub struct Services {
     pub identity: Arc<IdentityService>,
     pub vault: Arc<VaultService>,
     pub mailbox: Arc<MailboxService>,
+    pub queue: Arc<crate::queue::QueueService>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -61,6 +62,16 @@ impl Services {
             audit.clone(),
             config.smtp.mailbox_quota_bytes,
         ));
+        let queue = Arc::new(crate::queue::QueueService::new(
+            store.clone(),
+            audit.clone(),
+            mailbox.clone(),
+            identity.clone(),
+            vault.clone(),
+            metrics.clone(),
+            crate::queue::QueueSettings::from_config(&config),
+            outbound_transport(&config)?,
+        ));
         Ok(Services {
             config,
             store,
@@ -68,6 +79,7 @@ impl Services {
             identity,
             vault,
             mailbox,
+            queue,
             metrics,
         })
     }
@@ -79,6 +91,29 @@ impl Services {
             .identity
             .bootstrap(&format!("admin@{domain}"), domain, domain, token)?)
     }
+}
+
+/// The SMTP client the queue delivers remote mail through.
+fn outbound_transport(_config: &Config) -> anyhow::Result<Arc<dyn crate::queue::Transport>> {
+    struct NoRoute;
+    impl crate::queue::Transport for NoRoute {
+        fn deliver<'a>(
+            &'a self,
+            env: &'a crate::queue::Envelope,
+            _raw: &'a [u8],
+        ) -> crate::queue::BoxFuture<'a, crate::queue::DeliveryReport> {
+            Box::pin(async move {
+                crate::queue::DeliveryReport::all(
+                    env,
+                    crate::queue::RcptOutcome::Temporary {
+                        reply: "451 4.4.0 no SMTP client yet".into(),
+                    },
+                    None,
+                )
+            })
+        }
+    }
+    Ok(Arc::new(NoRoute))
 }
 
 /// The did:web host: from `server.public_url` when set, else the domain, with the HTTP port
@@ -205,6 +240,11 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
                 }
             }),
         ));
+    }
+    {
+        let queue = services.queue.clone();
+        let token = shutdown.clone();
+        tasks.push(("queue", tokio::spawn(queue.run(token))));
     }
     if let Some((listener, ctx, tls)) = smtp {
         let token = shutdown.clone();

@@ -5,7 +5,6 @@
 //! machine, generic over its stream; `deliver` does the end-of-data work against the
 //! services. Parsing is smtp-proto's.
 
-mod address;
 mod deliver;
 mod listener;
 pub mod reply;

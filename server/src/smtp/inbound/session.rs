@@ -3,9 +3,9 @@
 //! Input is processed as it arrives and replies are queued, then written when the input
 //! buffer is exhausted, so pipelined commands (RFC 2920) get their replies in one write.
 
-use super::address::{check_rcpt, Checked};
 use super::reply::{self, Reply};
 use super::Inbound;
+use crate::identity::envelope::{check_rcpt, Checked};
 use crate::identity::Agent;
 use crate::mailauth::SpfResult;
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, RequestReceiver};
