@@ -145,6 +145,8 @@ pub struct Running {
     pub services: Arc<Services>,
     pub http_addr: Option<SocketAddr>,
     pub smtp_addr: Option<SocketAddr>,
+    pub submission_addr: Option<SocketAddr>,
+    pub submissions_addr: Option<SocketAddr>,
     /// What the first start created (the admin token is in it once).
     pub bootstrap: Option<Bootstrap>,
     shutdown: CancellationToken,
@@ -201,6 +203,11 @@ fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound
         mailauth,
         audit: s.audit.clone(),
         metrics: s.metrics.clone(),
+        queue: s.queue.clone(),
+        auth_limiter: Arc::new(crate::smtp::inbound::auth::AuthLimiter::new(
+            5,
+            Duration::from_secs(300),
+        )),
     })
 }
 
@@ -208,7 +215,11 @@ fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound
 pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running> {
     let http = bind("http", &config.listen.http).await?;
     let smtp = bind("smtp", &config.listen.smtp).await?;
+    let submission = bind("submission", &config.listen.submission).await?;
+    let submissions = bind("submissions", &config.listen.submissions).await?;
     let smtp_addr = smtp.as_ref().map(|l| l.local_addr()).transpose()?;
+    let submission_addr = submission.as_ref().map(|l| l.local_addr()).transpose()?;
+    let submissions_addr = submissions.as_ref().map(|l| l.local_addr()).transpose()?;
     let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
     let did_host = did_host(&config, http_addr.map(|a| a.port()));
     let services = Arc::new(Services::open(config, did_host)?);
@@ -216,13 +227,24 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     // Everything that can fail or take time happens before any listener serves.
-    let smtp = match smtp {
-        Some(l) => Some((
-            l,
+    use crate::smtp::inbound::Kind;
+    let mut smtp_listeners = Vec::new();
+    for (l, kind) in [
+        (smtp, Kind::Mx),
+        (submission, Kind::Submission),
+        (submissions, Kind::Submissions),
+    ] {
+        if let Some(l) = l {
+            smtp_listeners.push((l, kind));
+        }
+    }
+    let smtp_ctx = if smtp_listeners.is_empty() {
+        None
+    } else {
+        Some((
             Arc::new(inbound_context(&services)?),
             tls_config(&services.config)?,
-        )),
-        None => None,
+        ))
     };
 
     if let Some(listener) = http {
@@ -246,18 +268,28 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         let token = shutdown.clone();
         tasks.push(("queue", tokio::spawn(queue.run(token))));
     }
-    if let Some((listener, ctx, tls)) = smtp {
-        let token = shutdown.clone();
-        tasks.push((
-            "smtp",
-            tokio::spawn(crate::smtp::inbound::serve(listener, ctx, Some(tls), token)),
-        ));
+    if let Some((ctx, tls)) = smtp_ctx {
+        for (listener, kind) in smtp_listeners {
+            let token = shutdown.clone();
+            tasks.push((
+                "smtp",
+                tokio::spawn(crate::smtp::inbound::serve_as(
+                    listener,
+                    ctx.clone(),
+                    Some(tls.clone()),
+                    kind,
+                    token,
+                )),
+            ));
+        }
     }
-    tracing::info!(http = ?http_addr, smtp = ?smtp_addr, domain = %services.config.server.domain, "legate started");
+    tracing::info!(http = ?http_addr, smtp = ?smtp_addr, submission = ?submission_addr, submissions = ?submissions_addr, domain = %services.config.server.domain, "legate started");
     Ok(Running {
         services,
         http_addr,
         smtp_addr,
+        submission_addr,
+        submissions_addr,
         bootstrap,
         shutdown,
         tasks,
