@@ -16,6 +16,8 @@ mod transaction;
 #[cfg(test)]
 mod fake;
 #[cfg(test)]
+mod loopback;
+#[cfg(test)]
 mod tests;
 
 use crate::config::RouteConfig;
