@@ -23,6 +23,8 @@ pub(super) struct Script {
     pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Say 220 to STARTTLS and then send junk instead of a handshake.
     pub tls_broken: bool,
+    /// Send a reply right behind the 220 to STARTTLS, in the same write (an injection).
+    pub tls_inject: bool,
     /// Drop the connection on the final `.` without replying.
     pub close_after_data: bool,
 }
@@ -39,6 +41,7 @@ impl Default for Script {
             end: "250 2.0.0 Ok: queued".into(),
             tls: None,
             tls_broken: false,
+            tls_inject: false,
             close_after_data: false,
         }
     }
@@ -169,7 +172,7 @@ where
                     }
                     let mut lines = vec!["fake.test".to_string()];
                     lines.extend(script.ehlo.iter().cloned());
-                    if !tls && (script.tls.is_some() || script.tls_broken) {
+                    if !tls && (script.tls.is_some() || script.tls_broken || script.tls_inject) {
                         lines.push("STARTTLS".into());
                     }
                     let last = lines.len() - 1;
@@ -185,7 +188,12 @@ where
                     reply(&mut s, "250 fake.test", &mut sent).await;
                 }
                 "STARTTLS" => {
-                    reply(&mut s, "220 2.0.0 Ready to start TLS", &mut sent).await;
+                    let ready = if script.tls_inject {
+                        "220 2.0.0 Ready\r\n250 injected"
+                    } else {
+                        "220 2.0.0 Ready to start TLS"
+                    };
+                    reply(&mut s, ready, &mut sent).await;
                     return Some(s);
                 }
                 "MAIL" => {

@@ -19,6 +19,8 @@ mod fake;
 mod loopback;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_routing;
 
 use crate::config::RouteConfig;
 use crate::mailauth::ResolverConfig;

@@ -7,7 +7,7 @@ use super::transaction::transact;
 use super::SmtpTimeouts;
 use crate::queue::transport::{Envelope, RcptOutcome};
 use rustls::pki_types::ServerName;
-use smtp_proto::{EXT_8BIT_MIME, EXT_PIPELINING, EXT_SIZE, EXT_START_TLS};
+use smtp_proto::{EXT_8BIT_MIME, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -51,6 +51,7 @@ pub(crate) struct Caps {
     pub pipelining: bool,
     pub starttls: bool,
     pub eight_bit_mime: bool,
+    pub smtputf8: bool,
     /// `Some(limit)` when SIZE was advertised; 0 means no fixed limit (RFC 1870 §4).
     pub size: Option<usize>,
 }
@@ -187,6 +188,7 @@ fn caps(reply: &Reply) -> Caps {
         pipelining: ehlo.has_capability(EXT_PIPELINING),
         starttls: ehlo.has_capability(EXT_START_TLS),
         eight_bit_mime: ehlo.has_capability(EXT_8BIT_MIME),
+        smtputf8: ehlo.has_capability(EXT_SMTP_UTF8),
         size: ehlo.has_capability(EXT_SIZE).then_some(ehlo.size),
     }
 }

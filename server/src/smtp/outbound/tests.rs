@@ -2,13 +2,11 @@
 
 use super::fake::{raw_server, Fake, Script};
 use super::*;
-use crate::mailauth::testdns::TestDns;
-use crate::mailauth::StaticDns;
-use std::net::Ipv4Addr;
 
-const MESSAGE: &[u8] = b"From: a@a.test\r\nTo: x@b.test\r\nSubject: hi\r\n\r\nHello.\r\n";
+pub(super) const MESSAGE: &[u8] =
+    b"From: a@a.test\r\nTo: x@b.test\r\nSubject: hi\r\n\r\nHello.\r\n";
 
-fn no_dns() -> ResolverConfig {
+pub(super) fn no_dns() -> ResolverConfig {
     // Nothing listens there; static routes to IP literals never ask.
     ResolverConfig {
         nameservers: vec!["127.0.0.1:9".parse().unwrap()],
@@ -16,7 +14,7 @@ fn no_dns() -> ResolverConfig {
     }
 }
 
-fn quick(mut s: OutboundSettings) -> OutboundSettings {
+pub(super) fn quick(mut s: OutboundSettings) -> OutboundSettings {
     let t = Duration::from_secs(3);
     s.connect_timeout = t;
     s.timeouts = SmtpTimeouts {
@@ -30,7 +28,7 @@ fn quick(mut s: OutboundSettings) -> OutboundSettings {
     s
 }
 
-fn routed(addr: SocketAddr, require_tls: bool) -> SmtpTransport {
+pub(super) fn routed(addr: SocketAddr, require_tls: bool) -> SmtpTransport {
     let route = RouteConfig {
         domain: "B.test".into(),
         next_hop: addr.to_string(),
@@ -44,7 +42,7 @@ fn routed(addr: SocketAddr, require_tls: bool) -> SmtpTransport {
     .unwrap()
 }
 
-fn env(rcpts: &[&str]) -> Envelope {
+pub(super) fn env(rcpts: &[&str]) -> Envelope {
     Envelope {
         mail_from: "a@a.test".into(),
         rcpts: rcpts.iter().map(|r| r.to_string()).collect(),
@@ -52,15 +50,15 @@ fn env(rcpts: &[&str]) -> Envelope {
     }
 }
 
-fn delivered(o: &RcptOutcome) -> bool {
+pub(super) fn delivered(o: &RcptOutcome) -> bool {
     matches!(o, RcptOutcome::Delivered { .. })
 }
 
-fn temporary(o: &RcptOutcome, prefix: &str) -> bool {
+pub(super) fn temporary(o: &RcptOutcome, prefix: &str) -> bool {
     matches!(o, RcptOutcome::Temporary { reply } if reply.starts_with(prefix))
 }
 
-fn permanent(o: &RcptOutcome, prefix: &str) -> bool {
+pub(super) fn permanent(o: &RcptOutcome, prefix: &str) -> bool {
     matches!(o, RcptOutcome::Permanent { reply } if reply.starts_with(prefix))
 }
 
@@ -369,72 +367,6 @@ async fn unreachable_and_broken_servers_are_temporary() {
     assert!(permanent(&report.outcomes[0], "554 5.7.1 Go away"));
 }
 
-async fn mx_transport(dns: &TestDns, port: u16) -> SmtpTransport {
-    let mut s = quick(OutboundSettings::new(
-        "mx.a.test",
-        Vec::new(),
-        dns.resolver_config(),
-    ));
-    s.mx_port = port;
-    SmtpTransport::new(s).unwrap()
-}
-
-#[tokio::test]
-async fn mx_routing_in_preference_order() {
-    let fake = Fake::start(Script::default()).await;
-    let records = StaticDns::new();
-    records
-        .add_mx("b.test", 20, "mx2.b.test")
-        .add_mx("b.test", 10, "mx1.b.test")
-        // mx1 answers on 127.0.0.2, where nothing listens on the fake's port.
-        .add_a("mx1.b.test", Ipv4Addr::new(127, 0, 0, 2))
-        .add_a("mx2.b.test", Ipv4Addr::LOCALHOST);
-    let dns = TestDns::start(records).await.unwrap();
-    let t = mx_transport(&dns, fake.addr.port()).await;
-    let report = t.deliver(&env(&["x@b.test"]), MESSAGE).await;
-    assert!(delivered(&report.outcomes[0]), "{report:?}");
-    assert_eq!(
-        report.remote_host.as_deref(),
-        Some("mx2.b.test [127.0.0.1]")
-    );
-    assert_eq!(fake.log().data, MESSAGE);
-
-    // No MX: the domain's own address (implicit MX).
-    dns.records().clear();
-    dns.records().add_a("b.test", Ipv4Addr::LOCALHOST);
-    let report = t.deliver(&env(&["x@b.test"]), MESSAGE).await;
-    assert!(delivered(&report.outcomes[0]), "{report:?}");
-    assert_eq!(report.remote_host.as_deref(), Some("b.test [127.0.0.1]"));
-}
-
-#[tokio::test]
-async fn null_mx_and_missing_domains_are_permanent() {
-    let records = StaticDns::new();
-    records.add_mx("b.test", 0, ".");
-    let dns = TestDns::start(records).await.unwrap();
-    let t = mx_transport(&dns, 9).await;
-    let report = t.deliver(&env(&["x@b.test", "y@b.test"]), MESSAGE).await;
-    assert!(
-        report.outcomes.iter().all(|o| permanent(o, "556 5.1.10")),
-        "{report:?}"
-    );
-
-    let mut e = env(&["x@nowhere.test"]);
-    e.domain = "nowhere.test".into();
-    let report = t.deliver(&e, MESSAGE).await;
-    assert!(permanent(&report.outcomes[0], "550 5.1.2"), "{report:?}");
-}
-
-#[tokio::test]
-async fn dns_failure_is_temporary() {
-    // A resolver pointed at a port where nothing answers: timeouts, not verdicts.
-    let mut s = quick(OutboundSettings::new("mx.a.test", Vec::new(), no_dns()));
-    s.mx_port = 9;
-    let t = SmtpTransport::new(s).unwrap();
-    let report = t.deliver(&env(&["x@b.test"]), MESSAGE).await;
-    assert!(temporary(&report.outcomes[0], "451 4.4.3"), "{report:?}");
-}
-
 #[test]
 fn settings_are_checked() {
     let bad = RouteConfig {
@@ -477,4 +409,56 @@ async fn oversized_and_unsafe_envelopes_never_reach_the_wire() {
     assert!(permanent(&report.outcomes[0], "553 5.1.3"));
     assert!(delivered(&report.outcomes[1]));
     assert!(!fake.log().commands.iter().any(|c| c == "RSET"));
+}
+
+#[tokio::test]
+async fn bytes_injected_after_starttls_are_refused() {
+    let script = Script {
+        tls_inject: true,
+        ..Script::default()
+    };
+    let fake = Fake::start(script.clone()).await;
+    let report = routed(fake.addr, true)
+        .deliver(&env(&["x@b.test"]), MESSAGE)
+        .await;
+    assert!(temporary(&report.outcomes[0], "451 4.7.5"), "{report:?}");
+    assert!(report.outcomes[0]
+        .reply()
+        .contains("ahead of the TLS handshake"));
+    assert!(!fake.log().commands.iter().any(|c| c.starts_with("MAIL")));
+
+    // Opportunistic: the same host again, in clear, on a fresh connection.
+    let fake = Fake::start(script).await;
+    let report = routed(fake.addr, false)
+        .deliver(&env(&["x@b.test"]), MESSAGE)
+        .await;
+    assert!(delivered(&report.outcomes[0]), "{report:?}");
+    assert_eq!(fake.log().connections, 2);
+}
+
+#[tokio::test]
+async fn internationalised_addresses_need_smtputf8() {
+    let fake = Fake::start(Script::default()).await;
+    let report = routed(fake.addr, false)
+        .deliver(&env(&["j\u{f6}rg@b.test"]), MESSAGE)
+        .await;
+    assert!(permanent(&report.outcomes[0], "553 5.6.7"), "{report:?}");
+    assert!(!fake.log().commands.iter().any(|c| c.starts_with("MAIL")));
+
+    let fake = Fake::start(Script {
+        ehlo: vec!["SMTPUTF8".into()],
+        ..Script::default()
+    })
+    .await;
+    let report = routed(fake.addr, false)
+        .deliver(&env(&["j\u{f6}rg@b.test"]), MESSAGE)
+        .await;
+    assert!(delivered(&report.outcomes[0]), "{report:?}");
+    let log = fake.log();
+    assert!(log
+        .commands
+        .contains(&"MAIL FROM:<a@a.test> SMTPUTF8".to_string()));
+    assert!(log
+        .commands
+        .contains(&"RCPT TO:<j\u{f6}rg@b.test>".to_string()));
 }

@@ -24,7 +24,17 @@ where
         );
         return Attempt::Done(vec![RcptOutcome::Permanent { reply }; n]);
     }
-    let Some(mail) = mail_from(job, &caps) else {
+    let utf8 = !job.env.mail_from.is_ascii() || job.env.rcpts.iter().any(|r| !r.is_ascii());
+    if utf8 && !caps.smtputf8 {
+        // RFC 6531 §3.2: an internationalised address needs SMTPUTF8; there is no downgrade.
+        client.quit().await;
+        let reply = format!(
+            "553 5.6.7 {} does not support SMTPUTF8, which the addresses need",
+            job.remote
+        );
+        return Attempt::Done(vec![RcptOutcome::Permanent { reply }; n]);
+    }
+    let Some(mail) = mail_from(job, &caps, utf8) else {
         client.quit().await;
         let reply = "553 5.1.7 sender address not usable on the wire".to_string();
         return Attempt::Done(vec![RcptOutcome::Permanent { reply }; n]);
@@ -53,8 +63,9 @@ where
     )
 }
 
-/// `MAIL FROM:<a> SIZE=n BODY=8BITMIME`; `None` when the address could smuggle a command.
-fn mail_from(job: &Job<'_>, caps: &Caps) -> Option<String> {
+/// `MAIL FROM:<a> SIZE=n BODY=8BITMIME SMTPUTF8`; `None` when the address could smuggle a
+/// command.
+fn mail_from(job: &Job<'_>, caps: &Caps, utf8: bool) -> Option<String> {
     if !wire_safe(&job.env.mail_from) {
         return None;
     }
@@ -73,6 +84,9 @@ fn mail_from(job: &Job<'_>, caps: &Caps) -> Option<String> {
                 "8-bit message to a server without 8BITMIME"
             );
         }
+    }
+    if utf8 {
+        line.push_str(" SMTPUTF8");
     }
     line.push_str("\r\n");
     Some(line)
