@@ -72,7 +72,9 @@ impl Default for SmtpTimeouts {
 pub struct OutboundSettings {
     /// Our EHLO name.
     pub hostname: String,
+    /// `[[outbound.route]]`: these domains skip MX and go to a fixed next hop.
     pub routes: Vec<RouteConfig>,
+    /// For MX and address lookups (`[dns]`; tests point it at a `TestDns`).
     pub resolver: ResolverConfig,
     /// The port MX hosts are reached on: 25, except in tests (port 25 needs root).
     pub mx_port: u16,
@@ -205,6 +207,7 @@ impl SmtpTransport {
         };
 
         let body = data::encode(raw);
+        let eight_bit = data::has_8bit(raw);
         let mut last = DeliveryReport::all(
             env,
             session::temporary(format!("451 4.4.1 no host for {domain} could be tried")),
@@ -229,7 +232,7 @@ impl SmtpTransport {
                         env,
                         raw,
                         body: &body,
-                        eight_bit: data::has_8bit(raw),
+                        eight_bit,
                         hostname: &self.hostname,
                         require_tls,
                         try_tls,
@@ -240,6 +243,15 @@ impl SmtpTransport {
                     };
                     match self.attempt(SocketAddr::new(ip, hop.port), &job).await {
                         Attempt::Done(outcomes) => {
+                            tracing::debug!(
+                                remote,
+                                delivered = outcomes
+                                    .iter()
+                                    .filter(|o| matches!(o, RcptOutcome::Delivered { .. }))
+                                    .count(),
+                                total = outcomes.len(),
+                                "smtp delivery attempt done"
+                            );
                             return DeliveryReport {
                                 remote_host: Some(remote),
                                 outcomes,

@@ -218,4 +218,25 @@ mod tests {
         p.feed(b"999 odd\r\n");
         assert_eq!(p.next_reply().unwrap().unwrap().class(), None);
     }
+
+    /// Random bytes, biased towards the characters the parser branches on, never panic
+    /// and never make the parser hold more than its caps.
+    #[test]
+    fn random_input_never_panics() {
+        const ALPHABET: &[u8] = b"0123452 -.\r\n\r\nxX\xff";
+        for _ in 0..2000 {
+            let noise = crate::util::random_bytes::<64>();
+            let bytes: Vec<u8> = noise
+                .iter()
+                .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()])
+                .collect();
+            let mut p = ReplyParser::default();
+            for chunk in bytes.chunks(usize::from(noise[0] % 7) + 1) {
+                p.feed(chunk);
+                while let Ok(Some(r)) = p.next_reply() {
+                    assert!(r.text.len() <= 4096 + 16);
+                }
+            }
+        }
+    }
 }
