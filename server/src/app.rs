@@ -94,26 +94,31 @@ impl Services {
 }
 
 /// The SMTP client the queue delivers remote mail through.
-fn outbound_transport(_config: &Config) -> anyhow::Result<Arc<dyn crate::queue::Transport>> {
-    struct NoRoute;
-    impl crate::queue::Transport for NoRoute {
-        fn deliver<'a>(
-            &'a self,
-            env: &'a crate::queue::Envelope,
-            _raw: &'a [u8],
-        ) -> crate::queue::BoxFuture<'a, crate::queue::DeliveryReport> {
-            Box::pin(async move {
-                crate::queue::DeliveryReport::all(
-                    env,
-                    crate::queue::RcptOutcome::Temporary {
-                        reply: "451 4.4.0 no SMTP client yet".into(),
-                    },
-                    None,
-                )
-            })
-        }
+fn outbound_transport(config: &Config) -> anyhow::Result<Arc<dyn crate::queue::Transport>> {
+    use crate::smtp::outbound::{OutboundSettings, SmtpTransport};
+    let mut o = OutboundSettings::new(
+        config.server.hostname.clone(),
+        config.outbound.route.clone(),
+        resolver_config(config)?,
+    );
+    o.mx_port = config.outbound.mx_port;
+    o.max_message_size = config.smtp.max_message_size;
+    let cap = Duration::from_secs(config.outbound.timeout_secs);
+    o.connect_timeout = o.connect_timeout.min(cap);
+    let t = &mut o.timeouts;
+    for d in [
+        &mut t.greeting,
+        &mut t.mail,
+        &mut t.rcpt,
+        &mut t.data_init,
+        &mut t.data_block,
+        &mut t.data_end,
+    ] {
+        *d = (*d).min(cap);
     }
-    Ok(Arc::new(NoRoute))
+    Ok(Arc::new(
+        SmtpTransport::new(o).context("cannot set up the SMTP client")?,
+    ))
 }
 
 /// The did:web host: from `server.public_url` when set, else the domain, with the HTTP port

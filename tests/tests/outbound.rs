@@ -1,12 +1,15 @@
 //! Outbound mail end to end: the send and reply API, the queue, local delivery, DSNs,
 //! submission, and two servers delivering to each other over loopback SMTP.
 
+#[path = "outbound/remote.rs"]
+mod remote;
+
 use legate_tests::TestServer;
 use serde_json::{json, Value};
 use std::time::Duration;
 
 /// Polls `GET /v1/messages?folder=` until `n` messages are there.
-async fn wait_for(s: &TestServer, key: &str, folder: &str, n: usize) -> Vec<Value> {
+pub(crate) async fn wait_for(s: &TestServer, key: &str, folder: &str, n: usize) -> Vec<Value> {
     for _ in 0..200 {
         let (st, v) = s
             .call(
