@@ -46,6 +46,10 @@ async def run(url, key, smtp_port, address, mode):
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=httpx2.Timeout(30, read=120))
     transport = streamable_http_client(url, http_client=http)
     async with http, Client(transport, mode=mode) as client:
+        print(f"# {tag} negotiated protocol {client.protocol_version}")
+        if mode == "legacy":
+            check(f"{tag} server identifies itself", client.server_info is not None and client.server_info.name == "legate",
+                  client.server_info)
         tools = {t.name: t for t in (await client.list_tools()).tools}
         check(f"{tag} tools/list has the 15 tools", len(tools) >= 15, sorted(tools))
         check(f"{tag} tools carry annotations", tools["vault_totp"].annotations.read_only_hint is True)

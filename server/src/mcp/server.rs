@@ -47,13 +47,12 @@ impl LegateMcp {
 
     /// Every tool, unfiltered (for tests and documentation).
     pub fn all_tools(&self) -> Vec<Tool> {
-        self.tools.list_all()
+        self.tools.list_all().into_iter().map(portable).collect()
     }
 
     /// The tools `actor` may call: those without a scope, and those whose scope it holds.
     pub fn tools_for(&self, actor: &Actor) -> Vec<Tool> {
-        self.tools
-            .list_all()
+        self.all_tools()
             .into_iter()
             .filter(|t| tool_scope(t).is_none_or(|s| actor.scopes.contains(s)))
             .collect()
@@ -75,6 +74,50 @@ pub fn tool_scope(tool: &Tool) -> Option<Scope> {
         .get(SCOPE_META_KEY)?
         .as_str()
         .and_then(Scope::parse)
+}
+
+/// Rewrites `"type": [T, "null"]` (how schemars spells an `Option`) to `"type": T`, and drops
+/// the `null` branch of an `anyOf`/`oneOf` (an optional enum or struct). Every
+/// optional argument may simply be left out, and single-type schemas are what clients that
+/// map tools onto OpenAPI-style dialects (Gemini function declarations, for one) accept.
+pub fn portable(mut tool: Tool) -> Tool {
+    fn walk(v: &mut Value) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::Array(types)) = m.get("type") {
+                    let named: Vec<&Value> = types.iter().filter(|t| *t != "null").collect();
+                    if let [only] = named.as_slice() {
+                        let only = (*only).clone();
+                        m.insert("type".into(), only);
+                    }
+                }
+                for key in ["anyOf", "oneOf"] {
+                    let Some(Value::Array(alts)) = m.get_mut(key) else {
+                        continue;
+                    };
+                    alts.retain(|a| a.get("type").is_none_or(|t| t != "null"));
+                    if let [only] = alts.as_slice() {
+                        let only = only.clone();
+                        m.remove(key);
+                        if let Value::Object(o) = only {
+                            for (k, v) in o {
+                                m.entry(k).or_insert(v);
+                            }
+                        }
+                    }
+                }
+                m.values_mut().for_each(walk);
+            }
+            Value::Array(a) => a.iter_mut().for_each(walk),
+            _ => {}
+        }
+    }
+    let mut schema = Value::Object((*tool.input_schema).clone());
+    walk(&mut schema);
+    if let Value::Object(m) = schema {
+        tool.input_schema = Arc::new(m);
+    }
+    tool
 }
 
 /// The authenticated caller, put in the HTTP request by `auth::authenticate`.
@@ -162,7 +205,7 @@ impl ServerHandler for LegateMcp {
     }
 
     fn get_tool(&self, name: &str) -> Option<Tool> {
-        self.tools.get(name).cloned()
+        self.tools.get(name).cloned().map(portable)
     }
 }
 
@@ -214,6 +257,15 @@ mod tests {
                 assert!(a.idempotent_hint.is_some(), "{}: idempotentHint", t.name);
             }
             assert_eq!(t.input_schema["type"], "object", "{}", t.name);
+            let p = portable(t.clone());
+            assert!(
+                !Value::Object((*p.input_schema).clone())
+                    .to_string()
+                    .contains("\"null\""),
+                "{}: nullable types left in {:?}",
+                t.name,
+                p.input_schema
+            );
             let unscoped = ["identity_whoami", "audit_list"].contains(&t.name.as_ref());
             assert_eq!(tool_scope(t).is_none(), unscoped, "{}: scope", t.name);
         }
@@ -222,6 +274,21 @@ mod tests {
         assert_eq!(scope_of("vault_store"), Some(Scope::VaultWrite));
         assert_eq!(scope_of("mail_delete_message"), Some(Scope::MailManage));
         assert_eq!(scope_of("identity_token"), Some(Scope::IdentitySign));
+    }
+
+    #[test]
+    fn optional_arguments_get_a_single_type() {
+        let t = all()
+            .into_iter()
+            .find(|t| t.name == "mail_list_messages")
+            .expect("tool");
+        assert_eq!(
+            t.input_schema["properties"]["from"]["type"],
+            json!(["string", "null"])
+        );
+        let p = portable(t);
+        assert_eq!(p.input_schema["properties"]["from"]["type"], "string");
+        assert_eq!(p.input_schema["properties"]["limit"]["type"], "integer");
     }
 
     #[test]
