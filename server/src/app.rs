@@ -254,6 +254,10 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
 
     if let Some(listener) = http {
         let app = crate::api::router(services.clone())
+            .nest_service(
+                "/mcp",
+                crate::mcp::router(services.clone(), shutdown.child_token()),
+            )
             .into_make_service_with_connect_info::<SocketAddr>();
         let token = shutdown.clone();
         tasks.push((

@@ -28,6 +28,9 @@ pub fn test_config(dir: &Path) -> Config {
     c.listen.submission = String::new();
     c.listen.imap = String::new();
     c.api.shutdown_grace_secs = 2;
+    // Never the internet: DNS goes to a closed loopback port unless a test seeds a server.
+    c.dns.nameservers = vec!["127.0.0.1:9".into()];
+    c.dns.timeout_secs = 1;
     c
 }
 

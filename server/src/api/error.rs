@@ -95,6 +95,7 @@ impl From<IdentityError> for ApiError {
             IdentityError::NotFound(what) => Self::not_found(what),
             IdentityError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             IdentityError::Invalid(m) => Self::invalid(m),
+            IdentityError::BadRequest(m) => Self::bad_request(m),
             other => Self::internal(&other),
         }
     }

@@ -2,7 +2,7 @@
 
 use super::extract::{Auth, Json, Path};
 use super::{ApiError, ApiResult, AppState};
-use crate::identity::{decode_b64, multibase, DEFAULT_ROTATION_OVERLAP_SECS};
+use crate::identity::{b64_field, multibase, VerifyRequest, DEFAULT_ROTATION_OVERLAP_SECS};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::routing::post;
@@ -24,10 +24,6 @@ struct SignRequest {
     data_b64: String,
 }
 
-fn b64_field(name: &str, value: &str) -> ApiResult<Vec<u8>> {
-    decode_b64(value).ok_or_else(|| ApiError::invalid(format!("{name} is not base64")))
-}
-
 async fn sign(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -38,56 +34,12 @@ async fn sign(
 }
 
 /// Either `{token, audience?}` or `{did, data_b64, signature_b64, kid?}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct VerifyRequest {
-    token: Option<String>,
-    audience: Option<String>,
-    did: Option<String>,
-    data_b64: Option<String>,
-    signature_b64: Option<String>,
-    kid: Option<String>,
-}
-
 async fn verify(
     State(s): State<AppState>,
     Auth(actor): Auth,
     Json(req): Json<VerifyRequest>,
 ) -> ApiResult<axum::Json<Value>> {
-    let verdict = match req {
-        VerifyRequest {
-            token: Some(t),
-            did: None,
-            data_b64: None,
-            signature_b64: None,
-            kid: None,
-            audience,
-        } => {
-            s.identity
-                .verify_token(&actor, &t, audience.as_deref())
-                .await?
-        }
-        VerifyRequest {
-            token: None,
-            audience: None,
-            did: Some(did),
-            data_b64: Some(data),
-            signature_b64: Some(sig),
-            kid,
-        } => {
-            let data = b64_field("data_b64", &data)?;
-            let sig = b64_field("signature_b64", &sig)?;
-            s.identity
-                .verify_signature(&actor, &did, &data, &sig, kid.as_deref())
-                .await?
-        }
-        _ => {
-            return Err(ApiError::invalid(
-                "give either {token, audience?} or {did, data_b64, signature_b64, kid?}",
-            ))
-        }
-    };
-    Ok(axum::Json(verdict.to_json()))
+    Ok(axum::Json(s.identity.verify(&actor, &req).await?.to_json()))
 }
 
 #[derive(Deserialize)]

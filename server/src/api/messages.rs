@@ -3,14 +3,14 @@
 
 use super::extract::{Auth, Json, Path, Query};
 use super::{ApiResult, AppState};
-use crate::mailbox::{Deleted, ListQuery, MessagePatch, WaitQuery};
+use crate::mailbox::{ListQuery, MessagePatch, WaitQuery};
 use crate::queue::{ReplyRequest, SendRequest};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 pub fn router() -> Router<AppState> {
     // `/wait` is registered before `/{id}`; axum also prefers the static segment.
@@ -32,11 +32,7 @@ async fn list(
     Auth(actor): Auth,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<axum::Json<Value>> {
-    let page = s.mailbox.list(&actor, &q)?;
-    let items: Vec<Value> = page.items.iter().map(|m| m.summary_json()).collect();
-    Ok(axum::Json(
-        json!({"items": items, "next_cursor": page.next_cursor}),
-    ))
+    Ok(axum::Json(s.mailbox.list(&actor, &q)?.to_json()))
 }
 
 async fn wait(
@@ -159,12 +155,7 @@ async fn delete(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(match s.mailbox.delete(&actor, &id).await? {
-        Deleted::Trashed(m) => {
-            json!({"id": m.id, "deleted": "trashed", "message": m.summary_json()})
-        }
-        Deleted::Purged(m) => json!({"id": m.id, "deleted": "purged"}),
-    }))
+    Ok(axum::Json(s.mailbox.delete(&actor, &id).await?.to_json()))
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use super::extract::{Auth, Json, Path};
 use super::{ApiError, ApiResult, AppState};
-use crate::vault::CredentialInput;
+use crate::vault::{CredentialInput, CredentialMeta};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -19,8 +19,9 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn list(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<axum::Json<Value>> {
-    let items = s.vault.list(&actor)?;
-    Ok(axum::Json(json!({"items": items, "next_cursor": null})))
+    Ok(axum::Json(CredentialMeta::page_json(
+        &s.vault.list(&actor)?,
+    )))
 }
 
 async fn put(

@@ -63,6 +63,9 @@ pub enum IdentityError {
     Conflict(String),
     #[error("{0}")]
     Invalid(String),
+    /// A malformed parameter (bad cursor, unparsable time): HTTP 400 rather than 422.
+    #[error("{0}")]
+    BadRequest(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

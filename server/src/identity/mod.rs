@@ -27,6 +27,7 @@ pub use keys::NewKey;
 pub use orgs::Bootstrap;
 mod model;
 mod orgs;
+mod requests;
 pub mod scope;
 
 pub use actor::{Actor, Principal};
@@ -37,6 +38,7 @@ pub use scope::{Scope, ScopeSet};
 
 pub use custody::{IdentityKey, KeyCustody};
 pub use login::RcptDecision;
+pub use requests::{b64_field, AuditParams, VerifyRequest};
 pub use resolve::IdentityOptions;
 pub use signing::{
     decode_b64, PublicDoc, Signed, DEFAULT_ROTATION_OVERLAP_SECS, MAX_ROTATION_OVERLAP_SECS,

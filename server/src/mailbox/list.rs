@@ -47,6 +47,14 @@ pub struct ListPage {
     pub scanned: usize,
 }
 
+impl ListPage {
+    /// `{items, next_cursor}` with list items (no bodies): the REST and MCP answer.
+    pub fn to_json(&self) -> serde_json::Value {
+        let items: Vec<_> = self.items.iter().map(|m| m.summary_json()).collect();
+        serde_json::json!({"items": items, "next_cursor": self.next_cursor})
+    }
+}
+
 /// The filters, validated and lower-cased once.
 struct Filter {
     folder: Option<Folder>,

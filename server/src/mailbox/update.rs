@@ -38,6 +38,18 @@ pub enum Deleted {
     Purged(StoredMessage),
 }
 
+impl Deleted {
+    /// The REST and MCP answer: what happened, and the record when it still exists.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Deleted::Trashed(m) => {
+                serde_json::json!({"id": m.id, "deleted": "trashed", "message": m.summary_json()})
+            }
+            Deleted::Purged(m) => serde_json::json!({"id": m.id, "deleted": "purged"}),
+        }
+    }
+}
+
 /// A validated change, applied inside the transaction to the current record.
 #[derive(Debug, Default)]
 struct Edit {

@@ -82,6 +82,13 @@ pub struct CredentialMeta {
     pub last_used_at: Option<i64>,
 }
 
+impl CredentialMeta {
+    /// `GET /v1/vault` (and `vault_list`): every credential in one page.
+    pub fn page_json(items: &[CredentialMeta]) -> serde_json::Value {
+        serde_json::json!({"items": items, "next_cursor": null})
+    }
+}
+
 /// `GET /v1/vault/{name}`: secret fields, and only the parameters of a TOTP seed.
 #[derive(Serialize)]
 pub struct CredentialView {
