@@ -84,10 +84,10 @@ fn lookup<'c>(scopes: &[&'c Context], name: &str) -> Option<&'c Value> {
     scopes.iter().rev().find_map(|c| c.0.get(name))
 }
 
-fn emit<'c>(
+fn emit(
     template: &str,
     nodes: &[Node<'_>],
-    scopes: &mut Vec<&'c Context>,
+    scopes: &mut Vec<&Context>,
     out: &mut String,
 ) -> Result<(), TemplateError> {
     for node in nodes {
