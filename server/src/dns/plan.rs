@@ -148,13 +148,61 @@ pub struct DkimPublic {
 
 impl From<&DkimKeyRecord> for DkimPublic {
     fn from(k: &DkimKeyRecord) -> Self {
+        let public = match k.algorithm {
+            DkimAlgorithm::Rsa => rsa_spki(&k.public),
+            DkimAlgorithm::Ed25519 => k.public.clone(),
+        };
         DkimPublic {
             selector: k.selector.clone(),
             algorithm: k.algorithm,
-            public: k.public.clone(),
+            public,
             retired: k.retired_at.is_some(),
         }
     }
+}
+
+/// DER AlgorithmIdentifier { rsaEncryption (1.2.840.113549.1.1.1), NULL }.
+const RSA_ALGORITHM_ID: [u8; 15] = [
+    0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00,
+];
+
+fn der_len(len: usize, out: &mut Vec<u8>) {
+    if len < 0x80 {
+        out.push(len as u8);
+    } else {
+        let bytes: Vec<u8> = len
+            .to_be_bytes()
+            .into_iter()
+            .skip_while(|b| *b == 0)
+            .collect();
+        out.push(0x80 | bytes.len() as u8);
+        out.extend(bytes);
+    }
+}
+
+/// The vault keeps RSA public keys as PKCS#1 `RSAPublicKey`. Verifiers built on OpenSSL's
+/// `d2i_PUBKEY` (OpenDKIM, and so many receivers) only read the `SubjectPublicKeyInfo` form
+/// that `openssl rsa -pubout` prints (`MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A...`), while mail-auth
+/// and dkimpy read both; so the plan publishes SPKI. A key already in SPKI is left alone.
+pub fn rsa_spki(key: &[u8]) -> Vec<u8> {
+    // PKCS#1 is SEQUENCE { INTEGER n, INTEGER e }; SPKI is SEQUENCE { SEQUENCE {..}, BIT STRING }.
+    let first_inner_tag = match key {
+        [0x30, l, rest @ ..] if *l < 0x80 => rest.first(),
+        [0x30, l, rest @ ..] => rest.get(usize::from(*l & 0x7f)),
+        _ => None,
+    };
+    if first_inner_tag != Some(&0x02) {
+        return key.to_vec();
+    }
+    let mut bit_string = vec![0x03];
+    der_len(key.len() + 1, &mut bit_string);
+    bit_string.push(0x00);
+    bit_string.extend_from_slice(key);
+    let mut out = vec![0x30];
+    der_len(RSA_ALGORITHM_ID.len() + bit_string.len(), &mut out);
+    out.extend_from_slice(&RSA_ALGORITHM_ID);
+    out.extend(bit_string);
+    out
 }
 
 /// The RFC 8461 §3.2 policy file for `config`.
@@ -486,6 +534,67 @@ mod tests {
             .starts_with("version: STSv1"));
         let back: Plan = serde_json::from_value(v).unwrap();
         assert_eq!(back, p);
+    }
+
+    #[test]
+    fn rsa_keys_are_published_as_subject_public_key_info() {
+        // A PKCS#1 RSAPublicKey of a 2048-bit modulus: SEQUENCE(270) { INTEGER(257), INTEGER(3) }.
+        let mut pkcs1 = vec![0x30, 0x82, 0x01, 0x0a, 0x02, 0x82, 0x01, 0x01, 0x00];
+        pkcs1.extend([0xc5; 256]);
+        pkcs1.extend([0x02, 0x03, 0x01, 0x00, 0x01]);
+        assert_eq!(pkcs1.len(), 270);
+        let spki = rsa_spki(&pkcs1);
+        let b64 = data_encoding::BASE64.encode(&spki);
+        // What `openssl rsa -pubout` prints for every 2048-bit key.
+        assert!(
+            b64.starts_with("MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"),
+            "{b64}"
+        );
+        assert_eq!(spki.len(), 294);
+        assert!(spki.ends_with(&pkcs1));
+        assert_eq!(rsa_spki(&spki), spki, "SPKI is left alone");
+        assert_eq!(rsa_spki(b"junk"), b"junk", "anything else is left alone");
+        assert_eq!(rsa_spki(&[]), Vec::<u8>::new());
+    }
+
+    /// The published SPKI form verifies with our own verifier (mail-auth), end to end.
+    #[tokio::test]
+    async fn mail_signed_with_the_vault_key_verifies_against_the_planned_record() {
+        use crate::mailauth::{dkim_sign, AuthStatus, DkimSigning, MailAuth, RsaKey, Sha256};
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
+        let pair = mail_auth::dkim::generate::DkimKeyPair::generate_rsa(2048).unwrap();
+        let (private, public) = pair.into_inner();
+        let published = DkimPublic {
+            selector: "s1rsa".into(),
+            algorithm: DkimAlgorithm::Rsa,
+            public: rsa_spki(&public),
+            retired: false,
+        };
+        let plan = build(&config(), &[published]).unwrap();
+        let name = "s1rsa._domainkey.agents.example.com";
+        let txt = find(&plan, name, RecordType::TXT).values[0].clone();
+        assert!(txt.contains("p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A"), "{txt}");
+        let dns = crate::mailauth::StaticDns::new();
+        dns.add_txt(name, txt)
+            .add_txt("agents.example.com", "v=spf1 ip4:127.0.0.1 -all");
+        let auth = MailAuth::with_static_records(dns).unwrap();
+        let key =
+            RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(private)))
+                .unwrap();
+        let raw = "From: ops@agents.example.com\r\nTo: b@b.test\r\nSubject: hi\r\n\
+                   Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@agents.example.com>\r\n\r\nhello\r\n";
+        let signer = DkimSigning::new("agents.example.com", "s1rsa", key);
+        let signed = dkim_sign(raw.as_bytes(), &[signer]).unwrap() + raw;
+        let ip = "127.0.0.1".parse().unwrap();
+        let from = "ops@agents.example.com";
+        let spf = auth
+            .check_spf_mail_from(ip, "mx.agents.example.com", "mx.b.test", from)
+            .await;
+        let v = auth
+            .verify_message(signed.as_bytes(), ip, "mx.agents.example.com", from, &spf)
+            .await;
+        assert_eq!(v.dkim.len(), 1);
+        assert_eq!(v.dkim[0].result, AuthStatus::Pass, "{:?}", v.dkim);
     }
 
     #[test]
