@@ -41,6 +41,9 @@ enum Cmd {
     /// Vault maintenance.
     #[command(subcommand)]
     Vault(VaultCmd),
+    /// DNS wizard: the records to publish, and a live check of them.
+    #[command(subcommand)]
+    Dns(DnsCmd),
     /// Print the version.
     Version,
 }
@@ -130,6 +133,43 @@ enum VaultCmd {
 }
 
 #[derive(Subcommand)]
+enum DnsCmd {
+    /// Print the records to publish (MX, SPF, DKIM, DMARC, MTA-STS, TLS-RPT, SRV, autoconfig).
+    Plan {
+        /// zone (BIND zone-file lines), json, or text (a checklist).
+        #[arg(long, default_value = "zone")]
+        format: legate::dns::Format,
+        #[command(flatten)]
+        source: PlanSource,
+    },
+    /// Resolve every planned record and report ok / missing / wrong with the fix; exit 1
+    /// unless all are ok.
+    Check {
+        /// ip:port of a nameserver to ask (repeatable); default: [dns] nameservers, else the
+        /// system resolver.
+        #[arg(long)]
+        nameserver: Vec<std::net::SocketAddr>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        source: PlanSource,
+    },
+}
+
+/// Where the plan comes from: the data directory (server stopped), or a running server's API.
+#[derive(Args)]
+struct PlanSource {
+    /// Base URL of a running server (e.g. http://127.0.0.1:8080): its store is locked while it
+    /// runs, so the plan is fetched from GET /v1/dns/plan instead.
+    #[arg(long, env = "LEGATE_URL")]
+    server: Option<String>,
+    /// Admin token for --server.
+    #[arg(long, env = "LEGATE_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     /// Recompute the hash chain; exit 1 naming the first broken entry.
     Verify,
@@ -194,6 +234,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Agent(c) => agent(load_config(cli.config.as_deref())?, c).await,
         Cmd::Key(c) => key(load_config(cli.config.as_deref())?, c).await,
         Cmd::Audit(c) => audit(load_config(cli.config.as_deref())?, c),
+        Cmd::Dns(c) => dns(load_config(cli.config.as_deref())?, c).await,
         Cmd::Vault(VaultCmd::RotateMaster { new_key_file }) => {
             rotate_master(load_config(cli.config.as_deref())?, &new_key_file)
         }
@@ -471,6 +512,71 @@ async fn key(cfg: Config, c: KeyCmd) -> anyhow::Result<ExitCode> {
     s.audit.sync_blocking();
     s.store.flush_blocking()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The plan from a running server's API, or else from the data directory.
+async fn dns_plan(cfg: &Config, source: &PlanSource) -> anyhow::Result<legate::dns::Plan> {
+    if let Some(base) = &source.server {
+        let token = source
+            .token
+            .as_deref()
+            .context("--server needs an admin token (--token or LEGATE_ADMIN_TOKEN)")?;
+        let url = format!("{}/v1/dns/plan", base.trim_end_matches('/'));
+        let resp = reqwest::Client::new()
+            .get(&url)
+            .bearer_auth(token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
+        let status = resp.status();
+        let body = resp.text().await?;
+        if !status.is_success() {
+            bail!("{url} answered {status}: {body}");
+        }
+        return serde_json::from_str(&body).with_context(|| format!("{url}: not a DNS plan"));
+    }
+    let (s, actor) = open_offline(cfg.clone()).context(
+        "cannot open the data directory (if the server is running, use --server URL with an admin token)",
+    )?;
+    let plan = legate::dns::DnsWizard::new(&s.config, &s.vault, &s.audit).plan(&actor)?;
+    // Services::open may have just made the DKIM keys: keep them.
+    s.audit.sync_blocking();
+    s.store.flush_blocking()?;
+    Ok(plan)
+}
+
+async fn dns(cfg: Config, c: DnsCmd) -> anyhow::Result<ExitCode> {
+    match c {
+        DnsCmd::Plan { format, source } => {
+            let plan = dns_plan(&cfg, &source).await?;
+            print!("{}", legate::dns::render::render(&plan, format)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        DnsCmd::Check {
+            nameserver,
+            json,
+            source,
+        } => {
+            let plan = dns_plan(&cfg, &source).await?;
+            let servers = if nameserver.is_empty() {
+                legate::dns::configured_nameservers(&cfg)?
+            } else {
+                nameserver
+            };
+            let report =
+                legate::dns::resolve::check(&plan, &servers, legate::dns::timeout(&cfg)).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", legate::dns::report_text(&report));
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
 }
 
 fn rotate_master(cfg: Config, new_key: &Path) -> anyhow::Result<ExitCode> {

@@ -638,3 +638,6 @@ async fn test_config_has_no_fixed_ports() {
     let c = test_config(dir.path());
     assert!(c.listen.http.ends_with(":0"));
 }
+
+#[path = "foundation/dns.rs"]
+mod dns;

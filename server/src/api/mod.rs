@@ -3,6 +3,7 @@
 
 mod admin;
 mod audit;
+mod dns;
 pub mod error;
 pub mod extract;
 mod identity;
@@ -40,6 +41,7 @@ pub fn router(state: AppState) -> Router {
         .merge(queue::router())
         .merge(identity::router())
         .merge(public::router())
+        .merge(dns::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))

@@ -168,6 +168,30 @@ fn check_addr(path: &str, s: &str, errs: &mut Vec<ConfigError>) {
     }
 }
 
+/// What the DNS plan publishes must be valid record data.
+fn check_dns(d: &DnsConfig, errs: &mut Vec<ConfigError>) {
+    if d.ttl == 0 {
+        errs.push(err("dns.ttl", "must be greater than 0"));
+    }
+    if !(1..=31_557_600).contains(&d.mta_sts_max_age) {
+        errs.push(err(
+            "dns.mta_sts_max_age",
+            "must be between 1 and 31557600 seconds (RFC 8461 §3.2)",
+        ));
+    }
+    for (name, v) in [("dmarc_rua", &d.dmarc_rua), ("tlsrpt_rua", &d.tlsrpt_rua)] {
+        let ok = v.is_empty()
+            || ((v.starts_with("mailto:") || v.starts_with("https:"))
+                && !v.contains([';', '"', ' ', '\\']));
+        if !ok {
+            errs.push(err(
+                format!("dns.{name}"),
+                "must be a mailto: or https: URI without spaces, quotes or ';'",
+            ));
+        }
+    }
+}
+
 fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
     if !valid_domain(&c.server.domain) || c.server.domain != c.server.domain.to_ascii_lowercase() {
         errs.push(err(
@@ -213,6 +237,7 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
             ));
         }
     }
+    check_dns(&c.dns, errs);
     if tracing_subscriber::EnvFilter::try_new(&c.log.level).is_err() {
         errs.push(err(
             "log.level",

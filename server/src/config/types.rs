@@ -103,6 +103,22 @@ pub struct DnsConfig {
     /// `host:port` nameservers; empty = the system resolver.
     pub nameservers: Vec<String>,
     pub timeout_secs: u64,
+    /// TTL of every record in the DNS plan (`legate dns plan`), in seconds.
+    pub ttl: u32,
+    /// This host's public addresses: the plan publishes them as A/AAAA of `server.hostname`
+    /// and as `ip4:`/`ip6:` terms of the SPF record. Empty: the plan only reminds you.
+    pub addresses: Vec<std::net::IpAddr>,
+    /// DMARC `p=` for the domain.
+    pub dmarc_policy: DmarcPolicyName,
+    /// DMARC `rua=`; empty: `mailto:dmarc-reports@<domain>`.
+    pub dmarc_rua: String,
+    /// TLS-RPT `rua=`; empty: `mailto:tls-reports@<domain>`.
+    pub tlsrpt_rua: String,
+    /// MTA-STS policy mode (RFC 8461): start with `testing`, move to `enforce` once the
+    /// TLS-RPT reports are clean.
+    pub mta_sts_mode: MtaStsMode,
+    /// MTA-STS `max_age`, in seconds (RFC 8461 caps it at 31557600).
+    pub mta_sts_max_age: u64,
 }
 
 impl Default for DnsConfig {
@@ -110,6 +126,51 @@ impl Default for DnsConfig {
         Self {
             nameservers: Vec::new(),
             timeout_secs: 5,
+            ttl: 3600,
+            addresses: Vec::new(),
+            dmarc_policy: DmarcPolicyName::Quarantine,
+            dmarc_rua: String::new(),
+            tlsrpt_rua: String::new(),
+            mta_sts_mode: MtaStsMode::Testing,
+            mta_sts_max_age: 604_800,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum DmarcPolicyName {
+    None,
+    #[default]
+    Quarantine,
+    Reject,
+}
+
+impl DmarcPolicyName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Quarantine => "quarantine",
+            Self::Reject => "reject",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum MtaStsMode {
+    None,
+    #[default]
+    Testing,
+    Enforce,
+}
+
+impl MtaStsMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Testing => "testing",
+            Self::Enforce => "enforce",
         }
     }
 }

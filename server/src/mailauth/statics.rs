@@ -17,6 +17,9 @@ use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+/// An SRV record: (priority, weight, port, target) per RFC 2782.
+pub(crate) type Srv = (u16, u16, u16, String);
+
 /// The record sets, keyed by lowercase fully qualified names (trailing dot).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Records {
@@ -25,6 +28,8 @@ pub(crate) struct Records {
     pub(crate) a: HashMap<Box<str>, Vec<Ipv4Addr>>,
     pub(crate) aaaa: HashMap<Box<str>, Vec<Ipv6Addr>>,
     pub(crate) ptr: HashMap<IpAddr, Vec<String>>,
+    pub(crate) srv: HashMap<Box<str>, Vec<Srv>>,
+    pub(crate) cname: HashMap<Box<str>, String>,
 }
 
 impl Records {
@@ -37,6 +42,8 @@ impl Records {
             || self.mx.keys().any(|k| covers(k))
             || self.a.keys().any(|k| covers(k))
             || self.aaaa.keys().any(|k| covers(k))
+            || self.srv.keys().any(|k| covers(k))
+            || self.cname.keys().any(|k| covers(k))
     }
 }
 
@@ -98,6 +105,29 @@ impl StaticDns {
         self
     }
 
+    /// Adds one SRV record; a target of "." means "service not offered" (RFC 2782).
+    pub fn add_srv(
+        &self,
+        name: &str,
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: &str,
+    ) -> &Self {
+        self.write()
+            .srv
+            .entry(fqdn(name).into())
+            .or_default()
+            .push((priority, weight, port, fqdn(target)));
+        self
+    }
+
+    /// Sets the CNAME of `name` (answered to CNAME queries only; no chasing).
+    pub fn set_cname(&self, name: &str, target: &str) -> &Self {
+        self.write().cname.insert(fqdn(name).into(), fqdn(target));
+        self
+    }
+
     pub fn add_ptr(&self, addr: IpAddr, name: &str) -> &Self {
         self.write().ptr.entry(addr).or_default().push(fqdn(name));
         self
@@ -111,6 +141,8 @@ impl StaticDns {
         records.mx.remove(key.as_str());
         records.a.remove(key.as_str());
         records.aaaa.remove(key.as_str());
+        records.srv.remove(key.as_str());
+        records.cname.remove(key.as_str());
         self
     }
 

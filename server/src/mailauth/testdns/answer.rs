@@ -5,7 +5,7 @@
 
 use super::super::statics::Records;
 use mail_auth::hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use mail_auth::hickory_resolver::proto::rr::rdata::{A, AAAA, MX, PTR, TXT};
+use mail_auth::hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SRV, TXT};
 use mail_auth::hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -140,6 +140,25 @@ fn lookup(records: &Records, name: &Name, qtype: RecordType) -> (Vec<Record>, bo
             .flatten()
             .map(|value| record(RData::TXT(txt_strings(value))))
             .collect(),
+        RecordType::SRV => records
+            .srv
+            .get(key.as_str())
+            .into_iter()
+            .flatten()
+            .filter_map(|(priority, weight, port, target)| {
+                let target = Name::from_ascii(target).ok()?;
+                Some(record(RData::SRV(SRV::new(
+                    *priority, *weight, *port, target,
+                ))))
+            })
+            .collect(),
+        RecordType::CNAME => records
+            .cname
+            .get(key.as_str())
+            .and_then(|target| Name::from_ascii(target).ok())
+            .map(|target| record(RData::CNAME(CNAME(target))))
+            .into_iter()
+            .collect(),
         _ => Vec::new(),
     };
     (answers, records.name_exists(&key))
@@ -237,6 +256,54 @@ mod tests {
             &dns,
             "missing.example.com.",
             RecordType::TXT,
+            Transport::Udp,
+        );
+        assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
+    }
+
+    #[test]
+    fn srv_and_cname() {
+        let dns = StaticDns::new();
+        dns.add_srv("_imap._tcp.example.com", 10, 1, 143, "mx.example.com")
+            .add_srv("_pop3._tcp.example.com", 0, 0, 0, ".")
+            .set_cname("autoconfig.example.com", "MX.example.com");
+        let r = ask(
+            &dns,
+            "_imap._tcp.example.com.",
+            RecordType::SRV,
+            Transport::Udp,
+        );
+        assert!(matches!(&r.answers[0].data, RData::SRV(s)
+            if s.port == 143 && s.priority == 10 && s.target.to_ascii() == "mx.example.com."));
+        let r = ask(
+            &dns,
+            "_pop3._tcp.example.com.",
+            RecordType::SRV,
+            Transport::Udp,
+        );
+        assert!(matches!(&r.answers[0].data, RData::SRV(s) if s.target.is_root()));
+        let r = ask(
+            &dns,
+            "autoconfig.example.com.",
+            RecordType::CNAME,
+            Transport::Udp,
+        );
+        assert!(
+            matches!(&r.answers[0].data, RData::CNAME(c) if c.0.to_ascii() == "mx.example.com.")
+        );
+        // The owner exists, so another type is NODATA, not NXDOMAIN.
+        let r = ask(
+            &dns,
+            "autoconfig.example.com.",
+            RecordType::TXT,
+            Transport::Udp,
+        );
+        assert_eq!(r.metadata.response_code, ResponseCode::NoError);
+        dns.remove("autoconfig.example.com");
+        let r = ask(
+            &dns,
+            "autoconfig.example.com.",
+            RecordType::CNAME,
             Transport::Udp,
         );
         assert_eq!(r.metadata.response_code, ResponseCode::NXDomain);
