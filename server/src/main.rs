@@ -44,6 +44,9 @@ enum Cmd {
     /// DNS wizard: the records to publish, and a live check of them.
     #[command(subcommand)]
     Dns(DnsCmd),
+    /// DKIM keys of the domain (stop the server first).
+    #[command(subcommand)]
+    Dkim(DkimCmd),
     /// Print the version.
     Version,
 }
@@ -120,6 +123,24 @@ enum KeyCmd {
         agent: String,
         key_id: String,
     },
+}
+
+#[derive(Subcommand)]
+enum DkimCmd {
+    /// List every selector (active and retired) with its TXT record.
+    Records {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a new Ed25519 + RSA selector pair and sign with it from now on. The old pair stops
+    /// signing but stays published (in `legate dns plan`) so mail in flight still verifies.
+    Rotate {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Unpublish a retired selector once mail signed with it has been delivered (a week is
+    /// safe); an active selector cannot be removed.
+    Remove { selector: String },
 }
 
 #[derive(Subcommand)]
@@ -235,6 +256,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Key(c) => key(load_config(cli.config.as_deref())?, c).await,
         Cmd::Audit(c) => audit(load_config(cli.config.as_deref())?, c),
         Cmd::Dns(c) => dns(load_config(cli.config.as_deref())?, c).await,
+        Cmd::Dkim(c) => dkim(load_config(cli.config.as_deref())?, c),
         Cmd::Vault(VaultCmd::RotateMaster { new_key_file }) => {
             rotate_master(load_config(cli.config.as_deref())?, &new_key_file)
         }
@@ -385,6 +407,67 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Opens the data directory for an offline command, acting as the first human.
+fn dkim(cfg: Config, c: DkimCmd) -> anyhow::Result<ExitCode> {
+    let domain = cfg.server.domain.clone();
+    let prefix = cfg.dkim.selector_prefix.clone();
+    let (s, actor) = open_offline(cfg)?;
+    let (records, json) = match c {
+        DkimCmd::Records { json } => (s.vault.dkim_records(&domain)?, json),
+        DkimCmd::Rotate { json } => {
+            let r = s.vault.rotate_dkim(&domain, &prefix)?;
+            audit_cli(&s, &actor, "dkim.rotate", &domain)?;
+            (r, json)
+        }
+        DkimCmd::Remove { selector } => {
+            let r = s.vault.remove_dkim(&domain, &selector)?;
+            audit_cli(&s, &actor, "dkim.remove", &selector)?;
+            (r, false)
+        }
+    };
+    s.audit.sync_blocking();
+    s.store.flush_blocking()?;
+    if json {
+        let items: Vec<serde_json::Value> = records
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "selector": k.selector,
+                    "algorithm": k.algorithm,
+                    "name": format!("{}._domainkey.{domain}", k.selector),
+                    "txt": k.txt(),
+                    "active": k.retired_at.is_none(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+    } else {
+        for k in &records {
+            let state = if k.retired_at.is_none() {
+                "active"
+            } else {
+                "retired"
+            };
+            println!(
+                "{}._domainkey.{domain} ({state}) TXT \"{}\"",
+                k.selector,
+                k.txt()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_cli(s: &Services, actor: &Actor, action: &str, target: &str) -> anyhow::Result<()> {
+    actor.audit(
+        &s.audit,
+        action,
+        target,
+        legate::audit::Outcome::Ok,
+        serde_json::Value::Null,
+    )?;
+    Ok(())
+}
+
 fn open_offline(cfg: Config) -> anyhow::Result<(Services, Actor)> {
     let did = app::did_host(
         &cfg,

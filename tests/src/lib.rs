@@ -222,14 +222,20 @@ impl TestServer {
     }
 }
 
-/// The `legate` binary of this workspace, built if needed.
+/// The `legate` binary of this workspace, built (once per test process) so a CLI test never
+/// runs a stale binary.
 pub fn legate_bin() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT.get_or_init(build_legate_bin).clone()
+}
+
+fn build_legate_bin() -> PathBuf {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let bin = target.join("debug").join("legate");
-    if !bin.exists() {
+    {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let st = std::process::Command::new(cargo)
             .args(["build", "-p", "legate", "--bin", "legate"])

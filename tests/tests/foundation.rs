@@ -580,6 +580,35 @@ async fn cli_init_agent_and_audit_verify() {
     let o = run(&["agent", "show", "nobody@cli.test"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("not found"));
+    // DKIM: two active selectors from init; rotate adds a pair and retires the old one,
+    // which stays published until removed; an active selector cannot be removed.
+    let keys = |o: std::process::Output| -> Vec<serde_json::Value> {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let before = keys(run(&["dkim", "records", "--json"]));
+    assert_eq!(before.len(), 2, "{before:?}");
+    assert!(before.iter().all(|k| k["active"] == true));
+    let after = keys(run(&["dkim", "rotate", "--json"]));
+    assert_eq!(after.len(), 4);
+    let active: Vec<&str> = after
+        .iter()
+        .filter(|k| k["active"] == true)
+        .map(|k| k["selector"].as_str().unwrap())
+        .collect();
+    assert_eq!(active.len(), 2);
+    assert!(before
+        .iter()
+        .all(|k| !active.contains(&k["selector"].as_str().unwrap())));
+    let o = run(&["dkim", "remove", active[0]]);
+    assert!(!o.status.success(), "an active selector stays");
+    let old = before[0]["selector"].as_str().unwrap();
+    assert!(run(&["dkim", "remove", old]).status.success());
+    assert_eq!(keys(run(&["dkim", "records", "--json"])).len(), 3);
     let o = run(&["agent", "revoke", "ops@cli.test"]);
     assert!(o.status.success());
     let o = run(&["audit", "verify"]);

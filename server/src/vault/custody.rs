@@ -249,6 +249,32 @@ impl VaultService {
         self.ensure_dkim(domain, selector_prefix)
     }
 
+    /// Unpublishes a retired selector. An active one is refused: the domain would sign with
+    /// a key no receiver can find.
+    pub fn remove_dkim(
+        &self,
+        domain: &str,
+        selector: &str,
+    ) -> Result<Vec<DkimKeyRecord>, VaultError> {
+        let mut set: DkimKeys = self
+            .store
+            .get_record(Tree::KeyCustody, &dkim_key(domain))?
+            .unwrap_or_default();
+        match set.keys.iter().find(|k| k.selector == selector) {
+            None => return Err(VaultError::NotFound),
+            Some(k) if k.retired_at.is_none() => {
+                return Err(VaultError::Invalid(format!(
+                    "selector {selector} is active; run `legate dkim rotate` first"
+                )))
+            }
+            Some(_) => {}
+        }
+        set.keys.retain(|k| k.selector != selector);
+        self.store
+            .put_record(Tree::KeyCustody, &dkim_key(domain), &set)?;
+        Ok(set.keys)
+    }
+
     pub fn dkim_records(&self, domain: &str) -> Result<Vec<DkimKeyRecord>, VaultError> {
         let set: DkimKeys = self
             .store
