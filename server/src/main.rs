@@ -41,6 +41,9 @@ enum Cmd {
     /// Vault maintenance.
     #[command(subcommand)]
     Vault(VaultCmd),
+    /// DKIM keys of the server domain (stop the server first).
+    #[command(subcommand)]
+    Dkim(DkimCmd),
     /// Print the version.
     Version,
 }
@@ -130,6 +133,17 @@ enum VaultCmd {
 }
 
 #[derive(Subcommand)]
+enum DkimCmd {
+    /// Print the DKIM TXT records to publish for server.domain (retired selectors included,
+    /// since mail in flight still needs them).
+    Records {
+        /// One JSON array of {selector, algorithm, name, txt, retired_at}.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum AuditCmd {
     /// Recompute the hash chain; exit 1 naming the first broken entry.
     Verify,
@@ -194,6 +208,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Agent(c) => agent(load_config(cli.config.as_deref())?, c).await,
         Cmd::Key(c) => key(load_config(cli.config.as_deref())?, c).await,
         Cmd::Audit(c) => audit(load_config(cli.config.as_deref())?, c),
+        Cmd::Dkim(DkimCmd::Records { json }) => {
+            dkim_records_cmd(load_config(cli.config.as_deref())?, json)
+        }
         Cmd::Vault(VaultCmd::RotateMaster { new_key_file }) => {
             rotate_master(load_config(cli.config.as_deref())?, &new_key_file)
         }
@@ -489,6 +506,33 @@ fn rotate_master(cfg: Config, new_key: &Path) -> anyhow::Result<ExitCode> {
         "now set vault.master_key_file = \"{}\" (the old key no longer opens this vault)",
         new_key.display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn dkim_records_cmd(cfg: Config, json: bool) -> anyhow::Result<ExitCode> {
+    let domain = cfg.server.domain.clone();
+    let did = app::did_host(&cfg, None);
+    let s = Services::open(cfg, did)?;
+    let records = s.vault.dkim_records(&domain)?;
+    if json {
+        let out: Vec<_> = records
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "selector": r.selector,
+                    "algorithm": r.algorithm,
+                    "name": format!("{}._domainkey.{domain}", r.selector),
+                    "txt": r.txt(),
+                    "retired_at": r.retired_at,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(out));
+    } else {
+        for r in &records {
+            println!("{}._domainkey.{domain} TXT \"{}\"", r.selector, r.txt());
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
