@@ -11,8 +11,8 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 N=${1:-5000}; SIZE=${2:-4096}; SESS=${3:-16}
 command -v smtp-sink >/dev/null && command -v swaks >/dev/null || bash tests/interop/setup.sh
-cargo build --release --locked -p legate >/dev/null 2>&1
-BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/legate"
+[ -n "${LEGATE_BIN:-}" ] || cargo build --release --locked -p legate >/dev/null 2>&1
+BIN=${LEGATE_BIN:-"${CARGO_TARGET_DIR:-$ROOT/target}/release/legate"}
 # shellcheck source=/dev/null
 source tests/interop/lib/postfix.sh
 WORK=$(mktemp -d); chmod 755 "$WORK"
