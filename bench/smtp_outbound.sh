@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Benchmark: N messages of SIZE bytes submitted to legate over submission (STARTTLS + AUTH PLAIN,
+# SESSIONS parallel sessions from bench/lib/smtp_load.py, each reused for many messages), queued,
+# DKIM-signed twice (ed25519 + rsa) and delivered by a static route to smtp-sink; measured from
+# the first submission until smtp-sink has counted all N. In the same run, a private loopback
+# postfix relays the same load (smtp-source, plain SMTP, same sessions, connections reused) to
+# the same smtp-sink, unsigned. Prints msg/s of both and the ratio. Release build.
+# Usage: bench/smtp_outbound.sh [messages=5000] [size=4096] [sessions=16]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+N=${1:-5000}; SIZE=${2:-4096}; SESS=${3:-16}
+command -v smtp-sink >/dev/null && command -v swaks >/dev/null || bash tests/interop/setup.sh
+[ -n "${LEGATE_BIN:-}" ] || cargo build --release --locked -p legate >/dev/null 2>&1
+BIN=${LEGATE_BIN:-"${CARGO_TARGET_DIR:-$ROOT/target}/release/legate"}
+# shellcheck source=/dev/null
+source tests/interop/lib/postfix.sh
+WORK=$(mktemp -d); chmod 755 "$WORK"
+PID=""; SINK_PID=""
+trap 'pf_stop "$WORK/pf"; kill $PID $SINK_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+HTTP=$(port); SMTP=$(port); SUB=$(port); SINK=$(port); PF=$(port); DEAD=$(port)
+now() { date +%s.%N; }
+
+# One smtp-sink for both runs; -c prints a running "mesg=N" counter.
+smtp-sink -c -u postfix 127.0.0.1:"$SINK" 256 > "$WORK/sink.out" 2>&1 & SINK_PID=$!
+sunk() { local c; c=$(tr '\r' '\n' < "$WORK/sink.out" | grep -o 'mesg=[0-9]*' | tail -1 | cut -d= -f2 || true); echo "${c:-0}"; }
+wait_sunk() {  # wait_sunk TARGET: until smtp-sink has counted TARGET messages (or 600 s pass)
+  local deadline=$(( $(date +%s) + 600 ))
+  while [ "$(sunk)" -lt "$1" ]; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "timeout: smtp-sink has $(sunk) of $1" >&2; return 1; }
+    sleep 0.05
+  done
+}
+
+cat > "$WORK/c.toml" <<CFG
+[server]
+domain = "agents.test"
+hostname = "mx.agents.test"
+[storage]
+path = "$WORK/data"
+[listen]
+http = "127.0.0.1:$HTTP"
+smtp = "127.0.0.1:$SMTP"
+submission = "127.0.0.1:$SUB"
+imap = ""
+[dns]
+nameservers = ["127.0.0.1:$DEAD"]
+timeout_secs = 1
+[log]
+level = "warn"
+[outbound]
+max_per_domain = ${LEGATE_MAX_PER_DOMAIN:-16}
+max_concurrent = 64
+[[outbound.route]]
+domain = "bench.test"
+next_hop = "127.0.0.1:$SINK"
+require_tls = false
+CFG
+TOKEN="lg_$(head -c 32 /dev/urandom | base32 | tr -d '=\n')"
+LEGATE_BOOTSTRAP_ADMIN_TOKEN=$TOKEN $BIN --config "$WORK/c.toml" serve >"$WORK/legate.out" 2>&1 & PID=$!
+BASE="http://127.0.0.1:$HTTP"
+for _ in $(seq 1 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
+KEY=$(curl -s -XPOST "$BASE/v1/agents" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  -d '{"local":"bench","scopes":["mail:send"]}' | jq -r .api_key.key)
+
+# Warm-up (also proves the path works): one message end to end.
+python3 bench/lib/smtp_load.py 127.0.0.1 "$SUB" 1 "$SIZE" 1 bench@agents.test sink@bench.test bench@agents.test "$KEY" >/dev/null
+wait_sunk 1
+BASE0=$(sunk)
+
+T0=$(now)
+LSUB=$(python3 bench/lib/smtp_load.py 127.0.0.1 "$SUB" "$N" "$SIZE" "$SESS" bench@agents.test sink@bench.test bench@agents.test "$KEY")
+wait_sunk $((BASE0 + N))
+T1=$(now)
+kill -TERM $PID; wait $PID 2>/dev/null || true; PID=""
+
+pf_start "$WORK/pf" "$PF" "bench.test=smtp:[127.0.0.1]:$SINK" || { echo "postfix did not start" >&2; exit 1; }
+swaks --server 127.0.0.1:"$PF" --from a@pf.test --to warm@bench.test >/dev/null 2>&1
+wait_sunk $((BASE0 + N + 1))
+BASE1=$(sunk)
+T2=$(now)
+S0=$(now)
+smtp-source -d -s "$SESS" -m "$N" -l "$SIZE" -f src@pf.test -t sink@bench.test 127.0.0.1:"$PF"
+S1=$(now)
+wait_sunk $((BASE1 + N))
+T3=$(now)
+
+python3 - "$N" "$SIZE" "$SESS" "$T0" "$T1" "$LSUB" "$T2" "$T3" "$S0" "$S1" "$(nproc)" <<'PY'
+import sys
+n, size, sess = map(int, sys.argv[1:4])
+t0, t1, lsub, t2, t3, s0, s1 = map(float, sys.argv[4:11])
+cores = sys.argv[11]
+lg, pf = n / (t1 - t0), n / (t3 - t2)
+print(f"messages={n} size={size}B sessions={sess} cores={cores}")
+print(f"legate  (submission STARTTLS+AUTH, dual DKIM, queue -> smtp-sink): {lg:8.1f} msg/s  "
+      f"({t1 - t0:.2f} s; submissions done after {lsub:.2f} s)")
+print(f"postfix (smtp-source plain SMTP, relay unsigned -> smtp-sink):    {pf:8.1f} msg/s  "
+      f"({t3 - t2:.2f} s; submissions done after {s1 - s0:.2f} s)")
+print(f"ratio legate/postfix: {lg / pf:.2f}x  (goal >= 1.5x)")
+PY
