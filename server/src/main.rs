@@ -410,18 +410,26 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
 fn dkim(cfg: Config, c: DkimCmd) -> anyhow::Result<ExitCode> {
     let domain = cfg.server.domain.clone();
     let prefix = cfg.dkim.selector_prefix.clone();
-    let (s, actor) = open_offline(cfg)?;
-    let (records, json) = match c {
-        DkimCmd::Records { json } => (s.vault.dkim_records(&domain)?, json),
+    let (s, records, json) = match c {
+        // Reading needs no admin: the keys exist as soon as the data directory does, so the
+        // records can be published before the first `serve`.
+        DkimCmd::Records { json } => {
+            let did = app::did_host(&cfg, None);
+            let s = Services::open(cfg, did)?;
+            let r = s.vault.dkim_records(&domain)?;
+            (s, r, json)
+        }
         DkimCmd::Rotate { json } => {
+            let (s, actor) = open_offline(cfg)?;
             let r = s.vault.rotate_dkim(&domain, &prefix)?;
             audit_cli(&s, &actor, "dkim.rotate", &domain)?;
-            (r, json)
+            (s, r, json)
         }
         DkimCmd::Remove { selector } => {
+            let (s, actor) = open_offline(cfg)?;
             let r = s.vault.remove_dkim(&domain, &selector)?;
             audit_cli(&s, &actor, "dkim.remove", &selector)?;
-            (r, false)
+            (s, r, false)
         }
     };
     s.audit.sync_blocking();
