@@ -190,7 +190,7 @@ impl Acme {
     }
 }
 
-fn ensure_private_dir(dir: &Path) -> Result<(), TlsError> {
+pub(super) fn ensure_private_dir(dir: &Path) -> Result<(), TlsError> {
     use std::os::unix::fs::DirBuilderExt;
     if dir.is_dir() {
         return Ok(());

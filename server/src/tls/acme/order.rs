@@ -77,6 +77,7 @@ async fn account(acme: &Acme) -> Result<Account, AcmeError> {
     };
     let json =
         Zeroizing::new(serde_json::to_vec(&stored).map_err(|e| AcmeError::Order(e.to_string()))?);
+    super::ensure_private_dir(&acme.dir)?;
     write_private(&path, &json)?;
     tracing::info!(id = account.id(), "acme account registered");
     Ok(account)
