@@ -7,7 +7,6 @@ use legate::app::{self, Services, StartOptions};
 use legate::config::{self, Config, LogFormat};
 use legate::identity::{Actor, NewAgent, NewKey};
 use legate::init::prompt::{InitFlags, Prompter};
-use legate::init::{CertMode, InitOutcome};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -341,72 +340,12 @@ fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
     };
     let token = std::env::var("LEGATE_BOOTSTRAP_ADMIN_TOKEN").ok();
     let o = legate::init::write(&plan, token.as_deref())?;
-    let cfg = o.config.display().to_string();
     if a.json {
-        println!("{}", legate_init_json(&o, &cfg));
+        println!("{}", o.to_json());
     } else {
-        print!("{}", legate_init_text(&o, &cfg));
+        print!("{}", o.summary());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn cert_summary(o: &InitOutcome) -> String {
-    match (&o.cert, &o.certificate) {
-        (
-            CertMode::Acme {
-                directory,
-                challenge,
-                ..
-            },
-            _,
-        ) => {
-            format!("ACME from {directory} ({challenge}), ordered at first start")
-        }
-        (CertMode::Files { cert, .. }, _) => format!("{}", cert.display()),
-        (CertMode::SelfSigned, Some(p)) => format!("self-signed, {}", p.display()),
-        (CertMode::SelfSigned, None) => "self-signed".into(),
-    }
-}
-
-fn legate_init_json(o: &InitOutcome, cfg: &str) -> serde_json::Value {
-    serde_json::json!({
-        "domain": o.domain, "hostname": o.hostname,
-        "config": o.config, "master_key": o.master_key, "data": o.data,
-        "admin_email": o.admin_email, "org_id": o.org_id,
-        "admin_token": o.admin_token.as_ref().map(|t| t.as_str()),
-        "certificate": cert_summary(o),
-        "dkim": o.dkim.iter().map(|(name, value)| serde_json::json!({
-            "name": name, "type": "TXT", "value": value,
-        })).collect::<Vec<_>>(),
-        "dns_plan": format!("legate --config {cfg} dns plan"),
-        "next": format!("legate --config {cfg} serve"),
-    })
-}
-
-fn legate_init_text(o: &InitOutcome, cfg: &str) -> String {
-    let mut t = format!("legate: initialised {} in {}\n", o.domain, o.data.display());
-    t += &format!("  config:      {cfg}\n");
-    t += &format!(
-        "  master key:  {} (mode 0600; back it up, it opens the vault)\n",
-        o.master_key.display()
-    );
-    t += &format!("  certificate: {}\n", cert_summary(o));
-    t += &format!("  admin:       {}\n", o.admin_email);
-    if let Some(tok) = &o.admin_token {
-        t += &format!("  admin token (shown once): {}\n", tok.as_str());
-    }
-    t += "\nDNS: publish the DKIM keys (the full plan: MX, SPF, DMARC, MTA-STS, ... comes from\n";
-    t += &format!("`legate --config {cfg} dns plan`; `dns check` verifies it live):\n");
-    for (name, value) in &o.dkim {
-        t += &format!("  {name}. IN TXT \"{value}\"\n");
-    }
-    t += "\nnext steps:\n";
-    t += &format!("  1. DNS:         legate --config {cfg} dns plan\n");
-    t += &format!(
-        "  2. start:       legate --config {cfg} serve   (or deploy/systemd, deploy/helm)\n"
-    );
-    t += &format!("  3. first agent: legate --config {cfg} agent create ops\n");
-    t
 }
 
 /// Opens the data directory for an offline command, acting as the first human.

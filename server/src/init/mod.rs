@@ -4,6 +4,7 @@
 //! both are testable without a terminal.
 
 pub mod prompt;
+mod report;
 
 use crate::app::{self, Services};
 use crate::config;
