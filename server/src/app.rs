@@ -24,6 +24,7 @@ pub struct Services {
     pub identity: Arc<IdentityService>,
     pub vault: Arc<VaultService>,
     pub mailbox: Arc<MailboxService>,
+    pub queue: Arc<crate::queue::QueueService>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -61,6 +62,16 @@ impl Services {
             audit.clone(),
             config.smtp.mailbox_quota_bytes,
         ));
+        let queue = Arc::new(crate::queue::QueueService::new(
+            store.clone(),
+            audit.clone(),
+            mailbox.clone(),
+            identity.clone(),
+            vault.clone(),
+            metrics.clone(),
+            crate::queue::QueueSettings::from_config(&config),
+            outbound_transport(&config)?,
+        ));
         Ok(Services {
             config,
             store,
@@ -68,6 +79,7 @@ impl Services {
             identity,
             vault,
             mailbox,
+            queue,
             metrics,
         })
     }
@@ -79,6 +91,34 @@ impl Services {
             .identity
             .bootstrap(&format!("admin@{domain}"), domain, domain, token)?)
     }
+}
+
+/// The SMTP client the queue delivers remote mail through.
+fn outbound_transport(config: &Config) -> anyhow::Result<Arc<dyn crate::queue::Transport>> {
+    use crate::smtp::outbound::{OutboundSettings, SmtpTransport};
+    let mut o = OutboundSettings::new(
+        config.server.hostname.clone(),
+        config.outbound.route.clone(),
+        resolver_config(config)?,
+    );
+    o.mx_port = config.outbound.mx_port;
+    o.max_message_size = config.smtp.max_message_size;
+    let cap = Duration::from_secs(config.outbound.timeout_secs);
+    o.connect_timeout = o.connect_timeout.min(cap);
+    let t = &mut o.timeouts;
+    for d in [
+        &mut t.greeting,
+        &mut t.mail,
+        &mut t.rcpt,
+        &mut t.data_init,
+        &mut t.data_block,
+        &mut t.data_end,
+    ] {
+        *d = (*d).min(cap);
+    }
+    Ok(Arc::new(
+        SmtpTransport::new(o).context("cannot set up the SMTP client")?,
+    ))
 }
 
 /// The did:web host: from `server.public_url` when set, else the domain, with the HTTP port
@@ -113,6 +153,8 @@ pub struct Running {
     /// The certificate every TLS listener serves (swapped on ACME renewal).
     pub tls: Arc<crate::tls::CertResolver>,
     pub smtp_addr: Option<SocketAddr>,
+    pub submission_addr: Option<SocketAddr>,
+    pub submissions_addr: Option<SocketAddr>,
     /// What the first start created (the admin token is in it once).
     pub bootstrap: Option<Bootstrap>,
     shutdown: CancellationToken,
@@ -160,6 +202,11 @@ fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound
         mailauth,
         audit: s.audit.clone(),
         metrics: s.metrics.clone(),
+        queue: s.queue.clone(),
+        auth_limiter: Arc::new(crate::smtp::inbound::auth::AuthLimiter::new(
+            5,
+            Duration::from_secs(300),
+        )),
     })
 }
 
@@ -168,7 +215,11 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
     let http = bind("http", &config.listen.http).await?;
     let https = bind("https", &config.listen.https).await?;
     let smtp = bind("smtp", &config.listen.smtp).await?;
+    let submission = bind("submission", &config.listen.submission).await?;
+    let submissions = bind("submissions", &config.listen.submissions).await?;
     let smtp_addr = smtp.as_ref().map(|l| l.local_addr()).transpose()?;
+    let submission_addr = submission.as_ref().map(|l| l.local_addr()).transpose()?;
+    let submissions_addr = submissions.as_ref().map(|l| l.local_addr()).transpose()?;
     let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
     let https_addr = https.as_ref().map(|l| l.local_addr()).transpose()?;
     // Clients reach the API over HTTPS when it is on.
@@ -179,9 +230,21 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
     let mut tasks = Vec::new();
     // Everything that can fail or take time happens before any listener serves.
     let tls = crate::tls::Tls::from_config(&services.config)?;
-    let smtp = match smtp {
-        Some(l) => Some((l, Arc::new(inbound_context(&services)?), tls.mail_config()?)),
-        None => None,
+    use crate::smtp::inbound::Kind;
+    let mut smtp_listeners = Vec::new();
+    for (l, kind) in [
+        (smtp, Kind::Mx),
+        (submission, Kind::Submission),
+        (submissions, Kind::Submissions),
+    ] {
+        if let Some(l) = l {
+            smtp_listeners.push((l, kind));
+        }
+    }
+    let smtp_ctx = if smtp_listeners.is_empty() {
+        None
+    } else {
+        Some((Arc::new(inbound_context(&services)?), tls.mail_config()?))
     };
 
     if let Some(listener) = https {
@@ -222,24 +285,39 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
             }),
         ));
     }
-    if let Some((listener, ctx, tls)) = smtp {
+    {
+        let queue = services.queue.clone();
         let token = shutdown.clone();
-        tasks.push((
-            "smtp",
-            tokio::spawn(crate::smtp::inbound::serve(listener, ctx, Some(tls), token)),
-        ));
+        tasks.push(("queue", tokio::spawn(queue.run(token))));
+    }
+    if let Some((ctx, tls)) = smtp_ctx {
+        for (listener, kind) in smtp_listeners {
+            let token = shutdown.clone();
+            tasks.push((
+                "smtp",
+                tokio::spawn(crate::smtp::inbound::serve_as(
+                    listener,
+                    ctx.clone(),
+                    Some(tls.clone()),
+                    kind,
+                    token,
+                )),
+            ));
+        }
     }
     if let Some(acme) = tls.acme.clone() {
         // Not in `tasks`: an order in flight is abandoned at shutdown, not drained.
         tokio::spawn(acme.run(shutdown.clone()));
     }
-    tracing::info!(http = ?http_addr, https = ?https_addr, smtp = ?smtp_addr, domain = %services.config.server.domain, "legate started");
+    tracing::info!(http = ?http_addr, https = ?https_addr, smtp = ?smtp_addr, submission = ?submission_addr, submissions = ?submissions_addr, domain = %services.config.server.domain, "legate started");
     Ok(Running {
         services,
         http_addr,
         https_addr,
         tls: tls.resolver.clone(),
         smtp_addr,
+        submission_addr,
+        submissions_addr,
         bootstrap,
         shutdown,
         tasks,

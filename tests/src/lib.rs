@@ -55,6 +55,20 @@ impl TestServer {
         s
     }
 
+    pub fn submission_addr(&self) -> std::net::SocketAddr {
+        self.running
+            .as_ref()
+            .and_then(|r| r.submission_addr)
+            .expect("submission listener")
+    }
+
+    pub fn submissions_addr(&self) -> std::net::SocketAddr {
+        self.running
+            .as_ref()
+            .and_then(|r| r.submissions_addr)
+            .expect("submissions listener")
+    }
+
     pub fn smtp_addr(&self) -> std::net::SocketAddr {
         self.running
             .as_ref()
@@ -224,19 +238,70 @@ pub fn legate_bin() -> PathBuf {
     bin
 }
 
+/// Any stream an SMTP test client can speak over (TCP, or TLS over TCP).
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
 /// A minimal SMTP client for tests: writes raw lines and reads whole (multi-line) replies.
 pub struct SmtpClient {
-    stream: tokio::io::BufReader<tokio::net::TcpStream>,
+    stream: tokio::io::BufReader<Box<dyn Io>>,
+}
+
+/// A TLS client that trusts the server's self-signed certificate from its data directory.
+pub fn tls_connector(data_dir: &Path) -> tokio_rustls::TlsConnector {
+    let pem = std::fs::read(data_dir.join("tls-cert.pem")).expect("tls-cert.pem");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.expect("cert")).expect("root");
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("tls versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    tokio_rustls::TlsConnector::from(Arc::new(cfg))
 }
 
 impl SmtpClient {
     pub async fn connect(addr: std::net::SocketAddr) -> (SmtpClient, String) {
         let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
         let mut c = SmtpClient {
-            stream: tokio::io::BufReader::new(s),
+            stream: tokio::io::BufReader::new(Box::new(s)),
         };
         let greeting = c.read_reply().await;
         (c, greeting)
+    }
+
+    /// Connects with TLS from the first byte (port 465 style).
+    pub async fn connect_tls(
+        addr: std::net::SocketAddr,
+        tls: &tokio_rustls::TlsConnector,
+        name: &str,
+    ) -> (SmtpClient, String) {
+        let s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let name = rustls::pki_types::ServerName::try_from(name.to_string()).expect("name");
+        let s = tls.connect(name, s).await.expect("tls handshake");
+        let mut c = SmtpClient {
+            stream: tokio::io::BufReader::new(Box::new(s)),
+        };
+        let greeting = c.read_reply().await;
+        (c, greeting)
+    }
+
+    /// Sends STARTTLS and continues over TLS (the caller sends EHLO again).
+    pub async fn starttls(mut self, tls: &tokio_rustls::TlsConnector, name: &str) -> SmtpClient {
+        let r = self.cmd("STARTTLS").await;
+        assert!(r.starts_with("220"), "STARTTLS: {r}");
+        let name = rustls::pki_types::ServerName::try_from(name.to_string()).expect("name");
+        let s = tls
+            .connect(name, self.stream.into_inner())
+            .await
+            .expect("tls handshake");
+        SmtpClient {
+            stream: tokio::io::BufReader::new(Box::new(s)),
+        }
     }
 
     /// Reads one reply (all its lines); empty when the server closed the connection.

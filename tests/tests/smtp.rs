@@ -1,6 +1,7 @@
 //! Inbound SMTP suite: real sessions over TCP against a server whose DNS is a loopback server.
 
 use legate::mailauth::StaticDns;
+use legate_tests::tls_connector;
 use legate_tests::{SmtpClient, TestServer};
 
 const MSG: &str = "From: Alice <alice@sender.test>\r\nTo: ops@agents.test\r\nSubject: Your code\r\nMessage-ID: <m1@sender.test>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nYour verification code is 482913.\r\n.leading dot line\r\n";
@@ -307,23 +308,6 @@ async fn accepted_mail_survives_a_restart() {
         .await;
     assert_eq!(list["items"].as_array().unwrap().len(), 5);
     s.stop().await;
-}
-
-/// A TLS client that trusts the server's self-signed certificate from its data directory.
-fn tls_connector(data_dir: &std::path::Path) -> tokio_rustls::TlsConnector {
-    let pem = std::fs::read(data_dir.join("tls-cert.pem")).unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
 }
 
 async fn read_reply<R: tokio::io::AsyncBufRead + Unpin>(r: &mut R) -> String {

@@ -148,3 +148,23 @@ impl From<crate::vault::VaultError> for ApiError {
         }
     }
 }
+
+impl From<crate::queue::QueueError> for ApiError {
+    fn from(e: crate::queue::QueueError) -> Self {
+        use crate::queue::QueueError as Q;
+        match e {
+            Q::Denied(d) => d.into(),
+            Q::NotFound(what) => Self::not_found(what),
+            Q::Invalid(m) => Self::invalid(m),
+            Q::Recipient(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_recipient", m),
+            Q::TooLarge { .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "message_too_large",
+                e.to_string(),
+            ),
+            Q::Mailbox(m) => m.into(),
+            Q::Identity(i) => i.into(),
+            other => Self::internal(&other),
+        }
+    }
+}

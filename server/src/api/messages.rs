@@ -4,10 +4,11 @@
 use super::extract::{Auth, Json, Path, Query};
 use super::{ApiResult, AppState};
 use crate::mailbox::{Deleted, ListQuery, MessagePatch, WaitQuery};
+use crate::queue::{ReplyRequest, SendRequest};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
@@ -16,6 +17,8 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/messages", get(list))
         .route("/v1/messages/wait", get(wait))
+        .route("/v1/messages/send", post(send))
+        .route("/v1/messages/{id}/reply", post(reply))
         .route(
             "/v1/messages/{id}",
             get(get_message).patch(update).delete(delete),
@@ -52,7 +55,26 @@ async fn get_message(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(s.mailbox.get(&actor, &id)?.to_json()))
+    Ok(axum::Json(s.queue.message_json(&actor, &id)?))
+}
+
+async fn send(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Json(req): Json<SendRequest>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let accepted = s.queue.send(&actor, &req).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(accepted.to_json())))
+}
+
+async fn reply(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    Json(req): Json<ReplyRequest>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let accepted = s.queue.reply(&actor, &id, &req).await?;
+    Ok((StatusCode::ACCEPTED, axum::Json(accepted.to_json())))
 }
 
 async fn raw(

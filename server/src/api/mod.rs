@@ -8,6 +8,7 @@ pub mod extract;
 mod identity;
 mod messages;
 mod public;
+mod queue;
 mod system;
 mod vault;
 mod whoami;
@@ -36,6 +37,7 @@ pub fn router(state: AppState) -> Router {
         .merge(audit::router())
         .merge(vault::router())
         .merge(messages::router())
+        .merge(queue::router())
         .merge(identity::router())
         .merge(public::router())
         .fallback(not_found)

@@ -140,18 +140,17 @@ fn outbound(value: &Value, errs: &mut Vec<ConfigError>) -> OutboundConfig {
         errs.push(err("outbound", "expected a table"));
         return OutboundConfig::default();
     };
-    let mut out = OutboundConfig::default();
-    for (k, v) in table {
-        if k != "route" {
-            errs.push(err(format!("outbound.{k}"), "unknown key"));
-            continue;
-        }
+    // `[[outbound.route]]` items get their own paths; the scalar keys parse as a section.
+    let mut rest = table.clone();
+    let routes = rest.remove("route");
+    let mut out: OutboundConfig = section("outbound", &Value::Table(rest), errs);
+    if let Some(v) = routes {
         let Some(items) = v.as_array() else {
             errs.push(err(
                 "outbound.route",
                 "expected an array of tables ([[outbound.route]])",
             ));
-            continue;
+            return out;
         };
         for (i, item) in items.iter().enumerate() {
             out.route
@@ -261,6 +260,24 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
             "dkim.selector_prefix",
             "must be 1-32 letters, digits or '-' (it starts a DNS label)",
         ));
+    }
+    let o = &c.outbound;
+    if o.retry_secs.is_empty() || o.retry_secs.contains(&0) {
+        errs.push(err(
+            "outbound.retry_secs",
+            "needs at least one delay, each greater than 0",
+        ));
+    }
+    for (name, v) in [
+        ("max_age_secs", o.max_age_secs),
+        ("max_per_domain", o.max_per_domain as u64),
+        ("max_concurrent", o.max_concurrent as u64),
+        ("scan_interval_secs", o.scan_interval_secs),
+        ("timeout_secs", o.timeout_secs),
+    ] {
+        if v == 0 {
+            errs.push(err(format!("outbound.{name}"), "must be greater than 0"));
+        }
     }
     for (i, r) in c.outbound.route.iter().enumerate() {
         let p = format!("outbound.route[{i}]");

@@ -264,10 +264,45 @@ impl Default for IdentityConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+/// The outbound queue and SMTP client (DESIGN §5).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct OutboundConfig {
     pub route: Vec<RouteConfig>,
+    /// Delays between attempts after a temporary failure; the last repeats until
+    /// `max_age_secs` (DESIGN §5: 2m, 5m, 10m, 15m, 30m, 1h, 2h, then every 2h).
+    pub retry_secs: Vec<u64>,
+    /// A message undelivered this long fails with a DSN (5 days, RFC 5321 §4.5.4.1).
+    pub max_age_secs: u64,
+    /// A still-undelivered message tells its sender once, after this long (4 hours).
+    pub delay_notice_secs: u64,
+    /// Simultaneous deliveries to one destination domain.
+    pub max_per_domain: usize,
+    /// Simultaneous deliveries in all.
+    pub max_concurrent: usize,
+    /// The queue rescans on this timer even if no nudge arrives.
+    pub scan_interval_secs: u64,
+    /// Connect and per-command timeout of the SMTP client (RFC 5321 §4.5.3.2 allows up to
+    /// 10 minutes for the end of DATA; this caps every step).
+    pub timeout_secs: u64,
+    /// The SMTP port of MX hosts; only tests change it.
+    pub mx_port: u16,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        Self {
+            route: Vec::new(),
+            retry_secs: vec![120, 300, 600, 900, 1800, 3600, 7200],
+            max_age_secs: 5 * 24 * 3600,
+            delay_notice_secs: 4 * 3600,
+            max_per_domain: 4,
+            max_concurrent: 32,
+            scan_interval_secs: 30,
+            timeout_secs: 300,
+            mx_port: 25,
+        }
+    }
 }
 
 /// A static next hop for one destination domain, used instead of MX lookups.

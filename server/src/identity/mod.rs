@@ -12,6 +12,7 @@ pub mod apikey;
 mod auth;
 mod custody;
 pub mod did;
+pub mod envelope;
 mod error;
 pub mod fetch;
 mod keys;

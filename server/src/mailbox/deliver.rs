@@ -12,7 +12,7 @@ use super::model::{ChangeKind, DeliveryMeta, MessageContent, StoredMessage};
 use super::thread::{self, ThreadRefs};
 use super::{index, Folder, MailboxError, MailboxService};
 use crate::extract::{self, Extracted};
-use crate::store::{Tree, Tx, TxFail};
+use crate::store::{Tree, Tx, TxFail, TxStoreError};
 use crate::util::{new_id, now_millis, now_unix};
 use std::sync::Arc;
 
@@ -143,6 +143,16 @@ fn unparsed() -> Extracted {
     }
 }
 
+/// Extra writes joined to a delivery's transaction (see [`MailboxService::deliver_with`]).
+pub struct TxHook<'a> {
+    /// Trees the hook writes, besides the mailbox's own.
+    pub trees: &'a [Tree],
+    /// Called once per transaction attempt (sled may retry on conflict), with the record as
+    /// it will be stored.
+    #[allow(clippy::type_complexity)]
+    pub write: &'a (dyn Fn(&Tx<'_>, &StoredMessage) -> Result<(), TxStoreError> + Sync),
+}
+
 impl MailboxService {
     /// Refuses early (SMTP RCPT or DATA time) when `incoming` bytes would not fit. `deliver`
     /// checks again inside its transaction, which is what actually holds the line.
@@ -168,6 +178,20 @@ impl MailboxService {
         folder: Folder,
         raw: Vec<u8>,
         meta: DeliveryMeta,
+    ) -> Result<StoredMessage, MailboxError> {
+        self.deliver_with(agent, folder, raw, meta, None).await
+    }
+
+    /// [`deliver`](Self::deliver), with `hook` writing its own records in the SAME
+    /// transaction: the outbound queue stores a message, its recipients and the sender's Sent
+    /// copy atomically, so no crash can leave one without the other.
+    pub async fn deliver_with(
+        &self,
+        agent: &str,
+        folder: Folder,
+        raw: Vec<u8>,
+        meta: DeliveryMeta,
+        hook: Option<TxHook<'_>>,
     ) -> Result<StoredMessage, MailboxError> {
         if !index::valid_agent_id(agent) {
             return Err(MailboxError::Invalid("invalid agent id".into()));
@@ -234,7 +258,11 @@ impl MailboxService {
         let (now, now_ms) = (now_unix(), now_millis());
         let quota = self.quota_bytes;
 
-        let rec = self.store.transact(&TREES, |tx| {
+        let mut trees = TREES.to_vec();
+        if let Some(h) = &hook {
+            trees.extend_from_slice(h.trees);
+        }
+        let rec = self.store.transact(&trees, |tx| {
             let mut st = load_state(tx, agent, now)?;
             if quota > 0 && st.used_bytes.saturating_add(size) > quota {
                 return Err(TxFail::Abort(MailboxError::QuotaExceeded {
@@ -264,6 +292,9 @@ impl MailboxService {
                 &index::change(agent, st.modseq),
                 &rec.change(ChangeKind::Added, st.modseq, now_ms),
             )?;
+            if let Some(h) = &hook {
+                (h.write)(tx, &rec)?;
+            }
             Ok(rec)
         })?;
         self.audit.commit().await?;

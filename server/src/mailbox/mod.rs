@@ -25,6 +25,7 @@ mod thread;
 mod update;
 mod wait;
 
+pub use deliver::TxHook;
 pub use error::MailboxError;
 pub use flags::{Delta, SetEdit};
 pub use folder::{AgentMailState, Folder, FolderState};

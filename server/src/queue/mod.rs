@@ -1,1 +1,21 @@
-//! See DESIGN.md §1 for this module's place.
+//! The durable outbound queue (DESIGN §5): messages and per-recipient state written in one
+//! transaction before anyone is told "accepted", a worker that delivers through a
+//! [`Transport`], retries on the DESIGN schedule, and DSNs on permanent failure.
+
+mod admin;
+pub mod compose;
+pub mod dsn;
+mod error;
+pub mod model;
+mod reply;
+mod service;
+pub mod transport;
+mod worker;
+
+pub use admin::QueueQuery;
+pub use compose::{AttachmentIn, SendRequest};
+pub use error::QueueError;
+pub use model::{QueuedMessage, RcptStatus, Recipient};
+pub use reply::ReplyRequest;
+pub use service::{Accepted, QueueService, QueueSettings};
+pub use transport::{BoxFuture, DeliveryReport, Envelope, RcptOutcome, Transport};

@@ -1,4 +1,5 @@
-//! SMTP front-ends. `inbound` is the MX side (port 25); submission and the outbound client
-//! come with the outbound work.
+//! SMTP front-ends: `inbound` is the MX side (port 25) and submission (587/465); `outbound`
+//! is the client the queue delivers through.
 
 pub mod inbound;
+pub mod outbound;

@@ -18,7 +18,7 @@ mod tx;
 pub use codec::{decode, encode};
 pub use error::StoreError;
 pub use trees::Tree;
-pub use tx::{Tx, TxError, TxFail};
+pub use tx::{Tx, TxError, TxFail, TxStoreError};
 
 use commit::GroupCommit;
 use serde::{de::DeserializeOwned, Serialize};

@@ -54,10 +54,12 @@ pub enum Tree {
     FolderTimeline,
     /// agent \0 Message-ID -> thread id
     MailThreads,
+    /// queue id -> signed raw message, kept until every recipient is final
+    QueueBlobs,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 25] = [
+    pub const ALL: [Tree; 26] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -83,6 +85,7 @@ impl Tree {
         Tree::MessageContent,
         Tree::FolderTimeline,
         Tree::MailThreads,
+        Tree::QueueBlobs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -112,6 +115,7 @@ impl Tree {
             Tree::MessageContent => "message_content",
             Tree::FolderTimeline => "folder_timeline",
             Tree::MailThreads => "mail_threads",
+            Tree::QueueBlobs => "queue_blobs",
         }
     }
 }

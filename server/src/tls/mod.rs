@@ -95,7 +95,7 @@ pub fn load_files(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError
 /// A server config answering with whatever `resolver` holds at handshake time. `alpn` lists
 /// the protocols offered; mail listeners pass none (rustls would refuse a client whose ALPN
 /// list does not overlap a non-empty one).
-pub fn server_config(
+pub fn resolver_config(
     resolver: Arc<CertResolver>,
     alpn: &[&[u8]],
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
@@ -106,6 +106,11 @@ pub fn server_config(
         .with_cert_resolver(resolver);
     cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(cfg))
+}
+
+/// A mail-listener config serving one fixed PEM pair (tests, tools).
+pub fn server_config(cert: &Path, key: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    resolver_config(Arc::new(CertResolver::new(load_files(cert, key)?)), &[])
 }
 
 /// Paths of the self-signed pair in `dir`, made on first use (key file mode 0600).
@@ -169,13 +174,13 @@ impl Tls {
 
     /// For SMTP and IMAP: no ALPN.
     pub fn mail_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        server_config(self.resolver.clone(), &[])
+        resolver_config(self.resolver.clone(), &[])
     }
 
     /// For HTTPS: HTTP/1.1, plus `acme-tls/1` so TLS-ALPN-01 validation (always on port 443)
     /// reaches the challenge certificate.
     pub fn https_config(&self) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-        server_config(self.resolver.clone(), &[b"http/1.1", ACME_TLS_ALPN])
+        resolver_config(self.resolver.clone(), &[b"http/1.1", ACME_TLS_ALPN])
     }
 }
 

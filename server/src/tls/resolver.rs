@@ -89,7 +89,7 @@ impl ResolvesServerCert for CertResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tls::{load_pem, server_config};
+    use crate::tls::{load_pem, resolver_config};
     use rustls::pki_types::ServerName;
 
     fn ck(name: &str) -> (Arc<CertifiedKey>, String) {
@@ -199,7 +199,7 @@ mod tests {
         let (a, a_pem) = ck("mx.a.test");
         let (b, b_pem) = ck("mx.a.test");
         let r = Arc::new(CertResolver::new(a));
-        let cfg = server_config(r.clone(), &[]).unwrap();
+        let cfg = resolver_config(r.clone(), &[]).unwrap();
         assert_eq!(
             handshake(cfg.clone(), "mx.a.test", &[]).unwrap().0,
             der(&a_pem)
@@ -213,7 +213,7 @@ mod tests {
         let (real, real_pem) = ck("mx.a.test");
         let (chal, chal_pem) = ck("mx.a.test");
         let r = Arc::new(CertResolver::new(real));
-        let cfg = server_config(r.clone(), &[b"http/1.1", ACME_TLS_ALPN]).unwrap();
+        let cfg = resolver_config(r.clone(), &[b"http/1.1", ACME_TLS_ALPN]).unwrap();
         assert!(
             handshake(cfg.clone(), "mx.a.test", &[ACME_TLS_ALPN]).is_none(),
             "no challenge registered: the handshake fails instead of showing the real cert"

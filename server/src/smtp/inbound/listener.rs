@@ -30,12 +30,44 @@ impl Drop for Slot {
     }
 }
 
-/// Serves until `shutdown`; then stops accepting, tells sessions `421`, and waits for them
-/// (bounded).
+/// Which protocol a listener speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Port 25: mail for our agents, STARTTLS offered.
+    Mx,
+    /// Port 587: STARTTLS, then AUTH (RFC 6409).
+    Submission,
+    /// Port 465: TLS from the first byte, then AUTH (RFC 8314).
+    Submissions,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Mx => "smtp",
+            Kind::Submission => "submission",
+            Kind::Submissions => "submissions",
+        }
+    }
+}
+
+/// Serves MX until `shutdown`; see [`serve_as`].
 pub async fn serve(
     listener: TcpListener,
     ctx: Arc<Inbound>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: CancellationToken,
+) {
+    serve_as(listener, ctx, tls, Kind::Mx, shutdown).await
+}
+
+/// Serves until `shutdown`; then stops accepting, tells sessions `421`, and waits for them
+/// (bounded).
+pub async fn serve_as(
+    listener: TcpListener,
+    ctx: Arc<Inbound>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    kind: Kind,
     shutdown: CancellationToken,
 ) {
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
@@ -78,25 +110,48 @@ pub async fn serve(
         let ctx = ctx.clone();
         let token = shutdown.clone();
         let acceptor = acceptor.clone();
-        ctx.metrics.smtp_sessions.with_label_values(&["smtp"]).inc();
-        let span = tracing::info_span!("smtp", peer = %peer);
+        ctx.metrics
+            .smtp_sessions
+            .with_label_values(&[kind.name()])
+            .inc();
+        let span = tracing::info_span!("smtp", listener = kind.name(), peer = %peer);
         tasks.spawn(
             async move {
                 let _slot = slot;
                 ctx.metrics.smtp_active.inc();
                 let _ = stream.set_nodelay(true);
-                let ended = Session::new(stream, ctx.clone(), peer, acceptor)
-                    .run(token.clone(), true)
-                    .await;
+                if kind == Kind::Submissions {
+                    if let Some(acceptor) = acceptor {
+                        let handshake = tokio::time::timeout(
+                            ctx.limits.command_timeout,
+                            acceptor.accept(stream),
+                        );
+                        if let Ok(Ok(tls)) = handshake.await {
+                            Session::new(tls, ctx.clone(), peer, None)
+                                .submission()
+                                .secured()
+                                .run(token, true)
+                                .await;
+                        }
+                    }
+                    ctx.metrics.smtp_active.dec();
+                    return;
+                }
+                let mut session = Session::new(stream, ctx.clone(), peer, acceptor);
+                if kind == Kind::Submission {
+                    session = session.submission();
+                }
+                let ended = session.run(token.clone(), true).await;
                 if let Ended::StartTls(stream, acceptor) = ended {
                     let handshake =
                         tokio::time::timeout(ctx.limits.command_timeout, acceptor.accept(stream));
                     match handshake.await {
                         Ok(Ok(tls)) => {
-                            Session::new(tls, ctx.clone(), peer, None)
-                                .secured()
-                                .run(token, false)
-                                .await;
+                            let mut session = Session::new(tls, ctx.clone(), peer, None);
+                            if kind == Kind::Submission {
+                                session = session.submission();
+                            }
+                            session.secured().run(token, false).await;
                         }
                         _ => tracing::debug!("TLS handshake failed"),
                     }

@@ -5,13 +5,13 @@
 //! machine, generic over its stream; `deliver` does the end-of-data work against the
 //! services. Parsing is smtp-proto's.
 
-mod address;
+pub mod auth;
 mod deliver;
 mod listener;
 pub mod reply;
 mod session;
 
-pub use listener::serve;
+pub use listener::{serve, serve_as, Kind};
 pub use session::Session;
 
 use crate::audit::Audit;
@@ -32,6 +32,18 @@ pub struct Inbound {
     pub mailauth: MailAuth,
     pub audit: Arc<Audit>,
     pub metrics: Arc<Metrics>,
+    /// Submission hands accepted mail to the outbound queue.
+    pub queue: Arc<crate::queue::QueueService>,
+    /// Failed AUTH attempts per IP, shared by both submission listeners.
+    pub auth_limiter: Arc<auth::AuthLimiter>,
+}
+
+/// What a listener serves: MX (port 25: mail for our agents, no AUTH) or submission (587
+/// with STARTTLS, 465 with implicit TLS: AUTH required, mail to anywhere).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Mx,
+    Submission,
 }
 
 /// Limits from `[smtp]`.

@@ -3,11 +3,12 @@
 //! Input is processed as it arrives and replies are queued, then written when the input
 //! buffer is exhausted, so pipelined commands (RFC 2920) get their replies in one write.
 
-use super::address::{check_rcpt, Checked};
+use super::auth::{self as sasl, Sasl, SaslStep};
 use super::reply::{self, Reply};
-use super::Inbound;
-use crate::identity::Agent;
-use crate::mailauth::SpfResult;
+use super::{Inbound, Mode};
+use crate::identity::envelope::{check_rcpt, Checked};
+use crate::identity::{Agent, Scope};
+use crate::mailauth::{AuthStatus, SpfResult, SpfScope};
 use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, RequestReceiver};
 use smtp_proto::{Error as ParseError, Request};
 use std::net::SocketAddr;
@@ -23,6 +24,8 @@ enum State {
     Data(DataReceiver),
     /// Inside a BDAT chunk.
     Bdat(BdatReceiver),
+    /// Reading a SASL response line (submission AUTH), bytes so far.
+    Auth(Sasl, zeroize::Zeroizing<Vec<u8>>),
     /// QUIT received or the session must end.
     Closed,
 }
@@ -39,6 +42,8 @@ pub(super) struct Txn {
     pub mail_from: String,
     pub spf: SpfResult,
     pub rcpts: Vec<Rcpt>,
+    /// Submission: recipients anywhere, checked by the queue.
+    pub submit_rcpts: Vec<String>,
     pub body: Vec<u8>,
     /// The message outgrew the size limit: keep reading to its end, then refuse.
     pub too_big: bool,
@@ -54,6 +59,9 @@ pub enum Ended<S> {
 pub struct Session<S> {
     stream: S,
     ctx: Arc<Inbound>,
+    mode: Mode,
+    /// The agent that authenticated (submission only).
+    authed: Option<Agent>,
     /// Offered as STARTTLS while the session is in clear text.
     tls: Option<tokio_rustls::TlsAcceptor>,
     secure: bool,
@@ -78,6 +86,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         Self {
             stream,
             ctx,
+            mode: Mode::Mx,
+            authed: None,
             tls,
             secure: false,
             upgrade: false,
@@ -105,6 +115,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             self.errors += 1;
         }
         r.write_to(&mut self.out);
+    }
+
+    /// A submission session (587 or 465): AUTH, then mail to anywhere as the agent.
+    pub fn submission(mut self) -> Self {
+        self.mode = Mode::Submission;
+        self
     }
 
     /// Marks a session as running over TLS (after STARTTLS or on an implicit-TLS port).
@@ -215,8 +231,174 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     State::Command(RequestReceiver::default())
                 }
             }
+            State::Auth(sasl, mut line) => {
+                const MAX_SASL_LINE: usize = 12 * 1024;
+                let mut complete = false;
+                for b in bytes.by_ref() {
+                    if *b == b'\n' {
+                        complete = true;
+                        break;
+                    }
+                    line.push(*b);
+                    if line.len() > MAX_SASL_LINE {
+                        break;
+                    }
+                }
+                if line.len() > MAX_SASL_LINE {
+                    self.reply(Reply::new(
+                        500,
+                        "5.5.6",
+                        "Authentication exchange line is too long",
+                    ));
+                    State::Command(RequestReceiver::default())
+                } else if !complete {
+                    State::Auth(sasl, line)
+                } else {
+                    let text = line.strip_suffix(b"\r").unwrap_or(&line);
+                    if text == b"*" {
+                        self.reply(Reply::new(501, "5.7.0", "Authentication cancelled"));
+                        State::Command(RequestReceiver::default())
+                    } else {
+                        let next = sasl::step(sasl, text);
+                        self.sasl(next).await
+                    }
+                }
+            }
             State::Closed => State::Closed,
         };
+    }
+
+    /// Starts AUTH (RFC 4954): only in submission mode, only under TLS, once per session,
+    /// outside a transaction, and not from an IP that failed too often.
+    async fn auth_start(&mut self, mechanism: u64, initial: String) -> State {
+        let initial = zeroize::Zeroizing::new(initial);
+        let next = State::Command(RequestReceiver::default());
+        if self.mode != Mode::Submission {
+            self.reply(Reply::new(
+                503,
+                "5.5.1",
+                "AUTH is only offered on the submission ports",
+            ));
+            return next;
+        }
+        if !self.secure {
+            self.reply(Reply::new(
+                530,
+                "5.7.0",
+                "Must issue a STARTTLS command first",
+            ));
+            return next;
+        }
+        if self.helo.is_none() {
+            self.reply(reply::bad_sequence("Send EHLO first"));
+            return next;
+        }
+        if self.authed.is_some() {
+            self.reply(reply::bad_sequence("Already authenticated"));
+            return next;
+        }
+        if self.txn.is_some() {
+            self.reply(reply::bad_sequence(
+                "AUTH is not allowed during a mail transaction",
+            ));
+            return next;
+        }
+        if self.ctx.auth_limiter.is_blocked(self.peer.ip()) {
+            return self.too_many_failures();
+        }
+        let empty = zeroize::Zeroizing::new(Vec::new());
+        match mechanism {
+            smtp_proto::AUTH_PLAIN if initial.is_empty() => {
+                self.out.extend_from_slice(b"334 \r\n");
+                State::Auth(Sasl::Plain, empty)
+            }
+            smtp_proto::AUTH_PLAIN => {
+                let step = sasl::step(Sasl::Plain, initial.as_bytes());
+                self.sasl(step).await
+            }
+            smtp_proto::AUTH_LOGIN if initial.is_empty() => {
+                self.out
+                    .extend_from_slice(sasl::LOGIN_USER_CHALLENGE.as_bytes());
+                State::Auth(Sasl::LoginUser, empty)
+            }
+            smtp_proto::AUTH_LOGIN => {
+                let step = sasl::step(Sasl::LoginUser, initial.as_bytes());
+                self.sasl(step).await
+            }
+            _ => {
+                self.reply(Reply::new(504, "5.5.4", "Unrecognized authentication type"));
+                next
+            }
+        }
+    }
+
+    async fn sasl(&mut self, step: SaslStep) -> State {
+        let next = State::Command(RequestReceiver::default());
+        match step {
+            SaslStep::Continue(sasl, challenge) => {
+                self.out.extend_from_slice(challenge.as_bytes());
+                State::Auth(sasl, zeroize::Zeroizing::new(Vec::new()))
+            }
+            SaslStep::Malformed => {
+                self.reply(Reply::new(
+                    501,
+                    "5.5.2",
+                    "Cannot decode the authentication response",
+                ));
+                next
+            }
+            SaslStep::Credentials { user, pass } => {
+                let ip = self.peer.ip();
+                let login = self
+                    .ctx
+                    .identity
+                    .login(&user, &pass, Scope::MailSend, &ip.to_string());
+                let agent = match login {
+                    Ok(actor) => actor
+                        .agent_id()
+                        .and_then(|id| self.ctx.identity.agent(id).ok().flatten()),
+                    Err(_) => None,
+                };
+                match agent {
+                    Some(agent) => {
+                        self.ctx.auth_limiter.succeed(ip);
+                        tracing::info!(agent = %agent.id, "submission login");
+                        self.authed = Some(agent);
+                        self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
+                        next
+                    }
+                    None => {
+                        let login = user.chars().take(254).collect::<String>();
+                        let _ = self.ctx.audit.append(crate::audit::NewEntry {
+                            actor: crate::audit::ActorRef::anonymous(&ip.to_string()),
+                            chain: vec![],
+                            action: "smtp.auth".into(),
+                            target: login,
+                            outcome: crate::audit::Outcome::Denied,
+                            detail: serde_json::json!({"peer": ip.to_string(), "session": self.id}),
+                        });
+                        if self.ctx.auth_limiter.fail(ip) {
+                            return self.too_many_failures();
+                        }
+                        self.reply(Reply::new(
+                            535,
+                            "5.7.8",
+                            "Authentication credentials invalid",
+                        ));
+                        next
+                    }
+                }
+            }
+        }
+    }
+
+    fn too_many_failures(&mut self) -> State {
+        self.reply(Reply::new(
+            421,
+            "4.7.0",
+            "Too many failed logins from your address; try again later",
+        ));
+        State::Closed
     }
 
     /// Feeds message bytes into the transaction (or, without one, into nothing), enforcing
@@ -255,10 +437,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 } else {
                     ""
                 };
+                let auth = if self.mode == Mode::Submission && self.secure {
+                    "250-AUTH PLAIN LOGIN\r\n"
+                } else {
+                    ""
+                };
                 self.out.extend_from_slice(
                     format!(
                         "250-{h} Hello {}\r\n250-PIPELINING\r\n250-SIZE {size}\r\n250-8BITMIME\r\n\
-                         250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n{starttls}250 CHUNKING\r\n",
+                         250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n{starttls}{auth}250 CHUNKING\r\n",
                         self.peer.ip()
                     )
                     .as_bytes(),
@@ -331,11 +518,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return State::Closed;
                 }
             }
-            Request::Auth { .. } => self.reply(Reply::new(
-                503,
-                "5.5.1",
-                "AUTH is only offered on the submission ports",
-            )),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => return self.auth_start(mechanism, initial_response).await,
             Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
                 self.reply(Reply::new(502, "5.5.1", "Command not implemented"))
             }
@@ -357,6 +543,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 "Message size exceeds fixed maximum message size",
             );
         }
+        if self.mode == Mode::Submission {
+            let Some(agent) = &self.authed else {
+                return Reply::new(530, "5.7.0", "Authentication required");
+            };
+            let me = agent.address();
+            if !from.eq_ignore_ascii_case(&me) {
+                return Reply::new(553, "5.7.1", format!("Sender address must be <{me}>"));
+            }
+            self.txn = Some(Txn {
+                mail_from: me,
+                spf: SpfResult {
+                    result: AuthStatus::None,
+                    scope: SpfScope::MailFrom,
+                    domain: String::new(),
+                    identity: from,
+                    explanation: None,
+                },
+                rcpts: Vec::new(),
+                submit_rcpts: Vec::new(),
+                body: Vec::new(),
+                too_big: false,
+            });
+            return Reply::new(250, "2.1.0", "Sender OK");
+        }
         let spf = self
             .ctx
             .mailauth
@@ -371,6 +581,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             mail_from: from,
             spf,
             rcpts: Vec::new(),
+            submit_rcpts: Vec::new(),
             body: Vec::new(),
             too_big: false,
         });
@@ -382,7 +593,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Some(txn) = self.txn.as_mut() else {
             return reply::bad_sequence("Send MAIL first");
         };
-        if txn.rcpts.len() >= max {
+        if txn.rcpts.len() + txn.submit_rcpts.len() >= max {
             return Reply::new(452, "4.5.3", "Too many recipients");
         }
         let (local, domain, tag) = match check_rcpt(to) {
@@ -391,6 +602,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 return Reply::new(554, "5.7.1", format!("Relay access denied: {why}"))
             }
         };
+        if self.mode == Mode::Submission {
+            return match self.ctx.queue.plan_recipient(to, 0) {
+                Ok(r) => {
+                    txn.submit_rcpts.push(r.address);
+                    Reply::new(250, "2.1.5", "Recipient OK")
+                }
+                Err(e) if e.is_temporary() => Reply::new(451, "4.3.0", "Temporary lookup failure"),
+                Err(e) => Reply::new(550, "5.1.1", e.to_string()),
+            };
+        }
         if !self.ctx.identity.is_local_domain(&domain) {
             return Reply::new(554, "5.7.1", "Relay access denied");
         }
@@ -417,7 +638,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     fn ready_for_data(&self) -> Result<(), Reply> {
         match &self.txn {
             None => Err(reply::bad_sequence("Send MAIL first")),
-            Some(t) if t.rcpts.is_empty() => Err(Reply::new(554, "5.5.1", "No valid recipients")),
+            Some(t) if t.rcpts.is_empty() && t.submit_rcpts.is_empty() => {
+                Err(Reply::new(554, "5.5.1", "No valid recipients"))
+            }
             Some(_) => Ok(()),
         }
     }
@@ -439,7 +662,61 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             );
         }
         let helo = self.helo.clone().unwrap_or_default();
+        if self.mode == Mode::Submission {
+            return self.submit(&helo, txn).await;
+        }
         super::deliver::deliver(&self.ctx, self.peer, &helo, &self.id, self.secure, txn).await
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
+    /// End of a submitted message: into the outbound queue as the authenticated agent.
+    async fn submit(&mut self, helo: &str, txn: Txn) -> Reply {
+        let Some(agent) = self.authed.clone() else {
+            return Reply::new(530, "5.7.0", "Authentication required");
+        };
+        let mut raw = format!(
+            "Received: from {helo} ([{}])\r\n\tby {} (legate) with ESMTPSA id {};\r\n\t{}\r\n",
+            self.peer.ip(),
+            self.ctx.hostname,
+            self.id,
+            crate::util::rfc3339(crate::util::now_unix()),
+        )
+        .into_bytes();
+        raw.extend_from_slice(&txn.body);
+        use crate::queue::QueueError as Q;
+        match self
+            .ctx
+            .queue
+            .enqueue(&agent, &txn.submit_rcpts, raw, None)
+            .await
+        {
+            Ok(a) => {
+                self.ctx
+                    .metrics
+                    .smtp_messages
+                    .with_label_values(&["accepted", "submission"])
+                    .inc();
+                Reply::new(250, "2.0.0", format!("OK queued as {}", a.message.id))
+            }
+            Err(e) => {
+                self.ctx
+                    .metrics
+                    .smtp_messages
+                    .with_label_values(&["rejected", "submission"])
+                    .inc();
+                match e {
+                    Q::TooLarge { .. } => Reply::new(552, "5.3.4", e.to_string()),
+                    Q::Recipient(m) => Reply::new(550, "5.1.1", m),
+                    Q::Invalid(m) => Reply::new(550, "5.7.1", m),
+                    Q::NotFound(_) | Q::Denied(_) => {
+                        Reply::new(550, "5.7.1", "The sending agent is not active")
+                    }
+                    e if e.is_temporary() => reply::temp_failure(),
+                    e => Reply::new(554, "5.3.0", e.to_string()),
+                }
+            }
+        }
     }
 }
 

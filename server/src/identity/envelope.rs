@@ -1,4 +1,4 @@
-//! Envelope address checks done before any lookup.
+//! Envelope address checks done before any lookup, for inbound RCPT and outbound sends alike.
 //!
 //! Forms that older MTAs interpreted as routing instructions are refused outright, whatever
 //! the domain, so no reading of an address can turn us into a relay: the percent hack

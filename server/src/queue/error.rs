@@ -1,0 +1,61 @@
+use crate::audit::AuditError;
+use crate::identity::{Denied, IdentityError};
+use crate::mailbox::MailboxError;
+use crate::store::{StoreError, TxError};
+use crate::vault::VaultError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    #[error(transparent)]
+    Denied(#[from] Denied),
+    /// Not found, or another agent's: existence is not disclosed.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A request that parses but cannot be sent (422; SMTP 5xx).
+    #[error("{0}")]
+    Invalid(String),
+    /// A recipient address we refuse (relay forms, unknown local agent): 422 / `550`.
+    #[error("{0}")]
+    Recipient(String),
+    #[error("message too large: {size} bytes, the limit is {limit}")]
+    TooLarge { size: usize, limit: usize },
+    #[error(transparent)]
+    Mailbox(#[from] MailboxError),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// DKIM keys could not be used: nothing unsigned is ever sent.
+    #[error("signing failed: {0}")]
+    Signing(String),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+}
+
+impl QueueError {
+    /// True when trying again later may succeed (SMTP 4xx rather than 5xx).
+    pub fn is_temporary(&self) -> bool {
+        match self {
+            QueueError::Mailbox(m) => m.is_temporary(),
+            QueueError::Store(_)
+            | QueueError::Audit(_)
+            | QueueError::Signing(_)
+            | QueueError::Vault(_) => true,
+            QueueError::Identity(e) => {
+                matches!(e, IdentityError::Store(_) | IdentityError::Audit(_))
+            }
+            _ => false,
+        }
+    }
+}
+
+impl From<TxError<QueueError>> for QueueError {
+    fn from(e: TxError<QueueError>) -> Self {
+        match e {
+            TxError::Abort(e) => e,
+            TxError::Store(s) => QueueError::Store(s),
+        }
+    }
+}

@@ -1,0 +1,438 @@
+//! The queue service: every way a message enters the queue (REST/MCP send and reply, SMTP
+//! submission) goes through [`QueueService::enqueue`], which writes the sender's Sent copy,
+//! the queue record, the signed message and its schedule entry in ONE store transaction and
+//! returns only once that is durable.
+
+use super::compose::{compose, SendRequest};
+use super::model::{schedule_key, QueuedMessage, Recipient};
+use super::{QueueError, Transport};
+use crate::audit::{Audit, Outcome};
+use crate::identity::envelope::{check_rcpt, Checked};
+use crate::identity::{Actor, Agent, IdentityService, Scope};
+use crate::mailauth::DkimSigning;
+use crate::mailbox::{DeliveryMeta, Folder, MailboxService, StoredMessage, TxHook};
+use crate::metrics::Metrics;
+use crate::store::{Store, Tree, Tx, TxStoreError};
+use crate::util::now_millis;
+use crate::vault::VaultService;
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, Semaphore};
+
+/// Queue behaviour from `[outbound]`, `[dkim]` and `[server]`.
+#[derive(Debug, Clone)]
+pub struct QueueSettings {
+    /// Our host name: Message-IDs, `Received`, DSN `Reporting-MTA`.
+    pub hostname: String,
+    pub selector_prefix: String,
+    pub retry: Vec<Duration>,
+    pub max_age: Duration,
+    pub delay_notice: Duration,
+    pub max_per_domain: usize,
+    pub max_concurrent: usize,
+    pub scan_interval: Duration,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+}
+
+impl QueueSettings {
+    pub fn from_config(c: &crate::config::Config) -> Self {
+        Self {
+            hostname: c.server.hostname.clone(),
+            selector_prefix: c.dkim.selector_prefix.clone(),
+            retry: c
+                .outbound
+                .retry_secs
+                .iter()
+                .map(|s| Duration::from_secs(*s))
+                .collect(),
+            max_age: Duration::from_secs(c.outbound.max_age_secs),
+            delay_notice: Duration::from_secs(c.outbound.delay_notice_secs),
+            max_per_domain: c.outbound.max_per_domain,
+            max_concurrent: c.outbound.max_concurrent,
+            scan_interval: Duration::from_secs(c.outbound.scan_interval_secs),
+            max_message_size: c.smtp.max_message_size,
+            max_recipients: c.smtp.max_recipients,
+        }
+    }
+
+    /// The wait after the `attempts`-th failed attempt (1-based); the last delay repeats.
+    pub fn retry_after(&self, attempts: u32) -> Duration {
+        let i = (attempts.max(1) as usize - 1).min(self.retry.len().saturating_sub(1));
+        self.retry
+            .get(i)
+            .copied()
+            .unwrap_or(Duration::from_secs(7200))
+    }
+}
+
+/// How long signers are reused before the vault is asked again (so a rotation made by
+/// another process is picked up without a restart).
+const SIGNER_TTL: Duration = Duration::from_secs(60);
+
+/// A domain's signers and when they were loaded.
+type CachedSigners = (Instant, Arc<Vec<DkimSigning>>);
+
+pub struct QueueService {
+    pub(super) store: Store,
+    pub(super) audit: Arc<Audit>,
+    pub(super) mailbox: Arc<MailboxService>,
+    pub(super) identity: Arc<IdentityService>,
+    pub(super) vault: Arc<VaultService>,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) settings: QueueSettings,
+    pub(super) transport: Arc<dyn Transport>,
+    pub(super) nudge: Notify,
+    /// Messages an attempt is running for; the scanner skips them.
+    pub(super) inflight: Mutex<HashSet<String>>,
+    pub(super) per_domain: Mutex<HashMap<String, Arc<Semaphore>>>,
+    pub(super) all: Arc<Semaphore>,
+    signers: Mutex<HashMap<String, CachedSigners>>,
+}
+
+/// What the sender is told on acceptance.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub message: StoredMessage,
+    pub queued: QueuedMessage,
+}
+
+impl Accepted {
+    /// The 202 body of `POST /v1/messages/send` and `/reply`.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "id": self.message.id,
+            "message_id": self.queued.message_id,
+            "thread_id": self.message.thread_id,
+            "folder": self.message.folder.name(),
+            "status": "queued",
+            "recipients": self.queued.recipients.iter().map(Recipient::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl QueueService {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Store,
+        audit: Arc<Audit>,
+        mailbox: Arc<MailboxService>,
+        identity: Arc<IdentityService>,
+        vault: Arc<VaultService>,
+        metrics: Arc<Metrics>,
+        settings: QueueSettings,
+        transport: Arc<dyn Transport>,
+    ) -> Self {
+        let all = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
+        Self {
+            store,
+            audit,
+            mailbox,
+            identity,
+            vault,
+            metrics,
+            settings,
+            transport,
+            nudge: Notify::new(),
+            inflight: Mutex::new(HashSet::new()),
+            per_domain: Mutex::new(HashMap::new()),
+            all,
+            signers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `POST /v1/messages/send`: compose, sign, queue. Scope `mail:send`.
+    pub async fn send(&self, actor: &Actor, req: &SendRequest) -> Result<Accepted, QueueError> {
+        let agent_id = actor.require(&self.audit, Scope::MailSend, "mail.send", "")?;
+        self.send_as(actor, agent_id, req, "mail.send").await
+    }
+
+    pub(super) async fn send_as(
+        &self,
+        actor: &Actor,
+        agent_id: &str,
+        req: &SendRequest,
+        action: &str,
+    ) -> Result<Accepted, QueueError> {
+        let r = self.compose_and_queue(agent_id, req).await;
+        let (outcome, detail) = match &r {
+            Ok(a) => (
+                Outcome::Ok,
+                json!({"message_id": a.queued.message_id, "recipients": a.queued.recipients.len()}),
+            ),
+            Err(e) => (Outcome::Error, json!({"reason": e.to_string()})),
+        };
+        let target = r.as_ref().map(|a| a.message.id.clone()).unwrap_or_default();
+        actor.audit(&self.audit, action, &target, outcome, detail)?;
+        self.audit.commit().await?;
+        r
+    }
+
+    async fn compose_and_queue(
+        &self,
+        agent_id: &str,
+        req: &SendRequest,
+    ) -> Result<Accepted, QueueError> {
+        let agent = self.active_agent(agent_id)?;
+        let mut rcpts: Vec<String> = Vec::new();
+        for a in req.to.iter().chain(&req.cc).chain(&req.bcc) {
+            rcpts.push(a.trim().to_string());
+        }
+        if rcpts.is_empty() {
+            return Err(QueueError::Invalid(
+                "a message needs at least one recipient (to, cc or bcc)".into(),
+            ));
+        }
+        let from = agent.address();
+        let composed = compose(
+            req,
+            &from,
+            &agent.name,
+            &self.settings.hostname,
+            crate::util::now_unix(),
+        )?;
+        self.enqueue(&agent, &rcpts, composed.raw, Some(composed.message_id))
+            .await
+    }
+
+    pub(super) fn active_agent(&self, agent_id: &str) -> Result<Agent, QueueError> {
+        match self.identity.agent(agent_id)? {
+            Some(a) if a.is_active() => Ok(a),
+            _ => Err(QueueError::NotFound("agent")),
+        }
+    }
+
+    /// Checks and routes each recipient; refuses the whole message on the first bad one, so
+    /// nothing is queued for an address we would never deliver (or must never relay for).
+    pub fn plan_recipients(
+        &self,
+        rcpts: &[String],
+        due_ms: i64,
+    ) -> Result<Vec<Recipient>, QueueError> {
+        if rcpts.len() > self.settings.max_recipients {
+            return Err(QueueError::Invalid(format!(
+                "at most {} recipients per message",
+                self.settings.max_recipients
+            )));
+        }
+        let mut seen = HashSet::new();
+        let mut out = Vec::new();
+        for addr in rcpts {
+            let r = self.plan_recipient(addr, due_ms)?;
+            if seen.insert(r.address.to_ascii_lowercase()) {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One recipient: refused if it is a routing form or an unknown agent of ours.
+    pub fn plan_recipient(&self, addr: &str, due_ms: i64) -> Result<Recipient, QueueError> {
+        let addr = addr.trim().trim_start_matches('<').trim_end_matches('>');
+        let (local, domain) = match check_rcpt(addr) {
+            Checked::Address { local, domain, .. } => (local, domain),
+            Checked::Refused(why) => {
+                return Err(QueueError::Recipient(format!("\"{addr}\": {why}")))
+            }
+        };
+        if crate::identity::address::normalize_domain(&domain).is_err() || addr.len() > 254 {
+            return Err(QueueError::Recipient(format!(
+                "\"{addr}\" is not a valid address"
+            )));
+        }
+        if self.identity.is_local_domain(&domain) {
+            let agent = self
+                .identity
+                .agent_by_address(&format!("{local}@{domain}"))?
+                .filter(|a| a.is_active())
+                .ok_or_else(|| QueueError::Recipient(format!("\"{addr}\": no such agent here")))?;
+            return Ok(Recipient::new(
+                addr.to_string(),
+                domain,
+                Some(agent.id),
+                due_ms,
+            ));
+        }
+        Ok(Recipient::new(addr.to_string(), domain, None, due_ms))
+    }
+
+    /// DKIM-signs `raw` for the sender's domain (Ed25519 and RSA), stores the Sent copy and
+    /// queues it for `rcpts`, durably. The single way into the queue.
+    pub async fn enqueue(
+        &self,
+        agent: &Agent,
+        rcpts: &[String],
+        raw: Vec<u8>,
+        message_id: Option<String>,
+    ) -> Result<Accepted, QueueError> {
+        let now = now_millis();
+        let recipients = self.plan_recipients(rcpts, now)?;
+        if raw.len() > self.settings.max_message_size {
+            return Err(QueueError::TooLarge {
+                size: raw.len(),
+                limit: self.settings.max_message_size,
+            });
+        }
+        let parsed = mail_parser::MessageParser::default().parse_headers(&raw);
+        // The From header is what receivers show and what DMARC aligns with our signature:
+        // an agent sends as itself or not at all.
+        let from = parsed
+            .as_ref()
+            .and_then(|m| m.from())
+            .and_then(|a| a.first())
+            .and_then(|a| a.address())
+            .map(str::to_ascii_lowercase);
+        if from.as_deref() != Some(agent.address().as_str()) {
+            return Err(QueueError::Invalid(format!(
+                "the From header must be <{}>",
+                agent.address()
+            )));
+        }
+        let subject = parsed
+            .as_ref()
+            .and_then(|m| m.subject())
+            .unwrap_or_default()
+            .to_string();
+        let message_id = message_id.or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|m| m.message_id())
+                .map(str::to_string)
+        });
+        drop(parsed);
+        let signed = self.sign(&agent.domain, raw).await?;
+        let template = QueuedMessage {
+            id: String::new(),
+            agent_id: agent.id.clone(),
+            mail_from: agent.address(),
+            chain: agent.chain.clone(),
+            created_ms: now,
+            size: signed.len() as u64,
+            message_id,
+            subject,
+            recipients,
+        };
+        let blob = signed.clone();
+        let write = |tx: &Tx<'_>, rec: &StoredMessage| -> Result<(), TxStoreError> {
+            let mut q = template.clone();
+            q.id = rec.id.clone();
+            tx.put_record(Tree::Queue, q.id.as_bytes(), &q)?;
+            tx.put(Tree::QueueBlobs, q.id.as_bytes(), &blob)?;
+            tx.put(Tree::QueueSchedule, &schedule_key(now, &q.id), &[])?;
+            Ok(())
+        };
+        let meta = DeliveryMeta {
+            received_at_ms: now,
+            labels: vec![],
+            auth: None,
+            envelope_from: agent.address(),
+            envelope_to: template
+                .recipients
+                .iter()
+                .map(|r| r.address.clone())
+                .collect(),
+            flags: vec!["\\Seen".into()],
+        };
+        let hook = TxHook {
+            trees: &[Tree::Queue, Tree::QueueBlobs, Tree::QueueSchedule],
+            write: &write,
+        };
+        let message = self
+            .mailbox
+            .deliver_with(&agent.id, Folder::Sent, signed, meta, Some(hook))
+            .await?;
+        let mut queued = template;
+        queued.id = message.id.clone();
+        self.metrics
+            .queue_events
+            .with_label_values(&["queued"])
+            .inc_by(queued.recipients.len() as u64);
+        self.nudge.notify_one();
+        Ok(Accepted { message, queued })
+    }
+
+    /// Prepends both DKIM signatures. Keys are made on first use for a domain that has none
+    /// (an org domain added after start).
+    async fn sign(&self, domain: &str, raw: Vec<u8>) -> Result<Vec<u8>, QueueError> {
+        let signers = self.signers_for(domain)?;
+        // RSA signing is milliseconds of CPU: off the async workers.
+        let (raw, headers) = {
+            let signers = signers.clone();
+            tokio::task::spawn_blocking(move || {
+                let h = crate::mailauth::dkim_sign(&raw, &signers);
+                (raw, h)
+            })
+            .await
+            .map_err(|e| QueueError::Signing(e.to_string()))?
+        };
+        let headers = headers.map_err(|e| QueueError::Signing(e.to_string()))?;
+        for s in signers.iter() {
+            self.metrics
+                .dkim_signed
+                .with_label_values(&[s.algorithm()])
+                .inc();
+        }
+        let mut out = Vec::with_capacity(headers.len() + raw.len());
+        out.extend_from_slice(headers.as_bytes());
+        out.extend_from_slice(&raw);
+        Ok(out)
+    }
+
+    fn signers_for(&self, domain: &str) -> Result<Arc<Vec<DkimSigning>>, QueueError> {
+        {
+            let cache = self.signers.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, s)) = cache.get(domain) {
+                if at.elapsed() < SIGNER_TTL {
+                    return Ok(s.clone());
+                }
+            }
+        }
+        let mut s = self.vault.dkim_signers(domain)?;
+        if s.is_empty() {
+            self.vault
+                .ensure_dkim(domain, &self.settings.selector_prefix)?;
+            s = self.vault.dkim_signers(domain)?;
+        }
+        if s.is_empty() {
+            return Err(QueueError::Signing(format!("no DKIM key for {domain}")));
+        }
+        let s = Arc::new(s);
+        self.signers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(domain.to_string(), (Instant::now(), s.clone()));
+        Ok(s)
+    }
+
+    /// Forgets cached signers (after `legate dkim rotate` in this process).
+    pub fn reload_signers(&self) {
+        self.signers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// The queue record of one of `agent`'s messages, if it was sent.
+    pub fn queued(&self, agent_id: &str, id: &str) -> Result<Option<QueuedMessage>, QueueError> {
+        let q: Option<QueuedMessage> = self.store.get_record(Tree::Queue, id.as_bytes())?;
+        Ok(q.filter(|q| q.agent_id == agent_id))
+    }
+
+    /// `GET /v1/messages/{id}`: the full record and, for a sent message, each recipient's
+    /// delivery status. Scope `mail:read` (checked and audited by the mailbox).
+    pub fn message_json(&self, actor: &Actor, id: &str) -> Result<Value, QueueError> {
+        let m = self.mailbox.get(actor, id)?;
+        let mut v = m.to_json();
+        if let Some(q) = self.queued(&m.meta.agent_id, id)? {
+            v["delivery"] = Value::Array(q.recipients.iter().map(Recipient::to_json).collect());
+        }
+        Ok(v)
+    }
+
+    /// Wakes the worker (new mail, or an operator's retry).
+    pub fn nudge(&self) {
+        self.nudge.notify_one();
+    }
+}

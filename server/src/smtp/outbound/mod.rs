@@ -1,0 +1,333 @@
+//! The SMTP client the queue delivers through (DESIGN §5): route, connect, talk, classify.
+//!
+//! `route` picks the hosts (static route or MX), `session` holds one conversation with one
+//! address (greeting, EHLO, STARTTLS), `transaction` the MAIL/RCPT/DATA part, `client` the
+//! timed reads and writes, `reply` the wire parsing (smtp-proto's), `data` the DATA payload
+//! and `tls` the opportunistic TLS client.
+
+mod client;
+mod data;
+mod reply;
+mod route;
+mod session;
+mod tls;
+mod transaction;
+
+#[cfg(test)]
+mod fake;
+#[cfg(test)]
+mod loopback;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_routing;
+
+use crate::config::RouteConfig;
+use crate::mailauth::ResolverConfig;
+use crate::queue::transport::{BoxFuture, DeliveryReport, Envelope, RcptOutcome, Transport};
+use mail_auth::hickory_resolver::config::{
+    NameServerConfig, ResolveHosts, ResolverConfig as HickoryConfig, ResolverOpts,
+};
+use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
+use mail_auth::hickory_resolver::system_conf::read_system_conf;
+use mail_auth::hickory_resolver::TokioResolver;
+use route::{Hop, StaticRoute};
+use session::{Attempt, Job};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// RFC 5321 §4.5.3.2 client timeouts. The defaults are the RFC's minimums; a server that is
+/// slow but within them must not be cut off (end of data especially: it may be scanning).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SmtpTimeouts {
+    /// The 220 greeting.
+    pub greeting: Duration,
+    /// MAIL (and EHLO, STARTTLS).
+    pub mail: Duration,
+    pub rcpt: Duration,
+    /// The 354 after DATA.
+    pub data_init: Duration,
+    /// Each block of the body written.
+    pub data_block: Duration,
+    /// The reply after the final `.`.
+    pub data_end: Duration,
+}
+
+impl Default for SmtpTimeouts {
+    fn default() -> Self {
+        Self {
+            greeting: Duration::from_secs(5 * 60),
+            mail: Duration::from_secs(5 * 60),
+            rcpt: Duration::from_secs(5 * 60),
+            data_init: Duration::from_secs(2 * 60),
+            data_block: Duration::from_secs(3 * 60),
+            data_end: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OutboundSettings {
+    /// Our EHLO name.
+    pub hostname: String,
+    /// `[[outbound.route]]`: these domains skip MX and go to a fixed next hop.
+    pub routes: Vec<RouteConfig>,
+    /// For MX and address lookups (`[dns]`; tests point it at a `TestDns`).
+    pub resolver: ResolverConfig,
+    /// The port MX hosts are reached on: 25, except in tests (port 25 needs root).
+    pub mx_port: u16,
+    /// postfix's `smtp_connect_timeout` default.
+    pub connect_timeout: Duration,
+    pub timeouts: SmtpTimeouts,
+    /// Larger messages fail permanently without a connection (the queue should not have
+    /// accepted them; this is the last guard).
+    pub max_message_size: usize,
+}
+
+impl OutboundSettings {
+    /// RFC defaults: port 25, 30 s to connect, the §4.5.3.2 timeouts, 50 MB.
+    pub fn new(
+        hostname: impl Into<String>,
+        routes: Vec<RouteConfig>,
+        resolver: ResolverConfig,
+    ) -> Self {
+        Self {
+            hostname: hostname.into(),
+            routes,
+            resolver,
+            mx_port: 25,
+            connect_timeout: Duration::from_secs(30),
+            timeouts: SmtpTimeouts::default(),
+            max_message_size: 50 * 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    #[error("outbound route for {domain}: bad next_hop {next_hop:?} (want host:port)")]
+    Route { domain: String, next_hop: String },
+    #[error("resolver setup failed: {0}")]
+    Resolver(String),
+    #[error("TLS client setup failed: {0}")]
+    Tls(String),
+    #[error("bad EHLO hostname {0:?}")]
+    Hostname(String),
+}
+
+/// Shared by every delivery; holds no per-connection state.
+pub struct SmtpTransport {
+    hostname: String,
+    routes: Vec<StaticRoute>,
+    resolver: TokioResolver,
+    connector: TlsConnector,
+    mx_port: u16,
+    connect_timeout: Duration,
+    timeouts: SmtpTimeouts,
+    max_message_size: usize,
+}
+
+impl std::fmt::Debug for SmtpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpTransport")
+            .field("hostname", &self.hostname)
+            .field("routes", &self.routes)
+            .field("mx_port", &self.mx_port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SmtpTransport {
+    pub fn new(cfg: OutboundSettings) -> Result<Self, OutboundError> {
+        let hostname = cfg.hostname.trim().to_string();
+        if hostname.is_empty() || hostname.chars().any(|c| c.is_control() || c == ' ') {
+            return Err(OutboundError::Hostname(cfg.hostname));
+        }
+        let routes = cfg
+            .routes
+            .iter()
+            .map(|r| {
+                let (host, port) =
+                    route::parse_next_hop(&r.next_hop).ok_or_else(|| OutboundError::Route {
+                        domain: r.domain.clone(),
+                        next_hop: r.next_hop.clone(),
+                    })?;
+                Ok(StaticRoute {
+                    domain: r.domain.trim().trim_end_matches('.').to_ascii_lowercase(),
+                    host,
+                    port,
+                    require_tls: r.require_tls,
+                })
+            })
+            .collect::<Result<Vec<_>, OutboundError>>()?;
+        Ok(Self {
+            hostname,
+            routes,
+            resolver: build_resolver(&cfg.resolver)?,
+            connector: tls::danger_opportunistic_connector()
+                .map_err(|e| OutboundError::Tls(e.to_string()))?,
+            mx_port: cfg.mx_port,
+            connect_timeout: cfg.connect_timeout,
+            timeouts: cfg.timeouts,
+            max_message_size: cfg.max_message_size,
+        })
+    }
+
+    async fn deliver_all(&self, env: &Envelope, raw: &[u8]) -> DeliveryReport {
+        if env.rcpts.is_empty() {
+            return DeliveryReport {
+                remote_host: None,
+                outcomes: Vec::new(),
+            };
+        }
+        if raw.len() > self.max_message_size {
+            let reply = format!(
+                "552 5.3.4 message of {} bytes exceeds our {}-byte limit",
+                raw.len(),
+                self.max_message_size
+            );
+            return DeliveryReport::all(env, RcptOutcome::Permanent { reply }, None);
+        }
+        let domain = env.domain.trim_end_matches('.').to_ascii_lowercase();
+        let (hops, require_tls) = match self.routes.iter().find(|r| r.domain == domain) {
+            Some(r) => (
+                vec![Hop {
+                    host: r.host.clone(),
+                    port: r.port,
+                    implicit: false,
+                }],
+                r.require_tls,
+            ),
+            None => match route::mx_hops(&self.resolver, &domain, self.mx_port).await {
+                Ok(hops) => (hops, false),
+                Err(outcome) => return DeliveryReport::all(env, outcome, None),
+            },
+        };
+
+        let body = data::encode(raw);
+        let eight_bit = data::has_8bit(raw);
+        let mut last = DeliveryReport::all(
+            env,
+            session::temporary(format!("451 4.4.1 no host for {domain} could be tried")),
+            None,
+        );
+        for hop in &hops {
+            let ips = match route::addresses(&self.resolver, hop).await {
+                Ok(ips) => ips,
+                Err(outcome @ RcptOutcome::Permanent { .. }) if hops.len() == 1 => {
+                    return DeliveryReport::all(env, outcome, None);
+                }
+                Err(outcome) => {
+                    last = DeliveryReport::all(env, outcome, None);
+                    continue;
+                }
+            };
+            for ip in ips {
+                let remote = format!("{} [{ip}]", hop.host);
+                let mut try_tls = true;
+                loop {
+                    let job = Job {
+                        env,
+                        raw,
+                        body: &body,
+                        eight_bit,
+                        hostname: &self.hostname,
+                        require_tls,
+                        try_tls,
+                        connector: &self.connector,
+                        server_name: tls::server_name(&hop.host, ip),
+                        remote: &remote,
+                        timeouts: self.timeouts,
+                    };
+                    match self.attempt(SocketAddr::new(ip, hop.port), &job).await {
+                        Attempt::Done(outcomes) => {
+                            tracing::debug!(
+                                remote,
+                                delivered = outcomes
+                                    .iter()
+                                    .filter(|o| matches!(o, RcptOutcome::Delivered { .. }))
+                                    .count(),
+                                total = outcomes.len(),
+                                "smtp delivery attempt done"
+                            );
+                            return DeliveryReport {
+                                remote_host: Some(remote),
+                                outcomes,
+                            };
+                        }
+                        Attempt::RetryWithoutTls(outcome) if try_tls => {
+                            tracing::info!(
+                                remote,
+                                reason = outcome.reply(),
+                                "opportunistic TLS failed; retrying in clear"
+                            );
+                            try_tls = false;
+                        }
+                        Attempt::NextHost(outcome) | Attempt::RetryWithoutTls(outcome) => {
+                            last = DeliveryReport::all(env, outcome, Some(remote.clone()));
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        last
+    }
+
+    async fn attempt(&self, addr: SocketAddr, job: &Job<'_>) -> Attempt {
+        let stream =
+            match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(e)) => {
+                    return Attempt::NextHost(session::temporary(format!(
+                        "451 4.4.1 cannot connect to {}: {e}",
+                        job.remote
+                    )))
+                }
+                Err(_) => {
+                    return Attempt::NextHost(session::temporary(format!(
+                        "451 4.4.1 connection to {} timed out",
+                        job.remote
+                    )))
+                }
+            };
+        let _ = stream.set_nodelay(true);
+        session::run(stream, job).await
+    }
+}
+
+impl Transport for SmtpTransport {
+    fn deliver<'a>(&'a self, env: &'a Envelope, raw: &'a [u8]) -> BoxFuture<'a, DeliveryReport> {
+        Box::pin(self.deliver_all(env, raw))
+    }
+}
+
+/// The same construction as `MailAuth::new`: an explicit list means only those servers and
+/// no hosts file; empty means the system's configuration.
+fn build_resolver(cfg: &ResolverConfig) -> Result<TokioResolver, OutboundError> {
+    let (config, mut opts) = if cfg.nameservers.is_empty() {
+        read_system_conf().map_err(|e| OutboundError::Resolver(e.to_string()))?
+    } else {
+        let servers = cfg
+            .nameservers
+            .iter()
+            .map(|addr| {
+                let mut server = NameServerConfig::udp_and_tcp(addr.ip());
+                for conn in &mut server.connections {
+                    conn.port = addr.port();
+                }
+                server
+            })
+            .collect();
+        let mut opts = ResolverOpts::default();
+        opts.use_hosts_file = ResolveHosts::Never;
+        (HickoryConfig::from_name_servers(servers), opts)
+    };
+    opts.timeout = cfg.timeout;
+    TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+        .with_options(opts)
+        .build()
+        .map_err(|e| OutboundError::Resolver(e.to_string()))
+}

@@ -1,0 +1,194 @@
+//! One conversation with one server address: greeting, EHLO, STARTTLS, then the mail
+//! transaction (`transaction.rs`). The result says whether another host is worth trying.
+
+use super::client::{Client, SessionError, Stage};
+use super::reply::{Class, Reply};
+use super::transaction::transact;
+use super::SmtpTimeouts;
+use crate::queue::transport::{Envelope, RcptOutcome};
+use rustls::pki_types::ServerName;
+use smtp_proto::{EXT_8BIT_MIME, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// Everything one attempt needs, borrowed from the transport and the envelope.
+pub(crate) struct Job<'a> {
+    pub env: &'a Envelope,
+    /// The message as stored (its length is the SIZE we declare).
+    pub raw: &'a [u8],
+    /// `data::encode(raw)`: stuffed, CRLF, terminated.
+    pub body: &'a [u8],
+    pub eight_bit: bool,
+    /// Our EHLO name.
+    pub hostname: &'a str,
+    pub require_tls: bool,
+    /// False on the plaintext retry after a failed opportunistic handshake.
+    pub try_tls: bool,
+    pub connector: &'a TlsConnector,
+    pub server_name: ServerName<'static>,
+    /// `mx.b.test [127.0.0.1]`, for diagnostics.
+    pub remote: &'a str,
+    pub timeouts: SmtpTimeouts,
+}
+
+/// How an attempt on one address ended.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    /// The transaction ran (whatever its outcome): one outcome per recipient.
+    Done(Vec<RcptOutcome>),
+    /// This host could not take the message before a transaction began; the outcome
+    /// applies to every recipient if no other host does better.
+    NextHost(RcptOutcome),
+    /// Opportunistic TLS failed in the handshake: the same address deserves a try in
+    /// clear text, as postfix does at `may`.
+    RetryWithoutTls(RcptOutcome),
+}
+
+/// What EHLO told us.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Caps {
+    pub pipelining: bool,
+    pub starttls: bool,
+    pub eight_bit_mime: bool,
+    pub smtputf8: bool,
+    /// `Some(limit)` when SIZE was advertised; 0 means no fixed limit (RFC 1870 §4).
+    pub size: Option<usize>,
+}
+
+pub(crate) fn temporary(reply: String) -> RcptOutcome {
+    RcptOutcome::Temporary { reply }
+}
+
+/// A non-success reply as a recipient outcome, by its first digit (RFC 5321 §4.2.1). A 2xx
+/// or 3xx where a failure was expected, or a code outside the RFC, is not a verdict from
+/// the server, so it stays temporary.
+pub(crate) fn failure(reply: &Reply) -> RcptOutcome {
+    match reply.class() {
+        Some(Class::Permanent) => RcptOutcome::Permanent {
+            reply: reply.text.clone(),
+        },
+        Some(Class::Transient) => temporary(reply.text.clone()),
+        _ => temporary(format!("451 4.5.0 unexpected reply: {}", reply.text)),
+    }
+}
+
+/// A connection-level failure described as a reply: `451 4.4.2 mx.b.test [..]: timeout
+/// waiting at DATA`.
+pub(crate) fn lost(job: &Job<'_>, e: &SessionError) -> RcptOutcome {
+    temporary(format!("451 4.4.2 {}: {e}", job.remote))
+}
+
+pub(crate) async fn run(stream: TcpStream, job: &Job<'_>) -> Attempt {
+    let mut client = Client::new(stream, job.timeouts);
+    let greeting = match client.read(Stage::Greeting).await {
+        Ok(reply) => reply,
+        Err(e) => return Attempt::NextHost(lost(job, &e)),
+    };
+    if greeting.code != 220 {
+        client.quit().await;
+        return Attempt::NextHost(failure(&greeting));
+    }
+    let caps = match hello(&mut client, job, true).await {
+        Ok(caps) => caps,
+        Err(outcome) => return Attempt::NextHost(outcome),
+    };
+    if !(job.try_tls && caps.starttls) {
+        if job.require_tls {
+            client.quit().await;
+            return Attempt::NextHost(temporary(format!(
+                "451 4.7.5 {} does not offer STARTTLS and the route requires TLS",
+                job.remote
+            )));
+        }
+        return transact(client, caps, job).await;
+    }
+
+    match client.command(Stage::StartTls, "STARTTLS\r\n").await {
+        Ok(reply) if reply.code == 220 => {}
+        Ok(reply) if job.require_tls => {
+            client.quit().await;
+            return Attempt::NextHost(temporary(format!(
+                "451 4.7.5 {} refused STARTTLS and the route requires TLS: {}",
+                job.remote, reply.text
+            )));
+        }
+        // Refused: the session is still usable in clear text.
+        Ok(_) => return transact(client, caps, job).await,
+        Err(e) => return Attempt::NextHost(lost(job, &e)),
+    }
+    let stream = match client.into_stream() {
+        Ok(stream) => stream,
+        Err(e) => return tls_failed(job, &e.to_string()),
+    };
+    let handshake = job.connector.connect(job.server_name.clone(), stream);
+    let tls = match tokio::time::timeout(job.timeouts.mail, handshake).await {
+        Ok(Ok(tls)) => tls,
+        Ok(Err(e)) => return tls_failed(job, &e.to_string()),
+        Err(_) => return tls_failed(job, "timeout"),
+    };
+    let mut client = Client::new(tls, job.timeouts);
+    // RFC 3207 §4.2: forget everything learnt before TLS and ask again.
+    match hello(&mut client, job, false).await {
+        Ok(caps) => transact(client, caps, job).await,
+        Err(outcome) => Attempt::NextHost(outcome),
+    }
+}
+
+fn tls_failed(job: &Job<'_>, why: &str) -> Attempt {
+    let outcome = temporary(format!(
+        "451 4.7.5 TLS handshake with {} failed: {why}",
+        job.remote
+    ));
+    if job.require_tls {
+        Attempt::NextHost(outcome)
+    } else {
+        Attempt::RetryWithoutTls(outcome)
+    }
+}
+
+/// EHLO, and HELO when EHLO gets a 5xx (RFC 5321 §3.2) and `helo_allowed` (never after
+/// STARTTLS: a server that spoke ESMTP a moment ago is not an RFC 821 server).
+async fn hello<S>(
+    client: &mut Client<S>,
+    job: &Job<'_>,
+    helo_allowed: bool,
+) -> Result<Caps, RcptOutcome>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let ehlo = format!("EHLO {}\r\n", job.hostname);
+    let reply = client
+        .command(Stage::Ehlo, &ehlo)
+        .await
+        .map_err(|e| lost(job, &e))?;
+    if reply.code == 250 {
+        return Ok(caps(&reply));
+    }
+    if !(helo_allowed && reply.class() == Some(Class::Permanent)) {
+        return Err(failure(&reply));
+    }
+    let helo = format!("HELO {}\r\n", job.hostname);
+    let reply = client
+        .command(Stage::Helo, &helo)
+        .await
+        .map_err(|e| lost(job, &e))?;
+    if reply.code == 250 {
+        Ok(Caps::default())
+    } else {
+        Err(failure(&reply))
+    }
+}
+
+fn caps(reply: &Reply) -> Caps {
+    let Some(ehlo) = reply.ehlo() else {
+        return Caps::default();
+    };
+    Caps {
+        pipelining: ehlo.has_capability(EXT_PIPELINING),
+        starttls: ehlo.has_capability(EXT_START_TLS),
+        eight_bit_mime: ehlo.has_capability(EXT_8BIT_MIME),
+        smtputf8: ehlo.has_capability(EXT_SMTP_UTF8),
+        size: ehlo.has_capability(EXT_SIZE).then_some(ehlo.size),
+    }
+}
