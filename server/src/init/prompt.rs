@@ -200,6 +200,10 @@ impl<'a, R: BufRead, W: Write> Prompter<'a, R, W> {
             crate::identity::address::normalize_domain,
         )?;
         let data = PathBuf::from(self.line("Data directory", Some(&f.data.display().to_string()))?);
+        // Say so now, not after every other question.
+        if !f.force && data.join("config.toml").exists() {
+            return Err(InitError::Exists(data.join("config.toml")));
+        }
         let mail_default = f
             .admin_email
             .clone()
@@ -382,6 +386,20 @@ mod tests {
         assert!(run(&flags(), "a.test\n").0.is_err());
         let (r, _) = run(&flags(), "a.test\n\n\n\n\n\n\nn\n");
         assert!(r.unwrap_err().to_string().contains("cancelled"));
+    }
+
+    #[test]
+    fn an_initialised_directory_stops_the_interview_early() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.toml"), "").unwrap();
+        let mut f = flags();
+        f.data = dir.path().to_path_buf();
+        let (r, _) = run(&f, "a.test\n\n\n");
+        assert!(matches!(r, Err(InitError::Exists(_))));
+        f.force = true;
+        let (r, out) = run(&f, "a.test\n\n\n");
+        assert!(r.is_err(), "input ends, but only after the next question");
+        assert!(out.contains("First admin's email"));
     }
 
     #[test]
