@@ -149,6 +149,9 @@ pub struct StartOptions {
 pub struct Running {
     pub services: Arc<Services>,
     pub http_addr: Option<SocketAddr>,
+    pub https_addr: Option<SocketAddr>,
+    /// The certificate every TLS listener serves (swapped on ACME renewal).
+    pub tls: Arc<crate::tls::CertResolver>,
     pub smtp_addr: Option<SocketAddr>,
     pub submission_addr: Option<SocketAddr>,
     pub submissions_addr: Option<SocketAddr>,
@@ -183,18 +186,9 @@ pub fn resolver_config(config: &Config) -> anyhow::Result<crate::mailauth::Resol
     })
 }
 
-/// The configured certificate, else a self-signed one in the data directory.
+/// A mail-listener TLS config over the configured certificate (see [`crate::tls::Tls`]).
 pub fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let (cert, key) = if config.tls.cert.is_empty() {
-        let names = vec![config.server.hostname.clone(), config.server.domain.clone()];
-        crate::tls::self_signed(&config.storage.path, &names)?
-    } else {
-        (
-            config.tls.cert.clone().into(),
-            config.tls.key.clone().into(),
-        )
-    };
-    Ok(crate::tls::server_config(&cert, &key)?)
+    Ok(crate::tls::Tls::from_config(config)?.mail_config()?)
 }
 
 fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound> {
@@ -219,6 +213,7 @@ fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound
 /// Binds every configured listener, then serves until [`Running::stop`].
 pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running> {
     let http = bind("http", &config.listen.http).await?;
+    let https = bind("https", &config.listen.https).await?;
     let smtp = bind("smtp", &config.listen.smtp).await?;
     let submission = bind("submission", &config.listen.submission).await?;
     let submissions = bind("submissions", &config.listen.submissions).await?;
@@ -226,12 +221,15 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
     let submission_addr = submission.as_ref().map(|l| l.local_addr()).transpose()?;
     let submissions_addr = submissions.as_ref().map(|l| l.local_addr()).transpose()?;
     let http_addr = http.as_ref().map(|l| l.local_addr()).transpose()?;
-    let did_host = did_host(&config, http_addr.map(|a| a.port()));
+    let https_addr = https.as_ref().map(|l| l.local_addr()).transpose()?;
+    // Clients reach the API over HTTPS when it is on.
+    let did_host = did_host(&config, https_addr.or(http_addr).map(|a| a.port()));
     let services = Arc::new(Services::open(config, did_host)?);
     let bootstrap = services.bootstrap(opts.bootstrap_token.as_deref())?;
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     // Everything that can fail or take time happens before any listener serves.
+    let tls = crate::tls::Tls::from_config(&services.config)?;
     use crate::smtp::inbound::Kind;
     let mut smtp_listeners = Vec::new();
     for (l, kind) in [
@@ -246,19 +244,38 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
     let smtp_ctx = if smtp_listeners.is_empty() {
         None
     } else {
-        Some((
-            Arc::new(inbound_context(&services)?),
-            tls_config(&services.config)?,
-        ))
+        Some((Arc::new(inbound_context(&services)?), tls.mail_config()?))
     };
 
-    if let Some(listener) = http {
+    if let Some(listener) = https {
+        use axum::serve::ListenerExt;
         let app = crate::api::router(services.clone())
             .nest_service(
                 "/mcp",
                 crate::mcp::router(services.clone(), shutdown.child_token()),
             )
             .into_make_service_with_connect_info::<SocketAddr>();
+        let token = shutdown.clone();
+        let listener = crate::tls::TlsListener::new(listener, tls.https_config()?, token.clone())?
+            .tap_io(|_| {});
+        tasks.push((
+            "https",
+            tokio::spawn(async move {
+                let r = axum::serve(listener, app)
+                    .with_graceful_shutdown(token.cancelled_owned())
+                    .await;
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "https listener failed");
+                }
+            }),
+        ));
+    }
+    if let Some(listener) = http {
+        let mut router = crate::api::router(services.clone());
+        if let Some(acme) = &tls.acme {
+            router = router.merge(acme.http01_router());
+        }
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
         let token = shutdown.clone();
         tasks.push((
             "http",
@@ -292,10 +309,16 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
             ));
         }
     }
-    tracing::info!(http = ?http_addr, smtp = ?smtp_addr, submission = ?submission_addr, submissions = ?submissions_addr, domain = %services.config.server.domain, "legate started");
+    if let Some(acme) = tls.acme.clone() {
+        // Not in `tasks`: an order in flight is abandoned at shutdown, not drained.
+        tokio::spawn(acme.run(shutdown.clone()));
+    }
+    tracing::info!(http = ?http_addr, https = ?https_addr, smtp = ?smtp_addr, submission = ?submission_addr, submissions = ?submissions_addr, domain = %services.config.server.domain, "legate started");
     Ok(Running {
         services,
         http_addr,
+        https_addr,
+        tls: tls.resolver.clone(),
         smtp_addr,
         submission_addr,
         submissions_addr,

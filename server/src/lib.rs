@@ -13,6 +13,7 @@ pub mod dns;
 pub mod extract;
 pub mod identity;
 pub mod imap;
+pub mod init;
 pub mod mailauth;
 pub mod mailbox;
 pub mod mcp;

@@ -1,11 +1,12 @@
 //! The `legate` command line. Only argument handling and printing live here; every action is a
 //! service call, so the CLI and the API cannot disagree.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use legate::app::{self, Services, StartOptions};
 use legate::config::{self, Config, LogFormat};
 use legate::identity::{Actor, NewAgent, NewKey};
+use legate::init::prompt::{InitFlags, Prompter};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -51,11 +52,13 @@ enum Cmd {
     Version,
 }
 
+/// Flags of `init`. On a terminal each one is the default of a question; otherwise (or with
+/// `--json` / `--non-interactive`) they are the answers.
 #[derive(Args)]
 struct InitArgs {
     /// The agent mail domain, e.g. agents.example.com.
     #[arg(long)]
-    domain: String,
+    domain: Option<String>,
     /// Data directory (config.toml and master.key are written into it).
     #[arg(long, default_value = "./data")]
     data: PathBuf,
@@ -65,12 +68,78 @@ struct InitArgs {
     /// The first human's email (default: admin@<domain>).
     #[arg(long)]
     admin_email: Option<String>,
+    /// Address every listener binds to.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: String,
+    /// Listener ports; 0 disables one.
+    #[arg(long, default_value_t = 25)]
+    smtp_port: u16,
+    #[arg(long, default_value_t = 587)]
+    submission_port: u16,
+    #[arg(long, default_value_t = 465)]
+    submissions_port: u16,
+    #[arg(long, default_value_t = 143)]
+    imap_port: u16,
+    #[arg(long, default_value_t = 993)]
+    imaps_port: u16,
+    #[arg(long, default_value_t = 80)]
+    http_port: u16,
+    #[arg(long, default_value_t = 443)]
+    https_port: u16,
+    /// Where the certificate comes from.
+    #[arg(long, default_value = "self-signed", value_parser = ["self-signed", "acme", "files"])]
+    cert: String,
+    /// ACME contact (default: the admin email).
+    #[arg(long)]
+    acme_email: Option<String>,
+    /// ACME directory URL (default: Let's Encrypt production).
+    #[arg(long)]
+    acme_directory: Option<String>,
+    #[arg(long, default_value = "http-01", value_parser = ["http-01", "tls-alpn-01"])]
+    acme_challenge: String,
+    /// PEM chain for `--cert files`.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// PEM key for `--cert files`.
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Never ask, even on a terminal.
+    #[arg(long)]
+    non_interactive: bool,
     /// Replace an existing data directory (its data is deleted).
     #[arg(long)]
     force: bool,
-    /// Print what was created as one JSON object.
+    /// Print what was created as one JSON object (implies --non-interactive).
     #[arg(long)]
     json: bool,
+}
+
+impl InitArgs {
+    fn flags(&self) -> InitFlags {
+        InitFlags {
+            domain: self.domain.clone(),
+            hostname: self.hostname.clone(),
+            data: self.data.clone(),
+            admin_email: self.admin_email.clone(),
+            bind: self.bind.clone(),
+            ports: [
+                self.smtp_port,
+                self.submission_port,
+                self.submissions_port,
+                self.imap_port,
+                self.imaps_port,
+                self.http_port,
+                self.https_port,
+            ],
+            cert: self.cert.clone(),
+            acme_email: self.acme_email.clone(),
+            acme_directory: self.acme_directory.clone(),
+            acme_challenge: self.acme_challenge.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            force: self.force,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -321,87 +390,23 @@ impl Signals {
 }
 
 fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
-    let domain =
-        legate::identity::address::normalize_domain(&a.domain).map_err(|e| anyhow::anyhow!(e))?;
-    let hostname = a.hostname.clone().unwrap_or_else(|| format!("mx.{domain}"));
-    let admin = a
-        .admin_email
-        .clone()
-        .unwrap_or_else(|| format!("admin@{domain}"));
-    std::fs::create_dir_all(&a.data)
-        .with_context(|| format!("cannot create {}", a.data.display()))?;
-    let data = std::fs::canonicalize(&a.data)?;
-    let cfg_path = data.join("config.toml");
-    let key_path = data.join("master.key");
-    let db_path = data.join("db");
-    let existing: Vec<&Path> = [&cfg_path, &key_path, &db_path]
-        .into_iter()
-        .filter(|p| p.exists())
-        .map(|p| p.as_path())
-        .collect();
-    if !existing.is_empty() {
-        if !a.force {
-            bail!(
-                "{} already exists; refusing to overwrite (use --force to replace it and delete its data)",
-                existing[0].display()
-            );
-        }
-        for p in existing {
-            if p.is_dir() {
-                std::fs::remove_dir_all(p)?;
-            } else {
-                std::fs::remove_file(p)?;
-            }
-        }
-    }
-    legate::vault::create_key_file(&key_path)?;
-    let text = format!(
-        "# Written by `legate init`; every option is documented in config.toml.example.\n\
-         [server]\ndomain = \"{domain}\"\nhostname = \"{hostname}\"\n\n\
-         [storage]\npath = \"{}\"\n\n[vault]\nmaster_key_file = \"{}\"\n",
-        data.display(),
-        key_path.display()
-    );
-    std::fs::write(&cfg_path, text)?;
-    let cfg = config::load_file(&cfg_path).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let services = Services::open(cfg.clone(), app::did_host(&cfg, None))?;
-    let b = services
-        .identity
-        .bootstrap(
-            &admin,
-            &domain,
-            &domain,
-            std::env::var("LEGATE_BOOTSTRAP_ADMIN_TOKEN")
-                .ok()
-                .as_deref(),
-        )?
-        .context("the new store already had a human")?;
-    services.audit.sync_blocking();
-    services.store.flush_blocking()?;
-    let token = b.token.as_ref().map(|t| t.as_str().to_string());
-    if a.json {
-        println!(
-            "{}",
-            serde_json::json!({
-                "domain": domain, "hostname": hostname,
-                "config": cfg_path, "master_key": key_path, "data": data,
-                "admin_email": b.human.email, "org_id": b.org.id,
-                "admin_token": token,
-                "next": format!("legate serve --config {}", cfg_path.display()),
-            })
-        );
+    use std::io::IsTerminal;
+    let flags = a.flags();
+    let interactive = !a.json && !a.non_interactive && std::io::stdin().is_terminal();
+    let plan = if interactive {
+        let stdin = std::io::stdin();
+        let mut input = stdin.lock();
+        let mut out = std::io::stdout();
+        Prompter::new(&mut input, &mut out).ask(&flags)?
     } else {
-        println!("legate: initialised {domain} in {}", data.display());
-        println!("  config:      {}", cfg_path.display());
-        println!(
-            "  master key:  {} (mode 0600; back it up)",
-            key_path.display()
-        );
-        println!("  admin:       {}", b.human.email);
-        if let Some(t) = token {
-            println!("  admin token (shown once): {t}");
-        }
-        println!("next: legate serve --config {}", cfg_path.display());
+        flags.plan()?
+    };
+    let token = std::env::var("LEGATE_BOOTSTRAP_ADMIN_TOKEN").ok();
+    let o = legate::init::write(&plan, token.as_deref())?;
+    if a.json {
+        println!("{}", o.to_json());
+    } else {
+        print!("{}", o.summary());
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -477,14 +482,13 @@ fn audit_cli(s: &Services, actor: &Actor, action: &str, target: &str) -> anyhow:
 }
 
 fn open_offline(cfg: Config) -> anyhow::Result<(Services, Actor)> {
-    let did = app::did_host(
-        &cfg,
-        cfg.listen
-            .http
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok()),
-    );
+    // As `serve` does: clients reach the API over HTTPS when that listener is on.
+    let api = if cfg.listen.https.is_empty() {
+        &cfg.listen.http
+    } else {
+        &cfg.listen.https
+    };
+    let did = app::did_host(&cfg, api.rsplit(':').next().and_then(|p| p.parse().ok()));
     let services = Services::open(cfg, did)?;
     let human = services.identity.first_human()?.context(
         "this data directory has no admin yet: run `legate init` or `legate serve` first",

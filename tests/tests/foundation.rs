@@ -533,6 +533,14 @@ async fn cli_init_agent_and_audit_verify() {
     let out = std::process::Command::new(&bin)
         .args(["init", "--domain", "cli.test", "--json", "--data"])
         .arg(&data)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+        ])
         .output()
         .unwrap();
     assert!(
@@ -542,6 +550,20 @@ async fn cli_init_agent_and_audit_verify() {
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["admin_token"].as_str().unwrap().starts_with("lg_"));
+    // The DNS records to publish first: both DKIM selectors, and where the full plan is.
+    let dkim = v["dkim"].as_array().unwrap();
+    assert_eq!(dkim.len(), 2, "{v}");
+    assert!(dkim.iter().all(|r| r["name"]
+        .as_str()
+        .unwrap()
+        .ends_with("._domainkey.cli.test")
+        && r["value"].as_str().unwrap().starts_with("v=DKIM1;")));
+    assert!(v["dns_plan"].as_str().unwrap().ends_with("dns plan"));
+    assert!(v["certificate"]
+        .as_str()
+        .unwrap()
+        .starts_with("self-signed"));
+    assert!(data.join("tls-cert.pem").exists());
     let cfg = v["config"].as_str().unwrap().to_string();
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(v["master_key"].as_str().unwrap())
@@ -558,6 +580,14 @@ async fn cli_init_agent_and_audit_verify() {
         .unwrap();
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+    // No terminal and no --domain: an error naming the flag, not a prompt.
+    let o = std::process::Command::new(&bin)
+        .args(["init", "--data"])
+        .arg(dir.path().join("nodomain"))
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--domain"));
 
     let run = |args: &[&str]| {
         std::process::Command::new(&bin)

@@ -60,6 +60,7 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "storage" => cfg.storage = section(key, value, &mut errs),
             "listen" => cfg.listen = section(key, value, &mut errs),
             "tls" => cfg.tls = section(key, value, &mut errs),
+            "acme" => cfg.acme = section(key, value, &mut errs),
             "vault" => cfg.vault = section(key, value, &mut errs),
             "dns" => cfg.dns = section(key, value, &mut errs),
             "log" => cfg.log = section(key, value, &mut errs),
@@ -223,12 +224,14 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
         ("imap", &l.imap),
         ("imaps", &l.imaps),
         ("http", &l.http),
+        ("https", &l.https),
     ] {
         check_addr(&format!("listen.{name}"), v, errs);
     }
     if c.tls.cert.is_empty() != c.tls.key.is_empty() {
         errs.push(err("tls", "set both cert and key, or neither"));
     }
+    validate_acme(c, errs);
     for (i, ns) in c.dns.nameservers.iter().enumerate() {
         if ns.parse::<SocketAddr>().is_err() {
             errs.push(err(
@@ -316,6 +319,36 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
     }
 }
 
+fn validate_acme(c: &Config, errs: &mut Vec<ConfigError>) {
+    let a = &c.acme;
+    if a.directory.is_empty() {
+        return;
+    }
+    if !c.tls.cert.is_empty() {
+        errs.push(err("acme.directory", "use [tls] files or [acme], not both"));
+    }
+    if !a.directory.starts_with("https://") {
+        errs.push(err(
+            "acme.directory",
+            "must be an https:// URL (RFC 8555 §6.1)",
+        ));
+    }
+    for (i, d) in a.domains.iter().enumerate() {
+        if !valid_domain(d) {
+            errs.push(err(
+                format!("acme.domains[{i}]"),
+                format!("\"{d}\" is not a domain name"),
+            ));
+        }
+    }
+    if !a.email.is_empty() && !a.email.contains('@') {
+        errs.push(err("acme.email", "must be an email address"));
+    }
+    if a.check_interval_secs == 0 {
+        errs.push(err("acme.check_interval_secs", "must be greater than 0"));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,5 +413,28 @@ mod tests {
         let c = load_file(Path::new(path)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.server.domain, "agents.example.com");
         assert_eq!(c.listen.smtp, "0.0.0.0:25");
+        assert_eq!(c.listen.https, "0.0.0.0:443");
+        assert_eq!(c.acme.renew_before_days, 30);
+    }
+
+    #[test]
+    fn acme_section_parses_and_conflicts_with_tls_files() {
+        let c = parse_str(
+            "[acme]\ndirectory='https://127.0.0.1:14000/dir'\nchallenge='tls-alpn-01'\ndomains=['mx.a.test']\n",
+        )
+        .unwrap();
+        assert_eq!(c.acme.challenge, AcmeChallenge::TlsAlpn01);
+        assert_eq!(c.acme.check_interval_secs, 3600);
+        let e = parse_str("[acme]\nchallenge='dns-01'\n").unwrap_err();
+        assert_eq!(e.0[0].path, "acme.challenge");
+        let e = parse_str(
+            "[tls]\ncert='c'\nkey='k'\n[acme]\ndirectory='http://ca.test/dir'\ndomains=['bad name']\n",
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["acme.directory", "acme.directory", "acme.domains[0]"]
+        );
     }
 }

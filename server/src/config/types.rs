@@ -10,6 +10,7 @@ pub struct Config {
     pub storage: StorageConfig,
     pub listen: ListenConfig,
     pub tls: TlsConfig,
+    pub acme: AcmeConfig,
     pub vault: VaultConfig,
     pub dns: DnsConfig,
     pub log: LogConfig,
@@ -66,6 +67,9 @@ pub struct ListenConfig {
     pub imap: String,
     pub imaps: String,
     pub http: String,
+    /// HTTPS with the same certificate as the mail listeners (ACME's TLS-ALPN-01 also
+    /// validates here); `http` then stays plain for ACME HTTP-01 and local probes.
+    pub https: String,
 }
 
 impl Default for ListenConfig {
@@ -77,6 +81,7 @@ impl Default for ListenConfig {
             imap: "127.0.0.1:2143".into(),
             imaps: String::new(),
             http: "127.0.0.1:8080".into(),
+            https: String::new(),
         }
     }
 }
@@ -87,6 +92,53 @@ impl Default for ListenConfig {
 pub struct TlsConfig {
     pub cert: String,
     pub key: String,
+}
+
+/// How ACME proves control of a name (RFC 8555 §8.3, RFC 8737).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub enum AcmeChallenge {
+    /// A token served at `http://<name>/.well-known/acme-challenge/` (port 80).
+    #[default]
+    #[serde(rename = "http-01")]
+    Http01,
+    /// A special certificate on port 443 for ALPN `acme-tls/1`.
+    #[serde(rename = "tls-alpn-01")]
+    TlsAlpn01,
+}
+
+/// Certificates from an ACME CA (Let's Encrypt...). Used when `directory` is set and
+/// `[tls]` is not; kept in `<storage.path>/acme/` and renewed in the background.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AcmeConfig {
+    /// Directory URL; empty disables ACME.
+    pub directory: String,
+    /// Contact address given to the CA (expiry warnings).
+    pub email: String,
+    /// Names on the certificate; empty: `server.hostname` and `server.domain`.
+    pub domains: Vec<String>,
+    pub challenge: AcmeChallenge,
+    /// A PEM CA certificate to trust for the directory's HTTPS instead of the system roots
+    /// (test CAs such as pebble).
+    pub ca_file: String,
+    /// Renew this many days before expiry, or at two thirds of the lifetime if earlier.
+    pub renew_before_days: u64,
+    /// Seconds between renewal checks (and the retry pace after a failed order).
+    pub check_interval_secs: u64,
+}
+
+impl Default for AcmeConfig {
+    fn default() -> Self {
+        Self {
+            directory: String::new(),
+            email: String::new(),
+            domains: Vec::new(),
+            challenge: AcmeChallenge::Http01,
+            ca_file: String::new(),
+            renew_before_days: 30,
+            check_interval_secs: 3600,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
