@@ -626,7 +626,7 @@ async fn dns_plan(cfg: &Config, source: &PlanSource) -> anyhow::Result<legate::d
         let status = resp.status();
         let body = resp.text().await?;
         if !status.is_success() {
-            bail!("{url} answered {status}: {body}");
+            anyhow::bail!("{url} answered {status}: {body}");
         }
         return serde_json::from_str(&body).with_context(|| format!("{url}: not a DNS plan"));
     }

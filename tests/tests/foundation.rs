@@ -558,7 +558,17 @@ async fn cli_init_agent_and_audit_verify() {
         .unwrap()
         .ends_with("._domainkey.cli.test")
         && r["value"].as_str().unwrap().starts_with("v=DKIM1;")));
-    assert!(v["dns_plan"].as_str().unwrap().ends_with("dns plan"));
+    assert!(v["dns_plan_command"]
+        .as_str()
+        .unwrap()
+        .ends_with("dns plan"));
+    assert!(
+        v["dns_plan"]
+            .as_str()
+            .unwrap()
+            .contains("_domainkey.cli.test"),
+        "{v}"
+    );
     assert!(v["certificate"]
         .as_str()
         .unwrap()

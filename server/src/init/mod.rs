@@ -131,6 +131,8 @@ pub struct InitOutcome {
     pub certificate: Option<PathBuf>,
     /// `(name, TXT value)` of each DKIM selector to publish.
     pub dkim: Vec<(String, String)>,
+    /// The whole DNS plan as the `legate dns plan --format text` checklist.
+    pub dns_plan: String,
     pub cert: CertMode,
 }
 
@@ -258,6 +260,11 @@ pub fn write(plan: &InitPlan, bootstrap_token: Option<&str>) -> Result<InitOutco
         .filter(|r| r.retired_at.is_none())
         .map(|r| (format!("{}._domainkey.{domain}", r.selector), r.txt()))
         .collect();
+    let admin = crate::identity::Actor::cli(&b.human.id, &b.human.email);
+    let dns_plan = crate::dns::DnsWizard::new(&cfg, &services.vault, &services.audit)
+        .plan(&admin)
+        .and_then(|p| crate::dns::render::render(&p, crate::dns::Format::Text))
+        .map_err(|e| InitError::Invalid(e.to_string()))?;
     services.audit.sync_blocking();
     services
         .store
@@ -274,6 +281,7 @@ pub fn write(plan: &InitPlan, bootstrap_token: Option<&str>) -> Result<InitOutco
         admin_token: b.token,
         certificate,
         dkim,
+        dns_plan,
         cert: plan.cert,
     })
 }

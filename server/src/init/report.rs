@@ -34,7 +34,8 @@ impl InitOutcome {
             "dkim": o.dkim.iter().map(|(name, value)| serde_json::json!({
                 "name": name, "type": "TXT", "value": value,
             })).collect::<Vec<_>>(),
-            "dns_plan": format!("legate --config {cfg} dns plan"),
+            "dns_plan": o.dns_plan,
+            "dns_plan_command": format!("legate --config {cfg} dns plan"),
             "next": format!("legate --config {cfg} serve"),
         })
     }
@@ -54,10 +55,13 @@ impl InitOutcome {
         if let Some(tok) = &o.admin_token {
             t += &format!("  admin token (shown once): {}\n", tok.as_str());
         }
-        t += "\nDNS: publish the DKIM keys (the full plan: MX, SPF, DMARC, MTA-STS, ... comes from\n";
-        t += &format!("`legate --config {cfg} dns plan`; `dns check` verifies it live):\n");
-        for (name, value) in &o.dkim {
-            t += &format!("  {name}. IN TXT \"{value}\"\n");
+        t += &format!(
+            "\nDNS: publish these records (`legate --config {cfg} dns plan --format zone` prints\n\
+             them as a zone fragment; `dns check` verifies them live):\n\n"
+        );
+        t += &o.dns_plan;
+        if !t.ends_with('\n') {
+            t.push('\n');
         }
         t += "\nnext steps:\n";
         t += &format!("  1. DNS:         legate --config {cfg} dns plan\n");
@@ -90,6 +94,7 @@ mod tests {
                 "lg1ed._domainkey.a.test".into(),
                 "v=DKIM1; k=ed25519; p=AA".into(),
             )],
+            dns_plan: "[ ] TXT lg1ed._domainkey.a.test v=DKIM1; k=ed25519; p=AA\n".into(),
             cert: CertMode::Acme {
                 email: "e@a.test".into(),
                 directory: "https://ca.test/dir".into(),
@@ -98,12 +103,13 @@ mod tests {
         };
         let text = o.summary();
         assert!(text.contains("admin token (shown once): lg_TOKEN"));
-        assert!(text.contains("lg1ed._domainkey.a.test. IN TXT \"v=DKIM1; k=ed25519; p=AA\""));
+        assert!(text.contains("[ ] TXT lg1ed._domainkey.a.test v=DKIM1; k=ed25519; p=AA"));
         assert!(text.contains("legate --config /d/config.toml dns plan"));
         assert!(text.contains("ACME from https://ca.test/dir (http-01)"));
         let j = o.to_json();
         assert_eq!(j["admin_token"], "lg_TOKEN");
         assert_eq!(j["dkim"][0]["type"], "TXT");
+        assert!(j["dns_plan"].as_str().unwrap().contains("lg1ed._domainkey"));
         assert_eq!(j["next"], "legate --config /d/config.toml serve");
     }
 }
