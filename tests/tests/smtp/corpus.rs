@@ -64,6 +64,7 @@ async fn every_corpus_message_gets_a_clear_answer() {
     assert!(files.len() >= 70, "corpus missing: {} files", files.len());
     let s = TestServer::start_smtp(dns()).await;
     let (_, key) = s.agent("ops", &["mail:read"]).await;
+    let max_line = s.services().config.smtp.max_line_length;
     let mut accepted = 0;
     let mut refused = Vec::new();
     for f in &files {
@@ -84,6 +85,16 @@ async fn every_corpus_message_gets_a_clear_answer() {
             "{name}: the session survives"
         );
         if !r.starts_with("250") {
+            // The only refusal expected of this corpus: a line over `max_line_length`.
+            let longest = as_data(&raw)
+                .split(|&b| b == b'\n')
+                .map(|l| l.len() + 1)
+                .max()
+                .unwrap_or(0);
+            assert!(
+                r.starts_with("500 5.5.2") && longest > max_line,
+                "{name}: refused without cause ({longest} bytes max): {r}"
+            );
             refused.push(format!("{name}: {}", r.trim_end()));
             continue;
         }
