@@ -19,7 +19,6 @@ need=""
 for c in smtp-source smtp-sink postfix dovecot doveadm jq curl; do command -v "$c" >/dev/null || need=1; done
 [ -x /usr/lib/dovecot/lmtp ] || need=1
 [ -z "$need" ] || bash tests/interop/setup.sh
-[ -x /usr/lib/dovecot/lmtp ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dovecot-lmtpd >/dev/null
 # LEGATE_BIN: a release binary already built (skips the build).
 [ -n "${LEGATE_BIN:-}" ] || cargo build --release --locked -p legate >/dev/null 2>&1
 BIN="${LEGATE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/legate}"
