@@ -9,7 +9,8 @@ Serves TXT, MX, A and AAAA records from a JSON file, over UDP and TCP on the sam
 
 The file is re-read when it changes, so a script can add records (DKIM keys it just made)
 while the server runs. A name absent from the file is NXDOMAIN; a known name without the asked
-type is an empty NOERROR answer. TXT strings longer than 255 bytes are split into several
+type is an empty NOERROR answer; both carry an SOA so resolvers cache them (RFC 2308).
+TXT strings longer than 255 bytes are split into several
 character-strings, as RFC 1035 requires (an RSA-2048 DKIM key is ~400 bytes).
 
 Usage: dns_server.py --records FILE [--port N] [--port-file F]
@@ -21,7 +22,7 @@ import sys
 import threading
 import time
 
-from dnslib import AAAA, MX, QTYPE, RCODE, RR, TXT, A
+from dnslib import AAAA, MX, QTYPE, RCODE, RR, SOA, TXT, A
 from dnslib.server import BaseResolver, DNSLogger, DNSServer
 
 
@@ -54,6 +55,7 @@ class JsonResolver(BaseResolver):
             entry = self.records.get(name)
         if entry is None:
             reply.header.rcode = RCODE.NXDOMAIN
+            self._soa(reply, name)
             return reply
         for value in entry.get(qtype, []):
             if qtype == "TXT":
@@ -69,7 +71,17 @@ class JsonResolver(BaseResolver):
             else:
                 continue
             reply.add_answer(RR(q.qname, q.qtype, rdata=rdata, ttl=60))
+        if not reply.rr:
+            self._soa(reply, name)
         return reply
+
+    @staticmethod
+    def _soa(reply, name):
+        """An SOA in the authority section of a negative answer, as real servers send
+        (RFC 2308), so resolvers cache NXDOMAIN/NODATA for its minimum TTL (60 s)."""
+        apex = name.rsplit(".", 1)[-1] + "."
+        soa = SOA("ns." + apex, "hostmaster." + apex, (1, 3600, 600, 86400, 60))
+        reply.add_auth(RR(apex, QTYPE.SOA, rdata=soa, ttl=60))
 
 
 def main():
