@@ -503,3 +503,9 @@ async fn spf_results_are_recorded() {
     assert!(metrics.contains("legate_smtp_messages_total{outcome=\"accepted\",reason=\"\"} 4"));
     s.stop().await;
 }
+
+#[path = "smtp/limits.rs"]
+mod limits;
+
+#[path = "smtp/corpus.rs"]
+mod corpus;

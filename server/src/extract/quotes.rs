@@ -251,11 +251,24 @@ fn reply_header_len(lines: &[String], i: usize) -> Option<usize> {
         joined.push_str(line);
         // A real header names a date or an address; "On reflection, she wrote:" does not.
         let specific = joined.contains('@') || joined.chars().any(|c| c.is_ascii_digit());
-        if specific && REPLY_HEADER.iter().any(|r| r.is_match(&joined)) {
+        if specific
+            && could_end_reply_header(&joined)
+            && REPLY_HEADER.iter().any(|r| r.is_match(&joined))
+        {
             return Some(k + 1);
         }
     }
     None
+}
+
+/// Every `REPLY_HEADER` pattern ends in a colon, or (Japanese) in a phrase with an optional
+/// one. Checking the end first skips the thirteen regexes for nearly every line of a body:
+/// they were a fifth of the inbound MTA's CPU time per message (bench/smtp_inbound.sh).
+/// `joined` is built from trimmed lines, so the patterns' trailing `\s*` is already gone.
+fn could_end_reply_header(joined: &str) -> bool {
+    joined.ends_with([':', '：'])
+        || joined.ends_with("のメッセージ")
+        || joined.ends_with("が書きました")
 }
 
 fn outlook_block_at(lines: &[String], i: usize) -> bool {
@@ -295,6 +308,31 @@ fn next_nonblank(lines: &[String], from: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prefilter_lets_every_reply_header_through() {
+        let samples = [
+            "On Mon, 23 Nov 2026 at 10:00, Alice <a@b.c> wrote:",
+            "Am 23.11.2026 um 10:00 schrieb Alice <a@b.c>:",
+            "Le 23 nov. 2026 à 10:00, Alice <a@b.c> a écrit :",
+            "El 23 nov 2026, a las 10:00, Alice <a@b.c> escribió:",
+            "Em 23/11/2026 10:00, Alice <a@b.c> escreveu:",
+            "Il giorno 23/11/2026 10:00 Alice <a@b.c> ha scritto:",
+            "Op 23-11-2026 om 10:00 schreef Alice <a@b.c>:",
+            "Den 23 nov 2026 kl. 10:00 skrev Alice <a@b.c>:",
+            "W dniu 23.11.2026 o 10:00, Alice <a@b.c> napisał:",
+            "2026年11月23日(月) 10:00 Alice <a@b.c>:",
+            "2026/11/23 10:00 Alice <a@b.c>のメッセージ",
+            "2026/11/23 10:00 Alice <a@b.c>が書きました：",
+            "在 2026年11月23日 10:00，Alice <a@b.c> 写道：",
+            "23.11.2026, 10:00, Alice <a@b.c> пишет:",
+        ];
+        for s in samples {
+            assert!(REPLY_HEADER.iter().any(|r| r.is_match(s)), "{s}");
+            assert!(could_end_reply_header(s), "{s}");
+        }
+        assert!(!could_end_reply_header("Order 1234 shipped on 23 Nov"));
+    }
 
     #[test]
     fn patterns_compile() {

@@ -54,6 +54,11 @@ pub(crate) fn normalise(s: &str) -> String {
 
 /// One line with invisible characters removed, spaces collapsed and ends trimmed.
 pub(crate) fn collapse_line(line: &str) -> String {
+    // Most lines are plain ASCII already in shape: a byte scan is far cheaper than the
+    // char-by-char rebuild below, and this runs on every line several times per message.
+    if already_collapsed(line) {
+        return line.to_string();
+    }
     let mut out = String::with_capacity(line.len());
     let mut pending_space = false;
     for c in line.chars() {
@@ -71,6 +76,25 @@ pub(crate) fn collapse_line(line: &str) -> String {
         out.push(c);
     }
     out
+}
+
+/// Printable ASCII with single inner spaces and none at the ends: `collapse_line` would
+/// return it unchanged.
+fn already_collapsed(line: &str) -> bool {
+    let b = line.as_bytes();
+    if b.first() == Some(&b' ') || b.last() == Some(&b' ') {
+        return false;
+    }
+    let mut prev_space = false;
+    for &c in b {
+        match c {
+            b' ' if prev_space => return false,
+            b' ' => prev_space = true,
+            0x21..=0x7e => prev_space = false,
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// The first `max` characters of `s` on one line, cut at a word boundary when one is not
@@ -98,6 +122,47 @@ pub(crate) fn preview(s: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_fast_path_agrees_with_the_slow_one() {
+        for line in [
+            "",
+            "plain words here",
+            " lead",
+            "trail ",
+            "two  spaces",
+            "tab\there",
+            "cr\r",
+            "caf\u{e9}",
+            "zero\u{200b}width",
+            "a",
+            "  ",
+        ] {
+            let fast = already_collapsed(line);
+            let mut slow = String::new();
+            let mut pending = false;
+            for c in line.chars() {
+                if is_invisible(c) {
+                    continue;
+                }
+                if is_space(c) || c == '\r' {
+                    pending = !slow.is_empty();
+                    continue;
+                }
+                if pending {
+                    slow.push(' ');
+                    pending = false;
+                }
+                slow.push(c);
+            }
+            assert_eq!(collapse_line(line), slow, "{line:?}");
+            if fast {
+                assert_eq!(line, slow, "fast path taken wrongly for {line:?}");
+            }
+        }
+        assert!(already_collapsed("plain words here"));
+        assert!(!already_collapsed("two  spaces"));
+    }
 
     #[test]
     fn normalise_collapses() {

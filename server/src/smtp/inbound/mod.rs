@@ -7,6 +7,7 @@
 
 pub mod auth;
 mod deliver;
+mod line;
 mod listener;
 pub mod reply;
 mod session;
@@ -51,6 +52,8 @@ pub enum Mode {
 pub struct Limits {
     pub max_message_size: usize,
     pub max_recipients: usize,
+    /// Longest command or text line, CRLF included (RFC 5321 §4.5.3.1.4–6).
+    pub max_line_length: usize,
     pub max_connections: usize,
     pub max_connections_per_ip: usize,
     pub command_timeout: Duration,
@@ -64,6 +67,7 @@ impl From<&SmtpConfig> for Limits {
         Self {
             max_message_size: c.max_message_size,
             max_recipients: c.max_recipients,
+            max_line_length: c.max_line_length,
             max_connections: c.max_connections,
             max_connections_per_ip: c.max_connections_per_ip,
             command_timeout: Duration::from_secs(c.command_timeout_secs),

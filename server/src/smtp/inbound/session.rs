@@ -4,6 +4,7 @@
 //! buffer is exhausted, so pipelined commands (RFC 2920) get their replies in one write.
 
 use super::auth::{self as sasl, Sasl, SaslStep};
+use super::line::{BodyLines, CommandLines, Line};
 use super::reply::{self, Reply};
 use super::{Inbound, Mode};
 use crate::identity::envelope::{check_rcpt, Checked};
@@ -47,6 +48,8 @@ pub(super) struct Txn {
     pub body: Vec<u8>,
     /// The message outgrew the size limit: keep reading to its end, then refuse.
     pub too_big: bool,
+    /// A body line outgrew `max_line_length`: keep reading to its end, then refuse.
+    pub lines: BodyLines,
 }
 
 /// How a session ended: done, or asking to continue over TLS (STARTTLS is a type change:
@@ -73,6 +76,8 @@ pub struct Session<S> {
     txn: Option<Txn>,
     out: Vec<u8>,
     errors: u32,
+    /// Cuts command lines within `max_line_length` before smtp-proto parses them.
+    lines: CommandLines,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -83,6 +88,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         peer: SocketAddr,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> Self {
+        let ctx_line_max = ctx.limits.max_line_length;
         Self {
             stream,
             ctx,
@@ -98,6 +104,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             txn: None,
             out: Vec::new(),
             errors: 0,
+            lines: CommandLines::new(ctx_line_max),
         }
     }
 
@@ -193,17 +200,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     async fn step(&mut self, bytes: &mut std::slice::Iter<'_, u8>) {
         let state = std::mem::replace(&mut self.state, State::Closed);
         self.state = match state {
-            State::Command(mut rx) => match rx.ingest(bytes) {
-                Ok(req) => {
-                    let req = owned(req);
-                    drop(rx);
-                    self.command(req).await
+            State::Command(mut rx) => match self.lines.next(bytes) {
+                Line::Partial => State::Command(rx),
+                Line::TooLong => {
+                    self.reply(Reply::new(500, "5.5.2", "Line too long"));
+                    State::Command(rx)
                 }
-                Err(ParseError::NeedsMoreData { .. }) => State::Command(rx),
-                Err(e) => {
-                    self.reply(parse_error(&e));
-                    State::Command(RequestReceiver::default())
-                }
+                // Only whole lines reach the parser, so it never holds a partial one.
+                Line::Whole(line) => match rx.ingest(&mut line.iter()).map(owned) {
+                    Ok(req) => {
+                        drop(rx);
+                        self.command(req).await
+                    }
+                    Err(e) => {
+                        self.reply(parse_error(&e));
+                        State::Command(RequestReceiver::default())
+                    }
+                },
             },
             State::Data(mut rx) => {
                 if self.take_body(|sink, bytes| rx.ingest(bytes, sink), bytes) {
@@ -409,13 +422,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         bytes: &mut std::slice::Iter<'_, u8>,
     ) -> bool {
         let max = self.ctx.limits.max_message_size;
+        let max_line = self.ctx.limits.max_line_length;
         let mut scratch = Vec::new();
         let sink = match self.txn.as_mut() {
             Some(t) => &mut t.body,
             None => &mut scratch,
         };
+        let before = bytes.as_slice();
         let done = ingest(sink, bytes);
         if let Some(t) = self.txn.as_mut() {
+            let consumed = &before[..before.len() - bytes.as_slice().len()];
+            if t.lines.feed(consumed, max_line) && !t.body.is_empty() {
+                t.body = Vec::new();
+            }
             if t.body.len() > max {
                 t.too_big = true;
                 t.body = Vec::new();
@@ -564,6 +583,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 submit_rcpts: Vec::new(),
                 body: Vec::new(),
                 too_big: false,
+                lines: BodyLines::default(),
             });
             return Reply::new(250, "2.1.0", "Sender OK");
         }
@@ -584,6 +604,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             submit_rcpts: Vec::new(),
             body: Vec::new(),
             too_big: false,
+            lines: BodyLines::default(),
         });
         Reply::new(250, "2.1.0", "Sender OK")
     }
@@ -660,6 +681,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 "5.3.4",
                 "Message size exceeds fixed maximum message size",
             );
+        }
+        if txn.lines.overlong() {
+            self.ctx
+                .metrics
+                .smtp_messages
+                .with_label_values(&["rejected", "line_length"])
+                .inc();
+            return Reply::new(500, "5.5.2", "Line too long");
         }
         let helo = self.helo.clone().unwrap_or_default();
         if self.mode == Mode::Submission {

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# Benchmark: postfix's smtp-source (20 sessions, 4 KB messages, 5,000 messages) against, in the
+# same run and all on loopback:
+#   1. smtp-sink           - reads and discards: the no-storage ceiling;
+#   2. legate              - SPF/DKIM/DMARC, parse, extract, store durably before each 250;
+#   3. postfix -> dovecot  - a private postfix instance relaying over LMTP to a private
+#                            dovecot (static passdb/userdb, Maildir). Timed twice: until
+#                            smtp-source is done (queued) and until every message is in the
+#                            Maildir (delivered), the figure comparable to legate's 250.
+# The three run in alternating rounds (sink, legate, postfix; repeated) so a neighbour's load
+# on a shared machine hits all of them alike; the median round of each is reported.
+# Prints msg/s for each and the ratios. Release build. Runs as root (postfix and dovecot
+# masters); their instances use their own config, queue and state directories under a temp dir.
+# Usage: bench/smtp_inbound.sh [messages=5000] [sessions=20] [size=4096] [rounds=3]
+# (PERF_OUT=file records a perf profile of legate; KEEP_WORK=1 keeps logs.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+N=${1:-5000}; S=${2:-20}; SIZE=${3:-4096}; ROUNDS=${4:-3}
+need=""
+for c in smtp-source smtp-sink postfix dovecot doveadm jq curl; do command -v "$c" >/dev/null || need=1; done
+[ -x /usr/lib/dovecot/lmtp ] || need=1
+[ -z "$need" ] || bash tests/interop/setup.sh
+# LEGATE_BIN: a release binary already built (skips the build).
+[ -n "${LEGATE_BIN:-}" ] || cargo build --release --locked -p legate >/dev/null 2>&1
+BIN="${LEGATE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/legate}"
+
+WORK=$(mktemp -d); chmod 755 "$WORK"   # dovecot delivers as nobody under $WORK
+PF="$WORK/postfix"; DV="$WORK/dovecot"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  postfix -c "$PF" stop >/dev/null 2>&1 || true
+  [ -f "$DV/dovecot.conf" ] && doveadm -c "$DV/dovecot.conf" stop >/dev/null 2>&1 || true
+  [ -n "${KEEP_WORK:-}" ] && echo "work dir kept: $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+now() { date +%s.%N; }
+# Runs smtp-source against host:port; prints the elapsed seconds.
+load() {
+  local t0 t1
+  t0=$(now)
+  smtp-source -s "$S" -m "$N" -l "$SIZE" -d -M source.test -f load@source.test -t ops@agents.test "$1" \
+    > "$WORK/source-$2.log" 2>&1 || { echo "smtp-source against $2 failed:" >&2; tail -5 "$WORK/source-$2.log" >&2; exit 1; }
+  t1=$(now)
+  echo "$t1 - $t0" | bc -l
+}
+rate() { echo "scale=0; $N / $1" | bc -l; }
+
+# --- 1. smtp-sink --------------------------------------------------------------------------
+SINK=$(free_port)
+smtp-sink -u nobody "127.0.0.1:$SINK" 256 > "$WORK/sink.log" 2>&1 & PIDS+=("$!")
+sleep 0.3
+
+# --- 2. legate -----------------------------------------------------------------------------
+echo '{"source.test": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]}}' > "$WORK/dns.json"
+python3 tests/interop/tools/dns_server.py --records "$WORK/dns.json" --port-file "$WORK/dns.port" \
+  > /dev/null 2>&1 & PIDS+=("$!")
+for _ in $(seq 1 100); do [ -s "$WORK/dns.port" ] && break; sleep 0.1; done
+HTTP=$(free_port); SMTP=$(free_port)
+cat > "$WORK/legate.toml" <<CFG
+[server]
+domain = "agents.test"
+hostname = "mx.agents.test"
+[storage]
+path = "$WORK/legate"
+[listen]
+http = "127.0.0.1:$HTTP"
+smtp = "127.0.0.1:$SMTP"
+submission = ""
+imap = ""
+[dns]
+nameservers = ["127.0.0.1:$(cat "$WORK/dns.port")"]
+[log]
+level = "warn"
+CFG
+TOKEN="lg_$(head -c 32 /dev/urandom | base32 | tr -d '=\n')"
+LEGATE_BOOTSTRAP_ADMIN_TOKEN=$TOKEN "$BIN" --config "$WORK/legate.toml" serve > "$WORK/legate.log" 2>&1 & LPID=$!
+PIDS+=("$LPID")
+BASE="http://127.0.0.1:$HTTP"
+for _ in $(seq 1 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
+KEY=$(curl -s -XPOST "$BASE/v1/agents" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  -d '{"local":"ops","scopes":["mail:read"]}' | jq -r .api_key.key)
+# --- 3. postfix -> LMTP -> dovecot ---------------------------------------------------------
+LMTP=$(free_port); PFPORT=$(free_port)
+mkdir -p "$DV/run" "$DV/state" "$DV/mail"; chown nobody:nogroup "$DV/mail"
+cat > "$DV/dovecot.conf" <<CFG
+protocols = lmtp
+listen = 127.0.0.1
+base_dir = $DV/run
+state_dir = $DV/state
+log_path = $DV/dovecot.log
+ssl = no
+mail_location = maildir:~/Maildir
+passdb {
+  driver = static
+  args = nopassword=y
+}
+userdb {
+  driver = static
+  args = uid=nobody gid=nogroup home=$DV/mail/%n
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = $LMTP
+  }
+}
+CFG
+dovecot -c "$DV/dovecot.conf"
+mkdir -p "$PF/queue" "$PF/data"; chown postfix "$PF/data"
+cat > "$PF/main.cf" <<CFG
+compatibility_level = 3.6
+queue_directory = $PF/queue
+data_directory = $PF/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = bench.postfix.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+relay_domains = agents.test
+relay_recipient_maps =
+relay_transport = lmtp:inet:127.0.0.1:$LMTP
+alias_maps =
+alias_database =
+smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination
+maillog_file = $PF/maillog
+maillog_file_prefixes = $PF
+smtputf8_enable = no
+biff = no
+CFG
+cat > "$PF/master.cf" <<CFG
+127.0.0.1:$PFPORT inet n - n - - smtpd
+pickup    unix  n - n 60 1 pickup
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+smtp      unix  - - n - - smtp
+lmtp      unix  - - n - - lmtp
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+CFG
+postfix -c "$PF" start >/dev/null 2>&1 || { echo "postfix failed to start; see $PF/maillog" >&2; exit 1; }
+sleep 1
+delivered() {
+  local d="$DV/mail/ops/Maildir/new"
+  if [ -d "$d" ]; then find "$d" -maxdepth 1 -type f | wc -l; else echo 0; fi
+}
+
+# --- rounds --------------------------------------------------------------------------------
+PERF_PID=""
+if [ -n "${PERF_OUT:-}" ]; then perf record -F 999 -g -p "$LPID" -o "$PERF_OUT" &>/dev/null & PERF_PID=$!; fi
+: > "$WORK/rounds"
+for r in $(seq 1 "$ROUNDS"); do
+  t_sink=$(load "127.0.0.1:$SINK" "sink-$r")
+  t_legate=$(load "127.0.0.1:$SMTP" "legate-$r")
+  before=$(delivered); t0=$(now)
+  t_accept=$(load "127.0.0.1:$PFPORT" "postfix-$r")
+  for _ in $(seq 1 3000); do [ "$(delivered)" -ge $((before + N)) ] && break; sleep 0.1; done
+  t_deliver=$(echo "$(now) - $t0" | bc -l)
+  echo "$(rate "$t_sink") $(rate "$t_legate") $(rate "$t_accept") $(rate "$t_deliver")" >> "$WORK/rounds"
+  echo "round $r: sink $(rate "$t_sink")  legate $(rate "$t_legate")  postfix queued $(rate "$t_accept")  postfix+dovecot delivered $(rate "$t_deliver") msg/s"
+done
+[ -z "$PERF_PID" ] || { kill -INT "$PERF_PID"; wait "$PERF_PID" || true; }
+DELIVERED=$(delivered)
+STORED=0; CURSOR=""
+while :; do
+  PAGE=$(curl -s -G "$BASE/v1/messages" -H "Authorization: Bearer $KEY" --data-urlencode limit=500 \
+    ${CURSOR:+--data-urlencode "cursor=$CURSOR"})
+  STORED=$((STORED + $(echo "$PAGE" | jq '.items | length')))
+  CURSOR=$(echo "$PAGE" | jq -r '.next_cursor // empty')
+  [ -n "$CURSOR" ] || break
+done
+TOTAL=$((N * ROUNDS))
+median() { awk -v c="$1" '{print $c}' "$WORK/rounds" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+R_SINK=$(median 1); R_LEGATE=$(median 2); R_PFA=$(median 3); R_PFD=$(median 4)
+echo "messages=$N per round x $ROUNDS rounds, sessions=$S size=${SIZE}B cores=$(nproc) (loopback; median round)"
+printf '%-44s %8s msg/s\n' "smtp-sink (no storage, ceiling)" "$R_SINK"
+printf '%-44s %8s msg/s   stored %s/%s\n' "legate (verified + stored before 250)" "$R_LEGATE" "$STORED" "$TOTAL"
+printf '%-44s %8s msg/s\n' "postfix queued (smtp-source done)" "$R_PFA"
+printf '%-44s %8s msg/s   in Maildir %s/%s\n' "postfix -> LMTP -> dovecot (delivered)" "$R_PFD" "$DELIVERED" "$TOTAL"
+python3 - "$R_LEGATE" "$R_PFD" "$R_PFA" "$R_SINK" <<'PY'
+import sys
+legate, pfd, pfa, sink = map(float, sys.argv[1:])
+print(f"ratio legate / postfix+dovecot delivered: {legate / pfd:.2f}x  (goal >= 4x)")
+print(f"ratio legate / postfix queued only:       {legate / pfa:.2f}x")
+print(f"ratio legate / smtp-sink ceiling:         {legate / sink * 100:.0f}%")
+PY
