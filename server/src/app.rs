@@ -210,6 +210,14 @@ fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound
     })
 }
 
+/// The REST API with MCP mounted at `/mcp`: the same on the HTTP and HTTPS listeners.
+fn api_app(services: &Arc<Services>, shutdown: &CancellationToken) -> axum::Router {
+    crate::api::router(services.clone()).nest_service(
+        "/mcp",
+        crate::mcp::router(services.clone(), shutdown.child_token()),
+    )
+}
+
 /// Binds every configured listener, then serves until [`Running::stop`].
 pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running> {
     let http = bind("http", &config.listen.http).await?;
@@ -249,12 +257,7 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
 
     if let Some(listener) = https {
         use axum::serve::ListenerExt;
-        let app = crate::api::router(services.clone())
-            .nest_service(
-                "/mcp",
-                crate::mcp::router(services.clone(), shutdown.child_token()),
-            )
-            .into_make_service_with_connect_info::<SocketAddr>();
+        let app = api_app(&services, &shutdown).into_make_service_with_connect_info::<SocketAddr>();
         let token = shutdown.clone();
         let listener = crate::tls::TlsListener::new(listener, tls.https_config()?, token.clone())?
             .tap_io(|_| {});
@@ -271,7 +274,7 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         ));
     }
     if let Some(listener) = http {
-        let mut router = crate::api::router(services.clone());
+        let mut router = api_app(&services, &shutdown);
         if let Some(acme) = &tls.acme {
             router = router.merge(acme.http01_router());
         }
