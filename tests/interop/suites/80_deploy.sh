@@ -29,9 +29,9 @@ suite_80_deploy_init() {
   out=$("$BIN" init --json --domain Init.Test --data "$dir/ni" --bind 127.0.0.1 \
         --smtp-port 0 --submission-port 0 --submissions-port 0 --imap-port 0 --imaps-port 0 \
         --http-port "$http" --https-port 0 < /dev/null 2> "$dir/ni.err")
-  check "init --json prints an admin token" sh -c "echo '$out' | jq -er '.admin_token' | grep -q '^lg_'"
-  check "init --json lists both DKIM records" test "$(echo "$out" | jq '[.dkim[] | select(.value | startswith("v=DKIM1"))] | length')" -eq 2
-  check "init --json carries the DNS plan" sh -c "echo '$out' | jq -er .dns_plan | grep -q '_domainkey'"
+  check "init --json prints an admin token" grep -q '^lg_' <<<"$(jq -er '.admin_token' <<<"$out")"
+  check "init --json lists both DKIM records" test "$(jq '[.dkim[] | select(.value | startswith("v=DKIM1"))] | length' <<<"$out")" -eq 2
+  check "init --json carries the DNS plan" grep -q '_domainkey' <<<"$(jq -er .dns_plan <<<"$out")"
   check "init made a self-signed certificate" test -s "$dir/ni/tls-cert.pem"
   check "init master key is 0600" test "$(stat -c %a "$dir/ni/master.key")" = 600
   local again=0; "$BIN" init --domain init.test --data "$dir/ni" < /dev/null > "$dir/again.log" 2>&1 || again=$?
