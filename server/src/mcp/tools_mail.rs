@@ -116,6 +116,10 @@ impl From<AttachmentArg> for crate::queue::AttachmentIn {
     }
 }
 
+fn attachments(a: Option<Vec<AttachmentArg>>) -> Vec<crate::queue::AttachmentIn> {
+    a.unwrap_or_default().into_iter().map(Into::into).collect()
+}
+
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendArgs {
@@ -177,12 +181,7 @@ impl LegateMcp {
             subject: a.subject,
             text: a.text,
             html: a.html,
-            attachments: a
-                .attachments
-                .unwrap_or_default()
-                .into_iter()
-                .map(Into::into)
-                .collect(),
+            attachments: attachments(a.attachments),
             headers: a.headers.unwrap_or_default(),
             in_reply_to: a.in_reply_to,
             references: vec![],
@@ -211,12 +210,7 @@ impl LegateMcp {
             html: a.html,
             reply_all: a.reply_all.unwrap_or(false),
             quote: a.quote.unwrap_or(false),
-            attachments: a
-                .attachments
-                .unwrap_or_default()
-                .into_iter()
-                .map(Into::into)
-                .collect(),
+            attachments: attachments(a.attachments),
             headers: Default::default(),
         };
         ok(self

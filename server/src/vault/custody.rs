@@ -201,10 +201,7 @@ impl VaultService {
         domain: &str,
         selector_prefix: &str,
     ) -> Result<Vec<DkimKeyRecord>, VaultError> {
-        let mut set: DkimKeys = self
-            .store
-            .get_record(Tree::KeyCustody, &dkim_key(domain))?
-            .unwrap_or_default();
+        let mut set = self.dkim_set(domain)?;
         let mut changed = false;
         for alg in [DkimAlgorithm::Ed25519, DkimAlgorithm::Rsa] {
             if !set
@@ -236,10 +233,7 @@ impl VaultService {
         domain: &str,
         selector_prefix: &str,
     ) -> Result<Vec<DkimKeyRecord>, VaultError> {
-        let mut set: DkimKeys = self
-            .store
-            .get_record(Tree::KeyCustody, &dkim_key(domain))?
-            .unwrap_or_default();
+        let mut set = self.dkim_set(domain)?;
         let now = now_unix();
         for k in set.keys.iter_mut().filter(|k| k.retired_at.is_none()) {
             k.retired_at = Some(now);
@@ -249,6 +243,13 @@ impl VaultService {
         self.ensure_dkim(domain, selector_prefix)
     }
 
+    fn dkim_set(&self, domain: &str) -> Result<DkimKeys, VaultError> {
+        Ok(self
+            .store
+            .get_record(Tree::KeyCustody, &dkim_key(domain))?
+            .unwrap_or_default())
+    }
+
     /// Unpublishes a retired selector. An active one is refused: the domain would sign with
     /// a key no receiver can find.
     pub fn remove_dkim(
@@ -256,10 +257,7 @@ impl VaultService {
         domain: &str,
         selector: &str,
     ) -> Result<Vec<DkimKeyRecord>, VaultError> {
-        let mut set: DkimKeys = self
-            .store
-            .get_record(Tree::KeyCustody, &dkim_key(domain))?
-            .unwrap_or_default();
+        let mut set = self.dkim_set(domain)?;
         match set.keys.iter().find(|k| k.selector == selector) {
             None => return Err(VaultError::NotFound),
             Some(k) if k.retired_at.is_none() => {
@@ -276,11 +274,7 @@ impl VaultService {
     }
 
     pub fn dkim_records(&self, domain: &str) -> Result<Vec<DkimKeyRecord>, VaultError> {
-        let set: DkimKeys = self
-            .store
-            .get_record(Tree::KeyCustody, &dkim_key(domain))?
-            .unwrap_or_default();
-        Ok(set.keys)
+        Ok(self.dkim_set(domain)?.keys)
     }
 
     fn generate_dkim(

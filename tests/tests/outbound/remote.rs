@@ -193,6 +193,20 @@ async fn sink(rcpt_replies: Vec<&'static str>) -> Sink {
     }
 }
 
+/// Sends one message to `u@x.test` as the agent holding `key`; returns its id.
+async fn send_to_x(s: &TestServer, key: &str, subject: &str) -> String {
+    let (st, v) = s
+        .call(
+            "POST",
+            "/v1/messages/send",
+            Some(key),
+            Some(json!({"to": "u@x.test", "subject": subject, "text": "x"})),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
 async fn delivery_of(s: &TestServer, key: &str, id: &str, want: &str) -> Value {
     let mut last = Value::Null;
     for _ in 0..200 {
@@ -214,17 +228,8 @@ async fn a_deferring_receiver_gets_the_message_after_a_retry() {
     let sk = sink(vec!["451 4.3.0 try again later", "250 2.1.5 ok"]).await;
     let a = server("a.test", free_port(), &dns, &[("x.test", sk.port)]).await;
     let (_, ka) = a.agent("alice", &["mail:send", "mail:read"]).await;
-    let (st, v) = a
-        .call(
-            "POST",
-            "/v1/messages/send",
-            Some(&ka),
-            Some(json!({"to": "u@x.test", "subject": "Retry me", "text": "x"})),
-        )
-        .await;
-    assert_eq!(st, 202);
-    let id = v["id"].as_str().unwrap();
-    let d = delivery_of(&a, &ka, id, "delivered").await;
+    let id = send_to_x(&a, &ka, "Retry me").await;
+    let d = delivery_of(&a, &ka, &id, "delivered").await;
     assert_eq!(d["attempts"], 2, "{d}");
     assert_eq!(*sk.attempts.lock().unwrap(), 2);
     let got = sk.got.lock().unwrap().clone();
@@ -238,17 +243,8 @@ async fn a_permanent_refusal_gives_a_dsn_with_the_original_headers() {
     let sk = sink(vec!["550 5.1.1 <u@x.test>: no such user"]).await;
     let a = server("a.test", free_port(), &dns, &[("x.test", sk.port)]).await;
     let (_, ka) = a.agent("alice", &["mail:send", "mail:read"]).await;
-    let (st, v) = a
-        .call(
-            "POST",
-            "/v1/messages/send",
-            Some(&ka),
-            Some(json!({"to": "u@x.test", "subject": "Doomed", "text": "x"})),
-        )
-        .await;
-    assert_eq!(st, 202);
-    let id = v["id"].as_str().unwrap();
-    let d = delivery_of(&a, &ka, id, "permanent_failure").await;
+    let id = send_to_x(&a, &ka, "Doomed").await;
+    let d = delivery_of(&a, &ka, &id, "permanent_failure").await;
     assert!(d["last_reply"].as_str().unwrap().contains("5.1.1"), "{d}");
     let inbox = wait_for(&a, &ka, "INBOX", 1).await;
     assert_eq!(inbox[0]["subject"], "Undelivered Mail Returned to Sender");
@@ -275,16 +271,7 @@ async fn a_restart_between_accept_and_delivery_still_delivers() {
     let port = free_port();
     let a = server("a.test", free_port(), &dns, &[("x.test", port)]).await;
     let (_, ka) = a.agent("alice", &["mail:send", "mail:read"]).await;
-    let (st, v) = a
-        .call(
-            "POST",
-            "/v1/messages/send",
-            Some(&ka),
-            Some(json!({"to": "u@x.test", "subject": "Survive", "text": "x"})),
-        )
-        .await;
-    assert_eq!(st, 202);
-    let id = v["id"].as_str().unwrap().to_string();
+    let id = send_to_x(&a, &ka, "Survive").await;
     delivery_of(&a, &ka, &id, "temporary_failure").await;
     let a = a.restart().await;
     let l = tokio::net::TcpListener::bind(("127.0.0.1", port))
