@@ -3,7 +3,7 @@
 //! Kept free of any service type so that the lowest layers (store, audit) can use it too.
 
 use data_encoding::BASE32_NOPAD;
-use time::format_description::well_known::Rfc3339;
+use time::format_description::well_known::{Rfc2822, Rfc3339};
 use time::OffsetDateTime;
 
 /// Unix time in whole seconds. Records store seconds; nothing here needs finer grain
@@ -31,6 +31,39 @@ pub fn rfc3339_millis(ms: i64) -> String {
         .ok()
         .and_then(|t| t.format(&Rfc3339).ok())
         .unwrap_or_default()
+}
+
+/// RFC 5322 date-time of a unix time in seconds, for message headers (Date, Received, DSNs).
+pub fn rfc2822(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc2822).ok())
+        .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 +0000".into())
+}
+
+/// A `Received` trace header (RFC 5321 §4.4), CRLF-terminated: `from` is the client's
+/// `helo (ip)` (absent for local delivery), `with` the protocol (ESMTP, ESMTPS, ESMTPSA,
+/// LOCAL), `rcpt` the one recipient this copy is for, if it is for one.
+pub fn received_header(
+    from: Option<&str>,
+    by: &str,
+    with: &str,
+    id: &str,
+    rcpt: Option<&str>,
+    date: &str,
+) -> String {
+    let mut h = String::from("Received: ");
+    if let Some(f) = from {
+        h.push_str("from ");
+        h.push_str(f);
+        h.push_str("\r\n\t");
+    }
+    h.push_str(&format!("by {by} (legate) with {with} id {id}"));
+    match rcpt {
+        Some(r) => h.push_str(&format!("\r\n\tfor <{r}>; {date}\r\n")),
+        None => h.push_str(&format!(";\r\n\t{date}\r\n")),
+    }
+    h
 }
 
 /// Parses an RFC 3339 timestamp or a plain unix-seconds integer into unix seconds.
@@ -81,6 +114,28 @@ pub fn valid_domain(d: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn received_headers_name_the_hop_and_end_with_a_date() {
+        let h = received_header(
+            Some("c.test (192.0.2.1)"),
+            "mx.a.test",
+            "ESMTPS",
+            "smtp_1",
+            Some("x@a.test"),
+            "D",
+        );
+        assert_eq!(
+            h,
+            "Received: from c.test (192.0.2.1)\r\n\tby mx.a.test (legate) with ESMTPS id smtp_1\r\n\tfor <x@a.test>; D\r\n"
+        );
+        let local = received_header(None, "mx.a.test", "LOCAL", "msg_1", None, "D");
+        assert_eq!(
+            local,
+            "Received: by mx.a.test (legate) with LOCAL id msg_1;\r\n\tD\r\n"
+        );
+        assert!(rfc2822(0).starts_with("Thu, 01 Jan 1970"));
+    }
 
     #[test]
     fn ids_are_prefixed_and_distinct() {

@@ -38,11 +38,9 @@ impl QueueService {
             .store
             .range(Tree::Queue, from, std::ops::Bound::Unbounded, false)
         {
-            let (k, _) = item?;
+            let (k, v) = item?;
             let id = String::from_utf8_lossy(&k).to_string();
-            let Some(m) = self.store.get_record::<QueuedMessage>(Tree::Queue, &k)? else {
-                continue;
-            };
+            let m: QueuedMessage = crate::store::decode(&v)?;
             if !q.all && m.is_done() {
                 continue;
             }

@@ -58,8 +58,8 @@ pub fn build(
     now_unix: i64,
 ) -> Vec<u8> {
     let boundary = format!("dsn_{}", crate::util::new_id("b"));
-    let date = rfc2822(now_unix);
-    let arrival = rfc2822(msg.created_ms / 1000);
+    let date = crate::util::rfc2822(now_unix);
+    let arrival = crate::util::rfc2822(msg.created_ms / 1000);
     let (subject, action) = match kind {
         DsnKind::Failed => ("Undelivered Mail Returned to Sender", "failed"),
         DsnKind::Delayed => ("Delayed Mail (still being retried)", "delayed"),
@@ -100,12 +100,15 @@ pub fn build(
             status.push_str(&format!("Diagnostic-Code: smtp; {reply}\r\n"));
         }
         if let Some(t) = r.last_attempt_ms {
-            status.push_str(&format!("Last-Attempt-Date: {}\r\n", rfc2822(t / 1000)));
+            status.push_str(&format!(
+                "Last-Attempt-Date: {}\r\n",
+                crate::util::rfc2822(t / 1000)
+            ));
         }
         if kind == DsnKind::Delayed {
             status.push_str(&format!(
                 "Will-Retry-Until: {}\r\n",
-                rfc2822(r.next_attempt_ms / 1000)
+                crate::util::rfc2822(r.next_attempt_ms / 1000)
             ));
         }
     }
@@ -150,16 +153,6 @@ fn sanitize(s: &str) -> String {
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(900)
         .collect()
-}
-
-fn rfc2822(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc2822)
-                .ok()
-        })
-        .unwrap_or_else(|| "Thu, 01 Jan 1970 00:00:00 +0000".into())
 }
 
 #[cfg(test)]

@@ -224,11 +224,13 @@ impl QueueService {
         agent: &str,
         raw: &[u8],
     ) -> RcptOutcome {
-        let date = crate::util::rfc3339(now_unix());
-        let host = &self.settings.hostname;
-        let mut copy = format!(
-            "Received: by {host} (legate) with LOCAL id {}\r\n\tfor <{}>; {date}\r\n",
-            msg.id, r.address
+        let mut copy = crate::util::received_header(
+            None,
+            &self.settings.hostname,
+            "LOCAL",
+            &msg.id,
+            Some(&r.address),
+            &crate::util::rfc2822(now_unix()),
         )
         .into_bytes();
         copy.extend_from_slice(raw);

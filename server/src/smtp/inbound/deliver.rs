@@ -45,21 +45,21 @@ pub(super) async fn deliver(
         PolicyAction::Accept => Folder::Inbox,
     };
     let now = crate::util::now_millis();
-    let date = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc2822)
-        .unwrap_or_default();
+    let date = crate::util::rfc2822(crate::util::now_unix());
+    let client = format!("{helo} ({})", peer.ip());
     let auth_header = verdict.authentication_results_header(&ctx.hostname);
     let auth_json = serde_json::to_value(&verdict).ok();
     let mut failed_temp = false;
     let mut quota_full = 0;
     for r in &txn.rcpts {
         // RFC 5321 §4.4: one Received line per hop; `for` only names this copy's recipient.
-        let received = format!(
-            "Received: from {helo} ({ip})\r\n\tby {host} (legate) with {proto} id {session_id}\r\n\tfor <{rcpt}>; {date}\r\n",
-            proto = if secure { "ESMTPS" } else { "ESMTP" },
-            ip = peer.ip(),
-            host = ctx.hostname,
-            rcpt = r.address,
+        let received = crate::util::received_header(
+            Some(&client),
+            &ctx.hostname,
+            if secure { "ESMTPS" } else { "ESMTP" },
+            session_id,
+            Some(&r.address),
+            &date,
         );
         let mut raw = Vec::with_capacity(received.len() + auth_header.len() + txn.body.len());
         raw.extend_from_slice(received.as_bytes());

@@ -190,12 +190,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Some(agent) = self.authed.clone() else {
             return Reply::new(530, "5.7.0", "Authentication required");
         };
-        let mut raw = format!(
-            "Received: from {helo} ([{}])\r\n\tby {} (legate) with ESMTPSA id {};\r\n\t{}\r\n",
-            self.peer.ip(),
-            self.ctx.hostname,
-            self.id,
-            crate::util::rfc3339(crate::util::now_unix()),
+        let mut raw = crate::util::received_header(
+            Some(&format!("{helo} ({})", self.peer.ip())),
+            &self.ctx.hostname,
+            "ESMTPSA",
+            &self.id,
+            None,
+            &crate::util::rfc2822(crate::util::now_unix()),
         )
         .into_bytes();
         raw.extend_from_slice(&txn.body);
