@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: N messages of SIZE bytes submitted to legate over submission (STARTTLS + AUTH PLAIN,
-# SESSIONS parallel sessions from bench/lib/smtp_load.py, each reused for many messages), queued,
+# SESSIONS parallel sessions from bench/load's smtp-load, a compiled client like smtp-source, each
+# session reused for many messages), queued,
 # DKIM-signed twice (ed25519 + rsa) and delivered by a static route to smtp-sink; measured from
 # the first submission until smtp-sink has counted all N. In the same run, a private loopback
 # postfix relays the same load (smtp-source, plain SMTP, same sessions, connections reused) to
@@ -13,7 +14,9 @@ ROOT=$(pwd)
 N=${1:-5000}; SIZE=${2:-4096}; SESS=${3:-16}
 command -v smtp-sink >/dev/null && command -v swaks >/dev/null || bash tests/interop/setup.sh
 [ -n "${LEGATE_BIN:-}" ] || cargo build --release --locked -p legate >/dev/null 2>&1
+cargo build --release --locked -p legate-bench >/dev/null 2>&1
 BIN=${LEGATE_BIN:-"${CARGO_TARGET_DIR:-$ROOT/target}/release/legate"}
+LOAD="${CARGO_TARGET_DIR:-$ROOT/target}/release/smtp-load"
 # shellcheck source=/dev/null
 source tests/interop/lib/postfix.sh
 WORK=$(mktemp -d); chmod 755 "$WORK"
@@ -66,12 +69,12 @@ KEY=$(curl -s -XPOST "$BASE/v1/agents" -H "Authorization: Bearer $TOKEN" -H 'con
   -d '{"local":"bench","scopes":["mail:send"]}' | jq -r .api_key.key)
 
 # Warm-up (also proves the path works): one message end to end.
-python3 bench/lib/smtp_load.py 127.0.0.1 "$SUB" 1 "$SIZE" 1 bench@agents.test sink@bench.test bench@agents.test "$KEY" >/dev/null
+"$LOAD" 127.0.0.1 "$SUB" 1 "$SIZE" 1 bench@agents.test sink@bench.test bench@agents.test "$KEY" >/dev/null
 wait_sunk 1
 BASE0=$(sunk)
 
 T0=$(now)
-LSUB=$(python3 bench/lib/smtp_load.py 127.0.0.1 "$SUB" "$N" "$SIZE" "$SESS" bench@agents.test sink@bench.test bench@agents.test "$KEY")
+LSUB=$("$LOAD" 127.0.0.1 "$SUB" "$N" "$SIZE" "$SESS" bench@agents.test sink@bench.test bench@agents.test "$KEY")
 wait_sunk $((BASE0 + N))
 T1=$(now)
 

@@ -11,6 +11,7 @@
 //! | Folders         | agent \0 folder / agent \0 (empty name)  | folder / agent state |
 //! | MailChanges     | agent \0 modseq (BE)                     | [`Change`](super::Change) |
 //! | MailThreads     | agent \0 Message-ID                      | thread id        |
+//! | BlobHolds       | message id                               | empty            |
 //!
 //! MailTimeline holds every message not in Trash (the default listing), FolderTimeline every
 //! message under its folder; both order by arrival so "newest first" is a reverse range walk.

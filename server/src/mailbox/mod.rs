@@ -17,6 +17,7 @@ mod deliver;
 mod error;
 pub mod flags;
 mod folder;
+pub mod holds;
 mod index;
 mod list;
 mod model;

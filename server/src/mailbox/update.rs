@@ -61,9 +61,10 @@ struct Edit {
     delete: bool,
 }
 
-const TREES: [Tree; 8] = [
+const TREES: [Tree; 9] = [
     Tree::Messages,
     Tree::MessageBlobs,
+    Tree::BlobHolds,
     Tree::MessageContent,
     Tree::FolderUids,
     Tree::MailTimeline,
@@ -161,8 +162,11 @@ impl MailboxService {
                 let mut fs = load_folder(tx, agent, old.folder, &st)?;
                 fs.remove(old.size, old.is_unread(), st.modseq);
                 unindex_from_folder(tx, &old)?;
-                for t in [Tree::Messages, Tree::MessageBlobs, Tree::MessageContent] {
-                    tx.remove(t, id.as_bytes())?;
+                tx.remove(Tree::Messages, id.as_bytes())?;
+                tx.remove(Tree::MessageContent, id.as_bytes())?;
+                // A queued message's bytes outlive its Sent entry until the queue is done.
+                if !super::holds::is_held(tx, id)? {
+                    tx.remove(Tree::MessageBlobs, id.as_bytes())?;
                 }
                 put_change(tx, &old, ChangeKind::Purged, st.modseq, now_ms)?;
                 tx.put_record(Tree::Folders, &index::folder_state(agent, old.folder), &fs)?;

@@ -99,25 +99,21 @@ impl QueueService {
         id: &str,
         edit: impl Fn(&mut QueuedMessage),
     ) -> Result<QueuedMessage, QueueError> {
-        let m = self.store.transact(
-            &[Tree::Queue, Tree::QueueSchedule, Tree::QueueBlobs],
-            |tx| {
-                let Some(mut m) = tx.get_record::<QueuedMessage>(Tree::Queue, id.as_bytes())?
-                else {
-                    return Err(TxFail::Abort(QueueError::NotFound("queued message")));
-                };
-                if let Some(d) = m.next_due_ms() {
-                    tx.remove(Tree::QueueSchedule, &schedule_key(d, id))?;
-                }
-                edit(&mut m);
-                match m.next_due_ms() {
-                    Some(d) => tx.put(Tree::QueueSchedule, &schedule_key(d, id), &[])?,
-                    None => tx.remove(Tree::QueueBlobs, id.as_bytes())?,
-                }
-                tx.put_record(Tree::Queue, id.as_bytes(), &m)?;
-                Ok(m)
-            },
-        )?;
+        let m = self.store.transact(&super::worker::RECORD_TREES, |tx| {
+            let Some(mut m) = tx.get_record::<QueuedMessage>(Tree::Queue, id.as_bytes())? else {
+                return Err(TxFail::Abort(QueueError::NotFound("queued message")));
+            };
+            if let Some(d) = m.next_due_ms() {
+                tx.remove(Tree::QueueSchedule, &schedule_key(d, id))?;
+            }
+            edit(&mut m);
+            match m.next_due_ms() {
+                Some(d) => tx.put(Tree::QueueSchedule, &schedule_key(d, id), &[])?,
+                None => crate::mailbox::holds::release(tx, id)?,
+            }
+            tx.put_record(Tree::Queue, id.as_bytes(), &m)?;
+            Ok(m)
+        })?;
         Ok(m)
     }
 }

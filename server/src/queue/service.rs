@@ -1,7 +1,7 @@
 //! The queue service: every way a message enters the queue (REST/MCP send and reply, SMTP
-//! submission) goes through [`QueueService::enqueue`], which writes the sender's Sent copy,
-//! the queue record, the signed message and its schedule entry in ONE store transaction and
-//! returns only once that is durable.
+//! submission) goes through [`QueueService::enqueue`], which writes the sender's Sent copy
+//! (the signed message), the queue record, a hold on the Sent copy's bytes and the schedule
+//! entry in ONE store transaction and returns only once that is durable.
 
 use super::compose::{compose, SendRequest};
 use super::model::{schedule_key, QueuedMessage, Recipient};
@@ -10,7 +10,7 @@ use crate::audit::{Audit, Outcome};
 use crate::identity::envelope::{check_rcpt, Checked};
 use crate::identity::{Actor, Agent, IdentityService, Scope};
 use crate::mailauth::DkimSigning;
-use crate::mailbox::{DeliveryMeta, Folder, MailboxService, StoredMessage, TxHook};
+use crate::mailbox::{holds, DeliveryMeta, Folder, MailboxService, StoredMessage, TxHook};
 use crate::metrics::Metrics;
 use crate::store::{Store, Tree, Tx, TxStoreError};
 use crate::util::now_millis;
@@ -314,12 +314,13 @@ impl QueueService {
             subject,
             recipients,
         };
-        let blob = signed.clone();
+        // The queue delivers the Sent copy's own bytes: one stored copy, held until every
+        // recipient is final (see `mailbox::holds`).
         let write = |tx: &Tx<'_>, rec: &StoredMessage| -> Result<(), TxStoreError> {
             let mut q = template.clone();
             q.id = rec.id.clone();
             tx.put_record(Tree::Queue, q.id.as_bytes(), &q)?;
-            tx.put(Tree::QueueBlobs, q.id.as_bytes(), &blob)?;
+            holds::hold(tx, &q.id)?;
             tx.put(Tree::QueueSchedule, &schedule_key(now, &q.id), &[])?;
             Ok(())
         };
@@ -336,7 +337,7 @@ impl QueueService {
             flags: vec!["\\Seen".into()],
         };
         let hook = TxHook {
-            trees: &[Tree::Queue, Tree::QueueBlobs, Tree::QueueSchedule],
+            trees: &[Tree::Queue, Tree::BlobHolds, Tree::QueueSchedule],
             write: &write,
         };
         let message = self

@@ -10,7 +10,7 @@ use super::model::{parse_schedule_key, schedule_key, QueuedMessage, RcptStatus, 
 use super::service::QueueService;
 use super::{DeliveryReport, Envelope, QueueError, RcptOutcome};
 use crate::audit::{ActorRef, NewEntry, Outcome};
-use crate::mailbox::{DeliveryMeta, Folder, MailboxError};
+use crate::mailbox::{holds, DeliveryMeta, Folder, MailboxError};
 use crate::store::{Tree, TxFail};
 use crate::util::{now_millis, now_unix};
 use serde_json::json;
@@ -23,6 +23,15 @@ use tokio_util::task::TaskTracker;
 
 /// Due messages started per scan; the rest wait for the next one (which follows at once).
 const SCAN_BATCH: usize = 256;
+
+/// A record/rewrite transaction's trees: the queue's own, and what releasing a hold touches.
+pub(super) const RECORD_TREES: [Tree; 5] = [
+    Tree::Queue,
+    Tree::QueueSchedule,
+    holds::RELEASE_TREES[0],
+    holds::RELEASE_TREES[1],
+    holds::RELEASE_TREES[2],
+];
 
 impl QueueService {
     /// Runs until `shutdown`, then waits (bounded) for attempts in flight.
@@ -123,7 +132,7 @@ impl QueueService {
         };
         let now = now_millis();
         let expired = now - msg.created_ms > self.settings.max_age.as_millis() as i64;
-        let raw = self.store.get(Tree::QueueBlobs, id.as_bytes())?;
+        let raw = self.mailbox.held_raw(id)?;
         let mut results: Vec<(usize, RcptOutcome, Option<String>)> = Vec::new();
         match raw {
             _ if expired => {
@@ -274,47 +283,43 @@ impl QueueService {
         let now = now_millis();
         let settings = &self.settings;
         let id = before.id.clone();
-        let updated = self.store.transact(
-            &[Tree::Queue, Tree::QueueSchedule, Tree::QueueBlobs],
-            |tx| {
-                let Some(mut msg) = tx.get_record::<QueuedMessage>(Tree::Queue, id.as_bytes())?
-                else {
-                    return Err(TxFail::Abort(QueueError::NotFound("queued message")));
+        let updated = self.store.transact(&RECORD_TREES, |tx| {
+            let Some(mut msg) = tx.get_record::<QueuedMessage>(Tree::Queue, id.as_bytes())? else {
+                return Err(TxFail::Abort(QueueError::NotFound("queued message")));
+            };
+            let old_due = msg.next_due_ms();
+            for (i, outcome, host) in &results {
+                let Some(r) = msg.recipients.get_mut(*i) else {
+                    continue;
                 };
-                let old_due = msg.next_due_ms();
-                for (i, outcome, host) in &results {
-                    let Some(r) = msg.recipients.get_mut(*i) else {
-                        continue;
-                    };
-                    if r.status.is_final() {
-                        continue;
-                    }
-                    r.attempts += 1;
-                    r.last_attempt_ms = Some(now);
-                    r.last_reply = Some(outcome.reply().to_string());
-                    r.remote_host = host.clone();
-                    match outcome {
-                        RcptOutcome::Delivered { .. } => r.status = RcptStatus::Delivered,
-                        RcptOutcome::Permanent { .. } => r.status = RcptStatus::PermanentFailure,
-                        RcptOutcome::Temporary { .. } => {
-                            r.status = RcptStatus::TemporaryFailure;
-                            r.next_attempt_ms =
-                                now + settings.retry_after(r.attempts).as_millis() as i64;
-                        }
+                if r.status.is_final() {
+                    continue;
+                }
+                r.attempts += 1;
+                r.last_attempt_ms = Some(now);
+                r.last_reply = Some(outcome.reply().to_string());
+                r.remote_host = host.clone();
+                match outcome {
+                    RcptOutcome::Delivered { .. } => r.status = RcptStatus::Delivered,
+                    RcptOutcome::Permanent { .. } => r.status = RcptStatus::PermanentFailure,
+                    RcptOutcome::Temporary { .. } => {
+                        r.status = RcptStatus::TemporaryFailure;
+                        r.next_attempt_ms =
+                            now + settings.retry_after(r.attempts).as_millis() as i64;
                     }
                 }
-                if let Some(d) = old_due {
-                    tx.remove(Tree::QueueSchedule, &schedule_key(d, &id))?;
-                }
-                // Entries from before a crash may sit at other times; `attempt` tolerates them.
-                match msg.next_due_ms() {
-                    Some(d) => tx.put(Tree::QueueSchedule, &schedule_key(d, &id), &[])?,
-                    None => tx.remove(Tree::QueueBlobs, id.as_bytes())?,
-                }
-                tx.put_record(Tree::Queue, id.as_bytes(), &msg)?;
-                Ok(msg)
-            },
-        );
+            }
+            if let Some(d) = old_due {
+                tx.remove(Tree::QueueSchedule, &schedule_key(d, &id))?;
+            }
+            // Entries from before a crash may sit at other times; `attempt` tolerates them.
+            match msg.next_due_ms() {
+                Some(d) => tx.put(Tree::QueueSchedule, &schedule_key(d, &id), &[])?,
+                None => holds::release(tx, &id)?,
+            }
+            tx.put_record(Tree::Queue, id.as_bytes(), &msg)?;
+            Ok(msg)
+        });
         let msg = match updated {
             Ok(m) => m,
             Err(crate::store::TxError::Abort(QueueError::NotFound(_))) => return Ok(()),

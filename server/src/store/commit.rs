@@ -3,13 +3,18 @@
 //! Each write bumps `written`; a committer takes the flush lock, and if a flush that started
 //! after its write has already completed (`flushed >= my ticket`), it returns at once. Under
 //! load N sessions waiting for durability cost one fsync, not N.
+//!
+//! The flush runs on tokio's blocking pool rather than through sled's `flush_async`: that
+//! hands each flush to sled's own pool, whose every job wakes all of its idle threads
+//! (`notify_all`), and under load that was a flush's worth of context switches per commit.
 
 use super::StoreError;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 #[derive(Default)]
 pub(super) struct GroupCommit {
-    written: AtomicU64,
+    written: Arc<AtomicU64>,
     flushed: AtomicU64,
     lock: tokio::sync::Mutex<()>,
 }
@@ -25,8 +30,15 @@ impl GroupCommit {
         if self.flushed.load(Ordering::SeqCst) >= ticket {
             return Ok(());
         }
-        let target = self.written.load(Ordering::SeqCst);
-        db.flush_async().await?;
+        let db = db.clone();
+        let written = self.written.clone();
+        let target = tokio::task::spawn_blocking(move || {
+            // Read under the flush: everything written before this point is covered.
+            let target = written.load(Ordering::SeqCst);
+            db.flush().map(|_| target)
+        })
+        .await
+        .map_err(|e| StoreError::Io(format!("the flush task failed: {e}")))??;
         self.flushed.fetch_max(target, Ordering::SeqCst);
         Ok(())
     }

@@ -7,12 +7,42 @@
 use super::{Store, StoreError, Tree};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 1;
+pub const CURRENT: u32 = 2;
 const KEY: &[u8] = b"schema_version";
 
 /// `MIGRATIONS[i]` upgrades a database from version `i + 1` to `i + 2`.
 type Migration = fn(&Store) -> Result<(), StoreError>;
-const MIGRATIONS: &[Migration] = &[];
+const MIGRATIONS: &[Migration] = &[queue_blobs_to_holds];
+
+/// 1 -> 2: the outbound queue stops keeping its own copy of each message and holds the Sent
+/// copy's blob instead (`mailbox::holds`). Each queued copy becomes a hold, and the blob
+/// itself if the Sent copy was purged meanwhile. One transaction per message: a crash
+/// part-way leaves every message either moved or still in the old tree, and the rerun
+/// finishes the rest.
+fn queue_blobs_to_holds(store: &Store) -> Result<(), StoreError> {
+    let ids: Vec<Vec<u8>> = store
+        .scan_prefix(Tree::QueueBlobs, &[])
+        .map(|r| r.map(|(k, _)| k))
+        .collect::<Result<_, _>>()?;
+    let trees = [Tree::QueueBlobs, Tree::MessageBlobs, Tree::BlobHolds];
+    for id in ids {
+        let moved = store.transact::<_, StoreError>(&trees, |tx| {
+            let Some(raw) = tx.get(Tree::QueueBlobs, &id)? else {
+                return Ok(());
+            };
+            if tx.get(Tree::MessageBlobs, &id)?.is_none() {
+                tx.put(Tree::MessageBlobs, &id, &raw)?;
+            }
+            tx.put(Tree::BlobHolds, &id, &[])?;
+            tx.remove(Tree::QueueBlobs, &id)?;
+            Ok(())
+        });
+        moved.map_err(|e| match e {
+            super::TxError::Abort(e) | super::TxError::Store(e) => e,
+        })?;
+    }
+    Ok(())
+}
 
 pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
     let found = match store.get(Tree::Meta, KEY)? {
@@ -49,6 +79,30 @@ pub(super) fn migrate(store: &Store) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn schema_1_queue_copies_become_holds() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.put(Tree::Meta, KEY, &1u32.to_be_bytes()).unwrap();
+            // One queued message whose Sent copy exists, one whose Sent copy was purged.
+            s.put(Tree::MessageBlobs, b"msg_a", b"signed a").unwrap();
+            s.put(Tree::QueueBlobs, b"msg_a", b"signed a").unwrap();
+            s.put(Tree::QueueBlobs, b"msg_b", b"signed b").unwrap();
+            s.flush_blocking().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.get(Tree::Meta, KEY).unwrap(),
+            Some(CURRENT.to_be_bytes().to_vec())
+        );
+        assert!(s.is_empty(Tree::QueueBlobs));
+        for (id, raw) in [(&b"msg_a"[..], &b"signed a"[..]), (b"msg_b", b"signed b")] {
+            assert_eq!(s.get(Tree::MessageBlobs, id).unwrap().as_deref(), Some(raw));
+            assert!(s.get(Tree::BlobHolds, id).unwrap().is_some());
+        }
+    }
 
     #[test]
     fn newer_schema_is_refused() {

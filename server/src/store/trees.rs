@@ -54,12 +54,16 @@ pub enum Tree {
     FolderTimeline,
     /// agent \0 Message-ID -> thread id
     MailThreads,
-    /// queue id -> signed raw message, kept until every recipient is final
+    /// Schema 1 only: queue id -> signed raw message. Schema 2 keeps one copy, the Sent
+    /// copy's blob, held by [`Tree::BlobHolds`]; the migration moves these over.
     QueueBlobs,
+    /// message id -> () : a raw message the outbound queue still needs; purging the message
+    /// from its mailbox keeps the blob until the hold is released
+    BlobHolds,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 26] = [
+    pub const ALL: [Tree; 27] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -86,6 +90,7 @@ impl Tree {
         Tree::FolderTimeline,
         Tree::MailThreads,
         Tree::QueueBlobs,
+        Tree::BlobHolds,
     ];
 
     pub fn name(self) -> &'static str {
@@ -116,6 +121,7 @@ impl Tree {
             Tree::FolderTimeline => "folder_timeline",
             Tree::MailThreads => "mail_threads",
             Tree::QueueBlobs => "queue_blobs",
+            Tree::BlobHolds => "blob_holds",
         }
     }
 }
