@@ -348,6 +348,9 @@ pub struct OutboundConfig {
     pub timeout_secs: u64,
     /// The SMTP port of MX hosts; only tests change it.
     pub mx_port: u16,
+    /// A session that delivered a message waits this long for the next one to the same
+    /// server before QUIT (postfix's `smtp_connection_cache_time_limit`); 0 turns reuse off.
+    pub connection_reuse_secs: u64,
 }
 
 impl Default for OutboundConfig {
@@ -362,6 +365,7 @@ impl Default for OutboundConfig {
             scan_interval_secs: 30,
             timeout_secs: 300,
             mx_port: 25,
+            connection_reuse_secs: 2,
         }
     }
 }

@@ -15,6 +15,12 @@ const BODY_BLOCK: usize = 64 * 1024;
 /// One socket read.
 const READ_CHUNK: usize = 8 * 1024;
 
+/// Any stream a session runs over: TCP, or TLS over it after STARTTLS. One type for both
+/// lets a session be parked for reuse whichever it is.
+pub(crate) trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+pub(crate) type BoxStream = Box<dyn Stream>;
+
 /// Where the session is; it chooses the timeout and names the step in diagnostics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Stage {
@@ -73,6 +79,17 @@ pub(crate) enum SessionError {
     Wire(Stage, WireError),
     #[error("server sent data ahead of the TLS handshake")]
     Injected,
+}
+
+impl SessionError {
+    /// The step the session was at; `None` for a failure outside the mail transaction.
+    pub fn stage(&self) -> Option<Stage> {
+        match self {
+            SessionError::Timeout(s) | SessionError::Closed(s) => Some(*s),
+            SessionError::Io(s, _) | SessionError::Wire(s, _) => Some(*s),
+            SessionError::Injected => None,
+        }
+    }
 }
 
 pub(crate) struct Client<S> {

@@ -27,6 +27,9 @@ pub(super) struct Script {
     pub tls_inject: bool,
     /// Drop the connection on the final `.` without replying.
     pub close_after_data: bool,
+    /// Close the connection right after replying to the final `.` (a server that does not
+    /// keep idle sessions).
+    pub close_after_reply: bool,
 }
 
 impl Default for Script {
@@ -43,6 +46,7 @@ impl Default for Script {
             tls_broken: false,
             tls_inject: false,
             close_after_data: false,
+            close_after_reply: false,
         }
     }
 }
@@ -145,6 +149,9 @@ where
                         return None;
                     }
                     reply(&mut s, &script.end, &mut sent).await;
+                    if script.close_after_reply {
+                        return None;
+                    }
                 } else {
                     let mut l = log.lock().unwrap();
                     l.data.extend_from_slice(&line);

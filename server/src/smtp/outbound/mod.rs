@@ -7,6 +7,7 @@
 
 mod client;
 mod data;
+mod pool;
 mod reply;
 mod route;
 mod session;
@@ -32,8 +33,9 @@ use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
 use mail_auth::hickory_resolver::system_conf::read_system_conf;
 use mail_auth::hickory_resolver::TokioResolver;
 use route::{Hop, StaticRoute};
-use session::{Attempt, Job};
+use session::{Attempt, Job, Reused};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -84,6 +86,9 @@ pub struct OutboundSettings {
     /// Larger messages fail permanently without a connection (the queue should not have
     /// accepted them; this is the last guard).
     pub max_message_size: usize,
+    /// How long a session that delivered a message waits for the next one to the same
+    /// address (postfix's `smtp_connection_cache_time_limit`); zero closes every session.
+    pub connection_reuse: Duration,
 }
 
 impl OutboundSettings {
@@ -101,6 +106,7 @@ impl OutboundSettings {
             connect_timeout: Duration::from_secs(30),
             timeouts: SmtpTimeouts::default(),
             max_message_size: 50 * 1024 * 1024,
+            connection_reuse: Duration::from_secs(2),
         }
     }
 }
@@ -117,7 +123,7 @@ pub enum OutboundError {
     Hostname(String),
 }
 
-/// Shared by every delivery; holds no per-connection state.
+/// Shared by every delivery; per-connection state lives only in the pool of idle sessions.
 pub struct SmtpTransport {
     hostname: String,
     routes: Vec<StaticRoute>,
@@ -127,6 +133,7 @@ pub struct SmtpTransport {
     connect_timeout: Duration,
     timeouts: SmtpTimeouts,
     max_message_size: usize,
+    pool: Arc<pool::Pool>,
 }
 
 impl std::fmt::Debug for SmtpTransport {
@@ -172,6 +179,7 @@ impl SmtpTransport {
             connect_timeout: cfg.connect_timeout,
             timeouts: cfg.timeouts,
             max_message_size: cfg.max_message_size,
+            pool: pool::Pool::new(cfg.connection_reuse),
         })
     }
 
@@ -225,38 +233,41 @@ impl SmtpTransport {
                 }
             };
             for ip in ips {
+                let addr = SocketAddr::new(ip, hop.port);
                 let remote = format!("{} [{ip}]", hop.host);
+                let key: pool::Key = (addr, hop.host.clone());
+                let job = |try_tls: bool| Job {
+                    env,
+                    raw,
+                    body: &body,
+                    eight_bit,
+                    hostname: &self.hostname,
+                    require_tls,
+                    try_tls,
+                    connector: &self.connector,
+                    server_name: tls::server_name(&hop.host, ip),
+                    remote: &remote,
+                    timeouts: self.timeouts,
+                };
+                if let Some(parked) = self.pool.take(&key, require_tls) {
+                    match session::reuse(parked, &job(true)).await {
+                        Reused::Done(attempt, again) => {
+                            self.release(&key, again).await;
+                            if let Attempt::Done(outcomes) = attempt {
+                                return report(remote, outcomes);
+                            }
+                        }
+                        Reused::Stale => {
+                            tracing::debug!(remote, "idle session was closed; reconnecting");
+                        }
+                    }
+                }
                 let mut try_tls = true;
                 loop {
-                    let job = Job {
-                        env,
-                        raw,
-                        body: &body,
-                        eight_bit,
-                        hostname: &self.hostname,
-                        require_tls,
-                        try_tls,
-                        connector: &self.connector,
-                        server_name: tls::server_name(&hop.host, ip),
-                        remote: &remote,
-                        timeouts: self.timeouts,
-                    };
-                    match self.attempt(SocketAddr::new(ip, hop.port), &job).await {
-                        Attempt::Done(outcomes) => {
-                            tracing::debug!(
-                                remote,
-                                delivered = outcomes
-                                    .iter()
-                                    .filter(|o| matches!(o, RcptOutcome::Delivered { .. }))
-                                    .count(),
-                                total = outcomes.len(),
-                                "smtp delivery attempt done"
-                            );
-                            return DeliveryReport {
-                                remote_host: Some(remote),
-                                outcomes,
-                            };
-                        }
+                    let (attempt, parked) = self.attempt(addr, &job(try_tls)).await;
+                    self.release(&key, parked).await;
+                    match attempt {
+                        Attempt::Done(outcomes) => return report(remote, outcomes),
                         Attempt::RetryWithoutTls(outcome) if try_tls => {
                             tracing::info!(
                                 remote,
@@ -276,25 +287,45 @@ impl SmtpTransport {
         last
     }
 
-    async fn attempt(&self, addr: SocketAddr, job: &Job<'_>) -> Attempt {
+    /// A session after a clean transaction: parked for the next message, or QUIT.
+    async fn release(&self, key: &pool::Key, parked: Option<pool::Parked>) {
+        if let Some(refused) = parked.and_then(|p| self.pool.park(key.clone(), p)) {
+            refused.client.quit().await;
+        }
+    }
+
+    async fn attempt(&self, addr: SocketAddr, job: &Job<'_>) -> (Attempt, Option<pool::Parked>) {
         let stream =
             match tokio::time::timeout(self.connect_timeout, TcpStream::connect(addr)).await {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
-                    return Attempt::NextHost(session::temporary(format!(
-                        "451 4.4.1 cannot connect to {}: {e}",
-                        job.remote
-                    )))
+                    let why = format!("451 4.4.1 cannot connect to {}: {e}", job.remote);
+                    return (Attempt::NextHost(session::temporary(why)), None);
                 }
                 Err(_) => {
-                    return Attempt::NextHost(session::temporary(format!(
-                        "451 4.4.1 connection to {} timed out",
-                        job.remote
-                    )))
+                    let why = format!("451 4.4.1 connection to {} timed out", job.remote);
+                    return (Attempt::NextHost(session::temporary(why)), None);
                 }
             };
         let _ = stream.set_nodelay(true);
         session::run(stream, job).await
+    }
+}
+
+/// A transaction's outcomes as the queue's report.
+fn report(remote: String, outcomes: Vec<RcptOutcome>) -> DeliveryReport {
+    tracing::debug!(
+        remote,
+        delivered = outcomes
+            .iter()
+            .filter(|o| matches!(o, RcptOutcome::Delivered { .. }))
+            .count(),
+        total = outcomes.len(),
+        "smtp delivery attempt done"
+    );
+    DeliveryReport {
+        remote_host: Some(remote),
+        outcomes,
     }
 }
 

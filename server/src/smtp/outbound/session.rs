@@ -1,13 +1,15 @@
 //! One conversation with one server address: greeting, EHLO, STARTTLS, then the mail
 //! transaction (`transaction.rs`). The result says whether another host is worth trying.
 
-use super::client::{Client, SessionError, Stage};
+use super::client::{BoxStream, Client, SessionError, Stage};
+use super::pool::Parked;
 use super::reply::{Class, Reply};
 use super::transaction::transact;
 use super::SmtpTimeouts;
 use crate::queue::transport::{Envelope, RcptOutcome};
 use rustls::pki_types::ServerName;
 use smtp_proto::{EXT_8BIT_MIME, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS};
+use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -79,60 +81,113 @@ pub(crate) fn lost(job: &Job<'_>, e: &SessionError) -> RcptOutcome {
     temporary(format!("451 4.4.2 {}: {e}", job.remote))
 }
 
-pub(crate) async fn run(stream: TcpStream, job: &Job<'_>) -> Attempt {
-    let mut client = Client::new(stream, job.timeouts);
+/// A fresh connection: greeting, EHLO, STARTTLS, then the transaction. Returns the session
+/// too when it can carry another message.
+pub(crate) async fn run(stream: TcpStream, job: &Job<'_>) -> (Attempt, Option<Parked>) {
+    let opened = Instant::now();
+    let mut client: Client<BoxStream> = Client::new(Box::new(stream), job.timeouts);
     let greeting = match client.read(Stage::Greeting).await {
         Ok(reply) => reply,
-        Err(e) => return Attempt::NextHost(lost(job, &e)),
+        Err(e) => return (Attempt::NextHost(lost(job, &e)), None),
     };
     if greeting.code != 220 {
         client.quit().await;
-        return Attempt::NextHost(failure(&greeting));
+        return (Attempt::NextHost(failure(&greeting)), None);
     }
     let caps = match hello(&mut client, job, true).await {
         Ok(caps) => caps,
-        Err(outcome) => return Attempt::NextHost(outcome),
+        Err(outcome) => return (Attempt::NextHost(outcome), None),
     };
     if !(job.try_tls && caps.starttls) {
         if job.require_tls {
             client.quit().await;
-            return Attempt::NextHost(temporary(format!(
-                "451 4.7.5 {} does not offer STARTTLS and the route requires TLS",
-                job.remote
-            )));
+            return (
+                Attempt::NextHost(temporary(format!(
+                    "451 4.7.5 {} does not offer STARTTLS and the route requires TLS",
+                    job.remote
+                ))),
+                None,
+            );
         }
-        return transact(client, caps, job).await;
+        return finish(client, caps, false, opened, job).await;
     }
 
     match client.command(Stage::StartTls, "STARTTLS\r\n").await {
         Ok(reply) if reply.code == 220 => {}
         Ok(reply) if job.require_tls => {
             client.quit().await;
-            return Attempt::NextHost(temporary(format!(
-                "451 4.7.5 {} refused STARTTLS and the route requires TLS: {}",
-                job.remote, reply.text
-            )));
+            return (
+                Attempt::NextHost(temporary(format!(
+                    "451 4.7.5 {} refused STARTTLS and the route requires TLS: {}",
+                    job.remote, reply.text
+                ))),
+                None,
+            );
         }
         // Refused: the session is still usable in clear text.
-        Ok(_) => return transact(client, caps, job).await,
-        Err(e) => return Attempt::NextHost(lost(job, &e)),
+        Ok(_) => return finish(client, caps, false, opened, job).await,
+        Err(e) => return (Attempt::NextHost(lost(job, &e)), None),
     }
     let stream = match client.into_stream() {
         Ok(stream) => stream,
-        Err(e) => return tls_failed(job, &e.to_string()),
+        Err(e) => return (tls_failed(job, &e.to_string()), None),
     };
     let handshake = job.connector.connect(job.server_name.clone(), stream);
     let tls = match tokio::time::timeout(job.timeouts.mail, handshake).await {
         Ok(Ok(tls)) => tls,
-        Ok(Err(e)) => return tls_failed(job, &e.to_string()),
-        Err(_) => return tls_failed(job, "timeout"),
+        Ok(Err(e)) => return (tls_failed(job, &e.to_string()), None),
+        Err(_) => return (tls_failed(job, "timeout"), None),
     };
-    let mut client = Client::new(tls, job.timeouts);
+    let mut client: Client<BoxStream> = Client::new(Box::new(tls), job.timeouts);
     // RFC 3207 §4.2: forget everything learnt before TLS and ask again.
     match hello(&mut client, job, false).await {
-        Ok(caps) => transact(client, caps, job).await,
-        Err(outcome) => Attempt::NextHost(outcome),
+        Ok(caps) => finish(client, caps, true, opened, job).await,
+        Err(outcome) => (Attempt::NextHost(outcome), None),
     }
+}
+
+/// The transaction on a new session; a clean end hands the session back for reuse.
+async fn finish(
+    mut client: Client<BoxStream>,
+    caps: Caps,
+    tls: bool,
+    opened: Instant,
+    job: &Job<'_>,
+) -> (Attempt, Option<Parked>) {
+    let ended = transact(&mut client, caps, job).await;
+    if ended.reusable {
+        let parked = Parked {
+            client,
+            caps,
+            tls,
+            opened,
+            uses: 0,
+        };
+        return (ended.attempt, Some(parked));
+    }
+    client.quit().await;
+    (ended.attempt, None)
+}
+
+/// How a transaction on a parked session went.
+pub(crate) enum Reused {
+    Done(Attempt, Option<Parked>),
+    /// The server had closed the session; nothing was sent that it could have accepted.
+    Stale,
+}
+
+/// The next message on a parked session (already greeted, EHLO'd and, if it was offered,
+/// encrypted).
+pub(crate) async fn reuse(mut parked: Parked, job: &Job<'_>) -> Reused {
+    let ended = transact(&mut parked.client, parked.caps, job).await;
+    if ended.lost_before_body {
+        return Reused::Stale;
+    }
+    if ended.reusable {
+        return Reused::Done(ended.attempt, Some(parked));
+    }
+    parked.client.quit().await;
+    Reused::Done(ended.attempt, None)
 }
 
 fn tls_failed(job: &Job<'_>, why: &str) -> Attempt {

@@ -16,6 +16,8 @@ pub(super) fn no_dns() -> ResolverConfig {
 
 pub(super) fn quick(mut s: OutboundSettings) -> OutboundSettings {
     let t = Duration::from_secs(3);
+    // One connection per delivery, so each test sees whole sessions; reuse has its own.
+    s.connection_reuse = Duration::ZERO;
     s.connect_timeout = t;
     s.timeouts = SmtpTimeouts {
         greeting: t,
@@ -40,6 +42,18 @@ pub(super) fn routed(addr: SocketAddr, require_tls: bool) -> SmtpTransport {
         no_dns(),
     )))
     .unwrap()
+}
+
+/// A transport that keeps sessions for `linger` after each message.
+fn reusing(addr: SocketAddr, linger: Duration) -> SmtpTransport {
+    let route = RouteConfig {
+        domain: "b.test".into(),
+        next_hop: addr.to_string(),
+        require_tls: false,
+    };
+    let mut s = quick(OutboundSettings::new("mx.a.test", vec![route], no_dns()));
+    s.connection_reuse = linger;
+    SmtpTransport::new(s).unwrap()
 }
 
 pub(super) fn env(rcpts: &[&str]) -> Envelope {
@@ -461,4 +475,69 @@ async fn internationalised_addresses_need_smtputf8() {
     assert!(log
         .commands
         .contains(&"RCPT TO:<j\u{f6}rg@b.test>".to_string()));
+}
+
+#[tokio::test]
+async fn a_session_carries_the_next_message_and_quits_when_idle() {
+    let fake = Fake::start(Script {
+        ehlo: vec!["PIPELINING".into()],
+        ..Script::default()
+    })
+    .await;
+    let t = reusing(fake.addr, Duration::from_millis(300));
+    for rcpt in ["x@b.test", "y@b.test"] {
+        let report = t.deliver(&env(&[rcpt]), MESSAGE).await;
+        assert!(delivered(&report.outcomes[0]), "{report:?}");
+    }
+    let log = fake.log();
+    assert_eq!(log.connections, 1);
+    assert_eq!(
+        log.commands,
+        vec![
+            "EHLO mx.a.test",
+            "MAIL FROM:<a@a.test>",
+            "RCPT TO:<x@b.test>",
+            "DATA",
+            "MAIL FROM:<a@a.test>",
+            "RCPT TO:<y@b.test>",
+            "DATA",
+        ]
+    );
+    assert_eq!(t.pool.idle_count(), 1);
+    // Nobody needs it within the linger: QUIT, and the pool is empty.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(fake.log().commands.last().map(String::as_str), Some("QUIT"));
+    assert_eq!(t.pool.idle_count(), 0);
+}
+
+#[tokio::test]
+async fn a_session_the_server_closed_while_idle_is_replaced() {
+    let fake = Fake::start(Script {
+        close_after_reply: true,
+        ..Script::default()
+    })
+    .await;
+    let t = reusing(fake.addr, Duration::from_secs(5));
+    for rcpt in ["x@b.test", "y@b.test"] {
+        let report = t.deliver(&env(&[rcpt]), MESSAGE).await;
+        assert!(delivered(&report.outcomes[0]), "{report:?}");
+    }
+    let log = fake.log();
+    assert_eq!(log.connections, 2);
+    // Both bodies arrived exactly once.
+    assert_eq!(log.data, [MESSAGE, MESSAGE].concat());
+}
+
+#[tokio::test]
+async fn a_failed_transaction_does_not_leave_its_session_for_reuse() {
+    let fake = Fake::start(Script {
+        mail: "451 4.3.0 Try later".into(),
+        ..Script::default()
+    })
+    .await;
+    let t = reusing(fake.addr, Duration::from_secs(5));
+    let report = t.deliver(&env(&["x@b.test"]), MESSAGE).await;
+    assert!(temporary(&report.outcomes[0], "451 4.3.0"), "{report:?}");
+    assert_eq!(t.pool.idle_count(), 0);
+    assert_eq!(fake.log().commands.last().map(String::as_str), Some("QUIT"));
 }

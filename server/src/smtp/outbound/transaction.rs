@@ -7,7 +7,29 @@ use super::session::{failure, lost, Attempt, Caps, Job};
 use crate::queue::transport::RcptOutcome;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-pub(crate) async fn transact<S>(mut client: Client<S>, caps: Caps, job: &Job<'_>) -> Attempt
+/// How a transaction ended, and what the session is good for afterwards.
+pub(crate) struct Ended {
+    pub attempt: Attempt,
+    /// The server answered the end of data and the session is idle: it may carry the next
+    /// message (RFC 5321 §4.1.1.4: a completed transaction resets the state).
+    pub reusable: bool,
+    /// The connection failed before any byte of the message went out, so nothing can have
+    /// been accepted: on a reused session this is the server having closed it while idle.
+    pub lost_before_body: bool,
+}
+
+impl Ended {
+    fn finished(attempt: Attempt) -> Self {
+        Self {
+            attempt,
+            reusable: false,
+            lost_before_body: false,
+        }
+    }
+}
+
+/// One transaction on an open session. The session stays the caller's: to QUIT, or to park.
+pub(crate) async fn transact<S>(client: &mut Client<S>, caps: Caps, job: &Job<'_>) -> Ended
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -16,52 +38,61 @@ where
         .size
         .filter(|&limit| limit > 0 && job.raw.len() > limit)
     {
-        client.quit().await;
         let reply = format!(
             "552 5.3.4 message of {} bytes exceeds the {limit}-byte limit of {}",
             job.raw.len(),
             job.remote
         );
-        return Attempt::Done(vec![RcptOutcome::Permanent { reply }; n]);
+        return Ended::finished(Attempt::Done(vec![RcptOutcome::Permanent { reply }; n]));
     }
     let utf8 = !job.env.mail_from.is_ascii() || job.env.rcpts.iter().any(|r| !r.is_ascii());
     if utf8 && !caps.smtputf8 {
         // RFC 6531 §3.2: an internationalised address needs SMTPUTF8; there is no downgrade.
-        client.quit().await;
         let reply = format!(
             "553 5.6.7 {} does not support SMTPUTF8, which the addresses need",
             job.remote
         );
-        return Attempt::Done(vec![RcptOutcome::Permanent { reply }; n]);
+        return Ended::finished(Attempt::Done(vec![RcptOutcome::Permanent { reply }; n]));
     }
     let Some(mail) = mail_from(job, &caps, utf8) else {
-        client.quit().await;
         let reply = "553 5.1.7 sender address not usable on the wire".to_string();
-        return Attempt::Done(vec![RcptOutcome::Permanent { reply }; n]);
+        return Ended::finished(Attempt::Done(vec![RcptOutcome::Permanent { reply }; n]));
     };
     let mut outcomes: Vec<Option<RcptOutcome>> = vec![None; n];
     let result = if caps.pipelining {
-        pipelined(&mut client, job, &mail, &mut outcomes).await
+        pipelined(client, job, &mail, &mut outcomes).await
     } else {
-        lockstep(&mut client, job, &mail, &mut outcomes).await
+        lockstep(client, job, &mail, &mut outcomes).await
     };
     // Whatever is still undecided was accepted and then lost with the connection.
-    let fallback = match result {
-        Ok(()) => {
-            client.quit().await;
+    let (fallback, reusable, lost_before_body) = match &result {
+        Ok(BodySent(sent)) => (
             RcptOutcome::Temporary {
                 reply: "451 4.3.0 no verdict".into(),
-            }
-        }
-        Err(e) => lost(job, &e),
+            },
+            *sent,
+            false,
+        ),
+        Err(e) => (
+            lost(job, e),
+            false,
+            matches!(e.stage(), Some(Stage::Mail | Stage::Rcpt | Stage::Data)),
+        ),
     };
-    Attempt::Done(
-        outcomes
-            .into_iter()
-            .map(|o| o.unwrap_or_else(|| fallback.clone()))
-            .collect(),
-    )
+    Ended {
+        attempt: Attempt::Done(
+            outcomes
+                .into_iter()
+                .map(|o| o.unwrap_or_else(|| fallback.clone()))
+                .collect(),
+        ),
+        reusable,
+        lost_before_body,
+    }
 }
+
+/// Whether a transaction went as far as the server's reply to the end of data.
+struct BodySent(bool);
 
 /// `MAIL FROM:<a> SIZE=n BODY=8BITMIME SMTPUTF8`; `None` when the address could smuggle a
 /// command.
@@ -127,7 +158,7 @@ async fn lockstep<S>(
     job: &Job<'_>,
     mail: &str,
     outcomes: &mut [Option<RcptOutcome>],
-) -> Result<(), SessionError>
+) -> Result<BodySent, SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -135,7 +166,7 @@ where
     let reply = client.command(Stage::Mail, mail).await?;
     if reply.code / 100 != 2 {
         decide_all(outcomes, &failure(&reply));
-        return Ok(());
+        return Ok(BodySent(false));
     }
     for i in send {
         let line = rcpt_line(job.env.rcpts.get(i).map(String::as_str).unwrap_or(""));
@@ -147,12 +178,12 @@ where
         }
     }
     if outcomes.iter().all(Option::is_some) {
-        return Ok(());
+        return Ok(BodySent(false));
     }
     let reply = client.command(Stage::Data, "DATA\r\n").await?;
     if reply.code != 354 {
         decide_all(outcomes, &failure(&reply));
-        return Ok(());
+        return Ok(BodySent(false));
     }
     send_body(client, job, outcomes).await
 }
@@ -162,7 +193,7 @@ async fn pipelined<S>(
     job: &Job<'_>,
     mail: &str,
     outcomes: &mut [Option<RcptOutcome>],
-) -> Result<(), SessionError>
+) -> Result<BodySent, SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -185,7 +216,7 @@ where
         rcpt_replies.push(client.read(Stage::Rcpt).await?);
     }
     if send.is_empty() {
-        return Ok(());
+        return Ok(BodySent(false));
     }
     let data_reply = client.read(Stage::Data).await?;
 
@@ -203,14 +234,14 @@ where
     let nobody = outcomes.iter().all(Option::is_some);
     if data_reply.code != 354 {
         decide_all(outcomes, &failure(&data_reply));
-        return Ok(());
+        return Ok(BodySent(false));
     }
     if nobody {
         // The server took DATA although nobody is left: end it empty (RFC 2920 §3.1) and
         // let the server discard it for lack of recipients.
         client.write(Stage::Body, b".\r\n").await?;
         client.read(Stage::DataEnd).await?;
-        return Ok(());
+        return Ok(BodySent(false));
     }
     send_body(client, job, outcomes).await
 }
@@ -219,7 +250,7 @@ async fn send_body<S>(
     client: &mut Client<S>,
     job: &Job<'_>,
     outcomes: &mut [Option<RcptOutcome>],
-) -> Result<(), SessionError>
+) -> Result<BodySent, SessionError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -233,5 +264,5 @@ where
         failure(&reply)
     };
     decide_all(outcomes, &outcome);
-    Ok(())
+    Ok(BodySent(true))
 }

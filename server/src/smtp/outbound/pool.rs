@@ -1,0 +1,129 @@
+//! Connection reuse: a session whose transaction ended cleanly waits here, briefly, for the
+//! next message to the same address, instead of QUIT and a fresh connect, greeting, EHLO
+//! and STARTTLS for every message. postfix does the same (`smtp_connection_cache_*`), and
+//! large receivers rate-limit connections more tightly than messages.
+//!
+//! Limits follow postfix: a session idles at most `idle` (2 s by default) and is not reused
+//! after 300 s or 100 transactions. A reused session the server has meanwhile closed is
+//! noticed before any byte of a message was accepted, and the caller then connects afresh.
+
+use super::client::{BoxStream, Client};
+use super::session::Caps;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// postfix's `smtp_connection_reuse_time_limit`.
+const MAX_AGE: Duration = Duration::from_secs(300);
+/// Transactions per connection before it is retired.
+const MAX_USES: u32 = 100;
+/// Idle sessions kept per address; more concurrent deliveries than this open their own.
+const MAX_IDLE_PER_ADDR: usize = 32;
+
+/// Where a session goes: the address, and the name TLS was (or would be) checked against.
+pub(crate) type Key = (SocketAddr, String);
+
+/// A session between transactions.
+pub(crate) struct Parked {
+    pub client: Client<BoxStream>,
+    pub caps: Caps,
+    /// Whether the session runs over TLS (a route that requires TLS takes only these).
+    pub tls: bool,
+    pub opened: Instant,
+    pub uses: u32,
+}
+
+impl Parked {
+    fn worn_out(&self) -> bool {
+        self.uses >= MAX_USES || self.opened.elapsed() >= MAX_AGE
+    }
+}
+
+#[derive(Default)]
+struct Idle {
+    by_addr: HashMap<Key, Vec<(u64, Parked)>>,
+}
+
+pub(crate) struct Pool {
+    idle: Mutex<Idle>,
+    next_id: AtomicU64,
+    /// How long a session may wait for its next message; zero turns reuse off.
+    linger: Duration,
+}
+
+impl Pool {
+    pub fn new(linger: Duration) -> Arc<Self> {
+        Arc::new(Self {
+            idle: Mutex::new(Idle::default()),
+            next_id: AtomicU64::new(1),
+            linger,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.linger.is_zero()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The most recently parked session to `key` (the one least likely to have timed out on
+    /// the server's side), if any; with `need_tls`, only one running over TLS.
+    pub fn take(&self, key: &Key, need_tls: bool) -> Option<Parked> {
+        let mut idle = self.lock();
+        let list = idle.by_addr.get_mut(key)?;
+        let pos = list.iter().rposition(|(_, p)| p.tls || !need_tls)?;
+        let (_, parked) = list.remove(pos);
+        if list.is_empty() {
+            idle.by_addr.remove(key);
+        }
+        Some(parked)
+    }
+
+    /// Keeps `parked` for the next message to `key`. Hands it back (for the caller to QUIT)
+    /// when reuse is off, it is worn out or enough sessions already wait. Each kept session
+    /// has a timer that QUITs it if nobody takes it in time.
+    pub fn park(self: &Arc<Self>, key: Key, mut parked: Parked) -> Option<Parked> {
+        parked.uses += 1;
+        if !self.enabled() || parked.worn_out() {
+            return Some(parked);
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut idle = self.lock();
+            let list = idle.by_addr.entry(key.clone()).or_default();
+            if list.len() >= MAX_IDLE_PER_ADDR {
+                return Some(parked);
+            }
+            list.push((id, parked));
+        }
+        let pool = Arc::clone(self);
+        tokio::spawn(async move {
+            tokio::time::sleep(pool.linger).await;
+            if let Some(p) = pool.remove(&key, id) {
+                p.client.quit().await;
+            }
+        });
+        None
+    }
+
+    fn remove(&self, key: &Key, id: u64) -> Option<Parked> {
+        let mut idle = self.lock();
+        let list = idle.by_addr.get_mut(key)?;
+        let pos = list.iter().position(|(i, _)| *i == id)?;
+        let (_, parked) = list.remove(pos);
+        if list.is_empty() {
+            idle.by_addr.remove(key);
+        }
+        Some(parked)
+    }
+
+    /// Sessions waiting now, for tests.
+    #[cfg(test)]
+    pub fn idle_count(&self) -> usize {
+        self.lock().by_addr.values().map(Vec::len).sum()
+    }
+}
