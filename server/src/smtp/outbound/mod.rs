@@ -252,7 +252,7 @@ impl SmtpTransport {
                 if let Some(parked) = self.pool.take(&key, require_tls) {
                     match session::reuse(parked, &job(true)).await {
                         Reused::Done(attempt, again) => {
-                            self.release(&key, again).await;
+                            self.release(&key, again.map(|p| *p)).await;
                             if let Attempt::Done(outcomes) = attempt {
                                 return report(remote, outcomes);
                             }

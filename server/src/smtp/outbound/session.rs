@@ -171,7 +171,7 @@ async fn finish(
 
 /// How a transaction on a parked session went.
 pub(crate) enum Reused {
-    Done(Attempt, Option<Parked>),
+    Done(Attempt, Option<Box<Parked>>),
     /// The server had closed the session; nothing was sent that it could have accepted.
     Stale,
 }
@@ -184,7 +184,7 @@ pub(crate) async fn reuse(mut parked: Parked, job: &Job<'_>) -> Reused {
         return Reused::Stale;
     }
     if ended.reusable {
-        return Reused::Done(ended.attempt, Some(parked));
+        return Reused::Done(ended.attempt, Some(Box::new(parked)));
     }
     parked.client.quit().await;
     Reused::Done(ended.attempt, None)
