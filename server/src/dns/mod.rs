@@ -13,7 +13,6 @@ pub mod compare;
 pub mod plan;
 pub mod render;
 pub mod resolve;
-pub mod spki;
 pub mod template;
 
 pub use compare::{RecordCheck, Status};

@@ -140,7 +140,7 @@ pub struct Plan {
 pub struct DkimPublic {
     pub selector: String,
     pub algorithm: DkimAlgorithm,
-    /// Bytes published in `p=` (raw Ed25519, PKCS#1 RSA).
+    /// Bytes published in `p=` (raw Ed25519, SubjectPublicKeyInfo RSA).
     pub public: Vec<u8>,
     /// Retired keys sign nothing but stay published so mail in flight still verifies.
     pub retired: bool,
@@ -148,14 +148,10 @@ pub struct DkimPublic {
 
 impl From<&DkimKeyRecord> for DkimPublic {
     fn from(k: &DkimKeyRecord) -> Self {
-        let public = match k.algorithm {
-            DkimAlgorithm::Rsa => super::spki::rsa_spki(&k.public),
-            DkimAlgorithm::Ed25519 => k.public.clone(),
-        };
         DkimPublic {
             selector: k.selector.clone(),
             algorithm: k.algorithm,
-            public,
+            public: k.published_key(),
             retired: k.retired_at.is_some(),
         }
     }
@@ -502,7 +498,7 @@ mod tests {
         let published = DkimPublic {
             selector: "s1rsa".into(),
             algorithm: DkimAlgorithm::Rsa,
-            public: super::super::spki::rsa_spki(&public),
+            public: crate::mailauth::spki::rsa_spki(&public),
             retired: false,
         };
         let plan = build(&config(), &[published]).unwrap();

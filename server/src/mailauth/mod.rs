@@ -9,6 +9,7 @@
 
 mod header;
 mod sign;
+pub mod spki;
 mod spf;
 mod statics;
 pub mod testdns;

@@ -47,7 +47,8 @@ pub enum DkimAlgorithm {
 pub struct DkimKeyRecord {
     pub selector: String,
     pub algorithm: DkimAlgorithm,
-    /// Public key bytes as published in `p=` (raw Ed25519, PKCS#1 RSA).
+    /// Public key bytes as stored (raw Ed25519, PKCS#1 RSA); [`Self::published_key`] is
+    /// what goes in `p=`.
     #[serde(with = "serde_bytes")]
     pub public: Vec<u8>,
     pub created_at: i64,
@@ -57,7 +58,17 @@ pub struct DkimKeyRecord {
 }
 
 impl DkimKeyRecord {
-    /// The TXT record value for `<selector>._domainkey.<domain>`.
+    /// The key bytes of `p=`: raw Ed25519 (RFC 8463), and RSA as SubjectPublicKeyInfo, the
+    /// form every verifier reads (see `mailauth::spki`).
+    pub fn published_key(&self) -> Vec<u8> {
+        match self.algorithm {
+            DkimAlgorithm::Ed25519 => self.public.clone(),
+            DkimAlgorithm::Rsa => crate::mailauth::spki::rsa_spki(&self.public),
+        }
+    }
+
+    /// The TXT record value for `<selector>._domainkey.<domain>`: the same value the DNS
+    /// plan publishes.
     pub fn txt(&self) -> String {
         let k = match self.algorithm {
             DkimAlgorithm::Ed25519 => "ed25519",
@@ -65,7 +76,7 @@ impl DkimKeyRecord {
         };
         format!(
             "v=DKIM1; k={k}; p={}",
-            data_encoding::BASE64.encode(&self.public)
+            data_encoding::BASE64.encode(&self.published_key())
         )
     }
 }

@@ -296,3 +296,27 @@ async fn cached_records_never_outlive_an_update_or_delete() {
     f.vault.delete(&a, "site").await.unwrap();
     assert!(matches!(f.vault.get(&a, "site"), Err(VaultError::NotFound)));
 }
+
+#[tokio::test]
+async fn dkim_records_publish_what_the_dns_plan_publishes() {
+    let f = fixture();
+    f.vault.ensure_dkim("v.test", "lg").unwrap();
+    let records = f.vault.dkim_records("v.test").unwrap();
+    assert_eq!(records.len(), 2);
+    for r in &records {
+        let plan = crate::dns::plan::DkimPublic::from(r);
+        let txt = r.txt();
+        assert!(
+            txt.ends_with(&data_encoding::BASE64.encode(&plan.public)),
+            "{txt}"
+        );
+        match r.algorithm {
+            // SubjectPublicKeyInfo, as `openssl rsa -pubout` prints it; stored as PKCS#1.
+            DkimAlgorithm::Rsa => {
+                assert!(txt.starts_with("v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A"));
+                assert!(plan.public.ends_with(&r.public));
+            }
+            DkimAlgorithm::Ed25519 => assert_eq!(r.published_key(), r.public),
+        }
+    }
+}

@@ -22,7 +22,8 @@ fn der_len(len: usize, out: &mut Vec<u8>) {
 /// The vault keeps RSA public keys as PKCS#1 `RSAPublicKey`. Verifiers built on OpenSSL's
 /// `d2i_PUBKEY` (OpenDKIM, and so many receivers) only read the `SubjectPublicKeyInfo` form
 /// that `openssl rsa -pubout` prints (`MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A...`), while mail-auth
-/// and dkimpy read both; so the plan publishes SPKI. A key already in SPKI is left alone.
+/// and dkimpy read both; so every record we print (`legate dkim records`, `legate init`, the
+/// DNS plan) publishes SPKI. A key already in SPKI is left alone.
 pub fn rsa_spki(key: &[u8]) -> Vec<u8> {
     // PKCS#1 is SEQUENCE { INTEGER n, INTEGER e }; SPKI is SEQUENCE { SEQUENCE {..}, BIT STRING }.
     let first_inner_tag = match key {
