@@ -9,8 +9,8 @@
 
 mod header;
 mod sign;
-pub mod spki;
 mod spf;
+pub mod spki;
 mod statics;
 pub mod testdns;
 mod verdict;
