@@ -134,7 +134,7 @@ impl QueueService {
         let expired = now - msg.created_ms > self.settings.max_age.as_millis() as i64;
         let raw = self.mailbox.held_raw(id)?;
         let mut results: Vec<(usize, RcptOutcome, Option<String>)> = Vec::new();
-        match raw {
+        match raw.as_deref() {
             _ if expired => {
                 for (i, r) in msg.recipients.iter().enumerate() {
                     if !r.status.is_final() {
@@ -168,10 +168,10 @@ impl QueueService {
                 let due: Vec<usize> = (0..msg.recipients.len())
                     .filter(|i| msg.recipients[*i].is_due(now))
                     .collect();
-                results = self.deliver_due(&msg, &due, &raw).await;
+                results = self.deliver_due(&msg, &due, raw).await;
             }
         }
-        self.record(&msg, results).await
+        self.record(&msg, results, raw.as_deref()).await
     }
 
     /// Delivers to the due recipients: local ones into their mailboxes, remote ones through
@@ -279,6 +279,7 @@ impl QueueService {
         &self,
         before: &QueuedMessage,
         results: Vec<(usize, RcptOutcome, Option<String>)>,
+        original: Option<&[u8]>,
     ) -> Result<(), QueueError> {
         let now = now_millis();
         let settings = &self.settings;
@@ -350,7 +351,7 @@ impl QueueService {
         // again (a duplicate, never a loss), and sled flushes on its own within 500 ms.
         // Skipping it keeps deliveries from queueing behind, and adding to, the flushes that
         // acceptance (which must be durable) waits for.
-        self.notify_sender(before, &msg).await
+        self.notify_sender(before, &msg, original).await
     }
 
     /// DSNs for recipients that just failed for good, and the one-time delay notice.
@@ -358,6 +359,7 @@ impl QueueService {
         &self,
         before: &QueuedMessage,
         msg: &QueuedMessage,
+        original: Option<&[u8]>,
     ) -> Result<(), QueueError> {
         if msg.mail_from.is_empty() {
             return Ok(());
@@ -386,10 +388,14 @@ impl QueueService {
         if newly_failed.is_empty() && delayed.is_empty() {
             return Ok(());
         }
-        let original = self
-            .mailbox
-            .raw_bytes(&msg.agent_id, &msg.id)
-            .unwrap_or_default();
+        // Read before the hold was released: the sender may have purged the Sent copy.
+        let original = match original {
+            Some(raw) => raw.to_vec(),
+            None => self
+                .mailbox
+                .raw_bytes(&msg.agent_id, &msg.id)
+                .unwrap_or_default(),
+        };
         for (kind, rcpts) in [
             (DsnKind::Failed, &newly_failed),
             (DsnKind::Delayed, &delayed),

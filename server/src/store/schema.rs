@@ -16,7 +16,9 @@ const MIGRATIONS: &[Migration] = &[queue_blobs_to_holds];
 
 /// 1 -> 2: the outbound queue stops keeping its own copy of each message and holds the Sent
 /// copy's blob instead (`mailbox::holds`). Each queued copy becomes a hold, and the blob
-/// itself if the Sent copy was purged meanwhile. One transaction per message: a crash
+/// itself if the Sent copy was purged meanwhile. Schema 1 removed a queued copy in the same
+/// transaction that made its last recipient final, so every copy left belongs to a message
+/// still being delivered, whose worker releases the hold as usual. One transaction per message: a crash
 /// part-way leaves every message either moved or still in the old tree, and the rerun
 /// finishes the rest.
 fn queue_blobs_to_holds(store: &Store) -> Result<(), StoreError> {

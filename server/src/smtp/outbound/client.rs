@@ -167,6 +167,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Client<S> {
         let _ = tokio::time::timeout(limit, self.stream.shutdown()).await;
     }
 
+    /// Whether the server sent bytes nobody asked for yet (a session with these must not be
+    /// reused: they would be read as the next command's reply).
+    pub fn has_pending(&self) -> bool {
+        self.parser.has_pending()
+    }
+
     /// The raw stream for the TLS handshake after `220` to STARTTLS. Bytes the server sent
     /// after that 220 would be read as if they came over TLS; refusing them closes the
     /// plaintext injection hole (the client side of CVE-2011-0411).

@@ -30,6 +30,9 @@ pub(super) struct Script {
     /// Close the connection right after replying to the final `.` (a server that does not
     /// keep idle sessions).
     pub close_after_reply: bool,
+    /// After this many messages on one connection, answer the next MAIL with `421` and
+    /// close (a server's per-connection limit, or its idle timeout); 0 is never.
+    pub refuse_after: usize,
 }
 
 impl Default for Script {
@@ -47,6 +50,7 @@ impl Default for Script {
             tls_inject: false,
             close_after_data: false,
             close_after_reply: false,
+            refuse_after: 0,
         }
     }
 }
@@ -132,6 +136,7 @@ where
     }
     let mut buf = Vec::new();
     let mut in_data = false;
+    let mut messages = 0usize;
     let mut chunk = vec![0u8; 64 * 1024];
     loop {
         let n = s.read(&mut chunk).await.ok()?;
@@ -149,6 +154,7 @@ where
                         return None;
                     }
                     reply(&mut s, &script.end, &mut sent).await;
+                    messages += 1;
                     if script.close_after_reply {
                         return None;
                     }
@@ -202,6 +208,10 @@ where
                     };
                     reply(&mut s, ready, &mut sent).await;
                     return Some(s);
+                }
+                "MAIL" if script.refuse_after > 0 && messages >= script.refuse_after => {
+                    reply(&mut s, "421 4.4.2 fake.test closing", &mut sent).await;
+                    return None;
                 }
                 "MAIL" => {
                     reply(&mut s, &script.mail, &mut sent).await;

@@ -71,11 +71,15 @@ impl Pool {
     }
 
     /// The most recently parked session to `key` (the one least likely to have timed out on
-    /// the server's side), if any; with `need_tls`, only one running over TLS.
+    /// the server's side), preferring one over TLS; with `need_tls`, only one over TLS.
     pub fn take(&self, key: &Key, need_tls: bool) -> Option<Parked> {
         let mut idle = self.lock();
         let list = idle.by_addr.get_mut(key)?;
-        let pos = list.iter().rposition(|(_, p)| p.tls || !need_tls)?;
+        let pos = match list.iter().rposition(|(_, p)| p.tls) {
+            Some(pos) => pos,
+            None if need_tls => return None,
+            None => list.len().checked_sub(1)?,
+        };
         let (_, parked) = list.remove(pos);
         if list.is_empty() {
             idle.by_addr.remove(key);

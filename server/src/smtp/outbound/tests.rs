@@ -541,3 +541,46 @@ async fn a_failed_transaction_does_not_leave_its_session_for_reuse() {
     assert_eq!(t.pool.idle_count(), 0);
     assert_eq!(fake.log().commands.last().map(String::as_str), Some("QUIT"));
 }
+
+#[tokio::test]
+async fn a_session_closing_with_421_is_replaced_before_the_message_is_sent() {
+    for pipelining in [false, true] {
+        let fake = Fake::start(Script {
+            ehlo: if pipelining {
+                vec!["PIPELINING".into()]
+            } else {
+                vec![]
+            },
+            refuse_after: 1,
+            ..Script::default()
+        })
+        .await;
+        let t = reusing(fake.addr, Duration::from_secs(5));
+        for rcpt in ["x@b.test", "y@b.test"] {
+            let report = t.deliver(&env(&[rcpt]), MESSAGE).await;
+            assert!(delivered(&report.outcomes[0]), "{pipelining}: {report:?}");
+        }
+        let log = fake.log();
+        assert_eq!(log.connections, 2, "{pipelining}");
+        assert_eq!(log.data, [MESSAGE, MESSAGE].concat(), "{pipelining}");
+    }
+}
+
+#[tokio::test]
+async fn a_session_with_unread_replies_is_not_reused() {
+    // 250 to the end of data and, in the same write, a 421 nobody asked for yet.
+    let fake = Fake::start(Script {
+        end: "250 2.0.0 Ok: queued\r\n421 4.3.2 fake.test shutting down".into(),
+        ..Script::default()
+    })
+    .await;
+    let t = reusing(fake.addr, Duration::from_secs(5));
+    for rcpt in ["x@b.test", "y@b.test"] {
+        let report = t.deliver(&env(&[rcpt]), MESSAGE).await;
+        assert!(delivered(&report.outcomes[0]), "{report:?}");
+        assert_eq!(t.pool.idle_count(), 0);
+    }
+    let log = fake.log();
+    assert_eq!(log.connections, 2);
+    assert_eq!(log.data, [MESSAGE, MESSAGE].concat());
+}

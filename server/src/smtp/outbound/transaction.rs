@@ -10,11 +10,13 @@ use tokio::io::{AsyncRead, AsyncWrite};
 /// How a transaction ended, and what the session is good for afterwards.
 pub(crate) struct Ended {
     pub attempt: Attempt,
-    /// The server answered the end of data and the session is idle: it may carry the next
-    /// message (RFC 5321 §4.1.1.4: a completed transaction resets the state).
+    /// The server answered the end of data, sent nothing more and is not closing: the
+    /// session may carry the next message (RFC 5321 §4.1.1.4: a completed transaction
+    /// resets the state).
     pub reusable: bool,
-    /// The connection failed before any byte of the message went out, so nothing can have
-    /// been accepted: on a reused session this is the server having closed it while idle.
+    /// The session ended (closed, or `421`) before any byte of the message went out, so
+    /// nothing can have been accepted: on a reused session, the server dropped it while idle
+    /// and a fresh connection should get the message.
     pub lost_before_body: bool,
 }
 
@@ -65,18 +67,24 @@ where
         lockstep(client, job, &mail, &mut outcomes).await
     };
     // Whatever is still undecided was accepted and then lost with the connection.
+    let closing = outcomes
+        .iter()
+        .flatten()
+        .any(|o| o.reply().starts_with("421"));
     let (fallback, reusable, lost_before_body) = match &result {
         Ok(BodySent(sent)) => (
             RcptOutcome::Temporary {
                 reply: "451 4.3.0 no verdict".into(),
             },
-            *sent,
-            false,
+            *sent && !closing && !client.has_pending(),
+            !*sent && closing,
         ),
+        // A timeout is a slow server, not a closed one: no second try on a new connection.
         Err(e) => (
             lost(job, e),
             false,
-            matches!(e.stage(), Some(Stage::Mail | Stage::Rcpt | Stage::Data)),
+            !matches!(e, SessionError::Timeout(_))
+                && matches!(e.stage(), Some(Stage::Mail | Stage::Rcpt | Stage::Data)),
         ),
     };
     Ended {
