@@ -5,7 +5,6 @@
 use super::compare::{compare, compare_note, Answer, RecordCheck, Status};
 use super::plan::{Plan, RecordType};
 use super::DnsError;
-use hickory_resolver::config::{NameServerConfig, ResolveHosts, ResolverConfig, ResolverOpts};
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::{Name, RData, RecordType as HRecordType};
 use hickory_resolver::TokioResolver;
@@ -25,32 +24,16 @@ pub struct CheckReport {
 }
 
 fn resolver(nameservers: &[SocketAddr], timeout: Duration) -> Result<TokioResolver, DnsError> {
-    let err = |e: hickory_resolver::net::NetError| DnsError::Resolver(e.to_string());
-    let mut builder = if nameservers.is_empty() {
-        TokioResolver::builder_tokio().map_err(err)?
-    } else {
-        let servers = nameservers
-            .iter()
-            .map(|addr| {
-                let mut server = NameServerConfig::udp_and_tcp(addr.ip());
-                for conn in &mut server.connections {
-                    conn.port = addr.port();
-                }
-                server
-            })
-            .collect();
-        let mut b = TokioResolver::builder_with_config(
-            ResolverConfig::from_name_servers(servers),
-            TokioRuntimeProvider::default(),
-        );
-        // An explicit list means "only these": no hosts-file answers behind their back.
-        b.options_mut().use_hosts_file = ResolveHosts::Never;
-        b
+    let cfg = crate::mailauth::ResolverConfig {
+        nameservers: nameservers.to_vec(),
+        timeout,
     };
-    let opts: &mut ResolverOpts = builder.options_mut();
-    opts.timeout = timeout;
+    let (config, mut opts) = cfg.hickory().map_err(DnsError::Resolver)?;
     opts.attempts = 1;
-    builder.build().map_err(err)
+    TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
+        .with_options(opts)
+        .build()
+        .map_err(|e| DnsError::Resolver(e.to_string()))
 }
 
 fn htype(t: RecordType) -> HRecordType {

@@ -49,6 +49,34 @@ pub struct ResolverConfig {
     pub timeout: Duration,
 }
 
+impl ResolverConfig {
+    /// hickory's configuration for this: the system's, or only the listed servers with no
+    /// hosts-file answers behind their back. Every resolver we build (verification,
+    /// outbound MX lookups, `legate dns check`) starts here, so they all see the same DNS.
+    pub fn hickory(&self) -> Result<(HickoryConfig, ResolverOpts), String> {
+        let (config, mut opts) = if self.nameservers.is_empty() {
+            read_system_conf().map_err(|e| e.to_string())?
+        } else {
+            let servers = self
+                .nameservers
+                .iter()
+                .map(|addr| {
+                    let mut server = NameServerConfig::udp_and_tcp(addr.ip());
+                    for conn in &mut server.connections {
+                        conn.port = addr.port();
+                    }
+                    server
+                })
+                .collect();
+            let mut opts = ResolverOpts::default();
+            opts.use_hosts_file = ResolveHosts::Never;
+            (HickoryConfig::from_name_servers(servers), opts)
+        };
+        opts.timeout = self.timeout;
+        Ok((config, opts))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MailAuthError {
     #[error("resolver setup failed: {0}")]
@@ -79,26 +107,7 @@ impl std::fmt::Debug for MailAuth {
 
 impl MailAuth {
     pub fn new(cfg: &ResolverConfig) -> Result<Self, MailAuthError> {
-        let (config, mut opts) = if cfg.nameservers.is_empty() {
-            read_system_conf().map_err(|e| MailAuthError::Resolver(e.to_string()))?
-        } else {
-            let servers = cfg
-                .nameservers
-                .iter()
-                .map(|addr| {
-                    let mut server = NameServerConfig::udp_and_tcp(addr.ip());
-                    for conn in &mut server.connections {
-                        conn.port = addr.port();
-                    }
-                    server
-                })
-                .collect();
-            let mut opts = ResolverOpts::default();
-            // An explicit list means "only these": no hosts file answers behind their back.
-            opts.use_hosts_file = ResolveHosts::Never;
-            (HickoryConfig::from_name_servers(servers), opts)
-        };
-        opts.timeout = cfg.timeout;
+        let (config, opts) = cfg.hickory().map_err(MailAuthError::Resolver)?;
         let authenticator = MessageAuthenticator::new(config, opts)
             .map_err(|e| MailAuthError::Resolver(e.to_string()))?;
         Ok(Self {

@@ -26,11 +26,7 @@ mod tests_routing;
 use crate::config::RouteConfig;
 use crate::mailauth::ResolverConfig;
 use crate::queue::transport::{BoxFuture, DeliveryReport, Envelope, RcptOutcome, Transport};
-use mail_auth::hickory_resolver::config::{
-    NameServerConfig, ResolveHosts, ResolverConfig as HickoryConfig, ResolverOpts,
-};
 use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
-use mail_auth::hickory_resolver::system_conf::read_system_conf;
 use mail_auth::hickory_resolver::TokioResolver;
 use route::{Hop, StaticRoute};
 use session::{Attempt, Job, Reused};
@@ -335,28 +331,8 @@ impl Transport for SmtpTransport {
     }
 }
 
-/// The same construction as `MailAuth::new`: an explicit list means only those servers and
-/// no hosts file; empty means the system's configuration.
 fn build_resolver(cfg: &ResolverConfig) -> Result<TokioResolver, OutboundError> {
-    let (config, mut opts) = if cfg.nameservers.is_empty() {
-        read_system_conf().map_err(|e| OutboundError::Resolver(e.to_string()))?
-    } else {
-        let servers = cfg
-            .nameservers
-            .iter()
-            .map(|addr| {
-                let mut server = NameServerConfig::udp_and_tcp(addr.ip());
-                for conn in &mut server.connections {
-                    conn.port = addr.port();
-                }
-                server
-            })
-            .collect();
-        let mut opts = ResolverOpts::default();
-        opts.use_hosts_file = ResolveHosts::Never;
-        (HickoryConfig::from_name_servers(servers), opts)
-    };
-    opts.timeout = cfg.timeout;
+    let (config, opts) = cfg.hickory().map_err(OutboundError::Resolver)?;
     TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
         .with_options(opts)
         .build()

@@ -46,6 +46,18 @@ struct Idle {
     by_addr: HashMap<Key, Vec<(u64, Parked)>>,
 }
 
+impl Idle {
+    /// Takes the session at `pos` of `key`'s list, dropping the list once it is empty.
+    fn remove_at(&mut self, key: &Key, pos: usize) -> Option<Parked> {
+        let list = self.by_addr.get_mut(key)?;
+        let (_, parked) = (pos < list.len()).then(|| list.remove(pos))?;
+        if list.is_empty() {
+            self.by_addr.remove(key);
+        }
+        Some(parked)
+    }
+}
+
 pub(crate) struct Pool {
     idle: Mutex<Idle>,
     next_id: AtomicU64,
@@ -80,11 +92,7 @@ impl Pool {
             None if need_tls => return None,
             None => list.len().checked_sub(1)?,
         };
-        let (_, parked) = list.remove(pos);
-        if list.is_empty() {
-            idle.by_addr.remove(key);
-        }
-        Some(parked)
+        idle.remove_at(key, pos)
     }
 
     /// Keeps `parked` for the next message to `key`. Hands it back (for the caller to QUIT)
@@ -116,13 +124,8 @@ impl Pool {
 
     fn remove(&self, key: &Key, id: u64) -> Option<Parked> {
         let mut idle = self.lock();
-        let list = idle.by_addr.get_mut(key)?;
-        let pos = list.iter().position(|(i, _)| *i == id)?;
-        let (_, parked) = list.remove(pos);
-        if list.is_empty() {
-            idle.by_addr.remove(key);
-        }
-        Some(parked)
+        let pos = idle.by_addr.get(key)?.iter().position(|(i, _)| *i == id)?;
+        idle.remove_at(key, pos)
     }
 
     /// Sessions waiting now, for tests.

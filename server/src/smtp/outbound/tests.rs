@@ -31,29 +31,38 @@ pub(super) fn quick(mut s: OutboundSettings) -> OutboundSettings {
 }
 
 pub(super) fn routed(addr: SocketAddr, require_tls: bool) -> SmtpTransport {
+    transport(addr, require_tls, Duration::ZERO)
+}
+
+/// A transport that keeps sessions for `linger` after each message.
+fn reusing(addr: SocketAddr, linger: Duration) -> SmtpTransport {
+    transport(addr, false, linger)
+}
+
+fn transport(addr: SocketAddr, require_tls: bool, linger: Duration) -> SmtpTransport {
     let route = RouteConfig {
         domain: "B.test".into(),
         next_hop: addr.to_string(),
         require_tls,
     };
-    SmtpTransport::new(quick(OutboundSettings::new(
-        "mx.a.test",
-        vec![route],
-        no_dns(),
-    )))
-    .unwrap()
-}
-
-/// A transport that keeps sessions for `linger` after each message.
-fn reusing(addr: SocketAddr, linger: Duration) -> SmtpTransport {
-    let route = RouteConfig {
-        domain: "b.test".into(),
-        next_hop: addr.to_string(),
-        require_tls: false,
-    };
     let mut s = quick(OutboundSettings::new("mx.a.test", vec![route], no_dns()));
     s.connection_reuse = linger;
     SmtpTransport::new(s).unwrap()
+}
+
+/// Sends one message to x@b.test and one to y@b.test; both must be delivered.
+async fn deliver_two(t: &SmtpTransport, case: &str) {
+    for rcpt in ["x@b.test", "y@b.test"] {
+        let report = t.deliver(&env(&[rcpt]), MESSAGE).await;
+        assert!(delivered(&report.outcomes[0]), "{case}: {report:?}");
+    }
+}
+
+/// The second message went over a connection of its own, and each body arrived once.
+fn second_connection_carried_the_second_message(fake: &Fake, case: &str) {
+    let log = fake.log();
+    assert_eq!(log.connections, 2, "{case}");
+    assert_eq!(log.data, [MESSAGE, MESSAGE].concat(), "{case}");
 }
 
 pub(super) fn env(rcpts: &[&str]) -> Envelope {
@@ -485,10 +494,7 @@ async fn a_session_carries_the_next_message_and_quits_when_idle() {
     })
     .await;
     let t = reusing(fake.addr, Duration::from_millis(300));
-    for rcpt in ["x@b.test", "y@b.test"] {
-        let report = t.deliver(&env(&[rcpt]), MESSAGE).await;
-        assert!(delivered(&report.outcomes[0]), "{report:?}");
-    }
+    deliver_two(&t, "").await;
     let log = fake.log();
     assert_eq!(log.connections, 1);
     assert_eq!(
@@ -518,14 +524,8 @@ async fn a_session_the_server_closed_while_idle_is_replaced() {
     })
     .await;
     let t = reusing(fake.addr, Duration::from_secs(5));
-    for rcpt in ["x@b.test", "y@b.test"] {
-        let report = t.deliver(&env(&[rcpt]), MESSAGE).await;
-        assert!(delivered(&report.outcomes[0]), "{report:?}");
-    }
-    let log = fake.log();
-    assert_eq!(log.connections, 2);
-    // Both bodies arrived exactly once.
-    assert_eq!(log.data, [MESSAGE, MESSAGE].concat());
+    deliver_two(&t, "").await;
+    second_connection_carried_the_second_message(&fake, "");
 }
 
 #[tokio::test]
@@ -556,13 +556,9 @@ async fn a_session_closing_with_421_is_replaced_before_the_message_is_sent() {
         })
         .await;
         let t = reusing(fake.addr, Duration::from_secs(5));
-        for rcpt in ["x@b.test", "y@b.test"] {
-            let report = t.deliver(&env(&[rcpt]), MESSAGE).await;
-            assert!(delivered(&report.outcomes[0]), "{pipelining}: {report:?}");
-        }
-        let log = fake.log();
-        assert_eq!(log.connections, 2, "{pipelining}");
-        assert_eq!(log.data, [MESSAGE, MESSAGE].concat(), "{pipelining}");
+        let case = format!("pipelining {pipelining}");
+        deliver_two(&t, &case).await;
+        second_connection_carried_the_second_message(&fake, &case);
     }
 }
 
@@ -575,12 +571,11 @@ async fn a_session_with_unread_replies_is_not_reused() {
     })
     .await;
     let t = reusing(fake.addr, Duration::from_secs(5));
-    for rcpt in ["x@b.test", "y@b.test"] {
-        let report = t.deliver(&env(&[rcpt]), MESSAGE).await;
-        assert!(delivered(&report.outcomes[0]), "{report:?}");
-        assert_eq!(t.pool.idle_count(), 0);
-    }
-    let log = fake.log();
-    assert_eq!(log.connections, 2);
-    assert_eq!(log.data, [MESSAGE, MESSAGE].concat());
+    let report = t.deliver(&env(&["x@b.test"]), MESSAGE).await;
+    assert!(delivered(&report.outcomes[0]), "{report:?}");
+    assert_eq!(t.pool.idle_count(), 0);
+    let report = t.deliver(&env(&["y@b.test"]), MESSAGE).await;
+    assert!(delivered(&report.outcomes[0]), "{report:?}");
+    assert_eq!(t.pool.idle_count(), 0);
+    second_connection_carried_the_second_message(&fake, "");
 }
