@@ -491,8 +491,7 @@ mod tests {
     /// The published SPKI form verifies with our own verifier (mail-auth), end to end.
     #[tokio::test]
     async fn mail_signed_with_the_vault_key_verifies_against_the_planned_record() {
-        use crate::mailauth::{dkim_sign, AuthStatus, DkimSigning, MailAuth, RsaKey, Sha256};
-        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
+        use crate::mailauth::{dkim_sign, AuthStatus, DkimSigning, MailAuth, RsaSha256Key};
         let pair = mail_auth::dkim::generate::DkimKeyPair::generate_rsa(2048).unwrap();
         let (private, public) = pair.into_inner();
         let published = DkimPublic {
@@ -509,9 +508,7 @@ mod tests {
         dns.add_txt(name, txt)
             .add_txt("agents.example.com", "v=spf1 ip4:127.0.0.1 -all");
         let auth = MailAuth::with_static_records(dns).unwrap();
-        let key =
-            RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(private)))
-                .unwrap();
+        let key = RsaSha256Key::from_pkcs1_der(&private).unwrap();
         let raw = "From: ops@agents.example.com\r\nTo: b@b.test\r\nSubject: hi\r\n\
                    Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@agents.example.com>\r\n\r\nhello\r\n";
         let signer = DkimSigning::new("agents.example.com", "s1rsa", key);

@@ -8,6 +8,7 @@
 //! loopback UDP/TCP so end-to-end tests can exercise the real resolver path.
 
 mod header;
+mod keys;
 mod sign;
 mod spf;
 pub mod spki;
@@ -27,8 +28,9 @@ pub use verdict::{
 };
 pub use verify::MAX_DKIM_SIGNATURES;
 
-/// The key types the vault builds from sealed PKCS#8 DER and hands to `DkimSigning`.
-pub use mail_auth::common::crypto::{DkimKey, Ed25519Key, RsaKey, Sha256};
+/// The key types the vault builds from sealed DER and hands to `DkimSigning`.
+pub use keys::{DkimPrivateKey, RsaSha256Key};
+pub use mail_auth::common::crypto::Ed25519Key;
 
 use mail_auth::hickory_resolver::config::{
     NameServerConfig, ResolveHosts, ResolverConfig as HickoryConfig, ResolverOpts,

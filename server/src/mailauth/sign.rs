@@ -1,12 +1,13 @@
 //! DKIM signing for outbound mail (DESIGN §5: every message is signed twice, ed25519-sha256
 //! and rsa-sha256, because many receivers still ignore Ed25519).
 //!
-//! The private keys stay in the vault: it builds mail-auth key objects (`Ed25519Key`,
-//! `RsaKey<Sha256>`) from sealed PKCS#8 DER and hands them over inside a `DkimSigning`, whose
-//! `Debug` never prints key material.
+//! The private keys stay in the vault: it builds key objects (`Ed25519Key`, `RsaSha256Key`)
+//! from sealed DER and hands them over inside a `DkimSigning`, whose `Debug` never prints
+//! key material.
 
+use super::DkimPrivateKey;
 use super::MailAuthError;
-use mail_auth::common::crypto::{DkimKey, SigningKey};
+use mail_auth::common::crypto::SigningKey;
 use mail_auth::common::headers::HeaderWriter;
 use mail_auth::dkim::{Canonicalization, DkimSigner, Done};
 use mail_auth::AuthenticatedMessage;
@@ -32,12 +33,12 @@ pub struct DkimSigning {
     domain: String,
     selector: String,
     algorithm: &'static str,
-    signer: DkimSigner<DkimKey, Done>,
+    signer: DkimSigner<DkimPrivateKey, Done>,
 }
 
 impl DkimSigning {
-    /// `key` is an `Ed25519Key` or an `RsaKey<Sha256>` (or a `DkimKey` holding either).
-    pub fn new(domain: &str, selector: &str, key: impl Into<DkimKey>) -> Self {
+    /// `key` is an `Ed25519Key` or an `RsaSha256Key` (or a `DkimPrivateKey` holding either).
+    pub fn new(domain: &str, selector: &str, key: impl Into<DkimPrivateKey>) -> Self {
         let key = key.into();
         let algorithm = key.algorithm().name();
         let signer = DkimSigner::from_key(key)

@@ -1,8 +1,8 @@
 //! Keys and messages shared by this module's unit tests.
 
-use mail_auth::common::crypto::{Ed25519Key, RsaKey, Sha256};
+use super::RsaSha256Key;
+use mail_auth::common::crypto::Ed25519Key;
 use mail_auth::dkim::generate::DkimKeyPair;
-use rustls::pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
 use std::sync::OnceLock;
 
 /// A fresh Ed25519 key and its DKIM TXT record.
@@ -15,16 +15,14 @@ pub(crate) fn ed25519_key() -> (Ed25519Key, String) {
 
 /// An RSA-2048 key and its DKIM TXT record. Generated once per test run: RSA key generation
 /// takes seconds in a debug build.
-pub(crate) fn rsa_key() -> (RsaKey<Sha256>, String) {
+pub(crate) fn rsa_key() -> (RsaSha256Key, String) {
     static PAIR: OnceLock<(Vec<u8>, String)> = OnceLock::new();
     let (der, txt) = PAIR.get_or_init(|| {
         let pair = DkimKeyPair::generate_rsa(2048).unwrap();
         let txt = format!("v=DKIM1; k=rsa; p={}", pair.encoded_public_key());
         (pair.private_key().to_vec(), txt)
     });
-    let key =
-        RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(der.clone())))
-            .unwrap();
+    let key = RsaSha256Key::from_pkcs1_der(der).unwrap();
     (key, txt.clone())
 }
 

@@ -316,8 +316,7 @@ impl VaultService {
         &self,
         domain: &str,
     ) -> Result<Vec<crate::mailauth::DkimSigning>, VaultError> {
-        use crate::mailauth::{DkimSigning, Ed25519Key, RsaKey, Sha256};
-        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs1KeyDer};
+        use crate::mailauth::{DkimSigning, Ed25519Key, RsaSha256Key};
         let mut out = Vec::new();
         for k in self
             .dkim_records(domain)?
@@ -335,10 +334,8 @@ impl VaultService {
                 DkimAlgorithm::Rsa => DkimSigning::new(
                     domain,
                     &k.selector,
-                    RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs1(PrivatePkcs1KeyDer::from(
-                        der.as_slice(),
-                    )))
-                    .map_err(err)?,
+                    RsaSha256Key::from_pkcs1_der(&der)
+                        .map_err(|e| VaultError::Crypto(e.to_string()))?,
                 ),
             };
             out.push(signer);
