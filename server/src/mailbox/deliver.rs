@@ -205,7 +205,7 @@ impl MailboxService {
         // must not lose the message, so the bytes stay shared with this task.
         let raw: Arc<[u8]> = raw.into();
         let for_parse = raw.clone();
-        let ex = match tokio::task::spawn_blocking(move || extract::parse(&for_parse)).await {
+        let mut ex = match tokio::task::spawn_blocking(move || extract::parse(&for_parse)).await {
             Ok(Ok(ex)) => ex,
             Ok(Err(e)) => {
                 tracing::warn!(agent, error = %e, "storing a message that does not parse");
@@ -220,6 +220,17 @@ impl MailboxService {
         let id = new_id("msg");
         let fresh_thread = new_id("th");
         let refs = ThreadRefs::of(&ex);
+        let external = !matches!(folder, Folder::Sent | Folder::Drafts);
+        // The agent's own messages (Sent, Drafts) keep no derived copy: they are read rarely
+        // and re-derive from the raw bytes when they are (`MailboxService::message`), which
+        // halves what a send writes. Encoded here, outside the transaction, whose body holds
+        // the store's write lock.
+        let content = MessageContent::take(&mut ex);
+        let content = if external {
+            Some(crate::store::encode(&content)?)
+        } else {
+            None
+        };
         let base = StoredMessage {
             id: id.clone(),
             agent_id: agent.to_string(),
@@ -243,17 +254,7 @@ impl MailboxService {
             auth_json: meta.auth.as_ref().map(|v| v.to_string()),
             envelope_from: meta.envelope_from,
             envelope_to: meta.envelope_to,
-            external: !matches!(folder, Folder::Sent | Folder::Drafts),
-        };
-        let content = MessageContent {
-            text: ex.text,
-            html: ex.html,
-            extracted_text: ex.extracted_text,
-            codes: ex.codes,
-            links: ex.links,
-            headers: ex.headers,
-            in_reply_to: ex.in_reply_to,
-            references: ex.references,
+            external,
         };
         let (now, now_ms) = (now_unix(), now_millis());
         let quota = self.quota_bytes;
@@ -283,7 +284,9 @@ impl MailboxService {
 
             tx.put_record(Tree::Messages, id.as_bytes(), &rec)?;
             tx.put(Tree::MessageBlobs, id.as_bytes(), &raw)?;
-            tx.put_record(Tree::MessageContent, id.as_bytes(), &content)?;
+            if let Some(content) = &content {
+                tx.put(Tree::MessageContent, id.as_bytes(), content)?;
+            }
             index_in_folder(tx, &rec)?;
             tx.put_record(Tree::Folders, &index::folder_state(agent, folder), &fs)?;
             tx.put_record(Tree::Folders, &index::agent_state(agent), &st)?;
@@ -351,6 +354,32 @@ mod tests {
             (ch[0].modseq, ch[0].kind, ch[0].uid),
             (2, ChangeKind::Added, 2)
         );
+    }
+
+    #[tokio::test]
+    async fn own_messages_are_stored_raw_and_read_the_same() {
+        let (_d, mb) = service(0);
+        let raw = b"From: Ann <ann@agents.test>\r\nTo: bob@b.test\r\nSubject: Plan\r\n\
+                    Message-ID: <p1@agents.test>\r\n\r\nYour code is 482913.\r\n\r\n\
+                    -- \r\nAnn\r\n";
+        let sent = deliver(&mb, "ag_a", Folder::Sent, raw).await;
+        let inbox = deliver(&mb, "ag_a", Folder::Inbox, raw).await;
+        // Only the external copy keeps a derived record ...
+        let stored = |id: &str| mb.store.get(Tree::MessageContent, id.as_bytes()).unwrap();
+        assert!(stored(&sent.id).is_none());
+        assert!(stored(&inbox.id).is_some());
+        // ... and both read the same content.
+        let a = mb.message("ag_a", &sent.id).unwrap().content;
+        let b = mb.message("ag_a", &inbox.id).unwrap().content;
+        assert_eq!(a, b);
+        assert_eq!(a.extracted_text, "Your code is 482913.");
+        assert_eq!(a.codes[0].code, "482913");
+        assert_eq!(a.references, Vec::<String>::new());
+        assert!(a.headers.iter().any(|(n, v)| n == "Subject" && v == "Plan"));
+        // Unparseable bytes read as empty content, as they would have been stored.
+        let junk = deliver(&mb, "ag_a", Folder::Drafts, b"\xff\xfe").await;
+        let c = mb.message("ag_a", &junk.id).unwrap().content;
+        assert_eq!(c.extracted_text, "");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

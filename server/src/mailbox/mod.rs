@@ -85,10 +85,16 @@ impl MailboxService {
     /// hold an authorised session (IMAP) and for `wait`.
     pub fn message(&self, agent: &str, id: &str) -> Result<Message, MailboxError> {
         let meta = self.own(agent, id)?;
-        let content = self
-            .store
-            .get_record(Tree::MessageContent, id.as_bytes())?
-            .unwrap_or_default();
+        let stored = self.store.get_record(Tree::MessageContent, id.as_bytes())?;
+        let content = match stored {
+            Some(c) => c,
+            // The agent's own messages are stored raw only (see `deliver`).
+            None => self
+                .store
+                .get(Tree::MessageBlobs, id.as_bytes())?
+                .map(|raw| MessageContent::derive(&raw))
+                .unwrap_or_default(),
+        };
         Ok(Message { meta, content })
     }
 

@@ -83,6 +83,33 @@ pub struct MessageContent {
     pub references: Vec<String>,
 }
 
+impl MessageContent {
+    /// Moves the derived content out of a parse, leaving the envelope fields for the record.
+    pub(super) fn take(ex: &mut crate::extract::Extracted) -> Self {
+        use std::mem::take;
+        MessageContent {
+            text: ex.text.take(),
+            html: ex.html.take(),
+            extracted_text: take(&mut ex.extracted_text),
+            codes: take(&mut ex.codes),
+            links: take(&mut ex.links),
+            headers: take(&mut ex.headers),
+            in_reply_to: take(&mut ex.in_reply_to),
+            references: take(&mut ex.references),
+        }
+    }
+
+    /// Derives the content from the raw bytes, as delivery would have. A message that does
+    /// not parse (or a parser panic) reads as empty content, as it would have been stored.
+    pub(super) fn derive(raw: &[u8]) -> Self {
+        let parsed = std::panic::catch_unwind(|| crate::extract::parse(raw));
+        match parsed {
+            Ok(Ok(mut ex)) => MessageContent::take(&mut ex),
+            _ => MessageContent::default(),
+        }
+    }
+}
+
 /// A whole message as `get` returns it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
