@@ -128,13 +128,30 @@ pub struct AttachmentInfo {
 
 /// Parses one raw message. Errors only when there is nothing mail-parser can read.
 pub fn parse(raw: &[u8]) -> Result<Extracted, ExtractError> {
+    parse_as(raw, Depth::Full)
+}
+
+/// What the record of an agent's own message needs: envelope, attachments, bodies and the
+/// preview. Its content is derived again when read (see `mailbox`), so the codes, links and
+/// header list, which would be thrown away, are left empty.
+pub fn parse_own(raw: &[u8]) -> Result<Extracted, ExtractError> {
+    parse_as(raw, Depth::Record)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    Full,
+    Record,
+}
+
+fn parse_as(raw: &[u8], depth: Depth) -> Result<Extracted, ExtractError> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ExtractError::Empty);
     }
     let message = mail_parser::MessageParser::default()
         .parse(raw)
         .ok_or(ExtractError::Unparseable)?;
-    let mut out = parse::envelope(&message);
+    let mut out = parse::envelope(&message, depth == Depth::Full);
     let bodies = parse::bodies(&message);
     out.attachments = parse::attachments(&message);
 
@@ -153,15 +170,17 @@ pub fn parse(raw: &[u8]) -> Result<Extracted, ExtractError> {
         is_forward,
     );
 
-    out.codes = codes::find(&out.subject, &cleaned.content);
-    out.links = links::collect(
-        &cleaned.content,
-        rendered
-            .as_ref()
-            .map(|r| r.links.as_slice())
-            .unwrap_or_default(),
-        &parse::list_unsubscribe_urls(&message),
-    );
+    if depth == Depth::Full {
+        out.codes = codes::find(&out.subject, &cleaned.content);
+        out.links = links::collect(
+            &cleaned.content,
+            rendered
+                .as_ref()
+                .map(|r| r.links.as_slice())
+                .unwrap_or_default(),
+            &parse::list_unsubscribe_urls(&message),
+        );
+    }
     out.preview = text::preview(&cleaned.extracted, text::PREVIEW_CHARS);
     out.extracted_text = cleaned.extracted;
     out.text = bodies.text;
@@ -197,6 +216,30 @@ mod tests {
         assert_eq!(e.subject, "only a subject");
         assert_eq!(e.extracted_text, "");
         assert!(e.codes.is_empty() && e.links.is_empty());
+    }
+
+    #[test]
+    fn own_parse_has_the_record_fields_of_a_full_one() {
+        let raw = b"From: A <a@example.com>\r\nTo: b@example.com\r\nSubject: Hi\r\n\
+                    Message-ID: <m1@example.com>\r\nReferences: <m0@example.com>\r\n\r\n\
+                    Your code is 482913, see https://example.com/x\r\n";
+        let full = parse(raw).unwrap();
+        let own = parse_own(raw).unwrap();
+        assert!(own.codes.is_empty() && own.links.is_empty() && own.headers.is_empty());
+        assert!(!full.codes.is_empty() && !full.links.is_empty() && !full.headers.is_empty());
+        let record = |e: &Extracted| {
+            (
+                e.subject.clone(),
+                e.from.clone(),
+                e.to.clone(),
+                e.message_id.clone(),
+                e.references.clone(),
+                e.preview.clone(),
+                e.extracted_text.clone(),
+                e.text.clone(),
+            )
+        };
+        assert_eq!(record(&own), record(&full));
     }
 
     #[test]

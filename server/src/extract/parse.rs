@@ -23,8 +23,9 @@ pub(crate) struct Bodies {
     pub html: Option<String>,
 }
 
-/// Envelope and header fields; bodies, attachments and derived fields are left default.
-pub(crate) fn envelope(message: &Message<'_>) -> Extracted {
+/// Envelope and header fields (the raw header list only `with_headers`); bodies,
+/// attachments and derived fields are left default.
+pub(crate) fn envelope(message: &Message<'_>, with_headers: bool) -> Extracted {
     Extracted {
         subject: message.subject().unwrap_or_default().trim().to_string(),
         from: message
@@ -40,7 +41,11 @@ pub(crate) fn envelope(message: &Message<'_>) -> Extracted {
         message_id: message.message_id().and_then(clean_id),
         in_reply_to: ids(message.in_reply_to()),
         references: ids(message.references()),
-        headers: raw_headers(message),
+        headers: if with_headers {
+            raw_headers(message)
+        } else {
+            Vec::new()
+        },
         ..Extracted::default()
     }
 }
@@ -262,7 +267,7 @@ mod tests {
                    Date: Mon, 8 Jan 2024 10:12:00 +0000\r\nMessage-ID: <abc@x.example>\r\n\
                    In-Reply-To: <p@x.example>\r\nReferences: <o@x.example>\r\n <p@x.example>\r\n\r\nbody\r\n";
         let m = msg(raw);
-        let e = envelope(&m);
+        let e = envelope(&m, true);
         assert_eq!(e.subject, "Grüße");
         assert_eq!(
             e.from,

@@ -143,6 +143,36 @@ fn unparsed() -> Extracted {
     }
 }
 
+/// Parses `raw` as much as a delivery into `folder` stores: in full for mail from others,
+/// only what the record needs for the agent's own (their content is derived when read). A
+/// message that does not parse, or makes the parser panic, is stored whole with empty
+/// derived fields: nothing a sender was told we accepted is lost.
+pub fn parse_for(folder: Folder, raw: &[u8]) -> Extracted {
+    let parsed = std::panic::catch_unwind(|| {
+        if is_own(folder) {
+            extract::parse_own(raw)
+        } else {
+            extract::parse(raw)
+        }
+    });
+    match parsed {
+        Ok(Ok(ex)) => ex,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "storing a message that does not parse");
+            unparsed()
+        }
+        Err(_) => {
+            tracing::error!("the message parser panicked; storing raw only");
+            unparsed()
+        }
+    }
+}
+
+/// The agent's own messages: written by it, not data from outside.
+fn is_own(folder: Folder) -> bool {
+    matches!(folder, Folder::Sent | Folder::Drafts)
+}
+
 /// Extra writes joined to a delivery's transaction (see [`MailboxService::deliver_with`]).
 pub struct TxHook<'a> {
     /// Trees the hook writes, besides the mailbox's own.
@@ -193,6 +223,36 @@ impl MailboxService {
         meta: DeliveryMeta,
         hook: Option<TxHook<'_>>,
     ) -> Result<StoredMessage, MailboxError> {
+        // Refuse what cannot be stored before spending a parse on it.
+        if !index::valid_agent_id(agent) {
+            return Err(MailboxError::Invalid("invalid agent id".into()));
+        }
+        self.check_quota(agent, raw.len() as u64)?;
+        // Parsing a large message is CPU work: keep it off the async workers. The bytes stay
+        // shared with this task, so even a failed task cannot lose them.
+        let raw: Arc<[u8]> = raw.into();
+        let for_parse = raw.clone();
+        let parsed = tokio::task::spawn_blocking(move || parse_for(folder, &for_parse))
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(agent, error = %e, "the parse task failed; storing raw only");
+                unparsed()
+            });
+        self.deliver_parsed(agent, folder, raw, parsed, meta, hook)
+            .await
+    }
+
+    /// [`deliver_with`](Self::deliver_with) for a caller that already ran [`parse_for`] on
+    /// `raw` in its own blocking task (the queue does, beside signing), saving a thread hop.
+    pub async fn deliver_parsed(
+        &self,
+        agent: &str,
+        folder: Folder,
+        raw: Arc<[u8]>,
+        mut ex: Extracted,
+        meta: DeliveryMeta,
+        hook: Option<TxHook<'_>>,
+    ) -> Result<StoredMessage, MailboxError> {
         if !index::valid_agent_id(agent) {
             return Err(MailboxError::Invalid("invalid agent id".into()));
         }
@@ -201,26 +261,10 @@ impl MailboxService {
         let size = raw.len() as u64;
         self.check_quota(agent, size)?;
 
-        // Parsing a large message is CPU work: keep it off the async workers. A parser panic
-        // must not lose the message, so the bytes stay shared with this task.
-        let raw: Arc<[u8]> = raw.into();
-        let for_parse = raw.clone();
-        let mut ex = match tokio::task::spawn_blocking(move || extract::parse(&for_parse)).await {
-            Ok(Ok(ex)) => ex,
-            Ok(Err(e)) => {
-                tracing::warn!(agent, error = %e, "storing a message that does not parse");
-                unparsed()
-            }
-            Err(e) => {
-                tracing::error!(agent, error = %e, "the message parser failed; storing raw only");
-                unparsed()
-            }
-        };
-
         let id = new_id("msg");
         let fresh_thread = new_id("th");
         let refs = ThreadRefs::of(&ex);
-        let external = !matches!(folder, Folder::Sent | Folder::Drafts);
+        let external = !is_own(folder);
         // The agent's own messages (Sent, Drafts) keep no derived copy: they are read rarely
         // and re-derive from the raw bytes when they are (`MailboxService::message`), which
         // halves what a send writes. Encoded here, outside the transaction, whose body holds

@@ -26,7 +26,7 @@ mod thread;
 mod update;
 mod wait;
 
-pub use deliver::TxHook;
+pub use deliver::{parse_for, TxHook};
 pub use error::MailboxError;
 pub use flags::{Delta, SetEdit};
 pub use folder::{AgentMailState, Folder, FolderState};
