@@ -7,6 +7,7 @@ pub mod compose;
 pub mod dsn;
 mod error;
 pub mod model;
+mod recorder;
 mod reply;
 mod service;
 pub mod transport;

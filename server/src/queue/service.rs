@@ -89,6 +89,8 @@ pub struct QueueService {
     pub(super) inflight: Mutex<HashSet<String>>,
     pub(super) per_domain: Mutex<HashMap<String, Arc<Semaphore>>>,
     pub(super) all: Arc<Semaphore>,
+    /// Delivery results share transactions (see `recorder`).
+    pub(super) recorder: super::recorder::Recorder,
     signers: Mutex<HashMap<String, CachedSigners>>,
 }
 
@@ -139,6 +141,7 @@ impl QueueService {
             inflight: Mutex::new(HashSet::new()),
             per_domain: Mutex::new(HashMap::new()),
             all,
+            recorder: Default::default(),
             signers: Mutex::new(HashMap::new()),
         }
     }

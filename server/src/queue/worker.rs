@@ -6,12 +6,12 @@
 //! possible, a loss is not).
 
 use super::dsn::{self, DsnKind};
-use super::model::{parse_schedule_key, schedule_key, QueuedMessage, RcptStatus, Recipient};
+use super::model::{parse_schedule_key, QueuedMessage, RcptStatus, Recipient};
 use super::service::QueueService;
 use super::{DeliveryReport, Envelope, QueueError, RcptOutcome};
 use crate::audit::{ActorRef, NewEntry, Outcome};
 use crate::mailbox::{holds, DeliveryMeta, Folder, MailboxError};
-use crate::store::{Tree, TxFail};
+use crate::store::Tree;
 use crate::util::{now_millis, now_unix};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -278,53 +278,22 @@ impl QueueService {
     async fn record(
         &self,
         before: &QueuedMessage,
-        results: Vec<(usize, RcptOutcome, Option<String>)>,
+        results: super::recorder::Results,
         original: Option<&[u8]>,
     ) -> Result<(), QueueError> {
-        let now = now_millis();
-        let settings = &self.settings;
-        let id = before.id.clone();
-        let updated = self.store.transact(&RECORD_TREES, |tx| {
-            let Some(mut msg) = tx.get_record::<QueuedMessage>(Tree::Queue, id.as_bytes())? else {
-                return Err(TxFail::Abort(QueueError::NotFound("queued message")));
-            };
-            let old_due = msg.next_due_ms();
-            for (i, outcome, host) in &results {
-                let Some(r) = msg.recipients.get_mut(*i) else {
-                    continue;
-                };
-                if r.status.is_final() {
-                    continue;
-                }
-                r.attempts += 1;
-                r.last_attempt_ms = Some(now);
-                r.last_reply = Some(outcome.reply().to_string());
-                r.remote_host = host.clone();
-                match outcome {
-                    RcptOutcome::Delivered { .. } => r.status = RcptStatus::Delivered,
-                    RcptOutcome::Permanent { .. } => r.status = RcptStatus::PermanentFailure,
-                    RcptOutcome::Temporary { .. } => {
-                        r.status = RcptStatus::TemporaryFailure;
-                        r.next_attempt_ms =
-                            now + settings.retry_after(r.attempts).as_millis() as i64;
-                    }
-                }
-            }
-            if let Some(d) = old_due {
-                tx.remove(Tree::QueueSchedule, &schedule_key(d, &id))?;
-            }
-            // Entries from before a crash may sit at other times; `attempt` tolerates them.
-            match msg.next_due_ms() {
-                Some(d) => tx.put(Tree::QueueSchedule, &schedule_key(d, &id), &[])?,
-                None => holds::release(tx, &id)?,
-            }
-            tx.put_record(Tree::Queue, id.as_bytes(), &msg)?;
-            Ok(msg)
-        });
-        let msg = match updated {
-            Ok(m) => m,
-            Err(crate::store::TxError::Abort(QueueError::NotFound(_))) => return Ok(()),
-            Err(e) => return Err(e.into()),
+        let recorded = self
+            .recorder
+            .record(
+                &self.store,
+                &self.settings,
+                &before.id,
+                now_millis(),
+                results.clone(),
+            )
+            .await?;
+        // Cancelled meanwhile: nothing left to report on.
+        let Some(msg) = recorded else {
+            return Ok(());
         };
         for (i, outcome, _) in &results {
             let (result, outcome_kind) = match outcome {
