@@ -78,6 +78,25 @@ async fn send_to_a_local_agent_is_signed_delivered_copied_and_tracked() {
     assert_eq!(status, "delivered");
     let sent = wait_for(&s, &ka, "Sent", 1).await;
     assert_eq!(sent[0]["id"], id.as_str());
+    // The Sent copy is stored raw only; reading it derives the same content a received copy
+    // has, signatures among its headers.
+    let (_, mine) = s
+        .call("GET", &format!("/v1/messages/{id}"), Some(&ka), None)
+        .await;
+    assert_eq!(mine["extracted_text"], "Your code is 481516", "{mine}");
+    assert_eq!(mine["codes"], got["codes"]);
+    assert_eq!(mine["text"], got["text"]);
+    let names: Vec<&str> = mine["headers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|h| h["name"].as_str())
+        .collect();
+    assert_eq!(
+        names.iter().filter(|n| **n == "DKIM-Signature").count(),
+        2,
+        "{names:?}"
+    );
 }
 
 #[tokio::test]
@@ -186,6 +205,37 @@ async fn a_reply_threads_with_the_original() {
         "{full}"
     );
     assert_eq!(full["extracted_text"], "Yes.");
+    // Following up on one's own Sent message: it goes to its recipients, quotes it (content
+    // derived from the raw Sent copy) and threads with it.
+    let mine = sent[0]["id"].as_str().unwrap();
+    let (st, r) = s
+        .call(
+            "POST",
+            &format!("/v1/messages/{mine}/reply"),
+            Some(&ka),
+            Some(json!({"text": "Any news?", "quote": true})),
+        )
+        .await;
+    assert_eq!(st, 202, "{r}");
+    let inbox = wait_for(&s, &kb, "INBOX", 2).await;
+    let nudge = inbox.iter().find(|m| m["id"] != orig).unwrap();
+    let (_, nudge) = s
+        .call(
+            "GET",
+            &format!("/v1/messages/{}", nudge["id"].as_str().unwrap()),
+            Some(&kb),
+            None,
+        )
+        .await;
+    assert!(
+        nudge["text"].as_str().unwrap().contains("> Shall we?"),
+        "{nudge}"
+    );
+    assert_eq!(nudge["thread_id"], got[0]["thread_id"], "{nudge}");
+    assert!(
+        !nudge["references"].as_array().unwrap().is_empty(),
+        "{nudge}"
+    );
 }
 
 async fn with_submission() -> TestServer {

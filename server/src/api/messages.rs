@@ -51,7 +51,7 @@ async fn get_message(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(s.queue.message_json(&actor, &id)?))
+    Ok(axum::Json(s.queue.message_json(&actor, &id).await?))
 }
 
 async fn send(

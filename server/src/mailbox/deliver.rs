@@ -1,7 +1,8 @@
 //! Delivery: one message into one agent's folder, durable before the caller acknowledges.
 //!
-//! Raw blob, metadata, content, UID and timeline indexes, folder and agent counters, the
-//! thread index and the change-feed entry are written in ONE store transaction, then
+//! Raw blob, metadata, derived content (mail from others only; the agent's own Sent and
+//! Drafts copies derive it when read), UID and timeline indexes, folder and agent counters,
+//! the thread index and the change-feed entry are written in ONE store transaction, then
 //! `Store::commit` makes them durable (shared with concurrent deliveries: group commit). Only
 //! then may SMTP answer `250`; any error here means "do not acknowledge" (`451 4.3.0`, or
 //! `552 5.2.2` for [`MailboxError::QuotaExceeded`]).
@@ -143,19 +144,32 @@ fn unparsed() -> Extracted {
     }
 }
 
+/// A message parsed for delivery by [`parse_for`]: in full, or (`own`) for the record only.
+pub struct Parsed {
+    own: bool,
+    ex: Extracted,
+}
+
+/// Flags and labels, normalised, of a delivery that passed [`MailboxService::admit`].
+struct Admitted {
+    flags: Vec<String>,
+    labels: Vec<String>,
+}
+
 /// Parses `raw` as much as a delivery into `folder` stores: in full for mail from others,
 /// only what the record needs for the agent's own (their content is derived when read). A
 /// message that does not parse, or makes the parser panic, is stored whole with empty
 /// derived fields: nothing a sender was told we accepted is lost.
-pub fn parse_for(folder: Folder, raw: &[u8]) -> Extracted {
+pub fn parse_for(folder: Folder, raw: &[u8]) -> Parsed {
+    let own = is_own(folder);
     let parsed = std::panic::catch_unwind(|| {
-        if is_own(folder) {
+        if own {
             extract::parse_own(raw)
         } else {
             extract::parse(raw)
         }
     });
-    match parsed {
+    let ex = match parsed {
         Ok(Ok(ex)) => ex,
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "storing a message that does not parse");
@@ -165,7 +179,8 @@ pub fn parse_for(folder: Folder, raw: &[u8]) -> Extracted {
             tracing::error!("the message parser panicked; storing raw only");
             unparsed()
         }
-    }
+    };
+    Parsed { own, ex }
 }
 
 /// The agent's own messages: written by it, not data from outside.
@@ -224,10 +239,7 @@ impl MailboxService {
         hook: Option<TxHook<'_>>,
     ) -> Result<StoredMessage, MailboxError> {
         // Refuse what cannot be stored before spending a parse on it.
-        if !index::valid_agent_id(agent) {
-            return Err(MailboxError::Invalid("invalid agent id".into()));
-        }
-        self.check_quota(agent, raw.len() as u64)?;
+        let admitted = self.admit(agent, &meta, raw.len() as u64)?;
         // Parsing a large message is CPU work: keep it off the async workers. The bytes stay
         // shared with this task, so even a failed task cannot lose them.
         let raw: Arc<[u8]> = raw.into();
@@ -236,9 +248,12 @@ impl MailboxService {
             .await
             .unwrap_or_else(|e| {
                 tracing::error!(agent, error = %e, "the parse task failed; storing raw only");
-                unparsed()
+                Parsed {
+                    own: is_own(folder),
+                    ex: unparsed(),
+                }
             });
-        self.deliver_parsed(agent, folder, raw, parsed, meta, hook)
+        self.store_parsed(agent, folder, raw, parsed, meta, admitted, hook)
             .await
     }
 
@@ -249,18 +264,48 @@ impl MailboxService {
         agent: &str,
         folder: Folder,
         raw: Arc<[u8]>,
-        mut ex: Extracted,
+        parsed: Parsed,
         meta: DeliveryMeta,
         hook: Option<TxHook<'_>>,
     ) -> Result<StoredMessage, MailboxError> {
+        // A record-only parse stored for mail from others would lose its codes and links
+        // for good: a caller bug, refused rather than stored.
+        if parsed.own != is_own(folder) {
+            return Err(MailboxError::Invalid(format!(
+                "parsed for another kind of folder than {folder}"
+            )));
+        }
+        let admitted = self.admit(agent, &meta, raw.len() as u64)?;
+        self.store_parsed(agent, folder, raw, parsed, meta, admitted, hook)
+            .await
+    }
+
+    /// The checks before anything is parsed or stored: agent id, flags and labels, quota
+    /// (checked again inside the transaction, which is what holds the line).
+    fn admit(&self, agent: &str, meta: &DeliveryMeta, size: u64) -> Result<Admitted, MailboxError> {
         if !index::valid_agent_id(agent) {
             return Err(MailboxError::Invalid("invalid agent id".into()));
         }
         let flags = normalize_set(&meta.flags, normalize_flag, "flags")?;
         let labels = normalize_set(&meta.labels, normalize_label, "labels")?;
-        let size = raw.len() as u64;
         self.check_quota(agent, size)?;
+        Ok(Admitted { flags, labels })
+    }
 
+    #[allow(clippy::too_many_arguments)]
+    async fn store_parsed(
+        &self,
+        agent: &str,
+        folder: Folder,
+        raw: Arc<[u8]>,
+        parsed: Parsed,
+        meta: DeliveryMeta,
+        admitted: Admitted,
+        hook: Option<TxHook<'_>>,
+    ) -> Result<StoredMessage, MailboxError> {
+        let Admitted { flags, labels } = admitted;
+        let mut ex = parsed.ex;
+        let size = raw.len() as u64;
         let id = new_id("msg");
         let fresh_thread = new_id("th");
         let refs = ThreadRefs::of(&ex);
@@ -413,8 +458,8 @@ mod tests {
         assert!(stored(&sent.id).is_none());
         assert!(stored(&inbox.id).is_some());
         // ... and both read the same content.
-        let a = mb.message("ag_a", &sent.id).unwrap().content;
-        let b = mb.message("ag_a", &inbox.id).unwrap().content;
+        let a = mb.message("ag_a", &sent.id).await.unwrap().content;
+        let b = mb.message("ag_a", &inbox.id).await.unwrap().content;
         assert_eq!(a, b);
         assert_eq!(a.extracted_text, "Your code is 482913.");
         assert_eq!(a.codes[0].code, "482913");
@@ -422,7 +467,7 @@ mod tests {
         assert!(a.headers.iter().any(|(n, v)| n == "Subject" && v == "Plan"));
         // Unparseable bytes read as empty content, as they would have been stored.
         let junk = deliver(&mb, "ag_a", Folder::Drafts, b"\xff\xfe").await;
-        let c = mb.message("ag_a", &junk.id).unwrap().content;
+        let c = mb.message("ag_a", &junk.id).await.unwrap().content;
         assert_eq!(c.extracted_text, "");
     }
 

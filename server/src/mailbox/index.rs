@@ -4,7 +4,7 @@
 //! |-----------------|------------------------------------------|------------------|
 //! | Messages        | message id                               | [`StoredMessage`](super::StoredMessage) |
 //! | MessageBlobs    | message id                               | raw RFC 5322     |
-//! | MessageContent  | message id                               | [`MessageContent`](super::MessageContent) |
+//! | MessageContent  | message id (not for Sent/Drafts copies)  | [`MessageContent`](super::MessageContent) |
 //! | FolderUids      | agent \0 folder \0 uid (u64 BE)          | message id       |
 //! | MailTimeline    | agent \0 received ms (BE) \0 message id  | empty            |
 //! | FolderTimeline  | agent \0 folder \0 received ms (BE) \0 id | empty           |

@@ -26,7 +26,7 @@ mod thread;
 mod update;
 mod wait;
 
-pub use deliver::{parse_for, TxHook};
+pub use deliver::{parse_for, Parsed, TxHook};
 pub use error::MailboxError;
 pub use flags::{Delta, SetEdit};
 pub use folder::{AgentMailState, Folder, FolderState};
@@ -83,17 +83,18 @@ impl MailboxService {
 
     /// A whole message for an agent, without scope checks: for front-ends that already
     /// hold an authorised session (IMAP) and for `wait`.
-    pub fn message(&self, agent: &str, id: &str) -> Result<Message, MailboxError> {
+    pub async fn message(&self, agent: &str, id: &str) -> Result<Message, MailboxError> {
         let meta = self.own(agent, id)?;
-        let stored = self.store.get_record(Tree::MessageContent, id.as_bytes())?;
-        let content = match stored {
-            Some(c) => c,
-            // The agent's own messages are stored raw only (see `deliver`).
-            None => self
-                .store
-                .get(Tree::MessageBlobs, id.as_bytes())?
-                .map(|raw| MessageContent::derive(&raw))
+        if let Some(content) = self.store.get_record(Tree::MessageContent, id.as_bytes())? {
+            return Ok(Message { meta, content });
+        }
+        // The agent's own messages are stored raw only (see `deliver`): derive the content,
+        // a parse, on the blocking pool.
+        let content = match self.store.get(Tree::MessageBlobs, id.as_bytes())? {
+            Some(raw) => tokio::task::spawn_blocking(move || MessageContent::derive(&raw))
+                .await
                 .unwrap_or_default(),
+            None => MessageContent::default(),
         };
         Ok(Message { meta, content })
     }

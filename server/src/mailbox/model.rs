@@ -62,7 +62,8 @@ pub struct StoredMessage {
     pub external: bool,
 }
 
-/// Derived content (`MessageContent` tree), computed once at delivery.
+/// Derived content (`MessageContent` tree): computed once at delivery for mail from others;
+/// the agent's own messages (Sent, Drafts) derive it from the raw bytes when read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MessageContent {
     #[serde(default)]
@@ -100,12 +101,21 @@ impl MessageContent {
     }
 
     /// Derives the content from the raw bytes, as delivery would have. A message that does
-    /// not parse (or a parser panic) reads as empty content, as it would have been stored.
+    /// not parse reads as empty content, as it would have been stored; if the full parse
+    /// panics, the record-only one (which made the record) still gives the bodies.
     pub(super) fn derive(raw: &[u8]) -> Self {
-        let parsed = std::panic::catch_unwind(|| crate::extract::parse(raw));
+        use crate::extract::{parse, parse_own};
+        let full = std::panic::catch_unwind(|| parse(raw));
+        let parsed = match full {
+            Ok(p) => p,
+            Err(_) => {
+                tracing::error!("the message parser panicked; reading the bodies only");
+                std::panic::catch_unwind(|| parse_own(raw)).unwrap_or(Ok(Default::default()))
+            }
+        };
         match parsed {
-            Ok(Ok(mut ex)) => MessageContent::take(&mut ex),
-            _ => MessageContent::default(),
+            Ok(mut ex) => MessageContent::take(&mut ex),
+            Err(_) => MessageContent::default(),
         }
     }
 }

@@ -7,9 +7,9 @@ use crate::identity::{Actor, Scope};
 
 impl MailboxService {
     /// The full record (DESIGN §5): bodies, extracted text, codes, links, auth, headers.
-    pub fn get(&self, actor: &Actor, id: &str) -> Result<Message, MailboxError> {
+    pub async fn get(&self, actor: &Actor, id: &str) -> Result<Message, MailboxError> {
         let agent = actor.require(&self.audit, Scope::MailRead, "mail.get", id)?;
-        let m = self.message(agent, id)?;
+        let m = self.message(agent, id).await?;
         actor.audit(
             &self.audit,
             "mail.get",
@@ -90,7 +90,7 @@ JVBERi0xLjQK\r\n\
         let (_d, mb) = service(0);
         let m = deliver(&mb, "ag_a", Folder::Inbox, WITH_ATTACHMENT).await;
         let me = reader("ag_a");
-        let full = mb.get(&me, &m.id).unwrap();
+        let full = mb.get(&me, &m.id).await.unwrap();
         assert_eq!(full.meta.subject, "report");
         assert_eq!(
             full.content.text.as_deref().map(str::trim),
@@ -110,7 +110,7 @@ JVBERi0xLjQK\r\n\
         // Another agent sees nothing, not even that it exists.
         let other = reader("ag_b");
         assert!(matches!(
-            mb.get(&other, &m.id),
+            mb.get(&other, &m.id).await,
             Err(MailboxError::NotFound(_))
         ));
         assert!(matches!(
@@ -122,12 +122,12 @@ JVBERi0xLjQK\r\n\
             Err(MailboxError::NotFound(_))
         ));
         assert!(matches!(
-            mb.get(&me, "../etc"),
+            mb.get(&me, "../etc").await,
             Err(MailboxError::NotFound(_))
         ));
         let blind = agent("ag_a", &[crate::identity::Scope::MailManage]);
         assert!(matches!(
-            mb.get(&blind, &m.id),
+            mb.get(&blind, &m.id).await,
             Err(MailboxError::Denied(_))
         ));
     }

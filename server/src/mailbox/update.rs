@@ -359,7 +359,10 @@ mod tests {
             mb.delete(&me, &m.id).await.unwrap(),
             Deleted::Purged(_)
         ));
-        assert!(matches!(mb.get(&me, &m.id), Err(MailboxError::NotFound(_))));
+        assert!(matches!(
+            mb.get(&me, &m.id).await,
+            Err(MailboxError::NotFound(_))
+        ));
         assert!(mb.raw_bytes("ag_a", &m.id).is_err());
         assert!(mb.list_for("ag_a", &trash).unwrap().items.is_empty());
         for t in [Tree::Messages, Tree::MessageBlobs, Tree::MessageContent] {

@@ -153,7 +153,7 @@ impl MailboxService {
             .await?;
         let message = match found {
             // Read it back: a woken waiter returns the message as it is now.
-            Some(id) => match self.message(agent, &id) {
+            Some(id) => match self.message(agent, &id).await {
                 Ok(m) => Some(m),
                 Err(MailboxError::NotFound(_)) => None,
                 Err(e) => return Err(e),

@@ -262,7 +262,7 @@ impl LegateMcp {
         Caller(actor): Caller,
         Parameters(a): Parameters<IdArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        untrusted(self.s.queue.message_json(&actor, &a.id))
+        untrusted(self.s.queue.message_json(&actor, &a.id).await)
     }
 
     #[tool(

@@ -30,9 +30,15 @@ struct Job {
     done: oneshot::Sender<Recorded>,
 }
 
+/// A job whose caller is dropped while it waits (only at shutdown, after the drain) may be
+/// written by a later batch or not at all: either way the attempt counts as not recorded,
+/// and the message is delivered again, as after a crash.
 #[derive(Default)]
 pub(super) struct Recorder {
+    /// Results waiting for a leader. A std mutex: held only to push or take, never across
+    /// an await.
     pending: Mutex<Vec<Job>>,
+    /// Held by the one task writing a batch; the others queue here, async.
     leader: tokio::sync::Mutex<()>,
 }
 
@@ -61,26 +67,25 @@ impl Recorder {
         // Let attempts finishing right now join this batch.
         tokio::task::yield_now().await;
         let batch = std::mem::take(&mut *self.lock_pending());
-        let written = store.transact(&super::worker::RECORD_TREES, |tx| {
-            let mut out = Vec::with_capacity(batch.len());
-            for job in &batch {
-                out.push(apply(tx, settings, job)?);
-            }
-            Ok::<_, crate::store::TxFail<QueueError>>(out)
-        });
-        match written {
+        match write(store, settings, &batch) {
             Ok(records) => {
                 for (job, rec) in batch.into_iter().zip(records) {
                     let _ = job.done.send(Ok(rec));
                 }
             }
-            Err(e) => {
-                let why = match e {
-                    TxError::Abort(q) => q.to_string(),
-                    TxError::Store(s) => s.to_string(),
-                };
+            // One result's failure must not cost the others their record (they would be
+            // delivered again): each is retried in a transaction of its own.
+            Err(_) if batch.len() > 1 => {
                 for job in batch {
-                    let _ = job.done.send(Err(StoreError::Io(why.clone()).into()));
+                    let one = write(store, settings, std::slice::from_ref(&job))
+                        .map(|mut r| r.pop().flatten())
+                        .map_err(QueueError::from);
+                    let _ = job.done.send(one);
+                }
+            }
+            Err(e) => {
+                if let Some(job) = batch.into_iter().next() {
+                    let _ = job.done.send(Err(e.into()));
                 }
             }
         }
@@ -90,6 +95,21 @@ impl Recorder {
     fn lock_pending(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The jobs' results in one transaction, in order.
+fn write(
+    store: &Store,
+    settings: &QueueSettings,
+    jobs: &[Job],
+) -> Result<Vec<Option<QueuedMessage>>, TxError<QueueError>> {
+    store.transact(&super::worker::RECORD_TREES, |tx| {
+        let mut out = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            out.push(apply(tx, settings, job)?);
+        }
+        Ok::<_, crate::store::TxFail<QueueError>>(out)
+    })
 }
 
 fn dropped() -> QueueError {
@@ -243,6 +263,44 @@ mod tests {
                 .unwrap()
                 .unwrap();
             assert_eq!(stored.recipients[0].attempts, 1);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_result_that_cannot_be_written_costs_no_other_its_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let settings = QueueSettings::from_config(&crate::config::Config::default());
+        let good: Vec<String> = (0..8).map(|i| format!("msg_{i}")).collect();
+        for id in &good {
+            queue(&store, id);
+        }
+        store
+            .put(Tree::Queue, b"msg_bad", b"\xc1 not a record")
+            .unwrap();
+        let rec = Arc::new(Recorder::default());
+        let mut tasks = Vec::new();
+        for id in good.iter().chain(std::iter::once(&"msg_bad".to_string())) {
+            let (rec, store, settings, id) =
+                (rec.clone(), store.clone(), settings.clone(), id.clone());
+            tasks.push(tokio::spawn(async move {
+                let r = rec
+                    .record(&store, &settings, &id, 5_000, outcome(true))
+                    .await;
+                (id, r)
+            }));
+        }
+        for t in tasks {
+            let (id, r) = t.await.unwrap();
+            if id == "msg_bad" {
+                assert!(r.is_err(), "{r:?}");
+            } else {
+                let msg = r.unwrap().unwrap();
+                assert_eq!(msg.recipients[0].status, RcptStatus::Delivered, "{id}");
+            }
+        }
+        for id in &good {
+            assert!(store.get(Tree::BlobHolds, id.as_bytes()).unwrap().is_none());
         }
     }
 

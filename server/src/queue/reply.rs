@@ -35,7 +35,7 @@ impl QueueService {
         req: &ReplyRequest,
     ) -> Result<Accepted, QueueError> {
         let agent_id = actor.require(&self.audit, Scope::MailSend, "mail.reply", id)?;
-        let original = self.mailbox.message(agent_id, id)?;
+        let original = self.mailbox.message(agent_id, id).await?;
         let agent = self.active_agent(agent_id)?;
         let me = agent.address();
         let m = &original.meta;

@@ -364,7 +364,7 @@ impl QueueService {
         &self,
         domain: &str,
         raw: Vec<u8>,
-    ) -> Result<(Arc<[u8]>, crate::extract::Extracted), QueueError> {
+    ) -> Result<(Arc<[u8]>, crate::mailbox::Parsed), QueueError> {
         let signers = self.signers_for(domain)?;
         // RSA signing is a fraction of a millisecond of CPU: off the async workers.
         let (signed, parsed) = {
@@ -432,8 +432,8 @@ impl QueueService {
 
     /// `GET /v1/messages/{id}`: the full record and, for a sent message, each recipient's
     /// delivery status. Scope `mail:read` (checked and audited by the mailbox).
-    pub fn message_json(&self, actor: &Actor, id: &str) -> Result<Value, QueueError> {
-        let m = self.mailbox.get(actor, id)?;
+    pub async fn message_json(&self, actor: &Actor, id: &str) -> Result<Value, QueueError> {
+        let m = self.mailbox.get(actor, id).await?;
         let mut v = m.to_json();
         if let Some(q) = self.queued(&m.meta.agent_id, id)? {
             v["delivery"] = Value::Array(q.recipients.iter().map(Recipient::to_json).collect());

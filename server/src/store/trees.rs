@@ -48,7 +48,8 @@ pub enum Tree {
     Queue,
     /// due time (BE) \0 message id -> () : the queue schedule
     QueueSchedule,
-    /// message id -> derived content (bodies, extracted text, codes, links, headers)
+    /// message id -> derived content (bodies, extracted text, codes, links, headers); none
+    /// for the agent's own Sent and Drafts copies, which derive it when read
     MessageContent,
     /// agent \0 folder \0 received (BE) \0 message id -> () : newest-first listing of a folder
     FolderTimeline,
