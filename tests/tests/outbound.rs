@@ -29,6 +29,13 @@ pub(crate) async fn wait_for(s: &TestServer, key: &str, folder: &str, n: usize) 
     panic!("{folder} never reached {n} messages");
 }
 
+/// `GET /v1/messages/{id}`: the full record as `key` sees it.
+pub(crate) async fn message(s: &TestServer, key: &str, id: &str) -> Value {
+    s.call("GET", &format!("/v1/messages/{id}"), Some(key), None)
+        .await
+        .1
+}
+
 #[tokio::test]
 async fn send_to_a_local_agent_is_signed_delivered_copied_and_tracked() {
     let s = TestServer::start().await;
@@ -47,14 +54,7 @@ async fn send_to_a_local_agent_is_signed_delivered_copied_and_tracked() {
     assert_eq!(v["recipients"][0]["status"], "scheduled");
     let inbox = wait_for(&s, &kb, "INBOX", 1).await;
     assert_eq!(inbox[0]["subject"], "Hello Bob");
-    let (_, got) = s
-        .call(
-            "GET",
-            &format!("/v1/messages/{}", inbox[0]["id"].as_str().unwrap()),
-            Some(&kb),
-            None,
-        )
-        .await;
+    let got = message(&s, &kb, inbox[0]["id"].as_str().unwrap()).await;
     assert_eq!(got["codes"][0]["code"], "481516", "{got}");
     let from = got["from"].to_string();
     assert!(from.contains("alice@agents.test"), "{from}");
@@ -66,9 +66,7 @@ async fn send_to_a_local_agent_is_signed_delivered_copied_and_tracked() {
     assert!(raw.contains("a=rsa-sha256"), "{raw}");
     let mut status = Value::Null;
     for _ in 0..100 {
-        let (_, v) = s
-            .call("GET", &format!("/v1/messages/{id}"), Some(&ka), None)
-            .await;
+        let v = message(&s, &ka, &id).await;
         status = v["delivery"][0]["status"].clone();
         if status == "delivered" {
             break;
@@ -80,9 +78,7 @@ async fn send_to_a_local_agent_is_signed_delivered_copied_and_tracked() {
     assert_eq!(sent[0]["id"], id.as_str());
     // The Sent copy is stored raw only; reading it derives the same content a received copy
     // has, signatures among its headers.
-    let (_, mine) = s
-        .call("GET", &format!("/v1/messages/{id}"), Some(&ka), None)
-        .await;
+    let mine = message(&s, &ka, &id).await;
     assert_eq!(mine["extracted_text"], "Your code is 481516", "{mine}");
     assert_eq!(mine["codes"], got["codes"]);
     assert_eq!(mine["text"], got["text"]);
@@ -192,14 +188,7 @@ async fn a_reply_threads_with_the_original() {
         back[0]["thread_id"], sent[0]["thread_id"],
         "reply joins the thread"
     );
-    let (_, full) = s
-        .call(
-            "GET",
-            &format!("/v1/messages/{}", back[0]["id"].as_str().unwrap()),
-            Some(&ka),
-            None,
-        )
-        .await;
+    let full = message(&s, &ka, back[0]["id"].as_str().unwrap()).await;
     assert!(
         full["text"].as_str().unwrap().contains("> Shall we?"),
         "{full}"
@@ -219,14 +208,7 @@ async fn a_reply_threads_with_the_original() {
     assert_eq!(st, 202, "{r}");
     let inbox = wait_for(&s, &kb, "INBOX", 2).await;
     let nudge = inbox.iter().find(|m| m["id"] != orig).unwrap();
-    let (_, nudge) = s
-        .call(
-            "GET",
-            &format!("/v1/messages/{}", nudge["id"].as_str().unwrap()),
-            Some(&kb),
-            None,
-        )
-        .await;
+    let nudge = message(&s, &kb, nudge["id"].as_str().unwrap()).await;
     assert!(
         nudge["text"].as_str().unwrap().contains("> Shall we?"),
         "{nudge}"

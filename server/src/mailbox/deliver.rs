@@ -150,8 +150,10 @@ pub struct Parsed {
     ex: Extracted,
 }
 
-/// Flags and labels, normalised, of a delivery that passed [`MailboxService::admit`].
+/// A delivery that passed [`MailboxService::admit`]: its metadata, flags and labels
+/// normalised.
 struct Admitted {
+    meta: DeliveryMeta,
     flags: Vec<String>,
     labels: Vec<String>,
 }
@@ -239,7 +241,7 @@ impl MailboxService {
         hook: Option<TxHook<'_>>,
     ) -> Result<StoredMessage, MailboxError> {
         // Refuse what cannot be stored before spending a parse on it.
-        let admitted = self.admit(agent, &meta, raw.len() as u64)?;
+        let admitted = self.admit(agent, meta, raw.len() as u64)?;
         // Parsing a large message is CPU work: keep it off the async workers. The bytes stay
         // shared with this task, so even a failed task cannot lose them.
         let raw: Arc<[u8]> = raw.into();
@@ -253,7 +255,7 @@ impl MailboxService {
                     ex: unparsed(),
                 }
             });
-        self.store_parsed(agent, folder, raw, parsed, meta, admitted, hook)
+        self.store_parsed(agent, folder, raw, parsed, admitted, hook)
             .await
     }
 
@@ -275,35 +277,41 @@ impl MailboxService {
                 "parsed for another kind of folder than {folder}"
             )));
         }
-        let admitted = self.admit(agent, &meta, raw.len() as u64)?;
-        self.store_parsed(agent, folder, raw, parsed, meta, admitted, hook)
+        let admitted = self.admit(agent, meta, raw.len() as u64)?;
+        self.store_parsed(agent, folder, raw, parsed, admitted, hook)
             .await
     }
 
     /// The checks before anything is parsed or stored: agent id, flags and labels, quota
     /// (checked again inside the transaction, which is what holds the line).
-    fn admit(&self, agent: &str, meta: &DeliveryMeta, size: u64) -> Result<Admitted, MailboxError> {
+    fn admit(&self, agent: &str, meta: DeliveryMeta, size: u64) -> Result<Admitted, MailboxError> {
         if !index::valid_agent_id(agent) {
             return Err(MailboxError::Invalid("invalid agent id".into()));
         }
         let flags = normalize_set(&meta.flags, normalize_flag, "flags")?;
         let labels = normalize_set(&meta.labels, normalize_label, "labels")?;
         self.check_quota(agent, size)?;
-        Ok(Admitted { flags, labels })
+        Ok(Admitted {
+            meta,
+            flags,
+            labels,
+        })
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn store_parsed(
         &self,
         agent: &str,
         folder: Folder,
         raw: Arc<[u8]>,
         parsed: Parsed,
-        meta: DeliveryMeta,
         admitted: Admitted,
         hook: Option<TxHook<'_>>,
     ) -> Result<StoredMessage, MailboxError> {
-        let Admitted { flags, labels } = admitted;
+        let Admitted {
+            meta,
+            flags,
+            labels,
+        } = admitted;
         let mut ex = parsed.ex;
         let size = raw.len() as u64;
         let id = new_id("msg");

@@ -202,6 +202,37 @@ mod tests {
             .unwrap();
     }
 
+    fn fixture() -> (tempfile::TempDir, Store, QueueSettings) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let settings = QueueSettings::from_config(&crate::config::Config::default());
+        (dir, store, settings)
+    }
+
+    /// Records each (id, delivered?) from its own task, all at once; outcomes in input order.
+    async fn record_all(
+        store: &Store,
+        settings: &QueueSettings,
+        jobs: Vec<(String, bool)>,
+    ) -> Vec<(String, Recorded)> {
+        let rec = Arc::new(Recorder::default());
+        let tasks: Vec<_> = jobs
+            .into_iter()
+            .map(|(id, ok)| {
+                let (rec, store, settings) = (rec.clone(), store.clone(), settings.clone());
+                tokio::spawn(async move {
+                    let r = rec.record(&store, &settings, &id, 5_000, outcome(ok)).await;
+                    (id, r)
+                })
+            })
+            .collect();
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+
     fn outcome(ok: bool) -> Results {
         let o = if ok {
             RcptOutcome::Delivered {
@@ -217,28 +248,18 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_results_are_each_recorded_in_full() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let settings = QueueSettings::from_config(&crate::config::Config::default());
+        let (_dir, store, settings) = fixture();
         let ids: Vec<String> = (0..24).map(|i| format!("msg_{i}")).collect();
         for id in &ids {
             queue(&store, id);
         }
-        let rec = Arc::new(Recorder::default());
-        let tasks: Vec<_> = ids
+        let jobs = ids
             .iter()
             .enumerate()
-            .map(|(i, id)| {
-                let (rec, store, settings, id) =
-                    (rec.clone(), store.clone(), settings.clone(), id.clone());
-                tokio::spawn(async move {
-                    rec.record(&store, &settings, &id, 5_000, outcome(i % 2 == 0))
-                        .await
-                })
-            })
-            .collect();
-        for (i, t) in tasks.into_iter().enumerate() {
-            let msg = t.await.unwrap().unwrap().unwrap();
+            .map(|(i, id)| (id.clone(), i % 2 == 0));
+        let recorded = record_all(&store, &settings, jobs.collect()).await;
+        for (i, (_, r)) in recorded.into_iter().enumerate() {
+            let msg = r.unwrap().unwrap();
             let r = &msg.recipients[0];
             assert_eq!(r.attempts, 1);
             assert_eq!(r.remote_host.as_deref(), Some("mx.b.test"));
@@ -268,9 +289,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_result_that_cannot_be_written_costs_no_other_its_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let settings = QueueSettings::from_config(&crate::config::Config::default());
+        let (_dir, store, settings) = fixture();
         let good: Vec<String> = (0..8).map(|i| format!("msg_{i}")).collect();
         for id in &good {
             queue(&store, id);
@@ -278,20 +297,9 @@ mod tests {
         store
             .put(Tree::Queue, b"msg_bad", b"\xc1 not a record")
             .unwrap();
-        let rec = Arc::new(Recorder::default());
-        let mut tasks = Vec::new();
-        for id in good.iter().chain(std::iter::once(&"msg_bad".to_string())) {
-            let (rec, store, settings, id) =
-                (rec.clone(), store.clone(), settings.clone(), id.clone());
-            tasks.push(tokio::spawn(async move {
-                let r = rec
-                    .record(&store, &settings, &id, 5_000, outcome(true))
-                    .await;
-                (id, r)
-            }));
-        }
-        for t in tasks {
-            let (id, r) = t.await.unwrap();
+        let mut jobs: Vec<(String, bool)> = good.iter().map(|id| (id.clone(), true)).collect();
+        jobs.push(("msg_bad".into(), true));
+        for (id, r) in record_all(&store, &settings, jobs).await {
             if id == "msg_bad" {
                 assert!(r.is_err(), "{r:?}");
             } else {
@@ -306,9 +314,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_cancelled_message_records_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        let settings = QueueSettings::from_config(&crate::config::Config::default());
+        let (_dir, store, settings) = fixture();
         let rec = Recorder::default();
         let r = rec
             .record(&store, &settings, "msg_gone", 5_000, outcome(true))
