@@ -157,6 +157,7 @@ impl From<crate::queue::QueueError> for ApiError {
             Q::Denied(d) => d.into(),
             Q::NotFound(what) => Self::not_found(what),
             Q::Invalid(m) => Self::invalid(m),
+            Q::InvalidHeader(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_header", m),
             Q::Recipient(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_recipient", m),
             Q::TooLarge { .. } => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

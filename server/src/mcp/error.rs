@@ -109,6 +109,7 @@ impl From<crate::queue::QueueError> for ToolError {
             Q::Denied(d) => d.into(),
             Q::NotFound(what) => Self::new("not_found", format!("{what} not found")),
             Q::Invalid(m) => Self::invalid(m),
+            Q::InvalidHeader(m) => Self::new("invalid_header", m),
             Q::Recipient(m) => Self::new("invalid_recipient", m),
             Q::TooLarge { .. } => Self::new("message_too_large", e.to_string()),
             Q::Mailbox(m) => m.into(),

@@ -129,6 +129,8 @@ pub struct SendArgs {
     pub cc: Option<Vec<String>>,
     /// Hidden recipients (not shown in the message).
     pub bcc: Option<Vec<String>>,
+    /// Where answers should go (Reply-To); the sender stays this agent.
+    pub reply_to: Option<Vec<String>>,
     pub subject: String,
     /// Plain-text body.
     pub text: Option<String>,
@@ -178,6 +180,7 @@ impl LegateMcp {
             to: a.to,
             cc: a.cc.unwrap_or_default(),
             bcc: a.bcc.unwrap_or_default(),
+            reply_to: a.reply_to.unwrap_or_default(),
             subject: a.subject,
             text: a.text,
             html: a.html,

@@ -14,6 +14,10 @@ pub enum QueueError {
     /// A request that parses but cannot be sent (422; SMTP 5xx).
     #[error("{0}")]
     Invalid(String),
+    /// A field that would end up in a header is malformed or would add header lines
+    /// (CR, LF, NUL): 422 `invalid_header`, the message names the field.
+    #[error("{0}")]
+    InvalidHeader(String),
     /// A recipient address we refuse (relay forms, unknown local agent): 422 / `550`.
     #[error("{0}")]
     Recipient(String),

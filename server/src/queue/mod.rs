@@ -6,6 +6,7 @@ mod admin;
 pub mod compose;
 pub mod dsn;
 mod error;
+pub mod longlines;
 pub mod model;
 mod recorder;
 mod reply;
@@ -14,7 +15,7 @@ pub mod transport;
 mod worker;
 
 pub use admin::QueueQuery;
-pub use compose::{AttachmentIn, SendRequest};
+pub use compose::{AttachmentIn, Mailbox, SendRequest};
 pub use error::QueueError;
 pub use model::{QueuedMessage, RcptStatus, Recipient};
 pub use reply::ReplyRequest;

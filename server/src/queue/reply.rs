@@ -83,6 +83,7 @@ impl QueueService {
             to,
             cc,
             bcc: vec![],
+            reply_to: vec![],
             subject,
             text,
             html: req.html.clone(),

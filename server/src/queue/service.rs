@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::store::{Store, Tree, Tx, TxStoreError};
 use crate::util::now_millis;
 use crate::vault::VaultService;
+use mail_parser::HeaderName;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -71,6 +72,65 @@ impl QueueSettings {
 /// How long signers are reused before the vault is asked again (so a rotation made by
 /// another process is picked up without a restart).
 const SIGNER_TTL: Duration = Duration::from_secs(60);
+
+/// Header fields RFC 5322 §3.6 allows at most once. A message with two of one of them is
+/// read differently by different readers (which From, which Subject), so none is sent.
+const AT_MOST_ONCE: &[(HeaderName<'static>, &str)] = &[
+    (HeaderName::From, "From"),
+    (HeaderName::Sender, "Sender"),
+    (HeaderName::ReplyTo, "Reply-To"),
+    (HeaderName::To, "To"),
+    (HeaderName::Cc, "Cc"),
+    (HeaderName::Bcc, "Bcc"),
+    (HeaderName::Subject, "Subject"),
+    (HeaderName::Date, "Date"),
+    (HeaderName::MessageId, "Message-ID"),
+    (HeaderName::InReplyTo, "In-Reply-To"),
+    (HeaderName::References, "References"),
+];
+
+/// Exactly one From, naming exactly one mailbox, which is `me`; a Sender, if any, is `me`
+/// too; no header RFC 5322 allows once appears twice.
+fn check_identity_headers(
+    parsed: Option<&mail_parser::Message<'_>>,
+    me: &str,
+) -> Result<(), QueueError> {
+    let Some(m) = parsed else {
+        return Err(QueueError::Invalid("the message has no header".into()));
+    };
+    let headers = m.headers();
+    for (name, label) in AT_MOST_ONCE {
+        let n = headers.iter().filter(|h| &h.name == name).count();
+        if n > 1 {
+            return Err(QueueError::Invalid(format!(
+                "the message has {n} {label} headers; RFC 5322 allows one"
+            )));
+        }
+    }
+    let only = |name: HeaderName<'static>| -> Option<Vec<String>> {
+        let h = headers.iter().find(|h| h.name == name)?;
+        Some(match &h.value {
+            mail_parser::HeaderValue::Address(a) => a
+                .iter()
+                .map(|a| a.address().unwrap_or_default().to_ascii_lowercase())
+                .collect(),
+            _ => vec![String::new()],
+        })
+    };
+    let want = format!("the From header must be exactly <{me}>");
+    match only(HeaderName::From) {
+        Some(list) if list.len() == 1 && list[0] == me => {}
+        _ => return Err(QueueError::Invalid(want)),
+    }
+    if let Some(list) = only(HeaderName::Sender) {
+        if list.len() != 1 || list[0] != me {
+            return Err(QueueError::Invalid(format!(
+                "the Sender header, if given, must be <{me}>"
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// A domain's signers and when they were loaded.
 type CachedSigners = (Instant, Arc<Vec<DkimSigning>>);
@@ -179,11 +239,7 @@ impl QueueService {
         req: &SendRequest,
     ) -> Result<Accepted, QueueError> {
         let agent = self.active_agent(agent_id)?;
-        let mut rcpts: Vec<String> = Vec::new();
-        for a in req.to.iter().chain(&req.cc).chain(&req.bcc) {
-            rcpts.push(a.trim().to_string());
-        }
-        if rcpts.is_empty() {
+        if req.to.len() + req.cc.len() + req.bcc.len() == 0 {
             return Err(QueueError::Invalid(
                 "a message needs at least one recipient (to, cc or bcc)".into(),
             ));
@@ -196,7 +252,7 @@ impl QueueService {
             &self.settings.hostname,
             crate::util::now_unix(),
         )?;
-        self.enqueue(&agent, &rcpts, composed.raw, Some(composed.message_id))
+        self.enqueue(&agent, &composed.rcpts, composed.raw, Some(composed.message_id))
             .await
     }
 
@@ -220,11 +276,25 @@ impl QueueService {
                 self.settings.max_recipients
             )));
         }
+        // One delivery per destination (issue 15, 9): a local agent gets one copy however
+        // its address is spelled (case, `+tag`), a remote address one attempt per
+        // case-insensitive spelling.
         let mut seen = HashSet::new();
         let mut out = Vec::new();
         for addr in rcpts {
             let r = self.plan_recipient(addr, due_ms)?;
-            if seen.insert(r.address.to_ascii_lowercase()) {
+            let key = match &r.local_agent {
+                Some(id) => format!("agent:{id}"),
+                None => {
+                    let (local, domain) = r.address.rsplit_once('@').unwrap_or((&r.address, ""));
+                    format!(
+                        "{}@{}",
+                        local.to_lowercase(),
+                        domain.trim_end_matches('.').to_ascii_lowercase()
+                    )
+                }
+            };
+            if seen.insert(key) {
                 out.push(r);
             }
         }
@@ -280,19 +350,9 @@ impl QueueService {
         }
         let parsed = mail_parser::MessageParser::default().parse_headers(&raw);
         // The From header is what receivers show and what DMARC aligns with our signature:
-        // an agent sends as itself or not at all.
-        let from = parsed
-            .as_ref()
-            .and_then(|m| m.from())
-            .and_then(|a| a.first())
-            .and_then(|a| a.address())
-            .map(str::to_ascii_lowercase);
-        if from.as_deref() != Some(agent.address().as_str()) {
-            return Err(QueueError::Invalid(format!(
-                "the From header must be <{}>",
-                agent.address()
-            )));
-        }
+        // an agent sends as itself or not at all, and with exactly one From (a second one is
+        // what some readers show instead; issue 15, 2).
+        check_identity_headers(parsed.as_ref(), &agent.address())?;
         let subject = parsed
             .as_ref()
             .and_then(|m| m.subject())
@@ -370,16 +430,22 @@ impl QueueService {
         let (signed, parsed) = {
             let signers = signers.clone();
             tokio::task::spawn_blocking(move || {
-                let headers = crate::mailauth::dkim_sign(&raw, &signers)?;
+                // A line over 998 octets is re-encoded before it is signed (issue 15, 18).
+                let raw = super::longlines::fit(raw).map_err(|_| {
+                    QueueError::Invalid(
+                        "the message has a header or MIME line longer than 998 octets".into(),
+                    )
+                })?;
+                let headers = crate::mailauth::dkim_sign(&raw, &signers)
+                    .map_err(|e| QueueError::Signing(e.to_string()))?;
                 let mut out = Vec::with_capacity(headers.len() + raw.len());
                 out.extend_from_slice(headers.as_bytes());
                 out.extend_from_slice(&raw);
                 let parsed = crate::mailbox::parse_for(Folder::Sent, &out);
-                Ok::<_, crate::mailauth::MailAuthError>((Arc::<[u8]>::from(out), parsed))
+                Ok::<_, QueueError>((Arc::<[u8]>::from(out), parsed))
             })
             .await
-            .map_err(|e| QueueError::Signing(e.to_string()))?
-            .map_err(|e| QueueError::Signing(e.to_string()))?
+            .map_err(|e| QueueError::Signing(e.to_string()))??
         };
         for s in signers.iter() {
             self.metrics
