@@ -433,3 +433,154 @@ async fn wrong_root_key_refuses_to_start_and_rotation_works() {
     assert_eq!((st, v["password"].as_str()), (200, Some("pw-rot")));
     s.stop().await;
 }
+
+/// Issue 15 item 8: a `vault:read` key may move `at` only ±2 periods from now (a clock check),
+/// never to any time it likes (which would precompute every future code); a `vault:write`
+/// key, which could replace the seed anyway, may. Every use of `at` is audited.
+#[tokio::test]
+async fn totp_at_is_bounded_without_vault_write() {
+    let s = TestServer::start().await;
+    let (rw_agent, rw) = s.agent("tw", &["vault:read", "vault:write"]).await;
+    let (st, ro) = s
+        .call(
+            "POST",
+            &format!("/v1/agents/{}/keys", rw_agent["id"].as_str().unwrap()),
+            Some(&s.admin_token),
+            Some(json!({"name": "ro", "scopes": ["vault:read"]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{ro}");
+    let ro = ro["key"].as_str().unwrap().to_string();
+    let spec = json!({"kind": "totp", "totp": {"secret": SEED_B32, "period": 30}});
+    assert_eq!(
+        s.call("PUT", "/v1/vault/t", Some(&rw), Some(spec)).await.0,
+        201
+    );
+    let now = legate::util::now_unix() as u64;
+    let totp = |key: String, at: u64| {
+        let s = &s;
+        async move {
+            s.call(
+                "POST",
+                "/v1/vault/t/totp",
+                Some(&key),
+                Some(json!({"at": at})),
+            )
+            .await
+        }
+    };
+    // Within the window: a clock check, allowed.
+    for at in [now, now - 60, now + 60] {
+        let (st, c) = totp(ro.clone(), at).await;
+        assert_eq!((st, c["at"].as_u64()), (200, Some(at)), "{c}");
+    }
+    // Beyond it, either way: refused for the read-only key, audited as denied.
+    for at in [now + 3600, now + 86_400 * 365, now - 3600, 59] {
+        let (st, e) = totp(ro.clone(), at).await;
+        assert_eq!(
+            (st, e["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{at}: {e}"
+        );
+    }
+    // The key that may write the seed may ask for any time.
+    let (st, c) = totp(rw.clone(), now + 86_400).await;
+    assert_eq!((st, c["at"].as_u64()), (200, Some(now + 86_400)), "{c}");
+    // No body: now, for either key.
+    assert_eq!(
+        s.call("POST", "/v1/vault/t/totp", Some(&ro), None).await.0,
+        200
+    );
+
+    let (st, log) = s
+        .call(
+            "GET",
+            "/v1/audit?action=vault.totp&limit=100",
+            Some(&s.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{log}");
+    let items = log["items"].as_array().unwrap();
+    let denied = items.iter().filter(|e| e["outcome"] == "denied").count();
+    let with_at = items
+        .iter()
+        .filter(|e| e["outcome"] == "ok" && e["detail"]["at_requested"] == true)
+        .count();
+    assert_eq!((denied, with_at), (4, 4), "{log}");
+}
+
+/// Issue 15 item 16: `vault put`s racing the agent's revocation. However the race falls, once
+/// the revocation has returned the agent has no key-encryption key and no credential, every
+/// vault operation of it fails, and a request authenticated just before the revocation (still
+/// in flight) cannot bring the key back.
+#[tokio::test]
+async fn vault_put_racing_revocation_leaves_no_key() {
+    let s = TestServer::start().await;
+    for round in 0..3 {
+        let (agent, key) = s
+            .agent(&format!("race{round}"), &["vault:read", "vault:write"])
+            .await;
+        let id = agent["id"].as_str().unwrap().to_string();
+        // A request that authenticated before the revocation and reaches the vault after it.
+        let in_flight = s.services().identity.authenticate(&key, "test").unwrap();
+        let mut puts = Vec::new();
+        for i in 0..16 {
+            let (http, base, key) = (s.http.clone(), s.base.clone(), key.clone());
+            puts.push(tokio::spawn(async move {
+                for j in 0..8 {
+                    let _ = http
+                        .put(format!("{base}/v1/vault/c{i}-{j}"))
+                        .bearer_auth(&key)
+                        .json(&json!({"kind": "note", "notes": "n"}))
+                        .send()
+                        .await;
+                }
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20 * round)).await;
+        let (st, v) = s
+            .call(
+                "DELETE",
+                &format!("/v1/agents/{id}"),
+                Some(&s.admin_token),
+                None,
+            )
+            .await;
+        assert_eq!(st, 200, "{v}");
+        let vault = s.services().vault.clone();
+        let input: legate::vault::CredentialInput =
+            serde_json::from_value(json!({"kind": "note", "notes": "late"})).unwrap();
+        assert!(vault.put(&in_flight, "late", input).await.is_err());
+        for p in puts {
+            p.await.unwrap();
+        }
+        assert!(vault.list(&in_flight).is_err());
+        assert!(vault.get(&in_flight, "c0-0").is_err());
+        let store = &s.services().store;
+        assert!(
+            store
+                .get(legate::store::Tree::VaultAgentKeys, id.as_bytes())
+                .unwrap()
+                .is_none(),
+            "round {round}: a key-encryption key exists after the shred"
+        );
+        let prefix = legate::store::keys::prefix(&[&id]);
+        assert_eq!(
+            store
+                .scan_prefix(legate::store::Tree::VaultCredentials, &prefix)
+                .count(),
+            0,
+            "round {round}: credentials survived the shred"
+        );
+        let (st, _) = s
+            .call(
+                "PUT",
+                "/v1/vault/after",
+                Some(&key),
+                Some(json!({"kind": "note", "notes": "n"})),
+            )
+            .await;
+        assert_eq!(st, 401);
+    }
+}

@@ -7,7 +7,7 @@ use super::crypto::{self, Key32, Purpose, Sealed};
 use super::totp::TotpCode;
 use super::{VaultError, VaultService};
 use crate::audit::Outcome;
-use crate::identity::{Actor, Scope};
+use crate::identity::{Actor, Agent, Denied, Scope};
 use crate::store::{keys, Tree, TxFail};
 use crate::util::{new_id, now_unix};
 use serde::{Deserialize, Serialize};
@@ -22,6 +22,10 @@ pub(super) struct CredentialRecord {
     pub wrapped_dek: Sealed,
     pub payload: Sealed,
 }
+
+/// How far (in TOTP periods, either way) a `vault:read` key may move `at` from now: enough
+/// to check a clock or cover a code that just rolled over, never enough to precompute.
+pub const TOTP_AT_WINDOW_PERIODS: u64 = 2;
 
 /// Most cached records; past it the cache starts over.
 const RECORD_CACHE_MAX: usize = 10_000;
@@ -74,8 +78,15 @@ fn cred_key(agent: &str, name: &str) -> Vec<u8> {
     keys::join(&[agent, name])
 }
 
+/// `Meta` key of an agent's shred tombstone. Written in the same transaction that deletes the
+/// agent key, and checked inside every transaction that would create one or store under it,
+/// so a request racing the revocation can never bring the vault back.
+fn tombstone_key(agent: &str) -> Vec<u8> {
+    keys::join(&["vault_shredded", agent])
+}
+
 impl VaultService {
-    /// The agent's key, made on first use.
+    /// The agent's key, made on first use (never after the agent is revoked or shredded).
     fn agent_key(&self, agent_id: &str, create: bool) -> Result<Key32, VaultError> {
         if let Some(k) = self
             .keks
@@ -86,27 +97,74 @@ impl VaultService {
             return Ok(k.clone());
         }
         let key = self.load_agent_key(agent_id, create)?;
-        self.keks
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(agent_id.to_string(), key.clone());
+        let mut cache = self.keks.write().unwrap_or_else(|p| p.into_inner());
+        // A shred that committed while this request loaded the key must not be undone by
+        // caching it: `shred` empties the cache only after its transaction commits, and this
+        // check runs under the same lock, so one of the two always wins cleanly.
+        if self.is_shredded(agent_id)? {
+            return Err(VaultError::Shredded);
+        }
+        cache.insert(agent_id.to_string(), key.clone());
         Ok(key)
     }
 
+    /// Whether the agent's vault was crypto-shredded (its agent was revoked).
+    fn is_shredded(&self, agent_id: &str) -> Result<bool, VaultError> {
+        Ok(self
+            .store
+            .get(Tree::Meta, &tombstone_key(agent_id))?
+            .is_some())
+    }
+
+    /// Fails every operation of a shredded vault, even one that an authentication made just
+    /// before the revocation let through.
+    fn ensure_live(&self, agent_id: &str) -> Result<(), VaultError> {
+        if self.is_shredded(agent_id)? {
+            self.count("any", "shredded");
+            return Err(VaultError::Shredded);
+        }
+        Ok(())
+    }
+
     fn load_agent_key(&self, agent_id: &str, create: bool) -> Result<Key32, VaultError> {
-        match self
+        if let Some(s) = self
             .store
             .get_record::<Sealed>(Tree::VaultAgentKeys, agent_id.as_bytes())?
         {
-            Some(s) => crypto::unwrap(&self.root, agent_id, "kek", Purpose::AgentKeyWrap, &s),
-            None if create => {
-                let kek = Key32::random();
-                let s = crypto::wrap(&self.root, agent_id, "kek", Purpose::AgentKeyWrap, &kek);
-                self.store
-                    .put_record(Tree::VaultAgentKeys, agent_id.as_bytes(), &s)?;
-                Ok(kek)
-            }
-            None => Err(VaultError::Shredded),
+            return crypto::unwrap(&self.root, agent_id, "kek", Purpose::AgentKeyWrap, &s);
+        }
+        if !create {
+            return Err(VaultError::Shredded);
+        }
+        let kek = Key32::random();
+        let sealed = crypto::wrap(&self.root, agent_id, "kek", Purpose::AgentKeyWrap, &kek);
+        let tomb = tombstone_key(agent_id);
+        // Checked and created in one transaction with the tombstone and the agent's status,
+        // so a `put` racing the revocation cannot recreate the key the shred destroyed.
+        let stored = self.store.transact::<_, VaultError>(
+            &[Tree::VaultAgentKeys, Tree::Meta, Tree::Agents],
+            |tx| {
+                if tx.get(Tree::Meta, &tomb)?.is_some() {
+                    return Err(TxFail::Abort(VaultError::Shredded));
+                }
+                if let Some(a) = tx.get_record::<Agent>(Tree::Agents, agent_id.as_bytes())? {
+                    if !a.is_active() {
+                        return Err(TxFail::Abort(VaultError::Shredded));
+                    }
+                }
+                if let Some(cur) =
+                    tx.get_record::<Sealed>(Tree::VaultAgentKeys, agent_id.as_bytes())?
+                {
+                    return Ok(Some(cur));
+                }
+                tx.put_record(Tree::VaultAgentKeys, agent_id.as_bytes(), &sealed)?;
+                Ok(None)
+            },
+        )?;
+        match stored {
+            // Another request made it first: use that one.
+            Some(cur) => crypto::unwrap(&self.root, agent_id, "kek", Purpose::AgentKeyWrap, &cur),
+            None => Ok(kek),
         }
     }
 
@@ -116,36 +174,47 @@ impl VaultService {
 
     /// Crypto-shred: the wrapped agent key and the agent's identity keys are deleted, and
     /// its credential records purged; what remains of them anywhere is ciphertext under a
-    /// key that no longer exists.
+    /// key that no longer exists. A tombstone written in the same transaction keeps any later
+    /// or racing request from making a new agent key or storing a credential.
     pub fn shred(&self, agent_id: &str) -> Result<usize, VaultError> {
         self.keks
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(agent_id);
         let prefix = keys::prefix(&[agent_id]);
-        let creds: Vec<Vec<u8>> = self
-            .store
-            .scan_prefix(Tree::VaultCredentials, &prefix)
-            .map(|r| r.map(|(k, _)| k))
-            .collect::<Result<_, _>>()?;
-        self.store.transact::<_, VaultError>(
-            &[Tree::VaultAgentKeys, Tree::VaultCredentials],
-            |tx| {
-                tx.remove(Tree::VaultAgentKeys, agent_id.as_bytes())?;
-                for k in &creds {
-                    tx.remove(Tree::VaultCredentials, k)?;
-                }
-                Ok(())
-            },
-        )?;
+        let tomb = tombstone_key(agent_id);
+        let mut purged = 0;
+        // Twice: a credential committed between the scan and the tombstone is purged by the
+        // second pass; after the tombstone none can be written (see `put`).
+        for _ in 0..2 {
+            let creds: Vec<Vec<u8>> = self
+                .store
+                .scan_prefix(Tree::VaultCredentials, &prefix)
+                .map(|r| r.map(|(k, _)| k))
+                .collect::<Result<_, _>>()?;
+            self.store.transact::<_, VaultError>(
+                &[Tree::VaultAgentKeys, Tree::VaultCredentials, Tree::Meta],
+                |tx| {
+                    tx.remove(Tree::VaultAgentKeys, agent_id.as_bytes())?;
+                    tx.put(Tree::Meta, &tomb, &now_unix().to_be_bytes())?;
+                    for k in &creds {
+                        tx.remove(Tree::VaultCredentials, k)?;
+                    }
+                    Ok(())
+                },
+            )?;
+            purged += creds.len();
+        }
         self.records.clear();
         self.destroy_identity_keys(agent_id)?;
-        // Again, in case a request that began before the shred cached the key meanwhile.
+        // After the commit, under the lock `agent_key` checks the tombstone under: a request
+        // that loaded the key before the shred either cached it before this (and loses it
+        // now) or sees the tombstone and caches nothing.
         self.keks
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(agent_id);
-        Ok(creds.len())
+        Ok(purged)
     }
 
     /// Loads a credential; a miss is audited too (probing for names is worth seeing).
@@ -156,6 +225,7 @@ impl VaultService {
         agent: &str,
         name: &str,
     ) -> Result<std::sync::Arc<CredentialRecord>, VaultError> {
+        self.ensure_live(agent)?;
         let k = cred_key(agent, name);
         if let Some(r) = self.records.get(&k) {
             return Ok(r);
@@ -210,6 +280,7 @@ impl VaultService {
             .require(&self.audit, Scope::VaultWrite, "vault.store", name)?
             .to_string();
         validate_name(name).map_err(VaultError::Invalid)?;
+        self.ensure_live(&agent)?;
         let kind = input.kind;
         let (username, url, payload) = input.into_payload().map_err(VaultError::Invalid)?;
         let plaintext =
@@ -246,8 +317,14 @@ impl VaultService {
             payload: crypto::seal(&dek, &agent, &id, Purpose::CredentialPayload, &plaintext),
         };
         let k = cred_key(&agent, name);
-        self.store
-            .transact::<_, VaultError>(&[Tree::VaultCredentials], |tx| {
+        self.store.transact::<_, VaultError>(
+            &[Tree::VaultCredentials, Tree::VaultAgentKeys],
+            |tx| {
+                // The agent key this was sealed under must still exist: a shred that committed
+                // since it was loaded means the agent is gone, and nothing may be stored for it.
+                if tx.get(Tree::VaultAgentKeys, agent.as_bytes())?.is_none() {
+                    return Err(TxFail::Abort(VaultError::Shredded));
+                }
                 // Another writer replaced it meanwhile: the later version number must still win.
                 if let Some(cur) = tx.get_record::<CredentialRecord>(Tree::VaultCredentials, &k)? {
                     if cur.meta.version >= version {
@@ -258,7 +335,8 @@ impl VaultService {
                 }
                 tx.put_record(Tree::VaultCredentials, &k, &rec)?;
                 Ok(())
-            })?;
+            },
+        )?;
         self.records.forget(&k);
         actor.audit(
             &self.audit,
@@ -275,6 +353,7 @@ impl VaultService {
     /// `GET /v1/vault`: metadata only.
     pub fn list(&self, actor: &Actor) -> Result<Vec<CredentialMeta>, VaultError> {
         let agent = actor.require(&self.audit, Scope::VaultRead, "vault.list", "")?;
+        self.ensure_live(agent)?;
         let items = self
             .store
             .scan_prefix(Tree::VaultCredentials, &keys::prefix(&[agent]))
@@ -365,6 +444,36 @@ impl VaultService {
         Ok(())
     }
 
+    /// A code for an arbitrary time is the seed in all but name: whoever can ask for every
+    /// future period can precompute every future code. `at` is therefore a clock check only,
+    /// within [`TOTP_AT_WINDOW_PERIODS`] periods of now, unless the key could replace the seed
+    /// anyway (`vault:write`). A refusal is audited like any other denial.
+    fn check_totp_at(
+        &self,
+        actor: &Actor,
+        name: &str,
+        at: u64,
+        now: u64,
+        period: u32,
+    ) -> Result<(), VaultError> {
+        let window = u64::from(period.max(1)).saturating_mul(TOTP_AT_WINDOW_PERIODS);
+        if at.abs_diff(now) <= window || actor.scopes.contains(Scope::VaultWrite) {
+            return Ok(());
+        }
+        self.count("totp", "denied");
+        Err(actor
+            .refuse(
+                &self.audit,
+                "vault.totp",
+                name,
+                Denied::Other(format!(
+                    "\"at\" must be within {TOTP_AT_WINDOW_PERIODS} periods ({window} s) of now \
+                     unless the key holds vault:write"
+                )),
+            )
+            .into())
+    }
+
     /// `POST /v1/vault/{name}/totp`: the code for now (or for `at`, for checking a clock).
     pub fn totp(&self, actor: &Actor, name: &str, at: Option<u64>) -> Result<TotpCode, VaultError> {
         let agent = actor
@@ -375,7 +484,11 @@ impl VaultService {
         let totp = p
             .totp
             .ok_or_else(|| VaultError::Invalid(format!("the credential {name} has no TOTP")))?;
-        let now = at.unwrap_or_else(|| u64::try_from(now_unix()).unwrap_or(0));
+        let clock = u64::try_from(now_unix()).unwrap_or(0);
+        if let Some(t) = at {
+            self.check_totp_at(actor, name, t, clock, totp.period)?;
+        }
+        let now = at.unwrap_or(clock);
         let code = totp.generate(now);
         self.touch(&agent, &rec);
         actor.audit(
@@ -383,7 +496,7 @@ impl VaultService {
             "vault.totp",
             name,
             Outcome::Ok,
-            json!({"at": now}),
+            json!({"at": now, "at_requested": at.is_some()}),
         )?;
         self.count("totp", "ok");
         Ok(code)

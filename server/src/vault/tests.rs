@@ -320,3 +320,64 @@ async fn dkim_records_publish_what_the_dns_plan_publishes() {
         }
     }
 }
+
+/// Issue 15 item 16: an actor authenticated before the revocation (a request in flight)
+/// cannot recreate the shredded agent key, store a credential, or read anything.
+#[tokio::test]
+async fn stale_actor_after_shred_recreates_nothing() {
+    let f = fixture();
+    let a = agent(&f, "late").await;
+    let aid = a.agent_id().unwrap().to_string();
+    f.vault.put(&a, "site", login("pw")).await.unwrap();
+    let h = f.identity.first_human().unwrap().unwrap();
+    f.identity
+        .revoke_agent(&crate::identity::Actor::cli(&h.id, &h.email), &aid)
+        .await
+        .unwrap();
+    assert!(matches!(
+        f.vault.put(&a, "other", login("pw2")).await,
+        Err(VaultError::Shredded)
+    ));
+    assert!(matches!(f.vault.get(&a, "site"), Err(VaultError::Shredded)));
+    assert!(matches!(f.vault.list(&a), Err(VaultError::Shredded)));
+    assert!(matches!(
+        f.vault.totp(&a, "site", None),
+        Err(VaultError::Shredded)
+    ));
+    assert!(matches!(
+        f.vault.create_agent_key(&aid),
+        Err(VaultError::Shredded)
+    ));
+    assert!(f
+        .store
+        .get(Tree::VaultAgentKeys, aid.as_bytes())
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        f.store
+            .scan_prefix(Tree::VaultCredentials, &keys::prefix(&[&aid]))
+            .count(),
+        0
+    );
+}
+
+/// Issue 15 item 8, at the service (the one door MCP's vault_totp shares with REST).
+#[tokio::test]
+async fn totp_at_window_depends_on_vault_write() {
+    let f = fixture();
+    let mut a = agent(&f, "clock").await;
+    f.vault.put(&a, "site", login("pw")).await.unwrap();
+    let now = crate::util::now_unix() as u64;
+    a.scopes = crate::identity::ScopeSet::parse_list(&["vault:read".to_string()]).unwrap();
+    assert!(f.vault.totp(&a, "site", Some(now + 60)).is_ok());
+    assert!(matches!(
+        f.vault.totp(&a, "site", Some(now + 61)),
+        Err(VaultError::Denied(_))
+    ));
+    assert!(matches!(
+        f.vault.totp(&a, "site", Some(59)),
+        Err(VaultError::Denied(_))
+    ));
+    a.scopes = crate::identity::ScopeSet::all();
+    assert!(f.vault.totp(&a, "site", Some(59)).is_ok());
+}
