@@ -367,3 +367,87 @@ async fn lines_over_998_octets_are_reencoded_before_delivery() {
         .iter()
         .any(|b| b.contains("Content-Transfer-Encoding: quoted-printable")));
 }
+
+/// The DKIM TXT values `legate init`, `legate dkim records` (the vault's `txt()`) and `legate
+/// dns plan` print are the same strings, RSA keys in SubjectPublicKeyInfo form.
+#[tokio::test]
+async fn init_dkim_records_and_dns_plan_print_the_same_dkim_keys() {
+    use std::collections::BTreeMap;
+    let bin = legate_tests::legate_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(&bin)
+        .args(["init", "--domain", "keys.test", "--json", "--data"])
+        .arg(dir.path().join("d"))
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let init: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cfg = init["config"].as_str().unwrap().to_string();
+    let run = |args: &[&str]| -> Value {
+        let o = std::process::Command::new(&bin)
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let from_init: BTreeMap<String, String> = init["dkim"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let from_records: BTreeMap<String, String> = run(&["dkim", "records", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["txt"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    let from_plan: BTreeMap<String, String> = run(&["dns", "plan", "--format", "json"])["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"].as_str().unwrap().contains("._domainkey."))
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().into(),
+                r["value"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert_eq!(from_init.len(), 2, "{from_init:?}");
+    assert_eq!(from_init, from_records);
+    assert_eq!(from_records, from_plan);
+    let rsa: Vec<&String> = from_plan.values().filter(|v| v.contains("k=rsa")).collect();
+    assert_eq!(rsa.len(), 1);
+    // What `openssl rsa -pubout` prints for a 2048-bit key (not PKCS#1's `MIIBCgKCAQEA`).
+    assert!(
+        rsa[0].starts_with("v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"),
+        "{}",
+        rsa[0]
+    );
+}
