@@ -104,6 +104,7 @@ fn outbound_transport(config: &Config) -> anyhow::Result<Arc<dyn crate::queue::T
     o.mx_port = config.outbound.mx_port;
     o.max_message_size = config.smtp.max_message_size;
     o.connection_reuse = Duration::from_secs(config.outbound.connection_reuse_secs);
+    o.danger_allow_private_destinations = config.outbound.danger_allow_private_destinations;
     let cap = Duration::from_secs(config.outbound.timeout_secs);
     o.connect_timeout = o.connect_timeout.min(cap);
     let t = &mut o.timeouts;

@@ -18,6 +18,7 @@ pub mod mailauth;
 pub mod mailbox;
 pub mod mcp;
 pub mod metrics;
+pub mod net;
 pub mod queue;
 pub mod smtp;
 pub mod store;

@@ -539,3 +539,45 @@ async fn every_tool_answers_what_its_rest_route_answers() {
         "{mcp}"
     );
 }
+
+/// Issue 15, 4: `mail_send` refuses what `POST /v1/messages/send` refuses, with the same
+/// `invalid_header` error naming the field, and queues nothing.
+#[tokio::test]
+async fn mail_send_refuses_header_injection_like_rest() {
+    let s = TestServer::start().await;
+    let (_, key) = s.agent("ops", &["mail:send", "mail:read"]).await;
+    let (_, peer_key) = s.agent("peer", &["mail:read"]).await;
+    let mut c = Mcp::connect(&s, &key).await;
+    let inject = "x\r\nBcc: evil@x.test";
+    let base = json!({"to": ["peer@agents.test"], "subject": "hi", "text": "x"});
+    let cases = [
+        json!({"subject": inject}),
+        json!({"to": [format!("Peer {inject} <peer@agents.test>")]}),
+        json!({"cc": ["peer@agents.test\nX-Evil: 1"]}),
+        json!({"bcc": ["<peer@agents.test>\u{0}"]}),
+        json!({"reply_to": [format!("Desk {inject} <d@b.test>")]}),
+        json!({"in_reply_to": "<a@b>\r\nBcc: evil@x.test"}),
+        json!({"attachments": [{"filename": "a\r\nb.txt", "content": "aGk="}]}),
+        json!({"headers": {"X-Note": inject}}),
+        json!({"headers": {"From": "ceo@bank.test"}}),
+        json!({"headers": {"Sender": "ceo@bank.test"}}),
+        json!({"to": ["peer@agents.test, evil@x.test"]}),
+    ];
+    for patch in cases {
+        let mut args = base.clone();
+        for (k, v) in patch.as_object().unwrap() {
+            args[k] = v.clone();
+        }
+        let (_, rest) = s
+            .call("POST", "/v1/messages/send", Some(&key), Some(args.clone()))
+            .await;
+        let (err, mcp, whole) = c.call("mail_send", args.clone()).await;
+        assert!(err, "{args}: {whole}");
+        assert_eq!(mcp["error"]["code"], "invalid_header", "{args}: {mcp}");
+        assert_eq!(mcp, rest, "{args}");
+    }
+    let (_, inbox) = s
+        .call("GET", "/v1/messages?folder=INBOX", Some(&peer_key), None)
+        .await;
+    assert_eq!(inbox["items"].as_array().unwrap().len(), 0, "{inbox}");
+}

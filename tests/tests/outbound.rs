@@ -4,6 +4,9 @@
 #[path = "outbound/remote.rs"]
 mod remote;
 
+#[path = "outbound/hardening.rs"]
+mod hardening;
+
 use legate_tests::TestServer;
 use serde_json::{json, Value};
 use std::time::Duration;

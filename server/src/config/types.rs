@@ -351,6 +351,11 @@ pub struct OutboundConfig {
     /// A session that delivered a message waits this long for the next one to the same
     /// server before QUIT (postfix's `smtp_connection_cache_time_limit`); 0 turns reuse off.
     pub connection_reuse_secs: u64,
+    /// Deliver to MX/A answers in loopback, private, link-local, CGNAT, multicast and other
+    /// non-public space. Off: a hostile domain whose MX points at 127.0.0.1 or 10.0.0.5
+    /// would otherwise make us talk SMTP to the operator's own network. Explicit
+    /// `[[outbound.route]]` next hops are trusted either way.
+    pub danger_allow_private_destinations: bool,
 }
 
 impl Default for OutboundConfig {
@@ -366,6 +371,7 @@ impl Default for OutboundConfig {
             timeout_secs: 300,
             mx_port: 25,
             connection_reuse_secs: 2,
+            danger_allow_private_destinations: false,
         }
     }
 }

@@ -123,7 +123,7 @@ fn attachments(a: Option<Vec<AttachmentArg>>) -> Vec<crate::queue::AttachmentIn>
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SendArgs {
-    /// Recipient addresses.
+    /// Recipient addresses, each `a@b.example` or `Name <a@b.example>`.
     pub to: Vec<String>,
     /// Copy recipients (shown to everyone).
     pub cc: Option<Vec<String>>,

@@ -119,7 +119,9 @@ fn single_line(field: &str, value: &str) -> Result<(), QueueError> {
             '\0' => "a NUL byte",
             _ => "a control character",
         };
-        return Err(QueueError::InvalidHeader(format!("{field} contains {what}")));
+        return Err(QueueError::InvalidHeader(format!(
+            "{field} contains {what}"
+        )));
     }
     Ok(())
 }
@@ -491,16 +493,27 @@ mod tests {
     /// message naming the field (issue 15, 4).
     #[test]
     fn no_field_can_add_header_lines() {
-        let evil = ["x\r\nBcc: evil@x.test", "x\nFrom: evil@x.test", "x\0y", "x\rFrom: e@x"];
+        let evil = [
+            "x\r\nBcc: evil@x.test",
+            "x\nFrom: evil@x.test",
+            "x\0y",
+            "x\rFrom: e@x",
+        ];
         type Set = fn(&mut SendRequest, String);
         let fields: [(&str, Set); 9] = [
             ("subject", |r, v| r.subject = v),
             ("to[0]", |r, v| r.to = vec![format!("Bob {v} <bob@b.test>")]),
             ("cc[0]", |r, v| r.cc = vec![format!("c{v}@b.test")]),
             ("bcc[0]", |r, v| r.bcc = vec![format!("<d@b.test{v}>")]),
-            ("reply_to[0]", |r, v| r.reply_to = vec![format!("\"{v}\" <e@b.test>")]),
-            ("in_reply_to", |r, v| r.in_reply_to = Some(format!("<a{v}@x>"))),
-            ("references[0]", |r, v| r.references = vec![format!("<a{v}@x>")]),
+            ("reply_to[0]", |r, v| {
+                r.reply_to = vec![format!("\"{v}\" <e@b.test>")]
+            }),
+            ("in_reply_to", |r, v| {
+                r.in_reply_to = Some(format!("<a{v}@x>"))
+            }),
+            ("references[0]", |r, v| {
+                r.references = vec![format!("<a{v}@x>")]
+            }),
             ("attachments[0].filename", |r, v| {
                 r.attachments = vec![AttachmentIn {
                     filename: format!("a{v}.txt"),
@@ -571,7 +584,10 @@ mod tests {
         let c = compose(&req(), "a@a.test", "Ops\r\nBcc: evil@x.test", "h", 0).unwrap();
         let m = mail_parser::MessageParser::default().parse(&c.raw).unwrap();
         assert_eq!(m.header_values("Bcc").count(), 0);
-        assert_eq!(m.from().unwrap().first().unwrap().address(), Some("a@a.test"));
+        assert_eq!(
+            m.from().unwrap().first().unwrap().address(),
+            Some("a@a.test")
+        );
     }
 
     #[test]

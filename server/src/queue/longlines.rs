@@ -275,7 +275,10 @@ mod tests {
 
     #[test]
     fn a_long_header_line_is_refused() {
-        let raw = format!("From: a@a.test\r\nX-Long: {}\r\n\r\nhi\r\n", "y".repeat(2000));
+        let raw = format!(
+            "From: a@a.test\r\nX-Long: {}\r\n\r\nhi\r\n",
+            "y".repeat(2000)
+        );
         assert_eq!(fit(raw.into_bytes()), Err(TooLong));
     }
 }

@@ -252,8 +252,13 @@ impl QueueService {
             &self.settings.hostname,
             crate::util::now_unix(),
         )?;
-        self.enqueue(&agent, &composed.rcpts, composed.raw, Some(composed.message_id))
-            .await
+        self.enqueue(
+            &agent,
+            &composed.rcpts,
+            composed.raw,
+            Some(composed.message_id),
+        )
+        .await
     }
 
     pub(super) fn active_agent(&self, agent_id: &str) -> Result<Agent, QueueError> {

@@ -126,13 +126,13 @@ async fn mail_from_a_reaches_b_authenticated_and_a_reply_threads() {
 }
 
 /// How the sink answers RCPT: a list of replies used in turn (the last repeats).
-struct Sink {
-    port: u16,
-    got: Arc<Mutex<Vec<String>>>,
-    attempts: Arc<Mutex<usize>>,
+pub(crate) struct Sink {
+    pub(crate) port: u16,
+    pub(crate) got: Arc<Mutex<Vec<String>>>,
+    pub(crate) attempts: Arc<Mutex<usize>>,
 }
 
-async fn sink(rcpt_replies: Vec<&'static str>) -> Sink {
+pub(crate) async fn sink(rcpt_replies: Vec<&'static str>) -> Sink {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));
@@ -207,7 +207,7 @@ async fn send_to_x(s: &TestServer, key: &str, subject: &str) -> String {
     v["id"].as_str().unwrap().to_string()
 }
 
-async fn delivery_of(s: &TestServer, key: &str, id: &str, want: &str) -> Value {
+pub(crate) async fn delivery_of(s: &TestServer, key: &str, id: &str, want: &str) -> Value {
     let mut last = Value::Null;
     for _ in 0..200 {
         let (_, v) = s

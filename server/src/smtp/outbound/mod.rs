@@ -30,7 +30,7 @@ use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
 use mail_auth::hickory_resolver::TokioResolver;
 use route::{Hop, StaticRoute};
 use session::{Attempt, Job, Reused};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -85,6 +85,8 @@ pub struct OutboundSettings {
     /// How long a session that delivered a message waits for the next one to the same
     /// address (postfix's `smtp_connection_cache_time_limit`); zero closes every session.
     pub connection_reuse: Duration,
+    /// `outbound.danger_allow_private_destinations`: MX/A answers may be internal addresses.
+    pub danger_allow_private_destinations: bool,
 }
 
 impl OutboundSettings {
@@ -103,6 +105,7 @@ impl OutboundSettings {
             timeouts: SmtpTimeouts::default(),
             max_message_size: 50 * 1024 * 1024,
             connection_reuse: Duration::from_secs(2),
+            danger_allow_private_destinations: false,
         }
     }
 }
@@ -129,6 +132,8 @@ pub struct SmtpTransport {
     connect_timeout: Duration,
     timeouts: SmtpTimeouts,
     max_message_size: usize,
+    /// See [`OutboundSettings::danger_allow_private_destinations`].
+    allow_private: bool,
     pool: Arc<pool::Pool>,
 }
 
@@ -175,6 +180,7 @@ impl SmtpTransport {
             connect_timeout: cfg.connect_timeout,
             timeouts: cfg.timeouts,
             max_message_size: cfg.max_message_size,
+            allow_private: cfg.danger_allow_private_destinations,
             pool: pool::Pool::new(cfg.connection_reuse),
         })
     }
@@ -195,7 +201,8 @@ impl SmtpTransport {
             return DeliveryReport::all(env, RcptOutcome::Permanent { reply }, None);
         }
         let domain = env.domain.trim_end_matches('.').to_ascii_lowercase();
-        let (hops, require_tls) = match self.routes.iter().find(|r| r.domain == domain) {
+        // What DNS answers is the remote domain's say; a static route is the operator's.
+        let (hops, require_tls, guarded) = match self.routes.iter().find(|r| r.domain == domain) {
             Some(r) => (
                 vec![Hop {
                     host: r.host.clone(),
@@ -203,12 +210,17 @@ impl SmtpTransport {
                     implicit: false,
                 }],
                 r.require_tls,
+                false,
             ),
             None => match route::mx_hops(&self.resolver, &domain, self.mx_port).await {
-                Ok(hops) => (hops, false),
+                Ok(hops) => (hops, false, !self.allow_private),
                 Err(outcome) => return DeliveryReport::all(env, outcome, None),
             },
         };
+        // The first internal address refused, and whether any hop was tried or failed for
+        // another reason (then that outcome stands, not the refusal).
+        let mut refused: Option<String> = None;
+        let mut other = false;
 
         let body = data::encode(raw);
         let eight_bit = data::has_8bit(raw);
@@ -224,10 +236,26 @@ impl SmtpTransport {
                     return DeliveryReport::all(env, outcome, None);
                 }
                 Err(outcome) => {
+                    other = true;
                     last = DeliveryReport::all(env, outcome, None);
                     continue;
                 }
             };
+            let ips: Vec<IpAddr> = if guarded {
+                let (public, internal): (Vec<IpAddr>, Vec<IpAddr>) =
+                    ips.into_iter().partition(|ip| crate::net::is_public(*ip));
+                if let Some(ip) = internal.first() {
+                    let why = crate::net::non_public_reason(*ip).unwrap_or("internal");
+                    tracing::warn!(host = %hop.host, %ip, why, "refusing an internal MX address");
+                    refused.get_or_insert(format!("{} [{ip}] is a {why} address", hop.host));
+                }
+                public
+            } else {
+                ips
+            };
+            if !ips.is_empty() {
+                other = true;
+            }
             for ip in ips {
                 let addr = SocketAddr::new(ip, hop.port);
                 let remote = format!("{} [{ip}]", hop.host);
@@ -280,7 +308,21 @@ impl SmtpTransport {
                 }
             }
         }
-        last
+        match refused {
+            // Every address every hop had was internal: no retry will change that.
+            Some(why) if !other => DeliveryReport::all(
+                env,
+                RcptOutcome::Permanent {
+                    reply: format!(
+                        "550 5.4.4 not delivered: the mail server of {domain} resolves only \
+                         to internal addresses ({why}); only an [[outbound.route]] or \
+                         outbound.danger_allow_private_destinations reaches those"
+                    ),
+                },
+                None,
+            ),
+            _ => last,
+        }
     }
 
     /// A session after a clean transaction: parked for the next message, or QUIT.

@@ -8,14 +8,55 @@ use crate::mailauth::testdns::TestDns;
 use crate::mailauth::StaticDns;
 use std::net::Ipv4Addr;
 
+/// MX routing over loopback needs the danger flag: the test's "remote" servers are ours.
 async fn mx_transport(dns: &TestDns, port: u16) -> SmtpTransport {
+    guarded_transport(dns, port, true).await
+}
+
+async fn guarded_transport(dns: &TestDns, port: u16, allow_private: bool) -> SmtpTransport {
     let mut s = quick(OutboundSettings::new(
         "mx.a.test",
         Vec::new(),
         dns.resolver_config(),
     ));
     s.mx_port = port;
+    s.danger_allow_private_destinations = allow_private;
     SmtpTransport::new(s).unwrap()
+}
+
+#[tokio::test]
+async fn internal_mx_answers_are_refused_without_the_danger_flag() {
+    let fake = Fake::start(Script::default()).await;
+    let records = StaticDns::new();
+    records
+        .add_mx("b.test", 10, "mx1.b.test")
+        .add_a("mx1.b.test", Ipv4Addr::LOCALHOST)
+        .add_mx("c.test", 10, "mx1.c.test")
+        .add_mx("c.test", 20, "mx2.c.test")
+        .add_a("mx1.c.test", Ipv4Addr::new(10, 1, 2, 3))
+        .add_aaaa("mx2.c.test", "fe80::1".parse().unwrap());
+    let dns = TestDns::start(records).await.unwrap();
+    let t = guarded_transport(&dns, fake.addr.port(), false).await;
+    let report = t.deliver(&env(&["x@b.test"]), MESSAGE).await;
+    assert!(permanent(&report.outcomes[0], "550 5.4.4"), "{report:?}");
+    assert!(
+        report.outcomes[0].reply().contains("loopback"),
+        "{report:?}"
+    );
+    let mut e = env(&["x@c.test"]);
+    e.domain = "c.test".into();
+    let report = t.deliver(&e, MESSAGE).await;
+    assert!(permanent(&report.outcomes[0], "550 5.4.4"), "{report:?}");
+    assert!(report.outcomes[0].reply().contains("private"), "{report:?}");
+    assert!(
+        fake.log().data.is_empty(),
+        "nothing reached the internal host"
+    );
+
+    // The same answers with the flag: delivered.
+    let t = guarded_transport(&dns, fake.addr.port(), true).await;
+    let report = t.deliver(&env(&["x@b.test"]), MESSAGE).await;
+    assert!(delivered(&report.outcomes[0]), "{report:?}");
 }
 
 #[tokio::test]
