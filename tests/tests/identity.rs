@@ -463,3 +463,5 @@ async fn rotation_publishes_both_keys_then_drops_the_old() {
 
 #[path = "identity/surfaces.rs"]
 mod surfaces;
+#[path = "identity/trust.rs"]
+mod trust;

@@ -391,6 +391,28 @@ impl IdentityService {
         Ok((items, None))
     }
 
+    /// Changing or revoking an agent takes the authority that could create it: an admin, or
+    /// (for a sub-agent) its own parent acting through a key that holds `identity:sign`. Any
+    /// other key of the parent, the sub-agent itself, its siblings and other agents are
+    /// refused, and the refusal is audited.
+    fn require_subagent_authority(
+        &self,
+        actor: &Actor,
+        target: &Agent,
+        action: &str,
+    ) -> Result<(), IdentityError> {
+        if actor.is_admin() {
+            return Ok(());
+        }
+        let is_parent = target.parent.is_some() && target.parent.as_deref() == actor.agent_id();
+        if !is_parent {
+            actor.require_admin(&self.audit, action, &target.id)?;
+            return Ok(());
+        }
+        actor.require(&self.audit, Scope::IdentitySign, action, &target.id)?;
+        Ok(())
+    }
+
     pub async fn update_agent(
         &self,
         actor: &Actor,
@@ -449,11 +471,7 @@ impl IdentityService {
         let target = self
             .find_agent(id)?
             .ok_or(IdentityError::NotFound("agent"))?;
-        let allowed = actor.is_admin()
-            || (target.parent.is_some() && target.parent.as_deref() == actor.agent_id());
-        if !allowed {
-            actor.require_admin(&self.audit, "agent.revoke", &target.id)?;
-        }
+        self.require_subagent_authority(actor, &target, "agent.revoke")?;
         let mut todo = vec![target];
         let mut done = Vec::new();
         let all: Vec<Agent> = self
