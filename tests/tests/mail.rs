@@ -109,7 +109,7 @@ async fn list_get_raw_attachment() {
     for (query, want) in [
         ("folder=INBOX", vec![m2.id.clone(), m1.id.clone()]),
         ("folder=junk", vec![m3.id.clone()]),
-        ("from=ALICE", vec![m1.id.clone()]),
+        ("from=ALICE@remote.test", vec![m1.id.clone()]),
         ("q=invoice", vec![m2.id.clone()]),
         ("q=hello", vec![m1.id.clone()]),
         (
@@ -512,3 +512,6 @@ async fn mail_survives_restart() {
     assert_eq!(ids(&l), vec![m2.id.clone(), m1.id.clone()]);
     s.stop().await;
 }
+
+#[path = "mail/trust.rs"]
+mod trust;

@@ -7,7 +7,8 @@
 //! stopped, so a rare filter costs several short requests instead of one long one.
 
 use super::{
-    from_matches, index, parse_since, Folder, MailboxError, MailboxService, StoredMessage,
+    index, parse_since, sender_text_matches, Folder, MailboxError, MailboxService, SenderFilter,
+    StoredMessage,
 };
 use crate::audit::Outcome;
 use crate::identity::{Actor, Scope};
@@ -28,8 +29,12 @@ pub struct ListQuery {
     /// One folder; absent means every folder except Trash.
     pub folder: Option<String>,
     pub unread: Option<bool>,
-    /// Case-insensitive substring of the sender's address or name.
+    /// The sender's address (`user@example.com`, exact) or domain (`@example.com` exactly,
+    /// `example.com` also its subdomains); case-insensitive, never the display name.
     pub from: Option<String>,
+    /// true: only mail whose sender is proven (`auth.sender_authenticated`); false: only
+    /// mail whose sender is not.
+    pub authenticated: Option<bool>,
     /// RFC 3339 or unix seconds: received at or after.
     pub since: Option<String>,
     /// Case-insensitive substring of subject, sender or preview.
@@ -59,7 +64,8 @@ impl ListPage {
 struct Filter {
     folder: Option<Folder>,
     unread: Option<bool>,
-    from: Option<String>,
+    from: Option<SenderFilter>,
+    authenticated: Option<bool>,
     q: Option<String>,
     label: Option<String>,
 }
@@ -79,7 +85,10 @@ impl Filter {
         };
         in_folder
             && self.unread.is_none_or(|u| m.is_unread() == u)
-            && self.from.as_deref().is_none_or(|f| from_matches(m, f))
+            && self.from.as_ref().is_none_or(|f| f.matches(m))
+            && self
+                .authenticated
+                .is_none_or(|a| m.sender_authenticated() == a)
             && self
                 .label
                 .as_deref()
@@ -87,7 +96,7 @@ impl Filter {
             && self.q.as_deref().is_none_or(|q| {
                 m.subject.to_lowercase().contains(q)
                     || m.preview.to_lowercase().contains(q)
-                    || from_matches(m, q)
+                    || sender_text_matches(m, q)
             })
     }
 }
@@ -132,7 +141,8 @@ impl MailboxService {
         let filter = Filter {
             folder: q.folder.as_deref().map(Folder::parse).transpose()?,
             unread: q.unread,
-            from: lower(&q.from),
+            from: SenderFilter::parse(q.from.as_deref())?,
+            authenticated: q.authenticated,
             q: lower(&q.q),
             label: q.label.as_deref().map(str::trim).map(str::to_string),
         };
@@ -188,6 +198,7 @@ impl MailboxService {
 #[cfg(test)]
 mod tests {
     use super::super::testutil::*;
+    use super::super::DeliveryMeta;
     use super::*;
     use crate::identity::Scope;
 
@@ -268,7 +279,7 @@ mod tests {
             vec![t.id.clone()]
         );
         let from = ListQuery {
-            from: Some("ALICE".into()),
+            from: Some("ALICE@B.test".into()),
             ..q()
         };
         assert_eq!(ids(mb.list_for("ag_a", &from).unwrap()), vec![a.id.clone()]);
@@ -325,6 +336,122 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn from_matches_the_address_never_the_display_name() {
+        let (_d, mb) = service(0);
+        let raw = |from: &str| format!("From: {from}\r\nSubject: code\r\n\r\n1\r\n");
+        let spoof = deliver(
+            &mb,
+            "ag_a",
+            Folder::Inbox,
+            raw("\"bank.test\" <bank.test@attacker.test>").as_bytes(),
+        )
+        .await;
+        let real = deliver(
+            &mb,
+            "ag_a",
+            Folder::Inbox,
+            raw("Bank <alerts@mail.bank.test>").as_bytes(),
+        )
+        .await;
+        let ids = |from: &str| {
+            let q = ListQuery {
+                from: Some(from.into()),
+                ..q()
+            };
+            let page = mb.list_for("ag_a", &q).unwrap();
+            page.items.into_iter().map(|m| m.id).collect::<Vec<_>>()
+        };
+        assert_eq!(ids("bank.test"), vec![real.id.clone()]);
+        assert_eq!(ids(" Bank.Test "), vec![real.id.clone()]);
+        assert!(ids("@bank.test").is_empty(), "@domain is that domain only");
+        assert_eq!(ids("@mail.bank.test"), vec![real.id.clone()]);
+        assert_eq!(ids("ALERTS@mail.bank.test"), vec![real.id.clone()]);
+        assert!(ids("alerts@bank.test").is_empty());
+        assert!(ids("ank.test").is_empty(), "not a substring match");
+        assert_eq!(ids("attacker.test"), vec![spoof.id.clone()]);
+        assert_eq!(ids("bank.test@attacker.test"), vec![spoof.id.clone()]);
+        for bad in [
+            "Bank",
+            "\"bank.test\"",
+            "a@b@c.test",
+            "<a@b.test>",
+            "a@",
+            "bank .test",
+        ] {
+            let q = ListQuery {
+                from: Some(bad.into()),
+                ..q()
+            };
+            assert!(
+                matches!(mb.list_for("ag_a", &q), Err(MailboxError::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn authenticated_selects_mail_whose_from_domain_passed_dmarc() {
+        let (_d, mb) = service(0);
+        let put = |from: &'static str, auth: Option<serde_json::Value>| {
+            let mb = &mb;
+            async move {
+                let raw = format!("From: {from}\r\nSubject: code\r\n\r\n1\r\n");
+                let meta = DeliveryMeta {
+                    auth,
+                    ..meta(tick())
+                };
+                mb.deliver("ag_a", Folder::Inbox, raw.into_bytes(), meta)
+                    .await
+                    .unwrap()
+            }
+        };
+        let verdict = |result: &str, domain: &str| {
+            Some(serde_json::json!({"dmarc": {"result": result, "from_domain": domain}}))
+        };
+        let aligned = put("Bank <a@bank.test>", verdict("pass", "bank.test")).await;
+        // DMARC passed, but for another domain than the From this record shows.
+        let other = put("Bank <a@bank.test>", verdict("pass", "attacker.test")).await;
+        let failed = put("Bank <a@bank.test>", verdict("fail", "bank.test")).await;
+        let legacy = put(
+            "Bank <a@bank.test>",
+            Some(serde_json::json!({"dmarc": "pass"})),
+        )
+        .await;
+        let none = put("Bank <a@bank.test>", None).await;
+        let local = put(
+            "Ops <ops@agents.test>",
+            Some(serde_json::json!({"internal": true, "sender": "OPS@agents.test"})),
+        )
+        .await;
+        let forged_local = put(
+            "Bank <a@bank.test>",
+            Some(serde_json::json!({"internal": true, "sender": "ops@agents.test"})),
+        )
+        .await;
+        let list = |authenticated| {
+            let q = ListQuery {
+                authenticated: Some(authenticated),
+                ..q()
+            };
+            let page = mb.list_for("ag_a", &q).unwrap();
+            page.items.into_iter().map(|m| m.id).collect::<Vec<_>>()
+        };
+        assert_eq!(list(true), vec![local.id.clone(), aligned.id.clone()]);
+        assert_eq!(
+            list(false),
+            vec![forged_local.id, none.id, legacy.id, failed.id, other.id]
+        );
+        let page = mb.list_for("ag_a", &q()).unwrap();
+        let item = page.items.iter().find(|m| m.id == aligned.id).unwrap();
+        let v = item.summary_json();
+        assert_eq!(v["auth"]["sender_authenticated"], true);
+        assert_eq!(v["auth"]["from_domain"], "bank.test");
+        let full = mb.message("ag_a", &aligned.id).await.unwrap().to_json();
+        assert_eq!(full["auth"]["sender_authenticated"], true);
+        assert_eq!(full["auth"]["dmarc"]["result"], "pass");
+    }
+
+    #[tokio::test]
     async fn a_rare_match_is_found_across_budgeted_pages() {
         let (_d, mb) = service(0);
         let needle = deliver(&mb, "ag_a", Folder::Inbox, &simple("rare", "needle")).await;
@@ -334,7 +461,7 @@ mod tests {
             mb.store.put(Tree::MailTimeline, &k, &[]).unwrap();
         }
         let query = ListQuery {
-            from: Some("rare".into()),
+            from: Some("rare@b.test".into()),
             ..q()
         };
         let first = mb.list_for("ag_a", &query).unwrap();

@@ -196,14 +196,85 @@ fn parse_since(since: Option<&str>) -> Result<Option<i64>, MailboxError> {
     }
 }
 
-/// Case-insensitive substring tests over the sender's address and display name.
-fn from_matches(m: &StoredMessage, needle_lower: &str) -> bool {
+/// Case-insensitive substring test over the sender's address and display name: the free-text
+/// `q` search only. It is never a statement about who sent the message; [`SenderFilter`] is.
+fn sender_text_matches(m: &StoredMessage, needle_lower: &str) -> bool {
     m.from.as_ref().is_some_and(|a| {
         a.email.to_lowercase().contains(needle_lower)
             || a.name
                 .as_ref()
                 .is_some_and(|n| n.to_lowercase().contains(needle_lower))
     })
+}
+
+/// The `from` filter of list and wait. It matches the sender's *address* only: the display
+/// name is free text the sender writes (`"bank.test" <x@attacker.test>`), so a filter an agent
+/// uses to pick "the code from the bank" must never look at it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SenderFilter {
+    /// `user@domain`: this address exactly (case-insensitive).
+    Address(String),
+    /// `@domain`: any address at exactly this domain.
+    Domain(String),
+    /// `domain`: any address at this domain or one of its subdomains (mail from
+    /// `accounts.example.com` is mail from example.com's owner, as DMARC's relaxed alignment
+    /// also holds).
+    DomainTree(String),
+}
+
+impl SenderFilter {
+    /// Parses a user's filter; None for an empty one. Values that cannot be an address or a
+    /// domain (a display name, a fragment such as `amazon`) are refused rather than silently
+    /// matching nothing, so an agent learns to pass the sender's address or domain.
+    pub(crate) fn parse(raw: Option<&str>) -> Result<Option<Self>, MailboxError> {
+        let Some(v) = raw.map(str::trim).filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let v = v.to_lowercase();
+        let bad = || {
+            MailboxError::Invalid(format!(
+                "from must be a sender address (user@example.com) or domain (example.com or \
+                 @example.com), not \"{}\"; the display name is never matched",
+                v.chars().take(100).collect::<String>()
+            ))
+        };
+        // Single-label names are no mail domain (but a dev server runs on `localhost`).
+        let domain_ok = |d: &str| {
+            !d.is_empty()
+                && !d.starts_with('.')
+                && !d.ends_with('.')
+                && !d.contains("..")
+                && (d.contains('.') || d == "localhost")
+        };
+        let plain = !v
+            .chars()
+            .any(|c| c.is_whitespace() || "<>,;\"()[]\\".contains(c));
+        let parsed = match v.split_once('@') {
+            _ if !plain => None,
+            None => Some(SenderFilter::DomainTree(v.clone())).filter(|_| domain_ok(&v)),
+            Some((_, d)) if d.contains('@') || !domain_ok(d) => None,
+            Some(("", d)) => Some(SenderFilter::Domain(d.to_string())),
+            Some(_) => Some(SenderFilter::Address(v.clone())),
+        };
+        parsed.map(Some).ok_or_else(bad)
+    }
+
+    pub(crate) fn matches(&self, m: &StoredMessage) -> bool {
+        let Some(email) = m.from.as_ref().map(|a| a.email.to_lowercase()) else {
+            return false;
+        };
+        let domain = email.rsplit_once('@').map_or("", |(_, d)| d);
+        match self {
+            SenderFilter::Address(a) => email == *a,
+            SenderFilter::Domain(d) => domain == d,
+            SenderFilter::DomainTree(d) => {
+                domain == d
+                    || domain
+                        .strip_suffix(d.as_str())
+                        .is_some_and(|p| p.ends_with('.'))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

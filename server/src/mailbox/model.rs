@@ -163,6 +163,50 @@ impl StoredMessage {
             .unwrap_or(Value::Null)
     }
 
+    /// The domain of the recorded From address, lower-case; None without a From address.
+    pub fn from_domain(&self) -> Option<String> {
+        let email = &self.from.as_ref()?.email;
+        let (_, domain) = email.rsplit_once('@')?;
+        let domain = domain.trim_end_matches('.').to_lowercase();
+        (!domain.is_empty()).then_some(domain)
+    }
+
+    /// Whether the sender in `from` is proven, so a code in the message can be trusted to come
+    /// from that domain. True when
+    /// - inbound DMARC passed (an SPF or DKIM pass aligned with the header From) *and* the
+    ///   domain DMARC evaluated is the domain of the From address this record shows (a
+    ///   message whose From is not the one DMARC looked at is not authenticated), or
+    /// - the message was delivered locally from one of our own agents, whose envelope sender
+    ///   the server authenticated, and the From address is that sender.
+    ///
+    /// Anything else, including records stored before the verdict was kept in this form, is
+    /// false: unauthenticated is the safe reading.
+    pub fn sender_authenticated(&self) -> bool {
+        let (Some(email), Some(domain)) = (self.from.as_ref(), self.from_domain()) else {
+            return false;
+        };
+        let auth = self.auth();
+        let dmarc = &auth["dmarc"];
+        if dmarc["result"] == "pass" {
+            let evaluated = dmarc["from_domain"].as_str().unwrap_or("");
+            return evaluated
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(&domain);
+        }
+        auth["internal"] == true
+            && auth["sender"]
+                .as_str()
+                .is_some_and(|s| !s.is_empty() && s.eq_ignore_ascii_case(&email.email))
+    }
+
+    /// `auth` of a list item: whether the sender is proven, and for which domain.
+    fn auth_summary(&self) -> Value {
+        json!({
+            "sender_authenticated": self.sender_authenticated(),
+            "from_domain": self.from_domain(),
+        })
+    }
+
     /// The list item: everything but bodies and headers.
     pub fn summary_json(&self) -> Value {
         json!({
@@ -185,6 +229,7 @@ impl StoredMessage {
             "attachments": self.attachments,
             "message_id": self.message_id,
             "external_content": self.external,
+            "auth": self.auth_summary(),
         })
     }
 
@@ -216,7 +261,14 @@ impl Message {
             m.insert("extracted_text".into(), json!(c.extracted_text));
             m.insert("codes".into(), json!(c.codes));
             m.insert("links".into(), json!(c.links));
-            m.insert("auth".into(), self.meta.auth());
+            // The whole verdict, with the summary's two fields on top.
+            let mut auth = self.meta.auth_summary();
+            if let (Value::Object(sum), Value::Object(verdict)) = (&mut auth, self.meta.auth()) {
+                for (k, v) in verdict {
+                    sum.entry(k).or_insert(v);
+                }
+            }
+            m.insert("auth".into(), auth);
             m.insert("headers".into(), Value::Array(headers));
             m.insert("in_reply_to".into(), json!(c.in_reply_to));
             m.insert("references".into(), json!(c.references));

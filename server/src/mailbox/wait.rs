@@ -7,7 +7,7 @@
 //! missed; if its channel overflows it looks in the store again rather than trusting it.
 
 use super::StoredMessage;
-use super::{from_matches, index, parse_since, Folder, MailboxError, MailboxService, Message};
+use super::{index, parse_since, Folder, MailboxError, MailboxService, Message, SenderFilter};
 use crate::audit::Outcome;
 use crate::identity::{Actor, Scope};
 use crate::store::Tree;
@@ -30,8 +30,12 @@ const SCAN_LIMIT: usize = 1000;
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WaitQuery {
-    /// Case-insensitive substring of the sender's address or name.
+    /// The sender's address (`user@example.com`, exact) or domain (`@example.com` exactly,
+    /// `example.com` also its subdomains); case-insensitive, never the display name.
     pub from: Option<String>,
+    /// true: only mail whose sender is proven (`auth.sender_authenticated`), which is what
+    /// a verification code should be taken from.
+    pub authenticated: Option<bool>,
     /// Case-insensitive substring of the subject.
     pub subject: Option<String>,
     /// RFC 3339 or unix seconds: also accept messages already received since then.
@@ -106,14 +110,18 @@ impl Waiters {
 }
 
 struct Filter {
-    from: Option<String>,
+    from: Option<SenderFilter>,
+    authenticated: Option<bool>,
     subject: Option<String>,
 }
 
 impl Filter {
     fn matches(&self, m: &StoredMessage) -> bool {
         m.folder != Folder::Trash
-            && self.from.as_deref().is_none_or(|f| from_matches(m, f))
+            && self.from.as_ref().is_none_or(|f| f.matches(m))
+            && self
+                .authenticated
+                .is_none_or(|a| m.sender_authenticated() == a)
             && self
                 .subject
                 .as_deref()
@@ -144,7 +152,8 @@ impl MailboxService {
                 .map(str::to_lowercase)
         };
         let filter = Filter {
-            from: lower(&q.from),
+            from: SenderFilter::parse(q.from.as_deref())?,
+            authenticated: q.authenticated,
             subject: lower(&q.subject),
         };
         let started = std::time::Instant::now();
@@ -249,6 +258,7 @@ mod tests {
             from: from.map(str::to_string),
             subject: subject.map(str::to_string),
             since: None,
+            authenticated: None,
             timeout: Some(timeout),
         }
     }
@@ -283,7 +293,10 @@ mod tests {
         });
         let t = Instant::now();
         let got = mb
-            .wait(&reader("ag_a"), &wq(Some("SHOP"), Some("your code"), 20))
+            .wait(
+                &reader("ag_a"),
+                &wq(Some("SHOP@b.test"), Some("your code"), 20),
+            )
             .await
             .unwrap()
             .expect("a message");

@@ -1,0 +1,138 @@
+//! What an agent reads can be trusted (issue 15, item 1): the `from` filter matches the
+//! sender's address, never its display name, and `authenticated=true` selects mail whose From
+//! domain passed DMARC. Mail arrives over real SMTP and is authenticated against a loopback
+//! DNS server.
+
+use legate::mailauth::StaticDns;
+use legate_tests::{SmtpClient, TestServer};
+use serde_json::Value;
+
+fn dns() -> StaticDns {
+    let d = StaticDns::new();
+    // Both domains authorise the test client (127.0.0.1); only bank.test publishes DMARC.
+    d.add_txt("bank.test", "v=spf1 ip4:127.0.0.1 -all");
+    d.add_txt("_dmarc.bank.test", "v=DMARC1; p=none");
+    d.add_txt("attacker.test", "v=spf1 ip4:127.0.0.1 -all");
+    d
+}
+
+fn message(from: &str, subject: &str, code: &str) -> String {
+    format!(
+        "From: {from}\r\nTo: ops@agents.test\r\nSubject: {subject}\r\n\
+Message-ID: <{code}@sender.test>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\n\
+Your verification code is {code}.\r\n"
+    )
+}
+
+fn subjects(list: &Value) -> Vec<String> {
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|m| m["subject"].as_str().expect("subject").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn from_matches_the_address_and_authenticated_means_dmarc_aligned() {
+    let s = TestServer::start_smtp(dns()).await;
+    let (_, key) = s.agent("ops", &["mail:read"]).await;
+    let k = Some(key.as_str());
+
+    let (mut c, _) = SmtpClient::connect(s.smtp_addr()).await;
+    c.cmd("EHLO client.test").await;
+    // The attacker's own domain passes SPF, and its display name says "bank.test".
+    let r = c
+        .send_mail(
+            "x@attacker.test",
+            &["ops@agents.test"],
+            &message("\"bank.test\" <alerts@attacker.test>", "spoofed", "111111"),
+        )
+        .await;
+    assert!(r.starts_with("250"), "{r}");
+    // The bank itself: SPF passes for bank.test, aligned with the From: DMARC pass.
+    let r = c
+        .send_mail(
+            "alerts@bank.test",
+            &["ops@agents.test"],
+            &message("Bank <alerts@bank.test>", "genuine", "222222"),
+        )
+        .await;
+    assert!(r.starts_with("250"), "{r}");
+    // The bank's address in From, sent through the attacker's domain: not aligned (DMARC
+    // fails, and p=none lets it in).
+    let r = c
+        .send_mail(
+            "bounce@attacker.test",
+            &["ops@agents.test"],
+            &message("Bank <alerts@bank.test>", "unaligned", "333333"),
+        )
+        .await;
+    assert!(r.starts_with("250"), "{r}");
+    c.cmd("QUIT").await;
+
+    let srv = &s;
+    let list = |q: &'static str| async move {
+        let (st, l) = srv.call("GET", &format!("/v1/messages?{q}"), k, None).await;
+        assert_eq!(st, 200, "{q}: {l}");
+        l
+    };
+    // The display name never matches: only the addresses at bank.test.
+    assert_eq!(
+        subjects(&list("from=bank.test").await),
+        ["unaligned", "genuine"]
+    );
+    assert_eq!(
+        subjects(&list("from=alerts%40bank.test").await),
+        ["unaligned", "genuine"]
+    );
+    assert_eq!(subjects(&list("from=attacker.test").await), ["spoofed"]);
+    // Only the DMARC-aligned one is authenticated.
+    assert_eq!(
+        subjects(&list("from=bank.test&authenticated=true").await),
+        ["genuine"]
+    );
+    assert_eq!(
+        subjects(&list("authenticated=false").await),
+        ["unaligned", "spoofed"]
+    );
+    let all = list("").await;
+    for item in all["items"].as_array().expect("items") {
+        let genuine = item["subject"] == "genuine";
+        assert_eq!(item["auth"]["sender_authenticated"], genuine, "{item}");
+    }
+    assert_eq!(all["items"][0]["auth"]["from_domain"], "bank.test");
+    assert_eq!(all["items"][2]["auth"]["from_domain"], "attacker.test");
+    // A display name is not a filter: refused with a reason instead of matching nothing.
+    let (st, e) = s
+        .call("GET", "/v1/messages?from=Bank%20of%20Test", k, None)
+        .await;
+    assert_eq!(st, 422, "{e}");
+
+    // wait: the code comes from the authenticated message, with the verdict on it.
+    let (st, m) = s
+        .call(
+            "GET",
+            "/v1/messages/wait?from=bank.test&authenticated=true&since=1000&timeout=5",
+            k,
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{m}");
+    assert_eq!(m["subject"], "genuine");
+    assert_eq!(m["codes"][0]["code"], "222222", "{m}");
+    assert_eq!(m["auth"]["sender_authenticated"], true);
+    assert_eq!(m["auth"]["dmarc"]["result"], "pass", "{}", m["auth"]);
+    assert_eq!(m["auth"]["dmarc"]["from_domain"], "bank.test");
+    // Nothing authenticated from the attacker's domain ever arrives.
+    let (st, _) = s
+        .call(
+            "GET",
+            "/v1/messages/wait?from=attacker.test&authenticated=true&since=1000&timeout=1",
+            k,
+            None,
+        )
+        .await;
+    assert_eq!(st, 204);
+    s.stop().await;
+}
