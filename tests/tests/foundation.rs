@@ -710,3 +710,6 @@ async fn test_config_has_no_fixed_ports() {
 
 #[path = "foundation/dns.rs"]
 mod dns;
+
+#[path = "foundation/fuzz.rs"]
+mod fuzz;
