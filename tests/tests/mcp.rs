@@ -539,3 +539,6 @@ async fn every_tool_answers_what_its_rest_route_answers() {
         "{mcp}"
     );
 }
+
+#[path = "mcp/session.rs"]
+mod session;
