@@ -113,3 +113,75 @@ async fn key_scope_and_agent_revocation_reach_an_open_session() {
     assert_eq!(v["error"]["code"], "agent_revoked", "{v}");
     s.stop().await;
 }
+
+/// The reading filters of issue 15, item 1, through the tools: `from` is the sender's address
+/// or domain (never the display name) and `authenticated` selects DMARC-aligned mail.
+#[tokio::test]
+async fn tools_filter_by_sender_address_and_authentication() {
+    let s = TestServer::start().await;
+    let (agent, key) = s.agent("ops", &["mail:read"]).await;
+    let id = agent["id"].as_str().expect("id").to_string();
+    let put = |from: &'static str, subject: &'static str, dmarc: Option<&'static str>| {
+        let (s, id) = (&s, id.clone());
+        async move {
+            let raw =
+                format!("From: {from}\r\nTo: ops@agents.test\r\nSubject: {subject}\r\n\r\nx\r\n");
+            let meta = legate::mailbox::DeliveryMeta {
+                received_at_ms: legate::util::now_millis(),
+                auth: dmarc.map(|d| json!({"dmarc": {"result": "pass", "from_domain": d}})),
+                ..Default::default()
+            };
+            s.services()
+                .mailbox
+                .deliver(&id, Folder::Inbox, raw.into_bytes(), meta)
+                .await
+                .expect("deliver");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    put("\"bank.test\" <bank.test@attacker.test>", "spoofed", None).await;
+    put("Bank <alerts@bank.test>", "genuine", Some("bank.test")).await;
+    put(
+        "Bank <alerts@bank.test>",
+        "unaligned",
+        Some("attacker.test"),
+    )
+    .await;
+
+    let mut c = Mcp::connect(&s, &key).await;
+    let subjects = |v: &Value| -> Vec<String> {
+        v["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|m| m["subject"].as_str().expect("subject").to_string())
+            .collect()
+    };
+    let v = c
+        .ok("mail_list_messages", json!({"from": "bank.test"}))
+        .await;
+    assert_eq!(subjects(&v), ["unaligned", "genuine"]);
+    let v = c
+        .ok(
+            "mail_list_messages",
+            json!({"from": "bank.test", "authenticated": true}),
+        )
+        .await;
+    assert_eq!(subjects(&v), ["genuine"]);
+    assert_eq!(v["items"][0]["auth"]["sender_authenticated"], true);
+    assert_eq!(v["items"][0]["auth"]["from_domain"], "bank.test");
+    let (err, v, _) = c
+        .call("mail_list_messages", json!({"from": "Bank of Test"}))
+        .await;
+    assert!(err);
+    assert_eq!(v["error"]["code"], "invalid_request", "{v}");
+    let m = c
+        .ok(
+            "mail_wait_for_message",
+            json!({"from": "bank.test", "authenticated": true, "since": "1000", "timeout": 5}),
+        )
+        .await;
+    assert_eq!(m["subject"], "genuine");
+    assert_eq!(m["auth"]["sender_authenticated"], true);
+    s.stop().await;
+}
