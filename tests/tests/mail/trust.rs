@@ -180,3 +180,34 @@ async fn a_wait_outliving_its_key_is_refused() {
     assert!(!v.to_string().contains("246802"), "{v}");
     s.stop().await;
 }
+
+/// Mail from another agent of this server is delivered locally, without DMARC: its sender is
+/// the agent the server authenticated, so it counts as authenticated too.
+#[tokio::test]
+async fn mail_from_a_local_agent_is_authenticated() {
+    let s = TestServer::start().await;
+    let (_, alice) = s.agent("alice", &["mail:send"]).await;
+    let (_, bob) = s.agent("bob", &["mail:read"]).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "/v1/messages/send",
+            Some(&alice),
+            Some(serde_json::json!({"to": "bob@agents.test", "subject": "Your code", "text": "Code 975310"})),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let (st, m) = s
+        .call(
+            "GET",
+            "/v1/messages/wait?from=alice%40agents.test&authenticated=true&since=1000&timeout=20",
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{m}");
+    assert_eq!(m["subject"], "Your code");
+    assert_eq!(m["auth"]["sender_authenticated"], true, "{}", m["auth"]);
+    assert_eq!(m["auth"]["from_domain"], "agents.test");
+    s.stop().await;
+}
