@@ -581,3 +581,6 @@ async fn mail_send_refuses_header_injection_like_rest() {
         .await;
     assert_eq!(inbox["items"].as_array().unwrap().len(), 0, "{inbox}");
 }
+
+#[path = "mcp/session.rs"]
+mod session;

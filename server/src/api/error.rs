@@ -124,6 +124,7 @@ impl From<MailboxError> for ApiError {
                 Self::invalid(e.to_string())
             }
             MailboxError::BadRequest(m) => Self::bad_request(m),
+            MailboxError::Identity(i) => i.into(),
             MailboxError::Store(_) | MailboxError::Audit(_) => Self::internal(&e),
         }
     }

@@ -35,12 +35,19 @@ async fn list(
     Ok(axum::Json(s.mailbox.list(&actor, &q)?.to_json()))
 }
 
+/// A wait may outlast its key: when it ends, the caller is authenticated again from the same
+/// headers, so a key or agent revoked meanwhile gets 401 instead of the message.
 async fn wait(
     State(s): State<AppState>,
     Auth(actor): Auth,
+    parts: axum::http::request::Parts,
     Query(q): Query<WaitQuery>,
 ) -> ApiResult<Response> {
-    Ok(match s.mailbox.wait(&actor, &q).await? {
+    let recheck = || {
+        let key = super::extract::presented_key(&parts).unwrap_or("");
+        s.identity.authenticate(key, &super::extract::peer(&parts))
+    };
+    Ok(match s.mailbox.wait_rechecked(&actor, &q, recheck).await? {
         Some(m) => axum::Json(m.to_json()).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),
     })

@@ -2,7 +2,7 @@
 //! failure -> `451 4.3.0`; REST through `From<MailboxError> for ApiError`.
 
 use crate::audit::AuditError;
-use crate::identity::Denied;
+use crate::identity::{Denied, IdentityError};
 use crate::store::{StoreError, TxError};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,6 +26,11 @@ pub enum MailboxError {
     /// A request value that does not parse (400): a cursor or a timestamp.
     #[error("{0}")]
     BadRequest(String),
+    /// The caller, authenticated again at the end of a long request (`wait`), no longer is:
+    /// its key or agent was revoked meanwhile. Front-ends answer it as they answer a failed
+    /// authentication (401).
+    #[error(transparent)]
+    Identity(IdentityError),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

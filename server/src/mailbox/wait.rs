@@ -137,6 +137,22 @@ impl MailboxService {
         actor: &Actor,
         q: &WaitQuery,
     ) -> Result<Option<Message>, MailboxError> {
+        self.wait_rechecked(actor, q, || Ok(actor.clone())).await
+    }
+
+    /// [`wait`](Self::wait) for front-ends that can authenticate their caller again.
+    ///
+    /// A wait lasts up to five minutes, far longer than a revocation takes to apply, and
+    /// "revoked means refused on the next request" must also hold for a request already in
+    /// flight. So when the wait ends (a match or the timeout), `recheck` authenticates the
+    /// caller as it is *now* (key, agent, ancestors, scopes); a revoked caller gets that
+    /// error, one that lost `mail:read` is denied, and neither is handed the message.
+    pub async fn wait_rechecked(
+        &self,
+        actor: &Actor,
+        q: &WaitQuery,
+        recheck: impl FnOnce() -> Result<Actor, crate::identity::IdentityError>,
+    ) -> Result<Option<Message>, MailboxError> {
         let agent = actor.require(&self.audit, Scope::MailRead, "mail.wait", "")?;
         let timeout = q.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS);
         if timeout > MAX_TIMEOUT_SECS {
@@ -160,6 +176,15 @@ impl MailboxService {
         let found = self
             .wait_for(agent, &filter, since, Duration::from_secs(timeout))
             .await?;
+        let now = recheck().map_err(MailboxError::Identity)?;
+        if now.require(&self.audit, Scope::MailRead, "mail.wait", "")? != agent {
+            // A key belongs to one agent for life; anything else is a caller's bug.
+            return Err(crate::identity::Denied::Other(
+                "the caller changed during the wait".into(),
+            )
+            .into());
+        }
+        let actor = &now;
         let message = match found {
             // Read it back: a woken waiter returns the message as it is now.
             Some(id) => match self.message(agent, &id).await {
@@ -340,6 +365,44 @@ mod tests {
         mb.shutdown();
         let r = tokio::time::timeout(Duration::from_secs(2), w).await;
         assert!(r.unwrap().unwrap().unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn a_caller_revoked_or_narrowed_during_the_wait_gets_no_message() {
+        use crate::identity::{AuthFailure, IdentityError};
+        let (_d, mb) = service(0);
+        let since = WaitQuery {
+            since: Some("1000".into()),
+            ..wq(None, Some("code"), 5)
+        };
+        deliver(&mb, "ag_a", Folder::Inbox, &simple("shop", "code")).await;
+        let me = reader("ag_a");
+        let revoked = mb
+            .wait_rechecked(&me, &since, || {
+                Err(IdentityError::Unauthorized(AuthFailure::KeyRevoked))
+            })
+            .await;
+        assert!(
+            matches!(
+                revoked,
+                Err(MailboxError::Identity(IdentityError::Unauthorized(
+                    AuthFailure::KeyRevoked
+                )))
+            ),
+            "{revoked:?}"
+        );
+        let narrowed = mb
+            .wait_rechecked(&me, &since, || Ok(agent("ag_a", &[Scope::MailSend])))
+            .await;
+        assert!(
+            matches!(narrowed, Err(MailboxError::Denied(_))),
+            "{narrowed:?}"
+        );
+        let still = mb
+            .wait_rechecked(&me, &since, || Ok(reader("ag_a")))
+            .await
+            .unwrap();
+        assert_eq!(still.unwrap().meta.subject, "code");
     }
 
     fn now() -> i64 {

@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The key from either header; the Bearer scheme name is case-insensitive.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
+pub(super) fn presented_key(headers: &HeaderMap) -> Option<&str> {
     if let Some(v) = headers.get(header::AUTHORIZATION) {
         let (scheme, rest) = v.to_str().ok()?.split_once(' ')?;
         return scheme.eq_ignore_ascii_case("bearer").then(|| rest.trim());
@@ -29,11 +29,7 @@ pub async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_else(|| "unknown".into());
+    let peer = peer(req.extensions());
     let key = presented_key(req.headers()).unwrap_or("");
     let actor: Actor =
         match s.identity.authenticate(key, &peer) {
@@ -47,6 +43,14 @@ pub async fn authenticate(
         };
     req.extensions_mut().insert(actor);
     next.run(req).await
+}
+
+/// The client's IP, as authentication failures are recorded against it.
+pub(super) fn peer(extensions: &axum::http::Extensions) -> String {
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn internal(cause: &dyn std::fmt::Display) -> Response {

@@ -85,6 +85,7 @@ impl From<MailboxError> for ToolError {
                 Self::invalid(e.to_string())
             }
             MailboxError::BadRequest(m) => Self::new("bad_request", m),
+            MailboxError::Identity(i) => i.into(),
             MailboxError::Store(_) | MailboxError::Audit(_) => Self::internal(&e),
         }
     }

@@ -138,6 +138,39 @@ impl<C: AsRequestContext> FromContextPart<C> for Caller {
     }
 }
 
+/// The credentials this request presented, so a tool call that outlives a revocation (a
+/// `mail_wait_for_message` of up to five minutes) can authenticate its caller again when it
+/// ends, through the same check as every request (`auth::authenticate`).
+pub struct Reauth {
+    key: zeroize::Zeroizing<String>,
+    peer: String,
+}
+
+impl Reauth {
+    /// The caller as it is now, or why it no longer is one (revoked key or agent, ...).
+    pub fn check(&self, s: &Services) -> Result<Actor, crate::identity::IdentityError> {
+        s.identity.authenticate(&self.key, &self.peer)
+    }
+}
+
+impl<C: AsRequestContext> FromContextPart<C> for Reauth {
+    fn from_context_part(context: &mut C) -> Result<Self, ErrorData> {
+        let parts = context
+            .as_request_context()
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .ok_or_else(|| ErrorData::invalid_request("not authenticated", None))?;
+        Ok(Reauth {
+            key: zeroize::Zeroizing::new(
+                super::auth::presented_key(&parts.headers)
+                    .unwrap_or("")
+                    .to_string(),
+            ),
+            peer: super::auth::peer(&parts.extensions),
+        })
+    }
+}
+
 /// A tool's answer: the REST response body as structured content (and as text, for clients
 /// that only read text), or the REST error body with `isError`.
 pub fn ok<E: Into<ToolError>>(r: Result<Value, E>) -> Result<CallToolResult, ErrorData> {

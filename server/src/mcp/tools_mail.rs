@@ -5,7 +5,7 @@
 //! `mail_send` and `mail_reply` call the queue service behind `POST /v1/messages/send` and
 //! `/reply`.
 
-use super::server::{ok, requires, untrusted, Caller, LegateMcp};
+use super::server::{ok, requires, untrusted, Caller, LegateMcp, Reauth};
 use crate::identity::Scope;
 use crate::mailbox::{Delta, ListQuery, MessagePatch, SetEdit, WaitQuery};
 use rmcp::handler::server::wrapper::Parameters;
@@ -297,6 +297,7 @@ impl LegateMcp {
     async fn mail_wait_for_message(
         &self,
         Caller(actor): Caller,
+        reauth: Reauth,
         Parameters(a): Parameters<WaitArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         let q = WaitQuery {
@@ -306,7 +307,12 @@ impl LegateMcp {
             since: a.since,
             timeout: a.timeout,
         };
-        match self.s.mailbox.wait(&actor, &q).await {
+        let waited = self
+            .s
+            .mailbox
+            .wait_rechecked(&actor, &q, || reauth.check(&self.s))
+            .await;
+        match waited {
             Ok(Some(m)) => untrusted::<crate::mailbox::MailboxError>(Ok(m.to_json())),
             // REST answers 204 here; a tool must answer something the model can read.
             Ok(None) => ok::<crate::mailbox::MailboxError>(Ok(json!({"timed_out": true}))),

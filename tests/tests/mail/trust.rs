@@ -136,3 +136,78 @@ async fn from_matches_the_address_and_authenticated_means_dmarc_aligned() {
     assert_eq!(st, 204);
     s.stop().await;
 }
+
+/// A long-poll is a request in flight across a revocation: when its key is revoked while it
+/// waits, the message that then arrives is not handed over (issue 15, item 3).
+#[tokio::test]
+async fn a_wait_outliving_its_key_is_refused() {
+    let s = TestServer::start().await;
+    let (agent, _) = s.agent("ops", &["mail:read"]).await;
+    let id = agent["id"].as_str().expect("id").to_string();
+    let admin = Some(s.admin_token.as_str());
+    let (st, k) = s
+        .call(
+            "POST",
+            &format!("/v1/agents/{id}/keys"),
+            admin,
+            Some(serde_json::json!({"name": "waiter"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{k}");
+    let (key, key_id) = (
+        k["key"].as_str().expect("key"),
+        k["id"].as_str().expect("id"),
+    );
+    let waiting = s.call(
+        "GET",
+        "/v1/messages/wait?subject=code&timeout=30",
+        Some(key),
+        None,
+    );
+    let revoke = async {
+        // Give the wait time to start (it may only start later, never earlier).
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let path = format!("/v1/agents/{id}/keys/{key_id}");
+        let (st, v) = s.call("DELETE", &path, admin, None).await;
+        assert_eq!(st, 200, "{v}");
+        let raw = message("Shop <no-reply@shop.test>", "Your code", "246802");
+        s.deliver(&id, legate::mailbox::Folder::Inbox, raw.as_bytes())
+            .await;
+    };
+    let ((st, v), ()) = tokio::join!(waiting, revoke);
+    assert_eq!(st, 401, "a revoked key's wait returned: {v}");
+    assert_eq!(v["error"]["code"], "key_revoked", "{v}");
+    assert!(!v.to_string().contains("246802"), "{v}");
+    s.stop().await;
+}
+
+/// Mail from another agent of this server is delivered locally, without DMARC: its sender is
+/// the agent the server authenticated, so it counts as authenticated too.
+#[tokio::test]
+async fn mail_from_a_local_agent_is_authenticated() {
+    let s = TestServer::start().await;
+    let (_, alice) = s.agent("alice", &["mail:send"]).await;
+    let (_, bob) = s.agent("bob", &["mail:read"]).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "/v1/messages/send",
+            Some(&alice),
+            Some(serde_json::json!({"to": "bob@agents.test", "subject": "Your code", "text": "Code 975310"})),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let (st, m) = s
+        .call(
+            "GET",
+            "/v1/messages/wait?from=alice%40agents.test&authenticated=true&since=1000&timeout=20",
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{m}");
+    assert_eq!(m["subject"], "Your code");
+    assert_eq!(m["auth"]["sender_authenticated"], true, "{}", m["auth"]);
+    assert_eq!(m["auth"]["from_domain"], "agents.test");
+    s.stop().await;
+}
