@@ -7,14 +7,17 @@ mod request;
 mod submission;
 
 use super::auth::Sasl;
+use super::data::{has_bare_newline, DataReader};
 use super::line::{BodyLines, CommandLines, Line};
+use super::presence::Presence;
 use super::reply::{self, Reply};
+use super::spool::Spool;
 use super::{Inbound, Mode};
 use crate::identity::envelope::{check_rcpt, Checked};
 use crate::identity::Agent;
 use crate::mailauth::{AuthStatus, SpfResult, SpfScope};
 use request::{owned, parse_error};
-use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, RequestReceiver};
+use smtp_proto::request::receiver::{BdatReceiver, RequestReceiver};
 use smtp_proto::Request;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,8 +28,8 @@ use tokio_util::sync::CancellationToken;
 enum State {
     /// Reading commands.
     Command(RequestReceiver),
-    /// Inside DATA, until `<CRLF>.<CRLF>`.
-    Data(DataReceiver),
+    /// Inside DATA, until `<CRLF>.<CRLF>` (and nothing else: see `data`).
+    Data(DataReader),
     /// Inside a BDAT chunk.
     Bdat(BdatReceiver),
     /// Reading a SASL response line (submission AUTH), bytes so far.
@@ -35,11 +38,12 @@ enum State {
     Closed,
 }
 
-/// An accepted recipient.
+/// An accepted recipient: one per mailbox, however many RCPTs named it.
 pub(super) struct Rcpt {
     pub address: String,
     pub agent: Agent,
-    pub tag: Option<String>,
+    /// `+tag`s of every RCPT that named this mailbox, in order, without repeats.
+    pub tags: Vec<String>,
 }
 
 /// The transaction begun by MAIL.
@@ -49,7 +53,17 @@ pub(super) struct Txn {
     pub rcpts: Vec<Rcpt>,
     /// Submission: recipients anywhere, checked by the queue.
     pub submit_rcpts: Vec<String>,
-    pub body: Vec<u8>,
+    /// RCPTs answered 250, duplicates included: `max_recipients` bounds the commands.
+    pub rcpt_count: usize,
+    pub body: Spool,
+    /// A bare CR or LF was in the body (DATA or BDAT).
+    pub bare_newline: bool,
+    /// Last byte of the previous BDAT chunk (a CR there pairs with the next chunk's LF).
+    pub bdat_prev: u8,
+    /// When the body began (the first DATA or BDAT): it must be whole by the deadline.
+    pub body_started: Option<std::time::Instant>,
+    /// A BDAT chunk was taken: DATA may not follow (RFC 3030 §4.2).
+    pub chunked: bool,
     /// The message outgrew the size limit: keep reading to its end, then refuse.
     pub too_big: bool,
     /// A body line outgrew `max_line_length`: keep reading to its end, then refuse.
@@ -69,6 +83,8 @@ pub struct Session<S> {
     mode: Mode,
     /// The agent that authenticated (submission only).
     authed: Option<Agent>,
+    /// The login it used, re-checked at every MAIL so a revocation ends the session.
+    credentials: Option<submission::Credentials>,
     /// Offered as STARTTLS while the session is in clear text.
     tls: Option<tokio_rustls::TlsAcceptor>,
     secure: bool,
@@ -82,6 +98,10 @@ pub struct Session<S> {
     errors: u32,
     /// Cuts command lines within `max_line_length` before smtp-proto parses them.
     lines: CommandLines,
+    /// How the listener sees this session (idle or busy) and can shed it at its cap.
+    presence: Arc<Presence>,
+    /// The reply being made ends the session (a login revoked since AUTH).
+    end_after_reply: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -98,6 +118,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ctx,
             mode: Mode::Mx,
             authed: None,
+            credentials: None,
             tls,
             secure: false,
             upgrade: false,
@@ -109,7 +130,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             out: Vec::new(),
             errors: 0,
             lines: CommandLines::new(ctx_line_max),
+            presence: Arc::new(Presence::default()),
+            end_after_reply: false,
         }
+    }
+
+    /// Shares the listener's view of this connection.
+    pub(super) fn with_presence(mut self, presence: Arc<Presence>) -> Self {
+        self.presence = presence;
+        self
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -163,13 +192,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
             }
             if matches!(self.state, State::Closed) {
+                // A clean close (TLS close_notify, then FIN), bounded for a peer that
+                // never reads.
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), self.stream.shutdown())
+                        .await;
                 return Ended::Done;
             }
             let timeout = match self.state {
-                State::Command(_) => self.ctx.limits.command_timeout,
-                _ => self.ctx.limits.data_timeout,
+                State::Command(_) | State::Auth(..) => self.ctx.limits.command_timeout,
+                _ => {
+                    let started = self.txn.as_ref().and_then(|t| t.body_started);
+                    let left = started.map_or(self.ctx.limits.data_deadline, |t| {
+                        self.ctx.limits.data_deadline.saturating_sub(t.elapsed())
+                    });
+                    self.ctx.limits.data_timeout.min(left)
+                }
             };
+            // Idle = waiting for a command with no transaction open: what the listener may
+            // shed at its connection cap. A client mid-transaction or mid-message is busy.
+            if matches!(self.state, State::Command(_)) && self.txn.is_none() {
+                self.presence.idle();
+            } else {
+                self.presence.busy();
+            }
+            let presence = self.presence.clone();
             let n = tokio::select! {
+                _ = presence.evicted() => {
+                    self.reply(Reply::new(421, "4.7.0", format!("{hostname} Too many connections; closing idle session")));
+                    let _ = self.flush().await;
+                    return Ended::Done;
+                }
                 r = tokio::time::timeout(timeout, self.stream.read(&mut buf)) => match r {
                     Ok(Ok(0)) | Ok(Err(_)) => return Ended::Done,
                     Ok(Ok(n)) => n,
@@ -185,6 +238,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return Ended::Done;
                 }
             };
+            self.presence.busy();
             let mut bytes = buf[..n].iter();
             while !bytes.as_slice().is_empty() && !matches!(self.state, State::Closed) {
                 self.step(&mut bytes).await;
@@ -223,7 +277,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 },
             },
             State::Data(mut rx) => {
-                if self.take_body(|sink, bytes| rx.ingest(bytes, sink), bytes) {
+                let done = self.take_body(|sink, bytes| rx.ingest(bytes, sink), bytes);
+                if rx.saw_bare_newline() {
+                    if let Some(t) = self.txn.as_mut() {
+                        t.bare_newline = true;
+                    }
+                }
+                if done {
                     let r = self.end_of_message().await;
                     self.reply(r);
                     State::Command(RequestReceiver::default())
@@ -232,7 +292,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
             }
             State::Bdat(mut rx) => {
+                let before = bytes.as_slice();
                 let done = self.take_body(|sink, bytes| rx.ingest(bytes, sink), bytes);
+                if let Some(t) = self.txn.as_mut() {
+                    let chunk = &before[..before.len() - bytes.as_slice().len()];
+                    if has_bare_newline(chunk, &mut t.bdat_prev) {
+                        t.bare_newline = true;
+                    }
+                }
                 if !done {
                     State::Bdat(rx)
                 } else if self.txn.is_none() {
@@ -262,21 +329,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     ) -> bool {
         let max = self.ctx.limits.max_message_size;
         let max_line = self.ctx.limits.max_line_length;
-        let mut scratch = Vec::new();
-        let sink = match self.txn.as_mut() {
-            Some(t) => &mut t.body,
-            None => &mut scratch,
-        };
+        // At most one read buffer's worth passes through here at a time; the body itself
+        // accumulates in the spool (memory up to the threshold, then a file).
+        let mut chunk = Vec::new();
         let before = bytes.as_slice();
-        let done = ingest(sink, bytes);
+        let done = ingest(&mut chunk, bytes);
         if let Some(t) = self.txn.as_mut() {
             let consumed = &before[..before.len() - bytes.as_slice().len()];
-            if t.lines.feed(consumed, max_line) && !t.body.is_empty() {
-                t.body = Vec::new();
-            }
-            if t.body.len() > max {
+            let refused = t.too_big || t.lines.overlong();
+            if t.lines.feed(consumed, max_line) || refused {
+                t.body.discard();
+            } else if t.body.len() + chunk.len() > max {
                 t.too_big = true;
-                t.body = Vec::new();
+                t.body.discard();
+            } else {
+                t.body.push(&chunk);
             }
         }
         done
@@ -320,19 +387,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Request::Mail { from } => {
                 let r = self.mail(from.address, from.size).await;
                 self.reply(r);
+                if std::mem::take(&mut self.end_after_reply) {
+                    return State::Closed;
+                }
             }
             Request::Rcpt { to } => {
                 let r = self.rcpt(&to.address);
                 self.reply(r);
             }
             Request::Data => match self.ready_for_data() {
+                Ok(()) if self.txn.as_ref().is_some_and(|t| t.chunked) => {
+                    self.txn = None;
+                    self.reply(reply::bad_sequence(
+                        "DATA cannot follow BDAT; the transaction is reset",
+                    ));
+                }
                 Ok(()) => {
+                    self.start_body(false);
                     self.reply(Reply::new(
                         354,
                         "",
                         "Start mail input; end with <CRLF>.<CRLF>",
                     ));
-                    return State::Data(DataReceiver::new());
+                    return State::Data(DataReader::default());
                 }
                 Err(r) => self.reply(r),
             },
@@ -340,7 +417,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 chunk_size,
                 is_last,
             } => match self.ready_for_data() {
-                Ok(()) => return State::Bdat(BdatReceiver::new(chunk_size, is_last)),
+                Ok(()) => {
+                    self.start_body(true);
+                    return State::Bdat(BdatReceiver::new(chunk_size, is_last));
+                }
                 Err(r) => {
                     // The chunk still arrives: read and drop it so the stream stays in sync.
                     self.reply(r);
@@ -402,28 +482,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             );
         }
         if self.mode == Mode::Submission {
-            let Some(agent) = &self.authed else {
+            if self.authed.is_none() {
                 return Reply::new(530, "5.7.0", "Authentication required");
+            }
+            // Every transaction re-checks the login: a key or agent revoked since AUTH
+            // (or a key that lost `mail:send`) ends the session here.
+            let agent = match self.recheck_login() {
+                Ok(agent) => agent,
+                Err(r) => {
+                    self.end_after_reply = true;
+                    return r;
+                }
             };
             let me = agent.address();
             if !from.eq_ignore_ascii_case(&me) {
                 return Reply::new(553, "5.7.1", format!("Sender address must be <{me}>"));
             }
-            self.txn = Some(Txn {
-                mail_from: me,
-                spf: SpfResult {
-                    result: AuthStatus::None,
-                    scope: SpfScope::MailFrom,
-                    domain: String::new(),
-                    identity: from,
-                    explanation: None,
-                },
-                rcpts: Vec::new(),
-                submit_rcpts: Vec::new(),
-                body: Vec::new(),
-                too_big: false,
-                lines: BodyLines::default(),
-            });
+            let spf = SpfResult {
+                result: AuthStatus::None,
+                scope: SpfScope::MailFrom,
+                domain: String::new(),
+                identity: from,
+                explanation: None,
+            };
+            self.txn = Some(self.new_txn(me, spf));
             return Reply::new(250, "2.1.0", "Sender OK");
         }
         let spf = self
@@ -436,16 +518,34 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             .auth_results
             .with_label_values(&["spf", spf.result.as_str()])
             .inc();
-        self.txn = Some(Txn {
-            mail_from: from,
+        self.txn = Some(self.new_txn(from, spf));
+        Reply::new(250, "2.1.0", "Sender OK")
+    }
+
+    /// Notes that the body has begun (the deadline runs from here) and how it is sent.
+    fn start_body(&mut self, chunked: bool) {
+        if let Some(t) = self.txn.as_mut() {
+            t.body_started.get_or_insert_with(std::time::Instant::now);
+            t.chunked |= chunked;
+        }
+    }
+
+    fn new_txn(&self, mail_from: String, spf: SpfResult) -> Txn {
+        let limits = &self.ctx.limits;
+        Txn {
+            mail_from,
             spf,
             rcpts: Vec::new(),
             submit_rcpts: Vec::new(),
-            body: Vec::new(),
+            rcpt_count: 0,
+            body: Spool::new(limits.spool_threshold, limits.spool_dir.clone()),
+            bare_newline: false,
+            bdat_prev: 0,
+            body_started: None,
+            chunked: false,
             too_big: false,
             lines: BodyLines::default(),
-        });
-        Reply::new(250, "2.1.0", "Sender OK")
+        }
     }
 
     fn rcpt(&mut self, to: &str) -> Reply {
@@ -453,7 +553,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         let Some(txn) = self.txn.as_mut() else {
             return reply::bad_sequence("Send MAIL first");
         };
-        if txn.rcpts.len() + txn.submit_rcpts.len() >= max {
+        if txn.rcpt_count >= max {
             return Reply::new(452, "4.5.3", "Too many recipients");
         }
         let (local, domain, tag) = match check_rcpt(to) {
@@ -465,7 +565,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if self.mode == Mode::Submission {
             return match self.ctx.queue.plan_recipient(to, 0) {
                 Ok(r) => {
-                    txn.submit_rcpts.push(r.address);
+                    // One copy per address (domain and local part compared as the queue
+                    // does); a repeat is answered 250 and costs nothing more.
+                    txn.rcpt_count += 1;
+                    if !txn
+                        .submit_rcpts
+                        .iter()
+                        .any(|a| a.eq_ignore_ascii_case(&r.address))
+                    {
+                        txn.submit_rcpts.push(r.address);
+                    }
                     Reply::new(250, "2.1.5", "Recipient OK")
                 }
                 Err(e) if e.is_temporary() => Reply::new(451, "4.3.0", "Temporary lookup failure"),
@@ -483,11 +592,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         return Reply::new(552, "5.2.2", "Mailbox full");
                     }
                 }
-                txn.rcpts.push(super::session::Rcpt {
-                    address,
-                    agent,
-                    tag,
-                });
+                // One stored copy per mailbox: `ops`, `OPS` and `ops+tag` are one agent
+                // (the address rules normalise the local part), so a repeated RCPT is
+                // answered 250 and only adds its tag as a label.
+                txn.rcpt_count += 1;
+                match txn.rcpts.iter_mut().find(|r| r.agent.id == agent.id) {
+                    Some(existing) => {
+                        if let Some(tag) = tag {
+                            if !existing.tags.contains(&tag) {
+                                existing.tags.push(tag);
+                            }
+                        }
+                    }
+                    None => txn.rcpts.push(super::session::Rcpt {
+                        address,
+                        agent,
+                        tags: tag.into_iter().collect(),
+                    }),
+                }
                 Reply::new(250, "2.1.5", "Recipient OK")
             }
             Ok(_) => Reply::new(550, "5.1.1", "No such user here"),
@@ -529,10 +651,83 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 .inc();
             return Reply::new(500, "5.5.2", "Line too long");
         }
+        if txn.body.failed() {
+            return reply::temp_failure();
+        }
+        if txn.bare_newline && self.mode == Mode::Submission {
+            // We relay submitted mail: a bare CR or LF could be read as a line end (or an
+            // end of data) by the next hop, the very ambiguity SMTP smuggling exploits.
+            return self.refuse_message(
+                "bare_newline",
+                Reply::new(
+                    550,
+                    "5.6.0",
+                    "Bare CR or LF in the message; every line must end with CRLF",
+                ),
+            );
+        }
+        let (txn, body) = match txn.take_body() {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, session = self.id, "cannot read a spooled body");
+                return reply::temp_failure();
+            }
+        };
+        if let Err(p) = super::headers::check(&body) {
+            return self.refuse_message(&p.reason(), Reply::new(550, "5.6.0", p.to_string()));
+        }
         let helo = self.helo.clone().unwrap_or_default();
         if self.mode == Mode::Submission {
-            return self.submit(&helo, txn).await;
+            return self.submit(&helo, txn, body).await;
         }
-        super::deliver::deliver(&self.ctx, self.peer, &helo, &self.id, self.secure, txn).await
+        super::deliver::deliver(
+            &self.ctx,
+            self.peer,
+            &helo,
+            &self.id,
+            self.secure,
+            txn,
+            body,
+        )
+        .await
+    }
+
+    /// A message refused for its content: counted, audited (throttled per IP), answered.
+    fn refuse_message(&mut self, reason: &str, r: Reply) -> Reply {
+        self.ctx
+            .metrics
+            .smtp_messages
+            .with_label_values(&[
+                "rejected",
+                if reason == "bare_newline" {
+                    "bare_newline"
+                } else {
+                    "headers"
+                },
+            ])
+            .inc();
+        let listener = match self.mode {
+            Mode::Mx => "smtp",
+            Mode::Submission => "submission",
+        };
+        let mut detail = serde_json::json!({"session": self.id, "listener": listener});
+        if let Some(agent) = &self.authed {
+            detail["agent"] = agent.id.clone().into();
+        }
+        self.ctx
+            .rejections
+            .record(&self.ctx.audit, self.peer.ip(), reason, detail);
+        r
+    }
+}
+
+impl Txn {
+    /// Splits off the received body, read back from its spool.
+    fn take_body(self) -> std::io::Result<(Txn, Vec<u8>)> {
+        let limits_dir = std::path::PathBuf::new();
+        let mut txn = self;
+        let spool = std::mem::replace(&mut txn.body, Spool::new(0, limits_dir));
+        let body = spool.into_bytes()?;
+        Ok((txn, body))
     }
 }
