@@ -264,3 +264,72 @@ pub async fn serve_as(
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(30), tasks.wait()).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_source_and_mapped_v4_is_v4() {
+        assert_eq!(
+            source_key(ip("2001:db8:1:2:aaaa::1")),
+            source_key(ip("2001:db8:1:2:bbbb::9"))
+        );
+        assert_ne!(
+            source_key(ip("2001:db8:1:2::1")),
+            source_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(source_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+    }
+
+    #[test]
+    fn the_cap_sheds_the_longest_idle_session_or_refuses() {
+        let counts = Arc::new(Counts::default());
+        let mut slots = Vec::new();
+        for i in 0..3 {
+            let mut s = counts
+                .admit(ip(&format!("192.0.2.{i}")), 3, 2)
+                .ok()
+                .unwrap();
+            s.counts = Some(counts.clone());
+            slots.push(s);
+        }
+        // per-IP cap first
+        let mut again = counts.admit(ip("192.0.2.0"), 10, 2).ok().unwrap();
+        again.counts = Some(counts.clone());
+        assert!(matches!(
+            counts.admit(ip("192.0.2.0"), 10, 2),
+            Err(Refused::PerIp)
+        ));
+        drop(again);
+        // at the total cap with every session busy: refused
+        for s in &slots {
+            s.presence.busy();
+        }
+        assert!(matches!(
+            counts.admit(ip("198.51.100.1"), 3, 2),
+            Err(Refused::Full)
+        ));
+        // one goes idle: it is shed for the newcomer, and only it
+        slots[1].presence.idle();
+        let newcomer = counts.admit(ip("198.51.100.1"), 3, 2).ok().unwrap();
+        assert!(newcomer.shed);
+        assert!(slots[1].presence.is_evicted());
+        assert!(!slots[0].presence.is_evicted() && !slots[2].presence.is_evicted());
+        // the shed one no longer counts against the cap while it closes
+        let mut newcomer = newcomer;
+        newcomer.counts = Some(counts.clone());
+        newcomer.presence.busy();
+        assert!(matches!(
+            counts.admit(ip("198.51.100.2"), 3, 2),
+            Err(Refused::Full)
+        ));
+        drop(slots);
+        drop(newcomer);
+        assert!(counts.0.lock().unwrap().sessions.is_empty());
+    }
+}
