@@ -198,7 +198,8 @@ fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound
         .context("cannot set up the DNS resolver (set dns.nameservers?)")?;
     Ok(crate::smtp::inbound::Inbound {
         hostname: s.config.server.hostname.clone(),
-        limits: (&s.config.smtp).into(),
+        limits: crate::smtp::inbound::Limits::from(&s.config.smtp)
+            .with_spool_dir(s.config.storage.path.join("spool")),
         identity: s.identity.clone(),
         mailbox: s.mailbox.clone(),
         mailauth,
@@ -209,6 +210,7 @@ fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound
             5,
             Duration::from_secs(300),
         )),
+        rejections: Default::default(),
     })
 }
 

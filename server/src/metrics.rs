@@ -22,6 +22,8 @@ pub struct Metrics {
     pub delivery: IntCounterVec,
     pub dkim_signed: IntCounterVec,
     pub imap_sessions: IntCounterVec,
+    /// SMTP connections refused (`per_ip`, `full`) or shed when idle at the cap (`shed`).
+    pub smtp_connections_refused: IntCounterVec,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -76,6 +78,12 @@ impl Metrics {
                 "legate_smtp_messages_total",
                 "SMTP messages by outcome",
                 &["outcome", "reason"],
+            ),
+            smtp_connections_refused: counter(
+                &r,
+                "legate_smtp_connections_refused_total",
+                "SMTP connections refused or shed at the connection limits",
+                &["listener", "reason"],
             ),
             smtp_bytes: counter(
                 &r,

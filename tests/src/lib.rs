@@ -283,6 +283,14 @@ impl SmtpClient {
         (c, greeting)
     }
 
+    /// Wraps a connected stream (for example one bound to a chosen source address); the
+    /// caller reads the greeting.
+    pub fn from_stream(s: tokio::net::TcpStream) -> SmtpClient {
+        SmtpClient {
+            stream: tokio::io::BufReader::new(Box::new(s)),
+        }
+    }
+
     /// Connects with TLS from the first byte (port 465 style).
     pub async fn connect_tls(
         addr: std::net::SocketAddr,

@@ -509,3 +509,12 @@ mod limits;
 
 #[path = "smtp/corpus.rs"]
 mod corpus;
+
+#[path = "smtp/hardening.rs"]
+mod hardening;
+
+#[path = "smtp/submission.rs"]
+mod submission;
+
+#[path = "smtp/connections.rs"]
+mod connections;

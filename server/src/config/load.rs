@@ -257,6 +257,8 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
         ("max_line_length", s.max_line_length),
         ("max_connections", s.max_connections),
         ("max_connections_per_ip", s.max_connections_per_ip),
+        ("spool_threshold_bytes", s.spool_threshold_bytes),
+        ("data_deadline_secs", s.data_deadline_secs as usize),
     ] {
         if v == 0 {
             errs.push(err(format!("smtp.{name}"), "must be greater than 0"));

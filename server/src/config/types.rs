@@ -283,8 +283,16 @@ pub struct SmtpConfig {
     pub command_timeout_secs: u64,
     /// RFC 5321 §4.5.3.2 data block timeout: 3 minutes.
     pub data_timeout_secs: u64,
+    /// The whole message body (DATA, or all BDAT chunks) must arrive within this many
+    /// seconds, however steadily it trickles: against slowloris clients that send a byte
+    /// just before each data timeout.
+    pub data_deadline_secs: u64,
     /// Per-agent mailbox quota in bytes; 0 = unlimited.
     pub mailbox_quota_bytes: u64,
+    /// A message body larger than this is spooled to a temporary file in the data directory
+    /// while it arrives, so slow concurrent transfers do not each hold a whole message in
+    /// memory.
+    pub spool_threshold_bytes: usize,
 }
 
 impl Default for SmtpConfig {
@@ -292,12 +300,14 @@ impl Default for SmtpConfig {
         Self {
             max_message_size: 25 * 1024 * 1024,
             max_recipients: 100,
-            max_line_length: 4096,
+            max_line_length: 65536,
             max_connections: 1000,
             max_connections_per_ip: 50,
             command_timeout_secs: 300,
             data_timeout_secs: 180,
+            data_deadline_secs: 900,
             mailbox_quota_bytes: 1024 * 1024 * 1024,
+            spool_threshold_bytes: 1024 * 1024,
         }
     }
 }

@@ -5,7 +5,7 @@ use super::{dns, MSG};
 use legate_tests::{SmtpClient, TestServer};
 use std::time::{Duration, Instant};
 
-async fn server(tune: impl FnOnce(&mut legate::config::SmtpConfig)) -> TestServer {
+pub(super) async fn server(tune: impl FnOnce(&mut legate::config::SmtpConfig)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let dns_server = std::sync::Arc::new(
         legate::mailauth::testdns::TestDns::start(dns())

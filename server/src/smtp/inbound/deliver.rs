@@ -17,11 +17,12 @@ pub(super) async fn deliver(
     session_id: &str,
     secure: bool,
     txn: Txn,
+    body: Vec<u8>,
 ) -> Reply {
     let started = Instant::now();
     let verdict = ctx
         .mailauth
-        .verify_message(&txn.body, peer.ip(), helo, &txn.mail_from, &txn.spf)
+        .verify_message(&body, peer.ip(), helo, &txn.mail_from, &txn.spf)
         .await;
     for d in &verdict.dkim {
         ctx.metrics
@@ -61,13 +62,13 @@ pub(super) async fn deliver(
             Some(&r.address),
             &date,
         );
-        let mut raw = Vec::with_capacity(received.len() + auth_header.len() + txn.body.len());
+        let mut raw = Vec::with_capacity(received.len() + auth_header.len() + body.len());
         raw.extend_from_slice(received.as_bytes());
         raw.extend_from_slice(auth_header.as_bytes());
-        raw.extend_from_slice(&txn.body);
+        raw.extend_from_slice(&body);
         let meta = DeliveryMeta {
             received_at_ms: now,
-            labels: r.tag.iter().cloned().collect(),
+            labels: r.tags.clone(),
             auth: auth_json.clone(),
             envelope_from: txn.mail_from.clone(),
             envelope_to: vec![r.address.clone()],
@@ -83,7 +84,7 @@ pub(super) async fn deliver(
                     outcome: Outcome::Ok,
                     detail: serde_json::json!({
                         "message_id": stored.id, "from": txn.mail_from, "peer": peer.ip().to_string(),
-                        "folder": folder.name(), "size": txn.body.len(), "session": session_id,
+                        "folder": folder.name(), "size": body.len(), "session": session_id,
                     }),
                 });
             }
@@ -106,7 +107,7 @@ pub(super) async fn deliver(
         ctx.metrics
             .smtp_bytes
             .with_label_values(&["smtp"])
-            .inc_by(txn.body.len() as u64);
+            .inc_by(body.len() as u64);
         (
             "accepted",
             "",

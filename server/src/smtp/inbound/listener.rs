@@ -1,10 +1,19 @@
 //! Accepting connections within the total and per-IP limits; one span per connection.
+//!
+//! The per-IP cap (`smtp.max_connections_per_ip`, an IPv6 /64 counting as one address,
+//! since one host gets a whole /64) stops one source from taking the listener. Many sources
+//! can still fill the total cap (`smtp.max_connections`) with connections that say nothing;
+//! so at the cap the session idle longest (waiting for a command, no transaction open) is
+//! shed with `421 4.7.0` to admit the newcomer, and only when none is idle is the newcomer
+//! refused. A shed session is counted until it has closed (milliseconds), so the live count
+//! can briefly exceed the cap by the sessions being shed, never by more.
 
+use super::presence::Presence;
 use super::reply::Reply;
 use super::session::Ended;
 use super::{Inbound, Session};
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -12,19 +21,90 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-/// Live connections per IP; the guard gives the slot back when the session ends.
-#[derive(Default)]
-struct Counts(Mutex<HashMap<IpAddr, usize>>);
+/// The unit the per-IP cap counts: the address, or its /64 for IPv6.
+fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u64::MAX as u128))),
+        v4 => v4,
+    }
+}
 
-struct Slot(Arc<Counts>, IpAddr);
+/// Live connections: per source, and each one's presence (for shedding).
+#[derive(Default)]
+struct Live {
+    per_source: HashMap<IpAddr, usize>,
+    sessions: HashMap<u64, Arc<Presence>>,
+    next_id: u64,
+}
+
+#[derive(Default)]
+struct Counts(Mutex<Live>);
+
+/// Why a connection was not admitted.
+enum Refused {
+    PerIp,
+    Full,
+}
+
+impl Counts {
+    /// Admits a connection from `ip`, shedding the longest-idle session at the total cap.
+    fn admit(&self, ip: IpAddr, max: usize, max_per_ip: usize) -> Result<Slot, Refused> {
+        let key = source_key(ip);
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if m.per_source.get(&key).copied().unwrap_or(0) >= max_per_ip {
+            return Err(Refused::PerIp);
+        }
+        let shedding = m.sessions.values().filter(|p| p.is_evicted()).count();
+        let mut shed = false;
+        if m.sessions.len() - shedding >= max {
+            let oldest = m
+                .sessions
+                .values()
+                .filter_map(|p| p.idle_since().map(|t| (t, p)))
+                .min_by_key(|(t, _)| *t)
+                .map(|(_, p)| p.clone());
+            match oldest {
+                Some(p) => {
+                    p.evict();
+                    shed = true;
+                }
+                None => return Err(Refused::Full),
+            }
+        }
+        *m.per_source.entry(key).or_insert(0) += 1;
+        m.next_id += 1;
+        let id = m.next_id;
+        let presence = Arc::new(Presence::new_idle());
+        m.sessions.insert(id, presence.clone());
+        Ok(Slot {
+            counts: None,
+            key,
+            id,
+            presence,
+            shed,
+        })
+    }
+}
+
+/// A live connection's place in the counts; given back when the session ends.
+struct Slot {
+    counts: Option<Arc<Counts>>,
+    key: IpAddr,
+    id: u64,
+    presence: Arc<Presence>,
+    /// Admitting it shed an idle session.
+    shed: bool,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut m = self.0 .0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = m.get_mut(&self.1) {
+        let Some(counts) = &self.counts else { return };
+        let mut m = counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        m.sessions.remove(&self.id);
+        if let Some(n) = m.per_source.get_mut(&self.key) {
             *n -= 1;
             if *n == 0 {
-                m.remove(&self.1);
+                m.per_source.remove(&self.key);
             }
         }
     }
@@ -86,27 +166,40 @@ pub async fn serve_as(
             },
             _ = shutdown.cancelled() => break,
         };
-        let refuse = {
-            let mut m = counts.0.lock().unwrap_or_else(|p| p.into_inner());
-            let total: usize = m.values().sum();
-            let n = m.entry(peer.ip()).or_insert(0);
-            if total >= ctx.limits.max_connections || *n >= ctx.limits.max_connections_per_ip {
-                true
-            } else {
-                *n += 1;
-                false
+        let admitted = counts.admit(
+            peer.ip(),
+            ctx.limits.max_connections,
+            ctx.limits.max_connections_per_ip,
+        );
+        let mut slot = match admitted {
+            Ok(slot) => slot,
+            Err(why) => {
+                let (label, text) = match why {
+                    Refused::PerIp => ("per_ip", "Too many connections from your address"),
+                    Refused::Full => ("full", "Too many connections, try again later"),
+                };
+                ctx.metrics
+                    .smtp_connections_refused
+                    .with_label_values(&[kind.name(), label])
+                    .inc();
+                tasks.spawn(async move {
+                    let mut out = Vec::new();
+                    Reply::new(421, "4.7.0", text).write_to(&mut out);
+                    // Bounded: a peer that never reads must not hold this task.
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(5), stream.write_all(&out)).await;
+                });
+                continue;
             }
         };
-        if refuse {
-            tasks.spawn(async move {
-                let mut out = Vec::new();
-                Reply::new(421, "4.7.0", "Too many connections, try again later")
-                    .write_to(&mut out);
-                let _ = stream.write_all(&out).await;
-            });
-            continue;
+        slot.counts = Some(counts.clone());
+        if slot.shed {
+            ctx.metrics
+                .smtp_connections_refused
+                .with_label_values(&[kind.name(), "shed"])
+                .inc();
         }
-        let slot = Slot(counts.clone(), peer.ip());
+        let presence = slot.presence.clone();
         let ctx = ctx.clone();
         let token = shutdown.clone();
         let acceptor = acceptor.clone();
@@ -126,10 +219,15 @@ pub async fn serve_as(
                             ctx.limits.command_timeout,
                             acceptor.accept(stream),
                         );
-                        if let Ok(Ok(tls)) = handshake.await {
+                        let handshake = tokio::select! {
+                            r = handshake => r.ok(),
+                            _ = presence.evicted() => None,
+                        };
+                        if let Some(Ok(tls)) = handshake {
                             Session::new(tls, ctx.clone(), peer, None)
                                 .submission()
                                 .secured()
+                                .with_presence(presence.clone())
                                 .run(token, true)
                                 .await;
                         }
@@ -137,7 +235,8 @@ pub async fn serve_as(
                     ctx.metrics.smtp_active.dec();
                     return;
                 }
-                let mut session = Session::new(stream, ctx.clone(), peer, acceptor);
+                let mut session = Session::new(stream, ctx.clone(), peer, acceptor)
+                    .with_presence(presence.clone());
                 if kind == Kind::Submission {
                     session = session.submission();
                 }
@@ -147,7 +246,8 @@ pub async fn serve_as(
                         tokio::time::timeout(ctx.limits.command_timeout, acceptor.accept(stream));
                     match handshake.await {
                         Ok(Ok(tls)) => {
-                            let mut session = Session::new(tls, ctx.clone(), peer, None);
+                            let mut session = Session::new(tls, ctx.clone(), peer, None)
+                                .with_presence(presence.clone());
                             if kind == Kind::Submission {
                                 session = session.submission();
                             }
@@ -163,4 +263,73 @@ pub async fn serve_as(
     }
     tasks.close();
     let _ = tokio::time::timeout(Duration::from_secs(30), tasks.wait()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn an_ipv6_64_is_one_source_and_mapped_v4_is_v4() {
+        assert_eq!(
+            source_key(ip("2001:db8:1:2:aaaa::1")),
+            source_key(ip("2001:db8:1:2:bbbb::9"))
+        );
+        assert_ne!(
+            source_key(ip("2001:db8:1:2::1")),
+            source_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(source_key(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+    }
+
+    #[test]
+    fn the_cap_sheds_the_longest_idle_session_or_refuses() {
+        let counts = Arc::new(Counts::default());
+        let mut slots = Vec::new();
+        for i in 0..3 {
+            let mut s = counts
+                .admit(ip(&format!("192.0.2.{i}")), 3, 2)
+                .ok()
+                .unwrap();
+            s.counts = Some(counts.clone());
+            slots.push(s);
+        }
+        // per-IP cap first
+        let mut again = counts.admit(ip("192.0.2.0"), 10, 2).ok().unwrap();
+        again.counts = Some(counts.clone());
+        assert!(matches!(
+            counts.admit(ip("192.0.2.0"), 10, 2),
+            Err(Refused::PerIp)
+        ));
+        drop(again);
+        // at the total cap with every session busy: refused
+        for s in &slots {
+            s.presence.busy();
+        }
+        assert!(matches!(
+            counts.admit(ip("198.51.100.1"), 3, 2),
+            Err(Refused::Full)
+        ));
+        // one goes idle: it is shed for the newcomer, and only it
+        slots[1].presence.idle();
+        let newcomer = counts.admit(ip("198.51.100.1"), 3, 2).ok().unwrap();
+        assert!(newcomer.shed);
+        assert!(slots[1].presence.is_evicted());
+        assert!(!slots[0].presence.is_evicted() && !slots[2].presence.is_evicted());
+        // the shed one no longer counts against the cap while it closes
+        let mut newcomer = newcomer;
+        newcomer.counts = Some(counts.clone());
+        newcomer.presence.busy();
+        assert!(matches!(
+            counts.admit(ip("198.51.100.2"), 3, 2),
+            Err(Refused::Full)
+        ));
+        drop(slots);
+        drop(newcomer);
+        assert!(counts.0.lock().unwrap().sessions.is_empty());
+    }
 }

@@ -3,14 +3,20 @@
 //!
 //! `listener` accepts connections within limits; `session` is the per-connection state
 //! machine, generic over its stream; `deliver` does the end-of-data work against the
-//! services. Parsing is smtp-proto's.
+//! services. Commands are parsed by smtp-proto; DATA bodies by `data` (strict about the
+//! end-of-data mark, against SMTP smuggling) into a `spool` that keeps large bodies on disk.
 
 pub mod auth;
+mod data;
 mod deliver;
+mod headers;
 mod line;
 mod listener;
+mod presence;
+pub mod rejected;
 pub mod reply;
 mod session;
+mod spool;
 
 pub use listener::{serve, serve_as, Kind};
 pub use session::Session;
@@ -37,6 +43,8 @@ pub struct Inbound {
     pub queue: Arc<crate::queue::QueueService>,
     /// Failed AUTH attempts per IP, shared by both submission listeners.
     pub auth_limiter: Arc<auth::AuthLimiter>,
+    /// Audit entries for refused messages, at most one per source IP per interval.
+    pub rejections: rejected::RejectionAudit,
 }
 
 /// What a listener serves: MX (port 25: mail for our agents, no AUTH) or submission (587
@@ -58,8 +66,22 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
+    /// The whole body must arrive within this (slowloris guard).
+    pub data_deadline: Duration,
     /// Errors from one client before it is disconnected (Postfix's hard limit is 20 too).
     pub max_errors: u32,
+    /// Bodies past this many bytes wait in a temporary file, not in memory.
+    pub spool_threshold: usize,
+    /// Where those files are made (under the data directory: `/tmp` may be memory too).
+    pub spool_dir: std::path::PathBuf,
+}
+
+impl Limits {
+    /// Sets the directory message bodies are spooled to.
+    pub fn with_spool_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.spool_dir = dir;
+        self
+    }
 }
 
 impl From<&SmtpConfig> for Limits {
@@ -72,7 +94,10 @@ impl From<&SmtpConfig> for Limits {
             max_connections_per_ip: c.max_connections_per_ip,
             command_timeout: Duration::from_secs(c.command_timeout_secs),
             data_timeout: Duration::from_secs(c.data_timeout_secs),
+            data_deadline: Duration::from_secs(c.data_deadline_secs),
             max_errors: 20,
+            spool_threshold: c.spool_threshold_bytes,
+            spool_dir: std::env::temp_dir(),
         }
     }
 }

@@ -5,16 +5,19 @@
 
 mod request;
 mod submission;
+mod transaction;
+
+pub(super) use transaction::Txn;
 
 use super::auth::Sasl;
-use super::line::{BodyLines, CommandLines, Line};
+use super::data::{has_bare_newline, DataReader};
+use super::line::{CommandLines, Line};
+use super::presence::Presence;
 use super::reply::{self, Reply};
 use super::{Inbound, Mode};
-use crate::identity::envelope::{check_rcpt, Checked};
 use crate::identity::Agent;
-use crate::mailauth::{AuthStatus, SpfResult, SpfScope};
 use request::{owned, parse_error};
-use smtp_proto::request::receiver::{BdatReceiver, DataReceiver, RequestReceiver};
+use smtp_proto::request::receiver::{BdatReceiver, RequestReceiver};
 use smtp_proto::Request;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,35 +28,14 @@ use tokio_util::sync::CancellationToken;
 enum State {
     /// Reading commands.
     Command(RequestReceiver),
-    /// Inside DATA, until `<CRLF>.<CRLF>`.
-    Data(DataReceiver),
+    /// Inside DATA, until `<CRLF>.<CRLF>` (and nothing else: see `data`).
+    Data(DataReader),
     /// Inside a BDAT chunk.
     Bdat(BdatReceiver),
     /// Reading a SASL response line (submission AUTH), bytes so far.
     Auth(Sasl, zeroize::Zeroizing<Vec<u8>>),
     /// QUIT received or the session must end.
     Closed,
-}
-
-/// An accepted recipient.
-pub(super) struct Rcpt {
-    pub address: String,
-    pub agent: Agent,
-    pub tag: Option<String>,
-}
-
-/// The transaction begun by MAIL.
-pub(super) struct Txn {
-    pub mail_from: String,
-    pub spf: SpfResult,
-    pub rcpts: Vec<Rcpt>,
-    /// Submission: recipients anywhere, checked by the queue.
-    pub submit_rcpts: Vec<String>,
-    pub body: Vec<u8>,
-    /// The message outgrew the size limit: keep reading to its end, then refuse.
-    pub too_big: bool,
-    /// A body line outgrew `max_line_length`: keep reading to its end, then refuse.
-    pub lines: BodyLines,
 }
 
 /// How a session ended: done, or asking to continue over TLS (STARTTLS is a type change:
@@ -69,6 +51,8 @@ pub struct Session<S> {
     mode: Mode,
     /// The agent that authenticated (submission only).
     authed: Option<Agent>,
+    /// The login it used, re-checked at every MAIL so a revocation ends the session.
+    credentials: Option<submission::Credentials>,
     /// Offered as STARTTLS while the session is in clear text.
     tls: Option<tokio_rustls::TlsAcceptor>,
     secure: bool,
@@ -82,6 +66,10 @@ pub struct Session<S> {
     errors: u32,
     /// Cuts command lines within `max_line_length` before smtp-proto parses them.
     lines: CommandLines,
+    /// How the listener sees this session (idle or busy) and can shed it at its cap.
+    presence: Arc<Presence>,
+    /// The reply being made ends the session (a login revoked since AUTH).
+    end_after_reply: bool,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
@@ -98,6 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             ctx,
             mode: Mode::Mx,
             authed: None,
+            credentials: None,
             tls,
             secure: false,
             upgrade: false,
@@ -109,7 +98,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             out: Vec::new(),
             errors: 0,
             lines: CommandLines::new(ctx_line_max),
+            presence: Arc::new(Presence::default()),
+            end_after_reply: false,
         }
+    }
+
+    /// Shares the listener's view of this connection.
+    pub(super) fn with_presence(mut self, presence: Arc<Presence>) -> Self {
+        self.presence = presence;
+        self
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -163,13 +160,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
             }
             if matches!(self.state, State::Closed) {
+                // A clean close (TLS close_notify, then FIN), bounded for a peer that
+                // never reads.
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(5), self.stream.shutdown())
+                        .await;
                 return Ended::Done;
             }
             let timeout = match self.state {
-                State::Command(_) => self.ctx.limits.command_timeout,
-                _ => self.ctx.limits.data_timeout,
+                State::Command(_) | State::Auth(..) => self.ctx.limits.command_timeout,
+                _ => {
+                    let started = self.txn.as_ref().and_then(|t| t.body_started);
+                    let left = started.map_or(self.ctx.limits.data_deadline, |t| {
+                        self.ctx.limits.data_deadline.saturating_sub(t.elapsed())
+                    });
+                    self.ctx.limits.data_timeout.min(left)
+                }
             };
+            // Idle = waiting for a command with no transaction open: what the listener may
+            // shed at its connection cap. A client mid-transaction or mid-message is busy.
+            if matches!(self.state, State::Command(_)) && self.txn.is_none() {
+                self.presence.idle();
+            } else {
+                self.presence.busy();
+            }
+            let presence = self.presence.clone();
             let n = tokio::select! {
+                _ = presence.evicted() => {
+                    self.reply(Reply::new(421, "4.7.0", format!("{hostname} Too many connections; closing idle session")));
+                    let _ = self.flush().await;
+                    return Ended::Done;
+                }
                 r = tokio::time::timeout(timeout, self.stream.read(&mut buf)) => match r {
                     Ok(Ok(0)) | Ok(Err(_)) => return Ended::Done,
                     Ok(Ok(n)) => n,
@@ -185,6 +206,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     return Ended::Done;
                 }
             };
+            self.presence.busy();
             let mut bytes = buf[..n].iter();
             while !bytes.as_slice().is_empty() && !matches!(self.state, State::Closed) {
                 self.step(&mut bytes).await;
@@ -223,7 +245,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 },
             },
             State::Data(mut rx) => {
-                if self.take_body(|sink, bytes| rx.ingest(bytes, sink), bytes) {
+                let done = self.take_body(|sink, bytes| rx.ingest(bytes, sink), bytes);
+                if rx.saw_bare_newline() {
+                    if let Some(t) = self.txn.as_mut() {
+                        t.bare_newline = true;
+                    }
+                }
+                if done {
                     let r = self.end_of_message().await;
                     self.reply(r);
                     State::Command(RequestReceiver::default())
@@ -232,7 +260,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
             }
             State::Bdat(mut rx) => {
+                let before = bytes.as_slice();
                 let done = self.take_body(|sink, bytes| rx.ingest(bytes, sink), bytes);
+                if let Some(t) = self.txn.as_mut() {
+                    let chunk = &before[..before.len() - bytes.as_slice().len()];
+                    if has_bare_newline(chunk, &mut t.bdat_prev) {
+                        t.bare_newline = true;
+                    }
+                }
                 if !done {
                     State::Bdat(rx)
                 } else if self.txn.is_none() {
@@ -262,21 +297,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     ) -> bool {
         let max = self.ctx.limits.max_message_size;
         let max_line = self.ctx.limits.max_line_length;
-        let mut scratch = Vec::new();
-        let sink = match self.txn.as_mut() {
-            Some(t) => &mut t.body,
-            None => &mut scratch,
-        };
+        // At most one read buffer's worth passes through here at a time; the body itself
+        // accumulates in the spool (memory up to the threshold, then a file).
+        let mut chunk = Vec::new();
         let before = bytes.as_slice();
-        let done = ingest(sink, bytes);
+        let done = ingest(&mut chunk, bytes);
         if let Some(t) = self.txn.as_mut() {
             let consumed = &before[..before.len() - bytes.as_slice().len()];
-            if t.lines.feed(consumed, max_line) && !t.body.is_empty() {
-                t.body = Vec::new();
-            }
-            if t.body.len() > max {
+            let refused = t.too_big || t.lines.overlong();
+            if t.lines.feed(consumed, max_line) || refused {
+                t.body.discard();
+            } else if t.body.len() + chunk.len() > max {
                 t.too_big = true;
-                t.body = Vec::new();
+                t.body.discard();
+            } else {
+                t.body.push(&chunk);
             }
         }
         done
@@ -320,19 +355,29 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             Request::Mail { from } => {
                 let r = self.mail(from.address, from.size).await;
                 self.reply(r);
+                if std::mem::take(&mut self.end_after_reply) {
+                    return State::Closed;
+                }
             }
             Request::Rcpt { to } => {
                 let r = self.rcpt(&to.address);
                 self.reply(r);
             }
             Request::Data => match self.ready_for_data() {
+                Ok(()) if self.txn.as_ref().is_some_and(|t| t.chunked) => {
+                    self.txn = None;
+                    self.reply(reply::bad_sequence(
+                        "DATA cannot follow BDAT; the transaction is reset",
+                    ));
+                }
                 Ok(()) => {
+                    self.start_body(false);
                     self.reply(Reply::new(
                         354,
                         "",
                         "Start mail input; end with <CRLF>.<CRLF>",
                     ));
-                    return State::Data(DataReceiver::new());
+                    return State::Data(DataReader::default());
                 }
                 Err(r) => self.reply(r),
             },
@@ -340,7 +385,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 chunk_size,
                 is_last,
             } => match self.ready_for_data() {
-                Ok(()) => return State::Bdat(BdatReceiver::new(chunk_size, is_last)),
+                Ok(()) => {
+                    self.start_body(true);
+                    return State::Bdat(BdatReceiver::new(chunk_size, is_last));
+                }
                 Err(r) => {
                     // The chunk still arrives: read and drop it so the stream stays in sync.
                     self.reply(r);
@@ -385,154 +433,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             }
         }
         next
-    }
-
-    async fn mail(&mut self, from: String, size: usize) -> Reply {
-        let Some(helo) = self.helo.clone() else {
-            return reply::bad_sequence("Send EHLO or HELO first");
-        };
-        if self.txn.is_some() {
-            return reply::bad_sequence("Nested MAIL command");
-        }
-        if size > self.ctx.limits.max_message_size {
-            return Reply::new(
-                552,
-                "5.3.4",
-                "Message size exceeds fixed maximum message size",
-            );
-        }
-        if self.mode == Mode::Submission {
-            let Some(agent) = &self.authed else {
-                return Reply::new(530, "5.7.0", "Authentication required");
-            };
-            let me = agent.address();
-            if !from.eq_ignore_ascii_case(&me) {
-                return Reply::new(553, "5.7.1", format!("Sender address must be <{me}>"));
-            }
-            self.txn = Some(Txn {
-                mail_from: me,
-                spf: SpfResult {
-                    result: AuthStatus::None,
-                    scope: SpfScope::MailFrom,
-                    domain: String::new(),
-                    identity: from,
-                    explanation: None,
-                },
-                rcpts: Vec::new(),
-                submit_rcpts: Vec::new(),
-                body: Vec::new(),
-                too_big: false,
-                lines: BodyLines::default(),
-            });
-            return Reply::new(250, "2.1.0", "Sender OK");
-        }
-        let spf = self
-            .ctx
-            .mailauth
-            .check_spf_mail_from(self.peer.ip(), &helo, &self.ctx.hostname, &from)
-            .await;
-        self.ctx
-            .metrics
-            .auth_results
-            .with_label_values(&["spf", spf.result.as_str()])
-            .inc();
-        self.txn = Some(Txn {
-            mail_from: from,
-            spf,
-            rcpts: Vec::new(),
-            submit_rcpts: Vec::new(),
-            body: Vec::new(),
-            too_big: false,
-            lines: BodyLines::default(),
-        });
-        Reply::new(250, "2.1.0", "Sender OK")
-    }
-
-    fn rcpt(&mut self, to: &str) -> Reply {
-        let max = self.ctx.limits.max_recipients;
-        let Some(txn) = self.txn.as_mut() else {
-            return reply::bad_sequence("Send MAIL first");
-        };
-        if txn.rcpts.len() + txn.submit_rcpts.len() >= max {
-            return Reply::new(452, "4.5.3", "Too many recipients");
-        }
-        let (local, domain, tag) = match check_rcpt(to) {
-            Checked::Address { local, domain, tag } => (local, domain, tag),
-            Checked::Refused(why) => {
-                return Reply::new(554, "5.7.1", format!("Relay access denied: {why}"))
-            }
-        };
-        if self.mode == Mode::Submission {
-            return match self.ctx.queue.plan_recipient(to, 0) {
-                Ok(r) => {
-                    txn.submit_rcpts.push(r.address);
-                    Reply::new(250, "2.1.5", "Recipient OK")
-                }
-                Err(e) if e.is_temporary() => Reply::new(451, "4.3.0", "Temporary lookup failure"),
-                Err(e) => Reply::new(550, "5.1.1", e.to_string()),
-            };
-        }
-        if !self.ctx.identity.is_local_domain(&domain) {
-            return Reply::new(554, "5.7.1", "Relay access denied");
-        }
-        let address = format!("{local}@{domain}");
-        match self.ctx.identity.agent_by_address(&address) {
-            Ok(Some(agent)) if agent.is_active() => {
-                if let Err(e) = self.ctx.mailbox.check_quota(&agent.id, 0) {
-                    if !e.is_temporary() {
-                        return Reply::new(552, "5.2.2", "Mailbox full");
-                    }
-                }
-                txn.rcpts.push(super::session::Rcpt {
-                    address,
-                    agent,
-                    tag,
-                });
-                Reply::new(250, "2.1.5", "Recipient OK")
-            }
-            Ok(_) => Reply::new(550, "5.1.1", "No such user here"),
-            Err(_) => Reply::new(451, "4.3.0", "Temporary lookup failure"),
-        }
-    }
-
-    fn ready_for_data(&self) -> Result<(), Reply> {
-        match &self.txn {
-            None => Err(reply::bad_sequence("Send MAIL first")),
-            Some(t) if t.rcpts.is_empty() && t.submit_rcpts.is_empty() => {
-                Err(Reply::new(554, "5.5.1", "No valid recipients"))
-            }
-            Some(_) => Ok(()),
-        }
-    }
-
-    async fn end_of_message(&mut self) -> Reply {
-        let Some(txn) = self.txn.take() else {
-            return reply::bad_sequence("No transaction");
-        };
-        if txn.too_big {
-            self.ctx
-                .metrics
-                .smtp_messages
-                .with_label_values(&["rejected", "size"])
-                .inc();
-            return Reply::new(
-                552,
-                "5.3.4",
-                "Message size exceeds fixed maximum message size",
-            );
-        }
-        if txn.lines.overlong() {
-            self.ctx
-                .metrics
-                .smtp_messages
-                .with_label_values(&["rejected", "line_length"])
-                .inc();
-            return Reply::new(500, "5.5.2", "Line too long");
-        }
-        let helo = self.helo.clone().unwrap_or_default();
-        if self.mode == Mode::Submission {
-            return self.submit(&helo, txn).await;
-        }
-        super::deliver::deliver(&self.ctx, self.peer, &helo, &self.id, self.secure, txn).await
     }
 }

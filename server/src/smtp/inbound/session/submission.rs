@@ -5,12 +5,23 @@ use super::super::auth::{self as sasl, Sasl, SaslStep};
 use super::super::reply::{self, Reply};
 use super::super::Mode;
 use super::{Session, State, Txn};
-use crate::identity::Scope;
+use crate::audit::Outcome;
+use crate::identity::{Actor, Agent, IdentityError, Scope};
 use smtp_proto::request::receiver::RequestReceiver;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// The longest SASL response line (a PLAIN response with a long key fits many times over).
 const MAX_SASL_LINE: usize = 12 * 1024;
+
+/// What a session logged in with. The key is kept (zeroized on drop, never logged) so every
+/// transaction can go through the same `IdentityService::login` door as AUTH did: that is
+/// the one check of key, agent, ancestors and scope, and a revocation empties its cache.
+pub(in super::super) struct Credentials {
+    user: zeroize::Zeroizing<String>,
+    pass: zeroize::Zeroizing<String>,
+    /// The actor of the latest successful check (key id and chain for audit entries).
+    actor: Actor,
+}
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// Reads (more of) one SASL response line and acts on it once it is whole.
@@ -137,30 +148,37 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .ctx
                     .identity
                     .login(&user, &pass, Scope::MailSend, &ip.to_string());
-                let agent = match login {
+                // A refused login is audited by `login` itself (`auth.denied`, with the
+                // reason and peer): one entry per failure, through the one door, so the
+                // identity layer's per-source aggregation of denials applies to SMTP too.
+                let found = match login {
                     Ok(actor) => actor
                         .agent_id()
-                        .and_then(|id| self.ctx.identity.agent(id).ok().flatten()),
+                        .and_then(|id| self.ctx.identity.agent(id).ok().flatten())
+                        .map(|agent| (actor, agent)),
                     Err(_) => None,
                 };
-                match agent {
-                    Some(agent) => {
+                match found {
+                    Some((actor, agent)) => {
                         self.ctx.auth_limiter.succeed(ip);
                         tracing::info!(agent = %agent.id, "submission login");
+                        let detail =
+                            serde_json::json!({"peer": ip.to_string(), "session": self.id});
+                        if let Err(e) = actor.audit(
+                            &self.ctx.audit,
+                            "smtp.auth",
+                            &agent.id,
+                            Outcome::Ok,
+                            detail,
+                        ) {
+                            tracing::error!(error = %e, "could not audit a submission login");
+                        }
                         self.authed = Some(agent);
+                        self.credentials = Some(Credentials { user, pass, actor });
                         self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
                         next
                     }
                     None => {
-                        let login = user.chars().take(254).collect::<String>();
-                        let _ = self.ctx.audit.append(crate::audit::NewEntry {
-                            actor: crate::audit::ActorRef::anonymous(&ip.to_string()),
-                            chain: vec![],
-                            action: "smtp.auth".into(),
-                            target: login,
-                            outcome: crate::audit::Outcome::Denied,
-                            detail: serde_json::json!({"peer": ip.to_string(), "session": self.id}),
-                        });
                         if self.ctx.auth_limiter.fail(ip) {
                             return self.too_many_failures();
                         }
@@ -185,11 +203,73 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         State::Closed
     }
 
+    /// Re-validates the session's login (key, agent, ancestors, `mail:send`) for a new
+    /// transaction. A refusal is the reply to send before the session ends: `535` when the
+    /// credentials no longer hold, `454` when the check itself failed.
+    pub(super) fn recheck_login(&mut self) -> Result<Agent, Reply> {
+        let Some(c) = self.credentials.as_mut() else {
+            return Err(Reply::new(530, "5.7.0", "Authentication required"));
+        };
+        let ip = self.peer.ip().to_string();
+        let revoked = || {
+            Reply::new(
+                535,
+                "5.7.8",
+                "Authentication credentials are no longer valid; closing the session",
+            )
+        };
+        match self
+            .ctx
+            .identity
+            .login(&c.user, &c.pass, Scope::MailSend, &ip)
+        {
+            Ok(actor) => {
+                let agent = actor
+                    .agent_id()
+                    .and_then(|id| self.ctx.identity.agent(id).ok().flatten())
+                    .filter(|a| a.is_active())
+                    .ok_or_else(revoked)?;
+                c.actor = actor;
+                self.authed = Some(agent.clone());
+                Ok(agent)
+            }
+            Err(e @ (IdentityError::Store(_) | IdentityError::Audit(_))) => {
+                tracing::warn!(error = %e, "cannot re-check a submission login");
+                Err(Reply::new(
+                    454,
+                    "4.7.0",
+                    "Temporary authentication failure; closing the session",
+                ))
+            }
+            Err(_) => {
+                tracing::info!(session = self.id, "submission login revoked mid-session");
+                self.authed = None;
+                self.credentials = None;
+                Err(revoked())
+            }
+        }
+    }
+
     /// End of a submitted message: into the outbound queue as the authenticated agent.
-    pub(super) async fn submit(&mut self, helo: &str, txn: Txn) -> Reply {
+    /// The message must name exactly one author, the agent itself (RFC 5322 §3.6 counts
+    /// are checked before this): what receivers show and what DMARC aligns with our
+    /// signature.
+    pub(super) async fn submit(&mut self, helo: &str, txn: Txn, body: Vec<u8>) -> Reply {
         let Some(agent) = self.authed.clone() else {
             return Reply::new(530, "5.7.0", "Authentication required");
         };
+        let me = agent.address().to_ascii_lowercase();
+        let from = super::super::headers::from_addresses(&body);
+        if from.len() != 1 || from[0] != me {
+            return self.refuse_message(
+                "from_not_sender",
+                Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("The From header must be exactly <{me}>"),
+                ),
+            );
+        }
         let mut raw = crate::util::received_header(
             Some(&format!("{helo} ({})", self.peer.ip())),
             &self.ctx.hostname,
@@ -199,7 +279,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             &crate::util::rfc2822(crate::util::now_unix()),
         )
         .into_bytes();
-        raw.extend_from_slice(&txn.body);
+        raw.extend_from_slice(&body);
         use crate::queue::QueueError as Q;
         match self
             .ctx
@@ -213,6 +293,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .smtp_messages
                     .with_label_values(&["accepted", "submission"])
                     .inc();
+                // Like a REST send: who, with which key, how many recipients, which message.
+                if let Some(c) = &self.credentials {
+                    let detail = serde_json::json!({
+                        "message_id": a.queued.message_id, "recipients": a.queued.recipients.len(),
+                        "via": "smtp", "peer": self.peer.ip().to_string(), "session": self.id,
+                    });
+                    let audited = c.actor.audit(
+                        &self.ctx.audit,
+                        "mail.send",
+                        &a.message.id,
+                        Outcome::Ok,
+                        detail,
+                    );
+                    let committed = match audited {
+                        Ok(_) => self.ctx.audit.commit().await,
+                        Err(e) => Err(e),
+                    };
+                    if let Err(e) = committed {
+                        tracing::error!(error = %e, "could not audit a submitted message");
+                    }
+                }
                 Reply::new(250, "2.0.0", format!("OK queued as {}", a.message.id))
             }
             Err(e) => {
