@@ -144,6 +144,13 @@ fn msg_id(field: &str, value: &str) -> Result<String, QueueError> {
     Ok(id)
 }
 
+/// True when `value` would pass as `in_reply_to` or a `references` entry. A reply takes
+/// these from a received message, whose sender chose them: an unusable one is left out
+/// rather than failing the reply.
+pub fn is_msg_id(value: &str) -> bool {
+    msg_id("", value).is_ok()
+}
+
 /// One checked mailbox of `to`, `cc`, `bcc` or `reply_to`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {

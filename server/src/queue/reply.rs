@@ -1,7 +1,7 @@
 //! `POST /v1/messages/{id}/reply`: answers a message in the agent's mailbox, threading it
 //! (In-Reply-To, References) and optionally quoting the original.
 
-use super::compose::{AttachmentIn, SendRequest};
+use super::compose::{is_msg_id, AttachmentIn, SendRequest};
 use super::service::{Accepted, QueueService};
 use super::QueueError;
 use crate::identity::{Actor, Scope};
@@ -61,10 +61,17 @@ impl QueueService {
                 "the original message has no address to reply to".into(),
             ));
         }
-        let subject = if m.subject.to_ascii_lowercase().starts_with("re:") {
-            m.subject.clone()
+        // The original's subject is the remote sender's text (an encoded word may decode to
+        // a line break): it is made one line, never refused.
+        let original_subject: String = m
+            .subject
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let subject = if original_subject.to_ascii_lowercase().starts_with("re:") {
+            original_subject
         } else {
-            format!("Re: {}", m.subject)
+            format!("Re: {original_subject}")
         };
         let mut text = req.text.clone();
         if req.quote {
@@ -89,8 +96,14 @@ impl QueueService {
             html: req.html.clone(),
             attachments: req.attachments.clone(),
             headers: req.headers.clone(),
-            in_reply_to: m.message_id.clone(),
-            references: original.content.references.clone(),
+            in_reply_to: m.message_id.clone().filter(|id| is_msg_id(id)),
+            references: original
+                .content
+                .references
+                .iter()
+                .filter(|id| is_msg_id(id))
+                .cloned()
+                .collect(),
         };
         self.send_as(actor, agent_id, &send, "mail.reply").await
     }

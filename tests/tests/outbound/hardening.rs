@@ -451,3 +451,39 @@ async fn init_dkim_records_and_dns_plan_print_the_same_dkim_keys() {
         rsa[0]
     );
 }
+
+/// A reply takes its subject and threading headers from a received message, which its
+/// sender wrote: a subject that decodes to a line break is made one line and a malformed
+/// Message-ID is left out, so neither reaches the answer's header nor blocks the reply.
+#[tokio::test]
+async fn a_reply_to_a_hostile_original_neither_fails_nor_carries_its_header_lines() {
+    let s = TestServer::start().await;
+    let (a, ka) = s.agent("alice", &["mail:send", "mail:read"]).await;
+    let (_b, kb) = s.agent("bob", &["mail:read"]).await;
+    let aid = a["id"].as_str().unwrap();
+    let original = "From: Bob <bob@agents.test>\r\nTo: alice@agents.test\r\n\
+        Subject: =?utf-8?q?Hi=0D=0ABcc:_evil@x.test?=\r\nMessage-ID: <a b@c>\r\n\
+        References: <ok@x.test> <bad\u{1}@x.test>\r\n\r\nhello\r\n";
+    let m = s
+        .deliver(aid, legate::mailbox::Folder::Inbox, original.as_bytes())
+        .await;
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/v1/messages/{}/reply", m.id),
+            Some(&ka),
+            Some(json!({"text": "thanks"})),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let inbox = wait_for(&s, &kb, "INBOX", 1).await;
+    let id = inbox[0]["id"].as_str().unwrap();
+    let (_, _, raw) = s.get_bytes(&format!("/v1/messages/{id}/raw"), &kb).await;
+    let raw = String::from_utf8_lossy(&raw);
+    let head = &raw[..raw.find("\r\n\r\n").unwrap()];
+    assert!(!head.to_ascii_lowercase().contains("\nbcc:"), "{head}");
+    assert!(head.contains("<ok@x.test>"), "{head}");
+    assert!(!head.contains("bad"), "{head}");
+    let got = message(&s, &kb, id).await;
+    assert_eq!(got["subject"], "Re: Hi  Bcc: evil@x.test", "{got}");
+}
