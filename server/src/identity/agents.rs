@@ -283,6 +283,7 @@ impl IdentityService {
             last_used_at: None,
             expires_at: None,
             revoked_at: None,
+            bootstrap: false,
         };
         let key_k = keys::join(&[&agent.id, &key.id]);
         self.store.transact(

@@ -69,6 +69,7 @@ impl IdentityService {
             last_used_at: None,
             expires_at,
             revoked_at: None,
+            bootstrap: false,
         };
         self.put_key(&key)?;
         actor.audit(

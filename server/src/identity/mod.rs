@@ -7,6 +7,7 @@
 
 mod actor;
 pub mod address;
+mod admin_tokens;
 mod agents;
 pub mod apikey;
 mod auth;
@@ -31,6 +32,7 @@ mod requests;
 pub mod scope;
 
 pub use actor::{Actor, Principal};
+pub use admin_tokens::NewAdminToken;
 pub use agents::{AgentPatch, NewAgent};
 pub use error::{AuthFailure, Denied, IdentityError};
 pub use model::{Agent, AgentStatus, ApiKey, Human, KeyOwner, Org};

@@ -95,3 +95,236 @@ async fn subagent_revocation_needs_creation_authority() {
     assert_eq!(log["items"].as_array().unwrap().len(), 3, "{log}");
     s.stop().await;
 }
+
+/// A server started the way Helm and CI start it: with `LEGATE_BOOTSTRAP_ADMIN_TOKEN`.
+async fn server_with_bootstrap_token(token: &str) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    let running = legate::app::start(
+        cfg,
+        legate::app::StartOptions {
+            bootstrap_token: Some(token.to_string()),
+        },
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", running.http_addr.unwrap());
+    TestServer {
+        running: Some(running),
+        dns: None,
+        base,
+        admin_token: token.to_string(),
+        dir,
+        http: reqwest::Client::new(),
+    }
+}
+
+async fn whoami_status(s: &TestServer, token: &str) -> (u16, String) {
+    let (st, v) = s.call("GET", "/v1/whoami", Some(token), None).await;
+    (st, v["error"]["code"].as_str().unwrap_or("").to_string())
+}
+
+/// Item 10: admin tokens are listed (never their secrets), created with a name and expiry,
+/// revoked; the bootstrap token stops working once another admin token exists; the last
+/// working admin token cannot be revoked; every change is audited.
+#[tokio::test]
+async fn admin_tokens_rotate_and_revoke() {
+    let boot = legate::identity::apikey::generate().to_string();
+    let s = server_with_bootstrap_token(&boot).await;
+    let (st, list) = s.call("GET", "/v1/admin/tokens", Some(&boot), None).await;
+    assert_eq!(st, 200, "{list}");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(
+        (&items[0]["bootstrap"], &items[0]["active"]),
+        (&json!(true), &json!(true))
+    );
+    let boot_id = items[0]["id"].as_str().unwrap().to_string();
+    // The only admin token: refused.
+    let (st, e) = s
+        .call(
+            "DELETE",
+            &format!("/v1/admin/tokens/{boot_id}"),
+            Some(&boot),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{e}"
+    );
+
+    // Rotation: a named token; the bootstrap token is dead from the next request on.
+    let (st, t1) = s
+        .call(
+            "POST",
+            "/v1/admin/tokens",
+            Some(&boot),
+            Some(json!({"name": "ops laptop", "expires_in": 86400})),
+        )
+        .await;
+    assert_eq!(st, 201, "{t1}");
+    assert_eq!(t1["name"], "ops laptop");
+    assert!(t1["expires_at"].is_string(), "{t1}");
+    let t1_id = t1["id"].as_str().unwrap().to_string();
+    let t1 = t1["key"].as_str().unwrap().to_string();
+    assert_eq!(whoami_status(&s, &t1).await.0, 200);
+    assert_eq!(
+        whoami_status(&s, &boot).await,
+        (401, "key_superseded".into())
+    );
+    // Even after the new token is revoked, the bootstrap token stays dead.
+    let (st, short) = s
+        .call(
+            "POST",
+            "/v1/admin/tokens",
+            Some(&t1),
+            Some(json!({"name": "short", "expires_in": 1})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let short = short["key"].as_str().unwrap().to_string();
+    let (st, t2) = s
+        .call(
+            "POST",
+            "/v1/admin/tokens",
+            Some(&t1),
+            Some(json!({"name": "ci"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let t2 = t2["key"].as_str().unwrap().to_string();
+
+    // The list shows every token, no secret and no hash.
+    let resp = s
+        .http
+        .get(format!("{}/v1/admin/tokens", s.base))
+        .bearer_auth(&t2)
+        .send()
+        .await
+        .unwrap();
+    let text = resp.text().await.unwrap();
+    for secret in [&boot, &t1, &t2, &short] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a token in the list: {text}"
+        );
+    }
+    assert!(!text.contains("\"hash\""), "{text}");
+    let list: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 4, "{list}");
+    let boot_item = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == boot_id.as_str())
+        .unwrap();
+    assert_eq!(boot_item["active"], false);
+
+    // Revocation; then t2 is the last working token (short expires, boot is superseded).
+    let (st, _) = s
+        .call(
+            "DELETE",
+            &format!("/v1/admin/tokens/{t1_id}"),
+            Some(&t2),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(whoami_status(&s, &t1).await, (401, "key_revoked".into()));
+    assert_eq!(
+        whoami_status(&s, &boot).await,
+        (401, "key_superseded".into())
+    );
+    // Expiry is enforced at use (a sleep past the one-second lifetime, not a timing check).
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(whoami_status(&s, &short).await, (401, "key_expired".into()));
+    let (_, me) = s.call("GET", "/v1/whoami", Some(&t2), None).await;
+    let t2_id = me["key_id"].as_str().unwrap().to_string();
+    let (st, e) = s
+        .call(
+            "DELETE",
+            &format!("/v1/admin/tokens/{t2_id}"),
+            Some(&t2),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{e}"
+    );
+    assert_eq!(whoami_status(&s, &t2).await.0, 200);
+    // Agents cannot touch admin tokens.
+    let (st, a) = s
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(&t2),
+            Some(json!({"local": "nosy"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{a}");
+    let agent_key = a["api_key"]["key"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.call("GET", "/v1/admin/tokens", Some(&agent_key), None)
+            .await
+            .0,
+        403
+    );
+
+    let (_, log) = s
+        .call(
+            "GET",
+            "/v1/audit?action=admin_token.&limit=50",
+            Some(&t2),
+            None,
+        )
+        .await;
+    let actions: Vec<(String, String)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let count = |a: &str, o: &str| actions.iter().filter(|x| x.0 == a && x.1 == o).count();
+    assert_eq!(count("admin_token.create", "ok"), 3, "{actions:?}");
+    assert_eq!(count("admin_token.revoke", "ok"), 1, "{actions:?}");
+    assert_eq!(count("admin_token.revoke", "denied"), 2, "{actions:?}");
+    s.stop().await;
+}
+
+/// Item 10: a bootstrap token the operator keeps (lists) survives the creation of others.
+#[tokio::test]
+async fn kept_bootstrap_token_keeps_working() {
+    let boot = legate::identity::apikey::generate().to_string();
+    let s = server_with_bootstrap_token(&boot).await;
+    let (_, list) = s.call("GET", "/v1/admin/tokens", Some(&boot), None).await;
+    let boot_id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let (st, k) = s
+        .call(
+            "PATCH",
+            &format!("/v1/admin/tokens/{boot_id}"),
+            Some(&boot),
+            Some(json!({"keep": true})),
+        )
+        .await;
+    assert_eq!((st, &k["bootstrap"]), (200, &json!(false)), "{k}");
+    let (st, _) = s
+        .call(
+            "POST",
+            "/v1/admin/tokens",
+            Some(&boot),
+            Some(json!({"name": "second"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    assert_eq!(whoami_status(&s, &boot).await.0, 200);
+    s.stop().await;
+}
