@@ -72,7 +72,7 @@ impl IdentityService {
             bootstrap: false,
         };
         self.put_key(&key)?;
-        actor.audit(
+        actor.audit_on_agent(
             &self.audit,
             "key.create",
             &agent.id,
@@ -116,7 +116,7 @@ impl IdentityService {
             }
             Ok(key)
         })?;
-        actor.audit(
+        actor.audit_on_agent(
             &self.audit,
             "key.revoke",
             &agent.id,

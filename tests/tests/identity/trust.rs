@@ -328,3 +328,154 @@ async fn kept_bootstrap_token_keeps_working() {
     assert_eq!(whoami_status(&s, &boot).await.0, 200);
     s.stop().await;
 }
+
+/// Item 14: agents of two orgs with the same local part get different addresses, DIDs and DID
+/// documents, and a signature by one never verifies as the other.
+#[tokio::test]
+async fn same_local_part_in_two_orgs_has_two_identities() {
+    let s = TestServer::start().await;
+    let (st, org) = s
+        .call(
+            "POST",
+            "/v1/orgs",
+            Some(&s.admin_token),
+            Some(json!({"name": "bee", "domain": "b.test"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{org}");
+    let (a, _) = s.agent("ops", ALL).await;
+    let (st, b) = s
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(&s.admin_token),
+            Some(json!({"address": "ops@b.test"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let bkey = b["api_key"]["key"].as_str().unwrap().to_string();
+    assert_eq!(a["address"], "ops@agents.test");
+    assert_eq!(b["address"], "ops@b.test");
+    let (da, db) = (a["did"].as_str().unwrap(), b["did"].as_str().unwrap());
+    assert_ne!(da, db);
+    let (_, me) = s.call("GET", "/v1/whoami", Some(&bkey), None).await;
+    assert_eq!(me["did"], db);
+
+    // Each DID's document is its own agent's.
+    for (did, mail) in [(da, "mailto:ops@agents.test"), (db, "mailto:ops@b.test")] {
+        let path = did_to_url(did);
+        let rest = path.strip_prefix("http://").unwrap();
+        let path = &rest[rest.find('/').unwrap()..];
+        let (st, doc) = s.call("GET", path, None, None).await;
+        assert_eq!((st, doc["id"].as_str()), (200, Some(did)), "{path}: {doc}");
+        assert!(doc.to_string().contains(mail), "{doc}");
+    }
+    // The short form never reaches the other org's agent.
+    let (st, _) = s.call("GET", "/agents/ops/did.json", None, None).await;
+    assert_eq!(st, 200);
+    let (_, b_doc) = s
+        .call("GET", "/orgs/b.test/agents/ops/did.json", None, None)
+        .await;
+    let (_, a_doc) = s.call("GET", "/agents/ops/did.json", None, None).await;
+    assert_ne!(
+        a_doc["verificationMethod"][0]["publicKeyMultibase"],
+        b_doc["verificationMethod"][0]["publicKeyMultibase"]
+    );
+
+    // A signature by ops@b.test verifies under its DID only.
+    let (_, checker) = s.agent("checker", &["identity:verify"]).await;
+    let (st, signed) = s
+        .call(
+            "POST",
+            "/v1/identity/sign",
+            Some(&bkey),
+            Some(json!({"data_b64": BASE64.encode(b"hello")})),
+        )
+        .await;
+    assert_eq!(st, 200, "{signed}");
+    assert!(signed["kid"].as_str().unwrap().starts_with(db), "{signed}");
+    for (did, valid) in [(db, true), (da, false)] {
+        let (st, v) = s
+            .call(
+                "POST",
+                "/v1/identity/verify",
+                Some(&checker),
+                Some(json!({"did": did, "data_b64": BASE64.encode(b"hello"),
+                            "signature_b64": signed["signature_b64"]})),
+            )
+            .await;
+        assert_eq!((st, v["valid"].as_bool()), (200, Some(valid)), "{did}: {v}");
+    }
+    s.stop().await;
+}
+
+/// Item 14: audit entries are filed under an agent by its real id, never because a caller
+/// chose a target string that looks like one (a credential name, an id in a refused request).
+#[tokio::test]
+async fn audit_entries_are_filed_by_real_id() {
+    let s = TestServer::start().await;
+    let (victim, vkey) = s.agent("victim", ALL).await;
+    let vid = victim["id"].as_str().unwrap().to_string();
+    let (mallory, mkey) = s.agent("mallory", ALL).await;
+    let mid = mallory["id"].as_str().unwrap().to_string();
+    let (st, _) = s
+        .call(
+            "PUT",
+            &format!("/v1/vault/{vid}"),
+            Some(&mkey),
+            Some(json!({"kind": "note", "notes": "n"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, _) = s
+        .call("GET", &format!("/v1/agents/{vid}"), Some(&mkey), None)
+        .await;
+    assert_eq!(st, 403);
+    let (st, _) = s
+        .call("DELETE", &format!("/v1/agents/{vid}"), Some(&mkey), None)
+        .await;
+    assert_eq!(st, 403);
+
+    let mallory_in = |log: &Value| {
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["actor"]["id"] == mid.as_str())
+            .count()
+    };
+    // The victim's own view, and the admin's view filtered by the victim.
+    let (st, own) = s
+        .call("GET", "/v1/audit?limit=200", Some(&vkey), None)
+        .await;
+    assert_eq!(st, 200, "{own}");
+    assert_eq!(mallory_in(&own), 0, "{own}");
+    let (_, by_agent) = s
+        .call(
+            "GET",
+            &format!("/v1/audit?agent={vid}&limit=200"),
+            Some(&s.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(mallory_in(&by_agent), 0, "{by_agent}");
+    // What was done to the victim is still filed under it.
+    let actions: Vec<&str> = by_agent["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"agent.create"), "{by_agent}");
+    // And Mallory's entries are under Mallory.
+    let (_, by_mallory) = s
+        .call(
+            "GET",
+            &format!("/v1/audit?agent={mid}&limit=200"),
+            Some(&s.admin_token),
+            None,
+        )
+        .await;
+    assert!(mallory_in(&by_mallory) >= 3, "{by_mallory}");
+    s.stop().await;
+}
