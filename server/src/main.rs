@@ -48,8 +48,36 @@ enum Cmd {
     /// DKIM keys of the domain (stop the server first).
     #[command(subcommand)]
     Dkim(DkimCmd),
+    /// Admin tokens (works on the data directory; stop the server first).
+    #[command(subcommand)]
+    Admin(AdminCmd),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// List, create, keep or revoke admin tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Subcommand)]
+enum TokenCmd {
+    /// Every admin token (never the secret) and whether it works now.
+    List,
+    /// A new admin token, printed once.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Lifetime in seconds.
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+    /// Keep the LEGATE_BOOTSTRAP_ADMIN_TOKEN token working after other tokens exist.
+    Keep { id: String },
+    /// Revoke an admin token (the last working one is refused).
+    Revoke { id: String },
 }
 
 /// Flags of `init`. On a terminal each one is the default of a question; otherwise (or with
@@ -323,6 +351,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Init(args) => init(args),
         Cmd::Agent(c) => agent(load_config(cli.config.as_deref())?, c).await,
         Cmd::Key(c) => key(load_config(cli.config.as_deref())?, c).await,
+        Cmd::Admin(AdminCmd::Token(c)) => admin_token(load_config(cli.config.as_deref())?, c).await,
         Cmd::Audit(c) => audit(load_config(cli.config.as_deref())?, c),
         Cmd::Dns(c) => dns(load_config(cli.config.as_deref())?, c).await,
         Cmd::Dkim(c) => dkim(load_config(cli.config.as_deref())?, c),
@@ -602,6 +631,40 @@ async fn key(cfg: Config, c: KeyCmd) -> anyhow::Result<ExitCode> {
         KeyCmd::Revoke { agent, key_id } => {
             id.revoke_key(&actor, &agent, &key_id).await?;
             println!("revoked key {key_id}");
+        }
+    }
+    s.audit.sync_blocking();
+    s.store.flush_blocking()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn admin_token(cfg: Config, c: TokenCmd) -> anyhow::Result<ExitCode> {
+    let (s, actor) = open_offline(cfg)?;
+    let id = &s.identity;
+    match c {
+        TokenCmd::List => {
+            for t in id.list_admin_tokens(&actor)? {
+                println!("{t}");
+            }
+        }
+        TokenCmd::Create { name, expires_in } => {
+            let (k, token) = id
+                .create_admin_token(
+                    &actor,
+                    &legate::identity::NewAdminToken { name, expires_in },
+                )
+                .await?;
+            let mut v = id.admin_token_json(&k, true);
+            v["key"] = serde_json::json!(token.as_str());
+            print_json(&v);
+        }
+        TokenCmd::Keep { id: key_id } => {
+            id.keep_admin_token(&actor, &key_id).await?;
+            println!("kept admin token {key_id}");
+        }
+        TokenCmd::Revoke { id: key_id } => {
+            id.revoke_admin_token(&actor, &key_id).await?;
+            println!("revoked admin token {key_id}");
         }
     }
     s.audit.sync_blocking();

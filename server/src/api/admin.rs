@@ -2,7 +2,7 @@
 
 use super::extract::{Auth, Json, Path, Query};
 use super::{ApiResult, AppState, PageParams};
-use crate::identity::{AgentPatch, NewAgent, NewKey};
+use crate::identity::{AgentPatch, NewAdminToken, NewAgent, NewKey};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
@@ -21,6 +21,14 @@ pub fn router() -> Router<AppState> {
         .route("/v1/agents/{id}/keys", post(create_key).get(list_keys))
         .route("/v1/agents/{id}/keys/{key_id}", delete(revoke_key))
         .route("/v1/agents/{id}/subagents", post(create_subagent))
+        .route(
+            "/v1/admin/tokens",
+            post(create_admin_token).get(list_admin_tokens),
+        )
+        .route(
+            "/v1/admin/tokens/{id}",
+            delete(revoke_admin_token).patch(keep_admin_token),
+        )
 }
 
 #[derive(Deserialize)]
@@ -149,5 +157,56 @@ async fn revoke_key(
     Path((id, key_id)): Path<(String, String)>,
 ) -> ApiResult<axum::Json<Value>> {
     let key = s.identity.revoke_key(&actor, &id, &key_id).await?;
+    Ok(axum::Json(key.to_json()))
+}
+
+async fn list_admin_tokens(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+) -> ApiResult<axum::Json<Value>> {
+    let items = s.identity.list_admin_tokens(&actor)?;
+    Ok(axum::Json(json!({"items": items, "next_cursor": null})))
+}
+
+/// The token is in this response only; the store keeps its hash.
+async fn create_admin_token(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Json(req): Json<NewAdminToken>,
+) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    let (key, token) = s.identity.create_admin_token(&actor, &req).await?;
+    let mut v = s.identity.admin_token_json(&key, true);
+    v["key"] = json!(token.as_str());
+    Ok((StatusCode::CREATED, axum::Json(v)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenPatch {
+    /// `true`: a bootstrap token becomes a listed one and keeps working.
+    keep: bool,
+}
+
+async fn keep_admin_token(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    Json(p): Json<TokenPatch>,
+) -> ApiResult<axum::Json<Value>> {
+    if !p.keep {
+        return Err(super::ApiError::invalid(
+            "only {\"keep\": true} is supported; revoke with DELETE",
+        ));
+    }
+    let key = s.identity.keep_admin_token(&actor, &id).await?;
+    Ok(axum::Json(s.identity.admin_token_json(&key, true)))
+}
+
+async fn revoke_admin_token(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let key = s.identity.revoke_admin_token(&actor, &id).await?;
     Ok(axum::Json(key.to_json()))
 }

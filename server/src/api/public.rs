@@ -22,6 +22,11 @@ pub fn router() -> Router<AppState> {
         .route("/.well-known/did.json", get(domain_did))
         .route("/agents/{local}/did.json", get(agent_did))
         .route("/agents/{local}/jwks.json", get(agent_jwks))
+        .route("/orgs/{domain}/agents/{local}/did.json", get(org_agent_did))
+        .route(
+            "/orgs/{domain}/agents/{local}/jwks.json",
+            get(org_agent_jwks),
+        )
 }
 
 fn document(status: StatusCode, content_type: &'static str, body: &Value) -> Response {
@@ -53,4 +58,22 @@ async fn agent_did(State(s): State<AppState>, Path(local): Path<String>) -> ApiR
 
 async fn agent_jwks(State(s): State<AppState>, Path(local): Path<String>) -> ApiResult<Response> {
     Ok(public(s.identity.jwks(&local)?, JSON))
+}
+
+/// Agents of orgs other than the server's own domain (`did:web:<host>:orgs:<domain>:agents:<local>`).
+async fn org_agent_did(
+    State(s): State<AppState>,
+    Path((domain, local)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(public(
+        s.identity.did_document_in(Some(&domain), &local)?,
+        DID_JSON,
+    ))
+}
+
+async fn org_agent_jwks(
+    State(s): State<AppState>,
+    Path((domain, local)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(public(s.identity.jwks_in(Some(&domain), &local)?, JSON))
 }

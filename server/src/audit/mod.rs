@@ -10,7 +10,7 @@ mod query;
 mod writer;
 
 pub use entry::{ActorRef, Entry, NewEntry, Outcome};
-pub use page::page_key_of;
+pub use page::{page_key_of, SUBJECT_AGENT};
 pub use query::{Filter, QueryPage};
 
 use crate::store::{keys, Store, StoreError, Tree};

@@ -15,14 +15,28 @@ pub fn key(page: &Page) -> [u8; 8] {
     keys::u64_key(page.entries.first().map_or(0, |e| e.seq))
 }
 
-/// The agents an entry concerns: its acting agent, and an agent it targets.
+/// Detail key naming the agent an entry acts on, by its real id. Set by the service that
+/// resolved the agent (never copied from a request), so a caller cannot file entries under
+/// another agent by choosing a target string such as a credential name or a login.
+pub const SUBJECT_AGENT: &str = "subject_agent";
+
+/// The agents an entry concerns: its acting agent, and the agent it acts on (its
+/// [`SUBJECT_AGENT`]; for the system's own entries, such as deliveries, the target it
+/// resolved, which no caller chooses).
 pub fn agents_of(e: &Entry) -> Vec<&str> {
     let mut v = Vec::new();
     if e.actor.kind == "agent" {
         v.push(e.actor.id.as_str());
     }
-    if e.target.starts_with("ag_") && !v.contains(&e.target.as_str()) {
-        v.push(e.target.as_str());
+    let subject = match e.detail.get(SUBJECT_AGENT).and_then(|s| s.as_str()) {
+        Some(s) => Some(s),
+        None if e.actor.kind == "system" && e.target.starts_with("ag_") => Some(e.target.as_str()),
+        None => None,
+    };
+    if let Some(s) = subject {
+        if !v.contains(&s) {
+            v.push(s);
+        }
     }
     v
 }

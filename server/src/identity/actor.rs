@@ -83,6 +83,28 @@ impl Actor {
         })
     }
 
+    /// Writes an audit entry about an agent this service resolved: `agent_id` is its real
+    /// id, and the entry is filed under that agent too (see `audit::SUBJECT_AGENT`).
+    pub fn audit_on_agent(
+        &self,
+        audit: &Audit,
+        action: &str,
+        agent_id: &str,
+        outcome: Outcome,
+        mut detail: Value,
+    ) -> Result<Entry, AuditError> {
+        if !detail.is_object() {
+            detail = serde_json::json!({});
+        }
+        if let Value::Object(m) = &mut detail {
+            m.insert(
+                crate::audit::SUBJECT_AGENT.into(),
+                Value::String(agent_id.into()),
+            );
+        }
+        self.audit(audit, action, agent_id, outcome, detail)
+    }
+
     fn deny(&self, audit: &Audit, action: &str, target: &str, why: Denied) -> Denied {
         let detail = match why.required_scope() {
             Some(s) => serde_json::json!({ "required_scope": s.as_str() }),

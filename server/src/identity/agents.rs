@@ -283,6 +283,7 @@ impl IdentityService {
             last_used_at: None,
             expires_at: None,
             revoked_at: None,
+            bootstrap: false,
         };
         let key_k = keys::join(&[&agent.id, &key.id]);
         self.store.transact(
@@ -313,7 +314,7 @@ impl IdentityService {
         } else {
             "agent.create"
         };
-        actor.audit(
+        actor.audit_on_agent(
             &self.audit,
             action,
             &agent.id,
@@ -453,7 +454,7 @@ impl IdentityService {
             tx.put_record(Tree::Agents, id.as_bytes(), &a)?;
             Ok(a)
         })?;
-        actor.audit(
+        actor.audit_on_agent(
             &self.audit,
             "agent.update",
             &id,
@@ -509,7 +510,7 @@ impl IdentityService {
             } else {
                 Outcome::Error
             };
-            actor.audit(
+            actor.audit_on_agent(
                 &self.audit,
                 "agent.revoke",
                 &revoked.id,

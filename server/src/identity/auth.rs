@@ -144,6 +144,13 @@ impl IdentityService {
                     .get_record(Tree::Humans, id.as_bytes())
                     .map_err(internal)?
                     .ok_or((AuthFailure::Unknown, owner.clone()))?;
+                if key.bootstrap
+                    && self
+                        .has_listed_admin_token()
+                        .map_err(|_| (AuthFailure::Unknown, None))?
+                {
+                    return Err((AuthFailure::Superseded, owner));
+                }
                 Actor {
                     chain: vec![format!("human:{}", human.email)],
                     principal: Principal::Human {

@@ -75,6 +75,16 @@ impl DidWeb {
             _ => None,
         }
     }
+
+    /// The agent a path names: `agents:<local>` (the server's own domain, domain `None`) or
+    /// `orgs:<domain>:agents:<local>` (an agent of another org hosted here).
+    pub fn agent_ref(&self) -> Option<(Option<&str>, &str)> {
+        match self.path.as_slice() {
+            [a, local] if a == "agents" => Some((None, local)),
+            [o, domain, a, local] if o == "orgs" && a == "agents" => Some((Some(domain), local)),
+            _ => None,
+        }
+    }
 }
 
 fn valid_hostname(h: &str) -> bool {

@@ -14,6 +14,8 @@ pub enum AuthFailure {
     Expired,
     KeyRevoked,
     AgentRevoked,
+    /// The bootstrap admin token, after another admin token was created.
+    Superseded,
 }
 
 impl AuthFailure {
@@ -25,6 +27,7 @@ impl AuthFailure {
             AuthFailure::Expired => "key_expired",
             AuthFailure::KeyRevoked => "key_revoked",
             AuthFailure::AgentRevoked => "agent_revoked",
+            AuthFailure::Superseded => "key_superseded",
         }
     }
 }

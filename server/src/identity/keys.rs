@@ -69,9 +69,10 @@ impl IdentityService {
             last_used_at: None,
             expires_at,
             revoked_at: None,
+            bootstrap: false,
         };
         self.put_key(&key)?;
-        actor.audit(
+        actor.audit_on_agent(
             &self.audit,
             "key.create",
             &agent.id,
@@ -115,7 +116,7 @@ impl IdentityService {
             }
             Ok(key)
         })?;
-        actor.audit(
+        actor.audit_on_agent(
             &self.audit,
             "key.revoke",
             &agent.id,

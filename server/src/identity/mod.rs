@@ -7,6 +7,7 @@
 
 mod actor;
 pub mod address;
+mod admin_tokens;
 mod agents;
 pub mod apikey;
 mod auth;
@@ -31,6 +32,7 @@ mod requests;
 pub mod scope;
 
 pub use actor::{Actor, Principal};
+pub use admin_tokens::NewAdminToken;
 pub use agents::{AgentPatch, NewAgent};
 pub use error::{AuthFailure, Denied, IdentityError};
 pub use model::{Agent, AgentStatus, ApiKey, Human, KeyOwner, Org};
@@ -47,7 +49,7 @@ pub use token::{act_claim, IssuedToken, DEFAULT_TTL_SECS};
 pub use verdict::{Reason, Verdict};
 
 use crate::audit::Audit;
-use crate::store::Store;
+use crate::store::{self, Store};
 use std::sync::{Arc, OnceLock, RwLock};
 
 /// Something other services must do when an agent is born or revoked (make its identity key;
@@ -70,6 +72,8 @@ pub struct IdentityService {
     options: RwLock<IdentityOptions>,
     /// The remote did:web client, built on first use from `options`.
     fetcher: OnceLock<Result<fetch::DidFetcher, String>>,
+    /// The bootstrap org's domain, whose agents have the short DIDs.
+    default_domain: OnceLock<String>,
 }
 
 impl IdentityService {
@@ -83,6 +87,7 @@ impl IdentityService {
             custody: RwLock::new(None),
             options: RwLock::new(IdentityOptions::default()),
             fetcher: OnceLock::new(),
+            default_domain: OnceLock::new(),
         }
     }
 
@@ -131,9 +136,31 @@ impl IdentityService {
         &self.audit
     }
 
-    /// `did:web:<host>:agents:<local>`.
+    /// `did:web:<host>:agents:<local>` for agents of the server's own domain (the org made at
+    /// bootstrap); `did:web:<host>:orgs:<domain>:agents:<local>` for agents of other orgs, so
+    /// `ops@a.test` and `ops@b.test` never share a DID (or a DID document).
     pub fn agent_did(&self, agent: &Agent) -> String {
-        format!("did:web:{}:agents:{}", self.did_host, agent.local)
+        match self.default_domain() {
+            Some(d) if d != agent.domain => format!(
+                "did:web:{}:orgs:{}:agents:{}",
+                self.did_host, agent.domain, agent.local
+            ),
+            _ => format!("did:web:{}:agents:{}", self.did_host, agent.local),
+        }
+    }
+
+    /// The domain of the org made at bootstrap; it never changes once set, so it is read
+    /// from the store once.
+    pub(crate) fn default_domain(&self) -> Option<String> {
+        if let Some(d) = self.default_domain.get() {
+            return Some(d.clone());
+        }
+        let id = self
+            .store
+            .get(store::Tree::Meta, agents::DEFAULT_ORG)
+            .ok()??;
+        let org = self.org(&String::from_utf8_lossy(&id)).ok()??;
+        Some(self.default_domain.get_or_init(|| org.domain).clone())
     }
 
     /// The domain's own DID, controller of its agents' documents.

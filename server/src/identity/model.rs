@@ -85,6 +85,10 @@ pub struct ApiKey {
     pub last_used_at: Option<i64>,
     pub expires_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// An admin token registered from `LEGATE_BOOTSTRAP_ADMIN_TOKEN`: it stops working as
+    /// soon as any other admin token exists, unless an admin keeps it (which clears this).
+    #[serde(default)]
+    pub bootstrap: bool,
 }
 
 impl std::fmt::Debug for ApiKey {
@@ -110,6 +114,7 @@ impl ApiKey {
             "last_used_at": self.last_used_at.map(rfc3339),
             "expires_at": self.expires_at.map(rfc3339),
             "revoked_at": self.revoked_at.map(rfc3339),
+            "bootstrap": self.bootstrap,
         })
     }
 }

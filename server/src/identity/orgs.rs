@@ -44,12 +44,16 @@ impl IdentityService {
         {
             let human: Human = crate::store::decode(&first)?;
             if let Some(t) = token {
-                if self
+                let known = self
                     .store
                     .get(Tree::ApiKeyHash, &apikey::hash(t))?
-                    .is_none()
-                {
-                    self.insert_admin_key(&human, t, "bootstrap")?;
+                    .is_some();
+                // Once the operator has admin tokens of their own, the environment's token is
+                // not (re-)registered: it would only be superseded at once.
+                if !known && !self.has_listed_admin_token()? {
+                    self.insert_admin_key(&human, t, "bootstrap", true)?;
+                } else if !known {
+                    tracing::warn!("LEGATE_BOOTSTRAP_ADMIN_TOKEN ignored: admin tokens exist (see `legate admin token`)");
                 }
             }
             return Ok(None);
@@ -92,12 +96,12 @@ impl IdentityService {
         )?;
         let generated = match token {
             Some(t) => {
-                self.insert_admin_key(&human, t, "bootstrap")?;
+                self.insert_admin_key(&human, t, "bootstrap", true)?;
                 None
             }
             None => {
                 let t = apikey::generate();
-                self.insert_admin_key(&human, &t, "bootstrap")?;
+                self.insert_admin_key(&human, &t, "bootstrap", false)?;
                 Some(t)
             }
         };
@@ -123,6 +127,7 @@ impl IdentityService {
         human: &Human,
         token: &str,
         name: &str,
+        from_env: bool,
     ) -> Result<(), IdentityError> {
         let key = ApiKey {
             id: new_id("key"),
@@ -134,6 +139,7 @@ impl IdentityService {
             last_used_at: None,
             expires_at: None,
             revoked_at: None,
+            bootstrap: from_env,
         };
         self.put_key(&key)
     }

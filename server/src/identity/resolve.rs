@@ -7,7 +7,6 @@ use super::did::{self, VerificationKey};
 use super::fetch::{DidFetcher, FetchLimits, Fetched};
 use super::verdict::{Reason, Verdict};
 use super::{Agent, IdentityError, IdentityService};
-use crate::store::Tree;
 
 /// Resolution settings (`[identity]` in the config).
 #[derive(Debug, Clone)]
@@ -41,29 +40,33 @@ impl From<&crate::config::IdentityConfig> for IdentityOptions {
 }
 
 impl IdentityService {
-    /// The agent a local did:web path names (`agents:<local>`). Agents of the server's own
-    /// domain win; other orgs' agents are found by local part when it is unambiguous.
+    /// The agent a local did:web path names: `agents:<local>` is an agent of the server's own
+    /// domain only (never another org's agent of that local part, which would give one agent
+    /// two DIDs and let a later agent take over a DID); `orgs:<domain>:agents:<local>` is
+    /// the agent of another org.
     pub fn agent_by_local(&self, local: &str) -> Result<Option<Agent>, IdentityError> {
+        self.agent_by_did_path(None, local)
+    }
+
+    pub fn agent_by_did_path(
+        &self,
+        domain: Option<&str>,
+        local: &str,
+    ) -> Result<Option<Agent>, IdentityError> {
         let Ok(local) = super::address::normalize_local(local) else {
             return Ok(None);
         };
-        if let Some(id) = self.store.get(Tree::Meta, super::agents::DEFAULT_ORG)? {
-            if let Some(org) = self.org(&String::from_utf8_lossy(&id))? {
-                if let Some(a) = self.agent_by_address(&format!("{local}@{}", org.domain))? {
-                    return Ok(Some(a));
-                }
-            }
-        }
-        let mut found = None;
-        for org in self.all_orgs()? {
-            if let Some(a) = self.agent_by_address(&format!("{local}@{}", org.domain))? {
-                if found.is_some() {
-                    return Ok(None);
-                }
-                found = Some(a);
-            }
-        }
-        Ok(found)
+        let Some(default) = self.default_domain() else {
+            return Ok(None);
+        };
+        let domain = match domain {
+            None => default,
+            // The server's own agents have one DID: the short one.
+            Some(d) if d.eq_ignore_ascii_case(&default) => return Ok(None),
+            Some(d) => d.to_ascii_lowercase(),
+        };
+        let agent = self.agent_by_address(&format!("{local}@{domain}"))?;
+        Ok(agent.filter(|a| a.domain == domain))
     }
 
     /// Whether a parsed DID names this host.
@@ -129,12 +132,12 @@ impl IdentityService {
             tracing::error!(error = %e, "local DID resolution failed");
             Verdict::fail(Reason::ResolutionFailed, "internal error")
         };
-        let Some(local) = parsed.agent_local() else {
+        let Some((domain, local)) = parsed.agent_ref() else {
             // The domain DID carries no keys of its own.
             return Ok(Vec::new());
         };
         let agent = self
-            .agent_by_local(local)
+            .agent_by_did_path(domain, local)
             .map_err(internal)?
             .ok_or_else(|| Verdict::fail(Reason::UnknownDid, "no such agent on this host"))?;
         if !agent.is_active() {

@@ -176,7 +176,7 @@ impl IdentityService {
             .custody()?
             .rotate(&agent.id, overlap_secs)
             .map_err(IdentityError::Keys)?;
-        actor.audit(
+        actor.audit_on_agent(
             &self.audit,
             action,
             &agent.id,
@@ -197,8 +197,17 @@ impl IdentityService {
 
     /// `GET /agents/{local}/did.json`.
     pub fn did_document(&self, local: &str) -> Result<PublicDoc, IdentityError> {
+        self.did_document_in(None, local)
+    }
+
+    /// `GET /orgs/{domain}/agents/{local}/did.json` (`domain` set), or the short form.
+    pub fn did_document_in(
+        &self,
+        domain: Option<&str>,
+        local: &str,
+    ) -> Result<PublicDoc, IdentityError> {
         let agent = self
-            .agent_by_local(local)?
+            .agent_by_did_path(domain, local)?
             .ok_or(IdentityError::NotFound("agent"))?;
         let did = self.agent_did(&agent);
         if !agent.is_active() {
@@ -216,8 +225,13 @@ impl IdentityService {
 
     /// `GET /agents/{local}/jwks.json`.
     pub fn jwks(&self, local: &str) -> Result<PublicDoc, IdentityError> {
+        self.jwks_in(None, local)
+    }
+
+    /// `GET /orgs/{domain}/agents/{local}/jwks.json` (`domain` set), or the short form.
+    pub fn jwks_in(&self, domain: Option<&str>, local: &str) -> Result<PublicDoc, IdentityError> {
         let agent = self
-            .agent_by_local(local)?
+            .agent_by_did_path(domain, local)?
             .ok_or(IdentityError::NotFound("agent"))?;
         let did = self.agent_did(&agent);
         if !agent.is_active() {

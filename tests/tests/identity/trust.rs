@@ -95,3 +95,387 @@ async fn subagent_revocation_needs_creation_authority() {
     assert_eq!(log["items"].as_array().unwrap().len(), 3, "{log}");
     s.stop().await;
 }
+
+/// A server started the way Helm and CI start it: with `LEGATE_BOOTSTRAP_ADMIN_TOKEN`.
+async fn server_with_bootstrap_token(token: &str) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = test_config(dir.path());
+    let running = legate::app::start(
+        cfg,
+        legate::app::StartOptions {
+            bootstrap_token: Some(token.to_string()),
+        },
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", running.http_addr.unwrap());
+    TestServer {
+        running: Some(running),
+        dns: None,
+        base,
+        admin_token: token.to_string(),
+        dir,
+        http: reqwest::Client::new(),
+    }
+}
+
+async fn whoami_status(s: &TestServer, token: &str) -> (u16, String) {
+    let (st, v) = s.call("GET", "/v1/whoami", Some(token), None).await;
+    (st, v["error"]["code"].as_str().unwrap_or("").to_string())
+}
+
+/// Item 10: admin tokens are listed (never their secrets), created with a name and expiry,
+/// revoked; the bootstrap token stops working once another admin token exists; the last
+/// working admin token cannot be revoked; every change is audited.
+#[tokio::test]
+async fn admin_tokens_rotate_and_revoke() {
+    let boot = legate::identity::apikey::generate().to_string();
+    let s = server_with_bootstrap_token(&boot).await;
+    let (st, list) = s.call("GET", "/v1/admin/tokens", Some(&boot), None).await;
+    assert_eq!(st, 200, "{list}");
+    let items = list["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{list}");
+    assert_eq!(
+        (&items[0]["bootstrap"], &items[0]["active"]),
+        (&json!(true), &json!(true))
+    );
+    let boot_id = items[0]["id"].as_str().unwrap().to_string();
+    // The only admin token: refused.
+    let (st, e) = s
+        .call(
+            "DELETE",
+            &format!("/v1/admin/tokens/{boot_id}"),
+            Some(&boot),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{e}"
+    );
+
+    // Rotation: a named token; the bootstrap token is dead from the next request on.
+    let (st, t1) = s
+        .call(
+            "POST",
+            "/v1/admin/tokens",
+            Some(&boot),
+            Some(json!({"name": "ops laptop", "expires_in": 86400})),
+        )
+        .await;
+    assert_eq!(st, 201, "{t1}");
+    assert_eq!(t1["name"], "ops laptop");
+    assert!(t1["expires_at"].is_string(), "{t1}");
+    let t1_id = t1["id"].as_str().unwrap().to_string();
+    let t1 = t1["key"].as_str().unwrap().to_string();
+    assert_eq!(whoami_status(&s, &t1).await.0, 200);
+    assert_eq!(
+        whoami_status(&s, &boot).await,
+        (401, "key_superseded".into())
+    );
+    // Even after the new token is revoked, the bootstrap token stays dead.
+    let (st, short) = s
+        .call(
+            "POST",
+            "/v1/admin/tokens",
+            Some(&t1),
+            Some(json!({"name": "short", "expires_in": 1})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let short = short["key"].as_str().unwrap().to_string();
+    let (st, t2) = s
+        .call(
+            "POST",
+            "/v1/admin/tokens",
+            Some(&t1),
+            Some(json!({"name": "ci"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let t2 = t2["key"].as_str().unwrap().to_string();
+
+    // The list shows every token, no secret and no hash.
+    let resp = s
+        .http
+        .get(format!("{}/v1/admin/tokens", s.base))
+        .bearer_auth(&t2)
+        .send()
+        .await
+        .unwrap();
+    let text = resp.text().await.unwrap();
+    for secret in [&boot, &t1, &t2, &short] {
+        assert!(
+            !text.contains(secret.as_str()),
+            "a token in the list: {text}"
+        );
+    }
+    assert!(!text.contains("\"hash\""), "{text}");
+    let list: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(list["items"].as_array().unwrap().len(), 4, "{list}");
+    let boot_item = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == boot_id.as_str())
+        .unwrap();
+    assert_eq!(boot_item["active"], false);
+
+    // Revocation; then t2 is the last working token (short expires, boot is superseded).
+    let (st, _) = s
+        .call(
+            "DELETE",
+            &format!("/v1/admin/tokens/{t1_id}"),
+            Some(&t2),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200);
+    assert_eq!(whoami_status(&s, &t1).await, (401, "key_revoked".into()));
+    assert_eq!(
+        whoami_status(&s, &boot).await,
+        (401, "key_superseded".into())
+    );
+    // Expiry is enforced at use (a sleep past the one-second lifetime, not a timing check).
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(whoami_status(&s, &short).await, (401, "key_expired".into()));
+    let (_, me) = s.call("GET", "/v1/whoami", Some(&t2), None).await;
+    let t2_id = me["key_id"].as_str().unwrap().to_string();
+    let (st, e) = s
+        .call(
+            "DELETE",
+            &format!("/v1/admin/tokens/{t2_id}"),
+            Some(&t2),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (409, Some("conflict")),
+        "{e}"
+    );
+    assert_eq!(whoami_status(&s, &t2).await.0, 200);
+    // Agents cannot touch admin tokens.
+    let (st, a) = s
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(&t2),
+            Some(json!({"local": "nosy"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{a}");
+    let agent_key = a["api_key"]["key"].as_str().unwrap().to_string();
+    assert_eq!(
+        s.call("GET", "/v1/admin/tokens", Some(&agent_key), None)
+            .await
+            .0,
+        403
+    );
+
+    let (_, log) = s
+        .call(
+            "GET",
+            "/v1/audit?action=admin_token.&limit=50",
+            Some(&t2),
+            None,
+        )
+        .await;
+    let actions: Vec<(String, String)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let count = |a: &str, o: &str| actions.iter().filter(|x| x.0 == a && x.1 == o).count();
+    assert_eq!(count("admin_token.create", "ok"), 3, "{actions:?}");
+    assert_eq!(count("admin_token.revoke", "ok"), 1, "{actions:?}");
+    assert_eq!(count("admin_token.revoke", "denied"), 2, "{actions:?}");
+    s.stop().await;
+}
+
+/// Item 10: a bootstrap token the operator keeps (lists) survives the creation of others.
+#[tokio::test]
+async fn kept_bootstrap_token_keeps_working() {
+    let boot = legate::identity::apikey::generate().to_string();
+    let s = server_with_bootstrap_token(&boot).await;
+    let (_, list) = s.call("GET", "/v1/admin/tokens", Some(&boot), None).await;
+    let boot_id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let (st, k) = s
+        .call(
+            "PATCH",
+            &format!("/v1/admin/tokens/{boot_id}"),
+            Some(&boot),
+            Some(json!({"keep": true})),
+        )
+        .await;
+    assert_eq!((st, &k["bootstrap"]), (200, &json!(false)), "{k}");
+    let (st, _) = s
+        .call(
+            "POST",
+            "/v1/admin/tokens",
+            Some(&boot),
+            Some(json!({"name": "second"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    assert_eq!(whoami_status(&s, &boot).await.0, 200);
+    s.stop().await;
+}
+
+/// Item 14: agents of two orgs with the same local part get different addresses, DIDs and DID
+/// documents, and a signature by one never verifies as the other.
+#[tokio::test]
+async fn same_local_part_in_two_orgs_has_two_identities() {
+    let s = TestServer::start().await;
+    let (st, org) = s
+        .call(
+            "POST",
+            "/v1/orgs",
+            Some(&s.admin_token),
+            Some(json!({"name": "bee", "domain": "b.test"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{org}");
+    let (a, _) = s.agent("ops", ALL).await;
+    let (st, b) = s
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(&s.admin_token),
+            Some(json!({"address": "ops@b.test"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{b}");
+    let bkey = b["api_key"]["key"].as_str().unwrap().to_string();
+    assert_eq!(a["address"], "ops@agents.test");
+    assert_eq!(b["address"], "ops@b.test");
+    let (da, db) = (a["did"].as_str().unwrap(), b["did"].as_str().unwrap());
+    assert_ne!(da, db);
+    let (_, me) = s.call("GET", "/v1/whoami", Some(&bkey), None).await;
+    assert_eq!(me["did"], db);
+
+    // Each DID's document is its own agent's.
+    for (did, mail) in [(da, "mailto:ops@agents.test"), (db, "mailto:ops@b.test")] {
+        let path = did_to_url(did);
+        let rest = path.strip_prefix("http://").unwrap();
+        let path = &rest[rest.find('/').unwrap()..];
+        let (st, doc) = s.call("GET", path, None, None).await;
+        assert_eq!((st, doc["id"].as_str()), (200, Some(did)), "{path}: {doc}");
+        assert!(doc.to_string().contains(mail), "{doc}");
+    }
+    // The short form never reaches the other org's agent.
+    let (st, _) = s.call("GET", "/agents/ops/did.json", None, None).await;
+    assert_eq!(st, 200);
+    let (_, b_doc) = s
+        .call("GET", "/orgs/b.test/agents/ops/did.json", None, None)
+        .await;
+    let (_, a_doc) = s.call("GET", "/agents/ops/did.json", None, None).await;
+    assert_ne!(
+        a_doc["verificationMethod"][0]["publicKeyMultibase"],
+        b_doc["verificationMethod"][0]["publicKeyMultibase"]
+    );
+
+    // A signature by ops@b.test verifies under its DID only.
+    let (_, checker) = s.agent("checker", &["identity:verify"]).await;
+    let (st, signed) = s
+        .call(
+            "POST",
+            "/v1/identity/sign",
+            Some(&bkey),
+            Some(json!({"data_b64": BASE64.encode(b"hello")})),
+        )
+        .await;
+    assert_eq!(st, 200, "{signed}");
+    assert!(signed["kid"].as_str().unwrap().starts_with(db), "{signed}");
+    for (did, valid) in [(db, true), (da, false)] {
+        let (st, v) = s
+            .call(
+                "POST",
+                "/v1/identity/verify",
+                Some(&checker),
+                Some(json!({"did": did, "data_b64": BASE64.encode(b"hello"),
+                            "signature_b64": signed["signature_b64"]})),
+            )
+            .await;
+        assert_eq!((st, v["valid"].as_bool()), (200, Some(valid)), "{did}: {v}");
+    }
+    s.stop().await;
+}
+
+/// Item 14: audit entries are filed under an agent by its real id, never because a caller
+/// chose a target string that looks like one (a credential name, an id in a refused request).
+#[tokio::test]
+async fn audit_entries_are_filed_by_real_id() {
+    let s = TestServer::start().await;
+    let (victim, vkey) = s.agent("victim", ALL).await;
+    let vid = victim["id"].as_str().unwrap().to_string();
+    let (mallory, mkey) = s.agent("mallory", ALL).await;
+    let mid = mallory["id"].as_str().unwrap().to_string();
+    let (st, _) = s
+        .call(
+            "PUT",
+            &format!("/v1/vault/{vid}"),
+            Some(&mkey),
+            Some(json!({"kind": "note", "notes": "n"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, _) = s
+        .call("GET", &format!("/v1/agents/{vid}"), Some(&mkey), None)
+        .await;
+    assert_eq!(st, 403);
+    let (st, _) = s
+        .call("DELETE", &format!("/v1/agents/{vid}"), Some(&mkey), None)
+        .await;
+    assert_eq!(st, 403);
+
+    let mallory_in = |log: &Value| {
+        log["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["actor"]["id"] == mid.as_str())
+            .count()
+    };
+    // The victim's own view, and the admin's view filtered by the victim.
+    let (st, own) = s
+        .call("GET", "/v1/audit?limit=200", Some(&vkey), None)
+        .await;
+    assert_eq!(st, 200, "{own}");
+    assert_eq!(mallory_in(&own), 0, "{own}");
+    let (_, by_agent) = s
+        .call(
+            "GET",
+            &format!("/v1/audit?agent={vid}&limit=200"),
+            Some(&s.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(mallory_in(&by_agent), 0, "{by_agent}");
+    // What was done to the victim is still filed under it.
+    let actions: Vec<&str> = by_agent["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"agent.create"), "{by_agent}");
+    // And Mallory's entries are under Mallory.
+    let (_, by_mallory) = s
+        .call(
+            "GET",
+            &format!("/v1/audit?agent={mid}&limit=200"),
+            Some(&s.admin_token),
+            None,
+        )
+        .await;
+    assert!(mallory_in(&by_mallory) >= 3, "{by_mallory}");
+    s.stop().await;
+}
