@@ -710,3 +710,5 @@ async fn test_config_has_no_fixed_ports() {
 
 #[path = "foundation/dns.rs"]
 mod dns;
+#[path = "foundation/hardening.rs"]
+mod hardening;

@@ -36,7 +36,7 @@ pub struct Inbound {
     /// Submission hands accepted mail to the outbound queue.
     pub queue: Arc<crate::queue::QueueService>,
     /// Failed AUTH attempts per IP, shared by both submission listeners.
-    pub auth_limiter: Arc<auth::AuthLimiter>,
+    pub auth_limiter: Arc<crate::audit::Denials>,
 }
 
 /// What a listener serves: MX (port 25: mail for our agents, no AUTH) or submission (587

@@ -145,7 +145,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
                 match agent {
                     Some(agent) => {
-                        self.ctx.auth_limiter.succeed(ip);
                         tracing::info!(agent = %agent.id, "submission login");
                         self.authed = Some(agent);
                         self.reply(Reply::new(235, "2.7.0", "Authentication successful"));
@@ -161,7 +160,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                             outcome: crate::audit::Outcome::Denied,
                             detail: serde_json::json!({"peer": ip.to_string(), "session": self.id}),
                         });
-                        if self.ctx.auth_limiter.fail(ip) {
+                        if self.ctx.auth_limiter.is_blocked(ip) {
                             return self.too_many_failures();
                         }
                         self.reply(Reply::new(
