@@ -36,6 +36,11 @@ impl Services {
             format!("cannot open the store in {}", config.storage.path.display())
         })?;
         let audit = Arc::new(Audit::open(store.clone())?);
+        audit.denials().configure(crate::audit::DenialSettings {
+            max_failures_per_minute: config.limits.auth_failures_per_minute,
+            audit_interval: Duration::from_secs(config.limits.auth_denied_audit_interval_secs),
+            max_sources: config.limits.auth_tracked_sources,
+        });
         let identity = Arc::new(IdentityService::new(store.clone(), audit.clone(), did_host));
         let metrics = Arc::new(Metrics::new());
         let (vault, source) = VaultService::open(
@@ -206,10 +211,8 @@ fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound
         audit: s.audit.clone(),
         metrics: s.metrics.clone(),
         queue: s.queue.clone(),
-        auth_limiter: Arc::new(crate::smtp::inbound::auth::AuthLimiter::new(
-            5,
-            Duration::from_secs(300),
-        )),
+        // The one failure limiter, shared with REST, MCP and IMAP.
+        auth_limiter: s.audit.denials().clone(),
         rejections: Default::default(),
     })
 }
@@ -301,6 +304,26 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         let token = shutdown.clone();
         tasks.push(("queue", tokio::spawn(queue.run(token))));
     }
+    {
+        // Not in `tasks`: `stop` writes every pending summary itself.
+        let audit = services.audit.clone();
+        let token = shutdown.clone();
+        let every = Duration::from_secs(services.config.limits.auth_denied_audit_interval_secs)
+            .clamp(Duration::from_secs(1), Duration::from_secs(30));
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => {
+                        if let Err(e) = audit.flush_denials(false) {
+                            tracing::error!(error = %e, "cannot write denial summaries");
+                        }
+                    }
+                }
+            }
+        });
+    }
     if let Some((ctx, tls)) = smtp_ctx {
         for (listener, kind) in smtp_listeners {
             let token = shutdown.clone();
@@ -357,6 +380,7 @@ impl Running {
                 }
             }
         }
+        self.services.audit.flush_denials(true)?;
         self.services.audit.commit().await?;
         self.services.store.flush_blocking()?;
         // Connection tasks drop their handles to the services a moment after the listener

@@ -713,3 +713,5 @@ mod dns;
 
 #[path = "foundation/fuzz.rs"]
 mod fuzz;
+#[path = "foundation/hardening.rs"]
+mod hardening;

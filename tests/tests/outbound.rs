@@ -346,13 +346,14 @@ async fn implicit_tls_login_and_failed_logins_are_rate_limited() {
         .await
         .starts_with("334 UGFzc3dvcmQ6"));
     assert!(c.cmd(&b64(&ka)).await.starts_with("235"));
-    // Five failures from one address: the fifth answer is 421 and the line closes.
+    // limits.auth_failures_per_minute (10) failures from one address: the tenth answer is
+    // 421 and the line closes.
     let (mut c, _) =
         legate_tests::SmtpClient::connect_tls(s.submissions_addr(), &tls, "mx.agents.test").await;
     c.cmd("EHLO client.test").await;
     let wrong = b64("\0alice@agents.test\0lg_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
     let mut last = String::new();
-    for _ in 0..5 {
+    for _ in 0..10 {
         last = c.cmd(&format!("AUTH PLAIN {wrong}")).await;
         if last.starts_with("421") {
             break;

@@ -97,12 +97,25 @@ pub fn peer(parts: &Parts) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
+/// 429 for a source past `limits.auth_failures_per_minute`: its credentials are not even
+/// tried until the minute is over.
+pub fn too_many_failures() -> ApiError {
+    ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_auth_failures",
+        "too many failed authentications from your address; try again in a minute",
+    )
+}
+
 impl FromRequestParts<AppState> for Auth {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let token = presented_key(parts).unwrap_or("");
         let peer = peer(parts);
+        if state.audit.denials().throttle(&peer) {
+            return Err(too_many_failures());
+        }
         Ok(Auth(state.identity.authenticate(token, &peer)?))
     }
 }

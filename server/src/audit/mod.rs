@@ -4,11 +4,13 @@
 //! `hash = SHA-256(prev_hash || canonical JSON of the rest)`, so editing, inserting or removing
 //! an entry breaks the chain at that point and [`Audit::verify`] names it.
 
+mod denials;
 mod entry;
 mod page;
 mod query;
 mod writer;
 
+pub use denials::{DenialSettings, Denials, Summary as DenialSummary};
 pub use entry::{ActorRef, Entry, NewEntry, Outcome};
 pub use page::{page_key_of, SUBJECT_AGENT};
 pub use query::{Filter, QueryPage};
@@ -35,6 +37,8 @@ pub struct Audit {
     store: Store,
     shared: Arc<Shared>,
     writer: Mutex<Option<JoinHandle<()>>>,
+    /// Failed authentications per source: the limiter and the aggregation of their entries.
+    denials: Arc<Denials>,
 }
 
 /// Result of walking the whole chain.
@@ -83,6 +87,7 @@ impl Audit {
             store,
             shared,
             writer: Mutex::new(Some(handle)),
+            denials: Arc::new(Denials::default()),
         })
     }
 
@@ -113,6 +118,57 @@ impl Audit {
             self.shared.wake.notify_one();
         }
         Ok(entry)
+    }
+
+    /// The failed-authentication limiter every front-end consults before authenticating.
+    pub fn denials(&self) -> &Arc<Denials> {
+        &self.denials
+    }
+
+    /// Records a failed authentication from `peer`: counted against the source's limit, and
+    /// written in full only if it is the first from that source in the current interval;
+    /// the rest go into one summary entry (see [`Denials`]).
+    pub fn auth_denied(&self, peer: &str, new: NewEntry) -> Result<(), AuditError> {
+        let reason = new.detail["reason"]
+            .as_str()
+            .unwrap_or("denied")
+            .to_string();
+        let mut due = Vec::new();
+        let decision = self.denials.failed(peer, &reason, &mut due);
+        self.write_summaries(due)?;
+        if decision == denials::Decision::Write {
+            self.append(new)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the summaries of aggregation intervals that are over (`force`: all, at
+    /// shutdown). The server calls it on a timer so a quiet source's count is not held back.
+    pub fn flush_denials(&self, force: bool) -> Result<(), AuditError> {
+        self.write_summaries(self.denials.take_due(force))
+    }
+
+    fn write_summaries(&self, due: Vec<denials::Summary>) -> Result<(), AuditError> {
+        for s in due {
+            self.append(NewEntry {
+                actor: ActorRef::anonymous(&s.source),
+                chain: vec![],
+                action: "auth.denied".into(),
+                target: "summary".into(),
+                outcome: Outcome::Denied,
+                detail: serde_json::json!({
+                    "aggregated": true,
+                    "peer": s.source,
+                    "count": s.suppressed + s.throttled,
+                    "denied": s.suppressed,
+                    "throttled": s.throttled,
+                    "reasons": s.reasons,
+                    "first": crate::util::rfc3339_millis(s.first_ms),
+                    "last": crate::util::rfc3339_millis(s.last_ms),
+                }),
+            })?;
+        }
+        Ok(())
     }
 
     fn last_appended(&self) -> u64 {

@@ -69,6 +69,7 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "identity" => cfg.identity = section(key, value, &mut errs),
             "outbound" => cfg.outbound = outbound(value, &mut errs),
             "dkim" => cfg.dkim = section(key, value, &mut errs),
+            "limits" => cfg.limits = section(key, value, &mut errs),
             other => errs.push(err(other, "unknown section")),
         }
     }
@@ -249,6 +250,31 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
     }
     if c.api.max_body_bytes < 1024 {
         errs.push(err("api.max_body_bytes", "must be at least 1024"));
+    }
+    for (name, v) in [
+        ("api.max_json_body_bytes", c.api.max_json_body_bytes as u64),
+        ("api.max_connections", c.api.max_connections as u64),
+        (
+            "api.max_connections_per_ip",
+            c.api.max_connections_per_ip as u64,
+        ),
+        (
+            "api.header_read_timeout_secs",
+            c.api.header_read_timeout_secs,
+        ),
+        ("api.max_waits_per_agent", c.api.max_waits_per_agent as u64),
+        (
+            "limits.auth_denied_audit_interval_secs",
+            c.limits.auth_denied_audit_interval_secs,
+        ),
+        (
+            "limits.auth_tracked_sources",
+            c.limits.auth_tracked_sources as u64,
+        ),
+    ] {
+        if v == 0 {
+            errs.push(err(name, "must be at least 1"));
+        }
     }
     let s = &c.smtp;
     for (name, v) in [

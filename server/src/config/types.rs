@@ -19,6 +19,7 @@ pub struct Config {
     pub identity: IdentityConfig,
     pub outbound: OutboundConfig,
     pub dkim: DkimConfig,
+    pub limits: LimitsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -70,6 +71,18 @@ pub struct ListenConfig {
     /// HTTPS with the same certificate as the mail listeners (ACME's TLS-ALPN-01 also
     /// validates here); `http` then stays plain for ACME HTTP-01 and local probes.
     pub https: String,
+    /// What the plain `http` listener serves: everything (`full`, the loopback dev default),
+    /// or only redirects to HTTPS and ACME HTTP-01 answers (`redirect`, production on :80).
+    pub http_mode: HttpMode,
+}
+
+/// See [`ListenConfig::http_mode`].
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HttpMode {
+    #[default]
+    Full,
+    Redirect,
 }
 
 impl Default for ListenConfig {
@@ -82,6 +95,7 @@ impl Default for ListenConfig {
             imaps: String::new(),
             http: "127.0.0.1:8080".into(),
             https: String::new(),
+            http_mode: HttpMode::Full,
         }
     }
 }
@@ -259,6 +273,20 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// How long in-flight HTTP requests may run after a shutdown signal, in seconds.
     pub shutdown_grace_secs: u64,
+    /// Largest body of every route except message send/reply (which take attachments and
+    /// get `max_body_bytes`), in bytes.
+    pub max_json_body_bytes: usize,
+    /// Simultaneous connections per HTTP listener, and from one IP address (IPv6: one /64).
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// A client must send a request's headers within this many seconds of connecting or of
+    /// its previous response (slowloris; also ends idle keep-alive connections).
+    pub header_read_timeout_secs: u64,
+    /// Concurrent `wait` long-polls one agent may hold (REST and MCP together).
+    pub max_waits_per_agent: usize,
+    /// Accept API keys over plain HTTP from non-loopback addresses. Off: such a request is
+    /// refused with 403 `https_required` (a key sent in clear can be read on the way).
+    pub danger_allow_plaintext: bool,
 }
 
 impl Default for ApiConfig {
@@ -266,6 +294,12 @@ impl Default for ApiConfig {
         Self {
             max_body_bytes: 32 * 1024 * 1024,
             shutdown_grace_secs: 10,
+            max_json_body_bytes: 1024 * 1024,
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            header_read_timeout_secs: 30,
+            max_waits_per_agent: 8,
+            danger_allow_plaintext: false,
         }
     }
 }
@@ -408,6 +442,31 @@ impl Default for DkimConfig {
     fn default() -> Self {
         Self {
             selector_prefix: "lg".into(),
+        }
+    }
+}
+
+/// Limits that apply across front-ends.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Failed authentications (REST, MCP, SMTP AUTH, IMAP) one source address (IPv6: one /64)
+    /// may make per minute; the next attempts get `429` / `421 4.7.0` until the minute is
+    /// over. 0 = no limit.
+    pub auth_failures_per_minute: u32,
+    /// Repeated `auth.denied` entries from one source are written once per interval, then
+    /// summarised with a count, so failed attempts cannot flood the audit log.
+    pub auth_denied_audit_interval_secs: u64,
+    /// Source addresses the failure limiter tracks at once (its memory bound).
+    pub auth_tracked_sources: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            auth_failures_per_minute: 10,
+            auth_denied_audit_interval_secs: 60,
+            auth_tracked_sources: 100_000,
         }
     }
 }

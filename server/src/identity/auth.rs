@@ -86,14 +86,19 @@ impl IdentityService {
                     Some(KeyOwner::Human(id)) => ActorRef::human(id),
                     None => ActorRef::anonymous(peer),
                 };
-                self.audit.append(NewEntry {
-                    actor,
-                    chain: vec![],
-                    action: "auth.denied".into(),
-                    target: "api".into(),
-                    outcome: Outcome::Denied,
-                    detail: serde_json::json!({"reason": why.code(), "peer": peer}),
-                })?;
+                // Counted against `peer`'s failure limit; written in full only as the
+                // first of its aggregation interval (audit/denials.rs).
+                self.audit.auth_denied(
+                    peer,
+                    NewEntry {
+                        actor,
+                        chain: vec![],
+                        action: "auth.denied".into(),
+                        target: "api".into(),
+                        outcome: Outcome::Denied,
+                        detail: serde_json::json!({"reason": why.code(), "peer": peer}),
+                    },
+                )?;
                 Err(IdentityError::Unauthorized(why))
             }
         }

@@ -44,14 +44,18 @@ impl IdentityService {
         };
         if !matches {
             // The key is valid but not this login's: say nothing more than "invalid".
-            self.audit.append(NewEntry {
-                actor: actor.actor_ref(),
-                chain: actor.chain.clone(),
-                action: "auth.denied".into(),
-                target: "login".into(),
-                outcome: Outcome::Denied,
-                detail: serde_json::json!({"reason": "login_mismatch", "login": login, "peer": peer}),
-            })?;
+            // A failure like any other: limited and aggregated per source.
+            self.audit.auth_denied(
+                peer,
+                NewEntry {
+                    actor: actor.actor_ref(),
+                    chain: actor.chain.clone(),
+                    action: "auth.denied".into(),
+                    target: "login".into(),
+                    outcome: Outcome::Denied,
+                    detail: serde_json::json!({"reason": "login_mismatch", "login": login, "peer": peer}),
+                },
+            )?;
             return Err(IdentityError::Unauthorized(AuthFailure::Unknown));
         }
         if !actor.scopes.contains(scope) {

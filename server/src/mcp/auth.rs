@@ -31,6 +31,14 @@ pub async fn authenticate(
 ) -> Response {
     let peer = peer(req.extensions());
     let key = presented_key(req.headers()).unwrap_or("");
+    // The limiter REST, SMTP and IMAP share: past the limit the key is not even tried.
+    if s.audit.denials().throttle(&peer) {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_auth_failures",
+            "too many failed authentications from your address; try again in a minute",
+        );
+    }
     let actor: Actor =
         match s.identity.authenticate(key, &peer) {
             Ok(actor) => actor,

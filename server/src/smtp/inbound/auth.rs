@@ -1,5 +1,5 @@
-//! SASL PLAIN and LOGIN for submission (RFC 4954, RFC 4616), and the per-IP limit on failed
-//! logins.
+//! SASL PLAIN and LOGIN for submission (RFC 4954, RFC 4616). Failed logins are limited per
+//! IP by the limiter every front-end shares (`audit::Denials`).
 //!
 //! The login is the agent's address and the password an API key holding `mail:send`; the
 //! check is `IdentityService::login`, the same door IMAP LOGIN uses. AUTH is offered only on
@@ -7,10 +7,6 @@
 //! Every buffer holding a credential is zeroized; nothing here logs one.
 
 use data_encoding::BASE64;
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 use zeroize::Zeroizing;
 
 /// `Username:` and `Password:`, base64, the LOGIN mechanism's fixed challenges.
@@ -84,57 +80,6 @@ pub fn step(state: Sasl, line: &[u8]) -> SaslStep {
     }
 }
 
-/// Failed logins per IP in a sliding window; past the limit the IP is refused until the
-/// window passes, so an API key cannot be guessed at line speed.
-pub struct AuthLimiter {
-    max_failures: usize,
-    window: Duration,
-    failures: Mutex<HashMap<IpAddr, Vec<Instant>>>,
-}
-
-impl AuthLimiter {
-    pub fn new(max_failures: usize, window: Duration) -> Self {
-        Self {
-            max_failures,
-            window,
-            failures: Mutex::new(HashMap::new()),
-        }
-    }
-
-    pub fn is_blocked(&self, ip: IpAddr) -> bool {
-        let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let window = self.window;
-        match m.get_mut(&ip) {
-            Some(v) => {
-                v.retain(|t| t.elapsed() < window);
-                v.len() >= self.max_failures
-            }
-            None => false,
-        }
-    }
-
-    /// Records a failure; returns whether the IP is now blocked.
-    pub fn fail(&self, ip: IpAddr) -> bool {
-        let mut m = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        // Bounded memory under a spray from many addresses: forget the stalest entries.
-        if m.len() > 100_000 {
-            let window = self.window;
-            m.retain(|_, v| v.iter().any(|t| t.elapsed() < window));
-        }
-        let v = m.entry(ip).or_default();
-        v.retain(|t| t.elapsed() < self.window);
-        v.push(Instant::now());
-        v.len() >= self.max_failures
-    }
-
-    pub fn succeed(&self, ip: IpAddr) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&ip);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,22 +120,5 @@ mod tests {
             }
             _ => panic!("expected credentials"),
         }
-    }
-
-    #[test]
-    fn limiter_blocks_after_the_limit_and_forgets_on_success() {
-        let l = AuthLimiter::new(3, Duration::from_secs(60));
-        let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert!(!l.fail(ip));
-        assert!(!l.fail(ip));
-        assert!(l.fail(ip));
-        assert!(l.is_blocked(ip));
-        assert!(!l.is_blocked("192.0.2.2".parse().unwrap()));
-        l.succeed(ip);
-        assert!(!l.is_blocked(ip));
-        let short = AuthLimiter::new(1, Duration::from_millis(1));
-        short.fail(ip);
-        std::thread::sleep(Duration::from_millis(5));
-        assert!(!short.is_blocked(ip));
     }
 }

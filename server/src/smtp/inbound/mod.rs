@@ -42,7 +42,7 @@ pub struct Inbound {
     /// Submission hands accepted mail to the outbound queue.
     pub queue: Arc<crate::queue::QueueService>,
     /// Failed AUTH attempts per IP, shared by both submission listeners.
-    pub auth_limiter: Arc<auth::AuthLimiter>,
+    pub auth_limiter: Arc<crate::audit::Denials>,
     /// Audit entries for refused messages, at most one per source IP per interval.
     pub rejections: rejected::RejectionAudit,
 }

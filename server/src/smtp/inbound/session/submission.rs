@@ -160,7 +160,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 };
                 match found {
                     Some((actor, agent)) => {
-                        self.ctx.auth_limiter.succeed(ip);
                         tracing::info!(agent = %agent.id, "submission login");
                         let detail =
                             serde_json::json!({"peer": ip.to_string(), "session": self.id});
@@ -179,7 +178,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         next
                     }
                     None => {
-                        if self.ctx.auth_limiter.fail(ip) {
+                        if self.ctx.auth_limiter.is_blocked(ip) {
                             return self.too_many_failures();
                         }
                         self.reply(Reply::new(

@@ -1,0 +1,168 @@
+//! Issue 15 items 5 (auth flooding), 6 (audit head anchor), 15 (HTTP limits) and 17
+//! (transport defaults), over real sockets.
+
+use legate_tests::{test_config, TestServer};
+use serde_json::{json, Value};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+/// Entries in the whole log (the chain walk counts them).
+fn audit_len(s: &TestServer) -> u64 {
+    s.services().audit.verify().expect("verify").entries
+}
+
+/// All `auth.denied` entries, oldest first (read in-process: the flooding address is
+/// itself refused by the API now).
+fn denied_entries(s: &TestServer) -> Vec<Value> {
+    let f = legate::audit::Filter {
+        action: Some("auth.denied".into()),
+        ..Default::default()
+    };
+    let page = s.services().audit.query(&f, 1000, None).expect("query");
+    page.items.iter().rev().map(|e| e.to_json()).collect()
+}
+
+/// A client whose connections come from another loopback address (127.0.0.2 is on `lo`).
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::from(ip)))
+        .build()
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_bad_tokens_are_throttled_and_add_a_handful_of_entries() {
+    let s = TestServer::start().await;
+    let (_, good) = s.agent("flood", &["mail:read"]).await;
+    let before = audit_len(&s);
+    let url = format!("{}/v1/whoami", s.base);
+    let bad = format!("lg_{}", "B".repeat(52));
+    // 10,000 requests over keep-alive connections, 40 at a time.
+    let mut workers = Vec::new();
+    for _ in 0..40 {
+        let (http, url, bad) = (s.http.clone(), url.clone(), bad.clone());
+        workers.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for _ in 0..250 {
+                let r = http.get(&url).bearer_auth(&bad).send().await.expect("send");
+                statuses.push(r.status().as_u16());
+                let _ = r.bytes().await;
+            }
+            statuses
+        }));
+    }
+    let mut statuses = Vec::new();
+    for w in workers {
+        statuses.extend(w.await.expect("worker"));
+    }
+    assert_eq!(statuses.len(), 10_000);
+    let unauthorized = statuses.iter().filter(|&&c| c == 401).count();
+    let throttled = statuses.iter().filter(|&&c| c == 429).count();
+    assert_eq!(unauthorized + throttled, statuses.len(), "only 401 and 429");
+    // limits.auth_failures_per_minute = 10 by default (a few more may race past the check).
+    assert!(
+        unauthorized <= 10 + 40,
+        "{unauthorized} got past the limiter"
+    );
+    assert!(throttled >= 9_900, "{throttled}");
+
+    // The 429 has the API's JSON error body, and MCP refuses the same source the same way.
+    let (st, e) = s.call("GET", "/v1/whoami", Some(&good), None).await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (429, Some("too_many_auth_failures"))
+    );
+    let mcp = s
+        .http
+        .post(format!("{}/mcp", s.base))
+        .bearer_auth(&bad)
+        .header("accept", "application/json, text/event-stream")
+        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "ping"}))
+        .send()
+        .await
+        .expect("mcp");
+    assert_eq!(mcp.status().as_u16(), 429);
+    // Another address is not affected.
+    let other = client_from([127, 0, 0, 2])
+        .get(&url)
+        .bearer_auth(&good)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(other.status().as_u16(), 200);
+
+    // A few dozen entries at most, and the summary accounts for every attempt.
+    s.services().audit.flush_denials(true).expect("flush");
+    let grown = audit_len(&s) - before;
+    assert!(grown <= 36, "the flood added {grown} audit entries");
+    let denied = denied_entries(&s);
+    let from_flood: Vec<&Value> = denied
+        .iter()
+        .filter(|e| e["detail"]["peer"] == "127.0.0.1")
+        .collect();
+    let accounted: u64 = from_flood
+        .iter()
+        .map(|e| e["detail"]["count"].as_u64().unwrap_or(1))
+        .sum();
+    // 10,000 bad tokens, the good key refused at 429 and the MCP request.
+    assert_eq!(accounted, 10_000 + 2, "{from_flood:?}");
+    let summary = from_flood
+        .iter()
+        .find(|e| e["detail"]["aggregated"] == true)
+        .expect("a summary entry");
+    assert_eq!(summary["actor"]["kind"], "anonymous");
+    assert!(summary["detail"]["throttled"].as_u64().unwrap_or(0) >= 9_900);
+    assert_eq!(
+        s.services().audit.verify().expect("verify").first_broken,
+        None
+    );
+    s.stop().await;
+}
+
+fn b64(s: &str) -> String {
+    data_encoding::BASE64.encode(s.as_bytes())
+}
+
+#[tokio::test]
+async fn smtp_auth_failures_get_421_and_share_the_limit_with_http() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = test_config(dir.path());
+    cfg.listen.submissions = "127.0.0.1:0".into();
+    let s = TestServer::start_with(dir, cfg).await;
+    let (_, key) = s.agent("smtpflood", &["mail:send"]).await;
+    let tls = legate_tests::tls_connector(&s.data_dir());
+    let before = audit_len(&s);
+    let (mut c, _) =
+        legate_tests::SmtpClient::connect_tls(s.submissions_addr(), &tls, "mx.agents.test").await;
+    c.cmd("EHLO client.test").await;
+    let wrong = b64(&format!("\0smtpflood@agents.test\0lg_{}", "C".repeat(52)));
+    let mut replies = Vec::new();
+    for _ in 0..20 {
+        let r = c.cmd(&format!("AUTH PLAIN {wrong}")).await;
+        let last = r.starts_with("421");
+        replies.push(r);
+        if last {
+            break;
+        }
+    }
+    let last = replies.last().expect("a reply");
+    assert!(last.starts_with("421 4.7.0"), "{replies:?}");
+    assert_eq!(
+        replies.len(),
+        10,
+        "the tenth failure is refused: {replies:?}"
+    );
+    // A new connection is refused at once, even with the right key...
+    let (mut c, _) =
+        legate_tests::SmtpClient::connect_tls(s.submissions_addr(), &tls, "mx.agents.test").await;
+    c.cmd("EHLO client.test").await;
+    let right = b64(&format!("\0smtpflood@agents.test\0{key}"));
+    assert!(c
+        .cmd(&format!("AUTH PLAIN {right}"))
+        .await
+        .starts_with("421 4.7.0"));
+    // ...and so is the same address on the API: one limiter.
+    assert_eq!(s.call("GET", "/v1/whoami", Some(&key), None).await.0, 429);
+    s.services().audit.flush_denials(true).expect("flush");
+    assert!(audit_len(&s) - before <= 24);
+    s.stop().await;
+}
