@@ -713,3 +713,6 @@ mod dns;
 
 #[path = "foundation/fuzz.rs"]
 mod fuzz;
+
+#[path = "foundation/badinput.rs"]
+mod badinput;
