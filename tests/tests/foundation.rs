@@ -715,3 +715,6 @@ mod dns;
 mod fuzz;
 #[path = "foundation/hardening.rs"]
 mod hardening;
+
+#[path = "foundation/badinput.rs"]
+mod badinput;

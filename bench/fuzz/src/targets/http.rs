@@ -164,7 +164,8 @@ impl Target for Http {
             token,
             body,
             self.mcp,
-            Duration::from_secs(10),
+            // A long-poll may legitimately hold its answer: give it 2 s, then move on.
+            Duration::from_secs(if waits { 2 } else { 10 }),
         ));
         let (status, v) = match answer {
             Ok(Some(a)) => a,

@@ -145,3 +145,35 @@ fn ends_data(wire: &[u8]) -> bool {
     }
     head == b"." || head.ends_with(b"\r\n.")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_crlf_dot_crlf_ends_data_besides_the_known_laxity() {
+        assert!(ends_data(b"a\r\n.\r\n"));
+        assert!(ends_data(b".\r\n"));
+        assert!(ends_data(b"a\r\n.\r\r\n"), "smtp-proto's known variant");
+        for bad in [
+            &b"a\n.\n"[..],
+            b"a\r.\r",
+            b"a\n.\r\n",
+            b"a\r\n.\n",
+            b"a\r\n. \r\n",
+            b"a\r\n.x\r\n",
+        ] {
+            assert!(!ends_data(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bare_newline_smuggling_does_not_end_data() {
+        for seq in [&b"\n.\n"[..], b"\r.\r", b"\n.\r\n", b"\r\n.\n", b"\r.\r\n"] {
+            let mut input = b"EHLO c\r\nDATA\r\nSubject: x\r\n\r\nbody".to_vec();
+            input.extend_from_slice(seq);
+            input.extend_from_slice(b"MAIL FROM:<evil@x.test>\r\n.\r\n");
+            assert!(matches!(SmtpProto.run(&input), Verdict::Ok), "{seq:?}");
+        }
+    }
+}
