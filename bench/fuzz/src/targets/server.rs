@@ -3,7 +3,7 @@
 
 use legate::app::Services;
 use legate::mailauth::{MailAuth, StaticDns};
-use legate::smtp::inbound::{auth::AuthLimiter, Inbound};
+use legate::smtp::inbound::Inbound;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,6 +52,12 @@ impl Fixture {
         dns.add_txt("bank.test", "v=spf1 ip4:192.0.2.1 -all")
             .add_txt("_dmarc.bank.test", "v=DMARC1; p=reject")
             .add_a("mx.bank.test", Ipv4Addr::new(192, 0, 2, 1));
+        // Fuzzed AUTH fails often; a lock-out would hide the rest of the session.
+        let limiter = services.audit.denials().clone();
+        limiter.configure(legate::audit::DenialSettings {
+            max_failures_per_minute: 0,
+            ..limiter.settings()
+        });
         let inbound = Arc::new(Inbound {
             hostname: "mx.agents.test".into(),
             limits: (&services.config.smtp).into(),
@@ -61,8 +67,8 @@ impl Fixture {
             audit: services.audit.clone(),
             metrics: services.metrics.clone(),
             queue: services.queue.clone(),
-            // Fuzzed AUTH fails often; a lock-out would hide the rest of the session.
-            auth_limiter: Arc::new(AuthLimiter::new(usize::MAX, Duration::from_secs(1))),
+            auth_limiter: limiter,
+            rejections: Default::default(),
         });
         let mut f = Fixture {
             rt,
