@@ -59,14 +59,18 @@ fn has_enhanced_code(reply: &str) -> bool {
 }
 
 /// Whether the header block has no From, or more than one From, Sender, Reply-To, Subject,
-/// Date or Message-ID (RFC 5322 §3.6): an independent count of what the server refuses.
+/// Date or Message-ID (RFC 5322 §3.6), or a bare CR in a header line: an independent count
+/// of what the server refuses.
 fn breaks_header_counts(raw: &[u8]) -> bool {
     let text = String::from_utf8_lossy(raw);
     let mut counts = std::collections::HashMap::new();
     for line in text.split('\n') {
-        let line = line.trim_end_matches('\r');
+        let line = line.strip_suffix('\r').unwrap_or(line);
         if line.is_empty() {
             break;
+        }
+        if line.contains('\r') {
+            return true;
         }
         if line.starts_with([' ', '\t']) {
             continue;

@@ -53,6 +53,8 @@ async fn several_from_headers_are_refused_counted_and_audited() {
         format!("From: alice@sender.test\r\nReply-To: a@x.test\r\nReply-To: b@x.test\r\n{rest}"),
         format!("Date: Mon, 23 Nov 2026 10:00:00 +0000\r\nFrom: alice@sender.test\r\nDate: Tue, 24 Nov 2026 10:00:00 +0000\r\n{rest}"),
         format!("Message-ID: <1@x>\r\nFrom: alice@sender.test\r\nMessage-Id: <2@x>\r\n{rest}"),
+        // a bare CR, which one parser reads as a line end and another does not
+        format!("From: alice@sender.test\rFrom: security@bank.test\r\n{rest}"),
     ];
     for m in &bad {
         let r = send(&s, m).await;

@@ -18,6 +18,10 @@ const AT_MOST_ONCE: &[&str] = &["sender", "reply-to", "subject", "date", "messag
 pub(super) enum HeaderProblem {
     /// `field` appears `count` times where once is required or the most allowed.
     Count { field: &'static str, count: usize },
+    /// A CR not followed by LF inside the header section. Parsers disagree on it: mail-parser
+    /// reads `From: a@x\rFrom: b@y` as one From of `b@y`, another reader may see `a@x`, and
+    /// that disagreement is exactly the two-sender problem this module exists to refuse.
+    BareCr,
 }
 
 impl HeaderProblem {
@@ -26,6 +30,7 @@ impl HeaderProblem {
         match self {
             HeaderProblem::Count { field, count: 0 } => format!("no_{field}"),
             HeaderProblem::Count { field, .. } => format!("duplicate_{field}"),
+            HeaderProblem::BareCr => "bare_cr_in_headers".into(),
         }
     }
 }
@@ -39,6 +44,10 @@ impl std::fmt::Display for HeaderProblem {
             HeaderProblem::Count { field, count } => write!(
                 f,
                 "the message has {count} {field} headers; at most one is allowed (RFC 5322 section 3.6)"
+            ),
+            HeaderProblem::BareCr => write!(
+                f,
+                "the header section holds a bare CR; header lines must end with CRLF"
             ),
         }
     }
@@ -67,6 +76,9 @@ pub(super) fn check(raw: &[u8]) -> Result<(), HeaderProblem> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
             break;
+        }
+        if line.contains(&b'\r') {
+            return Err(HeaderProblem::BareCr);
         }
         let Some(name) = field_name(line) else {
             continue;
@@ -157,6 +169,12 @@ mod tests {
                 "{f} repeated"
             );
         }
+        // a bare CR would let parsers disagree on where a From line ends
+        assert_eq!(
+            problem("From: a@x.test\rFrom: b@y.test\r\nSubject: s\r\n\r\nbody").as_deref(),
+            Some("bare_cr_in_headers")
+        );
+        assert_eq!(problem("From: a@x.test\r\n\r\nbody\rwith CR\r\n"), None);
         // bare-LF header blocks are read the same way
         assert_eq!(
             problem("From: a@x.test\nFrom: b@x.test\n\nbody").as_deref(),
