@@ -357,6 +357,13 @@ pub struct IdentityConfig {
     /// private addresses, so one test server can resolve another on 127.0.0.1. In production
     /// this would let a verify request make the server fetch from its own private network.
     pub danger_allow_http_did_resolution: bool,
+    /// Local parts, beyond the built-in role names (postmaster, abuse, ...), that only an
+    /// admin may give an agent or sub-agent.
+    pub reserved_locals: Vec<String>,
+    /// The operator mailbox: the agent (local part on `server.domain`, or a full address)
+    /// that receives `postmaster@` and `abuse@` of every hosted domain unless an agent of
+    /// that name exists (RFC 5321 §4.5.1, RFC 2142). Created at start if missing.
+    pub postmaster_agent: String,
 }
 
 impl Default for IdentityConfig {
@@ -365,6 +372,8 @@ impl Default for IdentityConfig {
             remote_did_resolution: true,
             max_token_ttl_secs: 3600,
             danger_allow_http_did_resolution: false,
+            reserved_locals: Vec::new(),
+            postmaster_agent: "postmaster".into(),
         }
     }
 }

@@ -249,6 +249,12 @@ impl IdentityService {
         mut chain: Vec<String>,
         parent: Option<String>,
     ) -> Result<CreatedAgent, IdentityError> {
+        let action = if parent.is_some() {
+            "agent.create_subagent"
+        } else {
+            "agent.create"
+        };
+        self.check_reserved(actor, action, &local)?;
         let address = format!("{local}@{domain}");
         let name = name.unwrap_or_else(|| local.clone());
         if name.len() > 256 {

@@ -75,7 +75,8 @@ impl IdentityService {
     /// `local@domain`. Not audited: anyone on the internet can send RCPTs, and the audit log
     /// must not grow at a spammer's pace (SMTP logs its replies).
     pub fn accepts_mail_for(&self, rcpt: &str) -> Result<RcptDecision, IdentityError> {
-        let Some((local, domain)) = rcpt.trim().rsplit_once('@') else {
+        let rcpt = self.qualify_rcpt(rcpt.trim());
+        let Some((local, domain)) = rcpt.rsplit_once('@') else {
             return Ok(RcptDecision::Invalid);
         };
         let Ok(domain) = address::normalize_domain(domain) else {
@@ -89,7 +90,7 @@ impl IdentityService {
             return Ok(RcptDecision::UnknownUser);
         };
         let address = format!("{local}@{domain}");
-        Ok(match self.agent_by_address(&address)? {
+        Ok(match self.rcpt_agent(&address)? {
             None => RcptDecision::UnknownUser,
             Some(a) if !a.is_active() => RcptDecision::Revoked,
             Some(a) => RcptDecision::Accept {

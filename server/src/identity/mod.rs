@@ -20,6 +20,7 @@ mod keys;
 mod login;
 pub mod multibase;
 mod resolve;
+mod roles;
 mod signing;
 mod token;
 mod verdict;

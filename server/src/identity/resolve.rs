@@ -17,6 +17,10 @@ pub struct IdentityOptions {
     pub danger_allow_http_did_resolution: bool,
     /// Longest identity-token lifetime, seconds (at most 3600).
     pub max_token_ttl_secs: u64,
+    /// Extra reserved local parts (`identity.reserved_locals`).
+    pub reserved_locals: Vec<String>,
+    /// The operator mailbox agent (`identity.postmaster_agent`).
+    pub postmaster_agent: String,
 }
 
 impl Default for IdentityOptions {
@@ -25,6 +29,8 @@ impl Default for IdentityOptions {
             remote_did_resolution: true,
             danger_allow_http_did_resolution: false,
             max_token_ttl_secs: 3600,
+            reserved_locals: Vec::new(),
+            postmaster_agent: "postmaster".into(),
         }
     }
 }
@@ -35,6 +41,8 @@ impl From<&crate::config::IdentityConfig> for IdentityOptions {
             remote_did_resolution: c.remote_did_resolution,
             danger_allow_http_did_resolution: c.danger_allow_http_did_resolution,
             max_token_ttl_secs: c.max_token_ttl_secs,
+            reserved_locals: c.reserved_locals.clone(),
+            postmaster_agent: c.postmaster_agent.clone(),
         }
     }
 }

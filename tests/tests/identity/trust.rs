@@ -479,3 +479,136 @@ async fn audit_entries_are_filed_by_real_id() {
     assert!(mallory_in(&by_mallory) >= 3, "{by_mallory}");
     s.stop().await;
 }
+
+/// Item 12: role addresses are for admins only. A parent agent cannot give a sub-agent
+/// postmaster, abuse, no-reply (in any spelling) or a configured reserved name; an admin can.
+#[tokio::test]
+async fn role_addresses_are_reserved_for_admins() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = test_config(dir.path());
+    cfg.identity.reserved_locals = vec!["billing".into()];
+    let s = TestServer::start_with(dir, cfg).await;
+    let (p, pkey) = s.agent("lead", ALL).await;
+    let pid = p["id"].as_str().unwrap().to_string();
+    for local in [
+        "postmaster",
+        "Abuse",
+        "no-reply",
+        "no.reply",
+        "NoReply",
+        "mailer-daemon",
+        "dmarc-reports",
+        "tls_reports",
+        "hostmaster",
+        "webmaster",
+        "security",
+        "admin",
+        "root",
+        "billing",
+        "Bill.ing",
+    ] {
+        let (st, e) = s
+            .call(
+                "POST",
+                &format!("/v1/agents/{pid}/subagents"),
+                Some(&pkey),
+                Some(json!({"local": local, "scopes": ["mail:read"]})),
+            )
+            .await;
+        assert_eq!(
+            (st, e["error"]["code"].as_str()),
+            (403, Some("forbidden")),
+            "{local}: {e}"
+        );
+    }
+    // An ordinary name is fine; an admin may create a role sub-agent.
+    subagent(&s, &pid, &pkey, "helper").await;
+    let (st, e) = s
+        .call(
+            "POST",
+            &format!("/v1/agents/{pid}/subagents"),
+            Some(&s.admin_token),
+            Some(json!({"local": "security", "scopes": ["mail:read"]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{e}");
+    s.stop().await;
+}
+
+/// Item 12: postmaster@ and abuse@ of every hosted domain, and a bare <postmaster>, are
+/// accepted and land in the operator mailbox agent made at start.
+#[tokio::test]
+async fn postmaster_and_abuse_always_deliver() {
+    let dns = legate::mailauth::StaticDns::new();
+    dns.add_txt("sender.test", "v=spf1 ip4:127.0.0.1 -all");
+    let s = TestServer::start_smtp(dns).await;
+    let (st, org) = s
+        .call(
+            "POST",
+            "/v1/orgs",
+            Some(&s.admin_token),
+            Some(json!({"name": "bee", "domain": "b.test"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{org}");
+    let (st, pm) = s
+        .call(
+            "GET",
+            "/v1/agents/postmaster@agents.test",
+            Some(&s.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "the operator mailbox exists from the start: {pm}");
+    let pm_id = pm["id"].as_str().unwrap();
+    let (st, k) = s
+        .call(
+            "POST",
+            &format!("/v1/agents/{pm_id}/keys"),
+            Some(&s.admin_token),
+            Some(json!({"name": "ops", "scopes": ["mail:read"]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{k}");
+    let pm_key = k["key"].as_str().unwrap().to_string();
+
+    let rcpts = [
+        "postmaster",
+        "PostMaster@Agents.Test",
+        "abuse@agents.test",
+        "postmaster@b.test",
+        "abuse+report@b.test",
+    ];
+    for (i, to) in rcpts.iter().enumerate() {
+        let (mut c, _) = legate_tests::SmtpClient::connect(s.smtp_addr()).await;
+        c.cmd("EHLO client.sender.test").await;
+        let msg = format!(
+            "From: Reporter <r@sender.test>\r\nTo: {to}\r\nSubject: report {i}\r\n\
+             Message-ID: <pm{i}@sender.test>\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\n\r\nhello\r\n"
+        );
+        let r = c.send_mail("r@sender.test", &[to], &msg).await;
+        assert!(r.starts_with("250"), "{to}: {r}");
+        c.cmd("QUIT").await;
+    }
+    // Other unknown role-less names are still unknown.
+    let (mut c, _) = legate_tests::SmtpClient::connect(s.smtp_addr()).await;
+    c.cmd("EHLO client.sender.test").await;
+    c.cmd("MAIL FROM:<r@sender.test>").await;
+    assert!(c.cmd("RCPT TO:<nobody@b.test>").await.starts_with("550"));
+    c.cmd("QUIT").await;
+
+    let (st, list) = s
+        .call("GET", "/v1/messages?limit=50", Some(&pm_key), None)
+        .await;
+    assert_eq!(st, 200, "{list}");
+    let mut subjects: Vec<String> = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["subject"].as_str().unwrap_or("").to_string())
+        .collect();
+    subjects.sort();
+    let want: Vec<String> = (0..rcpts.len()).map(|i| format!("report {i}")).collect();
+    assert_eq!(subjects, want, "{list}");
+    s.stop().await;
+}

@@ -134,6 +134,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         if txn.rcpt_count >= max {
             return Reply::new(452, "4.5.3", "Too many recipients");
         }
+        // A bare `<postmaster>` is the server domain's postmaster (RFC 5321 §4.5.1).
+        let to = &self.ctx.identity.qualify_rcpt(to);
         let (local, domain, tag) = match check_rcpt(to) {
             Checked::Address { local, domain, tag } => (local, domain, tag),
             Checked::Refused(why) => {
@@ -163,7 +165,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Reply::new(554, "5.7.1", "Relay access denied");
         }
         let address = format!("{local}@{domain}");
-        match self.ctx.identity.agent_by_address(&address) {
+        // postmaster@ and abuse@ fall back to the operator mailbox (identity::roles).
+        match self.ctx.identity.rcpt_agent(&address) {
             Ok(Some(agent)) if agent.is_active() => {
                 if let Err(e) = self.ctx.mailbox.check_quota(&agent.id, 0) {
                     if !e.is_temporary() {
