@@ -54,6 +54,9 @@ impl Services {
             tracing::warn!(path = %p, "using a development master key from the data directory; set vault.master_key_file for production");
         }
         let vault = Arc::new(vault);
+        // From here on the writer signs head checkpoints (before anything else is appended,
+        // so a truncation found on disk is not overwritten first).
+        audit.set_anchor(&config.storage.path, vault.audit_head_signer());
         // Outbound signing and the DNS plan both need the keys; making them here means a
         // fresh server is ready to sign and to print its records.
         vault
@@ -240,6 +243,9 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
     // Clients reach the API over HTTPS when it is on.
     let did_host = did_host(&config, https_addr.or(http_addr).map(|a| a.port()));
     let services = Arc::new(Services::open(config, did_host)?);
+    if let Some(problem) = services.audit.record_anchor_problem()? {
+        tracing::error!(%problem, "audit head checkpoint mismatch; recorded in the log as audit.head_mismatch");
+    }
     let bootstrap = services.bootstrap(opts.bootstrap_token.as_deref())?;
     // postmaster@ and abuse@ must always deliver somewhere (issue 15 item 12).
     services.identity.ensure_postmaster().await?;

@@ -289,8 +289,14 @@ struct PlanSource {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Recompute the hash chain; exit 1 naming the first broken entry.
-    Verify,
+    /// Recompute the hash chain and compare its end with the signed head checkpoint; exit 1
+    /// naming the first broken entry (or the truncation). Prints the head (SEQ:HASH): keep it
+    /// elsewhere and pass it back with --head to check the log still reaches it.
+    Verify {
+        /// A head recorded earlier, SEQ:HASH: the log must still contain that entry.
+        #[arg(long, value_name = "SEQ:HASH")]
+        head: Option<String>,
+    },
     /// Print the newest entries.
     Tail {
         #[arg(short = 'n', long, default_value_t = 20)]
@@ -760,11 +766,27 @@ fn audit(cfg: Config, c: AuditCmd) -> anyhow::Result<ExitCode> {
     let did = app::did_host(&cfg, None);
     let s = Services::open(cfg, did)?;
     match c {
-        AuditCmd::Verify => {
-            let r = s.audit.verify()?;
+        AuditCmd::Verify { head } => {
+            let external = match head.as_deref() {
+                Some(h) => Some(
+                    legate::audit::parse_head(h)
+                        .ok_or_else(|| anyhow::anyhow!("--head wants SEQ:HASH (64 hex digits)"))?,
+                ),
+                None => None,
+            };
+            let r = s.audit.verify_with(external)?;
+            for w in &r.warnings {
+                println!("warning: {w}");
+            }
             match r.first_broken {
                 None => {
                     println!("audit chain ok: {} entries verified", r.entries);
+                    if let Some(c) = &r.checkpoint {
+                        println!("{c}");
+                    }
+                    if let Some(h) = &r.head {
+                        println!("head: {h}");
+                    }
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(seq) => {

@@ -4,12 +4,14 @@
 //! `hash = SHA-256(prev_hash || canonical JSON of the rest)`, so editing, inserting or removing
 //! an entry breaks the chain at that point and [`Audit::verify`] names it.
 
+mod anchor;
 mod denials;
 mod entry;
 mod page;
 mod query;
 mod writer;
 
+pub use anchor::{parse_head, Checkpoint, HeadSigner, FILE as HEAD_FILE};
 pub use denials::{DenialSettings, Denials, Summary as DenialSummary};
 pub use entry::{ActorRef, Entry, NewEntry, Outcome};
 pub use page::{page_key_of, SUBJECT_AGENT};
@@ -39,6 +41,11 @@ pub struct Audit {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Failed authentications per source: the limiter and the aggregation of their entries.
     denials: Arc<Denials>,
+    /// The signed head checkpoint, for reading (verify); the writer's copy is in `shared`.
+    anchor: Mutex<Option<Arc<anchor::Anchor>>>,
+    /// What the checkpoint check found when the anchor was set (truncation, forgery...),
+    /// until `serve` records it in the log.
+    anchor_problem: Mutex<Option<String>>,
 }
 
 /// Result of walking the whole chain.
@@ -48,6 +55,12 @@ pub struct VerifyReport {
     /// Sequence number of the first entry that does not check out.
     pub first_broken: Option<u64>,
     pub reason: Option<String>,
+    /// The newest entry, `SEQ:HASH`, for the operator to record elsewhere.
+    pub head: Option<String>,
+    /// What the signed head checkpoint says (when the chain itself is sound).
+    pub checkpoint: Option<String>,
+    /// Earlier start-ups that found the checkpoint did not match (`audit.head_mismatch`).
+    pub warnings: Vec<String>,
 }
 
 impl Audit {
@@ -77,6 +90,7 @@ impl Audit {
             }),
             wake: Condvar::new(),
             written,
+            anchor: Mutex::new(None),
         });
         let (s2, st2) = (shared.clone(), store.clone());
         let handle = std::thread::Builder::new()
@@ -88,6 +102,8 @@ impl Audit {
             shared,
             writer: Mutex::new(Some(handle)),
             denials: Arc::new(Denials::default()),
+            anchor: Mutex::new(None),
+            anchor_problem: Mutex::new(None),
         })
     }
 
@@ -198,17 +214,99 @@ impl Audit {
         Ok(self.store.commit().await?)
     }
 
+    /// Signs head checkpoints from now on (the vault provides the signer, once it is open).
+    /// If the checkpoint on disk does not match the log (entries removed, checkpoint edited or
+    /// deleted), the problem is kept, checkpoints are not overwritten, and `verify` reports
+    /// it; `serve` records it in the log with [`Audit::record_anchor_problem`] first.
+    pub fn set_anchor(&self, dir: &std::path::Path, signer: Box<dyn HeadSigner>) {
+        let a = Arc::new(anchor::Anchor::new(dir, signer));
+        *lock(&self.anchor) = Some(a.clone());
+        let (seq, hash) = self.head();
+        match self.quick_check(&a, seq, &hash) {
+            None => *lock(&self.shared.anchor) = Some(a),
+            Some(problem) => *lock(&self.anchor_problem) = Some(problem),
+        }
+    }
+
+    /// `serve` only: writes a start-up's checkpoint mismatch into the log (so the evidence
+    /// outlives the checkpoint the writer now replaces) and resumes checkpointing.
+    pub fn record_anchor_problem(&self) -> Result<Option<String>, AuditError> {
+        let problem = lock(&self.anchor_problem).take();
+        if let Some(p) = &problem {
+            let (seq, hash) = self.head();
+            self.append(NewEntry {
+                actor: ActorRef::system(),
+                chain: vec![],
+                action: "audit.head_mismatch".into(),
+                target: "audit".into(),
+                outcome: Outcome::Error,
+                detail: serde_json::json!({"problem": p, "log_head": format!("{seq}:{hash}")}),
+            })?;
+        }
+        *lock(&self.shared.anchor) = lock(&self.anchor).clone();
+        Ok(problem)
+    }
+
+    /// The chain's newest sequence number and hash (0 and [`GENESIS`] when empty).
+    pub fn head(&self) -> (u64, String) {
+        let st = self.shared.lock();
+        (st.next_seq - 1, st.prev_hash.clone())
+    }
+
+    /// Compares the checkpoint with the head without walking the chain.
+    fn quick_check(&self, a: &anchor::Anchor, seq: u64, hash: &str) -> Option<String> {
+        match a.read() {
+            anchor::Found::Missing if seq == 0 => None,
+            anchor::Found::Valid(cp) if cp.seq == seq && cp.hash == hash => None,
+            anchor::Found::Valid(cp) if cp.seq < seq => {
+                // Entries after the checkpoint (a crash before it was refreshed): the entry
+                // it names must still be the one it names.
+                match self.entry(cp.seq) {
+                    Ok(Some(e)) if e.hash == cp.hash => None,
+                    _ => Some(checkpoint_problem(&anchor::Found::Valid(cp), seq, None)),
+                }
+            }
+            found => Some(checkpoint_problem(&found, seq, None)),
+        }
+    }
+
+    /// One stored entry by sequence number.
+    fn entry(&self, seq: u64) -> Result<Option<Entry>, AuditError> {
+        let Some(k) = page_key_of(&self.store, seq)? else {
+            return Ok(None);
+        };
+        Ok(page::load(&self.store, &k)?.and_then(|p| p.entries.into_iter().find(|e| e.seq == seq)))
+    }
+
     /// Recomputes the chain from the first entry and names the first one that fails: a bad
     /// hash, a `prev_hash` that does not match its predecessor, a gap in sequence numbers, or
-    /// bytes that no longer decode.
+    /// bytes that no longer decode. Then compares the end of the chain with the signed head
+    /// checkpoint, so removing the newest entries is named too.
     pub fn verify(&self) -> Result<VerifyReport, AuditError> {
+        self.verify_with(None)
+    }
+
+    /// [`Audit::verify`], and the log must also contain `external` (`SEQ`, `HASH`): a head
+    /// the operator recorded elsewhere (`legate audit verify --head SEQ:HASH`).
+    pub fn verify_with(&self, external: Option<(u64, String)>) -> Result<VerifyReport, AuditError> {
         let mut prev = GENESIS.to_string();
         let mut count = 0u64;
         let broken = |seq: u64, count: u64, why: String| VerifyReport {
             entries: count,
             first_broken: Some(seq),
             reason: Some(why),
+            head: None,
+            checkpoint: None,
+            warnings: Vec::new(),
         };
+        let found = lock(&self.anchor).as_ref().map(|a| a.read());
+        let cp_seq = match &found {
+            Some(anchor::Found::Valid(cp)) => Some(cp.seq),
+            _ => None,
+        };
+        let ext_seq = external.as_ref().map(|(s, _)| *s);
+        let (mut hash_at_cp, mut hash_at_ext) = (None, None);
+        let mut warnings = Vec::new();
         self.sync_blocking();
         let mut expected_seq = 1u64;
         for item in self.store.scan_prefix(Tree::Audit, &[]) {
@@ -247,16 +345,73 @@ impl Audit {
                         "hash does not match the entry's contents".into(),
                     ));
                 }
+                if Some(seq) == cp_seq {
+                    hash_at_cp = Some(e.hash.clone());
+                }
+                if Some(seq) == ext_seq {
+                    hash_at_ext = Some(e.hash.clone());
+                }
+                if e.action == "audit.head_mismatch" {
+                    warnings.push(format!(
+                        "entry {seq} ({}): a start-up found {}",
+                        crate::util::rfc3339_millis(e.ts),
+                        e.detail["problem"]
+                            .as_str()
+                            .unwrap_or("a checkpoint mismatch")
+                    ));
+                }
                 prev = e.hash;
                 expected_seq += 1;
                 count += 1;
             }
         }
-        Ok(VerifyReport {
+        let last = expected_seq - 1;
+        let mut report = VerifyReport {
             entries: count,
             first_broken: None,
             reason: None,
-        })
+            head: Some(format!("{last}:{prev}")),
+            checkpoint: None,
+            warnings,
+        };
+        if let Some(found) = found {
+            match &found {
+                anchor::Found::Missing if last == 0 => {}
+                anchor::Found::Valid(cp) if hash_at_cp.as_deref() == Some(cp.hash.as_str()) => {
+                    report.checkpoint = Some(match last - cp.seq {
+                        0 => format!("the signed head checkpoint matches entry {}", cp.seq),
+                        n => format!(
+                            "the signed head checkpoint matches entry {} ({n} newer entries)",
+                            cp.seq
+                        ),
+                    });
+                }
+                other => {
+                    let at = match other {
+                        anchor::Found::Valid(cp) if cp.seq <= last => cp.seq,
+                        _ => last + 1,
+                    };
+                    report.first_broken = Some(at);
+                    report.reason = Some(checkpoint_problem(other, last, hash_at_cp.as_deref()));
+                }
+            }
+        } else {
+            report.checkpoint = Some("no checkpoint key: the head was not checked".into());
+        }
+        if let (Some((seq, hash)), None) = (external, report.first_broken) {
+            if seq > last {
+                report.first_broken = Some(last + 1);
+                report.reason = Some(format!(
+                    "log truncated: the recorded head is entry {seq} but the log ends at entry {last}"
+                ));
+            } else if hash_at_ext.as_deref() != Some(hash.as_str()) {
+                report.first_broken = Some(seq);
+                report.reason = Some(format!(
+                    "entry {seq} does not have the recorded hash {hash}: the log was rewritten"
+                ));
+            }
+        }
+        Ok(report)
     }
 
     /// Newest-first page of entries matching `filter`.
@@ -279,6 +434,33 @@ impl Drop for Audit {
         if let Some(h) = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = h.join();
         }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Says what is wrong between a checkpoint and a log whose last entry is `last`
+/// (`hash_at`: the log's hash at the checkpoint's entry, when known).
+fn checkpoint_problem(found: &anchor::Found, last: u64, hash_at: Option<&str>) -> String {
+    match found {
+        anchor::Found::Missing => format!(
+            "the head checkpoint ({}) is missing although the log has {last} entries: the newest entries may have been removed with it",
+            anchor::FILE
+        ),
+        anchor::Found::Unreadable(e) => format!("the head checkpoint cannot be read: {e}"),
+        anchor::Found::Forged => "the head checkpoint's signature does not verify (edited by hand, or written under another master key)".into(),
+        anchor::Found::Valid(cp) if cp.seq > last => format!(
+            "log truncated: the signed head checkpoint records entry {} ({}) but the log ends at entry {last}",
+            cp.seq, cp.hash
+        ),
+        anchor::Found::Valid(cp) => format!(
+            "entry {} differs from the signed head checkpoint (log has {}, checkpoint {}): the log was rewritten",
+            cp.seq,
+            hash_at.unwrap_or("nothing"),
+            cp.hash
+        ),
     }
 }
 
@@ -341,6 +523,63 @@ mod tests {
         let e = audit.append(entry("two")).unwrap();
         assert_eq!(e.seq, 2);
         assert_eq!(audit.verify().unwrap().first_broken, None);
+    }
+
+    /// Waits for the writer's checkpoint to reach `seq`.
+    fn anchored(dir: &std::path::Path, seq: u64) {
+        for _ in 0..200 {
+            let cp = std::fs::read(dir.join(anchor::FILE))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Checkpoint>(&b).ok());
+            if cp.is_some_and(|c| c.seq >= seq) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("no checkpoint for entry {seq}");
+    }
+
+    #[test]
+    fn removing_the_newest_entries_is_named_against_the_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("db")).unwrap();
+        let audit = Audit::open(store.clone()).unwrap();
+        audit.set_anchor(dir.path(), Box::new(anchor::TestSigner(1)));
+        let mut hashes = Vec::new();
+        for i in 0..3 {
+            hashes.push(audit.append(entry(&format!("a.{i}"))).unwrap().hash);
+            audit.sync_blocking();
+            anchored(dir.path(), i + 1);
+        }
+        let r = audit.verify().unwrap();
+        assert_eq!(r.first_broken, None, "{r:?}");
+        assert_eq!(r.head, Some(format!("3:{}", hashes[2])));
+        assert!(r.checkpoint.unwrap().contains("matches entry 3"));
+        drop(audit);
+
+        // Offline, the newest page goes: the chain left behind is valid...
+        let (k, _) = store.last(Tree::Audit).unwrap().unwrap();
+        store.remove(Tree::Audit, &k).unwrap();
+        let audit = Audit::open(store.clone()).unwrap();
+        audit.set_anchor(dir.path(), Box::new(anchor::TestSigner(1)));
+        // ...but not the head the checkpoint signed.
+        let r = audit.verify().unwrap();
+        assert_eq!(r.first_broken, Some(3), "{r:?}");
+        assert!(r.reason.unwrap().contains("truncated"));
+        // An externally recorded head names it too, even without the checkpoint.
+        std::fs::remove_file(dir.path().join(anchor::FILE)).unwrap();
+        let r = audit.verify_with(Some((3, hashes[2].clone()))).unwrap();
+        assert_eq!(r.first_broken, Some(3));
+        let r = audit.verify_with(Some((2, hashes[0].clone()))).unwrap();
+        assert!(r.reason.unwrap().contains("missing"), "checkpoint gone");
+        // The start-up check kept the writer from overwriting the evidence, until `serve`
+        // records it in the log.
+        assert!(audit.record_anchor_problem().unwrap().is_some());
+        audit.sync_blocking();
+        anchored(dir.path(), 3);
+        let r = audit.verify().unwrap();
+        assert_eq!(r.first_broken, None, "{r:?}");
+        assert_eq!(r.warnings.len(), 1, "{r:?}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! request nearly independent of load. The chain itself is computed at append time, under
 //! one short lock, so the order of entries never depends on the writer.
 
+use super::anchor::Anchor;
 use super::entry::Entry;
 use super::page::{self, Page};
 use crate::store::{Store, StoreError};
@@ -29,6 +30,9 @@ pub(super) struct Shared {
     pub wake: Condvar,
     /// Highest sequence number stored (not necessarily flushed to disk).
     pub written: watch::Sender<u64>,
+    /// Where the signed head checkpoint is written; `None` until the vault can sign, or while
+    /// a mismatch found at start-up has not been recorded (see `Audit::set_anchor`).
+    pub anchor: Mutex<Option<Arc<Anchor>>>,
 }
 
 impl Shared {
@@ -41,11 +45,16 @@ impl Shared {
 /// many entries; bounded so durability waits (`Audit::commit`) stay short.
 const LINGER: Duration = Duration::from_millis(2);
 
+/// Under steady load the checkpoint is refreshed at least this often; an idle writer
+/// refreshes it after every batch.
+const ANCHOR_EVERY: Duration = Duration::from_secs(1);
+
 /// Retries before a failing store makes the writer drop a batch at shutdown.
 const SHUTDOWN_RETRIES: u32 = 20;
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 pub(super) fn run(shared: Arc<Shared>, store: Store) {
+    let mut anchored_at = std::time::Instant::now();
     loop {
         let stopping = {
             let mut st = shared.lock();
@@ -64,6 +73,7 @@ pub(super) fn run(shared: Arc<Shared>, store: Store) {
         }
         let batch = std::mem::take(&mut shared.lock().pending);
         let last = batch.last().map_or(0, |e| e.seq);
+        let last_hash = batch.last().map(|e| e.hash.clone()).unwrap_or_default();
         let page = Page { entries: batch };
         let mut tries = 0;
         while let Err(e) = write(&store, &page) {
@@ -79,6 +89,32 @@ pub(super) fn run(shared: Arc<Shared>, store: Store) {
             std::thread::sleep(RETRY_PAUSE);
         }
         shared.written.send_replace(last);
+        let idle = shared.lock().pending.is_empty();
+        if idle || anchored_at.elapsed() >= ANCHOR_EVERY {
+            anchor(&shared, &store, last, &last_hash);
+            anchored_at = std::time::Instant::now();
+        }
+    }
+}
+
+/// Records `seq`/`hash` as the head, after making the log durable up to it: a checkpoint
+/// must never be ahead of what a crash would leave in the store, or verify would cry
+/// truncation after every power cut.
+fn anchor(shared: &Shared, store: &Store, seq: u64, hash: &str) {
+    let Some(anchor) = shared
+        .anchor
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+    else {
+        return;
+    };
+    if let Err(e) = store.flush_blocking() {
+        tracing::error!(error = %e, "cannot flush the audit log; head checkpoint not updated");
+        return;
+    }
+    if let Err(e) = anchor.write(seq, hash) {
+        tracing::error!(error = %e, "cannot write the audit head checkpoint");
     }
 }
 

@@ -166,3 +166,66 @@ async fn smtp_auth_failures_get_421_and_share_the_limit_with_http() {
     assert!(audit_len(&s) - before <= 24);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn audit_verify_names_a_truncated_tail_and_checks_a_recorded_head() {
+    let bin = legate_tests::legate_bin();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    let o = std::process::Command::new(&bin)
+        .args(["init", "--domain", "cut.test", "--json", "--data"])
+        .arg(&data)
+        .output()
+        .expect("init");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("init json");
+    let cfg = v["config"].as_str().expect("config path").to_string();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&bin)
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .expect("run legate")
+    };
+    for name in ["one", "two", "three"] {
+        let o = run(&["agent", "create", name, "--scopes", "mail:read"]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = run(&["audit", "verify"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(o.status.success(), "{out}");
+    let head = out
+        .lines()
+        .find_map(|l| l.strip_prefix("head: "))
+        .expect("verify prints the head")
+        .to_string();
+    assert!(out.contains("signed head checkpoint matches"), "{out}");
+    assert!(run(&["audit", "verify", "--head", &head]).status.success());
+
+    // Offline, delete the newest entries from the store.
+    {
+        let store = legate::store::Store::open(&data).expect("store");
+        let (k, _) = store
+            .last(legate::store::Tree::Audit)
+            .expect("read")
+            .expect("a page");
+        store
+            .remove(legate::store::Tree::Audit, &k)
+            .expect("remove");
+        store.flush_blocking().expect("flush");
+    }
+    let o = run(&["audit", "verify"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("truncated"), "{out}");
+    // The externally recorded head is missing too, even with the checkpoint file gone.
+    std::fs::remove_file(data.join(legate::audit::HEAD_FILE)).expect("rm checkpoint");
+    let o = run(&["audit", "verify", "--head", &head]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("missing") || out.contains("truncated"),
+        "{out}"
+    );
+}

@@ -1,0 +1,165 @@
+//! The signed head checkpoint: the newest sequence number and hash, kept outside the log.
+//!
+//! A hash chain proves nothing about its end: deleting the newest entries leaves a valid
+//! chain. So the writer keeps `<data>/audit-head.json` with the head it last made durable,
+//! MACed with a key only the vault holds (an attacker who can edit the store cannot forge a
+//! lower head), and `legate audit verify` compares the log with it. The head is also printed
+//! so an operator can keep it elsewhere and check it later with `--head SEQ:HASH`.
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// File name in the data directory.
+pub const FILE: &str = "audit-head.json";
+
+/// Signs checkpoints; implemented by the vault over a key derived from its root key, so no
+/// key bytes ever reach this module.
+pub trait HeadSigner: Send + Sync {
+    /// HMAC-SHA256 of `msg`.
+    fn mac(&self, msg: &[u8]) -> [u8; 32];
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub seq: u64,
+    pub hash: String,
+    /// Unix milliseconds when it was written.
+    pub ts: i64,
+    /// Hex HMAC over the three fields above (see [`Checkpoint::message`]).
+    pub mac: String,
+}
+
+impl Checkpoint {
+    fn message(seq: u64, hash: &str, ts: i64) -> Vec<u8> {
+        format!("legate audit head v1\n{seq}\n{hash}\n{ts}").into_bytes()
+    }
+
+    pub fn sign(seq: u64, hash: &str, signer: &dyn HeadSigner) -> Self {
+        let ts = crate::util::now_millis();
+        let mac = signer.mac(&Self::message(seq, hash, ts));
+        Self {
+            seq,
+            hash: hash.to_string(),
+            ts,
+            mac: data_encoding::HEXLOWER.encode(&mac),
+        }
+    }
+
+    /// Constant-time comparison of the MAC.
+    pub fn is_authentic(&self, signer: &dyn HeadSigner) -> bool {
+        let want = signer.mac(&Self::message(self.seq, &self.hash, self.ts));
+        let Ok(got) = data_encoding::HEXLOWER.decode(self.mac.as_bytes()) else {
+            return false;
+        };
+        got.len() == want.len() && got.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+/// Where the checkpoint lives and who signs it.
+pub struct Anchor {
+    path: PathBuf,
+    signer: Box<dyn HeadSigner>,
+}
+
+/// What reading the checkpoint found.
+#[derive(Debug)]
+pub enum Found {
+    Missing,
+    Unreadable(String),
+    Forged,
+    Valid(Checkpoint),
+}
+
+impl Anchor {
+    pub fn new(dir: &Path, signer: Box<dyn HeadSigner>) -> Self {
+        Self {
+            path: dir.join(FILE),
+            signer,
+        }
+    }
+
+    pub fn read(&self) -> Found {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Found::Missing,
+            Err(e) => return Found::Unreadable(e.to_string()),
+        };
+        match serde_json::from_slice::<Checkpoint>(&bytes) {
+            Ok(c) if c.is_authentic(&*self.signer) => Found::Valid(c),
+            Ok(_) => Found::Forged,
+            Err(e) => Found::Unreadable(e.to_string()),
+        }
+    }
+
+    /// Replaces the checkpoint atomically (write, fsync, rename): a crash leaves the old one
+    /// or the new one, never half of either.
+    pub fn write(&self, seq: u64, hash: &str) -> std::io::Result<()> {
+        use std::io::Write;
+        let c = Checkpoint::sign(seq, hash, &*self.signer);
+        let tmp = self.path.with_extension("json.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(&c).unwrap_or_default())?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, &self.path)
+    }
+}
+
+/// Parses `SEQ:HASH` (the form `legate audit verify` prints and `--head` takes).
+pub fn parse_head(s: &str) -> Option<(u64, String)> {
+    let (seq, hash) = s.trim().split_once(':')?;
+    let seq = seq.parse().ok()?;
+    let hash = hash.to_ascii_lowercase();
+    (hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit())).then_some((seq, hash))
+}
+
+#[cfg(test)]
+pub(super) struct TestSigner(pub u8);
+
+#[cfg(test)]
+impl HeadSigner for TestSigner {
+    fn mac(&self, msg: &[u8]) -> [u8; 32] {
+        let h = super::sha256_hex(&[&[self.0], msg]);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(
+            &data_encoding::HEXLOWER
+                .decode(h.as_bytes())
+                .unwrap_or_default()[..32],
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checkpoints_verify_only_under_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Anchor::new(dir.path(), Box::new(TestSigner(1)));
+        assert!(matches!(a.read(), Found::Missing));
+        a.write(7, &"ab".repeat(32)).unwrap();
+        match a.read() {
+            Found::Valid(c) => assert_eq!((c.seq, c.hash.len()), (7, 64)),
+            other => panic!("{other:?}"),
+        }
+        let other = Anchor::new(dir.path(), Box::new(TestSigner(2)));
+        assert!(matches!(other.read(), Found::Forged));
+        // Lowering the head by hand breaks the MAC.
+        let p = dir.path().join(FILE);
+        let text = std::fs::read_to_string(&p)
+            .unwrap()
+            .replace("\"seq\":7", "\"seq\":3");
+        std::fs::write(&p, text).unwrap();
+        assert!(matches!(a.read(), Found::Forged));
+    }
+
+    #[test]
+    fn head_strings_parse() {
+        let h = "AB".repeat(32);
+        assert_eq!(parse_head(&format!("12:{h}")), Some((12, h.to_lowercase())));
+        assert_eq!(parse_head("12"), None);
+        assert_eq!(parse_head("x:ab"), None);
+    }
+}
