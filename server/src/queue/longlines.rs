@@ -128,8 +128,11 @@ fn plan(raw: &[u8]) -> Option<Vec<Edit>> {
         });
     }
     edits.sort_by_key(|e| (e.start, e.end));
-    // Overlap would mean the parser's offsets are not what we think: change nothing.
-    if edits.windows(2).any(|w| w[0].end > w[1].start) {
+    // Reversed, out-of-range or overlapping edits would mean the parser's offsets are not
+    // what we think: change nothing.
+    if edits.iter().any(|e| e.start > e.end || e.end > raw.len())
+        || edits.windows(2).any(|w| w[0].end > w[1].start)
+    {
         return None;
     }
     Some(edits)
@@ -271,6 +274,24 @@ mod tests {
         let m = MessageParser::default().parse(&out).unwrap();
         assert_eq!(m.body_text(0).unwrap(), "\u{e9}".repeat(400));
         assert_eq!(m.attachment(0).unwrap().contents(), data.as_slice());
+    }
+
+    #[test]
+    fn malformed_messages_never_panic() {
+        let long = "q".repeat(3000);
+        for raw in [
+            format!("From: a@a.test\r\nContent-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n\r\n{long}"),
+            format!("From: a@a.test\r\nContent-Transfer-Encoding: base64\r\n\r\n{long}!!"),
+            format!("From: a@a.test\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n{long}="),
+            format!("{long}\n\n{long}"),
+            format!("From: a@a.test\n\n\0{long}\0\r"),
+            format!("From: a@a.test\r\nContent-Type: message/rfc822\r\n\r\nSubject: x\r\n\r\n{long}"),
+        ] {
+            // Either refused (TooLong) or made fit; never a panic.
+            if let Ok(out) = fit(raw.into_bytes()) {
+                assert!(longest_line(&out) <= MAX_LINE_OCTETS);
+            }
+        }
     }
 
     #[test]
