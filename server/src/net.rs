@@ -47,6 +47,13 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
     Some(match s {
         [0, 0, 0, 0, 0, 0, 0, 0] => "unspecified",
         [0, 0, 0, 0, 0, 0, 0, 1] => "loopback",
+        // IPv4-translated addresses (::ffff:0:a.b.c.d, RFC 2765 SIIT) reach the IPv4 address
+        // they carry; judge that one.
+        [0, 0, 0, 0, 0xffff, 0, a, b] => {
+            let [a1, a2] = a.to_be_bytes();
+            let [b1, b2] = b.to_be_bytes();
+            return v4_reason(Ipv4Addr::new(a1, a2, b1, b2)).or(Some("IPv4-translated"));
+        }
         // Deprecated IPv4-compatible addresses (::a.b.c.d): never a real destination.
         [0, 0, 0, 0, 0, 0, _, _] => "reserved (IPv4-compatible)",
         // NAT64 would reach any IPv4 address, the operator's own among them.
@@ -55,6 +62,9 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
         [0x2001, 0x0db8, ..] => "documentation",
         [0x3fff, b, ..] if b < 0x1000 => "documentation",
         [0x2001, 0x0002, 0, ..] => "benchmarking (2001:2::/48)",
+        // Teredo (2001::/32) tunnels to an IPv4 address of the peer's choosing; the rest of
+        // 2001::/23 is protocol assignments, not mail servers.
+        [0x2001, b, ..] if b < 0x0200 => "IETF protocol assignment (2001::/23)",
         [0x2002, a, b, ..] => {
             // 6to4 carries an IPv4 address; judge that one.
             let [a1, a2] = a.to_be_bytes();
@@ -129,6 +139,10 @@ mod tests {
             ("100::1", "discard"),
             ("2001:2::1", "benchmarking"),
             ("2002:7f00:0001::1", "loopback"),
+            ("::ffff:0:7f00:1", "loopback"),
+            ("::ffff:0:808:808", "IPv4-translated"),
+            ("2001::1", "IETF"),
+            ("2001:0:4136:e378::1", "IETF"),
         ] {
             let got = non_public_reason(ip.parse().unwrap());
             assert!(got.is_some_and(|r| r.contains(why)), "{ip}: {got:?}");
