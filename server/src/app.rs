@@ -235,8 +235,6 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
     let did_host = did_host(&config, https_addr.or(http_addr).map(|a| a.port()));
     let services = Arc::new(Services::open(config, did_host)?);
     let bootstrap = services.bootstrap(opts.bootstrap_token.as_deref())?;
-    // postmaster@ and abuse@ must always deliver somewhere (issue 15 item 12).
-    services.identity.ensure_postmaster().await?;
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     // Everything that can fail or take time happens before any listener serves.
