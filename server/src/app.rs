@@ -247,8 +247,6 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         tracing::error!(%problem, "audit head checkpoint mismatch; recorded in the log as audit.head_mismatch");
     }
     let bootstrap = services.bootstrap(opts.bootstrap_token.as_deref())?;
-    // postmaster@ and abuse@ must always deliver somewhere (issue 15 item 12).
-    services.identity.ensure_postmaster().await?;
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     // Everything that can fail or take time happens before any listener serves.

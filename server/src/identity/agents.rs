@@ -246,6 +246,26 @@ impl IdentityService {
         domain: String,
         name: Option<String>,
         scopes: ScopeSet,
+        chain: Vec<String>,
+        parent: Option<String>,
+    ) -> Result<CreatedAgent, IdentityError> {
+        let created =
+            self.insert_agent_now(actor, org_id, local, domain, name, scopes, chain, parent)?;
+        self.audit.commit().await?;
+        Ok(created)
+    }
+
+    /// [`Self::insert_agent`] without waiting for the audit entry to be durable (for callers
+    /// on a synchronous path, whose own later commit covers it).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn insert_agent_now(
+        &self,
+        actor: &Actor,
+        org_id: &str,
+        local: String,
+        domain: String,
+        name: Option<String>,
+        scopes: ScopeSet,
         mut chain: Vec<String>,
         parent: Option<String>,
     ) -> Result<CreatedAgent, IdentityError> {
@@ -327,7 +347,6 @@ impl IdentityService {
             Outcome::Ok,
             serde_json::json!({"address": address, "scopes": scopes, "parent": agent.parent, "first_key": key.id}),
         )?;
-        self.audit.commit().await?;
         Ok(CreatedAgent { agent, key, token })
     }
 

@@ -5,7 +5,7 @@
 //! hosted domain always deliver somewhere: to the configured operator mailbox agent.
 
 use super::error::{Denied, IdentityError};
-use super::{address, Actor, Agent, IdentityService, NewAgent, Scope};
+use super::{address, Actor, Agent, IdentityService, Scope, ScopeSet};
 
 /// Local parts reserved for admins, in canonical form (see [`canonical`]).
 const ROLE_LOCALS: &[&str] = &[
@@ -100,12 +100,22 @@ impl IdentityService {
         Ok(found)
     }
 
-    /// The operator mailbox agent, if it exists and is active.
+    /// The operator mailbox agent, made on first need (so a server that never receives
+    /// postmaster mail has no extra agent); `None` if it was revoked or cannot be made.
     pub fn postmaster(&self) -> Result<Option<Agent>, IdentityError> {
         let Some(addr) = self.postmaster_address() else {
             return Ok(None);
         };
-        Ok(self.agent_by_address(&addr)?.filter(Agent::is_active))
+        if let Some(a) = self.agent_by_address(&addr)? {
+            // Revoked by an admin: they chose that; nothing is resurrected.
+            return Ok(Some(a).filter(Agent::is_active));
+        }
+        match self.create_postmaster(&addr) {
+            Ok(a) => Ok(Some(a)),
+            // Made concurrently by another session.
+            Err(IdentityError::Conflict(_)) => Ok(self.agent_by_address(&addr)?),
+            Err(e) => Err(e),
+        }
     }
 
     fn postmaster_address(&self) -> Option<String> {
@@ -120,37 +130,33 @@ impl IdentityService {
         Some(format!("{name}@{}", self.default_domain()?))
     }
 
-    /// At start: makes the operator mailbox agent if it does not exist (mail scopes only; an
-    /// admin makes it a key when someone should read it). Acts as the first human.
-    pub async fn ensure_postmaster(&self) -> Result<(), IdentityError> {
-        let Some(addr) = self.postmaster_address() else {
-            return Ok(());
-        };
-        if self.agent_by_address(&addr)?.is_some() {
-            return Ok(());
-        }
-        let Some(human) = self.first_human()? else {
-            return Ok(());
-        };
-        let (_, domain) = address::normalize_address(&addr).map_err(IdentityError::Invalid)?;
-        if self.org_by_domain(&domain)?.is_none() {
-            return Err(IdentityError::Invalid(format!(
+    /// The operator mailbox agent (mail scopes only; an admin gives it a key when someone
+    /// should read it), created on behalf of the first human.
+    fn create_postmaster(&self, addr: &str) -> Result<Agent, IdentityError> {
+        let (local, domain) = address::normalize_address(addr).map_err(IdentityError::Invalid)?;
+        let org = self.org_by_domain(&domain)?.ok_or_else(|| {
+            IdentityError::Invalid(format!(
                 "identity.postmaster_agent {addr}: no org serves {domain}"
-            )));
-        }
-        let admin = Actor::cli(&human.id, &human.email);
-        let scopes = [Scope::MailRead, Scope::MailManage].map(|s| s.as_str().to_string());
-        let req = NewAgent {
-            address: Some(addr),
-            name: Some("Postmaster (operator mailbox)".into()),
-            scopes: Some(scopes.to_vec()),
-            ..Default::default()
-        };
-        match self.create_agent(&admin, &req).await {
-            // Another node or a concurrent start made it first.
-            Ok(_) | Err(IdentityError::Conflict(_)) => Ok(()),
-            Err(e) => Err(e),
-        }
+            ))
+        })?;
+        let human = self
+            .first_human()?
+            .ok_or_else(|| IdentityError::Invalid("no admin exists yet".into()))?;
+        let mut operator = Actor::cli(&human.id, &human.email);
+        operator.key_id = "auto:postmaster".into();
+        let mut chain = operator.chain.clone();
+        chain.push(format!("org:{}", org.name));
+        let created = self.insert_agent_now(
+            &operator,
+            &org.id,
+            local,
+            domain,
+            Some("Postmaster (operator mailbox)".into()),
+            ScopeSet::from_iter([Scope::MailRead, Scope::MailManage]),
+            chain,
+            None,
+        )?;
+        Ok(created.agent)
     }
 }
 

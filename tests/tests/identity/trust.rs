@@ -612,3 +612,54 @@ async fn postmaster_and_abuse_always_deliver() {
     assert_eq!(subjects, want, "{list}");
     s.stop().await;
 }
+
+/// Item 10, command line: `legate admin token create|list|revoke` on the data directory.
+#[tokio::test]
+async fn cli_admin_token_commands() {
+    let bin = legate_tests::legate_bin();
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let out = std::process::Command::new(&bin)
+        .args(["init", "--domain", "cli.test", "--json", "--data"])
+        .arg(&data)
+        .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cfg = v["config"].as_str().unwrap().to_string();
+    let first = v["admin_token"].as_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        std::process::Command::new(&bin)
+            .arg("--config")
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let o = run(&["admin", "token", "create", "--name", "laptop", "--expires-in", "3600"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let created: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let secret = created["key"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("lg_"));
+    assert_eq!(created["name"], "laptop");
+    let o = run(&["admin", "token", "list"]);
+    assert!(o.status.success());
+    let listing = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(listing.lines().count(), 2, "{listing}");
+    assert!(listing.contains("laptop") && !listing.contains(&secret) && !listing.contains(&first));
+    let first_id = listing
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|t| t["name"] == "bootstrap")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let o = run(&["admin", "token", "revoke", &first_id]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The last working token: refused.
+    let o = run(&["admin", "token", "revoke", created["id"].as_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("last"), "{}", String::from_utf8_lossy(&o.stderr));
+}

@@ -348,3 +348,44 @@ async fn a_slowloris_body_is_cut_at_the_data_deadline() {
     assert!(messages(&s, &key).await.is_empty());
     s.stop().await;
 }
+
+/// A client that floods commands and never reads its replies fills the socket buffers; the
+/// session must not wait on its write forever (holding a connection slot as "busy").
+#[tokio::test]
+async fn a_flood_that_never_reads_its_replies_is_disconnected() {
+    use tokio::io::AsyncWriteExt;
+    let s = server(|c| c.command_timeout_secs = 1).await;
+    let tcp = tokio::net::TcpStream::connect(s.smtp_addr()).await.unwrap();
+    let (_r, mut w) = tcp.into_split();
+    let writer = tokio::spawn(async move {
+        let flood = "NOOP\r\n".repeat(100_000).into_bytes();
+        for _ in 0..100 {
+            if w.write_all(&flood).await.is_err() {
+                break;
+            }
+        }
+    });
+    let active = |m: &str| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("legate_smtp_sessions_active "))
+            .map(|v| v.trim().to_string())
+    };
+    // the session is open while the flood fills the buffers...
+    let mut seen_open = false;
+    let mut closed = false;
+    for _ in 0..100 {
+        let m = metrics(&s).await;
+        match active(&m).as_deref() {
+            Some("1") => seen_open = true,
+            Some("0") if seen_open => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen_open && closed, "the stuck session was never ended");
+    writer.abort();
+    s.stop().await;
+}

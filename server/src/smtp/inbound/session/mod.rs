@@ -109,10 +109,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         self
     }
 
+    /// Writes the queued replies. Bounded by the command timeout: a client that pipelines
+    /// commands but never reads its replies would otherwise park the session in this write
+    /// forever, holding a connection slot while looking busy (never shed as idle).
     async fn flush(&mut self) -> std::io::Result<()> {
         if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
-            self.stream.flush().await?;
+            let write = async {
+                self.stream.write_all(&self.out).await?;
+                self.stream.flush().await
+            };
+            tokio::time::timeout(self.ctx.limits.command_timeout, write)
+                .await
+                .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
             self.out.clear();
         }
         Ok(())
