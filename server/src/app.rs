@@ -220,12 +220,18 @@ fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound
     })
 }
 
-/// The REST API with MCP mounted at `/mcp`: the same on the HTTP and HTTPS listeners.
+/// The REST API with MCP mounted at `/mcp`: the same on the HTTP and HTTPS listeners. Keys
+/// over plain non-loopback HTTP are refused for both.
 fn api_app(services: &Arc<Services>, shutdown: &CancellationToken) -> axum::Router {
-    crate::api::router(services.clone()).nest_service(
-        "/mcp",
-        crate::mcp::router(services.clone(), shutdown.child_token()),
-    )
+    crate::api::router(services.clone())
+        .nest_service(
+            "/mcp",
+            crate::mcp::router(services.clone(), shutdown.child_token()),
+        )
+        .layer(axum::middleware::from_fn_with_state(
+            services.clone(),
+            crate::api::require_tls_for_keys,
+        ))
 }
 
 /// Binds every configured listener, then serves until [`Running::stop`].
@@ -268,41 +274,33 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         Some((Arc::new(inbound_context(&services)?), tls.mail_config()?))
     };
 
+    let limits = crate::api::serve::ServeLimits::from_config(&services.config.api);
     if let Some(listener) = https {
-        use axum::serve::ListenerExt;
-        let app = api_app(&services, &shutdown).into_make_service_with_connect_info::<SocketAddr>();
+        let app = api_app(&services, &shutdown);
         let token = shutdown.clone();
-        let listener = crate::tls::TlsListener::new(listener, tls.https_config()?, token.clone())?
-            .tap_io(|_| {});
+        let listener = crate::tls::TlsListener::new(listener, tls.https_config()?, token.clone())?;
         tasks.push((
             "https",
-            tokio::spawn(async move {
-                let r = axum::serve(listener, app)
-                    .with_graceful_shutdown(token.cancelled_owned())
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "https listener failed");
-                }
-            }),
+            tokio::spawn(crate::api::serve::serve(
+                listener, app, true, limits, token,
+            )),
         ));
     }
     if let Some(listener) = http {
-        let mut router = api_app(&services, &shutdown);
+        use crate::config::HttpMode;
+        let mut router = match services.config.listen.http_mode {
+            HttpMode::Full => api_app(&services, &shutdown),
+            HttpMode::Redirect => crate::api::redirect_router(services.clone()),
+        };
         if let Some(acme) = &tls.acme {
-            router = router.merge(acme.http01_router());
+            router = acme.http01_router().merge(router);
         }
-        let app = router.into_make_service_with_connect_info::<SocketAddr>();
         let token = shutdown.clone();
         tasks.push((
             "http",
-            tokio::spawn(async move {
-                let r = axum::serve(listener, app)
-                    .with_graceful_shutdown(token.cancelled_owned())
-                    .await;
-                if let Err(e) = r {
-                    tracing::error!(error = %e, "http listener failed");
-                }
-            }),
+            tokio::spawn(crate::api::serve::serve(
+                listener, router, false, limits, token,
+            )),
         ));
     }
     {

@@ -10,6 +10,7 @@ mod identity;
 mod messages;
 mod public;
 mod queue;
+pub mod serve;
 mod system;
 mod vault;
 mod whoami;
@@ -104,6 +105,77 @@ async fn observe(
     resp
 }
 
+/// Refuses requests that carry an API key over plain HTTP when either end of the connection
+/// is not loopback (the key has crossed a network in clear; using it would teach clients that
+/// this is fine). Covers REST and `/mcp`; `api.danger_allow_plaintext` turns it off, e.g.
+/// behind a TLS-terminating proxy on another host.
+pub async fn require_tls_for_keys(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    use axum::response::IntoResponse;
+    let carries_key = req.headers().contains_key(axum::http::header::AUTHORIZATION)
+        || req.headers().contains_key("x-legate-api-key");
+    if carries_key && !state.config.api.danger_allow_plaintext {
+        let transport = req.extensions().get::<serve::Transport>().copied();
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0);
+        if plaintext_exposed(transport, peer) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                "https_required",
+                "API keys are accepted only over https:// (or from loopback); this request came over plain HTTP",
+            )
+            .into_response();
+        }
+    }
+    next.run(req).await
+}
+
+/// Whether a request travelled in clear over something other than loopback.
+fn plaintext_exposed(
+    transport: Option<serve::Transport>,
+    peer: Option<std::net::SocketAddr>,
+) -> bool {
+    let loopback = |ip: std::net::IpAddr| ip.to_canonical().is_loopback();
+    match transport {
+        Some(t) if t.tls => false,
+        Some(t) => !loopback(t.local.ip()) || peer.is_none_or(|p| !loopback(p.ip())),
+        // Not served by `serve` (in-process tests with `oneshot`): nothing crossed a network.
+        None => false,
+    }
+}
+
+/// The plain-HTTP listener in `listen.http_mode = "redirect"`: every request is sent to the
+/// same path on HTTPS (308 keeps the method), except ACME HTTP-01 challenges, which the
+/// caller merges in front.
+pub fn redirect_router(state: AppState) -> Router {
+    let public = state.config.server.public_url.clone();
+    let domain = state.config.server.domain.clone();
+    Router::new().fallback(move |headers: axum::http::HeaderMap, uri: Uri| {
+        let (public, domain) = (public.clone(), domain.clone());
+        async move {
+            let origin = match url::Url::parse(&public) {
+                Ok(u) if u.scheme() == "https" => public.trim_end_matches('/').to_string(),
+                _ => {
+                    let host = headers
+                        .get(axum::http::header::HOST)
+                        .and_then(|h| h.to_str().ok())
+                        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+                        .map(|a| a.host().to_string())
+                        .unwrap_or(domain);
+                    format!("https://{host}")
+                }
+            };
+            let path = uri.path_and_query().map_or("/", |p| p.as_str());
+            axum::response::Redirect::permanent(&format!("{origin}{path}"))
+        }
+    })
+}
+
 /// `?limit=&cursor=` shared by list endpoints.
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct PageParams {
@@ -114,5 +186,34 @@ pub struct PageParams {
 impl PageParams {
     pub fn limit(&self) -> usize {
         self.limit.unwrap_or(50).clamp(1, 1000)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::SocketAddr;
+
+    fn t(tls: bool, local: &str) -> Option<serve::Transport> {
+        Some(serve::Transport {
+            tls,
+            local: local.parse().unwrap(),
+        })
+    }
+
+    #[test]
+    fn keys_in_clear_are_refused_off_loopback_only() {
+        let lo: Option<SocketAddr> = Some("127.0.0.1:5000".parse().unwrap());
+        let remote: Option<SocketAddr> = Some("203.0.113.9:5000".parse().unwrap());
+        assert!(!plaintext_exposed(t(false, "127.0.0.1:80"), lo));
+        assert!(!plaintext_exposed(t(false, "[::1]:80"), Some("[::1]:9".parse().unwrap())));
+        assert!(plaintext_exposed(t(false, "0.0.0.0:80"), remote));
+        assert!(plaintext_exposed(t(false, "192.0.2.1:80"), lo));
+        assert!(plaintext_exposed(t(false, "127.0.0.1:80"), remote));
+        assert!(!plaintext_exposed(t(true, "192.0.2.1:443"), remote));
+        assert!(!plaintext_exposed(
+            t(false, "[::ffff:127.0.0.1]:80"),
+            Some("[::ffff:127.0.0.1]:9".parse().unwrap())
+        ));
     }
 }

@@ -229,3 +229,94 @@ async fn audit_verify_names_a_truncated_tail_and_checks_a_recorded_head() {
         "{out}"
     );
 }
+
+/// Sends one raw HTTP/1.1 request and returns the whole response text.
+async fn raw_get<S>(mut io: S, path: &str) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let req = format!("GET {path} HTTP/1.1\r\nHost: agents.test\r\nConnection: close\r\n\r\n");
+    io.write_all(req.as_bytes()).await.expect("write");
+    let mut out = Vec::new();
+    let _ = io.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_idle_connections_do_not_stop_a_new_client() {
+    use tokio::io::AsyncReadExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = test_config(dir.path());
+    cfg.api.header_read_timeout_secs = 2;
+    let s = TestServer::start_with(dir, cfg).await;
+    let addr: SocketAddr = s.base.trim_start_matches("http://").parse().expect("addr");
+    let mut idle = Vec::new();
+    for _ in 0..1000 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.expect("connect"));
+    }
+    // A client from another address is served within a second.
+    let started = std::time::Instant::now();
+    let sock = tokio::net::TcpSocket::new_v4().expect("socket");
+    sock.bind("127.0.0.2:0".parse().expect("addr")).expect("bind");
+    let c = sock.connect(addr).await.expect("connect");
+    let resp = raw_get(c, "/healthz").await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "served in {:?}",
+        started.elapsed()
+    );
+    // Past api.max_connections_per_ip (256) the idle sockets were closed at once, and the
+    // ones admitted are closed by the header read timeout (slowloris), not held forever.
+    let mut closed = 0;
+    for c in idle.iter_mut() {
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(std::time::Duration::from_secs(15), c.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            other => panic!("idle connection still open: {other:?}"),
+        }
+    }
+    assert_eq!(closed, 1000);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn plain_http_redirects_to_https_in_redirect_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = test_config(dir.path());
+    cfg.listen.https = "127.0.0.1:0".into();
+    cfg.listen.http_mode = legate::config::HttpMode::Redirect;
+    cfg.server.public_url = "https://agents.test".into();
+    let s = TestServer::start_with(dir, cfg).await;
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let r = http
+        .post(format!("{}/v1/messages/send?x=1", s.base))
+        .bearer_auth(&s.admin_token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(r.status().as_u16(), 308);
+    assert_eq!(
+        r.headers()["location"],
+        "https://agents.test/v1/messages/send?x=1"
+    );
+    // The API itself is on the HTTPS listener.
+    let https = s
+        .running
+        .as_ref()
+        .and_then(|r| r.https_addr)
+        .expect("https");
+    let tcp = tokio::net::TcpStream::connect(https).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("mx.agents.test").expect("name");
+    let tls = legate_tests::tls_connector(&s.data_dir())
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    let resp = raw_get(tls, "/healthz").await;
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    s.stop().await;
+}
