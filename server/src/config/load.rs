@@ -357,6 +357,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn storage_cache_mb_defaults_to_64_and_must_be_positive() {
+        assert_eq!(parse_str("").unwrap().storage.cache_mb, 64);
+        let c = parse_str("[storage]\ncache_mb = 16\n").unwrap();
+        assert_eq!(c.storage.cache_mb, 16);
+        let e = parse_str("[storage]\ncache_mb = 0\n").unwrap_err();
+        assert!(e.to_string().contains("storage.cache_mb"), "{e}");
+    }
+
+    #[test]
     fn empty_file_is_dev_defaults() {
         let c = parse_str("").unwrap();
         assert_eq!(c, Config::default());
