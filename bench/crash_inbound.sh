@@ -4,7 +4,8 @@
 # directory. The client records every Message-ID it got a 250 for; afterwards every one of
 # them must be stored (listed through the API). Prints acked, stored and `lost=N` (goal 0).
 # Messages stored but never acknowledged (in flight at the kill) are allowed: the sender will
-# retry them, which is the at-least-once contract of SMTP. Release build.
+# retry them, which is the at-least-once contract of SMTP. Then `legate store verify` checks
+# that no record lacks its body (orphan body files are allowed and swept). Release build.
 # Usage: bench/crash_inbound.sh [kills=5] [sessions=8]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -109,7 +110,8 @@ sleep 2
 touch "$WORK/stop"; wait "$CLIENT" || true
 cat "$WORK/load.out"
 
-python3 - "$BASE" "$KEY" "$WORK/acked" <<'PY'
+LOST_RC=0
+python3 - "$BASE" "$KEY" "$WORK/acked" <<'PY' || LOST_RC=$?
 import json, sys, urllib.parse, urllib.request
 base, key, acked_path = sys.argv[1:]
 stored, cursor = [], None
@@ -133,3 +135,16 @@ for m in lost[:10]:
     print("  lost:", m)
 sys.exit(1 if lost else 0)
 PY
+
+# No record without its body: one more SIGKILL, then `store verify` offline. Orphan blob files
+# (a kill between the body's write and its commit) are allowed; the sweep removes them.
+kill -9 "$LPID"; wait "$LPID" 2>/dev/null || true; LPID=""
+"$BIN" --config "$WORK/legate.toml" store verify > "$WORK/verify.json" || true
+jq -c '{records, blobs, missing: (.missing|length), bad_counts: (.bad_counts|length),
+        orphans: (.orphans|length)}' "$WORK/verify.json"
+MISSING=$(jq '(.missing|length) + (.bad_counts|length)' "$WORK/verify.json")
+SWEEP_RC=0
+"$BIN" --config "$WORK/legate.toml" store verify --sweep --grace-secs 0 > "$WORK/verify2.json" \
+  || SWEEP_RC=$?
+echo "records_without_body=$MISSING swept=$(jq .swept "$WORK/verify2.json") clean_after_sweep=$([ $SWEEP_RC = 0 ] && echo yes || echo no)"
+[ "$LOST_RC" = 0 ] && [ "$MISSING" = 0 ] && [ "$SWEEP_RC" = 0 ]

@@ -45,6 +45,10 @@ enum Cmd {
     /// DNS wizard: the records to publish, and a live check of them.
     #[command(subcommand)]
     Dns(DnsCmd),
+    /// Storage maintenance: check message bodies against their records (stop the server
+    /// first).
+    #[command(subcommand)]
+    Store(StoreCmd),
     /// DKIM keys of the domain (stop the server first).
     #[command(subcommand)]
     Dkim(DkimCmd),
@@ -308,6 +312,53 @@ enum AuditCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum StoreCmd {
+    /// Check that every message record has its body in the blob store and every blob file a
+    /// holder; print a JSON report; exit 1 when anything is wrong.
+    Verify {
+        /// Also re-hash every blob file against its name (reads every body).
+        #[arg(long)]
+        deep: bool,
+        /// Remove orphan blob files (no holder) older than --grace-secs.
+        #[arg(long)]
+        sweep: bool,
+        /// Orphans younger than this are kept by --sweep.
+        #[arg(long, default_value_t = 3600)]
+        grace_secs: u64,
+    },
+}
+
+/// `legate store …`: opens the store alone (no services), without the start-up sweep, so
+/// orphans are reported rather than silently removed.
+fn store_cmd(cfg: Config, c: StoreCmd) -> anyhow::Result<ExitCode> {
+    let opts = legate::store::StoreOptions {
+        cache_mb: cfg.storage.cache_mb,
+        sweep_on_open: false,
+    };
+    let store = legate::store::Store::open_with(&cfg.storage.path, &opts)
+        .with_context(|| format!("cannot open the store in {}", cfg.storage.path.display()))?;
+    match c {
+        StoreCmd::Verify {
+            deep,
+            sweep,
+            grace_secs,
+        } => {
+            let grace = sweep.then(|| std::time::Duration::from_secs(grace_secs));
+            let report = store.verify_blobs(deep, grace)?;
+            let clean = report.is_clean();
+            let mut v = serde_json::to_value(&report)?;
+            v["clean"] = serde_json::Value::Bool(clean);
+            print_json(&v);
+            Ok(if clean {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let rt = match tokio::runtime::Runtime::new() {
@@ -361,6 +412,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Audit(c) => audit(load_config(cli.config.as_deref())?, c),
         Cmd::Dns(c) => dns(load_config(cli.config.as_deref())?, c).await,
         Cmd::Dkim(c) => dkim(load_config(cli.config.as_deref())?, c),
+        Cmd::Store(c) => store_cmd(load_config(cli.config.as_deref())?, c),
         Cmd::Vault(VaultCmd::RotateMaster { new_key_file }) => {
             rotate_master(load_config(cli.config.as_deref())?, &new_key_file)
         }

@@ -515,3 +515,6 @@ async fn mail_survives_restart() {
 
 #[path = "mail/trust.rs"]
 mod trust;
+
+#[path = "mail/storage.rs"]
+mod storage;

@@ -217,6 +217,9 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
     if c.storage.path.as_os_str().is_empty() {
         errs.push(err("storage.path", "must not be empty"));
     }
+    if c.storage.cache_mb == 0 || c.storage.cache_mb > 1 << 20 {
+        errs.push(err("storage.cache_mb", "must be between 1 and 1048576"));
+    }
     let l = &c.listen;
     for (name, v) in [
         ("smtp", &l.smtp),
@@ -380,6 +383,15 @@ fn validate_acme(c: &Config, errs: &mut Vec<ConfigError>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_cache_mb_defaults_to_64_and_must_be_positive() {
+        assert_eq!(parse_str("").unwrap().storage.cache_mb, 64);
+        let c = parse_str("[storage]\ncache_mb = 16\n").unwrap();
+        assert_eq!(c.storage.cache_mb, 16);
+        let e = parse_str("[storage]\ncache_mb = 0\n").unwrap_err();
+        assert!(e.to_string().contains("storage.cache_mb"), "{e}");
+    }
 
     #[test]
     fn empty_file_is_dev_defaults() {

@@ -48,12 +48,16 @@ impl Default for ServerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     pub path: PathBuf,
+    /// The database's page cache in MiB. sled's own default (1 GiB) let memory grow with
+    /// the mailbox; bodies live in the blob store (`<path>/blobs`), not in this cache.
+    pub cache_mb: u64,
 }
 
 impl Default for StorageConfig {
     fn default() -> Self {
         Self {
             path: PathBuf::from("./data"),
+            cache_mb: 64,
         }
     }
 }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 const TREES: [Tree; 9] = [
     Tree::Messages,
-    Tree::MessageBlobs,
+    Tree::BlobRefs,
     Tree::MessageContent,
     Tree::FolderUids,
     Tree::MailTimeline,
@@ -355,6 +355,15 @@ impl MailboxService {
         };
         let (now, now_ms) = (now_unix(), now_millis());
         let quota = self.quota_bytes;
+        // The body goes to the blob store first, durably (file and directory fsynced), so
+        // the transaction that makes the message visible never points at bytes not on disk.
+        let blob = {
+            let store = self.store.clone();
+            let raw = raw.clone();
+            tokio::task::spawn_blocking(move || store.put_blob(&raw))
+                .await
+                .map_err(|e| crate::store::StoreError::Io(format!("the blob task failed: {e}")))??
+        };
 
         let mut trees = TREES.to_vec();
         if let Some(h) = &hook {
@@ -380,7 +389,7 @@ impl MailboxService {
             fs.add(size, rec.is_unread(), st.modseq);
 
             tx.put_record(Tree::Messages, id.as_bytes(), &rec)?;
-            tx.put(Tree::MessageBlobs, id.as_bytes(), &raw)?;
+            tx.link_blob(id.as_bytes(), &blob.id())?;
             if let Some(content) = &content {
                 tx.put(Tree::MessageContent, id.as_bytes(), content)?;
             }
@@ -397,6 +406,7 @@ impl MailboxService {
             }
             Ok(rec)
         })?;
+        drop(blob);
         self.audit.commit().await?;
         self.waiters.notify(&rec);
         Ok(rec)

@@ -12,7 +12,7 @@ use super::MailboxService;
 use crate::store::{Tree, Tx, TxStoreError};
 
 /// Trees a transaction that calls [`release`] must declare (on top of its own).
-pub const RELEASE_TREES: [Tree; 3] = [Tree::BlobHolds, Tree::Messages, Tree::MessageBlobs];
+pub const RELEASE_TREES: [Tree; 3] = [Tree::BlobHolds, Tree::Messages, Tree::BlobRefs];
 
 /// Keeps message `id`'s raw bytes until [`release`], whatever happens to the message.
 pub fn hold(tx: &Tx<'_>, id: &str) -> Result<(), TxStoreError> {
@@ -26,7 +26,7 @@ pub fn release(tx: &Tx<'_>, id: &str) -> Result<(), TxStoreError> {
     }
     tx.remove(Tree::BlobHolds, id.as_bytes())?;
     if tx.get(Tree::Messages, id.as_bytes())?.is_none() {
-        tx.remove(Tree::MessageBlobs, id.as_bytes())?;
+        tx.unlink_blob(id.as_bytes())?;
     }
     Ok(())
 }
@@ -40,7 +40,7 @@ impl MailboxService {
     /// The raw bytes of a held message, for the hold's owner: no agent check, since the
     /// message may already be purged from its mailbox.
     pub fn held_raw(&self, id: &str) -> Result<Option<Vec<u8>>, super::MailboxError> {
-        Ok(self.store.get(Tree::MessageBlobs, id.as_bytes())?)
+        Ok(self.store.blob_of(id.as_bytes())?)
     }
 }
 
@@ -92,6 +92,10 @@ mod tests {
         assert_eq!(mb.held_raw(&m.id).unwrap(), Some(simple("x", "held")));
         release_now(&mb, &m.id);
         assert_eq!(mb.held_raw(&m.id).unwrap(), None);
+        // The body's file went with its last holder.
+        let report = mb.store.verify_blobs(false, None).unwrap();
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(report.blobs, 0);
         assert_eq!(
             mb.store.get(Tree::BlobHolds, m.id.as_bytes()).unwrap(),
             None

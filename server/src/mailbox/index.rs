@@ -3,7 +3,7 @@
 //! | tree            | key                                      | value            |
 //! |-----------------|------------------------------------------|------------------|
 //! | Messages        | message id                               | [`StoredMessage`](super::StoredMessage) |
-//! | MessageBlobs    | message id                               | raw RFC 5322     |
+//! | BlobRefs        | message id                               | blob id (body in `store::blob`) |
 //! | MessageContent  | message id (not for Sent/Drafts copies)  | [`MessageContent`](super::MessageContent) |
 //! | FolderUids      | agent \0 folder \0 uid (u64 BE)          | message id       |
 //! | MailTimeline    | agent \0 received ms (BE) \0 message id  | empty            |

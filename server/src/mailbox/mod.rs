@@ -90,7 +90,7 @@ impl MailboxService {
         }
         // The agent's own messages are stored raw only (see `deliver`): derive the content,
         // a parse, on the blocking pool.
-        let content = match self.store.get(Tree::MessageBlobs, id.as_bytes())? {
+        let content = match self.store.blob_of(id.as_bytes())? {
             Some(raw) => tokio::task::spawn_blocking(move || MessageContent::derive(&raw))
                 .await
                 .unwrap_or_default(),
@@ -103,7 +103,7 @@ impl MailboxService {
     pub fn raw_bytes(&self, agent: &str, id: &str) -> Result<Vec<u8>, MailboxError> {
         self.own(agent, id)?;
         self.store
-            .get(Tree::MessageBlobs, id.as_bytes())?
+            .blob_of(id.as_bytes())?
             .ok_or(MailboxError::NotFound("message"))
     }
 

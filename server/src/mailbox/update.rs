@@ -63,7 +63,7 @@ struct Edit {
 
 const TREES: [Tree; 9] = [
     Tree::Messages,
-    Tree::MessageBlobs,
+    Tree::BlobRefs,
     Tree::BlobHolds,
     Tree::MessageContent,
     Tree::FolderUids,
@@ -166,7 +166,7 @@ impl MailboxService {
                 tx.remove(Tree::MessageContent, id.as_bytes())?;
                 // A queued message's bytes outlive its Sent entry until the queue is done.
                 if !super::holds::is_held(tx, id)? {
-                    tx.remove(Tree::MessageBlobs, id.as_bytes())?;
+                    tx.unlink_blob(id.as_bytes())?;
                 }
                 put_change(tx, &old, ChangeKind::Purged, st.modseq, now_ms)?;
                 tx.put_record(Tree::Folders, &index::folder_state(agent, old.folder), &fs)?;
@@ -365,7 +365,7 @@ mod tests {
         ));
         assert!(mb.raw_bytes("ag_a", &m.id).is_err());
         assert!(mb.list_for("ag_a", &trash).unwrap().items.is_empty());
-        for t in [Tree::Messages, Tree::MessageBlobs, Tree::MessageContent] {
+        for t in [Tree::Messages, Tree::BlobRefs, Tree::MessageContent] {
             assert_eq!(mb.store.get(t, m.id.as_bytes()).unwrap(), None);
         }
         assert!(mb.uids("ag_a", Folder::Trash, 1, 10).unwrap().is_empty());

@@ -7,6 +7,7 @@
 //! backend can replace sled without any caller changing. Today the engine is sled 0.34, which
 //! calls itself beta: one more reason to keep it behind this wall.
 
+pub mod blob;
 pub mod codec;
 mod commit;
 mod error;
@@ -15,11 +16,13 @@ mod schema;
 mod trees;
 mod tx;
 
+pub use blob::{BlobId, BlobPin};
 pub use codec::{decode, encode};
 pub use error::StoreError;
 pub use trees::Tree;
 pub use tx::{Tx, TxError, TxFail, TxStoreError};
 
+use blob::BlobStore;
 use commit::GroupCommit;
 use serde::{de::DeserializeOwned, Serialize};
 use std::ops::Bound;
@@ -37,6 +40,60 @@ struct Inner {
     /// Opened trees, indexed by `Tree as usize`.
     trees: Vec<sled::Tree>,
     commit: GroupCommit,
+    /// Message bodies (`store::blob`), under `<data>/blobs`.
+    blobs: Arc<BlobStore>,
+}
+
+/// How to open the store; every field has a safe default.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// sled's page cache, in MiB (`storage.cache_mb`). sled's own default is 1 GiB, which
+    /// is what let RSS grow with the mailbox.
+    pub cache_mb: u64,
+    /// Remove blob files left unreferenced by a crash while opening. Off only for
+    /// `legate store verify`, which reports them instead.
+    pub sweep_on_open: bool,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_mb: 64,
+            sweep_on_open: true,
+        }
+    }
+}
+
+/// What `legate store verify` found. Clean when every list is empty.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct BlobReport {
+    /// Message records checked.
+    pub records: u64,
+    /// Blob files found, and their total size.
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    /// Message ids whose record has no blob reference, or whose blob file is missing.
+    pub missing: Vec<String>,
+    /// Blob files no reference names (hex ids).
+    pub orphans: Vec<String>,
+    /// Blobs whose stored reference count disagrees with the references found.
+    pub bad_counts: Vec<String>,
+    /// Blobs whose content no longer hashes to their name (with `deep`).
+    pub corrupt: Vec<String>,
+    /// Raw bodies still in the schema-2 tree (an upgrade that has not finished).
+    pub unmigrated: u64,
+    /// Orphans removed (with `sweep`).
+    pub swept: u64,
+}
+
+impl BlobReport {
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty()
+            && self.orphans.is_empty()
+            && self.bad_counts.is_empty()
+            && self.corrupt.is_empty()
+            && self.unmigrated == 0
+    }
 }
 
 /// One key/value pair returned by scans.
@@ -45,12 +102,19 @@ pub type Entry = (Vec<u8>, Vec<u8>);
 impl Store {
     /// Opens (or creates) the database in `dir` and brings its schema up to date.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Self::open_with(dir, &StoreOptions::default())
+    }
+
+    /// [`Store::open`] with options. Also removes blob files a crash left unreferenced (the
+    /// database lock guarantees no delivery is in flight).
+    pub fn open_with(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
         // A process that is still exiting may hold the lock for a moment: wait a little.
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
         let db = loop {
             match sled::Config::new()
                 .path(dir.join("db"))
+                .cache_capacity(opts.cache_mb.max(1).saturating_mul(1024 * 1024))
                 .open()
                 .map_err(StoreError::from_open)
             {
@@ -64,14 +128,24 @@ impl Store {
             .iter()
             .map(|t| db.open_tree(t.name()))
             .collect::<Result<Vec<_>, _>>()?;
+        let blobs = Arc::new(BlobStore::open(&dir.join("blobs"))?);
         let store = Store {
             inner: Arc::new(Inner {
                 db,
                 trees,
                 commit: GroupCommit::default(),
+                blobs,
             }),
         };
         schema::migrate(&store)?;
+        let swept = if opts.sweep_on_open {
+            store.sweep_blobs(std::time::Duration::ZERO)?
+        } else {
+            0
+        };
+        if swept > 0 {
+            tracing::info!(swept, "removed blob files left unreferenced by a crash");
+        }
         Ok(store)
     }
 
@@ -159,12 +233,153 @@ impl Store {
         trees: &[Tree],
         f: impl Fn(&Tx<'_>) -> Result<R, TxFail<E>>,
     ) -> Result<R, TxError<E>> {
-        let handles: Vec<&sled::Tree> = trees.iter().map(|t| self.tree(*t)).collect();
-        let r = tx::run(&handles, trees, f);
-        if r.is_ok() {
-            self.inner.commit.wrote();
+        // Blob references come with their counts.
+        let mut names = trees.to_vec();
+        if names.contains(&Tree::BlobRefs) && !names.contains(&Tree::BlobCounts) {
+            names.push(Tree::BlobCounts);
         }
-        r
+        let handles: Vec<&sled::Tree> = names.iter().map(|t| self.tree(*t)).collect();
+        let (r, freed) = tx::run(&handles, &names, f)?;
+        self.inner.commit.wrote();
+        for id in freed {
+            // Best effort: a file left behind is an orphan for the next sweep, never a loss.
+            let counts = self.tree(Tree::BlobCounts);
+            if let Err(e) = self
+                .inner
+                .blobs
+                .delete_if(&id, || Ok(counts.get(id.0)?.is_none()))
+            {
+                tracing::warn!(error = %e, "could not delete an unreferenced blob");
+            }
+        }
+        Ok(r)
+    }
+
+    /// Stores a message body durably in the blob store, before the transaction that links
+    /// it ([`Tx::link_blob`]); keep the pin until that transaction is over. Blocking.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<BlobPin, StoreError> {
+        self.inner.blobs.put(bytes)
+    }
+
+    /// The blob linked under `key` (a message id), whole.
+    pub fn blob_of(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.blob_id_of(key)? {
+            Some(id) => self
+                .inner
+                .blobs
+                .get(&id)?
+                .map(Some)
+                .ok_or_else(|| StoreError::Corrupt(format!("blob {} is missing", id.hex()))),
+            None => Ok(None),
+        }
+    }
+
+    /// A reader over the blob linked under `key`, to stream it.
+    pub fn blob_reader_of(&self, key: &[u8]) -> Result<Option<std::fs::File>, StoreError> {
+        match self.blob_id_of(key)? {
+            Some(id) => self.inner.blobs.reader(&id),
+            None => Ok(None),
+        }
+    }
+
+    /// `len` bytes from `offset` of the blob linked under `key`.
+    pub fn blob_range_of(
+        &self,
+        key: &[u8],
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.blob_id_of(key)? {
+            Some(id) => self.inner.blobs.range(&id, offset, len),
+            None => Ok(None),
+        }
+    }
+
+    fn blob_id_of(&self, key: &[u8]) -> Result<Option<BlobId>, StoreError> {
+        match self.get(Tree::BlobRefs, key)? {
+            Some(v) => BlobId::from_slice(&v)
+                .map(Some)
+                .ok_or_else(|| StoreError::Corrupt("blob reference".into())),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes blob files nothing references that are older than `grace`.
+    pub fn sweep_blobs(&self, grace: std::time::Duration) -> Result<u64, StoreError> {
+        let counts = self.tree(Tree::BlobCounts);
+        let n = self
+            .inner
+            .blobs
+            .sweep(grace, |id| Ok(counts.get(id.0)?.is_some()))?;
+        Ok(n as u64)
+    }
+
+    /// Checks that every message record has its blob and every blob a holder (and, with
+    /// `deep`, that each blob still hashes to its name); with `sweep`, removes orphans
+    /// older than `grace`. Offline: the server holds the database lock while it runs.
+    pub fn verify_blobs(
+        &self,
+        deep: bool,
+        sweep: Option<std::time::Duration>,
+    ) -> Result<BlobReport, StoreError> {
+        let mut r = BlobReport::default();
+        let mut refs: std::collections::HashMap<BlobId, u64> = Default::default();
+        for e in self.scan_prefix(Tree::BlobRefs, &[]) {
+            let (_, v) = e?;
+            if let Some(id) = BlobId::from_slice(&v) {
+                *refs.entry(id).or_insert(0) += 1;
+            }
+        }
+        let files = self.inner.blobs.list()?;
+        let present: std::collections::HashSet<BlobId> = files.iter().map(|l| l.id).collect();
+        for e in self.scan_prefix(Tree::Messages, &[]) {
+            let (k, _) = e?;
+            r.records += 1;
+            let linked = self.blob_id_of(&k)?;
+            if !linked.is_some_and(|id| present.contains(&id)) {
+                r.missing.push(String::from_utf8_lossy(&k).into_owned());
+            }
+        }
+        for e in self.scan_prefix(Tree::BlobCounts, &[]) {
+            let (k, v) = e?;
+            let stored = <[u8; 8]>::try_from(v.as_slice()).map_or(0, u64::from_be_bytes);
+            let found = BlobId::from_slice(&k).and_then(|id| refs.get(&id).copied());
+            if found != Some(stored) {
+                r.bad_counts.push(data_encoding::HEXLOWER.encode(&k));
+            }
+        }
+        for (id, n) in &refs {
+            if self.tree(Tree::BlobCounts).get(id.0)?.is_none() {
+                r.bad_counts
+                    .push(format!("{} (0 stored, {n} found)", id.hex()));
+            }
+        }
+        for l in &files {
+            r.blobs += 1;
+            r.blob_bytes += l.len;
+            if !refs.contains_key(&l.id) {
+                r.orphans.push(l.id.hex());
+            }
+            if deep {
+                let ok = self
+                    .inner
+                    .blobs
+                    .get(&l.id)?
+                    .is_some_and(|b| BlobId::of(&b) == l.id);
+                if !ok {
+                    r.corrupt.push(l.id.hex());
+                }
+            }
+        }
+        r.unmigrated = self.len(Tree::MessageBlobs) as u64;
+        if let Some(grace) = sweep {
+            r.swept = self.sweep_blobs(grace)?;
+            let kept: std::collections::HashSet<BlobId> =
+                self.inner.blobs.list()?.into_iter().map(|l| l.id).collect();
+            r.orphans
+                .retain(|h| BlobId::from_hex(h).is_some_and(|id| kept.contains(&id)));
+        }
+        Ok(r)
     }
 
     /// Makes every write completed before this call durable. Concurrent callers share one
@@ -249,6 +464,57 @@ mod tests {
             .map(|r| keys::read_u64(&r.unwrap().0).unwrap())
             .collect();
         assert_eq!(rev, vec![4, 3, 2, 1, 0]);
+    }
+
+    #[test]
+    fn blobs_are_stored_once_counted_and_deleted_with_their_last_holder() {
+        let (d, s) = open();
+        let link = |key: &[u8], body: &[u8]| {
+            let pin = s.put_blob(body).unwrap();
+            s.transact::<_, ()>(&[Tree::BlobRefs], |tx| Ok(tx.link_blob(key, &pin.id())?))
+                .unwrap();
+        };
+        let unlink = |key: &[u8]| {
+            s.transact::<_, ()>(&[Tree::BlobRefs], |tx| Ok(tx.unlink_blob(key)?))
+                .unwrap();
+        };
+        link(b"m1", b"body");
+        link(b"m2", b"body");
+        link(b"m3", b"else");
+        let files = || s.inner.blobs.list().unwrap().len();
+        assert_eq!(files(), 2);
+        assert_eq!(s.blob_of(b"m2").unwrap().unwrap(), b"body");
+        assert_eq!(s.blob_range_of(b"m3", 1, 2).unwrap().unwrap(), b"ls");
+        assert!(s.verify_blobs(true, None).unwrap().is_clean());
+        unlink(b"m1");
+        assert_eq!(files(), 2);
+        assert_eq!(s.blob_of(b"m2").unwrap().unwrap(), b"body");
+        unlink(b"m2");
+        unlink(b"m2");
+        assert_eq!(files(), 1);
+        assert_eq!(s.blob_of(b"m2").unwrap(), None);
+        // An aborted transaction links nothing; its file is an orphan for the sweep.
+        let pin = s.put_blob(b"aborted").unwrap();
+        let r: Result<(), TxError<&str>> = s.transact(&[Tree::BlobRefs], |tx| {
+            tx.link_blob(b"m4", &pin.id())?;
+            Err(TxFail::Abort("no"))
+        });
+        assert!(r.is_err());
+        drop(pin);
+        let report = s.verify_blobs(false, None).unwrap();
+        assert_eq!(report.orphans, vec![BlobId::of(b"aborted").hex()]);
+        let report = s
+            .verify_blobs(false, Some(std::time::Duration::ZERO))
+            .unwrap();
+        assert_eq!(report.swept, 1);
+        assert!(report.orphans.is_empty());
+        assert!(s.verify_blobs(false, None).unwrap().is_clean());
+        // A crash between blob write and commit: the next open sweeps the orphan.
+        let _ = s.put_blob(b"crashed").unwrap();
+        drop(s);
+        let s = Store::open(d.path()).unwrap();
+        assert!(s.verify_blobs(false, None).unwrap().is_clean());
+        assert_eq!(s.blob_of(b"m3").unwrap().unwrap(), b"else");
     }
 
     #[tokio::test]

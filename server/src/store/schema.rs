@@ -7,12 +7,12 @@
 use super::{Store, StoreError, Tree};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 2;
+pub const CURRENT: u32 = 3;
 const KEY: &[u8] = b"schema_version";
 
 /// `MIGRATIONS[i]` upgrades a database from version `i + 1` to `i + 2`.
 type Migration = fn(&Store) -> Result<(), StoreError>;
-const MIGRATIONS: &[Migration] = &[queue_blobs_to_holds];
+const MIGRATIONS: &[Migration] = &[queue_blobs_to_holds, bodies_to_blob_store];
 
 /// 1 -> 2: the outbound queue stops keeping its own copy of each message and holds the Sent
 /// copy's blob instead (`mailbox::holds`). Each queued copy becomes a hold, and the blob
@@ -42,6 +42,47 @@ fn queue_blobs_to_holds(store: &Store) -> Result<(), StoreError> {
         moved.map_err(|e| match e {
             super::TxError::Abort(e) | super::TxError::Store(e) => e,
         })?;
+    }
+    Ok(())
+}
+
+/// 2 -> 3: raw bodies leave the `MessageBlobs` tree for the blob store (`store::blob`).
+/// Per message: the body is written to its file (fsynced) first, then one transaction links
+/// it and removes the tree value. Interrupted anywhere, a message is either still in the
+/// tree (the rerun puts it again; an identical file is kept as is) or moved; at worst an
+/// unreferenced file remains, which the sweep after opening removes.
+fn bodies_to_blob_store(store: &Store) -> Result<(), StoreError> {
+    let ids: Vec<Vec<u8>> = store
+        .scan_prefix(Tree::MessageBlobs, &[])
+        .map(|r| r.map(|(k, _)| k))
+        .collect::<Result<_, _>>()?;
+    let total = ids.len();
+    for (n, id) in ids.into_iter().enumerate() {
+        let Some(raw) = store.get(Tree::MessageBlobs, &id)? else {
+            continue;
+        };
+        let pin = store.put_blob(&raw)?;
+        let moved = store.transact::<_, StoreError>(&[Tree::MessageBlobs, Tree::BlobRefs], |tx| {
+            if tx.get(Tree::MessageBlobs, &id)?.is_none() {
+                return Ok(());
+            }
+            tx.link_blob(&id, &pin.id())?;
+            tx.remove(Tree::MessageBlobs, &id)?;
+            Ok(())
+        });
+        moved.map_err(|e| match e {
+            super::TxError::Abort(e) | super::TxError::Store(e) => e,
+        })?;
+        drop(pin);
+        if (n + 1) % 10_000 == 0 {
+            // Progress survives an interruption: make it durable now and then.
+            store.flush_blocking()?;
+            tracing::info!(
+                moved = n + 1,
+                total,
+                "moving message bodies to the blob store"
+            );
+        }
     }
     Ok(())
 }
@@ -101,9 +142,54 @@ mod tests {
         );
         assert!(s.is_empty(Tree::QueueBlobs));
         for (id, raw) in [(&b"msg_a"[..], &b"signed a"[..]), (b"msg_b", b"signed b")] {
-            assert_eq!(s.get(Tree::MessageBlobs, id).unwrap().as_deref(), Some(raw));
+            assert_eq!(s.blob_of(id).unwrap().as_deref(), Some(raw));
             assert!(s.get(Tree::BlobHolds, id).unwrap().is_some());
         }
+    }
+
+    #[test]
+    fn schema_2_bodies_move_to_the_blob_store_and_a_rerun_finishes_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.put(Tree::Meta, KEY, &2u32.to_be_bytes()).unwrap();
+            // Two messages with the same body (stored once), one different; msg_c is
+            // "already moved" by an interrupted run whose version bump never happened.
+            s.put(Tree::MessageBlobs, b"msg_a", b"same body").unwrap();
+            s.put(Tree::MessageBlobs, b"msg_b", b"same body").unwrap();
+            s.put(Tree::MessageBlobs, b"msg_c", b"other").unwrap();
+            s.put(Tree::Messages, b"msg_a", b"rec").unwrap();
+            s.put(Tree::Messages, b"msg_b", b"rec").unwrap();
+            s.put(Tree::Messages, b"msg_c", b"rec").unwrap();
+            s.flush_blocking().unwrap();
+        }
+        {
+            // The interrupted run: msg_c moved, version still 2.
+            let s = Store::open(dir.path()).unwrap();
+            assert!(s.is_empty(Tree::MessageBlobs));
+            s.put(Tree::Meta, KEY, &2u32.to_be_bytes()).unwrap();
+            s.put(Tree::MessageBlobs, b"msg_a", b"same body").unwrap();
+            s.put(Tree::MessageBlobs, b"msg_b", b"same body").unwrap();
+            s.transact::<_, ()>(&[Tree::BlobRefs], |tx| {
+                tx.unlink_blob(b"msg_a")?;
+                tx.unlink_blob(b"msg_b")?;
+                Ok(())
+            })
+            .unwrap();
+            s.flush_blocking().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.get(Tree::Meta, KEY).unwrap(),
+            Some(CURRENT.to_be_bytes().to_vec())
+        );
+        assert!(s.is_empty(Tree::MessageBlobs));
+        assert_eq!(s.blob_of(b"msg_a").unwrap().unwrap(), b"same body");
+        assert_eq!(s.blob_of(b"msg_b").unwrap().unwrap(), b"same body");
+        assert_eq!(s.blob_of(b"msg_c").unwrap().unwrap(), b"other");
+        let r = s.verify_blobs(true, None).unwrap();
+        assert!(r.is_clean(), "{r:?}");
+        assert_eq!((r.records, r.blobs), (3, 2));
     }
 
     #[test]

@@ -34,7 +34,8 @@ pub enum Tree {
     KeyCustody,
     /// message id -> message metadata
     Messages,
-    /// message id -> raw RFC 5322 bytes
+    /// Schema 2 and before: message id -> raw RFC 5322 bytes. Schema 3 keeps bodies in the
+    /// blob store ([`Tree::BlobRefs`]); the migration empties this tree.
     MessageBlobs,
     /// agent \0 folder \0 uid (BE) -> message id
     FolderUids,
@@ -61,10 +62,17 @@ pub enum Tree {
     /// message id -> () : a raw message the outbound queue still needs; purging the message
     /// from its mailbox keeps the blob until the hold is released
     BlobHolds,
+    /// message id -> blob id (SHA-256, 32 bytes): where the message's raw bytes live in the
+    /// blob store (`store::blob`). Schema 3 on; replaces [`Tree::MessageBlobs`], whose raw
+    /// values the 2 -> 3 migration moves out.
+    BlobRefs,
+    /// blob id -> number of [`Tree::BlobRefs`] entries naming it (u64 BE); absent at zero,
+    /// when the blob file is deleted.
+    BlobCounts,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 27] = [
+    pub const ALL: [Tree; 29] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -92,6 +100,8 @@ impl Tree {
         Tree::MailThreads,
         Tree::QueueBlobs,
         Tree::BlobHolds,
+        Tree::BlobRefs,
+        Tree::BlobCounts,
     ];
 
     pub fn name(self) -> &'static str {
@@ -123,6 +133,8 @@ impl Tree {
             Tree::MailThreads => "mail_threads",
             Tree::QueueBlobs => "queue_blobs",
             Tree::BlobHolds => "blob_holds",
+            Tree::BlobRefs => "blob_refs",
+            Tree::BlobCounts => "blob_counts",
         }
     }
 }

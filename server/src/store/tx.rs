@@ -1,11 +1,13 @@
 //! Transactions across trees, with caller-defined abort errors.
 
+use super::blob::BlobId;
 use super::{codec, StoreError, Tree};
 use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
     UnabortableTransactionError,
 };
+use std::cell::RefCell;
 
 /// What a transaction body returns on failure: the caller's own reason, or a storage error
 /// raised inside (which `?` converts from).
@@ -45,6 +47,9 @@ impl<E> From<StoreError> for TxError<E> {
 pub struct Tx<'a> {
     trees: &'a [TransactionalTree],
     names: &'a [Tree],
+    /// Blobs whose last reference this run removed: deleted after the commit (a retried
+    /// run starts with a fresh `Tx`, so only the committed run's list counts).
+    freed: RefCell<Vec<BlobId>>,
 }
 
 impl Tx<'_> {
@@ -101,6 +106,47 @@ impl Tx<'_> {
             .map(|_| ())
             .map_err(|e| TxStoreError(Inner::Engine(e)))
     }
+
+    /// Makes `key` (a message id) a holder of blob `id`, which a [`super::Store::put_blob`]
+    /// stored (and pinned) before this transaction. Needs [`Tree::BlobRefs`] declared
+    /// ([`Tree::BlobCounts`] comes with it).
+    pub fn link_blob(&self, key: &[u8], id: &BlobId) -> Result<(), TxStoreError> {
+        if let Some(old) = self.get(Tree::BlobRefs, key)? {
+            if old == id.0 {
+                return Ok(());
+            }
+            self.unlink_blob(key)?;
+        }
+        self.put(Tree::BlobRefs, key, &id.0)?;
+        let n = self.count(id)?;
+        self.put(Tree::BlobCounts, &id.0, &(n + 1).to_be_bytes())
+    }
+
+    /// Drops `key`'s reference; the blob file goes after the commit if it was the last.
+    pub fn unlink_blob(&self, key: &[u8]) -> Result<(), TxStoreError> {
+        let Some(old) = self.get(Tree::BlobRefs, key)? else {
+            return Ok(());
+        };
+        self.remove(Tree::BlobRefs, key)?;
+        let Some(id) = BlobId::from_slice(&old) else {
+            return Ok(());
+        };
+        match self.count(&id)? {
+            0 | 1 => {
+                self.remove(Tree::BlobCounts, &id.0)?;
+                self.freed.borrow_mut().push(id);
+            }
+            n => self.put(Tree::BlobCounts, &id.0, &(n - 1).to_be_bytes())?,
+        }
+        Ok(())
+    }
+
+    fn count(&self, id: &BlobId) -> Result<u64, TxStoreError> {
+        Ok(self
+            .get(Tree::BlobCounts, &id.0)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, u64::from_be_bytes))
+    }
 }
 
 /// Carries a codec error out of sled's closure, which only knows engine errors and aborts.
@@ -109,18 +155,20 @@ enum Abort<E> {
     Codec(StoreError),
 }
 
+/// Runs the transaction; on success also returns the blobs it left unreferenced.
 pub(super) fn run<R, E>(
     handles: &[&sled::Tree],
     names: &[Tree],
     f: impl Fn(&Tx<'_>) -> Result<R, TxFail<E>>,
-) -> Result<R, TxError<E>> {
+) -> Result<(R, Vec<BlobId>), TxError<E>> {
     let r = handles.transaction(|trees: &Vec<TransactionalTree>| {
         let tx = Tx {
             trees: trees.as_slice(),
             names,
+            freed: RefCell::new(Vec::new()),
         };
         match f(&tx) {
-            Ok(r) => Ok(r),
+            Ok(r) => Ok((r, tx.freed.take())),
             Err(TxFail::Abort(e)) => Err(ConflictableTransactionError::Abort(Abort::User(e))),
             Err(TxFail::Store(TxStoreError(Inner::Engine(e)))) => Err(e.into()),
             Err(TxFail::Store(TxStoreError(Inner::Codec(e)))) => {

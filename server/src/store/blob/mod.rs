@@ -1,0 +1,320 @@
+//! Message bodies out of the key-value trees: a content-addressed blob store.
+//!
+//! Why: in sled a large value is rewritten with its leaf every time a neighbour changes, so
+//! raw messages in a tree cost 8-9x their size on disk and inflate the page cache. Bodies
+//! now live as plain files named by their SHA-256 under `<data>/blobs/ab/cdef…`; the trees
+//! keep only a 32-byte reference per message ([`super::Tree::BlobRefs`]) and a count per
+//! blob ([`super::Tree::BlobCounts`]), so identical bodies are stored once.
+//!
+//! Write order (what keeps "250 means on disk" true): [`BlobStore::put`] writes a temp
+//! file, fsyncs it, renames it into place and fsyncs the directory BEFORE the transaction
+//! that links it to a message commits. A crash in between leaves at most an unreferenced
+//! file, which [`BlobStore::sweep`] removes (at start and by `legate store verify --sweep`).
+//!
+//! Deletion races with a concurrent put of the same content (a file whose count just went
+//! to zero may be about to gain a holder). A put therefore *pins* its hash from before it
+//! writes until its transaction is over, and a deletion happens only for a hash that is not
+//! pinned and whose count is still absent, checked under the same lock as pinning.
+//!
+//! Callers above `store/` never see paths: they link and unlink blobs in transactions
+//! ([`super::Tx::link_blob`], [`super::Tx::unlink_blob`]) and read by the key they linked
+//! them under ([`super::Store::blob_of`]).
+
+use super::StoreError;
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// A blob's name: the SHA-256 of its content.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, PartialOrd, Ord)]
+pub struct BlobId(pub [u8; 32]);
+
+impl BlobId {
+    pub fn of(bytes: &[u8]) -> BlobId {
+        BlobId(Sha256::digest(bytes).into())
+    }
+
+    pub fn from_slice(b: &[u8]) -> Option<BlobId> {
+        Some(BlobId(b.try_into().ok()?))
+    }
+
+    pub fn hex(&self) -> String {
+        data_encoding::HEXLOWER.encode(&self.0)
+    }
+
+    pub(crate) fn from_hex(s: &str) -> Option<BlobId> {
+        let v = data_encoding::HEXLOWER.decode(s.as_bytes()).ok()?;
+        BlobId::from_slice(&v)
+    }
+}
+
+/// The `fs` backend.
+pub struct BlobStore {
+    root: PathBuf,
+    /// Hashes with a put in flight (count of puts): not to be deleted meanwhile.
+    pins: Mutex<HashMap<BlobId, usize>>,
+}
+
+/// Keeps a freshly written blob from being deleted until its linking transaction is over.
+pub struct BlobPin {
+    store: Arc<BlobStore>,
+    id: BlobId,
+}
+
+impl BlobPin {
+    pub fn id(&self) -> BlobId {
+        self.id
+    }
+}
+
+impl Drop for BlobPin {
+    fn drop(&mut self) {
+        let mut pins = self.store.lock_pins();
+        if let Some(n) = pins.get_mut(&self.id) {
+            *n -= 1;
+            if *n == 0 {
+                pins.remove(&self.id);
+            }
+        }
+    }
+}
+
+/// One file found by [`BlobStore::list`].
+pub struct Listed {
+    pub id: BlobId,
+    pub len: u64,
+    pub modified: SystemTime,
+}
+
+fn io(e: std::io::Error) -> StoreError {
+    StoreError::Io(e.to_string())
+}
+
+impl BlobStore {
+    /// Opens (creating) the blob directory `root`; removes temp files a crash left behind.
+    pub fn open(root: &Path) -> Result<BlobStore, StoreError> {
+        fs::create_dir_all(root.join("tmp")).map_err(io)?;
+        for e in fs::read_dir(root.join("tmp")).map_err(io)? {
+            // Nothing else writes here while the database lock is held: every temp file is
+            // a write that never reached its rename.
+            let _ = fs::remove_file(e.map_err(io)?.path());
+        }
+        Ok(BlobStore {
+            root: root.to_path_buf(),
+            pins: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn lock_pins(&self) -> std::sync::MutexGuard<'_, HashMap<BlobId, usize>> {
+        // A panic while holding this lock leaves the map consistent (single operations).
+        self.pins.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn path(&self, id: &BlobId) -> PathBuf {
+        let hex = id.hex();
+        self.root.join(&hex[..2]).join(&hex[2..])
+    }
+
+    /// Stores `bytes` durably (unless an identical blob is already there) and pins it.
+    /// Blocking: call it off the async runtime's worker threads.
+    pub fn put(self: &Arc<Self>, bytes: &[u8]) -> Result<BlobPin, StoreError> {
+        let id = BlobId::of(bytes);
+        *self.lock_pins().entry(id).or_insert(0) += 1;
+        let pin = BlobPin {
+            store: self.clone(),
+            id,
+        };
+        let path = self.path(&id);
+        if path.exists() {
+            return Ok(pin);
+        }
+        let dir = path
+            .parent()
+            .ok_or_else(|| StoreError::Io("blob path".into()))?;
+        if !dir.exists() {
+            fs::create_dir_all(dir).map_err(io)?;
+            sync_dir(&self.root)?;
+        }
+        let tmp = self
+            .root
+            .join("tmp")
+            .join(format!("{}.{}", id.hex(), crate::util::new_id("t")));
+        let written = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            fs::rename(&tmp, &path)
+        })();
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(io(e));
+        }
+        sync_dir(dir)?;
+        Ok(pin)
+    }
+
+    /// The whole blob, or None if its file is missing.
+    pub fn get(&self, id: &BlobId) -> Result<Option<Vec<u8>>, StoreError> {
+        match fs::read(self.path(id)) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// A reader over the blob, for streaming without holding it whole in memory.
+    pub fn reader(&self, id: &BlobId) -> Result<Option<File>, StoreError> {
+        match File::open(self.path(id)) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// `len` bytes from `offset` (fewer at the end of the blob).
+    pub fn range(&self, id: &BlobId, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(mut f) = self.reader(id)? else {
+            return Ok(None);
+        };
+        f.seek(SeekFrom::Start(offset)).map_err(io)?;
+        let mut out = Vec::new();
+        f.take(len).read_to_end(&mut out).map_err(io)?;
+        Ok(Some(out))
+    }
+
+    /// Removes the blob if no put has it pinned and `unreferenced()` (evaluated under the
+    /// pin lock) still says nothing links it.
+    pub fn delete_if(
+        &self,
+        id: &BlobId,
+        unreferenced: impl FnOnce() -> Result<bool, StoreError>,
+    ) -> Result<bool, StoreError> {
+        let pins = self.lock_pins();
+        if pins.contains_key(id) || !unreferenced()? {
+            return Ok(false);
+        }
+        match fs::remove_file(self.path(id)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(io(e)),
+        }
+    }
+
+    /// Every blob file, for verification and sweeping. Files that are not blobs are skipped.
+    pub fn list(&self) -> Result<Vec<Listed>, StoreError> {
+        let mut out = Vec::new();
+        for d in fs::read_dir(&self.root).map_err(io)? {
+            let d = d.map_err(io)?;
+            let dname = d.file_name().to_string_lossy().to_string();
+            if dname.len() != 2 || !d.file_type().map_err(io)?.is_dir() {
+                continue;
+            }
+            for f in fs::read_dir(d.path()).map_err(io)? {
+                let f = f.map_err(io)?;
+                let name = format!("{dname}{}", f.file_name().to_string_lossy());
+                let Some(id) = BlobId::from_hex(&name) else {
+                    continue;
+                };
+                let md = f.metadata().map_err(io)?;
+                out.push(Listed {
+                    id,
+                    len: md.len(),
+                    modified: md.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                });
+            }
+        }
+        out.sort_by_key(|l| l.id);
+        Ok(out)
+    }
+
+    /// Removes blobs no reference names (per `referenced`) whose files are older than
+    /// `grace`; returns how many were removed.
+    pub fn sweep(
+        &self,
+        grace: Duration,
+        referenced: impl Fn(&BlobId) -> Result<bool, StoreError>,
+    ) -> Result<usize, StoreError> {
+        let now = SystemTime::now();
+        let mut removed = 0;
+        for l in self.list()? {
+            let old = now.duration_since(l.modified).unwrap_or_default() >= grace;
+            if old && self.delete_if(&l.id, || Ok(!referenced(&l.id)?))? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Bytes the blob files take (their lengths).
+    pub fn bytes(&self) -> Result<u64, StoreError> {
+        Ok(self.list()?.iter().map(|l| l.len).sum())
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open() -> (tempfile::TempDir, Arc<BlobStore>) {
+        let d = tempfile::tempdir().unwrap();
+        let s = Arc::new(BlobStore::open(&d.path().join("blobs")).unwrap());
+        (d, s)
+    }
+
+    #[test]
+    fn put_get_range_list_delete() {
+        let (_d, s) = open();
+        let pin = s.put(b"hello world").unwrap();
+        let id = pin.id();
+        assert_eq!(id, BlobId::of(b"hello world"));
+        // Same content, same blob.
+        assert_eq!(s.put(b"hello world").unwrap().id(), id);
+        assert_eq!(s.get(&id).unwrap().unwrap(), b"hello world");
+        assert_eq!(s.range(&id, 6, 100).unwrap().unwrap(), b"world");
+        let mut r = String::new();
+        s.reader(&id)
+            .unwrap()
+            .unwrap()
+            .read_to_string(&mut r)
+            .unwrap();
+        assert_eq!(r, "hello world");
+        let listed = s.list().unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].id, id);
+        // Pinned: not deleted even though "unreferenced".
+        assert!(!s.delete_if(&id, || Ok(true)).unwrap());
+        drop(pin);
+        assert!(!s.delete_if(&id, || Ok(false)).unwrap());
+        assert!(s.delete_if(&id, || Ok(true)).unwrap());
+        assert_eq!(s.get(&id).unwrap(), None);
+        assert!(s.list().unwrap().is_empty());
+    }
+
+    #[test]
+    fn sweep_removes_only_old_unreferenced_files_and_temp_files_go_at_open() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("blobs");
+        let s = Arc::new(BlobStore::open(&root).unwrap());
+        let keep = s.put(b"keep").unwrap().id();
+        let orphan = s.put(b"orphan").unwrap().id();
+        fs::write(root.join("tmp").join("half-written"), b"x").unwrap();
+        assert_eq!(
+            s.sweep(Duration::from_secs(3600), |_| Ok(false)).unwrap(),
+            0
+        );
+        assert_eq!(s.sweep(Duration::ZERO, |id| Ok(*id == keep)).unwrap(), 1);
+        assert!(s.get(&keep).unwrap().is_some());
+        assert!(s.get(&orphan).unwrap().is_none());
+        drop(s);
+        let _s = BlobStore::open(&root).unwrap();
+        assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
+    }
+}
