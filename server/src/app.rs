@@ -74,6 +74,7 @@ impl Services {
             audit.clone(),
             config.smtp.mailbox_quota_bytes,
         ));
+        mailbox.set_max_waits_per_agent(config.api.max_waits_per_agent);
         let queue = Arc::new(crate::queue::QueueService::new(
             store.clone(),
             audit.clone(),

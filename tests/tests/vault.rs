@@ -581,6 +581,8 @@ async fn vault_put_racing_revocation_leaves_no_key() {
                 Some(json!({"kind": "note", "notes": "n"})),
             )
             .await;
-        assert_eq!(st, 401);
+        // 401, or 429 once this address has failed too often: a valid key is let in even
+        // then, so either proves the key is dead.
+        assert!(st == 401 || st == 429, "{st}");
     }
 }

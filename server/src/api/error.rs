@@ -124,6 +124,11 @@ impl From<MailboxError> for ApiError {
                 Self::invalid(e.to_string())
             }
             MailboxError::BadRequest(m) => Self::bad_request(m),
+            MailboxError::TooManyWaits(_) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_waits",
+                e.to_string(),
+            ),
             MailboxError::Identity(i) => i.into(),
             MailboxError::Store(_) | MailboxError::Audit(_) => Self::internal(&e),
         }

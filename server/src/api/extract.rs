@@ -97,8 +97,8 @@ pub fn peer(parts: &Parts) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-/// 429 for a source past `limits.auth_failures_per_minute`: its credentials are not even
-/// tried until the minute is over.
+/// 429 for a source past `limits.auth_failures_per_minute` whose key is not valid: until
+/// the minute is over its failures are neither audited one by one nor answered as 401.
 pub fn too_many_failures() -> ApiError {
     ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
@@ -114,7 +114,10 @@ impl FromRequestParts<AppState> for Auth {
         let token = presented_key(parts).unwrap_or("");
         let peer = peer(parts);
         if state.audit.denials().throttle(&peer) {
-            return Err(too_many_failures());
+            return match state.identity.authenticate_valid_only(token) {
+                Some(actor) => Ok(Auth(actor)),
+                None => Err(too_many_failures()),
+            };
         }
         Ok(Auth(state.identity.authenticate(token, &peer)?))
     }

@@ -12,13 +12,15 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::Value;
 
-pub fn router() -> Router<AppState> {
+/// `max_body`: `api.max_body_bytes`, for the two routes that take attachments.
+pub fn router(max_body: usize) -> Router<AppState> {
+    let large = axum::extract::DefaultBodyLimit::max(max_body);
     // `/wait` is registered before `/{id}`; axum also prefers the static segment.
     Router::new()
         .route("/v1/messages", get(list))
         .route("/v1/messages/wait", get(wait))
-        .route("/v1/messages/send", post(send))
-        .route("/v1/messages/{id}/reply", post(reply))
+        .route("/v1/messages/send", post(send).layer(large))
+        .route("/v1/messages/{id}/reply", post(reply).layer(large))
         .route(
             "/v1/messages/{id}",
             get(get_message).patch(update).delete(delete),

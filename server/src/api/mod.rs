@@ -31,21 +31,24 @@ pub type AppState = Arc<crate::app::Services>;
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {
+    // Per route: only send and reply carry attachments (base64 in JSON); every other body
+    // is a small JSON document, and a 32 MiB buffer per request there is only a weapon.
     let max_body = state.config.api.max_body_bytes;
+    let max_json = state.config.api.max_json_body_bytes;
     Router::new()
         .merge(system::router())
         .merge(admin::router())
         .merge(whoami::router())
         .merge(audit::router())
         .merge(vault::router())
-        .merge(messages::router())
+        .merge(messages::router(max_body))
         .merge(queue::router())
         .merge(identity::router())
         .merge(public::router())
         .merge(dns::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(max_body))
+        .layer(DefaultBodyLimit::max(max_json))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
@@ -151,11 +154,12 @@ fn plaintext_exposed(
 
 /// The plain-HTTP listener in `listen.http_mode = "redirect"`: every request is sent to the
 /// same path on HTTPS (308 keeps the method), except ACME HTTP-01 challenges, which the
-/// caller merges in front.
+/// caller merges in front, and the keyless probes (`/healthz`, `/readyz`, `/metrics`) that
+/// orchestrators and scrapers call over plain HTTP.
 pub fn redirect_router(state: AppState) -> Router {
     let public = state.config.server.public_url.clone();
     let domain = state.config.server.domain.clone();
-    Router::new().fallback(move |headers: axum::http::HeaderMap, uri: Uri| {
+    system::probes().with_state(state).fallback(move |headers: axum::http::HeaderMap, uri: Uri| {
         let (public, domain) = (public.clone(), domain.clone());
         async move {
             let origin = match url::Url::parse(&public) {

@@ -8,11 +8,15 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 pub fn router() -> Router<AppState> {
+    probes().route("/openapi.json", get(openapi))
+}
+
+/// What the plain-HTTP listener keeps serving in redirect mode: no keys, no agent data.
+pub fn probes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi))
 }
 
 /// Liveness: the process answers.

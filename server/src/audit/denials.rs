@@ -93,7 +93,8 @@ impl Source {
         }
     }
 
-    fn label(&self) -> String {
+    /// How the source is named in audit entries and logs (`2001:db8::/64` for IPv6).
+    pub fn label(&self) -> String {
         match self.0 {
             IpAddr::V6(_) => format!("{}/64", self.0),
             IpAddr::V4(v4) if v4.is_unspecified() => "unknown".into(),

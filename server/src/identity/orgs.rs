@@ -51,7 +51,7 @@ impl IdentityService {
                 // Once the operator has admin tokens of their own, the environment's token is
                 // not (re-)registered: it would only be superseded at once.
                 if !known && !self.has_listed_admin_token()? {
-                    self.insert_admin_key(&human, t, "bootstrap", true)?;
+                    self.replace_env_admin_key(&human, t)?;
                 } else if !known {
                     tracing::warn!("LEGATE_BOOTSTRAP_ADMIN_TOKEN ignored: admin tokens exist (see `legate admin token`)");
                 }
@@ -142,6 +142,71 @@ impl IdentityService {
             bootstrap: from_env,
         };
         self.put_key(&key)
+    }
+
+    /// A changed `LEGATE_BOOTSTRAP_ADMIN_TOKEN`: the new token is registered and every
+    /// earlier one from the environment is revoked in the same transaction. Changing the
+    /// secret is how an operator rotates it, so the old value must stop working, not linger
+    /// as a second admin token nobody lists.
+    fn replace_env_admin_key(&self, human: &Human, token: &str) -> Result<(), IdentityError> {
+        let now = now_unix();
+        let key = ApiKey {
+            id: new_id("key"),
+            owner: KeyOwner::Human(human.id.clone()),
+            name: "bootstrap".into(),
+            scopes: ScopeSet::all(),
+            hash: apikey::hash(token).to_vec(),
+            created_at: now,
+            last_used_at: None,
+            expires_at: None,
+            revoked_at: None,
+            bootstrap: true,
+        };
+        let new_path = keys::join(&[key.owner.id(), &key.id]);
+        let prefix = keys::prefix(&[&human.id]);
+        let mut old = Vec::new();
+        for r in self.store.scan_prefix(Tree::ApiKeys, &prefix) {
+            let (k, v) = r?;
+            let existing: ApiKey = crate::store::decode(&v)?;
+            if existing.bootstrap && existing.revoked_at.is_none() {
+                old.push(k);
+            }
+        }
+        let revoked = self
+            .store
+            .transact::<_, IdentityError>(&[Tree::ApiKeys, Tree::ApiKeyHash], |tx| {
+                let mut revoked = Vec::new();
+                for p in &old {
+                    if let Some(mut k) = tx.get_record::<ApiKey>(Tree::ApiKeys, p)? {
+                        if k.revoked_at.is_none() {
+                            k.revoked_at = Some(now);
+                            tx.put_record(Tree::ApiKeys, p, &k)?;
+                            revoked.push(k.id);
+                        }
+                    }
+                }
+                tx.put_record(Tree::ApiKeys, &new_path, &key)?;
+                tx.put(Tree::ApiKeyHash, &key.hash, &new_path)?;
+                Ok(revoked)
+            })?;
+        if !revoked.is_empty() {
+            self.invalidate_auth();
+            tracing::warn!(
+                revoked = revoked.len(),
+                "LEGATE_BOOTSTRAP_ADMIN_TOKEN changed: the previous bootstrap token is revoked"
+            );
+            for id in revoked {
+                self.audit.append(NewEntry {
+                    actor: ActorRef::system(),
+                    chain: vec![],
+                    action: "admin_token.revoke".into(),
+                    target: id,
+                    outcome: Outcome::Ok,
+                    detail: serde_json::json!({"reason": "bootstrap token changed", "new": key.id}),
+                })?;
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn put_key(&self, key: &ApiKey) -> Result<(), IdentityError> {

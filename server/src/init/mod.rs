@@ -141,6 +141,16 @@ fn q(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
+/// A production layout (HTTPS served, plain HTTP reachable from other hosts) keeps the API
+/// and its keys off plain HTTP; a loopback HTTP listener (dev, a local proxy) serves it all.
+fn redirect_http(l: &Listeners) -> bool {
+    let off_loopback = l
+        .http
+        .parse::<std::net::SocketAddr>()
+        .is_ok_and(|a| !a.ip().is_loopback());
+    !l.https.is_empty() && off_loopback
+}
+
 /// The config file for `plan`, with data at `data` (absolute).
 pub fn render_config(plan: &InitPlan, data: &Path, key: &Path) -> String {
     let mut t = String::from(
@@ -155,6 +165,10 @@ pub fn render_config(plan: &InitPlan, data: &Path, key: &Path) -> String {
     );
     for (name, addr) in plan.listen.pairs() {
         t += &format!("{name} = {}\n", q(addr));
+    }
+    if redirect_http(&plan.listen) {
+        t += "# Plain HTTP only redirects to HTTPS and answers ACME HTTP-01 challenges.\n";
+        t += "http_mode = \"redirect\"\n";
     }
     match &plan.cert {
         CertMode::SelfSigned => {
@@ -382,5 +396,19 @@ mod tests {
         let cfg = config::parse_str(&text).unwrap();
         assert_eq!(cfg.storage.path, PathBuf::from("/tmp/a \"b\"/data"));
         assert_eq!(cfg.listen.https, "[::]:443");
+    }
+
+    #[test]
+    fn a_public_layout_redirects_plain_http_and_a_loopback_one_does_not() {
+        let mut p = plan(Path::new("/tmp/x"), CertMode::SelfSigned);
+        p.domain = "a.test".into();
+        p.listen = Listeners::standard("0.0.0.0");
+        let text = render_config(&p, Path::new("/tmp/x/data"), Path::new("/k"));
+        let cfg = config::parse_str(&text).unwrap();
+        assert_eq!(cfg.listen.http_mode, config::HttpMode::Redirect);
+        p.listen = Listeners::with_ports("127.0.0.1", [0, 0, 0, 0, 0, 18080, 18443]);
+        let text = render_config(&p, Path::new("/tmp/x/data"), Path::new("/k"));
+        let cfg = config::parse_str(&text).unwrap();
+        assert_eq!(cfg.listen.http_mode, config::HttpMode::Full);
     }
 }

@@ -23,6 +23,9 @@ pub enum MailboxError {
     /// A request value that parses but is not acceptable (422).
     #[error("{0}")]
     Invalid(String),
+    /// The agent already holds `api.max_waits_per_agent` concurrent waits (429).
+    #[error("this agent already has {0} waits open; end one or wait less often")]
+    TooManyWaits(usize),
     /// A request value that does not parse (400): a cursor or a timestamp.
     #[error("{0}")]
     BadRequest(String),

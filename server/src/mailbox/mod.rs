@@ -60,6 +60,11 @@ impl MailboxService {
         }
     }
 
+    /// `api.max_waits_per_agent`: concurrent `wait`s per agent (0 = unlimited).
+    pub fn set_max_waits_per_agent(&self, max: usize) {
+        self.waiters.set_max_per_agent(max);
+    }
+
     /// Ends every pending `wait` (answered as a timeout) so shutdown need not outlast them.
     pub fn shutdown(&self) {
         self.waiters.close();

@@ -14,6 +14,7 @@ use crate::store::Tree;
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -49,6 +50,10 @@ pub(super) struct Waiters {
     /// A std mutex: held for a map lookup, never across an await.
     channels: Mutex<HashMap<String, broadcast::Sender<Arc<StoredMessage>>>>,
     closed: CancellationToken,
+    /// Concurrent waits one agent may hold (`api.max_waits_per_agent`; 0 = unlimited). Each
+    /// wait holds a connection and a task for up to five minutes, so one key could
+    /// otherwise pin thousands of them.
+    max_per_agent: AtomicUsize,
 }
 
 /// A subscription that removes its agent's channel when the last waiter leaves.
@@ -76,16 +81,25 @@ impl Drop for Subscription<'_> {
 }
 
 impl Waiters {
-    fn subscribe(&self, agent: &str) -> Subscription<'_> {
+    /// A new waiter for `agent`, or `TooManyWaits` when it already holds its share.
+    fn subscribe(&self, agent: &str) -> Result<Subscription<'_>, MailboxError> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        let max = self.max_per_agent.load(Ordering::Relaxed);
+        if max > 0 && map.get(agent).is_some_and(|tx| tx.receiver_count() >= max) {
+            return Err(MailboxError::TooManyWaits(max));
+        }
         let tx = map
             .entry(agent.to_string())
             .or_insert_with(|| broadcast::channel(CHANNEL_DEPTH).0);
-        Subscription {
+        Ok(Subscription {
             rx: Some(tx.subscribe()),
             agent: agent.to_string(),
             waiters: self,
-        }
+        })
+    }
+
+    pub(super) fn set_max_per_agent(&self, max: usize) {
+        self.max_per_agent.store(max, Ordering::Relaxed);
     }
 
     pub(super) fn notify(&self, rec: &StoredMessage) {
@@ -214,7 +228,7 @@ impl MailboxService {
         since: Option<i64>,
         timeout: Duration,
     ) -> Result<Option<String>, MailboxError> {
-        let mut sub = self.waiters.subscribe(agent);
+        let mut sub = self.waiters.subscribe(agent)?;
         let threshold = since.unwrap_or_else(crate::util::now_millis);
         if let Some(id) = self.first_since(agent, threshold, filter)? {
             return Ok(Some(id));

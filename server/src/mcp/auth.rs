@@ -31,8 +31,12 @@ pub async fn authenticate(
 ) -> Response {
     let peer = peer(req.extensions());
     let key = presented_key(req.headers()).unwrap_or("");
-    // The limiter REST, SMTP and IMAP share: past the limit the key is not even tried.
+    // The limiter REST, SMTP and IMAP share: past the limit only a valid key gets in.
     if s.audit.denials().throttle(&peer) {
+        if let Some(actor) = s.identity.authenticate_valid_only(key) {
+            req.extensions_mut().insert(actor);
+            return next.run(req).await;
+        }
         return error(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_auth_failures",

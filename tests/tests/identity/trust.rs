@@ -536,7 +536,7 @@ async fn role_addresses_are_reserved_for_admins() {
 }
 
 /// Item 12: postmaster@ and abuse@ of every hosted domain, and a bare <postmaster>, are
-/// accepted and land in the operator mailbox agent made at start.
+/// accepted and land in the operator mailbox agent, made when the first such mail arrives.
 #[tokio::test]
 async fn postmaster_and_abuse_always_deliver() {
     let dns = legate::mailauth::StaticDns::new();
@@ -551,27 +551,6 @@ async fn postmaster_and_abuse_always_deliver() {
         )
         .await;
     assert_eq!(st, 201, "{org}");
-    let (st, pm) = s
-        .call(
-            "GET",
-            "/v1/agents/postmaster@agents.test",
-            Some(&s.admin_token),
-            None,
-        )
-        .await;
-    assert_eq!(st, 200, "the operator mailbox exists from the start: {pm}");
-    let pm_id = pm["id"].as_str().unwrap();
-    let (st, k) = s
-        .call(
-            "POST",
-            &format!("/v1/agents/{pm_id}/keys"),
-            Some(&s.admin_token),
-            Some(json!({"name": "ops", "scopes": ["mail:read"]})),
-        )
-        .await;
-    assert_eq!(st, 201, "{k}");
-    let pm_key = k["key"].as_str().unwrap().to_string();
-
     let rcpts = [
         "postmaster",
         "PostMaster@Agents.Test",
@@ -596,6 +575,27 @@ async fn postmaster_and_abuse_always_deliver() {
     c.cmd("MAIL FROM:<r@sender.test>").await;
     assert!(c.cmd("RCPT TO:<nobody@b.test>").await.starts_with("550"));
     c.cmd("QUIT").await;
+
+    let (st, pm) = s
+        .call(
+            "GET",
+            "/v1/agents/postmaster@agents.test",
+            Some(&s.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "the operator mailbox was made on first need: {pm}");
+    let pm_id = pm["id"].as_str().unwrap();
+    let (st, k) = s
+        .call(
+            "POST",
+            &format!("/v1/agents/{pm_id}/keys"),
+            Some(&s.admin_token),
+            Some(json!({"name": "ops", "scopes": ["mail:read"]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{k}");
+    let pm_key = k["key"].as_str().unwrap().to_string();
 
     let (st, list) = s
         .call("GET", "/v1/messages?limit=50", Some(&pm_key), None)
@@ -662,4 +662,41 @@ async fn cli_admin_token_commands() {
     let o = run(&["admin", "token", "revoke", created["id"].as_str().unwrap()]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("last"), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Item 10 (review): changing `LEGATE_BOOTSTRAP_ADMIN_TOKEN` is how an operator rotates it,
+/// so after a restart with the new value the old one no longer works, and the change is
+/// audited.
+#[tokio::test]
+async fn a_changed_bootstrap_token_revokes_the_old_one() {
+    let old = legate::identity::apikey::generate().to_string();
+    let mut s = server_with_bootstrap_token(&old).await;
+    assert_eq!(whoami_status(&s, &old).await.0, 200);
+    let running = s.running.take().expect("running");
+    let cfg = running.services.config.clone();
+    running.stop().await.expect("stop");
+    let new = legate::identity::apikey::generate().to_string();
+    let running = legate::app::start(
+        cfg,
+        legate::app::StartOptions {
+            bootstrap_token: Some(new.clone()),
+        },
+    )
+    .await
+    .expect("restart");
+    s.base = format!("http://{}", running.http_addr.expect("http"));
+    s.running = Some(running);
+    assert_eq!(whoami_status(&s, &new).await.0, 200);
+    assert_eq!(whoami_status(&s, &old).await.0, 401, "the old token is revoked");
+    let (st, log) = s
+        .call(
+            "GET",
+            "/v1/audit?action=admin_token.revoke",
+            Some(&new),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{log}");
+    assert_eq!(log["items"].as_array().map(Vec::len), Some(1), "{log}");
+    s.stop().await;
 }

@@ -211,3 +211,75 @@ async fn mail_from_a_local_agent_is_authenticated() {
     assert_eq!(m["auth"]["from_domain"], "agents.test");
     s.stop().await;
 }
+
+/// One key cannot pin connections and tasks with long-polls: past `api.max_waits_per_agent`
+/// a further wait is refused at once (429), over REST and MCP alike, and a slot frees when
+/// a wait ends.
+#[tokio::test]
+async fn concurrent_waits_per_agent_are_capped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = legate_tests::test_config(dir.path());
+    cfg.api.max_waits_per_agent = 2;
+    let s = std::sync::Arc::new(TestServer::start_with(dir, cfg).await);
+    let (_, key) = s.agent("waiter", &["mail:read"]).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (s, key) = (s.clone(), key.clone());
+        held.push(tokio::spawn(async move {
+            s.call("GET", "/v1/messages/wait?timeout=3", Some(&key), None)
+                .await
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let (st, v) = s
+        .call("GET", "/v1/messages/wait?timeout=1", Some(&key), None)
+        .await;
+    assert_eq!(st, 429, "{v}");
+    assert_eq!(v["error"]["code"], "too_many_waits", "{v}");
+    // Another agent is not affected.
+    let (_, other) = s.agent("other", &["mail:read"]).await;
+    let (st, _) = s
+        .call("GET", "/v1/messages/wait?timeout=1", Some(&other), None)
+        .await;
+    assert_eq!(st, 204);
+    for h in held {
+        let (st, _) = h.await.expect("join");
+        assert_eq!(st, 204, "the held waits time out normally");
+    }
+    let (st, _) = s
+        .call("GET", "/v1/messages/wait?timeout=1", Some(&key), None)
+        .await;
+    assert_eq!(st, 204, "slots are freed when waits end");
+}
+
+/// Only send and reply take large bodies (attachments); any other route refuses a body over
+/// `api.max_json_body_bytes` with 413 and a JSON error.
+#[tokio::test]
+async fn small_routes_refuse_large_bodies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = legate_tests::test_config(dir.path());
+    cfg.api.max_json_body_bytes = 4096;
+    let s = TestServer::start_with(dir, cfg).await;
+    let (_, key) = s.agent("big", &["mail:send", "vault:write"]).await;
+    let big = "x".repeat(8192);
+    let (st, v) = s
+        .call(
+            "PUT",
+            "/v1/vault/site",
+            Some(&key),
+            Some(serde_json::json!({"username": "u", "password": big})),
+        )
+        .await;
+    assert_eq!(st, 413, "{v}");
+    assert!(v["error"]["code"].is_string(), "{v}");
+    let (st, v) = s
+        .call(
+            "POST",
+            "/v1/messages/send",
+            Some(&key),
+            Some(serde_json::json!({"to": "someone@agents.test", "subject": "big", "text": big})),
+        )
+        .await;
+    assert_ne!(st, 413, "send takes api.max_body_bytes: {v}");
+    s.stop().await;
+}

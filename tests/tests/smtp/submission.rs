@@ -120,6 +120,31 @@ async fn revoking_a_key_or_agent_ends_an_open_submission_session() {
     assert!(r.starts_with("535 5.7.8"), "{r}");
     assert_eq!(c.read_reply().await, "", "the session ended");
 
+    // the key is revoked while the message is being transferred (after MAIL and RCPT)
+    let (dave, kd) = s.agent("dave", &["mail:send"]).await;
+    let mut c = login(&s, "dave", &kd).await;
+    assert!(c.cmd("MAIL FROM:<dave@agents.test>").await.starts_with("250"));
+    assert!(c.cmd("RCPT TO:<bob@agents.test>").await.starts_with("250"));
+    assert!(c.cmd("DATA").await.starts_with("354"));
+    let (did, dkid) = (
+        dave["id"].as_str().unwrap(),
+        dave["api_key"]["id"].as_str().unwrap(),
+    );
+    let (st, v) = s
+        .call(
+            "DELETE",
+            &format!("/v1/agents/{did}/keys/{dkid}"),
+            Some(&s.admin_token),
+            None,
+        )
+        .await;
+    assert!(st < 300, "{st} {v}");
+    let r = c
+        .cmd(&format!("{}.", message("dave@agents.test", "during data")))
+        .await;
+    assert!(r.starts_with("535 5.7.8"), "{r}");
+    assert_eq!(c.read_reply().await, "", "the session ended");
+
     let got = inbox(&s, &kb).await;
     assert_eq!(got.len(), 1, "only the message sent before the revocation");
     assert_eq!(got[0]["subject"], "before");

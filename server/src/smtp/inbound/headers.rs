@@ -22,6 +22,11 @@ pub(super) enum HeaderProblem {
     /// reads `From: a@x\rFrom: b@y` as one From of `b@y`, another reader may see `a@x`, and
     /// that disagreement is exactly the two-sender problem this module exists to refuse.
     BareCr,
+    /// A header line whose field name is not RFC 5322 `ftext` (printable ASCII but colon),
+    /// or a line in the header section that is neither a field nor a continuation. Parsers
+    /// repair such lines differently (`From\x0c:`, `:From:`, `Fr om:`), so one could read
+    /// a second From there while this check read none.
+    BadFieldName,
 }
 
 impl HeaderProblem {
@@ -31,6 +36,7 @@ impl HeaderProblem {
             HeaderProblem::Count { field, count: 0 } => format!("no_{field}"),
             HeaderProblem::Count { field, .. } => format!("duplicate_{field}"),
             HeaderProblem::BareCr => "bare_cr_in_headers".into(),
+            HeaderProblem::BadFieldName => "bad_header_field_name".into(),
         }
     }
 }
@@ -49,29 +55,56 @@ impl std::fmt::Display for HeaderProblem {
                 f,
                 "the header section holds a bare CR; header lines must end with CRLF"
             ),
+            HeaderProblem::BadFieldName => write!(
+                f,
+                "the header section holds a line that is not a valid header field (RFC 5322 section 2.2)"
+            ),
         }
     }
 }
 
-/// The field name of a header line: text before the colon, trailing blanks removed; `None`
-/// for a continuation line or a line without a colon.
-fn field_name(line: &[u8]) -> Option<&[u8]> {
+/// What a line of the header section is.
+enum Line<'a> {
+    /// A field: its name, trailing blanks (the obsolete `From :` form) removed.
+    Field(&'a [u8]),
+    /// A folded continuation of the previous field.
+    Continuation,
+    /// Anything else: refused.
+    Malformed,
+}
+
+fn classify(line: &[u8]) -> Line<'_> {
     if matches!(line.first(), Some(b' ' | b'\t')) {
-        return None;
+        return Line::Continuation;
     }
-    let colon = line.iter().position(|&b| b == b':')?;
+    let Some(colon) = line.iter().position(|&b| b == b':') else {
+        return Line::Malformed;
+    };
     let name = &line[..colon];
     let end = name
         .iter()
         .rposition(|&b| b != b' ' && b != b'\t')
         .map_or(0, |p| p + 1);
-    Some(&name[..end])
+    let name = &name[..end];
+    // ftext: %d33-57 / %d59-126 (the colon is excluded by construction).
+    if name.is_empty() || !name.iter().all(|b| (33..=126).contains(b)) {
+        return Line::Malformed;
+    }
+    Line::Field(name)
 }
 
-/// Checks the header block of `raw` (up to the first empty line).
+/// Checks the header block of `raw` (up to the first empty line): every line is a field
+/// with a valid name or a continuation, and the counted fields appear as RFC 5322 §3.6
+/// requires, both as read line by line here and as the mail parser that later files the
+/// message reads them. Where the two readings could differ, the larger count is used.
 pub(super) fn check(raw: &[u8]) -> Result<(), HeaderProblem> {
-    let mut counts = [0usize; 6];
     let fields: Vec<&'static str> = EXACTLY_ONCE.iter().chain(AT_MOST_ONCE).copied().collect();
+    let mut counts = vec![0usize; fields.len()];
+    let mut first = true;
+    // After a line without a colon, RFC-following parsers are in the body (a mailer that
+    // forgot the blank line): names are no longer judged, but the fields below still count,
+    // in case some reader carries on with headers there.
+    let mut in_headers = true;
     for line in raw.split(|&b| b == b'\n') {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.is_empty() {
@@ -80,8 +113,21 @@ pub(super) fn check(raw: &[u8]) -> Result<(), HeaderProblem> {
         if line.contains(&b'\r') {
             return Err(HeaderProblem::BareCr);
         }
-        let Some(name) = field_name(line) else {
-            continue;
+        let was_first = std::mem::replace(&mut first, false);
+        let name = match classify(line) {
+            Line::Field(name) => name,
+            Line::Continuation if !was_first => continue,
+            // The mbox envelope line some clients leave on a message; mail parsers skip it
+            // (and if one read it as a From, the parsed count below refuses the message).
+            Line::Malformed if was_first && line.starts_with(b"From ") => continue,
+            Line::Malformed if !line.contains(&b':') && !was_first => {
+                in_headers = false;
+                continue;
+            }
+            Line::Malformed if !in_headers => continue,
+            // A continuation with nothing before it is not a field of anything, and a name
+            // outside ftext is one parsers repair differently.
+            Line::Continuation | Line::Malformed => return Err(HeaderProblem::BadFieldName),
         };
         if let Some(i) = fields
             .iter()
@@ -89,6 +135,9 @@ pub(super) fn check(raw: &[u8]) -> Result<(), HeaderProblem> {
         {
             counts[i] += 1;
         }
+    }
+    for (i, n) in parsed_counts(raw, &fields).into_iter().enumerate() {
+        counts[i] = counts[i].max(n);
     }
     for (i, field) in fields.iter().enumerate() {
         let once = i < EXACTLY_ONCE.len();
@@ -100,6 +149,21 @@ pub(super) fn check(raw: &[u8]) -> Result<(), HeaderProblem> {
         }
     }
     Ok(())
+}
+
+/// How often mail-parser (what the mailbox and DMARC read) sees each of `fields`.
+fn parsed_counts(raw: &[u8], fields: &[&str]) -> Vec<usize> {
+    let mut counts = vec![0usize; fields.len()];
+    let Some(msg) = mail_parser::MessageParser::default().parse_headers(raw) else {
+        return counts;
+    };
+    for h in msg.headers() {
+        let name = h.name.as_str();
+        if let Some(i) = fields.iter().position(|f| name.eq_ignore_ascii_case(f)) {
+            counts[i] += 1;
+        }
+    }
+    counts
 }
 
 fn display(field: &str) -> &'static str {
@@ -179,6 +243,45 @@ mod tests {
         assert_eq!(
             problem("From: a@x.test\nFrom: b@x.test\n\nbody").as_deref(),
             Some("duplicate_From")
+        );
+    }
+
+    #[test]
+    fn field_names_that_parsers_repair_differently_are_refused() {
+        for second in [
+            "From\x0c: evil@x.test",
+            ":From: evil@x.test",
+            "Fr om: evil@x.test",
+            "From\x00: evil@x.test",
+            "Fr\u{e9}m: evil@x.test",
+        ] {
+            let raw = format!("From: a@bank.test\r\n{second}\r\nSubject: s\r\n\r\nbody\r\n");
+            assert_eq!(
+                problem(&raw).as_deref(),
+                Some("bad_header_field_name"),
+                "{second:?}"
+            );
+        }
+        assert_eq!(
+            problem(" From: evil@x.test\r\nFrom: a@bank.test\r\n\r\n").as_deref(),
+            Some("bad_header_field_name"),
+            "a continuation before any field"
+        );
+    }
+
+    #[test]
+    fn an_mbox_line_and_a_missing_blank_line_are_tolerated() {
+        let mbox = "From MAILER-DAEMON Fri Apr 06 16:46:09 2001\r\nFrom: a@x.test\r\n\r\nb";
+        assert_eq!(problem(mbox), None);
+        let no_blank = "From: a@x.test\r\nSubject: s\r\nbody text, no blank line\r\nsee: this\r\n";
+        assert_eq!(problem(no_blank), None);
+        // ...but a From after such a line still counts.
+        let hidden = "From: a@x.test\r\nbody text\r\nFrom: evil@y.test\r\n";
+        assert_eq!(problem(hidden).as_deref(), Some("duplicate_From"));
+        assert_eq!(
+            problem("no colon at all\r\nFrom: a@x.test\r\n\r\n").as_deref(),
+            Some("bad_header_field_name"),
+            "the first line must be a field"
         );
     }
 

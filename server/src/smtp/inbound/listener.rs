@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -154,7 +153,7 @@ pub async fn serve_as(
     let counts = Arc::new(Counts::default());
     let tasks = tokio_util::task::TaskTracker::new();
     loop {
-        let (mut stream, peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -182,13 +181,14 @@ pub async fn serve_as(
                     .smtp_connections_refused
                     .with_label_values(&[kind.name(), label])
                     .inc();
-                tasks.spawn(async move {
-                    let mut out = Vec::new();
-                    Reply::new(421, "4.7.0", text).write_to(&mut out);
-                    // Bounded: a peer that never reads must not hold this task.
-                    let _ =
-                        tokio::time::timeout(Duration::from_secs(5), stream.write_all(&out)).await;
-                });
+                // One non-blocking write into the fresh socket's empty send buffer, then
+                // close: a refused flood costs no task, no timer and no descriptor beyond
+                // this instant. (On 465 the peer expects TLS and sees a plain reply: it is
+                // refused either way.)
+                let mut out = Vec::new();
+                Reply::new(421, "4.7.0", text).write_to(&mut out);
+                let _ = stream.try_write(&out);
+                drop(stream);
                 continue;
             }
         };

@@ -16,6 +16,9 @@ pub(super) struct Presence {
     evict: CancellationToken,
 }
 
+/// How long a session inside a mail transaction may sit quiet before it may be shed.
+const TXN_GRACE_MS: u64 = 30_000;
+
 fn now_ms() -> u64 {
     let ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -35,6 +38,14 @@ impl Presence {
         self.idle_since_ms.store(now_ms(), Ordering::Relaxed);
     }
 
+    /// Waiting for a command inside an open transaction (after MAIL FROM, before DATA):
+    /// sheddable only once it has been quiet for [`TXN_GRACE_MS`]. Without this, a client
+    /// could hold every slot unsheddable by opening a transaction and then saying nothing.
+    pub fn quiet_in_transaction(&self) {
+        self.idle_since_ms
+            .store(now_ms() + TXN_GRACE_MS, Ordering::Relaxed);
+    }
+
     pub fn busy(&self) {
         self.idle_since_ms.store(0, Ordering::Relaxed);
     }
@@ -44,6 +55,7 @@ impl Presence {
         match self.idle_since_ms.load(Ordering::Relaxed) {
             0 => None,
             _ if self.evict.is_cancelled() => None,
+            t if t > now_ms() => None,
             t => Some(t),
         }
     }
@@ -58,5 +70,23 @@ impl Presence {
 
     pub async fn evicted(&self) {
         self.evict.cancelled().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_transaction_is_sheddable_only_after_the_grace_period() {
+        let p = Presence::new_idle();
+        assert!(p.idle_since().is_some());
+        p.quiet_in_transaction();
+        assert!(p.idle_since().is_none(), "within the grace period");
+        // what quiet_in_transaction stored, once the grace period has passed
+        p.idle_since_ms.store(now_ms() - 1, Ordering::Relaxed);
+        assert!(p.idle_since().is_some(), "quiet for longer than the grace");
+        p.busy();
+        assert!(p.idle_since().is_none());
     }
 }

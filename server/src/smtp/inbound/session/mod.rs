@@ -186,11 +186,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 }
             };
             // Idle = waiting for a command with no transaction open: what the listener may
-            // shed at its connection cap. A client mid-transaction or mid-message is busy.
-            if matches!(self.state, State::Command(_)) && self.txn.is_none() {
-                self.presence.idle();
-            } else {
-                self.presence.busy();
+            // shed at its connection cap. Waiting for a command inside a transaction becomes
+            // sheddable after a grace period; a client mid-message is busy.
+            match (&self.state, &self.txn) {
+                (State::Command(_), None) => self.presence.idle(),
+                (State::Command(_), Some(_)) => self.presence.quiet_in_transaction(),
+                _ => self.presence.busy(),
             }
             let presence = self.presence.clone();
             let n = tokio::select! {
@@ -262,7 +263,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 if done {
                     let r = self.end_of_message().await;
                     self.reply(r);
-                    State::Command(RequestReceiver::default())
+                    self.after_message()
                 } else {
                     State::Data(rx)
                 }
@@ -284,7 +285,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 } else if rx.is_last {
                     let r = self.end_of_message().await;
                     self.reply(r);
-                    State::Command(RequestReceiver::default())
+                    self.after_message()
                 } else {
                     let size = self.txn.as_ref().map_or(0, |t| t.body.len());
                     self.reply(Reply::new(250, "2.0.0", format!("{size} bytes received")));
@@ -294,6 +295,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             State::Auth(sasl, line) => self.auth_line(sasl, line, bytes).await,
             State::Closed => State::Closed,
         };
+    }
+
+    /// The state after a message's reply: commands again, or closed when the reply ended
+    /// the session (a login revoked while the message arrived).
+    fn after_message(&mut self) -> State {
+        if std::mem::take(&mut self.end_after_reply) {
+            State::Closed
+        } else {
+            State::Command(RequestReceiver::default())
+        }
     }
 
     /// Feeds message bytes into the transaction (or, without one, into nothing), enforcing

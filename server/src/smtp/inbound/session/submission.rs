@@ -254,8 +254,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// are checked before this): what receivers show and what DMARC aligns with our
     /// signature.
     pub(super) async fn submit(&mut self, helo: &str, txn: Txn, body: Vec<u8>) -> Reply {
-        let Some(agent) = self.authed.clone() else {
-            return Reply::new(530, "5.7.0", "Authentication required");
+        // Checked again at the point of use: DATA can take minutes after MAIL FROM, and a
+        // key revoked meanwhile must not queue this message.
+        let agent = match self.recheck_login() {
+            Ok(agent) => agent,
+            Err(r) => {
+                self.end_after_reply = true;
+                return r;
+            }
         };
         let me = agent.address().to_ascii_lowercase();
         let from = super::super::headers::from_addresses(&body);
