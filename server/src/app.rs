@@ -286,9 +286,7 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         let listener = crate::tls::TlsListener::new(listener, tls.https_config()?, token.clone())?;
         tasks.push((
             "https",
-            tokio::spawn(crate::api::serve::serve(
-                listener, app, true, limits, token,
-            )),
+            tokio::spawn(crate::api::serve::serve(listener, app, true, limits, token)),
         ));
     }
     if let Some(listener) = http {

@@ -118,7 +118,9 @@ pub async fn require_tls_for_keys(
     next: Next,
 ) -> Response {
     use axum::response::IntoResponse;
-    let carries_key = req.headers().contains_key(axum::http::header::AUTHORIZATION)
+    let carries_key = req
+        .headers()
+        .contains_key(axum::http::header::AUTHORIZATION)
         || req.headers().contains_key("x-legate-api-key");
     if carries_key && !state.config.api.danger_allow_plaintext {
         let transport = req.extensions().get::<serve::Transport>().copied();
@@ -159,25 +161,27 @@ fn plaintext_exposed(
 pub fn redirect_router(state: AppState) -> Router {
     let public = state.config.server.public_url.clone();
     let domain = state.config.server.domain.clone();
-    system::probes().with_state(state).fallback(move |headers: axum::http::HeaderMap, uri: Uri| {
-        let (public, domain) = (public.clone(), domain.clone());
-        async move {
-            let origin = match url::Url::parse(&public) {
-                Ok(u) if u.scheme() == "https" => public.trim_end_matches('/').to_string(),
-                _ => {
-                    let host = headers
-                        .get(axum::http::header::HOST)
-                        .and_then(|h| h.to_str().ok())
-                        .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
-                        .map(|a| a.host().to_string())
-                        .unwrap_or(domain);
-                    format!("https://{host}")
-                }
-            };
-            let path = uri.path_and_query().map_or("/", |p| p.as_str());
-            axum::response::Redirect::permanent(&format!("{origin}{path}"))
-        }
-    })
+    system::probes()
+        .with_state(state)
+        .fallback(move |headers: axum::http::HeaderMap, uri: Uri| {
+            let (public, domain) = (public.clone(), domain.clone());
+            async move {
+                let origin = match url::Url::parse(&public) {
+                    Ok(u) if u.scheme() == "https" => public.trim_end_matches('/').to_string(),
+                    _ => {
+                        let host = headers
+                            .get(axum::http::header::HOST)
+                            .and_then(|h| h.to_str().ok())
+                            .and_then(|h| h.parse::<axum::http::uri::Authority>().ok())
+                            .map(|a| a.host().to_string())
+                            .unwrap_or(domain);
+                        format!("https://{host}")
+                    }
+                };
+                let path = uri.path_and_query().map_or("/", |p| p.as_str());
+                axum::response::Redirect::permanent(&format!("{origin}{path}"))
+            }
+        })
 }
 
 /// `?limit=&cursor=` shared by list endpoints.
@@ -210,7 +214,10 @@ mod tests {
         let lo: Option<SocketAddr> = Some("127.0.0.1:5000".parse().unwrap());
         let remote: Option<SocketAddr> = Some("203.0.113.9:5000".parse().unwrap());
         assert!(!plaintext_exposed(t(false, "127.0.0.1:80"), lo));
-        assert!(!plaintext_exposed(t(false, "[::1]:80"), Some("[::1]:9".parse().unwrap())));
+        assert!(!plaintext_exposed(
+            t(false, "[::1]:80"),
+            Some("[::1]:9".parse().unwrap())
+        ));
         assert!(plaintext_exposed(t(false, "0.0.0.0:80"), remote));
         assert!(plaintext_exposed(t(false, "192.0.2.1:80"), lo));
         assert!(plaintext_exposed(t(false, "127.0.0.1:80"), remote));

@@ -10,12 +10,12 @@ use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
 use std::collections::HashMap;
 use std::future::Future;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
@@ -130,11 +130,13 @@ pub async fn serve<L>(
             continue;
         };
         let transport = Transport { tls, local };
-        let svc = app.clone().map_request(move |mut req: axum::extract::Request<_>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            req.extensions_mut().insert(transport);
-            req
-        });
+        let svc = app
+            .clone()
+            .map_request(move |mut req: axum::extract::Request<_>| {
+                req.extensions_mut().insert(ConnectInfo(peer));
+                req.extensions_mut().insert(transport);
+                req
+            });
         let svc = TowerToHyperService::new(svc.map_request(
             |req: hyper::Request<hyper::body::Incoming>| req.map(axum::body::Body::new),
         ));
@@ -235,10 +237,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for FirstByteDeadline<I> {
         Pin::new(&mut self.io).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 
@@ -274,7 +273,8 @@ mod tests {
         assert!(gate.enter(a, &limits).is_none(), "per ip");
         let _s3 = gate.enter(b, &limits).unwrap();
         assert!(
-            gate.enter("2001:db8::2".parse().unwrap(), &limits).is_none(),
+            gate.enter("2001:db8::2".parse().unwrap(), &limits)
+                .is_none(),
             "total, and the same /64"
         );
         drop(s1);

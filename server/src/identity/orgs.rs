@@ -172,23 +172,23 @@ impl IdentityService {
                 old.push(k);
             }
         }
-        let revoked = self
-            .store
-            .transact::<_, IdentityError>(&[Tree::ApiKeys, Tree::ApiKeyHash], |tx| {
-                let mut revoked = Vec::new();
-                for p in &old {
-                    if let Some(mut k) = tx.get_record::<ApiKey>(Tree::ApiKeys, p)? {
-                        if k.revoked_at.is_none() {
-                            k.revoked_at = Some(now);
-                            tx.put_record(Tree::ApiKeys, p, &k)?;
-                            revoked.push(k.id);
+        let revoked =
+            self.store
+                .transact::<_, IdentityError>(&[Tree::ApiKeys, Tree::ApiKeyHash], |tx| {
+                    let mut revoked = Vec::new();
+                    for p in &old {
+                        if let Some(mut k) = tx.get_record::<ApiKey>(Tree::ApiKeys, p)? {
+                            if k.revoked_at.is_none() {
+                                k.revoked_at = Some(now);
+                                tx.put_record(Tree::ApiKeys, p, &k)?;
+                                revoked.push(k.id);
+                            }
                         }
                     }
-                }
-                tx.put_record(Tree::ApiKeys, &new_path, &key)?;
-                tx.put(Tree::ApiKeyHash, &key.hash, &new_path)?;
-                Ok(revoked)
-            })?;
+                    tx.put_record(Tree::ApiKeys, &new_path, &key)?;
+                    tx.put(Tree::ApiKeyHash, &key.hash, &new_path)?;
+                    Ok(revoked)
+                })?;
         if !revoked.is_empty() {
             self.invalidate_auth();
             tracing::warn!(

@@ -265,7 +265,8 @@ async fn a_thousand_idle_connections_do_not_stop_a_new_client() {
     // A client from another address is served within a second.
     let started = std::time::Instant::now();
     let sock = tokio::net::TcpSocket::new_v4().expect("socket");
-    sock.bind("127.0.0.2:0".parse().expect("addr")).expect("bind");
+    sock.bind("127.0.0.2:0".parse().expect("addr"))
+        .expect("bind");
     let c = sock.connect(addr).await.expect("connect");
     let resp = raw_get(c, "/healthz").await;
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
@@ -332,7 +333,9 @@ async fn plain_http_redirects_to_https_in_redirect_mode() {
         .as_ref()
         .and_then(|r| r.https_addr)
         .expect("https");
-    let tcp = tokio::net::TcpStream::connect(https).await.expect("connect");
+    let tcp = tokio::net::TcpStream::connect(https)
+        .await
+        .expect("connect");
     let name = rustls::pki_types::ServerName::try_from("mx.agents.test").expect("name");
     let tls = legate_tests::tls_connector(&s.data_dir())
         .connect(name, tcp)

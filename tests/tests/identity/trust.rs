@@ -622,10 +622,21 @@ async fn cli_admin_token_commands() {
     let out = std::process::Command::new(&bin)
         .args(["init", "--domain", "cli.test", "--json", "--data"])
         .arg(&data)
-        .args(["--bind", "127.0.0.1", "--http-port", "0", "--https-port", "0"])
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     let cfg = v["config"].as_str().unwrap().to_string();
     let first = v["admin_token"].as_str().unwrap().to_string();
@@ -637,7 +648,15 @@ async fn cli_admin_token_commands() {
             .output()
             .unwrap()
     };
-    let o = run(&["admin", "token", "create", "--name", "laptop", "--expires-in", "3600"]);
+    let o = run(&[
+        "admin",
+        "token",
+        "create",
+        "--name",
+        "laptop",
+        "--expires-in",
+        "3600",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let created: Value = serde_json::from_slice(&o.stdout).unwrap();
     let secret = created["key"].as_str().unwrap().to_string();
@@ -661,7 +680,11 @@ async fn cli_admin_token_commands() {
     // The last working token: refused.
     let o = run(&["admin", "token", "revoke", created["id"].as_str().unwrap()]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("last"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("last"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 /// Item 10 (review): changing `LEGATE_BOOTSTRAP_ADMIN_TOKEN` is how an operator rotates it,
@@ -687,7 +710,11 @@ async fn a_changed_bootstrap_token_revokes_the_old_one() {
     s.base = format!("http://{}", running.http_addr.expect("http"));
     s.running = Some(running);
     assert_eq!(whoami_status(&s, &new).await.0, 200);
-    assert_eq!(whoami_status(&s, &old).await.0, 401, "the old token is revoked");
+    assert_eq!(
+        whoami_status(&s, &old).await.0,
+        401,
+        "the old token is revoked"
+    );
     let (st, log) = s
         .call(
             "GET",

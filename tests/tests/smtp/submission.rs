@@ -123,7 +123,10 @@ async fn revoking_a_key_or_agent_ends_an_open_submission_session() {
     // the key is revoked while the message is being transferred (after MAIL and RCPT)
     let (dave, kd) = s.agent("dave", &["mail:send"]).await;
     let mut c = login(&s, "dave", &kd).await;
-    assert!(c.cmd("MAIL FROM:<dave@agents.test>").await.starts_with("250"));
+    assert!(c
+        .cmd("MAIL FROM:<dave@agents.test>")
+        .await
+        .starts_with("250"));
     assert!(c.cmd("RCPT TO:<bob@agents.test>").await.starts_with("250"));
     assert!(c.cmd("DATA").await.starts_with("354"));
     let (did, dkid) = (
