@@ -247,6 +247,40 @@ fn build_legate_bin() -> PathBuf {
     bin
 }
 
+/// `legate init --json` of a fresh data directory at `data` for `domain`, with every
+/// listener on loopback port 0 (so nothing binds a fixed port); the JSON it printed.
+pub fn cli_init(data: &Path, domain: &str) -> serde_json::Value {
+    let out = std::process::Command::new(legate_bin())
+        .args(["init", "--domain", domain, "--json", "--data"])
+        .arg(data)
+        .args([
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+        ])
+        .output()
+        .expect("run legate init");
+    assert!(
+        out.status.success(),
+        "legate init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("legate init --json")
+}
+
+/// Runs `legate --config <config> ARGS…` and returns its output.
+pub fn cli(config: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(legate_bin())
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("run legate")
+}
+
 /// Any stream an SMTP test client can speak over (TCP, or TLS over TCP).
 pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}

@@ -530,25 +530,7 @@ async fn cli_init_agent_and_audit_verify() {
     let bin = legate_bin();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    let out = std::process::Command::new(&bin)
-        .args(["init", "--domain", "cli.test", "--json", "--data"])
-        .arg(&data)
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--https-port",
-            "0",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = legate_tests::cli_init(&data, "cli.test");
     assert!(v["admin_token"].as_str().unwrap().starts_with("lg_"));
     // The DNS records to publish first: both DKIM selectors, and where the full plan is.
     let dkim = v["dkim"].as_array().unwrap();

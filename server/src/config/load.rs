@@ -287,6 +287,7 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
         ("max_connections", s.max_connections),
         ("max_connections_per_ip", s.max_connections_per_ip),
         ("spool_threshold_bytes", s.spool_threshold_bytes),
+        ("max_processing_bytes", s.max_processing_bytes),
         ("data_deadline_secs", s.data_deadline_secs as usize),
     ] {
         if v == 0 {

@@ -331,6 +331,10 @@ pub struct SmtpConfig {
     /// while it arrives, so slow concurrent transfers do not each hold a whole message in
     /// memory.
     pub spool_threshold_bytes: usize,
+    /// Message bytes all sessions together may hold in memory while finishing messages
+    /// (spooled bodies are read back, parsed, checked and stored). A message that does not
+    /// fit waits for others to finish; one larger than the whole budget runs alone.
+    pub max_processing_bytes: usize,
 }
 
 impl Default for SmtpConfig {
@@ -346,6 +350,7 @@ impl Default for SmtpConfig {
             data_deadline_secs: 900,
             mailbox_quota_bytes: 1024 * 1024 * 1024,
             spool_threshold_bytes: 1024 * 1024,
+            max_processing_bytes: 256 * 1024 * 1024,
         }
     }
 }

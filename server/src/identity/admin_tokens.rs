@@ -13,7 +13,7 @@ use super::model::{ApiKey, Human, KeyOwner};
 use super::{apikey, Actor, IdentityService, Principal, ScopeSet};
 use crate::audit::Outcome;
 use crate::store::{keys, Tree, TxFail};
-use crate::util::{new_id, now_unix};
+use crate::util::now_unix;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -93,31 +93,16 @@ impl IdentityService {
                 "only humans hold admin tokens".into(),
             ));
         };
-        let name = req.name.trim();
-        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
-            return Err(IdentityError::Invalid(
-                "name must be 1 to 128 printable characters".into(),
-            ));
-        }
-        let now = now_unix();
-        let expires_at = match req.expires_in {
-            Some(0) => return Err(IdentityError::Invalid("expires_in must be positive".into())),
-            Some(s) => Some(now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
-            None => None,
-        };
+        let name = super::keys::key_name(&req.name)?;
+        let expires_at = super::keys::key_expiry(req.expires_in)?;
         let token = apikey::generate();
-        let key = ApiKey {
-            id: new_id("key"),
-            owner: KeyOwner::Human(human_id.clone()),
-            name: name.into(),
-            scopes: ScopeSet::all(),
-            hash: apikey::hash(&token).to_vec(),
-            created_at: now,
-            last_used_at: None,
+        let key = ApiKey::issue(
+            KeyOwner::Human(human_id.clone()),
+            name,
+            ScopeSet::all(),
+            &token,
             expires_at,
-            revoked_at: None,
-            bootstrap: false,
-        };
+        );
         self.put_key(&key)?;
         // A bootstrap token may just have been superseded: no cached authentication survives.
         self.invalidate_auth();

@@ -299,18 +299,13 @@ impl IdentityService {
             revoked_at: None,
         };
         let token = apikey::generate();
-        let key = ApiKey {
-            id: new_id("key"),
-            owner: KeyOwner::Agent(agent.id.clone()),
-            name: "default".into(),
+        let key = ApiKey::issue(
+            KeyOwner::Agent(agent.id.clone()),
+            "default".into(),
             scopes,
-            hash: apikey::hash(&token).to_vec(),
-            created_at: now,
-            last_used_at: None,
-            expires_at: None,
-            revoked_at: None,
-            bootstrap: false,
-        };
+            &token,
+            None,
+        );
         let key_k = keys::join(&[&agent.id, &key.id]);
         self.store.transact(
             &[

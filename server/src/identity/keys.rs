@@ -5,7 +5,7 @@ use super::model::{ApiKey, KeyOwner};
 use super::{apikey, Actor, IdentityService, ScopeSet};
 use crate::audit::Outcome;
 use crate::store::{keys, Tree, TxFail};
-use crate::util::{new_id, now_unix};
+use crate::util::now_unix;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -46,31 +46,16 @@ impl IdentityService {
                 "a key's scopes must be a subset of its agent's scopes".into(),
             ));
         }
-        let name = req.name.clone().unwrap_or_else(|| "key".into());
-        if name.is_empty() || name.len() > 128 {
-            return Err(IdentityError::Invalid(
-                "name must be 1 to 128 characters".into(),
-            ));
-        }
-        let now = now_unix();
-        let expires_at = match req.expires_in {
-            Some(0) => return Err(IdentityError::Invalid("expires_in must be positive".into())),
-            Some(s) => Some(now.saturating_add(i64::try_from(s).unwrap_or(i64::MAX))),
-            None => None,
-        };
+        let name = key_name(req.name.as_deref().unwrap_or("key"))?;
+        let expires_at = key_expiry(req.expires_in)?;
         let token = apikey::generate();
-        let key = ApiKey {
-            id: new_id("key"),
-            owner: KeyOwner::Agent(agent.id.clone()),
+        let key = ApiKey::issue(
+            KeyOwner::Agent(agent.id.clone()),
             name,
             scopes,
-            hash: apikey::hash(&token).to_vec(),
-            created_at: now,
-            last_used_at: None,
+            &token,
             expires_at,
-            revoked_at: None,
-            bootstrap: false,
-        };
+        );
         self.put_key(&key)?;
         actor.audit_on_agent(
             &self.audit,
@@ -126,5 +111,48 @@ impl IdentityService {
         self.invalidate_auth();
         self.audit.commit().await?;
         Ok(key)
+    }
+}
+
+/// A key's name, as shown in listings and audit entries: 1 to 128 printable characters.
+pub(super) fn key_name(name: &str) -> Result<String, IdentityError> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(IdentityError::Invalid(
+            "name must be 1 to 128 printable characters".into(),
+        ));
+    }
+    Ok(name.to_string())
+}
+
+/// `expires_in` seconds from now as a unix time; none = no expiry.
+pub(super) fn key_expiry(expires_in: Option<u64>) -> Result<Option<i64>, IdentityError> {
+    match expires_in {
+        Some(0) => Err(IdentityError::Invalid("expires_in must be positive".into())),
+        Some(s) => Ok(Some(
+            now_unix().saturating_add(i64::try_from(s).unwrap_or(i64::MAX)),
+        )),
+        None => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_names_are_printable_and_bounded() {
+        assert_eq!(key_name("  laptop ").unwrap(), "laptop");
+        for bad in ["", "   ", "a\r\nb", "nul\0", &"x".repeat(129)] {
+            assert!(key_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn expiry_is_positive_and_saturates() {
+        assert!(key_expiry(Some(0)).is_err());
+        assert_eq!(key_expiry(None).unwrap(), None);
+        assert!(key_expiry(Some(60)).unwrap().unwrap() > now_unix());
+        assert_eq!(key_expiry(Some(u64::MAX)).unwrap(), Some(i64::MAX));
     }
 }

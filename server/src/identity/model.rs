@@ -102,6 +102,28 @@ impl std::fmt::Debug for ApiKey {
 }
 
 impl ApiKey {
+    /// A new key record for `token` (only its hash is kept), issued now.
+    pub(super) fn issue(
+        owner: KeyOwner,
+        name: String,
+        scopes: ScopeSet,
+        token: &str,
+        expires_at: Option<i64>,
+    ) -> Self {
+        Self {
+            id: crate::util::new_id("key"),
+            owner,
+            name,
+            scopes,
+            hash: super::apikey::hash(token).to_vec(),
+            created_at: crate::util::now_unix(),
+            last_used_at: None,
+            expires_at,
+            revoked_at: None,
+            bootstrap: false,
+        }
+    }
+
     /// The public view: never the hash.
     pub fn to_json(&self) -> serde_json::Value {
         use crate::util::rfc3339;

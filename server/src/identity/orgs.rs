@@ -129,18 +129,14 @@ impl IdentityService {
         name: &str,
         from_env: bool,
     ) -> Result<(), IdentityError> {
-        let key = ApiKey {
-            id: new_id("key"),
-            owner: KeyOwner::Human(human.id.clone()),
-            name: name.into(),
-            scopes: ScopeSet::all(),
-            hash: apikey::hash(token).to_vec(),
-            created_at: now_unix(),
-            last_used_at: None,
-            expires_at: None,
-            revoked_at: None,
-            bootstrap: from_env,
-        };
+        let mut key = ApiKey::issue(
+            KeyOwner::Human(human.id.clone()),
+            name.into(),
+            ScopeSet::all(),
+            token,
+            None,
+        );
+        key.bootstrap = from_env;
         self.put_key(&key)
     }
 
@@ -150,18 +146,14 @@ impl IdentityService {
     /// as a second admin token nobody lists.
     fn replace_env_admin_key(&self, human: &Human, token: &str) -> Result<(), IdentityError> {
         let now = now_unix();
-        let key = ApiKey {
-            id: new_id("key"),
-            owner: KeyOwner::Human(human.id.clone()),
-            name: "bootstrap".into(),
-            scopes: ScopeSet::all(),
-            hash: apikey::hash(token).to_vec(),
-            created_at: now,
-            last_used_at: None,
-            expires_at: None,
-            revoked_at: None,
-            bootstrap: true,
-        };
+        let mut key = ApiKey::issue(
+            KeyOwner::Human(human.id.clone()),
+            "bootstrap".into(),
+            ScopeSet::all(),
+            token,
+            None,
+        );
+        key.bootstrap = true;
         let new_path = keys::join(&[key.owner.id(), &key.id]);
         let prefix = keys::prefix(&[&human.id]);
         let mut old = Vec::new();

@@ -176,25 +176,11 @@ async fn smtp_auth_failures_get_421_and_share_the_limit_with_http() {
 
 #[tokio::test]
 async fn audit_verify_names_a_truncated_tail_and_checks_a_recorded_head() {
-    let bin = legate_tests::legate_bin();
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("d");
-    let o = std::process::Command::new(&bin)
-        .args(["init", "--domain", "cut.test", "--json", "--data"])
-        .arg(&data)
-        .output()
-        .expect("init");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: Value = serde_json::from_slice(&o.stdout).expect("init json");
+    let v = legate_tests::cli_init(&data, "cut.test");
     let cfg = v["config"].as_str().expect("config path").to_string();
-    let run = |args: &[&str]| {
-        std::process::Command::new(&bin)
-            .arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .output()
-            .expect("run legate")
-    };
+    let run = |args: &[&str]| legate_tests::cli(&cfg, args);
     for name in ["one", "two", "three"] {
         let o = run(&["agent", "create", name, "--scopes", "mail:read"]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

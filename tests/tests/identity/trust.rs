@@ -616,38 +616,12 @@ async fn postmaster_and_abuse_always_deliver() {
 /// Item 10, command line: `legate admin token create|list|revoke` on the data directory.
 #[tokio::test]
 async fn cli_admin_token_commands() {
-    let bin = legate_tests::legate_bin();
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d");
-    let out = std::process::Command::new(&bin)
-        .args(["init", "--domain", "cli.test", "--json", "--data"])
-        .arg(&data)
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--https-port",
-            "0",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = legate_tests::cli_init(&data, "cli.test");
     let cfg = v["config"].as_str().unwrap().to_string();
     let first = v["admin_token"].as_str().unwrap().to_string();
-    let run = |args: &[&str]| {
-        std::process::Command::new(&bin)
-            .arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .output()
-            .unwrap()
-    };
+    let run = |args: &[&str]| legate_tests::cli(&cfg, args);
     let o = run(&[
         "admin",
         "token",

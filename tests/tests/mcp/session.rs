@@ -185,3 +185,65 @@ async fn tools_filter_by_sender_address_and_authentication() {
     assert_eq!(m["auth"]["sender_authenticated"], true);
     s.stop().await;
 }
+
+/// Item 3 in one test: a single key has an authenticated SMTP submission session, an MCP
+/// session and a REST long-poll open at once; one revocation is seen by all three on their
+/// very next step.
+#[tokio::test]
+async fn one_revocation_reaches_every_open_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = legate_tests::test_config(dir.path());
+    cfg.listen.submissions = "127.0.0.1:0".into();
+    let s = TestServer::start_with(dir, cfg).await;
+    let (agent, key) = s.agent("all", &["mail:read", "mail:send"]).await;
+    let (id, key_id) = (
+        agent["id"].as_str().expect("id").to_string(),
+        agent["api_key"]["id"].as_str().expect("key id").to_string(),
+    );
+    // SMTP submission, logged in.
+    let tls = legate_tests::tls_connector(&s.data_dir());
+    let (mut smtp, _) =
+        legate_tests::SmtpClient::connect_tls(s.submissions_addr(), &tls, "mx.agents.test").await;
+    smtp.cmd("EHLO client.test").await;
+    let plain = data_encoding::BASE64.encode(format!("\0all@agents.test\0{key}").as_bytes());
+    assert!(smtp
+        .cmd(&format!("AUTH PLAIN {plain}"))
+        .await
+        .starts_with("235"));
+    // MCP, initialised and used.
+    let mut mcp = Mcp::connect(&s, &key).await;
+    mcp.ok("identity_whoami", json!({})).await;
+    // REST, waiting.
+    let waiting = s.call(
+        "GET",
+        "/v1/messages/wait?subject=code&timeout=30",
+        Some(&key),
+        None,
+    );
+    let revoke = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let path = format!("/v1/agents/{id}/keys/{key_id}");
+        let (st, v) = s.call("DELETE", &path, Some(&s.admin_token), None).await;
+        assert_eq!(st, 200, "{v}");
+        s.deliver(&id, Folder::Inbox, &code_mail()).await;
+    };
+    let ((st, v), ()) = tokio::join!(waiting, revoke);
+    assert_eq!(st, 401, "REST wait: {v}");
+    assert_eq!(v["error"]["code"], "key_revoked", "{v}");
+    let (st, v) = mcp
+        .post(
+            rpc(
+                9,
+                "tools/call",
+                json!({"name": "identity_whoami", "arguments": {}}),
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(st, 401, "MCP: {v}");
+    assert_eq!(v["error"]["code"], "key_revoked", "{v}");
+    let r = smtp.cmd("MAIL FROM:<all@agents.test>").await;
+    assert!(r.starts_with("535 5.7.8"), "SMTP: {r}");
+    assert_eq!(smtp.read_reply().await, "", "the SMTP session ended");
+    s.stop().await;
+}

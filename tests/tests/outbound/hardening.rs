@@ -373,35 +373,11 @@ async fn lines_over_998_octets_are_reencoded_before_delivery() {
 #[tokio::test]
 async fn init_dkim_records_and_dns_plan_print_the_same_dkim_keys() {
     use std::collections::BTreeMap;
-    let bin = legate_tests::legate_bin();
     let dir = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(&bin)
-        .args(["init", "--domain", "keys.test", "--json", "--data"])
-        .arg(dir.path().join("d"))
-        .args([
-            "--bind",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--https-port",
-            "0",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let init: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let init = legate_tests::cli_init(&dir.path().join("d"), "keys.test");
     let cfg = init["config"].as_str().unwrap().to_string();
     let run = |args: &[&str]| -> Value {
-        let o = std::process::Command::new(&bin)
-            .arg("--config")
-            .arg(&cfg)
-            .args(args)
-            .output()
-            .unwrap();
+        let o = legate_tests::cli(&cfg, args);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&o.stdout).unwrap()
     };

@@ -74,6 +74,41 @@ pub struct Limits {
     pub spool_threshold: usize,
     /// Where those files are made (under the data directory: `/tmp` may be memory too).
     pub spool_dir: std::path::PathBuf,
+    /// `smtp.max_processing_bytes`, in KiB permits: what finishing messages may hold in
+    /// memory at once, over all sessions of all listeners.
+    pub processing: ProcessingBudget,
+}
+
+/// The shared budget of message bytes being finished (read back from the spool, parsed,
+/// stored). Without it, a thousand connections ending 25 MiB messages at the same moment
+/// would hold 25 GB; with it they take turns.
+#[derive(Debug, Clone)]
+pub struct ProcessingBudget {
+    permits: Arc<tokio::sync::Semaphore>,
+    total_kib: u32,
+}
+
+impl ProcessingBudget {
+    pub fn new(bytes: usize) -> Self {
+        let total_kib = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        let total = usize::try_from(total_kib).unwrap_or(usize::MAX);
+        Self {
+            permits: Arc::new(tokio::sync::Semaphore::new(
+                total.min(tokio::sync::Semaphore::MAX_PERMITS),
+            )),
+            total_kib,
+        }
+    }
+
+    /// Waits until `bytes` fit (a message larger than the whole budget waits for all of it).
+    pub async fn reserve(&self, bytes: usize) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let want = u32::try_from(bytes.div_ceil(1024))
+            .unwrap_or(u32::MAX)
+            .clamp(1, self.total_kib);
+        self.permits.clone().acquire_many_owned(want).await.ok()
+    }
 }
 
 impl Limits {
@@ -98,6 +133,27 @@ impl From<&SmtpConfig> for Limits {
             max_errors: 20,
             spool_threshold: c.spool_threshold_bytes,
             spool_dir: std::env::temp_dir(),
+            processing: ProcessingBudget::new(c.max_processing_bytes),
         }
+    }
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::ProcessingBudget;
+
+    #[tokio::test]
+    async fn messages_take_turns_within_the_budget() {
+        let b = ProcessingBudget::new(100 * 1024);
+        let first = b.reserve(60 * 1024).await.expect("permit");
+        // 60 + 60 KiB do not fit in 100: the second waits until the first is done.
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(50), b.reserve(60 * 1024)).await;
+        assert!(waiting.is_err(), "the second message waited");
+        drop(first);
+        let _second = b.reserve(60 * 1024).await.expect("permit");
+        // Larger than the whole budget: runs alone once everything else is done.
+        drop(_second);
+        assert!(b.reserve(10 * 1024 * 1024).await.is_some());
     }
 }

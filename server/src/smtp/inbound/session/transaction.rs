@@ -247,6 +247,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 ),
             );
         }
+        // Held until the message is stored or refused: the bytes read back and parsed below.
+        let _budget = self.ctx.limits.processing.reserve(txn.body.len()).await;
         let (txn, body) = match txn.take_body() {
             Ok(x) => x,
             Err(e) => {
