@@ -35,6 +35,7 @@ impl Services {
         let opts = crate::store::StoreOptions {
             cache_mb: config.storage.cache_mb,
             sweep_on_open: true,
+            min_free_bytes: config.storage.min_free_bytes(),
         };
         let store = Store::open_with(&config.storage.path, &opts).with_context(|| {
             format!("cannot open the store in {}", config.storage.path.display())
