@@ -26,6 +26,9 @@ pub struct Services {
     pub mailbox: Arc<MailboxService>,
     pub queue: Arc<crate::queue::QueueService>,
     pub metrics: Arc<Metrics>,
+    /// The disk reserve (`storage.min_free_mb`) of the data directory: the mailbox and
+    /// queue refuse new mail below it; `/readyz` and `/metrics` report it.
+    pub storage: Arc<crate::store::SpaceGuard>,
 }
 
 impl Services {
@@ -86,8 +89,10 @@ impl Services {
             crate::queue::QueueSettings::from_config(&config),
             outbound_transport(&config)?,
         ));
+        let storage = store.space().clone();
         Ok(Services {
             config,
+            storage,
             store,
             audit,
             identity,

@@ -218,6 +218,19 @@ impl MailboxService {
         Ok(())
     }
 
+    /// Refuses new mail of `incoming` bytes while the data filesystem is below its reserve
+    /// (`storage.min_free_mb`, see `store::space`). Called where mail ENTERS the server:
+    /// SMTP (MAIL and end of data) and the queue's `enqueue` (REST, MCP, submission). Not
+    /// by [`deliver`](Self::deliver) itself: the queue's local deliveries and DSNs carry
+    /// mail already accepted, which the reserve exists to make room for.
+    pub fn check_space(&self, incoming: u64) -> Result<(), MailboxError> {
+        if self.store.space().check(incoming).accepting {
+            Ok(())
+        } else {
+            Err(MailboxError::InsufficientStorage)
+        }
+    }
+
     /// Stores `raw` in `agent`'s `folder` and returns once it is durable.
     pub async fn deliver(
         &self,
