@@ -54,8 +54,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
     let m = &s.metrics;
     let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
     // An unreadable filesystem shows as -1, not as a misleading 0 (which would page).
-    m.storage_free_bytes
-        .set(space.free_bytes.map_or(-1, clamp));
+    m.storage_free_bytes.set(space.free_bytes.map_or(-1, clamp));
     m.storage_reserve_bytes.set(clamp(space.reserve_bytes));
     m.storage_accepting.set(i64::from(space.accepting));
     (

@@ -171,7 +171,11 @@ impl SpaceGuard {
             if low {
                 tracing::warn!(free_bytes = free, reserve_bytes = reserve, path = %self.path.display(), "disk space below storage.min_free_mb: refusing new mail until space is freed");
             } else {
-                tracing::info!(free_bytes = free, reserve_bytes = reserve, "disk space above storage.min_free_mb again: accepting new mail");
+                tracing::info!(
+                    free_bytes = free,
+                    reserve_bytes = reserve,
+                    "disk space above storage.min_free_mb again: accepting new mail"
+                );
             }
         }
     }

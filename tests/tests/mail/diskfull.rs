@@ -174,7 +174,10 @@ async fn below_the_disk_reserve_new_mail_waits_reads_work_and_space_returning_re
     assert_eq!(st, 200, "the store is readable: {ready}");
     assert_eq!(ready["accepting_mail"], false, "{ready}");
     assert_eq!(ready["disk_reserve_bytes"], HUGE_MB << 20, "{ready}");
-    assert!(ready["disk_free_bytes"].as_u64().is_some_and(|f| f > 0), "{ready}");
+    assert!(
+        ready["disk_free_bytes"].as_u64().is_some_and(|f| f > 0),
+        "{ready}"
+    );
     let metrics = s
         .http
         .get(format!("{}/metrics", s.base))
@@ -184,7 +187,10 @@ async fn below_the_disk_reserve_new_mail_waits_reads_work_and_space_returning_re
         .text()
         .await
         .expect("metrics text");
-    assert!(metrics.contains("legate_storage_accepting_mail 0"), "{metrics}");
+    assert!(
+        metrics.contains("legate_storage_accepting_mail 0"),
+        "{metrics}"
+    );
     assert!(
         metrics.contains(&format!("legate_storage_reserve_bytes {}", HUGE_MB << 20)),
         "{metrics}"
@@ -202,7 +208,12 @@ async fn below_the_disk_reserve_new_mail_waits_reads_work_and_space_returning_re
     // REST send and reply, MCP mail_send: 507 insufficient_storage.
     let send = json!({"to": ["bob@agents.test"], "subject": "Via REST", "text": "hi"});
     let (st, e) = s
-        .call("POST", "/v1/messages/send", Some(&ops_key), Some(send.clone()))
+        .call(
+            "POST",
+            "/v1/messages/send",
+            Some(&ops_key),
+            Some(send.clone()),
+        )
         .await;
     assert_eq!(st, 507, "{e}");
     assert_eq!(e["error"]["code"], "insufficient_storage", "{e}");
@@ -226,7 +237,12 @@ async fn below_the_disk_reserve_new_mail_waits_reads_work_and_space_returning_re
 
     // Reads keep working, over REST and MCP.
     let (st, m) = s
-        .call("GET", &format!("/v1/messages/{}", old.id), Some(&ops_key), None)
+        .call(
+            "GET",
+            &format!("/v1/messages/{}", old.id),
+            Some(&ops_key),
+            None,
+        )
         .await;
     assert_eq!(st, 200, "{m}");
     assert_eq!(m["subject"], "Before");

@@ -47,11 +47,7 @@ pub fn syntax(text: &str) -> Reply {
 /// The data disk is below `storage.min_free_mb` (RFC 1870 §6.1, RFC 3463 "mail system
 /// full"): a temporary refusal, so the sender keeps the message and retries.
 pub fn insufficient_storage() -> Reply {
-    Reply::new(
-        452,
-        "4.3.1",
-        "Insufficient system storage; try again later",
-    )
+    Reply::new(452, "4.3.1", "Insufficient system storage; try again later")
 }
 
 pub fn temp_failure() -> Reply {

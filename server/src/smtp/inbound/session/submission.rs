@@ -329,9 +329,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .with_label_values(&["rejected", "submission"])
                     .inc();
                 match e {
-                    Q::Mailbox(MailboxError::InsufficientStorage) => {
-                        reply::insufficient_storage()
-                    }
+                    Q::Mailbox(MailboxError::InsufficientStorage) => reply::insufficient_storage(),
                     Q::TooLarge { .. } => Reply::new(552, "5.3.4", e.to_string()),
                     Q::Recipient(m) => Reply::new(550, "5.1.1", m),
                     Q::Invalid(m) => Reply::new(550, "5.7.1", m),
