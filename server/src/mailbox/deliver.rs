@@ -546,6 +546,21 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn below_the_disk_reserve_new_mail_is_refused_but_accepted_mail_still_lands() {
+        let (_d, mb) = service(0);
+        mb.check_space(1 << 20).unwrap();
+        mb.store.space().set_reserve_bytes(u64::MAX);
+        let e = mb.check_space(0).unwrap_err();
+        assert!(matches!(e, MailboxError::InsufficientStorage), "{e:?}");
+        assert!(e.is_temporary(), "SMTP 4xx, not 5xx");
+        // `deliver` itself is not guarded: queued local deliveries and DSNs (mail already
+        // accepted) use the reserve.
+        deliver(&mb, "ag_a", Folder::Inbox, &simple("x", "queued")).await;
+        mb.store.space().set_reserve_bytes(0);
+        mb.check_space(1 << 20).unwrap();
+    }
+
+    #[tokio::test]
     async fn quota_refuses_what_does_not_fit_and_stores_nothing() {
         let raw = simple("x", "fits");
         let (_d, mb) = service(raw.len() as u64 * 2);

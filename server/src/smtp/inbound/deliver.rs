@@ -21,8 +21,10 @@ pub(super) async fn deliver(
 ) -> Reply {
     let started = Instant::now();
     // A message already read is answered 452, never dropped: the sender keeps it and tries
-    // again once space is freed. Checked before any copy is stored, so none is half done.
-    if ctx.mailbox.check_space(body.len() as u64).is_err() {
+    // again once space is freed. Checked before any copy is stored (one per recipient, each
+    // with its own trace headers), so none is half done.
+    let copies = body.len().saturating_mul(txn.rcpts.len().max(1)) as u64;
+    if ctx.mailbox.check_space(copies).is_err() {
         ctx.metrics
             .smtp_messages
             .with_label_values(&["tempfail", "disk"])
