@@ -26,6 +26,9 @@ pub struct Services {
     pub mailbox: Arc<MailboxService>,
     pub queue: Arc<crate::queue::QueueService>,
     pub metrics: Arc<Metrics>,
+    /// The disk reserve (`storage.min_free_mb`) of the data directory: the mailbox and
+    /// queue refuse new mail below it; `/readyz` and `/metrics` report it.
+    pub storage: Arc<crate::store::SpaceGuard>,
 }
 
 impl Services {
@@ -35,6 +38,7 @@ impl Services {
         let opts = crate::store::StoreOptions {
             cache_mb: config.storage.cache_mb,
             sweep_on_open: true,
+            min_free_bytes: config.storage.min_free_bytes(),
         };
         let store = Store::open_with(&config.storage.path, &opts).with_context(|| {
             format!("cannot open the store in {}", config.storage.path.display())
@@ -85,8 +89,10 @@ impl Services {
             crate::queue::QueueSettings::from_config(&config),
             outbound_transport(&config)?,
         ));
+        let storage = store.space().clone();
         Ok(Services {
             config,
+            storage,
             store,
             audit,
             identity,

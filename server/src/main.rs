@@ -335,6 +335,7 @@ fn store_cmd(cfg: Config, c: StoreCmd) -> anyhow::Result<ExitCode> {
     let opts = legate::store::StoreOptions {
         cache_mb: cfg.storage.cache_mb,
         sweep_on_open: false,
+        ..Default::default()
     };
     let store = legate::store::Store::open_with(&cfg.storage.path, &opts)
         .with_context(|| format!("cannot open the store in {}", cfg.storage.path.display()))?;

@@ -24,6 +24,13 @@ pub struct Metrics {
     pub imap_sessions: IntCounterVec,
     /// SMTP connections refused (`per_ip`, `full`) or shed when idle at the cap (`shed`).
     pub smtp_connections_refused: IntCounterVec,
+    /// Free bytes on the data filesystem, and the `storage.min_free_mb` reserve in bytes:
+    /// alert well before the first falls to the second (new mail is refused there).
+    /// Set from `store::space` at each scrape.
+    pub storage_free_bytes: IntGauge,
+    pub storage_reserve_bytes: IntGauge,
+    /// 1 while new mail is accepted, 0 while the disk is below the reserve.
+    pub storage_accepting: IntGauge,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -33,6 +40,13 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterV
     r.register(Box::new(c.clone()))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -132,6 +146,21 @@ impl Metrics {
                 "legate_imap_sessions_total",
                 "IMAP sessions opened",
                 &["listener"],
+            ),
+            storage_free_bytes: gauge(
+                &r,
+                "legate_storage_free_bytes",
+                "Bytes free on the filesystem of the data directory",
+            ),
+            storage_reserve_bytes: gauge(
+                &r,
+                "legate_storage_reserve_bytes",
+                "storage.min_free_mb in bytes: below it new mail is refused (0 = off)",
+            ),
+            storage_accepting: gauge(
+                &r,
+                "legate_storage_accepting_mail",
+                "1 while new mail is accepted, 0 while the disk is below the reserve",
             ),
             registry: r,
         }

@@ -120,6 +120,11 @@ impl From<MailboxError> for ApiError {
                 "quota_exceeded",
                 e.to_string(),
             ),
+            MailboxError::InsufficientStorage => Self::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                "insufficient_storage",
+                e.to_string(),
+            ),
             MailboxError::UnknownFolder(_) | MailboxError::Invalid(_) => {
                 Self::invalid(e.to_string())
             }

@@ -24,21 +24,42 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: the store answers reads.
+/// Readiness: the store answers reads (200, else 503). A disk below its reserve does not
+/// make the server unready (reads, deletes and queued deliveries still work; a probe that
+/// restarted it would only lose them): it shows as `accepting_mail: false`.
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
-    match s.store.get(crate::store::Tree::Meta, b"schema_version") {
-        Ok(Some(_)) => (StatusCode::OK, Json(serde_json::json!({"status": "ready"}))),
-        _ => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({"status": "unavailable"})),
-        ),
-    }
+    let space = s.storage.status();
+    let readable = matches!(
+        s.store.get(crate::store::Tree::Meta, b"schema_version"),
+        Ok(Some(_))
+    );
+    let (status, word) = if readable {
+        (StatusCode::OK, "ready")
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
+    };
+    (
+        status,
+        Json(serde_json::json!({
+            "status": word,
+            "disk_free_bytes": space.free_bytes,
+            "disk_reserve_bytes": space.reserve_bytes,
+            "accepting_mail": space.accepting,
+        })),
+    )
 }
 
 async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+    let space = s.storage.status();
+    let m = &s.metrics;
+    let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    // An unreadable filesystem shows as -1, not as a misleading 0 (which would page).
+    m.storage_free_bytes.set(space.free_bytes.map_or(-1, clamp));
+    m.storage_reserve_bytes.set(clamp(space.reserve_bytes));
+    m.storage_accepting.set(i64::from(space.accepting));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        s.metrics.render(),
+        m.render(),
     )
 }
 

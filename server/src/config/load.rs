@@ -220,6 +220,12 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
     if c.storage.cache_mb == 0 || c.storage.cache_mb > 1 << 20 {
         errs.push(err("storage.cache_mb", "must be between 1 and 1048576"));
     }
+    if c.storage.min_free_mb > 1 << 30 {
+        errs.push(err(
+            "storage.min_free_mb",
+            "must be at most 1073741824 (1 PiB); 0 turns the reserve off",
+        ));
+    }
     let l = &c.listen;
     for (name, v) in [
         ("smtp", &l.smtp),
@@ -392,6 +398,17 @@ mod tests {
         assert_eq!(c.storage.cache_mb, 16);
         let e = parse_str("[storage]\ncache_mb = 0\n").unwrap_err();
         assert!(e.to_string().contains("storage.cache_mb"), "{e}");
+    }
+
+    #[test]
+    fn storage_min_free_mb_defaults_to_256_and_zero_is_off() {
+        let c = parse_str("").unwrap();
+        assert_eq!(c.storage.min_free_mb, 256);
+        assert_eq!(c.storage.min_free_bytes(), 256 << 20);
+        let c = parse_str("[storage]\nmin_free_mb = 0\n").unwrap();
+        assert_eq!(c.storage.min_free_bytes(), 0);
+        let e = parse_str("[storage]\nmin_free_mb = 2147483648\n").unwrap_err();
+        assert!(e.to_string().contains("storage.min_free_mb"), "{e}");
     }
 
     #[test]

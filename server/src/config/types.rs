@@ -51,6 +51,10 @@ pub struct StorageConfig {
     /// The database's page cache in MiB. sled's own default (1 GiB) let memory grow with
     /// the mailbox; bodies live in the blob store (`<path>/blobs`), not in this cache.
     pub cache_mb: u64,
+    /// Free space, in MiB, kept on the filesystem of `path` (postfix's `queue_minfree`):
+    /// below it new mail is refused with a temporary error, so the database and the blob
+    /// store never meet a full disk while mail already accepted still has room. 0 = off.
+    pub min_free_mb: u64,
 }
 
 impl Default for StorageConfig {
@@ -58,7 +62,15 @@ impl Default for StorageConfig {
         Self {
             path: PathBuf::from("./data"),
             cache_mb: 64,
+            min_free_mb: 256,
         }
+    }
+}
+
+impl StorageConfig {
+    /// `min_free_mb` in bytes.
+    pub fn min_free_bytes(&self) -> u64 {
+        self.min_free_mb.saturating_mul(1024 * 1024)
     }
 }
 

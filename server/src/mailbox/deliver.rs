@@ -218,6 +218,19 @@ impl MailboxService {
         Ok(())
     }
 
+    /// Refuses new mail of `incoming` bytes while the data filesystem is below its reserve
+    /// (`storage.min_free_mb`, see `store::space`). Called where mail ENTERS the server:
+    /// SMTP (MAIL and end of data) and the queue's `enqueue` (REST, MCP, submission). Not
+    /// by [`deliver`](Self::deliver) itself: the queue's local deliveries and DSNs carry
+    /// mail already accepted, which the reserve exists to make room for.
+    pub fn check_space(&self, incoming: u64) -> Result<(), MailboxError> {
+        if self.store.space().check(incoming).accepting {
+            Ok(())
+        } else {
+            Err(MailboxError::InsufficientStorage)
+        }
+    }
+
     /// Stores `raw` in `agent`'s `folder` and returns once it is durable.
     pub async fn deliver(
         &self,
@@ -530,6 +543,21 @@ mod tests {
         assert_eq!(fs[0].uidvalidity, v1);
         let m = deliver(&mb, "ag_a", Folder::Inbox, &simple("x", "c")).await;
         assert_eq!(m.uid, last + 1);
+    }
+
+    #[tokio::test]
+    async fn below_the_disk_reserve_new_mail_is_refused_but_accepted_mail_still_lands() {
+        let (_d, mb) = service(0);
+        mb.check_space(1 << 20).unwrap();
+        mb.store.space().set_reserve_bytes(u64::MAX);
+        let e = mb.check_space(0).unwrap_err();
+        assert!(matches!(e, MailboxError::InsufficientStorage), "{e:?}");
+        assert!(e.is_temporary(), "SMTP 4xx, not 5xx");
+        // `deliver` itself is not guarded: queued local deliveries and DSNs (mail already
+        // accepted) use the reserve.
+        deliver(&mb, "ag_a", Folder::Inbox, &simple("x", "queued")).await;
+        mb.store.space().set_reserve_bytes(0);
+        mb.check_space(1 << 20).unwrap();
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
-//! Mailbox errors. Front-ends map them: SMTP `QuotaExceeded` -> `552 5.2.2`, any storage
-//! failure -> `451 4.3.0`; REST through `From<MailboxError> for ApiError`.
+//! Mailbox errors. Front-ends map them: SMTP `QuotaExceeded` -> `552 5.2.2`,
+//! `InsufficientStorage` -> `452 4.3.1`, any storage failure -> `451 4.3.0`; REST through
+//! `From<MailboxError> for ApiError`.
 
 use crate::audit::AuditError;
 use crate::identity::{Denied, IdentityError};
@@ -18,6 +19,11 @@ pub enum MailboxError {
         quota: u64,
         incoming: u64,
     },
+    /// The data filesystem is below `storage.min_free_mb` (`store::space`): new mail waits
+    /// until space is freed (SMTP 452 4.3.1, HTTP 507). Temporary by nature; the amounts
+    /// are the operator's business and go to the log, not to the client.
+    #[error("insufficient storage: the server is short of disk space; try again later")]
+    InsufficientStorage,
     #[error("unknown folder \"{0}\" (known: INBOX, Sent, Junk, Trash, Drafts, Archive)")]
     UnknownFolder(String),
     /// A request value that parses but is not acceptable (422).
@@ -43,7 +49,10 @@ pub enum MailboxError {
 impl MailboxError {
     /// True when trying again later may succeed (SMTP 4xx, not 5xx).
     pub fn is_temporary(&self) -> bool {
-        matches!(self, MailboxError::Store(_) | MailboxError::Audit(_))
+        matches!(
+            self,
+            MailboxError::Store(_) | MailboxError::Audit(_) | MailboxError::InsufficientStorage
+        )
     }
 }
 

@@ -81,6 +81,7 @@ impl From<MailboxError> for ToolError {
             MailboxError::Denied(d) => d.into(),
             MailboxError::NotFound(what) => Self::new("not_found", format!("{what} not found")),
             MailboxError::QuotaExceeded { .. } => Self::new("quota_exceeded", e.to_string()),
+            MailboxError::InsufficientStorage => Self::new("insufficient_storage", e.to_string()),
             MailboxError::UnknownFolder(_) | MailboxError::Invalid(_) => {
                 Self::invalid(e.to_string())
             }

@@ -353,6 +353,8 @@ impl QueueService {
                 limit: self.settings.max_message_size,
             });
         }
+        // New mail: refused while the disk is below its reserve, before any signing work.
+        self.mailbox.check_space(raw.len() as u64)?;
         let parsed = mail_parser::MessageParser::default().parse_headers(&raw);
         // The From header is what receivers show and what DMARC aligns with our signature:
         // an agent sends as itself or not at all, and with exactly one From (a second one is

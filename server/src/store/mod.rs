@@ -13,12 +13,14 @@ mod commit;
 mod error;
 pub mod keys;
 mod schema;
+pub mod space;
 mod trees;
 mod tx;
 
 pub use blob::{BlobId, BlobPin};
 pub use codec::{decode, encode};
 pub use error::StoreError;
+pub use space::{SpaceGuard, SpaceStatus};
 pub use trees::Tree;
 pub use tx::{Tx, TxError, TxFail, TxStoreError};
 
@@ -42,6 +44,8 @@ struct Inner {
     commit: GroupCommit,
     /// Message bodies (`store::blob`), under `<data>/blobs`.
     blobs: Arc<BlobStore>,
+    /// The disk reserve of the data directory, consulted before new mail is accepted.
+    space: Arc<SpaceGuard>,
 }
 
 /// How to open the store; every field has a safe default.
@@ -53,6 +57,9 @@ pub struct StoreOptions {
     /// Remove blob files left unreferenced by a crash while opening. Off only for
     /// `legate store verify`, which reports them instead.
     pub sweep_on_open: bool,
+    /// Free bytes to keep on the data filesystem (`storage.min_free_mb`): below it new mail
+    /// is refused ([`SpaceGuard`]). 0 = off, the default for tools that open the store alone.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -60,6 +67,7 @@ impl Default for StoreOptions {
         StoreOptions {
             cache_mb: 64,
             sweep_on_open: true,
+            min_free_bytes: 0,
         }
     }
 }
@@ -135,6 +143,7 @@ impl Store {
                 trees,
                 commit: GroupCommit::default(),
                 blobs,
+                space: Arc::new(SpaceGuard::new(dir, opts.min_free_bytes)),
             }),
         };
         schema::migrate(&store)?;
@@ -147,6 +156,11 @@ impl Store {
             tracing::info!(swept, "removed blob files left unreferenced by a crash");
         }
         Ok(store)
+    }
+
+    /// The free-space guard of the data directory (see [`space`]).
+    pub fn space(&self) -> &Arc<SpaceGuard> {
+        &self.inner.space
     }
 
     fn tree(&self, t: Tree) -> &sled::Tree {

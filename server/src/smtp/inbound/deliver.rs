@@ -20,6 +20,17 @@ pub(super) async fn deliver(
     body: Vec<u8>,
 ) -> Reply {
     let started = Instant::now();
+    // A message already read is answered 452, never dropped: the sender keeps it and tries
+    // again once space is freed. Checked before any copy is stored (one per recipient, each
+    // with its own trace headers), so none is half done.
+    let copies = body.len().saturating_mul(txn.rcpts.len().max(1)) as u64;
+    if ctx.mailbox.check_space(copies).is_err() {
+        ctx.metrics
+            .smtp_messages
+            .with_label_values(&["tempfail", "disk"])
+            .inc();
+        return reply::insufficient_storage();
+    }
     let verdict = ctx
         .mailauth
         .verify_message(&body, peer.ip(), helo, &txn.mail_from, &txn.spf)

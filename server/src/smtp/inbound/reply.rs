@@ -44,6 +44,12 @@ pub fn bad_sequence(text: &str) -> Reply {
 pub fn syntax(text: &str) -> Reply {
     Reply::new(501, "5.5.4", text)
 }
+/// The data disk is below `storage.min_free_mb` (RFC 1870 §6.1, RFC 3463 "mail system
+/// full"): a temporary refusal, so the sender keeps the message and retries.
+pub fn insufficient_storage() -> Reply {
+    Reply::new(452, "4.3.1", "Insufficient system storage; try again later")
+}
+
 pub fn temp_failure() -> Reply {
     Reply::new(
         451,

@@ -7,6 +7,7 @@ use super::super::Mode;
 use super::{Session, State, Txn};
 use crate::audit::Outcome;
 use crate::identity::{Actor, Agent, IdentityError, Scope};
+use crate::mailbox::MailboxError;
 use smtp_proto::request::receiver::RequestReceiver;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -328,6 +329,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .with_label_values(&["rejected", "submission"])
                     .inc();
                 match e {
+                    Q::Mailbox(MailboxError::InsufficientStorage) => reply::insufficient_storage(),
                     Q::TooLarge { .. } => Reply::new(552, "5.3.4", e.to_string()),
                     Q::Recipient(m) => Reply::new(550, "5.1.1", m),
                     Q::Invalid(m) => Reply::new(550, "5.7.1", m),

@@ -76,6 +76,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             if !from.eq_ignore_ascii_case(&me) {
                 return Reply::new(553, "5.7.1", format!("Sender address must be <{me}>"));
             }
+            if self.ctx.mailbox.check_space(size as u64).is_err() {
+                return reply::insufficient_storage();
+            }
             let spf = SpfResult {
                 result: AuthStatus::None,
                 scope: SpfScope::MailFrom,
@@ -85,6 +88,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             };
             self.txn = Some(self.new_txn(me, spf));
             return Reply::new(250, "2.1.0", "Sender OK");
+        }
+        // Refused before SPF costs a lookup; checked again at the end of the data, which
+        // is what holds the line (the disk can fill while the body arrives).
+        if self.ctx.mailbox.check_space(size as u64).is_err() {
+            return reply::insufficient_storage();
         }
         let spf = self
             .ctx
