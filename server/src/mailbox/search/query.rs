@@ -232,3 +232,94 @@ impl MailboxService {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::testutil::*;
+    use super::super::super::{Deleted, ListQuery};
+    use super::*;
+
+    fn search(mb: &MailboxService, agent: &str, q: &str) -> Vec<String> {
+        let query = ListQuery {
+            q: Some(q.into()),
+            ..ListQuery::default()
+        };
+        let page = mb.list_for(agent, &query).unwrap();
+        page.items.into_iter().map(|m| m.id).collect()
+    }
+
+    #[tokio::test]
+    async fn words_prefixes_and_and() {
+        let (_d, mb) = service(0);
+        let a = deliver(&mb, "ag_a", Folder::Inbox, &simple("alice", "Meeting in Zürich")).await;
+        let b = deliver(&mb, "ag_a", Folder::Inbox, &simple("bob", "Zurichsee invoice")).await;
+        deliver(&mb, "ag_b", Folder::Inbox, &simple("carl", "Zürich too")).await;
+        assert_eq!(search(&mb, "ag_a", "zurich"), vec![b.id.clone(), a.id.clone()]);
+        assert_eq!(search(&mb, "ag_a", "ZÜR"), vec![b.id.clone(), a.id.clone()]);
+        assert_eq!(search(&mb, "ag_a", "zur meet"), vec![a.id.clone()]);
+        assert_eq!(search(&mb, "ag_a", "invoice zurichsee"), vec![b.id.clone()]);
+        assert_eq!(search(&mb, "ag_a", "bob@b.test"), vec![b.id.clone()]);
+        assert!(search(&mb, "ag_a", "zurich nothing").is_empty());
+        assert!(search(&mb, "ag_a", "eeting").is_empty(), "prefixes, not substrings");
+        // Words of the body too; another agent's mail never.
+        assert_eq!(search(&mb, "ag_a", "body"), vec![b.id.clone(), a.id.clone()]);
+        assert!(search(&mb, "ag_a", "carl").is_empty());
+        // Broad words (one letter) are checked on each candidate of the timeline.
+        assert_eq!(search(&mb, "ag_a", "m z"), vec![a.id.clone()]);
+    }
+
+    #[tokio::test]
+    async fn purged_mail_leaves_the_index_and_trash_follows_the_listing() {
+        let (_d, mb) = service(0);
+        let me = reader("ag_a");
+        let m = deliver(&mb, "ag_a", Folder::Inbox, &simple("x", "Ephemeral note")).await;
+        assert!(matches!(mb.delete(&me, &m.id).await.unwrap(), Deleted::Trashed(_)));
+        assert!(search(&mb, "ag_a", "ephemeral").is_empty(), "Trash is not listed by default");
+        let in_trash = ListQuery {
+            q: Some("ephemeral".into()),
+            folder: Some("Trash".into()),
+            ..ListQuery::default()
+        };
+        assert_eq!(mb.list_for("ag_a", &in_trash).unwrap().items.len(), 1);
+        assert!(matches!(mb.delete(&me, &m.id).await.unwrap(), Deleted::Purged(_)));
+        assert!(mb.list_for("ag_a", &in_trash).unwrap().items.is_empty());
+        assert!(mb.store.is_empty(Tree::SearchPostings));
+        assert!(mb.store.is_empty(Tree::SearchDocs));
+    }
+
+    #[tokio::test]
+    async fn pages_are_complete_with_filters_and_cursors() {
+        let (_d, mb) = service(0);
+        let mut want = Vec::new();
+        for i in 0..60 {
+            let folder = if i % 3 == 0 { Folder::Archive } else { Folder::Inbox };
+            let m = deliver(&mb, "ag_a", folder, &simple("x", &format!("report {i}"))).await;
+            if folder == Folder::Inbox {
+                want.push(m.id);
+            }
+            deliver(&mb, "ag_a", Folder::Inbox, &simple("y", &format!("other {i}"))).await;
+        }
+        want.reverse();
+        let mut got = Vec::new();
+        let mut cursor = None;
+        loop {
+            let q = ListQuery {
+                q: Some("report".into()),
+                folder: Some("INBOX".into()),
+                limit: Some(7),
+                cursor: cursor.clone(),
+                ..ListQuery::default()
+            };
+            let page = mb.list_for("ag_a", &q).unwrap();
+            got.extend(page.items.iter().map(|m| m.id.clone()));
+            match page.next_cursor {
+                Some(c) => {
+                    assert_eq!(page.items.len(), 7, "a page with a cursor is full");
+                    cursor = Some(c);
+                }
+                None => break,
+            }
+        }
+        assert_eq!(got, want);
+    }
+}
