@@ -83,3 +83,69 @@ impl MailboxService {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::testutil::*;
+    use super::super::super::{Folder, ListQuery};
+    use super::*;
+
+    /// Turns a current store back into what schema 3 left: no search trees, version 3.
+    fn as_schema_3(mb: &MailboxService, keep_doc_of: Option<&str>) {
+        let s = &mb.store;
+        for tree in [Tree::SearchPostings, Tree::SearchDocs] {
+            let keys: Vec<Vec<u8>> = s.scan_prefix(tree, &[]).map(|r| r.unwrap().0).collect();
+            for k in keys {
+                let kept = keep_doc_of.is_some_and(|id| {
+                    k == id.as_bytes() || k.windows(id.len()).any(|w| w == id.as_bytes())
+                });
+                if !kept {
+                    s.remove(tree, &k).unwrap();
+                }
+            }
+        }
+        s.put(Tree::Meta, b"schema_version", &3u32.to_be_bytes())
+            .unwrap();
+        s.flush_blocking().unwrap();
+    }
+
+    fn search(mb: &MailboxService, q: &str) -> usize {
+        let query = ListQuery {
+            q: Some(q.into()),
+            ..ListQuery::default()
+        };
+        mb.list_for("ag_a", &query).unwrap().items.len()
+    }
+
+    #[tokio::test]
+    async fn an_upgraded_store_is_indexed_once_and_an_interrupted_run_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = {
+            let mb = service_in(dir.path(), 0);
+            let a = deliver(&mb, "ag_a", Folder::Inbox, &simple("x", "Grüezi Zürich")).await;
+            // An own copy keeps no derived content: its words come from the raw bytes.
+            deliver(&mb, "ag_a", Folder::Sent, &simple("y", "Zurich plans")).await;
+            deliver(&mb, "ag_a", Folder::Inbox, &simple("z", "unrelated")).await;
+            // "Interrupted": the first message was indexed before the stop.
+            as_schema_3(&mb, Some(&a.id));
+            a.id
+        };
+        let mb = service_in(dir.path(), 0);
+        assert!(mb.store.get(Tree::Meta, SEARCH_BACKFILL_KEY).unwrap().is_some());
+        assert_eq!(mb.build_search_index().unwrap(), 2);
+        assert!(mb.store.get(Tree::Meta, SEARCH_BACKFILL_KEY).unwrap().is_none());
+        assert_eq!(mb.build_search_index().unwrap(), 0, "done once");
+        let everywhere = ListQuery {
+            q: Some("zurich".into()),
+            ..ListQuery::default()
+        };
+        let found = mb.list_for("ag_a", &everywhere).unwrap().items;
+        assert_eq!(found.len(), 2);
+        assert_eq!(found[1].id, first);
+        assert_eq!(search(&mb, "gruezi"), 1);
+        assert_eq!(search(&mb, "unrelated"), 1);
+        // And a store that never had mail owes nothing.
+        let (_d, empty) = service(0);
+        assert!(empty.store.get(Tree::Meta, SEARCH_BACKFILL_KEY).unwrap().is_none());
+    }
+}
