@@ -518,3 +518,6 @@ mod trust;
 
 #[path = "mail/storage.rs"]
 mod storage;
+
+#[path = "mail/search.rs"]
+mod search;
