@@ -101,7 +101,7 @@ async fn words_accents_prefixes_html_bodies_and_only_own_mail() {
     let page = search(&s, &other_key, "treffen", "").await;
     assert!(ids(&page).is_empty());
     // Too many words is refused, not silently cut.
-    let many: Vec<String> = (0..17).map(|i| format!("w{i}")).collect();
+    let many: Vec<String> = (0..17).map(|i| format!("w{i}x")).collect();
     let (st, e) = s
         .call(
             "GET",
