@@ -11,7 +11,9 @@
 //! and the other filters apply to those candidates. Cursors have one shape for both.
 
 use super::search::{tokens, Window};
-use super::{index, parse_since, Folder, MailboxError, MailboxService, SenderFilter, StoredMessage};
+use super::{
+    index, parse_since, Folder, MailboxError, MailboxService, SenderFilter, StoredMessage,
+};
 use crate::audit::Outcome;
 use crate::identity::{Actor, Scope};
 use crate::store::Tree;

@@ -17,7 +17,12 @@ async fn search(s: &TestServer, key: &str, q: &str, extra: &str) -> Value {
         }
     }
     let (st, v) = s
-        .call("GET", &format!("/v1/messages?q={enc}{extra}"), Some(key), None)
+        .call(
+            "GET",
+            &format!("/v1/messages?q={enc}{extra}"),
+            Some(key),
+            None,
+        )
         .await;
     assert_eq!(st, 200, "q={q}: {v}");
     v
@@ -121,8 +126,20 @@ async fn deleted_mail_disappears_and_new_mail_appears_in_the_next_search() {
     let a = id_of(&agent);
     let k = Some(key.as_str());
     let t0 = legate::util::now_millis();
-    let gone = deliver_at(&s, &a, t0, &plain("x@remote.test", "Quarterly figures", "a")).await;
-    let kept = deliver_at(&s, &a, t0 + 1, &plain("x@remote.test", "Quarterly plan", "b")).await;
+    let gone = deliver_at(
+        &s,
+        &a,
+        t0,
+        &plain("x@remote.test", "Quarterly figures", "a"),
+    )
+    .await;
+    let kept = deliver_at(
+        &s,
+        &a,
+        t0 + 1,
+        &plain("x@remote.test", "Quarterly plan", "b"),
+    )
+    .await;
     assert_eq!(
         ids(&search(&s, &key, "quarterly", "").await),
         vec![kept.id.clone(), gone.id.clone()]
@@ -187,18 +204,40 @@ async fn many_matches_come_in_complete_pages_with_a_working_cursor() {
     let mut want = Vec::new();
     for i in 0..90i64 {
         // Matches from two senders, interleaved with mail that does not match at all.
-        let from = if i % 2 == 0 { "billing@acme.test" } else { "x@other.test" };
-        let m = deliver_at(&s, &a, t0 + 3 * i, &plain(from, &format!("Invoice {i}"), "due")).await;
+        let from = if i % 2 == 0 {
+            "billing@acme.test"
+        } else {
+            "x@other.test"
+        };
+        let m = deliver_at(
+            &s,
+            &a,
+            t0 + 3 * i,
+            &plain(from, &format!("Invoice {i}"), "due"),
+        )
+        .await;
         if i % 2 == 0 {
             want.push(m.id);
         }
-        deliver_at(&s, &a, t0 + 3 * i + 1, &plain(from, &format!("Note {i}"), "x")).await;
+        deliver_at(
+            &s,
+            &a,
+            t0 + 3 * i + 1,
+            &plain(from, &format!("Note {i}"), "x"),
+        )
+        .await;
     }
     want.reverse();
     let mut got = Vec::new();
     let mut cursor = String::new();
     loop {
-        let page = search(&s, &key, "invoice", &format!("&from=acme.test&limit=10{cursor}")).await;
+        let page = search(
+            &s,
+            &key,
+            "invoice",
+            &format!("&from=acme.test&limit=10{cursor}"),
+        )
+        .await;
         let items = ids(&page);
         got.extend(items.iter().cloned());
         match page["next_cursor"].as_str() {
@@ -221,7 +260,13 @@ async fn a_schema_3_data_directory_gets_its_index_on_upgrade() {
     let a = id_of(&agent);
     let admin = s.admin_token.clone();
     let t0 = legate::util::now_millis();
-    let old = deliver_at(&s, &a, t0, &plain("x@remote.test", "Grüße aus Zürich", "alt")).await;
+    let old = deliver_at(
+        &s,
+        &a,
+        t0,
+        &plain("x@remote.test", "Grüße aus Zürich", "alt"),
+    )
+    .await;
     deliver_at(&s, &a, t0 + 1, HTML_ONLY).await;
     let dir = s.stop().await;
 

@@ -68,7 +68,10 @@ impl MailboxService {
     /// agent's own copies that keep none), as delivery would have computed them.
     fn terms_of_stored(&self, rec: &StoredMessage) -> Result<Vec<String>, MailboxError> {
         let key = rec.id.as_bytes();
-        let content = match self.store.get_record::<MessageContent>(Tree::MessageContent, key)? {
+        let content = match self
+            .store
+            .get_record::<MessageContent>(Tree::MessageContent, key)?
+        {
             Some(c) => c,
             None => match self.store.blob_of(key)? {
                 Some(raw) => MessageContent::derive(&raw),
@@ -131,9 +134,17 @@ mod tests {
             a.id
         };
         let mb = service_in(dir.path(), 0);
-        assert!(mb.store.get(Tree::Meta, SEARCH_BACKFILL_KEY).unwrap().is_some());
+        assert!(mb
+            .store
+            .get(Tree::Meta, SEARCH_BACKFILL_KEY)
+            .unwrap()
+            .is_some());
         assert_eq!(mb.build_search_index().unwrap(), 2);
-        assert!(mb.store.get(Tree::Meta, SEARCH_BACKFILL_KEY).unwrap().is_none());
+        assert!(mb
+            .store
+            .get(Tree::Meta, SEARCH_BACKFILL_KEY)
+            .unwrap()
+            .is_none());
         assert_eq!(mb.build_search_index().unwrap(), 0, "done once");
         let everywhere = ListQuery {
             q: Some("zurich".into()),
@@ -146,6 +157,10 @@ mod tests {
         assert_eq!(search(&mb, "unrelated"), 1);
         // And a store that never had mail owes nothing.
         let (_d, empty) = service(0);
-        assert!(empty.store.get(Tree::Meta, SEARCH_BACKFILL_KEY).unwrap().is_none());
+        assert!(empty
+            .store
+            .get(Tree::Meta, SEARCH_BACKFILL_KEY)
+            .unwrap()
+            .is_none());
     }
 }

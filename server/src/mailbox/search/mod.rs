@@ -60,7 +60,15 @@ mod tests {
             [&from].into_iter(),
             &[Some("plain words"), None, Some("rendered html")],
         );
-        for w in ["invoice", "jorg", "muller", "joerg", "bank.test", "plain", "html"] {
+        for w in [
+            "invoice",
+            "jorg",
+            "muller",
+            "joerg",
+            "bank.test",
+            "plain",
+            "html",
+        ] {
             assert!(tokens::has_prefix(&t, w), "{w} in {t:?}");
         }
     }

@@ -19,7 +19,7 @@ use std::ops::Bound;
 /// Terms one query word may expand to and still drive a merge.
 const MAX_EXPANSIONS: usize = 256;
 /// Postings counted per word when choosing the driver.
-const COUNT_CAP: usize = 2000;
+const COUNT_CAP: usize = 500;
 
 /// What a search page is asked for, besides its words.
 pub(in crate::mailbox) struct Window<'a> {
@@ -251,18 +251,39 @@ mod tests {
     #[tokio::test]
     async fn words_prefixes_and_and() {
         let (_d, mb) = service(0);
-        let a = deliver(&mb, "ag_a", Folder::Inbox, &simple("alice", "Meeting in Zürich")).await;
-        let b = deliver(&mb, "ag_a", Folder::Inbox, &simple("bob", "Zurichsee invoice")).await;
+        let a = deliver(
+            &mb,
+            "ag_a",
+            Folder::Inbox,
+            &simple("alice", "Meeting in Zürich"),
+        )
+        .await;
+        let b = deliver(
+            &mb,
+            "ag_a",
+            Folder::Inbox,
+            &simple("bob", "Zurichsee invoice"),
+        )
+        .await;
         deliver(&mb, "ag_b", Folder::Inbox, &simple("carl", "Zürich too")).await;
-        assert_eq!(search(&mb, "ag_a", "zurich"), vec![b.id.clone(), a.id.clone()]);
+        assert_eq!(
+            search(&mb, "ag_a", "zurich"),
+            vec![b.id.clone(), a.id.clone()]
+        );
         assert_eq!(search(&mb, "ag_a", "ZÜR"), vec![b.id.clone(), a.id.clone()]);
         assert_eq!(search(&mb, "ag_a", "zur meet"), vec![a.id.clone()]);
         assert_eq!(search(&mb, "ag_a", "invoice zurichsee"), vec![b.id.clone()]);
         assert_eq!(search(&mb, "ag_a", "bob@b.test"), vec![b.id.clone()]);
         assert!(search(&mb, "ag_a", "zurich nothing").is_empty());
-        assert!(search(&mb, "ag_a", "eeting").is_empty(), "prefixes, not substrings");
+        assert!(
+            search(&mb, "ag_a", "eeting").is_empty(),
+            "prefixes, not substrings"
+        );
         // Words of the body too; another agent's mail never.
-        assert_eq!(search(&mb, "ag_a", "body"), vec![b.id.clone(), a.id.clone()]);
+        assert_eq!(
+            search(&mb, "ag_a", "body"),
+            vec![b.id.clone(), a.id.clone()]
+        );
         assert!(search(&mb, "ag_a", "carl").is_empty());
         // Broad words (one letter) are checked on each candidate of the timeline.
         assert_eq!(search(&mb, "ag_a", "m z"), vec![a.id.clone()]);
@@ -273,15 +294,24 @@ mod tests {
         let (_d, mb) = service(0);
         let me = reader("ag_a");
         let m = deliver(&mb, "ag_a", Folder::Inbox, &simple("x", "Ephemeral note")).await;
-        assert!(matches!(mb.delete(&me, &m.id).await.unwrap(), Deleted::Trashed(_)));
-        assert!(search(&mb, "ag_a", "ephemeral").is_empty(), "Trash is not listed by default");
+        assert!(matches!(
+            mb.delete(&me, &m.id).await.unwrap(),
+            Deleted::Trashed(_)
+        ));
+        assert!(
+            search(&mb, "ag_a", "ephemeral").is_empty(),
+            "Trash is not listed by default"
+        );
         let in_trash = ListQuery {
             q: Some("ephemeral".into()),
             folder: Some("Trash".into()),
             ..ListQuery::default()
         };
         assert_eq!(mb.list_for("ag_a", &in_trash).unwrap().items.len(), 1);
-        assert!(matches!(mb.delete(&me, &m.id).await.unwrap(), Deleted::Purged(_)));
+        assert!(matches!(
+            mb.delete(&me, &m.id).await.unwrap(),
+            Deleted::Purged(_)
+        ));
         assert!(mb.list_for("ag_a", &in_trash).unwrap().items.is_empty());
         assert!(mb.store.is_empty(Tree::SearchPostings));
         assert!(mb.store.is_empty(Tree::SearchDocs));
@@ -292,12 +322,22 @@ mod tests {
         let (_d, mb) = service(0);
         let mut want = Vec::new();
         for i in 0..60 {
-            let folder = if i % 3 == 0 { Folder::Archive } else { Folder::Inbox };
+            let folder = if i % 3 == 0 {
+                Folder::Archive
+            } else {
+                Folder::Inbox
+            };
             let m = deliver(&mb, "ag_a", folder, &simple("x", &format!("report {i}"))).await;
             if folder == Folder::Inbox {
                 want.push(m.id);
             }
-            deliver(&mb, "ag_a", Folder::Inbox, &simple("y", &format!("other {i}"))).await;
+            deliver(
+                &mb,
+                "ag_a",
+                Folder::Inbox,
+                &simple("y", &format!("other {i}")),
+            )
+            .await;
         }
         want.reverse();
         let mut got = Vec::new();

@@ -220,7 +220,10 @@ mod tests {
     fn queries_fold_the_same_way_and_prefixes_match() {
         assert_eq!(query_terms("  ZÜR  "), vec!["zur"]);
         assert_eq!(query_terms("Zurich zur"), vec!["zurich"]);
-        assert_eq!(query_terms("alice@remote.test"), vec!["alice", "remote.test"]);
+        assert_eq!(
+            query_terms("alice@remote.test"),
+            vec!["alice", "remote.test"]
+        );
         assert!(query_terms("?! --").is_empty());
         let t = terms("Meeting in Zürich tomorrow");
         assert!(has_prefix(&t, "zur"));
