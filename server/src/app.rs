@@ -79,6 +79,11 @@ impl Services {
             config.smtp.mailbox_quota_bytes,
         ));
         mailbox.set_max_waits_per_agent(config.api.max_waits_per_agent);
+        // Mail stored before the search index existed is indexed before anything serves a
+        // search (a no-op once done; resumes where an interrupted run stopped).
+        mailbox
+            .build_search_index()
+            .context("cannot build the search index")?;
         let queue = Arc::new(crate::queue::QueueService::new(
             store.clone(),
             audit.clone(),

@@ -521,3 +521,5 @@ mod storage;
 
 #[path = "mail/diskfull.rs"]
 mod diskfull;
+#[path = "mail/search.rs"]
+mod search;

@@ -313,6 +313,11 @@ async fn every_tool_answers_what_its_rest_route_answers() {
     assert!(whole["content"][0]["text"]
         .as_str()
         .is_some_and(|t| t.contains("untrusted")));
+    // Full-text search is the same service call on both sides.
+    let (_, rest) = s.call("GET", "/v1/messages?q=VERIF", k, None).await;
+    let mcp = c.ok("mail_list_messages", json!({"q": "VERIF"})).await;
+    assert_eq!(mcp, rest);
+    assert_eq!(mcp["items"][0]["id"], m.id.as_str(), "{mcp}");
 
     let path = format!("/v1/messages/{}", m.id);
     let (_, rest) = s.call("GET", &path, k, None).await;

@@ -17,7 +17,7 @@ use crate::store::{Tree, Tx, TxFail, TxStoreError};
 use crate::util::{new_id, now_millis, now_unix};
 use std::sync::Arc;
 
-const TREES: [Tree; 9] = [
+const TREES: [Tree; 11] = [
     Tree::Messages,
     Tree::BlobRefs,
     Tree::MessageContent,
@@ -27,6 +27,8 @@ const TREES: [Tree; 9] = [
     Tree::Folders,
     Tree::MailChanges,
     Tree::MailThreads,
+    Tree::SearchPostings,
+    Tree::SearchDocs,
 ];
 
 /// The agent's counters, creating the mailbox (all six folders, one UIDVALIDITY) on first
@@ -148,6 +150,8 @@ fn unparsed() -> Extracted {
 pub struct Parsed {
     own: bool,
     ex: Extracted,
+    /// Full-text search terms (`search`), computed here on the blocking pool with the parse.
+    terms: Vec<String>,
 }
 
 /// A delivery that passed [`MailboxService::admit`]: its metadata, flags and labels
@@ -182,7 +186,13 @@ pub fn parse_for(folder: Folder, raw: &[u8]) -> Parsed {
             unparsed()
         }
     };
-    Parsed { own, ex }
+    let addrs = ex.from.iter().chain(&ex.to).chain(&ex.cc);
+    let terms = super::search::message_terms(
+        &ex.subject,
+        addrs,
+        &[ex.text.as_deref(), Some(&ex.extracted_text)],
+    );
+    Parsed { own, ex, terms }
 }
 
 /// The agent's own messages: written by it, not data from outside.
@@ -266,6 +276,7 @@ impl MailboxService {
                 Parsed {
                     own: is_own(folder),
                     ex: unparsed(),
+                    terms: Vec::new(),
                 }
             });
         self.store_parsed(agent, folder, raw, parsed, admitted, hook)
@@ -326,6 +337,7 @@ impl MailboxService {
             labels,
         } = admitted;
         let mut ex = parsed.ex;
+        let terms = parsed.terms;
         let size = raw.len() as u64;
         let id = new_id("msg");
         let fresh_thread = new_id("th");
@@ -407,6 +419,7 @@ impl MailboxService {
                 tx.put(Tree::MessageContent, id.as_bytes(), content)?;
             }
             index_in_folder(tx, &rec)?;
+            super::search::index_message(tx, &rec, &terms)?;
             tx.put_record(Tree::Folders, &index::folder_state(agent, folder), &fs)?;
             tx.put_record(Tree::Folders, &index::agent_state(agent), &st)?;
             tx.put_record(

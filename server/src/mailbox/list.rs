@@ -5,10 +5,14 @@
 //! the page size plus the entries filters skip — never the mailbox size. Skipping is bounded
 //! too: after [`SCAN_BUDGET`] entries a page returns what it found with a cursor where it
 //! stopped, so a rare filter costs several short requests instead of one long one.
+//!
+//! With `q`, the candidates come from the full-text index instead (`search`): only
+//! messages holding every word, newest first, so a page is always complete (no budget),
+//! and the other filters apply to those candidates. Cursors have one shape for both.
 
+use super::search::{tokens, Window};
 use super::{
-    index, parse_since, sender_text_matches, Folder, MailboxError, MailboxService, SenderFilter,
-    StoredMessage,
+    index, parse_since, Folder, MailboxError, MailboxService, SenderFilter, StoredMessage,
 };
 use crate::audit::Outcome;
 use crate::identity::{Actor, Scope};
@@ -37,7 +41,8 @@ pub struct ListQuery {
     pub authenticated: Option<bool>,
     /// RFC 3339 or unix seconds: received at or after.
     pub since: Option<String>,
-    /// Case-insensitive substring of subject, sender or preview.
+    /// Words that must all occur (each as the start of a word) in the subject, the
+    /// From/To/Cc names and addresses, or the body; case and accents are ignored.
     pub q: Option<String>,
     pub label: Option<String>,
     pub limit: Option<usize>,
@@ -66,15 +71,7 @@ struct Filter {
     unread: Option<bool>,
     from: Option<SenderFilter>,
     authenticated: Option<bool>,
-    q: Option<String>,
     label: Option<String>,
-}
-
-fn lower(s: &Option<String>) -> Option<String> {
-    s.as_deref()
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_lowercase)
 }
 
 impl Filter {
@@ -93,16 +90,11 @@ impl Filter {
                 .label
                 .as_deref()
                 .is_none_or(|l| m.labels.iter().any(|x| x.eq_ignore_ascii_case(l)))
-            && self.q.as_deref().is_none_or(|q| {
-                m.subject.to_lowercase().contains(q)
-                    || m.preview.to_lowercase().contains(q)
-                    || sender_text_matches(m, q)
-            })
     }
 }
 
 /// Cursors name an index position: (received ms, message id).
-fn encode_cursor(ms: i64, id: &str) -> String {
+pub(super) fn encode_cursor(ms: i64, id: &str) -> String {
     BASE64URL_NOPAD.encode(format!("{ms}:{id}").as_bytes())
 }
 
@@ -143,12 +135,27 @@ impl MailboxService {
             unread: q.unread,
             from: SenderFilter::parse(q.from.as_deref())?,
             authenticated: q.authenticated,
-            q: lower(&q.q),
             label: q.label.as_deref().map(str::trim).map(str::to_string),
         };
         let since = parse_since(q.since.as_deref())?;
         let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
         let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+        let words = tokens::query_terms(q.q.as_deref().unwrap_or(""));
+        if words.len() > tokens::MAX_QUERY_TERMS {
+            return Err(MailboxError::Invalid(format!(
+                "q may hold at most {} words",
+                tokens::MAX_QUERY_TERMS
+            )));
+        }
+        if !words.is_empty() {
+            let window = Window {
+                folder: filter.folder,
+                since_ms: since,
+                cursor: cursor.as_ref(),
+                limit,
+            };
+            return self.search_page(agent, &words, &|m| filter.matches(m), &window);
+        }
 
         let base = index::timeline_base(agent, filter.folder);
         let tree = match filter.folder {

@@ -22,6 +22,7 @@ mod index;
 mod list;
 mod model;
 mod read;
+pub mod search;
 mod thread;
 mod update;
 mod wait;
@@ -199,17 +200,6 @@ fn parse_since(since: Option<&str>) -> Result<Option<i64>, MailboxError> {
                 MailboxError::BadRequest("since must be RFC 3339 or unix seconds".into())
             }),
     }
-}
-
-/// Case-insensitive substring test over the sender's address and display name: the free-text
-/// `q` search only. It is never a statement about who sent the message; [`SenderFilter`] is.
-fn sender_text_matches(m: &StoredMessage, needle_lower: &str) -> bool {
-    m.from.as_ref().is_some_and(|a| {
-        a.email.to_lowercase().contains(needle_lower)
-            || a.name
-                .as_ref()
-                .is_some_and(|n| n.to_lowercase().contains(needle_lower))
-    })
 }
 
 /// The `from` filter of list and wait. It matches the sender's *address* only: the display

@@ -61,7 +61,7 @@ struct Edit {
     delete: bool,
 }
 
-const TREES: [Tree; 9] = [
+const TREES: [Tree; 11] = [
     Tree::Messages,
     Tree::BlobRefs,
     Tree::BlobHolds,
@@ -71,6 +71,8 @@ const TREES: [Tree; 9] = [
     Tree::FolderTimeline,
     Tree::Folders,
     Tree::MailChanges,
+    Tree::SearchPostings,
+    Tree::SearchDocs,
 ];
 
 fn put_change(
@@ -162,6 +164,7 @@ impl MailboxService {
                 let mut fs = load_folder(tx, agent, old.folder, &st)?;
                 fs.remove(old.size, old.is_unread(), st.modseq);
                 unindex_from_folder(tx, &old)?;
+                super::search::unindex_message(tx, &old)?;
                 tx.remove(Tree::Messages, id.as_bytes())?;
                 tx.remove(Tree::MessageContent, id.as_bytes())?;
                 // A queued message's bytes outlive its Sent entry until the queue is done.

@@ -30,7 +30,9 @@ pub struct ListArgs {
     pub authenticated: Option<bool>,
     /// RFC 3339 or unix seconds: received at or after.
     pub since: Option<String>,
-    /// Case-insensitive text searched in subject, sender and preview.
+    /// Words that must all occur, each as the start of a word ("inv" finds "invoice"), in
+    /// the subject, the From/To/Cc names and addresses or the body; case and accents are
+    /// ignored. At most 16 words.
     pub q: Option<String>,
     /// Only messages with this label.
     pub label: Option<String>,

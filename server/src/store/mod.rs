@@ -20,6 +20,7 @@ mod tx;
 pub use blob::{BlobId, BlobPin};
 pub use codec::{decode, encode};
 pub use error::StoreError;
+pub use schema::SEARCH_BACKFILL_KEY;
 pub use space::{SpaceGuard, SpaceStatus};
 pub use trees::Tree;
 pub use tx::{Tx, TxError, TxFail, TxStoreError};

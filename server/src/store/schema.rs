@@ -7,12 +7,19 @@
 use super::{Store, StoreError, Tree};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 3;
+pub const CURRENT: u32 = 4;
 const KEY: &[u8] = b"schema_version";
+/// Present in `Meta` while messages stored before schema 4 still lack search postings:
+/// `mailbox::MailboxService::build_search_index` indexes them and removes it.
+pub const SEARCH_BACKFILL_KEY: &[u8] = b"search_backfill_pending";
 
 /// `MIGRATIONS[i]` upgrades a database from version `i + 1` to `i + 2`.
 type Migration = fn(&Store) -> Result<(), StoreError>;
-const MIGRATIONS: &[Migration] = &[queue_blobs_to_holds, bodies_to_blob_store];
+const MIGRATIONS: &[Migration] = &[
+    queue_blobs_to_holds,
+    bodies_to_blob_store,
+    search_index_owed,
+];
 
 /// 1 -> 2: the outbound queue stops keeping its own copy of each message and holds the Sent
 /// copy's blob instead (`mailbox::holds`). Each queued copy becomes a hold, and the blob
@@ -83,6 +90,17 @@ fn bodies_to_blob_store(store: &Store) -> Result<(), StoreError> {
                 "moving message bodies to the blob store"
             );
         }
+    }
+    Ok(())
+}
+
+/// 3 -> 4: full-text search postings (`Tree::SearchPostings`). Building them means
+/// reading messages, which is the mailbox's business, not the store's: this step records
+/// that they are owed, and the mailbox service builds them, resumably, before serving. A
+/// store with no message owes nothing.
+fn search_index_owed(store: &Store) -> Result<(), StoreError> {
+    if !store.is_empty(Tree::Messages) {
+        store.put(Tree::Meta, SEARCH_BACKFILL_KEY, &[1])?;
     }
     Ok(())
 }

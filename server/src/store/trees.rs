@@ -69,10 +69,16 @@ pub enum Tree {
     /// blob id -> number of [`Tree::BlobRefs`] entries naming it (u64 BE); absent at zero,
     /// when the blob file is deleted.
     BlobCounts,
+    /// agent \0 term \0 received (BE) \0 message id -> () : full-text postings, one per
+    /// distinct term of a message (`mailbox::search`). Schema 4 on.
+    SearchPostings,
+    /// message id -> the message's terms: what a purge removes from [`Tree::SearchPostings`],
+    /// and what a search checks a candidate's other words against.
+    SearchDocs,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 29] = [
+    pub const ALL: [Tree; 31] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -102,6 +108,8 @@ impl Tree {
         Tree::BlobHolds,
         Tree::BlobRefs,
         Tree::BlobCounts,
+        Tree::SearchPostings,
+        Tree::SearchDocs,
     ];
 
     pub fn name(self) -> &'static str {
@@ -135,6 +143,8 @@ impl Tree {
             Tree::BlobHolds => "blob_holds",
             Tree::BlobRefs => "blob_refs",
             Tree::BlobCounts => "blob_counts",
+            Tree::SearchPostings => "search_postings",
+            Tree::SearchDocs => "search_docs",
         }
     }
 }
