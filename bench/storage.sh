@@ -171,6 +171,7 @@ for target in "$SMALL" "$LARGE"; do
   ldisk=$(du_bytes "$WORK/legate"); ddisk=$(du_bytes "$DV/mail")
   echo "== $delivered messages of $SIZE bytes (legate took $(echo "$t1 - $t0" | bc -l | cut -c1-6) s)"
   echo "  legate disk  $(( ldisk / 1048576 )) MB = $(echo "scale=2; $ldisk / $raw" | bc -l)x raw; RSS after delivery $(rss_mb "$LPID") MB"
+  echo "    of which db/ $(( $(du_bytes "$WORK/legate/db") / 1048576 )) MB, blobs/ $(( $(du_bytes "$WORK/legate/blobs") / 1048576 )) MB; in 4 KiB blocks $(( $(du -sk "$WORK/legate" | cut -f1) / 1024 )) MB (dovecot $(( $(du -sk "$DV/mail" | cut -f1) / 1024 )) MB)"
   echo "  dovecot disk $(( ddisk / 1048576 )) MB = $(echo "scale=2; $ddisk / $raw" | bc -l)x raw (Maildir)"
   measure
   read_for
