@@ -515,6 +515,3 @@ mod hardening;
 
 #[path = "smtp/submission.rs"]
 mod submission;
-
-#[path = "smtp/connections.rs"]
-mod connections;

@@ -5,10 +5,10 @@
 //! Memory is read from `/proc/self/status` (VmRSS) of this test process, which runs the
 //! server in-process, so the figures include both ends of every connection. The bounds
 //! stated below are generous on purpose: they catch a per-connection cost of the size of a
-//! message body, not allocator noise.
+//! message body, not allocator noise. The scenarios run one after the other in a test binary
+//! of their own, so no other test allocates in this process while they measure.
 
-use super::limits::server;
-use super::MSG;
+use super::{server, MSG};
 use legate_tests::SmtpClient;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -44,8 +44,7 @@ async fn first_line(s: &mut TcpStream) -> String {
 /// about 100 KiB per connection, where a held message body would be up to 25 MiB.
 const IDLE_RSS_BOUND_KIB: u64 = 100 * 1024;
 
-#[tokio::test]
-async fn a_thousand_idle_connections_do_not_lock_out_a_new_client() {
+pub(super) async fn a_thousand_idle_connections_do_not_lock_out_a_new_client() {
     let s = server(|c| {
         c.max_connections = 1000;
         c.max_connections_per_ip = 50;
@@ -118,8 +117,7 @@ async fn a_thousand_idle_connections_do_not_lock_out_a_new_client() {
 /// MiB, half of what holding the bodies would take.
 const SPOOL_RSS_BOUND_KIB: u64 = 24 * 1024;
 
-#[tokio::test]
-async fn slow_concurrent_bodies_are_spooled_not_held_in_memory() {
+pub(super) async fn slow_concurrent_bodies_are_spooled_not_held_in_memory() {
     let s = server(|c| {
         c.spool_threshold_bytes = 256 * 1024;
         c.max_message_size = 8 * 1024 * 1024;
