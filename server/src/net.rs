@@ -6,6 +6,15 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+/// The unit one subscriber holds, for per-source limits and accounting: an IPv4 address
+/// (also when written IPv4-mapped), or an IPv6 /64, since one host gets a whole /64.
+pub fn subscriber(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
+}
+
 /// True when `ip` is a unicast address in public space.
 pub fn is_public(ip: IpAddr) -> bool {
     non_public_reason(ip).is_none()
@@ -82,6 +91,14 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_subscriber_is_an_ipv4_address_or_an_ipv6_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(subscriber(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(subscriber(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(subscriber(ip("2001:db8:1:2:3:4:5:6")), ip("2001:db8:1:2::"));
+    }
 
     #[test]
     fn public_addresses_pass() {

@@ -57,7 +57,7 @@ struct Slot {
 
 impl Gate {
     fn enter(self: &Arc<Self>, ip: IpAddr, limits: &ServeLimits) -> Option<Slot> {
-        let ip = bucket(ip);
+        let ip = crate::net::subscriber(ip);
         let mut g = self.open.lock().unwrap_or_else(|p| p.into_inner());
         let per_ip = g.1.get(&ip).copied().unwrap_or(0);
         if g.0 >= limits.max_connections || per_ip >= limits.max_connections_per_ip {
@@ -82,17 +82,6 @@ impl Drop for Slot {
                 g.1.remove(&self.ip);
             }
         }
-    }
-}
-
-/// One subscriber: an IPv4 address, or an IPv6 /64.
-fn bucket(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        },
-        v4 => v4,
     }
 }
 

@@ -81,16 +81,7 @@ impl Source {
     }
 
     pub fn from_ip(ip: IpAddr) -> Self {
-        match ip {
-            IpAddr::V4(_) => Source(ip),
-            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Source(IpAddr::V4(v4)),
-                None => {
-                    let bits = u128::from(v6) & !((1u128 << 64) - 1);
-                    Source(IpAddr::V6(bits.into()))
-                }
-            },
-        }
+        Source(crate::net::subscriber(ip))
     }
 
     /// How the source is named in audit entries and logs (`2001:db8::/64` for IPv6).

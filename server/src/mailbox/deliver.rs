@@ -8,8 +8,8 @@
 //! `552 5.2.2` for [`MailboxError::QuotaExceeded`]).
 
 use super::flags::{normalize_flag, normalize_label, normalize_set};
-use super::folder::{uidvalidity_at, AgentMailState, FolderState};
 use super::model::{ChangeKind, DeliveryMeta, MessageContent, StoredMessage};
+use super::slots::{index_in_folder, load_folder, load_state, next_uid};
 use super::thread::{self, ThreadRefs};
 use super::{index, Folder, MailboxError, MailboxService};
 use crate::extract::{self, Extracted};
@@ -30,97 +30,6 @@ const TREES: [Tree; 11] = [
     Tree::SearchPostings,
     Tree::SearchDocs,
 ];
-
-/// The agent's counters, creating the mailbox (all six folders, one UIDVALIDITY) on first
-/// touch so a folder's UIDVALIDITY is fixed before any UID in it is handed out.
-pub(super) fn load_state(
-    tx: &Tx<'_>,
-    agent: &str,
-    now: i64,
-) -> Result<AgentMailState, TxFail<MailboxError>> {
-    if let Some(s) = tx.get_record(Tree::Folders, &index::agent_state(agent))? {
-        return Ok(s);
-    }
-    let st = AgentMailState {
-        modseq: 0,
-        used_bytes: 0,
-        messages: 0,
-        created_at: now,
-    };
-    for f in Folder::ALL {
-        let fs = FolderState::new(f, uidvalidity_at(now));
-        tx.put_record(Tree::Folders, &index::folder_state(agent, f), &fs)?;
-    }
-    tx.put_record(Tree::Folders, &index::agent_state(agent), &st)?;
-    Ok(st)
-}
-
-pub(super) fn load_folder(
-    tx: &Tx<'_>,
-    agent: &str,
-    folder: Folder,
-    st: &AgentMailState,
-) -> Result<FolderState, TxFail<MailboxError>> {
-    Ok(tx
-        .get_record(Tree::Folders, &index::folder_state(agent, folder))?
-        .unwrap_or_else(|| FolderState::new(folder, uidvalidity_at(st.created_at))))
-}
-
-/// Takes the folder's next UID; UIDs are never reused, so an exhausted folder refuses.
-pub(super) fn next_uid(fs: &mut FolderState) -> Result<u32, TxFail<MailboxError>> {
-    let uid = fs.uidnext;
-    fs.uidnext = uid.checked_add(1).ok_or_else(|| {
-        TxFail::Abort(MailboxError::Invalid(format!(
-            "the folder {} has used every UID",
-            fs.folder
-        )))
-    })?;
-    Ok(uid)
-}
-
-/// Places `rec` (folder and uid already set) in the UID and timeline indexes.
-pub(super) fn index_in_folder(
-    tx: &Tx<'_>,
-    rec: &StoredMessage,
-) -> Result<(), TxFail<MailboxError>> {
-    let (a, id) = (rec.agent_id.as_str(), rec.id.as_str());
-    tx.put(
-        Tree::FolderUids,
-        &index::folder_uid(a, rec.folder, rec.uid),
-        id.as_bytes(),
-    )?;
-    tx.put(
-        Tree::FolderTimeline,
-        &index::folder_timeline(a, rec.folder, rec.received_at_ms, id),
-        &[],
-    )?;
-    if rec.folder != Folder::Trash {
-        tx.put(
-            Tree::MailTimeline,
-            &index::timeline(a, rec.received_at_ms, id),
-            &[],
-        )?;
-    }
-    Ok(())
-}
-
-/// Removes `rec` (at its current folder and uid) from the UID and timeline indexes.
-pub(super) fn unindex_from_folder(
-    tx: &Tx<'_>,
-    rec: &StoredMessage,
-) -> Result<(), TxFail<MailboxError>> {
-    let (a, id) = (rec.agent_id.as_str(), rec.id.as_str());
-    tx.remove(Tree::FolderUids, &index::folder_uid(a, rec.folder, rec.uid))?;
-    tx.remove(
-        Tree::FolderTimeline,
-        &index::folder_timeline(a, rec.folder, rec.received_at_ms, id),
-    )?;
-    tx.remove(
-        Tree::MailTimeline,
-        &index::timeline(a, rec.received_at_ms, id),
-    )?;
-    Ok(())
-}
 
 /// What a message we cannot parse is stored as: the raw bytes are kept whole, so nothing a
 /// sender was told we accepted is lost; only the derived fields are empty.

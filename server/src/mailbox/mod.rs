@@ -23,6 +23,7 @@ mod list;
 mod model;
 mod read;
 pub mod search;
+mod slots;
 mod thread;
 mod update;
 mod wait;

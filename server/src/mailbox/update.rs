@@ -4,9 +4,9 @@
 //! A move gives the message a new UID in its new folder and expunges the old one (IMAP MOVE
 //! semantics); every change takes a fresh modseq and lands in the change feed.
 
-use super::deliver::{index_in_folder, load_folder, load_state, next_uid, unindex_from_folder};
 use super::flags::{normalize_flag, normalize_label, PreparedEdit, SetEdit, SEEN};
 use super::model::ChangeKind;
+use super::slots::{index_in_folder, load_folder, load_state, next_uid, unindex_from_folder};
 use super::{index, Folder, MailboxError, MailboxService, StoredMessage};
 use crate::audit::Outcome;
 use crate::identity::{Actor, Scope};

@@ -13,7 +13,7 @@ use super::reply::Reply;
 use super::session::Ended;
 use super::{Inbound, Session};
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -22,10 +22,7 @@ use tracing::Instrument;
 
 /// The unit the per-IP cap counts: the address, or its /64 for IPv6.
 fn source_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u64::MAX as u128))),
-        v4 => v4,
-    }
+    crate::net::subscriber(ip)
 }
 
 /// Live connections: per source, and each one's presence (for shedding).
