@@ -24,12 +24,10 @@ cleanup() {
   [ -n "${KEEP_WORK:-}" ] && echo "work dir kept: $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
-echo '{"load.test": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]}}' > "$WORK/dns.json"
-python3 tests/interop/tools/dns_server.py --records "$WORK/dns.json" --port-file "$WORK/dns.port" \
-  > /dev/null 2>&1 & PIDS+=("$!")
-for _ in $(seq 1 100); do [ -s "$WORK/dns.port" ] && break; sleep 0.1; done
+start_dns load.test
 HTTP=$(free_port); SMTP=$(free_port)
 cat > "$WORK/legate.toml" <<CFG
 [server]
@@ -43,7 +41,7 @@ smtp = "127.0.0.1:$SMTP"
 submission = ""
 imap = ""
 [dns]
-nameservers = ["127.0.0.1:$(cat "$WORK/dns.port")"]
+nameservers = ["127.0.0.1:$DNS_PORT"]
 [log]
 level = "warn"
 CFG

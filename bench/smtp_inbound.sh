@@ -35,7 +35,8 @@ cleanup() {
   [ -n "${KEEP_WORK:-}" ] && echo "work dir kept: $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 now() { date +%s.%N; }
 # Runs smtp-source against host:port; prints the elapsed seconds.
 load() {
@@ -54,10 +55,7 @@ smtp-sink -u nobody "127.0.0.1:$SINK" 256 > "$WORK/sink.log" 2>&1 & PIDS+=("$!")
 sleep 0.3
 
 # --- 2. legate -----------------------------------------------------------------------------
-echo '{"source.test": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]}}' > "$WORK/dns.json"
-python3 tests/interop/tools/dns_server.py --records "$WORK/dns.json" --port-file "$WORK/dns.port" \
-  > /dev/null 2>&1 & PIDS+=("$!")
-for _ in $(seq 1 100); do [ -s "$WORK/dns.port" ] && break; sleep 0.1; done
+start_dns source.test
 HTTP=$(free_port); SMTP=$(free_port)
 cat > "$WORK/legate.toml" <<CFG
 [server]
@@ -71,7 +69,7 @@ smtp = "127.0.0.1:$SMTP"
 submission = ""
 imap = ""
 [dns]
-nameservers = ["127.0.0.1:$(cat "$WORK/dns.port")"]
+nameservers = ["127.0.0.1:$DNS_PORT"]
 [log]
 level = "warn"
 CFG
@@ -84,30 +82,7 @@ KEY=$(curl -s -XPOST "$BASE/v1/agents" -H "Authorization: Bearer $TOKEN" -H 'con
   -d '{"local":"ops","scopes":["mail:read"]}' | jq -r .api_key.key)
 # --- 3. postfix -> LMTP -> dovecot ---------------------------------------------------------
 LMTP=$(free_port); PFPORT=$(free_port)
-mkdir -p "$DV/run" "$DV/state" "$DV/mail"; chown nobody:nogroup "$DV/mail"
-cat > "$DV/dovecot.conf" <<CFG
-protocols = lmtp
-listen = 127.0.0.1
-base_dir = $DV/run
-state_dir = $DV/state
-log_path = $DV/dovecot.log
-ssl = no
-mail_location = maildir:~/Maildir
-passdb {
-  driver = static
-  args = nopassword=y
-}
-userdb {
-  driver = static
-  args = uid=nobody gid=nogroup home=$DV/mail/%n
-}
-service lmtp {
-  inet_listener lmtp {
-    address = 127.0.0.1
-    port = $LMTP
-  }
-}
-CFG
+dovecot_lmtp_conf "$DV" "$LMTP"
 dovecot -c "$DV/dovecot.conf"
 mkdir -p "$PF/queue" "$PF/data"; chown postfix "$PF/data"
 cat > "$PF/main.cf" <<CFG

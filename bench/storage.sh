@@ -31,7 +31,8 @@ cleanup() {
   [ -n "${KEEP_WORK:-}" ] && echo "work dir kept: $WORK" || rm -rf "$WORK"
 }
 trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 rss_mb() { awk '/VmRSS/ {printf "%.0f", $2/1024}' "/proc/$1/status"; }
 du_bytes() { du -sb "$1" | cut -f1; }
 
@@ -47,10 +48,7 @@ deliver() {
 }
 
 # --- legate --------------------------------------------------------------------------------
-echo '{"source.test": {"TXT": ["v=spf1 ip4:127.0.0.1 -all"]}}' > "$WORK/dns.json"
-python3 tests/interop/tools/dns_server.py --records "$WORK/dns.json" --port-file "$WORK/dns.port" \
-  > /dev/null 2>&1 & PIDS+=("$!")
-for _ in $(seq 1 100); do [ -s "$WORK/dns.port" ] && break; sleep 0.1; done
+start_dns source.test
 HTTP=$(free_port); SMTP=$(free_port)
 cat > "$WORK/legate.toml" <<CFG
 [server]
@@ -67,7 +65,7 @@ imap = ""
 [smtp]
 mailbox_quota_bytes = 0
 [dns]
-nameservers = ["127.0.0.1:$(cat "$WORK/dns.port")"]
+nameservers = ["127.0.0.1:$DNS_PORT"]
 [log]
 level = "warn"
 CFG
@@ -81,30 +79,7 @@ KEY=$(curl -s -XPOST "$BASE/v1/agents" -H "Authorization: Bearer $TOKEN" -H 'con
 
 # --- dovecot (LMTP into a Maildir) ----------------------------------------------------------
 LMTP=$(free_port)
-mkdir -p "$DV/run" "$DV/state" "$DV/mail"; chown nobody:nogroup "$DV/mail"
-cat > "$DV/dovecot.conf" <<CFG
-protocols = lmtp
-listen = 127.0.0.1
-base_dir = $DV/run
-state_dir = $DV/state
-log_path = $DV/dovecot.log
-ssl = no
-mail_location = maildir:~/Maildir
-passdb {
-  driver = static
-  args = nopassword=y
-}
-userdb {
-  driver = static
-  args = uid=nobody gid=nogroup home=$DV/mail/%n
-}
-service lmtp {
-  inet_listener lmtp {
-    address = 127.0.0.1
-    port = $LMTP
-  }
-}
-CFG
+dovecot_lmtp_conf "$DV" "$LMTP"
 dovecot -c "$DV/dovecot.conf"
 
 # Times the read operations against legate; prints one line per operation.
