@@ -35,11 +35,7 @@ impl Services {
     /// Opens the data directory and builds the services. `did_host` is the did:web host part
     /// (see [`did_host`]).
     pub fn open(config: Config, did_host: String) -> anyhow::Result<Services> {
-        let opts = crate::store::StoreOptions {
-            cache_mb: config.storage.cache_mb,
-            sweep_on_open: true,
-            min_free_bytes: config.storage.min_free_bytes(),
-        };
+        let opts = config.storage.store_options(true);
         let store = Store::open_with(&config.storage.path, &opts).with_context(|| {
             format!("cannot open the store in {}", config.storage.path.display())
         })?;

@@ -7,10 +7,10 @@ use super::*;
 /// `legate store …`: opens the store alone (no services), without the start-up sweep, so
 /// orphans are reported rather than silently removed.
 pub(super) fn store_cmd(cfg: Config, c: StoreCmd) -> anyhow::Result<ExitCode> {
+    // No disk reserve: the tools must work on a full disk.
     let opts = legate::store::StoreOptions {
-        cache_mb: cfg.storage.cache_mb,
-        sweep_on_open: false,
-        ..Default::default()
+        min_free_bytes: 0,
+        ..cfg.storage.store_options(false)
     };
     let store = legate::store::Store::open_with(&cfg.storage.path, &opts)
         .with_context(|| format!("cannot open the store in {}", cfg.storage.path.display()))?;
@@ -31,6 +31,10 @@ pub(super) fn store_cmd(cfg: Config, c: StoreCmd) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::FAILURE
             })
+        }
+        StoreCmd::Stats => {
+            print_json(&serde_json::to_value(store.stats()?)?);
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

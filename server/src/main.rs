@@ -330,6 +330,9 @@ enum StoreCmd {
         #[arg(long, default_value_t = 3600)]
         grace_secs: u64,
     },
+    /// Print, as JSON, each tree's live entries and key/value bytes, the database's size on
+    /// disk and the blob store's: what grows with the mailbox.
+    Stats,
 }
 
 fn main() -> ExitCode {

@@ -87,8 +87,47 @@ async fn raw(
     Auth(actor): Auth,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let bytes = s.mailbox.raw(&actor, &id)?;
-    Ok(([(header::CONTENT_TYPE, "message/rfc822")], bytes).into_response())
+    let (size, reader) = s.mailbox.raw_reader(&actor, &id)?;
+    let body = axum::body::Body::from_stream(read_in_chunks(reader));
+    Ok((
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("message/rfc822"),
+            ),
+            (header::CONTENT_LENGTH, HeaderValue::from(size)),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Streams a blocking reader (a blob file, or its decompression) in 64 KiB chunks from the
+/// blocking pool; at most a few chunks wait in memory for a slow client.
+fn read_in_chunks(
+    mut reader: crate::store::BlobReader,
+) -> impl futures::Stream<Item = std::io::Result<axum::body::Bytes>> {
+    use std::io::Read;
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<axum::body::Bytes>>(4);
+    tokio::task::spawn_blocking(move || loop {
+        let mut buf = vec![0u8; 64 * 1024];
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                buf.truncate(n);
+                if tx.blocking_send(Ok(buf.into())).is_err() {
+                    break; // the client went away
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                tracing::error!(error = %e, "reading a message body failed");
+                let _ = tx.blocking_send(Err(e));
+                break;
+            }
+        }
+    });
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
 }
 
 /// A filename that is safe inside a quoted header parameter and on any file system.

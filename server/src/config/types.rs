@@ -55,6 +55,12 @@ pub struct StorageConfig {
     /// below it new mail is refused with a temporary error, so the database and the blob
     /// store never meet a full disk while mail already accepted still has room. 0 = off.
     pub min_free_mb: u64,
+    /// zstd for message bodies of at least `compression_min_bytes` in the blob store and
+    /// for the pages of a database created with it on (an existing database keeps the
+    /// choice it was created with). Readers handle either form, so it can be turned off
+    /// at any time.
+    pub compression: bool,
+    pub compression_min_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -63,6 +69,8 @@ impl Default for StorageConfig {
             path: PathBuf::from("./data"),
             cache_mb: 64,
             min_free_mb: 256,
+            compression: true,
+            compression_min_bytes: 1024,
         }
     }
 }
@@ -71,6 +79,18 @@ impl StorageConfig {
     /// `min_free_mb` in bytes.
     pub fn min_free_bytes(&self) -> u64 {
         self.min_free_mb.saturating_mul(1024 * 1024)
+    }
+
+    /// How the server opens its store. `sweep_on_open` is off only for tools that report
+    /// orphan blobs instead of removing them.
+    pub fn store_options(&self, sweep_on_open: bool) -> crate::store::StoreOptions {
+        crate::store::StoreOptions {
+            cache_mb: self.cache_mb,
+            sweep_on_open,
+            min_free_bytes: self.min_free_bytes(),
+            compress: self.compression,
+            compress_min_bytes: usize::try_from(self.compression_min_bytes).unwrap_or(usize::MAX),
+        }
     }
 }
 

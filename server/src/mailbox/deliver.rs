@@ -8,7 +8,7 @@
 //! `552 5.2.2` for [`MailboxError::QuotaExceeded`]).
 
 use super::flags::{normalize_flag, normalize_label, normalize_set};
-use super::model::{ChangeKind, DeliveryMeta, MessageContent, StoredMessage};
+use super::model::{ChangeKind, DeliveryMeta, StoredMessage};
 use super::slots::{index_in_folder, load_folder, load_state, next_uid};
 use super::thread::{self, ThreadRefs};
 use super::{index, Folder, MailboxError, MailboxService};
@@ -17,10 +17,9 @@ use crate::store::{Tree, Tx, TxFail, TxStoreError};
 use crate::util::{new_id, now_millis, now_unix};
 use std::sync::Arc;
 
-const TREES: [Tree; 11] = [
+const TREES: [Tree; 10] = [
     Tree::Messages,
     Tree::BlobRefs,
-    Tree::MessageContent,
     Tree::FolderUids,
     Tree::MailTimeline,
     Tree::FolderTimeline,
@@ -245,23 +244,17 @@ impl MailboxService {
             flags,
             labels,
         } = admitted;
-        let mut ex = parsed.ex;
+        let ex = parsed.ex;
         let terms = parsed.terms;
         let size = raw.len() as u64;
         let id = new_id("msg");
         let fresh_thread = new_id("th");
         let refs = ThreadRefs::of(&ex);
         let external = !is_own(folder);
-        // The agent's own messages (Sent, Drafts) keep no derived copy: they are read rarely
-        // and re-derive from the raw bytes when they are (`MailboxService::message`), which
-        // halves what a send writes. Encoded here, outside the transaction, whose body holds
-        // the store's write lock.
-        let content = MessageContent::take(&mut ex);
-        let content = if external {
-            Some(crate::store::encode(&content)?)
-        } else {
-            None
-        };
+        // No derived copy is stored (schema 5): bodies, extracted text, codes, links and
+        // headers re-derive from the blob when a whole message is read
+        // (`MailboxService::message`). Storing them cost twice the raw size per message,
+        // and a parse of one message on read is cheap beside a list of many.
         let base = StoredMessage {
             id: id.clone(),
             agent_id: agent.to_string(),
@@ -324,9 +317,6 @@ impl MailboxService {
 
             tx.put_record(Tree::Messages, id.as_bytes(), &rec)?;
             tx.link_blob(id.as_bytes(), &blob.id())?;
-            if let Some(content) = &content {
-                tx.put(Tree::MessageContent, id.as_bytes(), content)?;
-            }
             index_in_folder(tx, &rec)?;
             super::search::index_message(tx, &rec, &terms)?;
             tx.put_record(Tree::Folders, &index::folder_state(agent, folder), &fs)?;
@@ -406,10 +396,10 @@ mod tests {
                     -- \r\nAnn\r\n";
         let sent = deliver(&mb, "ag_a", Folder::Sent, raw).await;
         let inbox = deliver(&mb, "ag_a", Folder::Inbox, raw).await;
-        // Only the external copy keeps a derived record ...
+        // No copy keeps a derived record ...
         let stored = |id: &str| mb.store.get(Tree::MessageContent, id.as_bytes()).unwrap();
         assert!(stored(&sent.id).is_none());
-        assert!(stored(&inbox.id).is_some());
+        assert!(stored(&inbox.id).is_none());
         // ... and both read the same content.
         let a = mb.message("ag_a", &sent.id).await.unwrap().content;
         let b = mb.message("ag_a", &inbox.id).await.unwrap().content;

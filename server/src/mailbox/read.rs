@@ -20,7 +20,30 @@ impl MailboxService {
         Ok(m)
     }
 
-    /// The message exactly as received (RFC 5322, with our trace headers).
+    /// The message exactly as received (RFC 5322, with our trace headers), as a blocking
+    /// reader with its length: a large message is streamed, never held whole per request.
+    pub fn raw_reader(
+        &self,
+        actor: &Actor,
+        id: &str,
+    ) -> Result<(u64, crate::store::BlobReader), MailboxError> {
+        let agent = actor.require(&self.audit, Scope::MailRead, "mail.raw", id)?;
+        let meta = self.own(agent, id)?;
+        let reader = self
+            .store
+            .blob_reader_of(id.as_bytes())?
+            .ok_or(MailboxError::NotFound("message"))?;
+        actor.audit(
+            &self.audit,
+            "mail.raw",
+            id,
+            Outcome::Ok,
+            serde_json::Value::Null,
+        )?;
+        Ok((meta.size, reader))
+    }
+
+    /// [`Self::raw_reader`], read whole (for callers that need the bytes at once).
     pub fn raw(&self, actor: &Actor, id: &str) -> Result<Vec<u8>, MailboxError> {
         let agent = actor.require(&self.audit, Scope::MailRead, "mail.raw", id)?;
         let raw = self.raw_bytes(agent, id)?;

@@ -14,10 +14,11 @@ mod error;
 pub mod keys;
 mod schema;
 pub mod space;
+pub mod stats;
 mod trees;
 mod tx;
 
-pub use blob::{BlobId, BlobPin};
+pub use blob::{BlobId, BlobPin, BlobReader};
 pub use codec::{decode, encode};
 pub use error::StoreError;
 pub use schema::SEARCH_BACKFILL_KEY;
@@ -61,6 +62,11 @@ pub struct StoreOptions {
     /// Free bytes to keep on the data filesystem (`storage.min_free_mb`): below it new mail
     /// is refused ([`SpaceGuard`]). 0 = off, the default for tools that open the store alone.
     pub min_free_bytes: u64,
+    /// zstd for what the store writes (`storage.compression`): message bodies of at least
+    /// `compress_min_bytes` in the blob store, and the database's pages when it is created
+    /// (sled fixes that choice for a database's life; an existing one keeps its own).
+    pub compress: bool,
+    pub compress_min_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -69,6 +75,8 @@ impl Default for StoreOptions {
             cache_mb: 64,
             sweep_on_open: true,
             min_free_bytes: 0,
+            compress: true,
+            compress_min_bytes: 1024,
         }
     }
 }
@@ -105,6 +113,44 @@ impl BlobReport {
     }
 }
 
+/// Opens sled under `dir/db`, waiting a little for a lock a process that is still exiting
+/// may hold. Page compression is chosen when the database is created: sled refuses to open
+/// one with the other setting, so an existing database is reopened with the setting it has.
+fn open_db(dir: &Path, opts: &StoreOptions) -> Result<sled::Db, StoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut compress = opts.compress;
+    let mut flipped = false;
+    loop {
+        let opened = sled::Config::new()
+            .path(dir.join("db"))
+            .cache_capacity(opts.cache_mb.max(1).saturating_mul(1024 * 1024))
+            .use_compression(compress)
+            .compression_factor(SLED_ZSTD_LEVEL)
+            .open();
+        match opened {
+            Err(sled::Error::Unsupported(m)) if m.contains("compression") && !flipped => {
+                tracing::info!(
+                    compression = !compress,
+                    "the database keeps the page compression it was created with"
+                );
+                compress = !compress;
+                flipped = true;
+            }
+            Err(e) => match StoreError::from_open(e) {
+                StoreError::Locked if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                e => return Err(e),
+            },
+            Ok(db) => return Ok(db),
+        }
+    }
+}
+
+/// sled's zstd level for pages. Its cost is dominated by creating a context per page
+/// write, not by the level, and 1 compresses the small records nearly as well as 3.
+const SLED_ZSTD_LEVEL: i32 = 1;
+
 /// One key/value pair returned by scans.
 pub type Entry = (Vec<u8>, Vec<u8>);
 
@@ -118,26 +164,15 @@ impl Store {
     /// database lock guarantees no delivery is in flight).
     pub fn open_with(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
-        // A process that is still exiting may hold the lock for a moment: wait a little.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-        let db = loop {
-            match sled::Config::new()
-                .path(dir.join("db"))
-                .cache_capacity(opts.cache_mb.max(1).saturating_mul(1024 * 1024))
-                .open()
-                .map_err(StoreError::from_open)
-            {
-                Err(StoreError::Locked) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                other => break other?,
-            }
-        };
+        let db = open_db(dir, opts)?;
         let trees = Tree::ALL
             .iter()
             .map(|t| db.open_tree(t.name()))
             .collect::<Result<Vec<_>, _>>()?;
-        let blobs = Arc::new(BlobStore::open(&dir.join("blobs"))?);
+        let blobs = Arc::new(BlobStore::open(
+            &dir.join("blobs"),
+            opts.compress.then_some(opts.compress_min_bytes),
+        )?);
         let store = Store {
             inner: Arc::new(Inner {
                 db,
@@ -290,7 +325,7 @@ impl Store {
     }
 
     /// A reader over the blob linked under `key`, to stream it.
-    pub fn blob_reader_of(&self, key: &[u8]) -> Result<Option<std::fs::File>, StoreError> {
+    pub fn blob_reader_of(&self, key: &[u8]) -> Result<Option<blob::BlobReader>, StoreError> {
         match self.blob_id_of(key)? {
             Some(id) => self.inner.blobs.reader(&id),
             None => Ok(None),

@@ -7,7 +7,7 @@
 use super::{Store, StoreError, Tree};
 
 /// The schema this binary writes.
-pub const CURRENT: u32 = 4;
+pub const CURRENT: u32 = 5;
 const KEY: &[u8] = b"schema_version";
 /// Present in `Meta` while messages stored before schema 4 still lack search postings:
 /// `mailbox::MailboxService::build_search_index` indexes them and removes it.
@@ -19,6 +19,7 @@ const MIGRATIONS: &[Migration] = &[
     queue_blobs_to_holds,
     bodies_to_blob_store,
     search_index_owed,
+    drop_derived_content,
 ];
 
 /// 1 -> 2: the outbound queue stops keeping its own copy of each message and holds the Sent
@@ -101,6 +102,33 @@ fn bodies_to_blob_store(store: &Store) -> Result<(), StoreError> {
 fn search_index_owed(store: &Store) -> Result<(), StoreError> {
     if !store.is_empty(Tree::Messages) {
         store.put(Tree::Meta, SEARCH_BACKFILL_KEY, &[1])?;
+    }
+    Ok(())
+}
+
+/// 4 -> 5: messages stop keeping derived content (bodies, extracted text, headers) beside
+/// their blob; it re-derives on read, identically. Removing what is left is all there is:
+/// a reader finds no record and derives, so an interruption anywhere is harmless and the
+/// rerun removes the rest.
+fn drop_derived_content(store: &Store) -> Result<(), StoreError> {
+    let mut removed = 0u64;
+    loop {
+        let batch: Vec<Vec<u8>> = store
+            .scan_prefix(Tree::MessageContent, &[])
+            .take(1000)
+            .map(|r| r.map(|(k, _)| k))
+            .collect::<Result<_, _>>()?;
+        if batch.is_empty() {
+            break;
+        }
+        for k in &batch {
+            store.remove(Tree::MessageContent, k)?;
+        }
+        removed += batch.len() as u64;
+        if removed % 10_000 == 0 {
+            store.flush_blocking()?;
+            tracing::info!(removed, "dropping derived message content");
+        }
     }
     Ok(())
 }
@@ -208,6 +236,32 @@ mod tests {
         let r = s.verify_blobs(true, None).unwrap();
         assert!(r.is_clean(), "{r:?}");
         assert_eq!((r.records, r.blobs), (3, 2));
+    }
+
+    #[test]
+    fn schema_4_derived_content_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open(dir.path()).unwrap();
+            s.put(Tree::Meta, KEY, &4u32.to_be_bytes()).unwrap();
+            for i in 0..2500u32 {
+                s.put(
+                    Tree::MessageContent,
+                    format!("msg_{i}").as_bytes(),
+                    b"derived",
+                )
+                .unwrap();
+            }
+            s.put(Tree::Messages, b"msg_1", b"rec").unwrap();
+            s.flush_blocking().unwrap();
+        }
+        let s = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            s.get(Tree::Meta, KEY).unwrap(),
+            Some(CURRENT.to_be_bytes().to_vec())
+        );
+        assert!(s.is_empty(Tree::MessageContent));
+        assert_eq!(s.get(Tree::Messages, b"msg_1").unwrap().unwrap(), b"rec");
     }
 
     #[test]

@@ -75,8 +75,17 @@ async fn bodies_are_files_stored_once_and_raw_reads_them_byte_identical() {
     let data = s.data_dir();
     assert_eq!(blob_files(&data).len(), 2);
     assert!(s.services().store.is_empty(Tree::MessageBlobs));
-    let file = std::fs::read(&blob_files(&data)[0]).expect("read blob");
-    assert!(file == same || file == WITH_ATTACHMENT);
+    // Each file is the body itself, or (a body of 1 KiB or more, storage.compression on by
+    // default) its zstd form, named `….zst` and smaller.
+    for f in blob_files(&data) {
+        let file = std::fs::read(&f).expect("read blob");
+        if f.extension().is_some_and(|e| e == "zst") {
+            assert!(file.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]), "{f:?}");
+            assert!(file.len() < WITH_ATTACHMENT.len().max(same.len()), "{f:?}");
+        } else {
+            assert!(file == same || file == WITH_ATTACHMENT, "{f:?}");
+        }
+    }
     for (m, raw) in [(&m1, &same[..]), (&m2, &same), (&m3, WITH_ATTACHMENT)] {
         let (st, _, body) = s
             .get_bytes(&format!("/v1/messages/{}/raw", m.id), &key)
@@ -114,6 +123,39 @@ async fn bodies_are_files_stored_once_and_raw_reads_them_byte_identical() {
     assert!(ok, "{report}");
     assert_eq!(report["records"], 1);
     assert_eq!(report["blobs"], 1);
+}
+
+#[tokio::test]
+async fn large_text_bodies_are_stored_compressed_and_read_back_byte_identical() {
+    let s = TestServer::start().await;
+    let (agent, key) = s.agent("zst", &["mail:read"]).await;
+    let a = id_of(&agent);
+    let body = "The quarterly figures are attached below, line after line.\r\n".repeat(200);
+    let raw = plain("x@remote.test", "long", &body);
+    let m = s.deliver(&a, Folder::Inbox, &raw).await;
+    let files = blob_files(&s.data_dir());
+    assert_eq!(files.len(), 1);
+    assert!(files[0].to_string_lossy().ends_with(".zst"), "{files:?}");
+    let stored = std::fs::metadata(&files[0]).expect("blob").len() as usize;
+    assert!(stored * 5 < raw.len(), "{stored} of {}", raw.len());
+    let (st, _, got) = s
+        .get_bytes(&format!("/v1/messages/{}/raw", m.id), &key)
+        .await;
+    assert_eq!((st, got == raw), (200, true));
+    let (st, v) = s
+        .call("GET", &format!("/v1/messages/{}", m.id), Some(&key), None)
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("quarterly figures"),
+        "{v}"
+    );
+    let dir = s.stop().await;
+    let (ok, report) = verify(dir.path(), &["--deep"]);
+    assert!(ok, "{report}");
 }
 
 #[tokio::test]

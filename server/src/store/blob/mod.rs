@@ -20,6 +20,8 @@
 //! ([`super::Tx::link_blob`], [`super::Tx::unlink_blob`]) and read by the key they linked
 //! them under ([`super::Store::blob_of`]).
 
+mod zst;
+
 use super::StoreError;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -55,6 +57,8 @@ impl BlobId {
 /// The `fs` backend.
 pub struct BlobStore {
     root: PathBuf,
+    /// Bodies of at least this many bytes are compressed ([`zst`]); None: never.
+    compress_min: Option<usize>,
     /// Hashes with a put in flight (count of puts): not to be deleted meanwhile.
     pins: Mutex<HashMap<BlobId, usize>>,
 }
@@ -96,7 +100,8 @@ fn io(e: std::io::Error) -> StoreError {
 
 impl BlobStore {
     /// Opens (creating) the blob directory `root`; removes temp files a crash left behind.
-    pub fn open(root: &Path) -> Result<BlobStore, StoreError> {
+    /// Either form of a blob reads whatever `compress_min` is now.
+    pub fn open(root: &Path, compress_min: Option<usize>) -> Result<BlobStore, StoreError> {
         fs::create_dir_all(root.join("tmp")).map_err(io)?;
         for e in fs::read_dir(root.join("tmp")).map_err(io)? {
             // Nothing else writes here while the database lock is held: every temp file is
@@ -105,6 +110,7 @@ impl BlobStore {
         }
         Ok(BlobStore {
             root: root.to_path_buf(),
+            compress_min,
             pins: Mutex::new(HashMap::new()),
         })
     }
@@ -119,6 +125,22 @@ impl BlobStore {
         self.root.join(&hex[..2]).join(&hex[2..])
     }
 
+    fn zst_path(&self, id: &BlobId) -> PathBuf {
+        let mut p = self.path(id).into_os_string();
+        p.push(".zst");
+        PathBuf::from(p)
+    }
+
+    /// The blob's file, in whichever form it was stored: (path, compressed).
+    fn find(&self, id: &BlobId) -> Option<(PathBuf, bool)> {
+        let z = self.zst_path(id);
+        if z.exists() {
+            return Some((z, true));
+        }
+        let p = self.path(id);
+        p.exists().then_some((p, false))
+    }
+
     /// Stores `bytes` durably (unless an identical blob is already there) and pins it.
     /// Blocking: call it off the async runtime's worker threads.
     pub fn put(self: &Arc<Self>, bytes: &[u8]) -> Result<BlobPin, StoreError> {
@@ -128,10 +150,17 @@ impl BlobStore {
             store: self.clone(),
             id,
         };
-        let path = self.path(&id);
-        if path.exists() {
+        if self.find(&id).is_some() {
             return Ok(pin);
         }
+        let packed = match self.compress_min {
+            Some(min) if bytes.len() >= min => zst::compress(bytes).map_err(io)?,
+            _ => None,
+        };
+        let path = match packed {
+            Some(_) => self.zst_path(&id),
+            None => self.path(&id),
+        };
         let dir = path
             .parent()
             .ok_or_else(|| StoreError::Io("blob path".into()))?;
@@ -145,7 +174,7 @@ impl BlobStore {
             .join(format!("{}.{}", id.hex(), crate::util::new_id("t")));
         let written = (|| {
             let mut f = File::create(&tmp)?;
-            f.write_all(bytes)?;
+            f.write_all(packed.as_deref().unwrap_or(bytes))?;
             f.sync_all()?;
             fs::rename(&tmp, &path)
         })();
@@ -159,30 +188,55 @@ impl BlobStore {
 
     /// The whole blob, or None if its file is missing.
     pub fn get(&self, id: &BlobId) -> Result<Option<Vec<u8>>, StoreError> {
-        match fs::read(self.path(id)) {
-            Ok(v) => Ok(Some(v)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(e)),
-        }
+        let Some(mut r) = self.reader(id)? else {
+            return Ok(None);
+        };
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).map_err(read_err)?;
+        Ok(Some(out))
     }
 
-    /// A reader over the blob, for streaming without holding it whole in memory.
-    pub fn reader(&self, id: &BlobId) -> Result<Option<File>, StoreError> {
-        match File::open(self.path(id)) {
-            Ok(f) => Ok(Some(f)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io(e)),
-        }
+    /// A reader of the blob's raw bytes, for streaming without holding it whole in memory.
+    pub fn reader(&self, id: &BlobId) -> Result<Option<BlobReader>, StoreError> {
+        Ok(self.open_file(id)?.map(|(f, _)| f))
+    }
+
+    /// The reader and whether it decompresses (a plain file can seek).
+    fn open_file(&self, id: &BlobId) -> Result<Option<(BlobReader, bool)>, StoreError> {
+        // A blob may be deleted between finding and opening it: that is "missing" too.
+        let Some((path, packed)) = self.find(id) else {
+            return Ok(None);
+        };
+        let f = match File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let r = if packed {
+            BlobReader::Packed(zst::open(f).map_err(read_err)?)
+        } else {
+            BlobReader::Plain(f)
+        };
+        Ok(Some((r, packed)))
     }
 
     /// `len` bytes from `offset` (fewer at the end of the blob).
     pub fn range(&self, id: &BlobId, offset: u64, len: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let Some(mut f) = self.reader(id)? else {
+        let Some((mut r, packed)) = self.open_file(id)? else {
             return Ok(None);
         };
-        f.seek(SeekFrom::Start(offset)).map_err(io)?;
+        match (&mut r, packed) {
+            (BlobReader::Plain(f), false) => {
+                f.seek(SeekFrom::Start(offset)).map_err(io)?;
+            }
+            _ => {
+                // A compressed stream seeks by reading: decode and discard up to the offset.
+                std::io::copy(&mut (&mut r).take(offset), &mut std::io::sink())
+                    .map_err(read_err)?;
+            }
+        }
         let mut out = Vec::new();
-        f.take(len).read_to_end(&mut out).map_err(io)?;
+        r.take(len).read_to_end(&mut out).map_err(read_err)?;
         Ok(Some(out))
     }
 
@@ -197,11 +251,16 @@ impl BlobStore {
         if pins.contains_key(id) || !unreferenced()? {
             return Ok(false);
         }
-        match fs::remove_file(self.path(id)) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(io(e)),
+        // Both forms: a store whose compression setting changed may hold either.
+        let mut removed = false;
+        for p in [self.zst_path(id), self.path(id)] {
+            match fs::remove_file(p) {
+                Ok(()) => removed = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            }
         }
+        Ok(removed)
     }
 
     /// Every blob file, for verification and sweeping. Files that are not blobs are skipped.
@@ -215,7 +274,8 @@ impl BlobStore {
             }
             for f in fs::read_dir(d.path()).map_err(io)? {
                 let f = f.map_err(io)?;
-                let name = format!("{dname}{}", f.file_name().to_string_lossy());
+                let fname = f.file_name().to_string_lossy().to_string();
+                let name = format!("{dname}{}", fname.strip_suffix(".zst").unwrap_or(&fname));
                 let Some(id) = BlobId::from_hex(&name) else {
                     continue;
                 };
@@ -255,6 +315,31 @@ impl BlobStore {
     }
 }
 
+/// A blob's raw bytes as a stream: the file itself, or its decompression.
+pub enum BlobReader {
+    Plain(File),
+    Packed(Box<dyn Read + Send>),
+}
+
+impl Read for BlobReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            BlobReader::Plain(f) => f.read(buf),
+            BlobReader::Packed(r) => r.read(buf),
+        }
+    }
+}
+
+/// A read that fails inside a compressed stream means the file is damaged, not the disk.
+fn read_err(e: std::io::Error) -> StoreError {
+    match e.kind() {
+        std::io::ErrorKind::InvalidData | std::io::ErrorKind::Other => {
+            StoreError::Corrupt(format!("blob: {e}"))
+        }
+        _ => io(e),
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<(), StoreError> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
@@ -265,7 +350,7 @@ mod tests {
 
     fn open() -> (tempfile::TempDir, Arc<BlobStore>) {
         let d = tempfile::tempdir().unwrap();
-        let s = Arc::new(BlobStore::open(&d.path().join("blobs")).unwrap());
+        let s = Arc::new(BlobStore::open(&d.path().join("blobs"), Some(64)).unwrap());
         (d, s)
     }
 
@@ -299,10 +384,41 @@ mod tests {
     }
 
     #[test]
+    fn large_bodies_are_compressed_and_read_back_whole_by_range_and_stream() {
+        let (d, s) = open();
+        let body = "Subject: hi\r\n\r\nthe same line again and again\r\n".repeat(50);
+        let id = s.put(body.as_bytes()).unwrap().id();
+        let listed = s.list().unwrap();
+        assert_eq!(listed[0].id, id);
+        assert!(
+            listed[0].len < body.len() as u64 / 4,
+            "stored {}",
+            listed[0].len
+        );
+        assert!(s.zst_path(&id).exists() && !s.path(&id).exists());
+        assert_eq!(s.get(&id).unwrap().unwrap(), body.as_bytes());
+        assert_eq!(
+            s.range(&id, 1000, 30).unwrap().unwrap(),
+            &body.as_bytes()[1000..1030]
+        );
+        assert_eq!(s.range(&id, 1 << 20, 30).unwrap().unwrap(), b"");
+        // Small ones stay plain; a store opened with compression off reads both.
+        let small = s.put(b"tiny").unwrap().id();
+        assert!(s.path(&small).exists());
+        let plain = BlobStore::open(&d.path().join("blobs"), None).unwrap();
+        assert_eq!(plain.get(&id).unwrap().unwrap(), body.as_bytes());
+        // A damaged compressed file is reported as corrupt, not served as garbage.
+        fs::write(s.zst_path(&id), b"\x28\xb5\x2f\xfdgarbage").unwrap();
+        assert!(matches!(s.get(&id), Err(StoreError::Corrupt(_))));
+        assert!(s.delete_if(&id, || Ok(true)).unwrap());
+        assert!(s.find(&id).is_none());
+    }
+
+    #[test]
     fn sweep_removes_only_old_unreferenced_files_and_temp_files_go_at_open() {
         let d = tempfile::tempdir().unwrap();
         let root = d.path().join("blobs");
-        let s = Arc::new(BlobStore::open(&root).unwrap());
+        let s = Arc::new(BlobStore::open(&root, None).unwrap());
         let keep = s.put(b"keep").unwrap().id();
         let orphan = s.put(b"orphan").unwrap().id();
         fs::write(root.join("tmp").join("half-written"), b"x").unwrap();
@@ -314,7 +430,7 @@ mod tests {
         assert!(s.get(&keep).unwrap().is_some());
         assert!(s.get(&orphan).unwrap().is_none());
         drop(s);
-        let _s = BlobStore::open(&root).unwrap();
+        let _s = BlobStore::open(&root, None).unwrap();
         assert_eq!(fs::read_dir(root.join("tmp")).unwrap().count(), 0);
     }
 }
