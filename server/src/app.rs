@@ -319,6 +319,29 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         tasks.push(("queue", tokio::spawn(queue.run(token))));
     }
     {
+        // Search postings reach their blocks a batch at a time (`mailbox::search::merge`);
+        // searches read what is still pending, so this only bounds how much that is.
+        let mailbox = services.mailbox.clone();
+        let token = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = token.cancelled() => break,
+                    _ = tick.tick() => {
+                        let mb = mailbox.clone();
+                        match tokio::task::spawn_blocking(move || mb.merge_search_all()).await {
+                            Ok(Ok(_)) => {}
+                            Ok(Err(e)) => tracing::error!(error = %e, "cannot merge search postings"),
+                            Err(e) => tracing::error!(error = %e, "the search merge task failed"),
+                        }
+                    }
+                }
+            }
+        });
+    }
+    {
         // Not in `tasks`: `stop` writes every pending summary itself.
         let audit = services.audit.clone();
         let token = shutdown.clone();

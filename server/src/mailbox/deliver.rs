@@ -26,8 +26,8 @@ const TREES: [Tree; 10] = [
     Tree::Folders,
     Tree::MailChanges,
     Tree::MailThreads,
-    Tree::SearchPostings,
     Tree::SearchDocs,
+    Tree::SearchPending,
 ];
 
 /// What a message we cannot parse is stored as: the raw bytes are kept whole, so nothing a

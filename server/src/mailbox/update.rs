@@ -61,7 +61,7 @@ struct Edit {
     delete: bool,
 }
 
-const TREES: [Tree; 11] = [
+const TREES: [Tree; 12] = [
     Tree::Messages,
     Tree::BlobRefs,
     Tree::BlobHolds,
@@ -71,8 +71,9 @@ const TREES: [Tree; 11] = [
     Tree::FolderTimeline,
     Tree::Folders,
     Tree::MailChanges,
-    Tree::SearchPostings,
     Tree::SearchDocs,
+    Tree::SearchPending,
+    Tree::SearchDead,
 ];
 
 fn put_change(

@@ -125,7 +125,7 @@ fn drop_derived_content(store: &Store) -> Result<(), StoreError> {
             store.remove(Tree::MessageContent, k)?;
         }
         removed += batch.len() as u64;
-        if removed % 10_000 == 0 {
+        if removed.is_multiple_of(10_000) {
             store.flush_blocking()?;
             tracing::info!(removed, "dropping derived message content");
         }

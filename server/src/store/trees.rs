@@ -75,10 +75,16 @@ pub enum Tree {
     /// message id -> the message's terms: what a purge removes from [`Tree::SearchPostings`],
     /// and what a search checks a candidate's other words against.
     SearchDocs,
+    /// agent \0 received (BE) \0 message id -> () : indexed messages not yet merged into
+    /// posting blocks (`mailbox::search::merge`).
+    SearchPending,
+    /// agent \0 received (BE) \0 message id -> () : purged messages whose positions the
+    /// merger has yet to remove from the blocks.
+    SearchDead,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 31] = [
+    pub const ALL: [Tree; 33] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -110,6 +116,8 @@ impl Tree {
         Tree::BlobCounts,
         Tree::SearchPostings,
         Tree::SearchDocs,
+        Tree::SearchPending,
+        Tree::SearchDead,
     ];
 
     pub fn name(self) -> &'static str {
@@ -145,6 +153,8 @@ impl Tree {
             Tree::BlobCounts => "blob_counts",
             Tree::SearchPostings => "search_postings",
             Tree::SearchDocs => "search_docs",
+            Tree::SearchPending => "search_pending",
+            Tree::SearchDead => "search_dead",
         }
     }
 }

@@ -41,7 +41,7 @@ impl MailboxService {
                 continue;
             };
             let terms = self.terms_of_stored(&rec)?;
-            let trees = [Tree::Messages, Tree::SearchPostings, Tree::SearchDocs];
+            let trees = [Tree::Messages, Tree::SearchDocs, Tree::SearchPending];
             self.store.transact::<_, MailboxError>(&trees, |tx| {
                 let Some(cur) = tx.get_record::<StoredMessage>(Tree::Messages, &id)? else {
                     return Ok(());
@@ -58,6 +58,7 @@ impl MailboxService {
                 tracing::info!(indexed = n + 1, total, "building the search index");
             }
         }
+        self.merge_search_all()?;
         self.store.remove(Tree::Meta, SEARCH_BACKFILL_KEY)?;
         self.store.flush_blocking()?;
         tracing::info!(indexed = done, "the search index is complete");
@@ -96,7 +97,7 @@ mod tests {
     /// Turns a current store back into what schema 3 left: no search trees, version 3.
     fn as_schema_3(mb: &MailboxService, keep_doc_of: Option<&str>) {
         let s = &mb.store;
-        for tree in [Tree::SearchPostings, Tree::SearchDocs] {
+        for tree in [Tree::SearchPostings, Tree::SearchDocs, Tree::SearchPending] {
             let keys: Vec<Vec<u8>> = s.scan_prefix(tree, &[]).map(|r| r.unwrap().0).collect();
             for k in keys {
                 let kept = keep_doc_of.is_some_and(|id| {

@@ -6,6 +6,8 @@
 //! - `postings`: the index as store keys, maintained in the transactions that deliver and
 //!   purge messages, so it is exactly as consistent as the mail itself, also across nodes
 //!   sharing one database.
+//! - `blocks`: how a term's positions are packed, up to 128 per store entry.
+//! - `merge`: moves newly indexed and purged messages into the blocks, a batch at a time.
 //! - `query`: a complete page of matches, newest first, from the index.
 //! - `backfill`: indexes the messages stored before the index existed (schema 4).
 //!
@@ -15,6 +17,8 @@
 //! the record, so `q=` without `folder` skips Trash as the plain listing does.
 
 mod backfill;
+mod blocks;
+mod merge;
 mod postings;
 mod query;
 pub mod tokens;

@@ -1,17 +1,21 @@
-//! The index as store keys, written and removed inside the transactions that deliver and
-//! purge a message, so a search never sees a message that is gone or misses one that is
-//! stored, on one node or on several sharing a database.
+//! The index as store keys. Delivery and purge write only per-message entries, inside their
+//! own transactions, so a search never sees a message that is gone or misses one that is
+//! stored, on one node or on several sharing a database; the merger (`merge`) later moves
+//! them into posting blocks a batch at a time.
 //!
 //! | tree           | key                                          | value                    |
 //! |----------------|----------------------------------------------|--------------------------|
-//! | SearchPostings | agent \0 term \0 received ms (BE) \0 msg id  | empty                    |
+//! | SearchPostings | agent \0 term \0 received ms (BE) \0 msg id  | a block (`blocks`)       |
 //! | SearchDocs     | message id                                   | 1, terms joined by \0    |
+//! | SearchPending  | agent \0 received ms (BE) \0 msg id           | empty: not yet in blocks |
+//! | SearchDead     | agent \0 received ms (BE) \0 msg id           | empty: purged, still in blocks |
 //!
-//! Postings under one term sort by arrival like the timelines, so a reverse walk of
+//! Blocks under one term sort by arrival like the timelines, so a reverse walk of
 //! `agent \0 term \0` is that term's matches newest first, and a walk of `agent \0 prefix`
 //! reaches every term the prefix starts. The forward record (SearchDocs) lists a message's
-//! terms: a purge removes exactly the keys delivery wrote, and a candidate is checked
-//! against the other words of a query with one read.
+//! terms: the merger knows which blocks a message is in, and a candidate is checked
+//! against the other words of a query with one read. A search reads blocks and the pending
+//! messages; a purged message still in a block has no record and is skipped.
 
 use super::super::{index, StoredMessage};
 use crate::store::{keys, Tree, Tx, TxStoreError};
@@ -43,8 +47,13 @@ pub(in crate::mailbox) fn term_of<'k>(agent: &str, key: &'k [u8]) -> Option<&'k 
     std::str::from_utf8(&rest[..end]).ok()
 }
 
-fn posting(agent: &str, term: &str, received_ms: i64, id: &str) -> Vec<u8> {
+pub(in crate::mailbox) fn posting(agent: &str, term: &str, received_ms: i64, id: &str) -> Vec<u8> {
     index::timeline_at(&term_base(agent, term), received_ms, id)
+}
+
+/// A message's key in SearchPending and SearchDead.
+pub(in crate::mailbox) fn doc_key(rec: &StoredMessage) -> Vec<u8> {
+    index::timeline(&rec.agent_id, rec.received_at_ms, &rec.id)
 }
 
 fn encode_doc(terms: &[String]) -> Vec<u8> {
@@ -71,32 +80,39 @@ pub(in crate::mailbox) fn decode_doc(v: &[u8]) -> Vec<String> {
     }
 }
 
-/// Writes `rec`'s postings and forward record (needs both search trees declared).
+/// Records `rec`'s terms and marks it pending for the merger (needs SearchDocs and
+/// SearchPending declared). Two small writes, whatever the number of words.
 pub(in crate::mailbox) fn index_message(
     tx: &Tx<'_>,
     rec: &StoredMessage,
     terms: &[String],
 ) -> Result<(), TxStoreError> {
-    for t in terms.iter().filter(|t| !t.is_empty() && !t.contains('\0')) {
-        let k = posting(&rec.agent_id, t, rec.received_at_ms, &rec.id);
-        tx.put(Tree::SearchPostings, &k, &[])?;
-    }
-    tx.put(Tree::SearchDocs, rec.id.as_bytes(), &encode_doc(terms))
+    let terms: Vec<String> = terms
+        .iter()
+        .filter(|t| !t.is_empty() && !t.contains('\0'))
+        .cloned()
+        .collect();
+    tx.put(Tree::SearchDocs, rec.id.as_bytes(), &encode_doc(&terms))?;
+    tx.put(Tree::SearchPending, &doc_key(rec), &[])
 }
 
-/// Removes what [`index_message`] wrote for `rec`; nothing when it was never indexed.
+/// Takes `rec` out of the index: at once if it is still pending, else by marking it dead
+/// for the merger, which removes its positions and forward record (needs SearchDocs,
+/// SearchPending and SearchDead declared). Nothing when it was never indexed.
 pub(in crate::mailbox) fn unindex_message(
     tx: &Tx<'_>,
     rec: &StoredMessage,
 ) -> Result<(), TxStoreError> {
-    let Some(doc) = tx.get(Tree::SearchDocs, rec.id.as_bytes())? else {
+    if tx.get(Tree::SearchDocs, rec.id.as_bytes())?.is_none() {
         return Ok(());
-    };
-    for t in decode_doc(&doc) {
-        let k = posting(&rec.agent_id, &t, rec.received_at_ms, &rec.id);
-        tx.remove(Tree::SearchPostings, &k)?;
     }
-    tx.remove(Tree::SearchDocs, rec.id.as_bytes())
+    let k = doc_key(rec);
+    if tx.get(Tree::SearchPending, &k)?.is_some() {
+        tx.remove(Tree::SearchPending, &k)?;
+        tx.remove(Tree::SearchDocs, rec.id.as_bytes())
+    } else {
+        tx.put(Tree::SearchDead, &k, &[])
+    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@
 //! is full or the driver is exhausted.
 
 use super::super::{index, Folder, ListPage, MailboxError, MailboxService, StoredMessage};
+use super::blocks::{self, Pos};
 use super::postings::{decode_doc, prefix_end, prefix_start, term_base, term_of};
 use super::tokens::has_prefix;
-use crate::store::{Entry, StoreError, Tree};
+use crate::store::{keys, Entry, StoreError, Tree};
 use std::ops::Bound;
 
 /// Terms one query word may expand to and still drive a merge.
@@ -31,15 +32,41 @@ pub(in crate::mailbox) struct Window<'a> {
 
 type Iter<'a> = Box<dyn Iterator<Item = Result<Entry, StoreError>> + 'a>;
 
+/// Where a walk's positions come from.
+enum Source<'a> {
+    /// Keys that are positions themselves (the timelines).
+    Keys,
+    /// One term's posting blocks: the current block's remaining positions, ascending (the
+    /// walk pops the newest), and the bounds positions are filtered by.
+    Blocks {
+        buf: Vec<Pos>,
+        since_ms: i64,
+        before: Option<Pos>,
+    },
+    /// Messages not yet merged into blocks whose terms hold `word` as a prefix.
+    Pending {
+        store: &'a crate::store::Store,
+        word: String,
+    },
+}
+
 /// One ordered walk of (received ms, message id) positions under `base`, newest first.
 struct Walk<'a> {
     base: Vec<String>,
     it: Iter<'a>,
-    head: Option<(i64, String)>,
+    src: Source<'a>,
+    head: Option<Pos>,
 }
 
 impl<'a> Walk<'a> {
-    fn new(store: &'a crate::store::Store, tree: Tree, base: Vec<String>, w: &Window<'_>) -> Self {
+    /// A walk of the keys under `base` in `tree` (a timeline, or SearchPending).
+    fn keys(
+        store: &'a crate::store::Store,
+        tree: Tree,
+        base: Vec<String>,
+        w: &Window<'_>,
+        src: Source<'a>,
+    ) -> Self {
         let lo = Bound::Included(index::timeline_from(&base, w.since_ms.unwrap_or(0)));
         let hi = match w.cursor {
             Some((ms, id)) => Bound::Excluded(index::timeline_at(&base, *ms, id)),
@@ -49,18 +76,96 @@ impl<'a> Walk<'a> {
         Walk {
             base,
             it,
+            src,
+            head: None,
+        }
+    }
+
+    fn timeline(
+        store: &'a crate::store::Store,
+        tree: Tree,
+        base: Vec<String>,
+        w: &Window<'_>,
+    ) -> Self {
+        Self::keys(store, tree, base, w, Source::Keys)
+    }
+
+    /// `agent`'s pending messages that hold a term starting with `word`.
+    fn pending(store: &'a crate::store::Store, agent: &str, word: &str, w: &Window<'_>) -> Self {
+        let src = Source::Pending {
+            store,
+            word: word.to_string(),
+        };
+        Self::keys(store, Tree::SearchPending, vec![agent.to_string()], w, src)
+    }
+
+    /// The blocks of the term whose postings sit under `base`. A block may start before
+    /// the window and end inside it, so the walk reads from the block holding the cursor
+    /// down, and filters positions.
+    fn blocks(store: &'a crate::store::Store, base: Vec<String>, w: &Window<'_>) -> Self {
+        let parts: Vec<&str> = base.iter().map(String::as_str).collect();
+        let lo = Bound::Included(keys::prefix(&parts));
+        let hi = match w.cursor {
+            Some((ms, id)) => Bound::Included(index::timeline_at(&base, *ms, id)),
+            None => Bound::Excluded(index::timeline_end(&base)),
+        };
+        let it = store.range(Tree::SearchPostings, lo, hi, true);
+        Walk {
+            base,
+            it,
+            src: Source::Blocks {
+                buf: Vec::new(),
+                since_ms: w.since_ms.unwrap_or(0),
+                before: w.cursor.cloned(),
+            },
             head: None,
         }
     }
 
     fn advance(&mut self) -> Result<(), StoreError> {
         self.head = None;
+        if let Source::Blocks {
+            buf,
+            since_ms,
+            before,
+        } = &mut self.src
+        {
+            loop {
+                while let Some(p) = buf.pop() {
+                    if before.as_ref().is_some_and(|b| p >= *b) {
+                        continue;
+                    }
+                    if p.0 >= *since_ms {
+                        self.head = Some(p);
+                    }
+                    // Older than the window: so is everything after it.
+                    return Ok(());
+                }
+                let Some(r) = self.it.next() else {
+                    return Ok(());
+                };
+                let (k, v) = r?;
+                if let Some(at) = index::parse_timed(&self.base, &k) {
+                    *buf = blocks::decode(&at, &v);
+                }
+            }
+        }
         for r in self.it.by_ref() {
             let (k, _) = r?;
-            if let Some(pos) = index::parse_timed(&self.base, &k) {
-                self.head = Some(pos);
-                break;
+            let Some(pos) = index::parse_timed(&self.base, &k) else {
+                continue;
+            };
+            if let Source::Pending { store, word } = &self.src {
+                let terms = store
+                    .get(Tree::SearchDocs, pos.1.as_bytes())?
+                    .map(|v| decode_doc(&v))
+                    .unwrap_or_default();
+                if !has_prefix(&terms, word) {
+                    continue;
+                }
             }
+            self.head = Some(pos);
+            break;
         }
         Ok(())
     }
@@ -132,8 +237,7 @@ impl MailboxService {
             let lo = Bound::Included(index::timeline_from(&base, 0));
             let hi = Bound::Excluded(index::timeline_end(&base));
             for r in self.store.range(Tree::SearchPostings, lo, hi, false) {
-                r?;
-                n += 1;
+                n += blocks::count(&r?.1);
                 if n >= COUNT_CAP {
                     return Ok(n);
                 }
@@ -151,21 +255,14 @@ impl MailboxService {
         keep: &dyn Fn(&StoredMessage) -> bool,
         w: &Window<'_>,
     ) -> Result<ListPage, MailboxError> {
-        let empty = ListPage {
-            items: Vec::new(),
-            next_cursor: None,
-            scanned: 0,
-        };
         // The driver: the word with the fewest postings among those narrow enough to merge.
         let mut driver: Option<(usize, usize, Vec<String>)> = None;
         for (i, word) in words.iter().enumerate() {
             let Some(terms) = self.expansions(agent, word)? else {
                 continue;
             };
-            if terms.is_empty() {
-                // A word nothing starts with: no message holds every word.
-                return Ok(empty);
-            }
+            // A word no block holds may still be in a message not yet merged: it drives
+            // with no blocks, over the pending messages only.
             let n = self.count_postings(agent, &terms)?;
             if driver.as_ref().is_none_or(|(best, _, _)| n < *best) {
                 driver = Some((n, i, terms));
@@ -173,10 +270,11 @@ impl MailboxService {
         }
         let (mut candidates, checked): (Merge<'_>, Vec<&String>) = match driver {
             Some((_, i, terms)) => {
-                let walks = terms
+                let mut walks: Vec<Walk<'_>> = terms
                     .iter()
-                    .map(|t| Walk::new(&self.store, Tree::SearchPostings, term_base(agent, t), w))
+                    .map(|t| Walk::blocks(&self.store, term_base(agent, t), w))
                     .collect();
+                walks.push(Walk::pending(&self.store, agent, &words[i], w));
                 let rest = words
                     .iter()
                     .enumerate()
@@ -190,7 +288,8 @@ impl MailboxService {
                     Some(_) => Tree::FolderTimeline,
                     None => Tree::MailTimeline,
                 };
-                let walk = Walk::new(&self.store, tree, index::timeline_base(agent, w.folder), w);
+                let walk =
+                    Walk::timeline(&self.store, tree, index::timeline_base(agent, w.folder), w);
                 (Merge::new(vec![walk])?, words.iter().collect())
             }
         };
