@@ -337,7 +337,11 @@ enum StoreCmd {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Runtime::new() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(blocking_threads(cli.config.as_deref()))
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
@@ -351,6 +355,15 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `limits.blocking_threads`, read before the runtime exists. A config that does not load
+/// gets the default here; the command itself reports why when it loads it.
+fn blocking_threads(path: Option<&Path>) -> usize {
+    load_config(path).map_or_else(
+        |_| Config::default().limits.blocking_threads,
+        |c| c.limits.blocking_threads,
+    )
 }
 
 fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {

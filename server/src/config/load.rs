@@ -217,6 +217,9 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
     if c.storage.path.as_os_str().is_empty() {
         errs.push(err("storage.path", "must not be empty"));
     }
+    if c.limits.blocking_threads == 0 || c.limits.blocking_threads > 4096 {
+        errs.push(err("limits.blocking_threads", "must be between 1 and 4096"));
+    }
     if c.storage.cache_mb == 0 || c.storage.cache_mb > 1 << 20 {
         errs.push(err("storage.cache_mb", "must be between 1 and 1048576"));
     }

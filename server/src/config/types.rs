@@ -509,6 +509,11 @@ pub struct LimitsConfig {
     pub auth_denied_audit_interval_secs: u64,
     /// Source addresses the failure limiter tracks at once (its memory bound).
     pub auth_tracked_sources: usize,
+    /// Threads for blocking work (body fsyncs, message parsing on read). Each one that has
+    /// touched the database keeps some of its freed pages until it runs again, so this is
+    /// a memory bound as much as a concurrency one: 16 kept RSS about 50 MB lower than
+    /// tokio's 512 in the storage benchmark, at the same throughput.
+    pub blocking_threads: usize,
 }
 
 impl Default for LimitsConfig {
@@ -517,6 +522,7 @@ impl Default for LimitsConfig {
             auth_failures_per_minute: 10,
             auth_denied_audit_interval_secs: 60,
             auth_tracked_sources: 100_000,
+            blocking_threads: 16,
         }
     }
 }

@@ -123,7 +123,7 @@ fn open_db(dir: &Path, opts: &StoreOptions) -> Result<sled::Db, StoreError> {
     loop {
         let opened = sled::Config::new()
             .path(dir.join("db"))
-            .cache_capacity(opts.cache_mb.max(1).saturating_mul(1024 * 1024))
+            .cache_capacity(cache_bytes(opts.cache_mb, compress))
             .use_compression(compress)
             .compression_factor(SLED_ZSTD_LEVEL)
             .open();
@@ -145,6 +145,15 @@ fn open_db(dir: &Path, opts: &StoreOptions) -> Result<sled::Db, StoreError> {
             Ok(db) => return Ok(db),
         }
     }
+}
+
+/// sled's cache capacity for `cache_mb` of memory. sled counts a cached page at its size
+/// on disk, which for compressed pages is a fraction of what the page takes in memory: in
+/// the storage benchmark (50,000 messages) a capacity of 64 MiB held about 2.2 MiB of heap
+/// per MiB counted, on top of the node overhead. A quarter keeps `cache_mb` what it says.
+fn cache_bytes(cache_mb: u64, compressed: bool) -> u64 {
+    let mb = if compressed { cache_mb / 4 } else { cache_mb };
+    mb.max(1).saturating_mul(1024 * 1024)
 }
 
 /// sled's zstd level for pages. Its cost is dominated by creating a context per page

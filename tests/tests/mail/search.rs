@@ -273,7 +273,7 @@ async fn a_schema_3_data_directory_gets_its_index_on_upgrade() {
     // Back to what schema 3 stored: no postings, no forward records.
     {
         let store = Store::open(dir.path()).expect("open");
-        for tree in [Tree::SearchPostings, Tree::SearchDocs] {
+        for tree in [Tree::SearchPostings, Tree::SearchDocs, Tree::SearchPending] {
             let keys: Vec<Vec<u8>> = store
                 .scan_prefix(tree, &[])
                 .map(|r| r.expect("scan").0)
