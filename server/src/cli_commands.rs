@@ -301,14 +301,40 @@ pub(super) async fn dns_plan(
         }
         return serde_json::from_str(&body).with_context(|| format!("{url}: not a DNS plan"));
     }
-    let (s, actor) = open_offline(cfg.clone()).context(
-        "cannot open the data directory (if the server is running, use --server URL with an admin token)",
-    )?;
-    let plan = legate::dns::DnsWizard::new(&s.config, &s.vault, &s.audit).plan(&actor)?;
-    // Services::open may have just made the DKIM keys: keep them.
-    s.audit.sync_blocking();
-    s.store.flush_blocking()?;
-    Ok(plan)
+    let store = open_existing_store(cfg)?;
+    let domain = &cfg.server.domain;
+    legate::dns::plan_from_store(cfg, &store)?.with_context(|| {
+        format!(
+            "no DKIM keys for {domain} in {}: is this the config `legate init` wrote \
+             (--config <data>/config.toml)?",
+            cfg.storage.path.display()
+        )
+    })
+}
+
+/// Opens an existing data directory for a command that only reads it. It never makes one: a
+/// missing or mistyped `--config` must name the problem, not leave an empty store (and new
+/// keys) behind. No disk reserve, so it works on a full disk.
+pub(super) fn open_existing_store(cfg: &Config) -> anyhow::Result<legate::store::Store> {
+    let path = &cfg.storage.path;
+    if !path.join("db").is_dir() {
+        anyhow::bail!(
+            "no data directory at {}: run `legate init` first, or pass the config it wrote \
+             (--config <data>/config.toml)",
+            path.display()
+        );
+    }
+    let opts = legate::store::StoreOptions {
+        min_free_bytes: 0,
+        ..cfg.storage.store_options(false)
+    };
+    legate::store::Store::open_with(path, &opts).with_context(|| {
+        format!(
+            "cannot open the store in {} (if the server is running, ask it instead: --server \
+             URL with an admin token)",
+            path.display()
+        )
+    })
 }
 
 pub(super) async fn dns(cfg: Config, c: DnsCmd) -> anyhow::Result<ExitCode> {

@@ -20,7 +20,8 @@ use cli_commands::*;
     about = "Mail and identity appliance for AI agents"
 )]
 struct Cli {
-    /// Config file; without one, the embedded dev defaults (data in ./data).
+    /// Config file; without one, ./data/config.toml if `legate init` wrote it there, else the
+    /// embedded dev defaults (data in ./data).
     #[arg(long, short, global = true, env = "LEGATE_CONFIG")]
     config: Option<PathBuf>,
     #[command(subcommand)]
@@ -353,9 +354,23 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(path: Option<&Path>) -> anyhow::Result<Config> {
-    match path {
-        Some(p) => config::load_file(p).map_err(|e| anyhow::anyhow!("{e}")),
+/// Where `legate init` puts its config when given no `--data`.
+const INIT_DEFAULT_CONFIG: &str = "./data/config.toml";
+
+/// The config file to use: `--config` (or `LEGATE_CONFIG`), else the one `legate init` writes
+/// with its default `--data` when it exists. The embedded dev defaults keep their data in
+/// `./data` too, so using them on a directory `init` made would plan DNS, make DKIM keys and
+/// serve for `localhost` instead of the operator's domain.
+fn config_path(given: Option<&Path>) -> Option<PathBuf> {
+    match given {
+        Some(p) => Some(p.to_path_buf()),
+        None => Some(PathBuf::from(INIT_DEFAULT_CONFIG)).filter(|p| p.is_file()),
+    }
+}
+
+fn load_config(given: Option<&Path>) -> anyhow::Result<Config> {
+    match config_path(given) {
+        Some(p) => config::load_file(&p).map_err(|e| anyhow::anyhow!("{e}")),
         None => Ok(Config::default()),
     }
 }
@@ -398,8 +413,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn serve(path: Option<&Path>) -> anyhow::Result<ExitCode> {
     let cfg = load_config(path)?;
     init_logging(&cfg);
-    if path.is_none() {
-        tracing::warn!("no --config given: running with embedded dev defaults (data in ./data, loopback ports)");
+    match (path, config_path(path)) {
+        (None, None) => tracing::warn!(
+            "no --config given: running with embedded dev defaults (data in ./data, loopback ports)"
+        ),
+        (None, Some(found)) => {
+            tracing::info!(config = %found.display(), "no --config given: using the config `legate init` wrote")
+        }
+        _ => {}
     }
     let opts = StartOptions {
         bootstrap_token: std::env::var("LEGATE_BOOTSTRAP_ADMIN_TOKEN").ok(),
