@@ -515,3 +515,6 @@ mod hardening;
 
 #[path = "smtp/submission.rs"]
 mod submission;
+
+#[path = "smtp/dashboard.rs"]
+mod dashboard;
