@@ -51,11 +51,7 @@ async fn every_metric_the_dashboard_queries_is_exported() {
     let wanted = queried_metrics(&dash);
 
     let dir = tempfile::tempdir().unwrap();
-    let dns_server = std::sync::Arc::new(
-        legate::mailauth::testdns::TestDns::start(dns())
-            .await
-            .unwrap(),
-    );
+    let dns_server = std::sync::Arc::new(legate_testdns::TestDns::start(dns()).await.unwrap());
     let mut cfg = legate_tests::test_config(dir.path());
     cfg.listen.smtp = "127.0.0.1:0".into();
     cfg.dns.nameservers = vec![dns_server.addr().to_string()];
