@@ -47,6 +47,10 @@ impl Services {
         });
         let identity = Arc::new(IdentityService::new(store.clone(), audit.clone(), did_host));
         let metrics = Arc::new(Metrics::new());
+        audit.denials().count_into(crate::audit::DenialCounters {
+            failures: metrics.auth_failures.clone(),
+            throttled: metrics.auth_throttled.clone(),
+        });
         let (vault, source) = VaultService::open(
             store.clone(),
             audit.clone(),

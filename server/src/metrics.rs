@@ -4,7 +4,8 @@
 //! nothing depends on process-global state.
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 
 pub struct Metrics {
@@ -31,6 +32,11 @@ pub struct Metrics {
     pub storage_reserve_bytes: IntGauge,
     /// 1 while new mail is accepted, 0 while the disk is below the reserve.
     pub storage_accepting: IntGauge,
+    /// Failed authentications on every front-end (REST, MCP, SMTP AUTH, IMAP), and attempts
+    /// refused by the per-source limiter before the credentials were tried. Counted by
+    /// `audit::Denials`, which every front-end reports to.
+    pub auth_failures: IntCounter,
+    pub auth_throttled: IntCounter,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -47,6 +53,13 @@ fn gauge(r: &Registry, name: &str, help: &str) -> IntGauge {
     r.register(Box::new(g.clone()))
         .unwrap_or_else(|e| panic!("metric {name}: {e}"));
     g
+}
+
+fn plain_counter(r: &Registry, name: &str, help: &str) -> IntCounter {
+    let c = IntCounter::new(name, help).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(c.clone()))
+        .unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
 }
 
 fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
@@ -161,6 +174,16 @@ impl Metrics {
                 &r,
                 "legate_storage_accepting_mail",
                 "1 while new mail is accepted, 0 while the disk is below the reserve",
+            ),
+            auth_failures: plain_counter(
+                &r,
+                "legate_auth_failures_total",
+                "Failed authentications (REST, MCP, SMTP AUTH, IMAP)",
+            ),
+            auth_throttled: plain_counter(
+                &r,
+                "legate_auth_throttled_total",
+                "Authentication attempts refused by the per-source failure limit",
             ),
             registry: r,
         }

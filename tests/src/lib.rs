@@ -10,7 +10,7 @@ use std::sync::Arc;
 pub struct TestServer {
     pub running: Option<Running>,
     /// Loopback DNS the server resolves through (never the internet).
-    pub dns: Option<Arc<legate::mailauth::testdns::TestDns>>,
+    pub dns: Option<Arc<legate_testdns::TestDns>>,
     pub base: String,
     pub admin_token: String,
     pub dir: tempfile::TempDir,
@@ -43,11 +43,7 @@ impl TestServer {
 
     /// With the SMTP listener on an ephemeral port and DNS answered by a loopback server.
     pub async fn start_smtp(records: legate::mailauth::StaticDns) -> TestServer {
-        let dns = Arc::new(
-            legate::mailauth::testdns::TestDns::start(records)
-                .await
-                .expect("dns"),
-        );
+        let dns = Arc::new(legate_testdns::TestDns::start(records).await.expect("dns"));
         let dir = tempfile::tempdir().expect("tempdir");
         let mut cfg = test_config(dir.path());
         cfg.listen.smtp = "127.0.0.1:0".into();

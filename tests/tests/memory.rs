@@ -14,7 +14,7 @@ async fn server(tune: impl FnOnce(&mut legate::config::SmtpConfig)) -> TestServe
     let dns = StaticDns::new();
     dns.add_txt("sender.test", "v=spf1 ip4:127.0.0.1 -all");
     let dns_server = std::sync::Arc::new(
-        legate::mailauth::testdns::TestDns::start(dns)
+        legate_testdns::TestDns::start(dns)
             .await
             .expect("loopback dns"),
     );

@@ -245,11 +245,7 @@ async fn dmarc_reject_and_quarantine() {
 #[tokio::test]
 async fn oversize_data_is_refused_after_reading_it() {
     let dir = tempfile::tempdir().unwrap();
-    let dns_server = std::sync::Arc::new(
-        legate::mailauth::testdns::TestDns::start(dns())
-            .await
-            .unwrap(),
-    );
+    let dns_server = std::sync::Arc::new(legate_testdns::TestDns::start(dns()).await.unwrap());
     let mut cfg = legate_tests::test_config(dir.path());
     cfg.listen.smtp = "127.0.0.1:0".into();
     cfg.dns.nameservers = vec![dns_server.addr().to_string()];
@@ -515,3 +511,6 @@ mod hardening;
 
 #[path = "smtp/submission.rs"]
 mod submission;
+
+#[path = "smtp/dashboard.rs"]
+mod dashboard;

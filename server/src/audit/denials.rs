@@ -12,10 +12,11 @@
 //! It lives beside the audit log (which every front-end can reach and which is what it
 //! protects); it holds only counters, never credentials.
 
+use prometheus::IntCounter;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 /// The rate-limit window: failures are counted per source per minute.
@@ -178,6 +179,16 @@ pub struct Denials {
     /// Sources tracked, readable without the lock: the hot path of a successful request asks
     /// nothing of an empty table.
     tracked: AtomicUsize,
+    /// `/metrics` counters (failed authentications, throttled attempts), set once at start:
+    /// every front-end reports its failures here, so this is the one place to count them.
+    counters: OnceLock<Counters>,
+}
+
+/// The Prometheus counters [`Denials`] increments.
+#[derive(Debug, Clone)]
+pub struct Counters {
+    pub failures: IntCounter,
+    pub throttled: IntCounter,
 }
 
 impl Default for Denials {
@@ -194,7 +205,14 @@ impl Denials {
                 sources: HashMap::new(),
             }),
             tracked: AtomicUsize::new(0),
+            counters: OnceLock::new(),
         }
+    }
+
+    /// Where failures and throttled attempts are counted from now on (a second call is
+    /// ignored: one server, one registry).
+    pub fn count_into(&self, counters: Counters) {
+        let _ = self.counters.set(counters);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -233,6 +251,9 @@ impl Denials {
         t.roll_window(now);
         let blocked = limit > 0 && t.failures >= limit;
         if blocked && count {
+            if let Some(c) = self.counters.get() {
+                c.throttled.inc();
+            }
             t.note(crate::util::now_millis());
             t.throttled += 1;
             if t.interval_start.is_none() {
@@ -256,6 +277,9 @@ impl Denials {
         now: Instant,
         due: &mut Vec<Summary>,
     ) -> Decision {
+        if let Some(c) = self.counters.get() {
+            c.failures.inc();
+        }
         let mut g = self.lock();
         let interval = g.settings.audit_interval;
         if !g.sources.contains_key(&src) && g.sources.len() >= g.settings.max_sources.max(1) {
@@ -347,6 +371,25 @@ mod tests {
             audit_interval: Duration::from_secs(60),
             max_sources,
         }
+    }
+
+    #[test]
+    fn failures_and_throttled_attempts_are_counted_for_metrics() {
+        let d = Denials::new(settings(2, 10));
+        let counters = Counters {
+            failures: IntCounter::new("f", "f").unwrap(),
+            throttled: IntCounter::new("t", "t").unwrap(),
+        };
+        d.count_into(counters.clone());
+        let src = Source::of("192.0.2.1");
+        let t0 = Instant::now();
+        let mut due = Vec::new();
+        d.failed_at(src, "a", t0, &mut due);
+        d.failed_at(src, "a", t0, &mut due);
+        // Asking is not an attempt; a refused attempt is.
+        assert!(d.blocked_at(src, t0, false));
+        assert!(d.blocked_at(src, t0, true));
+        assert_eq!((counters.failures.get(), counters.throttled.get()), (2, 1));
     }
 
     #[test]

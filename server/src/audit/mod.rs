@@ -12,7 +12,9 @@ mod query;
 mod writer;
 
 pub use anchor::{parse_head, Checkpoint, HeadSigner, FILE as HEAD_FILE};
-pub use denials::{DenialSettings, Denials, Source, Summary as DenialSummary};
+pub use denials::{
+    Counters as DenialCounters, DenialSettings, Denials, Source, Summary as DenialSummary,
+};
 pub use entry::{ActorRef, Entry, NewEntry, Outcome};
 pub use page::{page_key_of, SUBJECT_AGENT};
 pub use query::{Filter, QueryPage};

@@ -23,6 +23,7 @@ pub use resolve::{report_text, CheckReport};
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::identity::{Actor, Denied};
+use crate::store::Store;
 use crate::vault::{VaultError, VaultService};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -102,6 +103,21 @@ impl<'a> DnsWizard<'a> {
     pub fn mta_sts_policy(&self) -> Result<String, DnsError> {
         plan::mta_sts_policy(self.config)
     }
+}
+
+/// The plan from the config and the DKIM keys stored in `store`, for `legate dns plan` on a
+/// stopped server: the data directory stands for the admin (whoever can read it can read the
+/// keys), so no actor is checked, and nothing is written. `None` when the store holds no DKIM
+/// key for `server.domain` (a data directory made for another domain, or not by `init`).
+pub fn plan_from_store(config: &Config, store: &Store) -> Result<Option<Plan>, DnsError> {
+    let keys: Vec<DkimPublic> = crate::vault::published_dkim(store, &config.server.domain)?
+        .iter()
+        .map(DkimPublic::from)
+        .collect();
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    plan::build(config, &keys).map(Some)
 }
 
 /// `[dns] nameservers` as addresses (validated at config load, so a failure here is a bug

@@ -4,8 +4,8 @@
 //!
 //! DNS comes from one of two places: a hickory resolver (`MailAuth::new`), or a `StaticDns`
 //! table answered through mail-auth's public `ResolverCache` hooks
-//! (`MailAuth::with_static_records`, for tests). `testdns` serves the same table over
-//! loopback UDP/TCP so end-to-end tests can exercise the real resolver path.
+//! (`MailAuth::with_static_records`, for tests). The test-only crate `legate-testdns` serves
+//! the same table over loopback UDP/TCP so tests can exercise the real resolver path.
 
 mod header;
 mod keys;
@@ -13,15 +13,16 @@ mod sign;
 mod spf;
 pub mod spki;
 mod statics;
-pub mod testdns;
 mod verdict;
 mod verify;
 
 #[cfg(test)]
+mod tests_loopback;
+#[cfg(test)]
 mod testutil;
 
 pub use sign::{dkim_sign, DkimSigning, SIGNED_HEADERS};
-pub use statics::{fqdn, StaticDns};
+pub use statics::{fqdn, Records, Srv, StaticDns};
 pub use verdict::{
     ArcResult, AuthStatus, AuthVerdict, DkimResult, DmarcPolicy, DmarcResult, PolicyAction,
     SpfResult, SpfScope,
@@ -45,7 +46,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ResolverConfig {
     /// Empty: the system configuration (`/etc/resolv.conf`). Otherwise only these servers,
-    /// over UDP with TCP fallback (tests point this at a `testdns::TestDns`).
+    /// over UDP with TCP fallback (tests point this at a `legate_testdns::TestDns`).
     pub nameservers: Vec<SocketAddr>,
     /// Per-query timeout.
     pub timeout: Duration,
@@ -76,6 +77,19 @@ impl ResolverConfig {
         };
         opts.timeout = self.timeout;
         Ok((config, opts))
+    }
+}
+
+#[cfg(test)]
+impl ResolverConfig {
+    /// Only the loopback test DNS server at `addr` (`legate_testdns::TestDns::addr`). Unit
+    /// tests build it here: that crate links its own copy of `legate`, whose `ResolverConfig`
+    /// is another type than this one.
+    pub(crate) fn test_server(addr: SocketAddr) -> Self {
+        Self {
+            nameservers: vec![addr],
+            timeout: Duration::from_secs(2),
+        }
     }
 }
 

@@ -1,8 +1,8 @@
 //! A table of DNS answers that stands in for the network.
 //!
 //! Two consumers share it: `MailAuth::with_static_records` answers mail-auth's lookups from it
-//! through mail-auth's public `ResolverCache` trait (no sockets at all), and `testdns::TestDns`
-//! serves the same table over real UDP/TCP on loopback. A `StaticDns` is a cheap handle to
+//! through mail-auth's public `ResolverCache` trait (no sockets at all), and the test-only
+//! crate `legate-testdns` serves the same table over real UDP/TCP on loopback. A `StaticDns` is a cheap handle to
 //! shared data, so a test can change answers after the server or the `MailAuth` was started.
 
 use mail_auth::common::parse::TxtRecordParser;
@@ -18,24 +18,25 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// An SRV record: (priority, weight, port, target) per RFC 2782.
-pub(crate) type Srv = (u16, u16, u16, String);
+pub type Srv = (u16, u16, u16, String);
 
-/// The record sets, keyed by lowercase fully qualified names (trailing dot).
+/// The record sets, keyed by lowercase fully qualified names (trailing dot). Public for
+/// reading only (a [`StaticDns::read`] guard): `legate-testdns` answers queries from it.
 #[derive(Debug, Default, Clone)]
-pub(crate) struct Records {
-    pub(crate) txt: HashMap<Box<str>, Vec<String>>,
-    pub(crate) mx: HashMap<Box<str>, Vec<(u16, String)>>,
-    pub(crate) a: HashMap<Box<str>, Vec<Ipv4Addr>>,
-    pub(crate) aaaa: HashMap<Box<str>, Vec<Ipv6Addr>>,
-    pub(crate) ptr: HashMap<IpAddr, Vec<String>>,
-    pub(crate) srv: HashMap<Box<str>, Vec<Srv>>,
-    pub(crate) cname: HashMap<Box<str>, String>,
+pub struct Records {
+    pub txt: HashMap<Box<str>, Vec<String>>,
+    pub mx: HashMap<Box<str>, Vec<(u16, String)>>,
+    pub a: HashMap<Box<str>, Vec<Ipv4Addr>>,
+    pub aaaa: HashMap<Box<str>, Vec<Ipv6Addr>>,
+    pub ptr: HashMap<IpAddr, Vec<String>>,
+    pub srv: HashMap<Box<str>, Vec<Srv>>,
+    pub cname: HashMap<Box<str>, String>,
 }
 
 impl Records {
     /// True when `name` owns a record or is an empty non-terminal above one, which is what
     /// separates NODATA from NXDOMAIN (RFC 8020).
-    pub(crate) fn name_exists(&self, name: &str) -> bool {
+    pub fn name_exists(&self, name: &str) -> bool {
         let suffix = format!(".{name}");
         let covers = |k: &str| k == name || k.ends_with(&suffix);
         self.txt.keys().any(|k| covers(k))
@@ -151,8 +152,9 @@ impl StaticDns {
         self
     }
 
+    /// The table as it is now, for answering from it; hold the guard only to copy answers out.
     /// A poisoned lock only means a test panicked mid-update; the maps are still usable.
-    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Records> {
+    pub fn read(&self) -> RwLockReadGuard<'_, Records> {
         self.inner.read().unwrap_or_else(|e| e.into_inner())
     }
 

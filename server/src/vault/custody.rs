@@ -3,7 +3,7 @@
 
 use super::crypto::{self, Purpose, Sealed};
 use super::{VaultError, VaultService};
-use crate::store::{keys, Tree};
+use crate::store::{keys, Store, Tree};
 use crate::util::now_unix;
 use ed25519_dalek::Signer;
 use serde::{Deserialize, Serialize};
@@ -88,6 +88,19 @@ struct DkimKeys {
 
 fn identity_key(agent_id: &str) -> Vec<u8> {
     keys::join(&["agent", agent_id, "identity"])
+}
+
+/// The DKIM selectors of `domain` as stored, without the root key: the public halves are kept
+/// in the clear beside the sealed private ones, so `legate dns plan` can print the records
+/// from the data directory alone (no master key, no admin, nothing written).
+pub fn published_dkim(store: &Store, domain: &str) -> Result<Vec<DkimKeyRecord>, VaultError> {
+    Ok(dkim_set(store, domain)?.keys)
+}
+
+fn dkim_set(store: &Store, domain: &str) -> Result<DkimKeys, VaultError> {
+    Ok(store
+        .get_record(Tree::KeyCustody, &dkim_key(domain))?
+        .unwrap_or_default())
 }
 
 fn dkim_key(domain: &str) -> Vec<u8> {
@@ -255,10 +268,7 @@ impl VaultService {
     }
 
     fn dkim_set(&self, domain: &str) -> Result<DkimKeys, VaultError> {
-        Ok(self
-            .store
-            .get_record(Tree::KeyCustody, &dkim_key(domain))?
-            .unwrap_or_default())
+        dkim_set(&self.store, domain)
     }
 
     /// Unpublishes a retired selector. An active one is refused: the domain would sign with

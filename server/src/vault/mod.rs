@@ -17,7 +17,7 @@ mod service;
 pub mod totp;
 
 pub use credential::{CredentialInput, CredentialKind, CredentialMeta, CredentialView};
-pub use custody::{DkimAlgorithm, DkimKeyRecord, PublicIdentityKey};
+pub use custody::{published_dkim, DkimAlgorithm, DkimKeyRecord, PublicIdentityKey};
 pub use error::VaultError;
 pub use rootkey::{create_file as create_key_file, load_file as load_key_file, RootKeySource};
 pub use rotate::{rotate_master, rotate_master_files};

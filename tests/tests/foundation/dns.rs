@@ -242,3 +242,104 @@ async fn plan_publish_check_and_served_documents() {
     );
     let _ = s.stop().await;
 }
+
+/// The values of the record set `name`/`rtype` in a plan's JSON (empty when absent).
+fn values(plan: &Value, name: &str, rtype: &str) -> Vec<String> {
+    let r = plan["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .find(|r| r["name"] == name && r["type"] == rtype);
+    match r {
+        None => Vec::new(),
+        Some(r) => match r.get("value") {
+            Some(v) => vec![v.as_str().expect("value").to_string()],
+            None => r["values"]
+                .as_array()
+                .expect("values")
+                .iter()
+                .map(|v| v.as_str().expect("value").to_string())
+                .collect(),
+        },
+    }
+}
+
+/// Runs the binary without `--config` (nor `LEGATE_CONFIG`) in `cwd`.
+fn bare(cwd: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(legate_bin())
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("LEGATE_CONFIG")
+        .output()
+        .expect("run legate")
+}
+
+/// Issue 17: right after `legate init`, before any `serve`, `dns plan` prints every record
+/// from the config and the keys init wrote; without `--config` it finds the config init's
+/// default `--data` puts in ./data, and with no data directory at all it says so and makes none.
+#[tokio::test]
+async fn plan_right_after_init_before_any_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let v = legate_tests::cli_init(&dir.path().join("data"), "plan.test");
+    let cfg = v["config"].as_str().unwrap();
+    let o = legate_tests::cli(cfg, &["dns", "plan", "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let plan: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(plan["domain"], "plan.test");
+    assert_eq!(values(&plan, "plan.test", "MX"), ["10 mx.plan.test."]);
+    assert_eq!(values(&plan, "plan.test", "TXT"), ["v=spf1 mx -all"]);
+    // Exactly the DKIM records init printed: the keys it wrote, nothing new.
+    let dkim = v["dkim"].as_array().unwrap();
+    assert_eq!(dkim.len(), 2, "{v}");
+    for r in dkim {
+        assert_eq!(
+            values(&plan, r["name"].as_str().unwrap(), "TXT"),
+            [r["value"].as_str().unwrap()],
+            "{plan:#}"
+        );
+    }
+    let planned_dkim = plan["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["name"].as_str().unwrap().contains("._domainkey."))
+        .count();
+    assert_eq!(planned_dkim, 2, "{plan:#}");
+    assert_eq!(
+        values(&plan, "_dmarc.plan.test", "TXT"),
+        ["v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@plan.test"]
+    );
+    assert!(values(&plan, "_mta-sts.plan.test", "TXT")[0].starts_with("v=STSv1; id="));
+    assert!(values(&plan, "_smtp._tls.plan.test", "TXT")[0].starts_with("v=TLSRPTv1;"));
+    assert!(!values(&plan, "_submissions._tcp.plan.test", "SRV").is_empty());
+    assert_eq!(
+        values(&plan, "autoconfig.plan.test", "CNAME"),
+        ["mx.plan.test."]
+    );
+
+    // The zone format carries the same records.
+    let o = legate_tests::cli(cfg, &["dns", "plan"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let zone = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        zone.contains("plan.test. 3600 IN MX 10 mx.plan.test."),
+        "{zone}"
+    );
+    assert!(zone.contains("_dmarc.plan.test. 3600 IN TXT"), "{zone}");
+
+    // No --config, in the directory holding init's ./data: the same plan, not localhost's.
+    let o = bare(dir.path(), &["dns", "plan", "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(serde_json::from_slice::<Value>(&o.stdout).unwrap(), plan);
+
+    // No --config and no data directory: named, with the way out, and nothing made.
+    let empty = tempfile::tempdir().unwrap();
+    let o = bare(empty.path(), &["dns", "plan"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("no data directory") && err.contains("legate init"),
+        "{err}"
+    );
+    assert!(!empty.path().join("data").exists(), "dns plan made a store");
+}

@@ -17,11 +17,7 @@ const HUGE_MB: u64 = 1 << 30;
 async fn start_full() -> TestServer {
     let records = StaticDns::new();
     records.add_txt("remote.test", "v=spf1 ip4:127.0.0.1 -all");
-    let dns = Arc::new(
-        legate::mailauth::testdns::TestDns::start(records)
-            .await
-            .expect("dns"),
-    );
+    let dns = Arc::new(legate_testdns::TestDns::start(records).await.expect("dns"));
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = legate_tests::test_config(dir.path());
     cfg.listen.smtp = "127.0.0.1:0".into();

@@ -4,8 +4,8 @@
 
 use super::remote::{delivery_of, sink, Sink};
 use super::{message, wait_for};
-use legate::mailauth::testdns::TestDns;
 use legate::mailauth::StaticDns;
+use legate_testdns::TestDns;
 use legate_tests::{test_config, SmtpClient, TestServer};
 use serde_json::{json, Value};
 use std::net::Ipv4Addr;

@@ -2,8 +2,8 @@
 //! scriptable SMTP sink standing in for remote servers that refuse or defer.
 
 use super::wait_for;
-use legate::mailauth::testdns::TestDns;
 use legate::mailauth::StaticDns;
+use legate_testdns::TestDns;
 use legate_tests::{test_config, TestServer};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};

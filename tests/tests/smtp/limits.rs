@@ -7,11 +7,7 @@ use std::time::{Duration, Instant};
 
 pub(super) async fn server(tune: impl FnOnce(&mut legate::config::SmtpConfig)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let dns_server = std::sync::Arc::new(
-        legate::mailauth::testdns::TestDns::start(dns())
-            .await
-            .unwrap(),
-    );
+    let dns_server = std::sync::Arc::new(legate_testdns::TestDns::start(dns()).await.unwrap());
     let mut cfg = legate_tests::test_config(dir.path());
     cfg.listen.smtp = "127.0.0.1:0".into();
     cfg.dns.nameservers = vec![dns_server.addr().to_string()];

@@ -4,8 +4,8 @@
 use super::*;
 use crate::app::{self, StartOptions};
 use crate::config::Config;
-use crate::mailauth::testdns::TestDns;
-use crate::mailauth::StaticDns;
+use crate::mailauth::ResolverConfig;
+use legate_testdns::{StaticDns, TestDns};
 use serde_json::{json, Value};
 
 async fn call(
@@ -69,7 +69,7 @@ async fn delivers_to_our_own_inbound_server_over_starttls() {
     let t = SmtpTransport::new(OutboundSettings::new(
         "mx.sender.test",
         vec![route],
-        dns.resolver_config(),
+        ResolverConfig::test_server(dns.addr()),
     ))
     .unwrap();
     let env = Envelope {

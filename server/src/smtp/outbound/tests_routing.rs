@@ -4,8 +4,8 @@
 use super::fake::{Fake, Script};
 use super::tests::{delivered, env, no_dns, permanent, quick, temporary, MESSAGE};
 use super::*;
-use crate::mailauth::testdns::TestDns;
-use crate::mailauth::StaticDns;
+use crate::mailauth::ResolverConfig;
+use legate_testdns::{StaticDns, TestDns};
 use std::net::Ipv4Addr;
 
 /// MX routing over loopback needs the danger flag: the test's "remote" servers are ours.
@@ -17,7 +17,7 @@ async fn guarded_transport(dns: &TestDns, port: u16, allow_private: bool) -> Smt
     let mut s = quick(OutboundSettings::new(
         "mx.a.test",
         Vec::new(),
-        dns.resolver_config(),
+        ResolverConfig::test_server(dns.addr()),
     ));
     s.mx_port = port;
     s.danger_allow_private_destinations = allow_private;

@@ -3,7 +3,7 @@
 //! Decoding is hickory-proto's (already built for the resolver), which bounds-checks every
 //! read, so a malformed packet yields FORMERR or silence, never a panic.
 
-use super::super::statics::Records;
+use legate::mailauth::Records;
 use mail_auth::hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
 use mail_auth::hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SRV, TXT};
 use mail_auth::hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -203,8 +203,8 @@ fn reverse_ip(name: &str) -> Option<IpAddr> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::super::StaticDns;
     use super::*;
+    use legate::mailauth::StaticDns;
     use mail_auth::hickory_resolver::proto::op::Query;
 
     fn query(name: &str, qtype: RecordType, edns: bool) -> Vec<u8> {
