@@ -2,13 +2,15 @@
 //! Every decision (scope, ownership, validation) is the mailbox service's.
 
 use super::extract::{Auth, Json, Path, Query};
-use super::{ApiResult, AppState};
+use super::{ApiResult, AppState, RequestStarted};
 use crate::mailbox::{ListQuery, MessagePatch, WaitQuery};
+use crate::metrics::SendStage;
 use crate::queue::{ReplyRequest, SendRequest};
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::Extension;
 use axum::Router;
 use serde_json::Value;
 
@@ -65,9 +67,14 @@ async fn get_message(
 
 async fn send(
     State(s): State<AppState>,
+    started: Option<Extension<RequestStarted>>,
     Auth(actor): Auth,
     Json(req): Json<SendRequest>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
+    // Routing, authentication and the JSON body are done: the send's `accept` stage.
+    if let Some(Extension(RequestStarted(t))) = started {
+        s.metrics.send_stages.done(SendStage::Accept, t);
+    }
     let accepted = s.queue.send(&actor, &req).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(accepted.to_json())))
 }

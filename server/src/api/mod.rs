@@ -77,11 +77,16 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
     ApiError::internal(&"handler panicked").into_response()
 }
 
+/// When the request reached the router: a handler that times its own stages (the send
+/// path's `accept`) reads it from the request's extensions.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestStarted(pub Instant);
+
 /// Counts, times and traces every request under its route template (not the raw path, so
 /// ids do not explode label cardinality).
 async fn observe(
     axum::extract::State(state): axum::extract::State<AppState>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let method = req.method().clone();
@@ -91,6 +96,7 @@ async fn observe(
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
     let start = Instant::now();
+    req.extensions_mut().insert(RequestStarted(start));
     let span = tracing::info_span!("http", %method, route = %route);
     let resp = next.run(req).instrument(span.clone()).await;
     let status = resp.status();

@@ -6,6 +6,7 @@ mod admin;
 pub mod compose;
 pub mod dsn;
 mod error;
+mod fresh;
 pub mod longlines;
 pub mod model;
 mod recorder;

@@ -11,7 +11,7 @@ use crate::identity::envelope::{check_rcpt, Checked};
 use crate::identity::{Actor, Agent, IdentityService, Scope};
 use crate::mailauth::DkimSigning;
 use crate::mailbox::{holds, DeliveryMeta, Folder, MailboxService, StoredMessage, TxHook};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, SendStage};
 use crate::store::{Store, Tree, Tx, TxStoreError};
 use crate::util::now_millis;
 use crate::vault::VaultService;
@@ -151,6 +151,8 @@ pub struct QueueService {
     pub(super) all: Arc<Semaphore>,
     /// Delivery results share transactions (see `recorder`).
     pub(super) recorder: super::recorder::Recorder,
+    /// Just-queued messages for their first attempt (see `fresh`).
+    pub(super) fresh: super::fresh::Fresh,
     signers: Mutex<HashMap<String, CachedSigners>>,
 }
 
@@ -202,6 +204,7 @@ impl QueueService {
             per_domain: Mutex::new(HashMap::new()),
             all,
             recorder: Default::default(),
+            fresh: Default::default(),
             signers: Mutex::new(HashMap::new()),
         }
     }
@@ -228,8 +231,12 @@ impl QueueService {
             Err(e) => (Outcome::Error, json!({"reason": e.to_string()})),
         };
         let target = r.as_ref().map(|a| a.message.id.clone()).unwrap_or_default();
+        let audited = Instant::now();
         actor.audit(&self.audit, action, &target, outcome, detail)?;
         self.audit.commit().await?;
+        if r.is_ok() {
+            self.metrics.send_stages.done(SendStage::Audit, audited);
+        }
         r
     }
 
@@ -245,6 +252,7 @@ impl QueueService {
             ));
         }
         let from = agent.address();
+        let started = Instant::now();
         let composed = compose(
             req,
             &from,
@@ -252,11 +260,12 @@ impl QueueService {
             &self.settings.hostname,
             crate::util::now_unix(),
         )?;
-        self.enqueue(
+        self.enqueue_since(
             &agent,
             &composed.rcpts,
             composed.raw,
             Some(composed.message_id),
+            started,
         )
         .await
     }
@@ -345,6 +354,20 @@ impl QueueService {
         raw: Vec<u8>,
         message_id: Option<String>,
     ) -> Result<Accepted, QueueError> {
+        self.enqueue_since(agent, rcpts, raw, message_id, Instant::now())
+            .await
+    }
+
+    /// [`enqueue`](Self::enqueue) for a message whose composition began at `started` (the
+    /// `compose` stage runs from there to signing).
+    async fn enqueue_since(
+        &self,
+        agent: &Agent,
+        rcpts: &[String],
+        raw: Vec<u8>,
+        message_id: Option<String>,
+        started: Instant,
+    ) -> Result<Accepted, QueueError> {
         let now = now_millis();
         let recipients = self.plan_recipients(rcpts, now)?;
         if raw.len() > self.settings.max_message_size {
@@ -372,7 +395,7 @@ impl QueueService {
                 .map(str::to_string)
         });
         drop(parsed);
-        let (signed, parsed) = self.sign(&agent.domain, raw).await?;
+        let (signed, parsed) = self.sign(&agent.domain, raw, started).await?;
         let template = QueuedMessage {
             id: String::new(),
             agent_id: agent.id.clone(),
@@ -385,13 +408,18 @@ impl QueueService {
             recipients,
         };
         // The queue delivers the Sent copy's own bytes: one stored copy, held until every
-        // recipient is final (see `mailbox::holds`).
+        // recipient is final (see `mailbox::holds`). The first attempt takes them from
+        // memory (`fresh`): offered here, before the schedule entry that lets the worker
+        // find the message is applied, and taken back if the transaction fails.
+        let offered: Mutex<Option<String>> = Mutex::new(None);
         let write = |tx: &Tx<'_>, rec: &StoredMessage| -> Result<(), TxStoreError> {
             let mut q = template.clone();
             q.id = rec.id.clone();
             tx.put_record(Tree::Queue, q.id.as_bytes(), &q)?;
             holds::hold(tx, &q.id)?;
             tx.put(Tree::QueueSchedule, &schedule_key(now, &q.id), &[])?;
+            self.fresh.put(&q.id, signed.clone());
+            *offered.lock().unwrap_or_else(|p| p.into_inner()) = Some(q.id);
             Ok(())
         };
         let meta = DeliveryMeta {
@@ -410,10 +438,28 @@ impl QueueService {
             trees: &[Tree::Queue, Tree::BlobHolds, Tree::QueueSchedule],
             write: &write,
         };
-        let message = self
+        let storing = Instant::now();
+        let stored = self
             .mailbox
-            .deliver_parsed(&agent.id, Folder::Sent, signed, parsed, meta, Some(hook))
-            .await?;
+            .deliver_parsed(
+                &agent.id,
+                Folder::Sent,
+                signed.clone(),
+                parsed,
+                meta,
+                Some(hook),
+            )
+            .await;
+        let message = match stored {
+            Ok(m) => m,
+            Err(e) => {
+                if let Some(id) = offered.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                    self.fresh.take(&id);
+                }
+                return Err(e.into());
+            }
+        };
+        self.metrics.send_stages.done(SendStage::Store, storing);
         let mut queued = template;
         queued.id = message.id.clone();
         self.metrics
@@ -426,29 +472,45 @@ impl QueueService {
 
     /// Prepends both DKIM signatures, and parses the message for its Sent copy in the same
     /// blocking task (one hop off the async workers, not two). Keys are made on first use
-    /// for a domain that has none (an org domain added after start).
+    /// for a domain that has none (an org domain added after start). The `compose` stage
+    /// ends once long lines are fitted; `dkim` and `parse` are timed here too.
     async fn sign(
         &self,
         domain: &str,
         raw: Vec<u8>,
+        composing: Instant,
     ) -> Result<(Arc<[u8]>, crate::mailbox::Parsed), QueueError> {
         let signers = self.signers_for(domain)?;
+        let metrics = self.metrics.clone();
         // RSA signing is a fraction of a millisecond of CPU: off the async workers.
         let (signed, parsed) = {
             let signers = signers.clone();
+            // Composing so far; the blocking task adds fitting long lines (the wait for
+            // that task to start is no stage's).
+            let composed = composing.elapsed();
             tokio::task::spawn_blocking(move || {
+                let stages = &metrics.send_stages;
+                let fitting = Instant::now();
                 // A line over 998 octets is re-encoded before it is signed (issue 15, 18).
                 let raw = super::longlines::fit(raw).map_err(|_| {
                     QueueError::Invalid(
                         "the message has a header or MIME line longer than 998 octets".into(),
                     )
                 })?;
+                stages.observe(
+                    SendStage::Compose,
+                    (composed + fitting.elapsed()).as_secs_f64(),
+                );
+                let signing = Instant::now();
                 let headers = crate::mailauth::dkim_sign(&raw, &signers)
                     .map_err(|e| QueueError::Signing(e.to_string()))?;
                 let mut out = Vec::with_capacity(headers.len() + raw.len());
                 out.extend_from_slice(headers.as_bytes());
                 out.extend_from_slice(&raw);
+                stages.done(SendStage::Dkim, signing);
+                let parsing = Instant::now();
                 let parsed = crate::mailbox::parse_for(Folder::Sent, &out);
+                stages.done(SendStage::Parse, parsing);
                 Ok::<_, QueueError>((Arc::<[u8]>::from(out), parsed))
             })
             .await

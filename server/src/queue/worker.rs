@@ -11,12 +11,13 @@ use super::service::QueueService;
 use super::{DeliveryReport, Envelope, QueueError, RcptOutcome};
 use crate::audit::{ActorRef, NewEntry, Outcome};
 use crate::mailbox::{holds, DeliveryMeta, Folder, MailboxError};
+use crate::metrics::SendStage;
 use crate::store::Tree;
 use crate::util::{now_millis, now_unix};
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -127,12 +128,21 @@ impl QueueService {
             .get_record::<QueuedMessage>(Tree::Queue, id.as_bytes())?
         else {
             // A schedule entry whose message is gone (cancelled): drop every entry of it.
+            self.fresh.take(id);
             self.drop_schedule(id)?;
             return Ok(());
         };
         let now = now_millis();
         let expired = now - msg.created_ms > self.settings.max_age.as_millis() as i64;
-        let raw = self.mailbox.held_raw(id)?;
+        // The first attempt usually finds the bytes `enqueue` just made durable in memory;
+        // any other reads the held blob.
+        let raw: Option<Arc<[u8]>> = match self.fresh.take(id) {
+            Some((raw, queued_at)) => {
+                self.metrics.send_stages.done(SendStage::Handoff, queued_at);
+                Some(raw)
+            }
+            None => self.mailbox.held_raw(id)?.map(Arc::from),
+        };
         let mut results: Vec<(usize, RcptOutcome, Option<String>)> = Vec::new();
         match raw.as_deref() {
             _ if expired => {
@@ -171,7 +181,10 @@ impl QueueService {
                 results = self.deliver_due(&msg, &due, raw).await;
             }
         }
-        self.record(&msg, results, raw.as_deref()).await
+        let recording = Instant::now();
+        let recorded = self.record(&msg, results, raw.as_deref()).await;
+        self.metrics.send_stages.done(SendStage::Record, recording);
+        recorded
     }
 
     /// Delivers to the due recipients: local ones into their mailboxes, remote ones through
@@ -205,7 +218,11 @@ impl QueueService {
                     .collect(),
                 domain,
             };
+            let delivering = Instant::now();
             let report: DeliveryReport = self.transport.deliver(&env, raw).await;
+            self.metrics
+                .send_stages
+                .done(SendStage::Delivery, delivering);
             idx.into_iter()
                 .enumerate()
                 .map(|(k, i)| {

@@ -8,6 +8,7 @@ use super::{Session, State, Txn};
 use crate::audit::Outcome;
 use crate::identity::{Actor, Agent, IdentityError, Scope};
 use crate::mailbox::MailboxError;
+use crate::metrics::SendStage;
 use smtp_proto::request::receiver::RequestReceiver;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -254,7 +255,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     /// The message must name exactly one author, the agent itself (RFC 5322 §3.6 counts
     /// are checked before this): what receivers show and what DMARC aligns with our
     /// signature.
-    pub(super) async fn submit(&mut self, helo: &str, txn: Txn, body: Vec<u8>) -> Reply {
+    /// `ended`: when the end of data arrived (the send's `accept` stage runs from there to
+    /// the queue).
+    pub(super) async fn submit(
+        &mut self,
+        helo: &str,
+        txn: Txn,
+        body: Vec<u8>,
+        ended: std::time::Instant,
+    ) -> Reply {
         // Checked again at the point of use: DATA can take minutes after MAIL FROM, and a
         // key revoked meanwhile must not queue this message.
         let agent = match self.recheck_login() {
@@ -286,6 +295,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         )
         .into_bytes();
         raw.extend_from_slice(&body);
+        let metrics = self.ctx.metrics.clone();
+        let stages = &metrics.send_stages;
+        stages.done(SendStage::Accept, ended);
         use crate::queue::QueueError as Q;
         match self
             .ctx
@@ -305,6 +317,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         "message_id": a.queued.message_id, "recipients": a.queued.recipients.len(),
                         "via": "smtp", "peer": self.peer.ip().to_string(), "session": self.id,
                     });
+                    let auditing = std::time::Instant::now();
                     let audited = c.actor.audit(
                         &self.ctx.audit,
                         "mail.send",
@@ -316,8 +329,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         Ok(_) => self.ctx.audit.commit().await,
                         Err(e) => Err(e),
                     };
-                    if let Err(e) = committed {
-                        tracing::error!(error = %e, "could not audit a submitted message");
+                    match committed {
+                        Ok(()) => stages.done(SendStage::Audit, auditing),
+                        Err(e) => {
+                            tracing::error!(error = %e, "could not audit a submitted message")
+                        }
                     }
                 }
                 Reply::new(250, "2.0.0", format!("OK queued as {}", a.message.id))

@@ -217,6 +217,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     }
 
     pub(super) async fn end_of_message(&mut self) -> Reply {
+        let ended = std::time::Instant::now();
         let Some(txn) = self.txn.take() else {
             return reply::bad_sequence("No transaction");
         };
@@ -269,7 +270,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         }
         let helo = self.helo.clone().unwrap_or_default();
         if self.mode == Mode::Submission {
-            return self.submit(&helo, txn, body).await;
+            return self.submit(&helo, txn, body, ended).await;
         }
         super::super::deliver::deliver(
             &self.ctx,
