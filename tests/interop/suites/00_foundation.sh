@@ -26,11 +26,9 @@ CFG
   rm -rf "$dir/data"
 
   # 2. with a config and a bootstrap token: curl tour
-  local token="lg_$(head -c 32 /dev/urandom | base32 | tr -d '=\n')"
-  LEGATE_BOOTSTRAP_ADMIN_TOKEN=$token "$BIN" --config "$dir/config.toml" serve > "$dir/out" 2> "$dir/err" &
-  pid=$!; PIDS+=("$pid")
   local base="http://127.0.0.1:$http"
-  check "server answers /healthz" wait_http "$base"
+  check "server answers /healthz" start_legate "$dir/config.toml" --token new --wait "$base"
+  local token=$LEGATE_TOKEN; pid=$LEGATE_PID
   local created; created=$(curl -s -XPOST "$base/v1/agents" -H "Authorization: Bearer $token" \
       -H 'content-type: application/json' -d '{"local":"ops","scopes":["mail:read","vault:read"]}')
   local key; key=$(echo "$created" | jq -r .api_key.key)

@@ -3,11 +3,9 @@ suite_10_vault() {
   local dir="$WORK/vault"; mkdir -p "$dir"
   local http; http=$(free_port)
   printf '[storage]\npath = "%s/data"\n[listen]\nhttp = "127.0.0.1:%s"\nsmtp = ""\nsubmission = ""\nimap = ""\n' "$dir" "$http" > "$dir/config.toml"
-  local token="lg_$(head -c 32 /dev/urandom | base32 | tr -d '=\n')"
-  LEGATE_BOOTSTRAP_ADMIN_TOKEN=$token "$BIN" --config "$dir/config.toml" serve > "$dir/out" 2> "$dir/err" &
-  local pid=$!; PIDS+=("$pid")
   local base="http://127.0.0.1:$http"
-  wait_http "$base" || { bad "vault server starts"; return; }
+  start_legate "$dir/config.toml" --token new --wait "$base" || { bad "vault server starts"; return; }
+  local token=$LEGATE_TOKEN pid=$LEGATE_PID
   local key; key=$(curl -s -XPOST "$base/v1/agents" -H "Authorization: Bearer $token" -H 'content-type: application/json' \
       -d '{"local":"otp","scopes":["vault:read","vault:write"]}' | jq -r .api_key.key)
   local i=0

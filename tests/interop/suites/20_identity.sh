@@ -129,12 +129,13 @@ suite_20_identity() {
   _identity_py > "$dir/check.py"
   local http; http=$(free_port)
   printf '[storage]\npath = "%s/data"\n[listen]\nhttp = "127.0.0.1:%s"\nsmtp = ""\nsubmission = ""\nimap = ""\n' "$dir" "$http" > "$dir/config.toml"
-  local token="lg_$(head -c 32 /dev/urandom | base32 | tr -d '=\n')"
+  local token; token=$(new_token)
   local base="http://127.0.0.1:$http" pid
   _id_start() {
-    LEGATE_BOOTSTRAP_ADMIN_TOKEN=$token "$BIN" --config "$dir/config.toml" serve >> "$dir/out" 2>> "$dir/err" &
-    pid=$!; PIDS+=("$pid")
-    wait_http "$base"
+    local rc=0
+    start_legate "$dir/config.toml" --token "$token" --wait "$base" || rc=$?
+    pid=$LEGATE_PID
+    return "$rc"
   }
   _id_stop() { kill -TERM "$pid"; wait "$pid" || true; }
   _id_cli() { "$BIN" --config "$dir/config.toml" "$@" >> "$dir/cli.out"; }

@@ -37,11 +37,9 @@ CFG
   check "dkim records lists an ed25519 and an rsa selector" \
     test "$(jq -r '[.[].algorithm] | sort | join(",")' "$dir/dkim.json" 2>/dev/null)" = "ed25519,rsa"
 
-  local token="lg_$(head -c 32 /dev/urandom | base32 | tr -d '=\n')"
-  LEGATE_BOOTSTRAP_ADMIN_TOKEN=$token "$BIN" --config "$dir/config.toml" serve > "$dir/out" 2> "$dir/err" &
-  local pid=$!; PIDS+=("$pid")
   local base="http://127.0.0.1:$http"
-  wait_http "$base" || { bad "outbound server starts"; return; }
+  start_legate "$dir/config.toml" --token new --wait "$base" || { bad "outbound server starts"; return; }
+  local token=$LEGATE_TOKEN pid=$LEGATE_PID
   mkagent() {
     curl -s -XPOST "$base/v1/agents" -H "Authorization: Bearer $token" -H 'content-type: application/json' \
       -d "{\"local\":\"$1\",\"scopes\":[\"mail:read\",\"mail:send\"]}" | jq -r .api_key.key

@@ -20,11 +20,9 @@ imap = ""
 nameservers = ["127.0.0.1:$dead"]
 timeout_secs = 1
 CFG
-  local token="lg_$(head -c 32 /dev/urandom | base32 | tr -d '=\n')"
-  LEGATE_BOOTSTRAP_ADMIN_TOKEN=$token "$BIN" --config "$dir/config.toml" serve > "$dir/out" 2> "$dir/err" &
-  local pid=$!; PIDS+=("$pid")
   local base="http://127.0.0.1:$http"
-  wait_http "$base" || { bad "mcp server starts"; return; }
+  start_legate "$dir/config.toml" --token new --wait "$base" || { bad "mcp server starts"; return; }
+  local token=$LEGATE_TOKEN pid=$LEGATE_PID
   local key; key=$(curl -s -XPOST "$base/v1/agents" -H "Authorization: Bearer $token" -H 'content-type: application/json' \
       -d '{"local":"ops","scopes":["mail:read","mail:send","mail:manage","vault:read","vault:write","identity:sign","identity:verify"]}' | jq -r .api_key.key)
 

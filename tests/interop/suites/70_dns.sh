@@ -88,11 +88,9 @@ suite_70_dns_plan_check() {
   http=$(free_port); ns=$(free_port)
   knot_start "$dir/knot" "$ns" a.test || { bad "knotd starts on 127.0.0.1:$ns"; return; }
   dns_config "$dir/config.toml" a.test "$dir" "$http" "" "$ns"
-  local token="lg_$(head -c 32 /dev/urandom | base32 | tr -d '=\n')"
-  LEGATE_BOOTSTRAP_ADMIN_TOKEN=$token "$BIN" --config "$dir/config.toml" serve > "$dir/out" 2> "$dir/err" &
-  local pid=$!; PIDS+=("$pid")
   local base="http://127.0.0.1:$http"
-  wait_http "$base" || { bad "dns server starts"; return; }
+  start_legate "$dir/config.toml" --token new --wait "$base" || { bad "dns server starts"; return; }
+  local token=$LEGATE_TOKEN pid=$LEGATE_PID
 
   # The store is locked by the running server: the CLI takes the plan from the API.
   "$BIN" --config "$dir/config.toml" dns plan --server "$base" --token "$token" > "$dir/plan.zone"
@@ -175,12 +173,10 @@ suite_70_dns_mail_a_to_b() {
   dns_config "$dir/a/config.toml" a.test "$dir/a" "$ha" "" "$ns" \
     "$(printf '[[outbound.route]]\ndomain = "b.test"\nnext_hop = "127.0.0.1:%s"\nrequire_tls = false' "$sb")"
   dns_config "$dir/b/config.toml" b.test "$dir/b" "$hb" "127.0.0.1:$sb" "$ns"
-  local ta="lg_$(head -c 32 /dev/urandom | base32 | tr -d '=\n')"
-  local tb="lg_$(head -c 32 /dev/urandom | base32 | tr -d '=\n')"
-  LEGATE_BOOTSTRAP_ADMIN_TOKEN=$ta "$BIN" --config "$dir/a/config.toml" serve > "$dir/a/out" 2> "$dir/a/err" &
-  local pa=$!; PIDS+=("$pa")
-  LEGATE_BOOTSTRAP_ADMIN_TOKEN=$tb "$BIN" --config "$dir/b/config.toml" serve > "$dir/b/out" 2> "$dir/b/err" &
-  local pb=$!; PIDS+=("$pb")
+  start_legate "$dir/a/config.toml" --token new
+  local ta=$LEGATE_TOKEN pa=$LEGATE_PID
+  start_legate "$dir/b/config.toml" --token new
+  local tb=$LEGATE_TOKEN pb=$LEGATE_PID
   local ba="http://127.0.0.1:$ha" bb="http://127.0.0.1:$hb"
   wait_http "$ba" && wait_http "$bb" || { bad "servers A and B start"; return; }
   "$BIN" dns plan --server "$ba" --token "$ta" > "$dir/a.zone"

@@ -36,9 +36,9 @@ suite_80_deploy_init() {
   check "init master key is 0600" test "$(stat -c %a "$dir/ni/master.key")" = 600
   local again=0; "$BIN" init --domain init.test --data "$dir/ni" < /dev/null > "$dir/again.log" 2>&1 || again=$?
   check "init refuses to overwrite without --force" sh -c "[ $again -ne 0 ] && grep -q -- --force '$dir/again.log'"
-  "$BIN" --config "$dir/ni/config.toml" serve > "$dir/serve.out" 2> "$dir/serve.err" &
-  local pid=$!; PIDS+=("$pid")
-  check "the initialised directory serves" wait_http "http://127.0.0.1:$http"
+  check "the initialised directory serves" \
+    start_legate "$dir/ni/config.toml" --log "$dir/serve." --wait "http://127.0.0.1:$http"
+  local pid=$LEGATE_PID
   local token; token=$(echo "$out" | jq -r .admin_token)
   check "the printed admin token works" test "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$http/v1/agents" -H "Authorization: Bearer $token")" = 200
   kill -TERM "$pid"; wait "$pid" || true
@@ -116,8 +116,8 @@ CFG
   acme_config b "$b_http" "$b_https" "" tls-alpn-01 100000 > "$dir/b.toml"
 
   # A: HTTP-01.
-  "$BIN" --config "$dir/a.toml" serve > "$dir/a.out" 2> "$dir/a.err" &
-  local apid=$!; PIDS+=("$apid")
+  start_legate "$dir/a.toml" --log "$dir/a."
+  local apid=$LEGATE_PID
   local first
   if first=$(wait_pebble_cert "127.0.0.1:$a_https" mx.a.test 60); then
     ok "HTTP-01: pebble-issued certificate on HTTPS"
@@ -128,15 +128,14 @@ CFG
   check "HTTP-01: the certificate names both names" sh -c "echo | openssl s_client -connect 127.0.0.1:$a_https -servername a.test 2>/dev/null | openssl x509 -noout -ext subjectAltName | grep -q 'DNS:a.test'"
   check "ACME key and account are mode 0600" test "$(stat -c %a "$dir/a/acme/key.pem")$(stat -c %a "$dir/a/acme/account.json")" = 600600
   kill -TERM "$apid"; wait "$apid" || true
-  "$BIN" --config "$dir/a.toml" serve > "$dir/a2.out" 2> "$dir/a2.err" &
-  apid=$!; PIDS+=("$apid")
-  wait_http "http://127.0.0.1:$a_http" >/dev/null
+  start_legate "$dir/a.toml" --log "$dir/a2." --wait "http://127.0.0.1:$a_http" >/dev/null
+  apid=$LEGATE_PID
   check "restart serves the stored certificate at once" test "$(served_cert "127.0.0.1:$a_https" mx.a.test)" = "$first"
   kill -TERM "$apid"; wait "$apid" || true
 
   # B: TLS-ALPN-01, with a renewal window wider than the lifetime: renews every check.
-  "$BIN" --config "$dir/b.toml" serve > "$dir/b.out" 2> "$dir/b.err" &
-  local bpid=$!; PIDS+=("$bpid")
+  start_legate "$dir/b.toml" --log "$dir/b."
+  local bpid=$LEGATE_PID
   local b1 b2
   if b1=$(wait_pebble_cert "127.0.0.1:$b_https" mx.b.test 60); then
     ok "TLS-ALPN-01: pebble-issued certificate on HTTPS"
