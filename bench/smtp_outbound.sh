@@ -7,7 +7,11 @@
 # postfix relays the same load (smtp-source, plain SMTP, same sessions, connections reused) to
 # the same smtp-sink, unsigned. Also the same load through the REST send API from wrk (a C
 # client, as smtp-source is). Prints msg/s of each, the ratios, and legate's CPU time per
-# message (steadier than msg/s on a shared machine). Release build.
+# message (steadier than msg/s on a shared machine), postfix's likewise, and the mean time per
+# message of each stage of legate's send path (legate_send_stage_seconds in /metrics, wall
+# clock: under load it includes waiting for a CPU). Release build.
+# With LEGATE_PERF=1, legate is also profiled (perf record) through both loads and its CPU is
+# split by stage (bench/send_stages.py).
 # Usage: bench/smtp_outbound.sh [messages=5000] [size=4096] [sessions=16]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,8 +25,8 @@ LOAD="${CARGO_TARGET_DIR:-$ROOT/target}/release/smtp-load"
 # shellcheck source=/dev/null
 source tests/interop/lib/postfix.sh
 WORK=$(mktemp -d); chmod 755 "$WORK"
-PID=""; SINK_PID=""
-trap 'pf_stop "$WORK/pf"; kill $PID $SINK_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PID=""; SINK_PID=""; PERF_PID=""
+trap 'pf_stop "$WORK/pf"; kill $PERF_PID $PID $SINK_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HTTP=$(port); SMTP=$(port); SUB=$(port); SINK=$(port); PF=$(port); DEAD=$(port)
 now() { date +%s.%N; }
@@ -74,6 +78,11 @@ KEY=$(curl -s -XPOST "$BASE/v1/agents" -H "Authorization: Bearer $TOKEN" -H 'con
 wait_sunk 1
 BASE0=$(sunk)
 
+if [ "${LEGATE_PERF:-}" = 1 ]; then
+  perf record -q --call-graph dwarf,16384 -F 199 -p "$PID" -o "$WORK/perf.data" >/dev/null 2>&1 &
+  PERF_PID=$!
+  sleep 0.5
+fi
 T0=$(now)
 LSUB=$("$LOAD" 127.0.0.1 "$SUB" "$N" "$SIZE" "$SESS" bench@agents.test sink@bench.test bench@agents.test "$KEY")
 wait_sunk $((BASE0 + N))
@@ -110,6 +119,8 @@ kill -INT $WRK 2>/dev/null || true; wait $WRK 2>/dev/null || true
 R1=$R2; ACCEPTED=$N
 # legate's own CPU (all threads, user + system) over everything it did: both loads and warm-up.
 LCPU=$(python3 -c 'import os,sys; f=open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")",1)[1].split(); print((int(f[11])+int(f[12]))/os.sysconf("SC_CLK_TCK"))' "$PID")
+curl -s "$BASE/metrics" -H "Authorization: Bearer $TOKEN" > "$WORK/metrics.txt" || true
+if [ -n "$PERF_PID" ]; then kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true; PERF_PID=""; fi
 kill -TERM $PID; wait $PID 2>/dev/null || true; PID=""
 
 pf_start "$WORK/pf" "$PF" "bench.test=smtp:[127.0.0.1]:$SINK" || { echo "postfix did not start" >&2; exit 1; }
@@ -122,9 +133,26 @@ smtp-source -d -s "$SESS" -m "$N" -l "$SIZE" -f src@pf.test -t sink@bench.test 1
 S1=$(now)
 wait_sunk $((BASE1 + N))
 T3=$(now)
+# postfix's CPU: its master and the master's children (alive, or reaped into its cutime).
+PFCPU=$(python3 - "$WORK/pf/spool/pid/master.pid" <<'PY'
+import os, sys
+def stat(p):
+    f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[1]), int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+master = int(open(sys.argv[1]).read().split()[0])
+total = stat(master)[1]
+for p in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        ppid, t = stat(p)
+    except OSError:
+        continue
+    total += t if ppid == master else 0
+print(total / os.sysconf("SC_CLK_TCK"))
+PY
+)
 
 python3 - "$N" "$SIZE" "$SESS" "$T0" "$T1" "$LSUB" "$T2" "$T3" "$S0" "$S1" "$(nproc)" \
-  "$ACCEPTED" "$R0" "$R1" "$R2" "$LCPU" <<'PY'
+  "$ACCEPTED" "$R0" "$R1" "$R2" "$LCPU" "$PFCPU" "$WORK/metrics.txt" <<'PY'
 import sys
 n, size, sess = map(int, sys.argv[1:4])
 t0, t1, lsub, t2, t3, s0, s1 = map(float, sys.argv[4:11])
@@ -143,4 +171,19 @@ print(f"ratio legate/postfix: submission {lg / pf:.2f}x, REST {api / pf:.2f}x  (
 cpu = float(sys.argv[16])
 print(f"legate CPU: {cpu:.2f} s for {2 * n + 1} messages = {1000 * cpu / (2 * n + 1):.2f} ms per message "
       f"(accept, sign, store, deliver; the machine's load moves this less than msg/s)")
+pfcpu = float(sys.argv[17])
+print(f"postfix CPU: {pfcpu:.2f} s for {n} messages = {1000 * pfcpu / n:.2f} ms per message (unsigned relay)")
+import re
+sums, counts = {}, {}
+for line in open(sys.argv[18], errors="replace"):
+    m = re.match(r'legate_send_stage_seconds_(sum|count)\{stage="(\w+)"\} (\S+)', line)
+    if m:
+        (sums if m.group(1) == "sum" else counts)[m.group(2)] = float(m.group(3))
+if counts:
+    print("legate send stages, mean wall time per message (legate_send_stage_seconds):")
+    print("  " + ", ".join(f"{k} {1e6 * sums[k] / counts[k]:.0f} us" for k in counts if counts[k]))
 PY
+if [ -f "$WORK/perf.data" ]; then
+  perf script -i "$WORK/perf.data" -F comm,ip,sym --no-inline 2>/dev/null \
+    | python3 bench/send_stages.py $((2 * N)) "$LCPU"
+fi
