@@ -116,6 +116,12 @@ pub struct TxHook<'a> {
     /// it will be stored.
     #[allow(clippy::type_complexity)]
     pub write: &'a (dyn Fn(&Tx<'_>, &StoredMessage) -> Result<(), TxStoreError> + Sync),
+    /// Called once the transaction is applied, before the commit that makes it durable:
+    /// what must be durable with the message rides on that commit instead of a second one
+    /// (the queue appends the sender's audit entry here). An error is returned after the
+    /// commit, so the message is durable either way.
+    #[allow(clippy::type_complexity)]
+    pub before_commit: Option<&'a (dyn Fn(&StoredMessage) -> Result<(), MailboxError> + Sync)>,
 }
 
 impl MailboxService {
@@ -332,7 +338,12 @@ impl MailboxService {
             Ok(rec)
         })?;
         drop(blob);
+        let hooked = match hook.as_ref().and_then(|h| h.before_commit) {
+            Some(f) => f(&rec),
+            None => Ok(()),
+        };
         self.audit.commit().await?;
+        hooked?;
         self.waiters.notify(&rec);
         Ok(rec)
     }

@@ -56,6 +56,7 @@ mod tests {
         let hook = TxHook {
             trees: &[Tree::BlobHolds],
             write: &write,
+            before_commit: None,
         };
         mb.deliver_with(
             "ag_a",

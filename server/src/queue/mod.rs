@@ -20,5 +20,5 @@ pub use compose::{AttachmentIn, Mailbox, SendRequest};
 pub use error::QueueError;
 pub use model::{QueuedMessage, RcptStatus, Recipient};
 pub use reply::ReplyRequest;
-pub use service::{Accepted, QueueService, QueueSettings};
+pub use service::{Accepted, QueueService, QueueSettings, SendAudit};
 pub use transport::{BoxFuture, DeliveryReport, Envelope, RcptOutcome, Transport};

@@ -6,11 +6,13 @@
 use super::compose::{compose, SendRequest};
 use super::model::{schedule_key, QueuedMessage, Recipient};
 use super::{QueueError, Transport};
-use crate::audit::{Audit, Outcome};
+use crate::audit::{Audit, AuditError, Outcome};
 use crate::identity::envelope::{check_rcpt, Checked};
 use crate::identity::{Actor, Agent, IdentityService, Scope};
 use crate::mailauth::DkimSigning;
-use crate::mailbox::{holds, DeliveryMeta, Folder, MailboxService, StoredMessage, TxHook};
+use crate::mailbox::{
+    holds, DeliveryMeta, Folder, MailboxError, MailboxService, StoredMessage, TxHook,
+};
 use crate::metrics::{Metrics, SendStage};
 use crate::store::{Store, Tree, Tx, TxStoreError};
 use crate::util::now_millis;
@@ -156,6 +158,39 @@ pub struct QueueService {
     signers: Mutex<HashMap<String, CachedSigners>>,
 }
 
+/// The audit entry a send is recorded under: appended once the message is stored, and made
+/// durable by the same commit as the message, so the reply waits for one commit, not two.
+pub struct SendAudit<'a> {
+    pub actor: &'a Actor,
+    /// `mail.send`, `mail.reply`.
+    pub action: &'a str,
+    /// Detail fields besides `message_id` and `recipients` (an object, or null).
+    pub extra: Value,
+    /// A failure to append is logged rather than returned: for SMTP, where refusing a
+    /// message already queued would make the client send it again.
+    pub best_effort: bool,
+}
+
+impl SendAudit<'_> {
+    fn append(&self, audit: &Audit, id: &str, q: &QueuedMessage) -> Result<(), AuditError> {
+        let mut detail = json!({"message_id": q.message_id, "recipients": q.recipients.len()});
+        if let (Value::Object(d), Value::Object(extra)) = (&mut detail, &self.extra) {
+            d.extend(extra.clone());
+        }
+        match self
+            .actor
+            .audit(audit, self.action, id, Outcome::Ok, detail)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if self.best_effort => {
+                tracing::error!(error = %e, id, "could not audit a sent message");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// What the sender is told on acceptance.
 #[derive(Debug, Clone)]
 pub struct Accepted {
@@ -222,20 +257,18 @@ impl QueueService {
         req: &SendRequest,
         action: &str,
     ) -> Result<Accepted, QueueError> {
-        let r = self.compose_and_queue(agent_id, req).await;
-        let (outcome, detail) = match &r {
-            Ok(a) => (
-                Outcome::Ok,
-                json!({"message_id": a.queued.message_id, "recipients": a.queued.recipients.len()}),
-            ),
-            Err(e) => (Outcome::Error, json!({"reason": e.to_string()})),
+        let audit = SendAudit {
+            actor,
+            action,
+            extra: Value::Null,
+            best_effort: false,
         };
-        let target = r.as_ref().map(|a| a.message.id.clone()).unwrap_or_default();
-        let audited = Instant::now();
-        actor.audit(&self.audit, action, &target, outcome, detail)?;
-        self.audit.commit().await?;
-        if r.is_ok() {
-            self.metrics.send_stages.done(SendStage::Audit, audited);
+        // Accepted: audited with the message (see `SendAudit`). Refused: audited here.
+        let r = self.compose_and_queue(agent_id, req, audit).await;
+        if let Err(e) = &r {
+            let detail = json!({"reason": e.to_string()});
+            actor.audit(&self.audit, action, "", Outcome::Error, detail)?;
+            self.audit.commit().await?;
         }
         r
     }
@@ -244,6 +277,7 @@ impl QueueService {
         &self,
         agent_id: &str,
         req: &SendRequest,
+        audit: SendAudit<'_>,
     ) -> Result<Accepted, QueueError> {
         let agent = self.active_agent(agent_id)?;
         if req.to.len() + req.cc.len() + req.bcc.len() == 0 {
@@ -265,6 +299,7 @@ impl QueueService {
             &composed.rcpts,
             composed.raw,
             Some(composed.message_id),
+            audit,
             started,
         )
         .await
@@ -346,15 +381,16 @@ impl QueueService {
     }
 
     /// DKIM-signs `raw` for the sender's domain (Ed25519 and RSA), stores the Sent copy and
-    /// queues it for `rcpts`, durably. The single way into the queue.
+    /// queues it for `rcpts`, and records `audit`, durably. The single way into the queue.
     pub async fn enqueue(
         &self,
         agent: &Agent,
         rcpts: &[String],
         raw: Vec<u8>,
         message_id: Option<String>,
+        audit: SendAudit<'_>,
     ) -> Result<Accepted, QueueError> {
-        self.enqueue_since(agent, rcpts, raw, message_id, Instant::now())
+        self.enqueue_since(agent, rcpts, raw, message_id, audit, Instant::now())
             .await
     }
 
@@ -366,6 +402,7 @@ impl QueueService {
         rcpts: &[String],
         raw: Vec<u8>,
         message_id: Option<String>,
+        audit: SendAudit<'_>,
         started: Instant,
     ) -> Result<Accepted, QueueError> {
         let now = now_millis();
@@ -434,9 +471,16 @@ impl QueueService {
                 .collect(),
             flags: vec!["\\Seen".into()],
         };
+        let audit_entry = |rec: &StoredMessage| -> Result<(), MailboxError> {
+            let auditing = Instant::now();
+            audit.append(&self.audit, &rec.id, &template)?;
+            self.metrics.send_stages.done(SendStage::Audit, auditing);
+            Ok(())
+        };
         let hook = TxHook {
             trees: &[Tree::Queue, Tree::BlobHolds, Tree::QueueSchedule],
             write: &write,
+            before_commit: Some(&audit_entry),
         };
         let storing = Instant::now();
         let stored = self

@@ -9,6 +9,7 @@ use crate::audit::Outcome;
 use crate::identity::{Actor, Agent, IdentityError, Scope};
 use crate::mailbox::MailboxError;
 use crate::metrics::SendStage;
+use crate::queue::SendAudit;
 use smtp_proto::request::receiver::RequestReceiver;
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -295,14 +296,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
         )
         .into_bytes();
         raw.extend_from_slice(&body);
-        let metrics = self.ctx.metrics.clone();
-        let stages = &metrics.send_stages;
-        stages.done(SendStage::Accept, ended);
+        self.ctx.metrics.send_stages.done(SendStage::Accept, ended);
+        // `recheck_login` succeeded, so the session has its credentials.
+        let Some(c) = &self.credentials else {
+            return reply::temp_failure();
+        };
+        // Like a REST send: who, with which key, how many recipients, which message;
+        // recorded with the message, durable by the same commit.
+        let audit = SendAudit {
+            actor: &c.actor,
+            action: "mail.send",
+            extra: serde_json::json!({
+                "via": "smtp", "peer": self.peer.ip().to_string(), "session": self.id,
+            }),
+            best_effort: true,
+        };
         use crate::queue::QueueError as Q;
         match self
             .ctx
             .queue
-            .enqueue(&agent, &txn.submit_rcpts, raw, None)
+            .enqueue(&agent, &txn.submit_rcpts, raw, None, audit)
             .await
         {
             Ok(a) => {
@@ -311,31 +324,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .smtp_messages
                     .with_label_values(&["accepted", "submission"])
                     .inc();
-                // Like a REST send: who, with which key, how many recipients, which message.
-                if let Some(c) = &self.credentials {
-                    let detail = serde_json::json!({
-                        "message_id": a.queued.message_id, "recipients": a.queued.recipients.len(),
-                        "via": "smtp", "peer": self.peer.ip().to_string(), "session": self.id,
-                    });
-                    let auditing = std::time::Instant::now();
-                    let audited = c.actor.audit(
-                        &self.ctx.audit,
-                        "mail.send",
-                        &a.message.id,
-                        Outcome::Ok,
-                        detail,
-                    );
-                    let committed = match audited {
-                        Ok(_) => self.ctx.audit.commit().await,
-                        Err(e) => Err(e),
-                    };
-                    match committed {
-                        Ok(()) => stages.done(SendStage::Audit, auditing),
-                        Err(e) => {
-                            tracing::error!(error = %e, "could not audit a submitted message")
-                        }
-                    }
-                }
                 Reply::new(250, "2.0.0", format!("OK queued as {}", a.message.id))
             }
             Err(e) => {
