@@ -45,15 +45,12 @@ impl MailboxService {
 
     /// [`Self::raw_reader`], read whole (for callers that need the bytes at once).
     pub fn raw(&self, actor: &Actor, id: &str) -> Result<Vec<u8>, MailboxError> {
-        let agent = actor.require(&self.audit, Scope::MailRead, "mail.raw", id)?;
-        let raw = self.raw_bytes(agent, id)?;
-        actor.audit(
-            &self.audit,
-            "mail.raw",
-            id,
-            Outcome::Ok,
-            serde_json::Value::Null,
-        )?;
+        use std::io::Read;
+        let (size, mut reader) = self.raw_reader(actor, id)?;
+        let mut raw = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        reader
+            .read_to_end(&mut raw)
+            .map_err(|e| crate::store::StoreError::Io(e.to_string()))?;
         Ok(raw)
     }
 

@@ -61,12 +61,12 @@ impl MailboxService {
     /// Merges what is pending for every agent that has anything pending. Blocking; the
     /// server runs it every second ([`crate::app`]). Returns the messages handled.
     pub fn merge_search_all(&self) -> Result<usize, MailboxError> {
+        let mut agents: std::collections::BTreeSet<String> =
+            self.agents_with(Tree::SearchPending)?.into_iter().collect();
+        agents.extend(self.agents_with(Tree::SearchDead)?);
         let mut done = 0;
-        for agent in self.agents_with(Tree::SearchPending)? {
-            done += self.merge_search(&agent)?;
-        }
-        for agent in self.agents_with(Tree::SearchDead)? {
-            done += self.merge_search(&agent)?;
+        for agent in &agents {
+            done += self.merge_search(agent)?;
         }
         Ok(done)
     }
@@ -254,13 +254,26 @@ impl MailboxService {
             .map(|p| (p, true))
             .chain(del.iter().map(|p| (p, false)))
         {
+            // The common case reuses the last block already read; only other positions seek.
             let found = match &last {
-                Some((k, at, v)) if adding && *p >= *at => Some((k.clone(), at.clone(), v.clone())),
-                _ => self.block_at(&base, p)?,
+                Some((k, at, v)) if adding && *p >= *at => {
+                    if !touched.contains_key(k) {
+                        touched.insert(k.clone(), blocks::decode(at, v));
+                    }
+                    Some(k.clone())
+                }
+                _ => match self.block_at(&base, p)? {
+                    Some((k, at, v)) => {
+                        touched
+                            .entry(k.clone())
+                            .or_insert_with(|| blocks::decode(&at, &v));
+                        Some(k)
+                    }
+                    None => None,
+                },
             };
-            match found {
-                Some((k, at, v)) => {
-                    let positions = touched.entry(k).or_insert_with(|| blocks::decode(&at, &v));
+            match found.and_then(|k| touched.get_mut(&k)) {
+                Some(positions) => {
                     if adding {
                         positions.push(p.clone());
                     } else {
