@@ -504,6 +504,7 @@ impl QueueService {
             }
         };
         self.metrics.send_stages.done(SendStage::Store, storing);
+        self.fresh.stamp(&message.id);
         let mut queued = template;
         queued.id = message.id.clone();
         self.metrics
