@@ -51,7 +51,15 @@ impl Fresh {
         }
     }
 
-    /// The bytes of `id` and when they were put, if still here; the entry is removed.
+    /// Marks `id`'s bytes durable now (the `handoff` stage is timed from here).
+    pub(super) fn stamp(&self, id: &str) {
+        if let Some((_, at)) = self.lock().by_id.get_mut(id) {
+            *at = Instant::now();
+        }
+    }
+
+    /// The bytes of `id` and when they were made durable (or put), if still here; the
+    /// entry is removed.
     pub(super) fn take(&self, id: &str) -> Option<(Arc<[u8]>, Instant)> {
         let mut g = self.lock();
         let taken = g.by_id.remove(id)?;
@@ -72,7 +80,11 @@ mod tests {
     fn an_entry_is_taken_once_and_the_budget_holds() {
         let f = Fresh::default();
         f.put("msg_a", Arc::from(&b"one"[..]));
-        assert_eq!(&*f.take("msg_a").unwrap().0, b"one");
+        let put_at = f.lock().by_id["msg_a"].1;
+        f.stamp("msg_a");
+        f.stamp("msg_unknown");
+        let (raw, at) = f.take("msg_a").unwrap();
+        assert_eq!((&*raw, at >= put_at), (&b"one"[..], true));
         assert!(f.take("msg_a").is_none());
         // Past the budget (and with nothing old enough to drop), new entries are skipped.
         let big: Arc<[u8]> = vec![0u8; MAX_BYTES / 2 + 1].into();

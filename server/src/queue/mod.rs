@@ -12,6 +12,7 @@ pub mod model;
 mod recorder;
 mod reply;
 mod service;
+mod signing;
 pub mod transport;
 mod worker;
 

@@ -9,7 +9,6 @@ use super::{QueueError, Transport};
 use crate::audit::{Audit, AuditError, Outcome};
 use crate::identity::envelope::{check_rcpt, Checked};
 use crate::identity::{Actor, Agent, IdentityService, Scope};
-use crate::mailauth::DkimSigning;
 use crate::mailbox::{
     holds, DeliveryMeta, Folder, MailboxError, MailboxService, StoredMessage, TxHook,
 };
@@ -71,10 +70,6 @@ impl QueueSettings {
     }
 }
 
-/// How long signers are reused before the vault is asked again (so a rotation made by
-/// another process is picked up without a restart).
-const SIGNER_TTL: Duration = Duration::from_secs(60);
-
 /// Header fields RFC 5322 §3.6 allows at most once. A message with two of one of them is
 /// read differently by different readers (which From, which Subject), so none is sent.
 const AT_MOST_ONCE: &[(HeaderName<'static>, &str)] = &[
@@ -134,9 +129,6 @@ fn check_identity_headers(
     Ok(())
 }
 
-/// A domain's signers and when they were loaded.
-type CachedSigners = (Instant, Arc<Vec<DkimSigning>>);
-
 pub struct QueueService {
     pub(super) store: Store,
     pub(super) audit: Arc<Audit>,
@@ -155,7 +147,8 @@ pub struct QueueService {
     pub(super) recorder: super::recorder::Recorder,
     /// Just-queued messages for their first attempt (see `fresh`).
     pub(super) fresh: super::fresh::Fresh,
-    signers: Mutex<HashMap<String, CachedSigners>>,
+    /// DKIM signers per domain (see `signing`).
+    pub(super) signers: Mutex<HashMap<String, super::signing::CachedSigners>>,
 }
 
 /// The audit entry a send is recorded under: appended once the message is stored, and made
@@ -504,6 +497,7 @@ impl QueueService {
             }
         };
         self.metrics.send_stages.done(SendStage::Store, storing);
+        self.fresh.stamp(&message.id);
         let mut queued = template;
         queued.id = message.id.clone();
         self.metrics
@@ -512,95 +506,6 @@ impl QueueService {
             .inc_by(queued.recipients.len() as u64);
         self.nudge.notify_one();
         Ok(Accepted { message, queued })
-    }
-
-    /// Prepends both DKIM signatures, and parses the message for its Sent copy in the same
-    /// blocking task (one hop off the async workers, not two). Keys are made on first use
-    /// for a domain that has none (an org domain added after start). The `compose` stage
-    /// ends once long lines are fitted; `dkim` and `parse` are timed here too.
-    async fn sign(
-        &self,
-        domain: &str,
-        raw: Vec<u8>,
-        composing: Instant,
-    ) -> Result<(Arc<[u8]>, crate::mailbox::Parsed), QueueError> {
-        let signers = self.signers_for(domain)?;
-        let metrics = self.metrics.clone();
-        // RSA signing is a fraction of a millisecond of CPU: off the async workers.
-        let (signed, parsed) = {
-            let signers = signers.clone();
-            // Composing so far; the blocking task adds fitting long lines (the wait for
-            // that task to start is no stage's).
-            let composed = composing.elapsed();
-            tokio::task::spawn_blocking(move || {
-                let stages = &metrics.send_stages;
-                let fitting = Instant::now();
-                // A line over 998 octets is re-encoded before it is signed (issue 15, 18).
-                let raw = super::longlines::fit(raw).map_err(|_| {
-                    QueueError::Invalid(
-                        "the message has a header or MIME line longer than 998 octets".into(),
-                    )
-                })?;
-                stages.observe(
-                    SendStage::Compose,
-                    (composed + fitting.elapsed()).as_secs_f64(),
-                );
-                let signing = Instant::now();
-                let headers = crate::mailauth::dkim_sign(&raw, &signers)
-                    .map_err(|e| QueueError::Signing(e.to_string()))?;
-                let mut out = Vec::with_capacity(headers.len() + raw.len());
-                out.extend_from_slice(headers.as_bytes());
-                out.extend_from_slice(&raw);
-                stages.done(SendStage::Dkim, signing);
-                let parsing = Instant::now();
-                let parsed = crate::mailbox::parse_for(Folder::Sent, &out);
-                stages.done(SendStage::Parse, parsing);
-                Ok::<_, QueueError>((Arc::<[u8]>::from(out), parsed))
-            })
-            .await
-            .map_err(|e| QueueError::Signing(e.to_string()))??
-        };
-        for s in signers.iter() {
-            self.metrics
-                .dkim_signed
-                .with_label_values(&[s.algorithm()])
-                .inc();
-        }
-        Ok((signed, parsed))
-    }
-
-    fn signers_for(&self, domain: &str) -> Result<Arc<Vec<DkimSigning>>, QueueError> {
-        {
-            let cache = self.signers.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((at, s)) = cache.get(domain) {
-                if at.elapsed() < SIGNER_TTL {
-                    return Ok(s.clone());
-                }
-            }
-        }
-        let mut s = self.vault.dkim_signers(domain)?;
-        if s.is_empty() {
-            self.vault
-                .ensure_dkim(domain, &self.settings.selector_prefix)?;
-            s = self.vault.dkim_signers(domain)?;
-        }
-        if s.is_empty() {
-            return Err(QueueError::Signing(format!("no DKIM key for {domain}")));
-        }
-        let s = Arc::new(s);
-        self.signers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(domain.to_string(), (Instant::now(), s.clone()));
-        Ok(s)
-    }
-
-    /// Forgets cached signers (after `legate dkim rotate` in this process).
-    pub fn reload_signers(&self) {
-        self.signers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clear();
     }
 
     /// The queue record of one of `agent`'s messages, if it was sent.
