@@ -181,6 +181,8 @@ pub struct Running {
     pub smtp_addr: Option<SocketAddr>,
     pub submission_addr: Option<SocketAddr>,
     pub submissions_addr: Option<SocketAddr>,
+    pub imap_addr: Option<SocketAddr>,
+    pub imaps_addr: Option<SocketAddr>,
     /// What the first start created (the admin token is in it once).
     pub bootstrap: Option<Bootstrap>,
     shutdown: CancellationToken,
@@ -257,6 +259,10 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
     let smtp = bind("smtp", &config.listen.smtp).await?;
     let submission = bind("submission", &config.listen.submission).await?;
     let submissions = bind("submissions", &config.listen.submissions).await?;
+    let imap = bind("imap", &config.listen.imap).await?;
+    let imaps = bind("imaps", &config.listen.imaps).await?;
+    let imap_addr = imap.as_ref().map(|l| l.local_addr()).transpose()?;
+    let imaps_addr = imaps.as_ref().map(|l| l.local_addr()).transpose()?;
     let smtp_addr = smtp.as_ref().map(|l| l.local_addr()).transpose()?;
     let submission_addr = submission.as_ref().map(|l| l.local_addr()).transpose()?;
     let submissions_addr = submissions.as_ref().map(|l| l.local_addr()).transpose()?;
@@ -380,11 +386,37 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
             ));
         }
     }
+    if imap.is_some() || imaps.is_some() {
+        let ctx = Arc::new(crate::imap::Imap::new(
+            services.config.server.hostname.clone(),
+            services.config.imap.clone(),
+            services.identity.clone(),
+            services.mailbox.clone(),
+            services.audit.clone(),
+            services.metrics.clone(),
+            services.audit.denials().clone(),
+        ));
+        let mail_tls = tls.mail_config()?;
+        for (listener, implicit) in [(imap, false), (imaps, true)] {
+            if let Some(listener) = listener {
+                tasks.push((
+                    if implicit { "imaps" } else { "imap" },
+                    tokio::spawn(crate::imap::serve(
+                        listener,
+                        ctx.clone(),
+                        Some(mail_tls.clone()),
+                        implicit,
+                        shutdown.clone(),
+                    )),
+                ));
+            }
+        }
+    }
     if let Some(acme) = tls.acme.clone() {
         // Not in `tasks`: an order in flight is abandoned at shutdown, not drained.
         tokio::spawn(acme.run(shutdown.clone()));
     }
-    tracing::info!(http = ?http_addr, https = ?https_addr, smtp = ?smtp_addr, submission = ?submission_addr, submissions = ?submissions_addr, domain = %services.config.server.domain, "legate started");
+    tracing::info!(http = ?http_addr, https = ?https_addr, smtp = ?smtp_addr, submission = ?submission_addr, submissions = ?submissions_addr, imap = ?imap_addr, imaps = ?imaps_addr, domain = %services.config.server.domain, "legate started");
     Ok(Running {
         services,
         http_addr,
@@ -393,6 +425,8 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         smtp_addr,
         submission_addr,
         submissions_addr,
+        imap_addr,
+        imaps_addr,
         bootstrap,
         shutdown,
         tasks,

@@ -24,6 +24,14 @@ pub struct Metrics {
     pub delivery: IntCounterVec,
     pub dkim_signed: IntCounterVec,
     pub imap_sessions: IntCounterVec,
+    pub imap_active: IntGauge,
+    pub imap_idle: IntGauge,
+    /// IMAP commands by name and result (`ok`, `no`, `bad`).
+    pub imap_commands: IntCounterVec,
+    /// IMAP bytes by direction (`in`, `out`).
+    pub imap_bytes: IntCounterVec,
+    /// IMAP connections refused (`per_ip`, `full`, `per_agent`).
+    pub imap_refused: IntCounterVec,
     /// SMTP connections refused (`per_ip`, `full`) or shed when idle at the cap (`shed`).
     pub smtp_connections_refused: IntCounterVec,
     /// Free bytes on the data filesystem, and the `storage.min_free_mb` reserve in bytes:
@@ -257,6 +265,26 @@ impl Metrics {
                 "legate_imap_sessions_total",
                 "IMAP sessions opened",
                 &["listener"],
+            ),
+            imap_active: gauge(&r, "legate_imap_sessions_active", "IMAP sessions open now"),
+            imap_idle: gauge(&r, "legate_imap_idle_sessions", "IMAP sessions in IDLE now"),
+            imap_commands: counter(
+                &r,
+                "legate_imap_commands_total",
+                "IMAP commands by name and result",
+                &["command", "status"],
+            ),
+            imap_bytes: counter(
+                &r,
+                "legate_imap_bytes_total",
+                "IMAP bytes by direction",
+                &["direction"],
+            ),
+            imap_refused: counter(
+                &r,
+                "legate_imap_connections_refused_total",
+                "IMAP connections refused at a limit",
+                &["reason"],
             ),
             storage_free_bytes: gauge(
                 &r,

@@ -66,6 +66,7 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "log" => cfg.log = section(key, value, &mut errs),
             "api" => cfg.api = section(key, value, &mut errs),
             "smtp" => cfg.smtp = section(key, value, &mut errs),
+            "imap" => cfg.imap = section(key, value, &mut errs),
             "identity" => cfg.identity = section(key, value, &mut errs),
             "outbound" => cfg.outbound = outbound(value, &mut errs),
             "dkim" => cfg.dkim = section(key, value, &mut errs),
@@ -307,6 +308,37 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
         errs.push(err(
             "smtp.max_line_length",
             "must be at least 1000 (RFC 5321 §4.5.3.1.6)",
+        ));
+    }
+    let i = &c.imap;
+    for (name, v) in [
+        ("max_append_bytes", i.max_append_bytes as usize),
+        ("max_connections", i.max_connections),
+        ("max_connections_per_ip", i.max_connections_per_ip),
+        ("max_connections_per_agent", i.max_connections_per_agent),
+        ("pre_auth_timeout_secs", i.pre_auth_timeout_secs as usize),
+        (
+            "auth_failures_per_address_per_minute",
+            i.auth_failures_per_address_per_minute as usize,
+        ),
+    ] {
+        if v == 0 {
+            errs.push(err(format!("imap.{name}"), "must be greater than 0"));
+        }
+    }
+    if i.max_line_bytes < 1000 {
+        errs.push(err("imap.max_line_bytes", "must be at least 1000"));
+    }
+    if i.idle_timeout_secs < 1800 {
+        errs.push(err(
+            "imap.idle_timeout_secs",
+            "must be at least 1800 (RFC 9051 §5.4: 30 minutes)",
+        ));
+    }
+    if i.max_append_bytes > u64::from(u32::MAX) {
+        errs.push(err(
+            "imap.max_append_bytes",
+            "must fit in 32 bits (IMAP literal sizes)",
         ));
     }
     if !(1..=3600).contains(&c.identity.max_token_ttl_secs) {

@@ -16,6 +16,7 @@ pub struct Config {
     pub log: LogConfig,
     pub api: ApiConfig,
     pub smtp: SmtpConfig,
+    pub imap: ImapConfig,
     pub identity: IdentityConfig,
     pub outbound: OutboundConfig,
     pub dkim: DkimConfig,
@@ -383,6 +384,48 @@ impl Default for SmtpConfig {
             mailbox_quota_bytes: 1024 * 1024 * 1024,
             spool_threshold_bytes: 1024 * 1024,
             max_processing_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// IMAP (`listen.imap` with STARTTLS, `listen.imaps` with implicit TLS): limits.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapConfig {
+    /// Allow LOGIN and AUTHENTICATE before STARTTLS on `listen.imap` (keys cross the wire
+    /// in clear). Off: such sessions see LOGINDISABLED until they start TLS.
+    pub danger_allow_plaintext_login: bool,
+    /// Largest message APPEND accepts (advertised as APPENDLIMIT); a larger literal is
+    /// refused before it is read.
+    pub max_append_bytes: u64,
+    /// Longest command line, literals excluded.
+    pub max_line_bytes: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// Sessions one agent may hold at once, on every IMAP listener together.
+    pub max_connections_per_agent: usize,
+    /// A client that has not logged in within this many seconds is disconnected.
+    pub pre_auth_timeout_secs: u64,
+    /// An authenticated client silent this long is logged out (RFC 9051 asks for at least
+    /// 30 minutes); IDLE re-arms it.
+    pub idle_timeout_secs: u64,
+    /// Failed logins for one address per minute before further attempts for it are
+    /// refused for a minute (the per-IP limit is `limits.auth_failures_per_minute`).
+    pub auth_failures_per_address_per_minute: u32,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        Self {
+            danger_allow_plaintext_login: false,
+            max_append_bytes: 25 * 1024 * 1024,
+            max_line_bytes: 65536,
+            max_connections: 1000,
+            max_connections_per_ip: 50,
+            max_connections_per_agent: 20,
+            pre_auth_timeout_secs: 60,
+            idle_timeout_secs: 1800,
+            auth_failures_per_address_per_minute: 10,
         }
     }
 }

@@ -7,6 +7,7 @@ use super::address;
 use super::error::{AuthFailure, Denied};
 use super::{Actor, IdentityError, IdentityService, Principal, Scope};
 use crate::audit::{NewEntry, Outcome};
+use zeroize::Zeroizing;
 
 /// What SMTP should answer to `RCPT TO:<address>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,24 @@ pub enum RcptDecision {
     NotLocal,
     /// Not an address at all: `501 5.1.3`.
     Invalid,
+}
+
+/// The credentials of a SASL PLAIN response (RFC 4616), decoded from base64 already:
+/// `authzid NUL authcid NUL passwd`. Acting as someone else (an authzid other than the
+/// login) is not offered, so such a response is refused like a malformed one.
+pub fn sasl_plain(decoded: &[u8]) -> Option<(Zeroizing<String>, Zeroizing<String>)> {
+    let mut parts = decoded.split(|&b| b == 0);
+    let (Some(authz), Some(user), Some(pass), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let user = Zeroizing::new(std::str::from_utf8(user).ok()?.to_string());
+    let pass = Zeroizing::new(std::str::from_utf8(pass).ok()?.to_string());
+    if !authz.is_empty() && !authz.eq_ignore_ascii_case(user.as_bytes()) {
+        return None;
+    }
+    Some((user, pass))
 }
 
 impl IdentityService {

@@ -40,7 +40,7 @@ pub use model::{Agent, AgentStatus, ApiKey, Human, KeyOwner, Org};
 pub use scope::{Scope, ScopeSet};
 
 pub use custody::{IdentityKey, KeyCustody};
-pub use login::RcptDecision;
+pub use login::{sasl_plain, RcptDecision};
 pub use requests::{b64_field, AuditParams, VerifyRequest};
 pub use resolve::IdentityOptions;
 pub use signing::{

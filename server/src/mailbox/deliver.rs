@@ -345,6 +345,7 @@ impl MailboxService {
         self.audit.commit().await?;
         hooked?;
         self.waiters.notify(&rec);
+        self.bells.ring(agent, rec.modseq);
         Ok(rec)
     }
 

@@ -13,6 +13,8 @@
 //!   ([`Change`], [`MailboxService::changes_since`]).
 //! - Scale-out: every write is one `Store::transact` plus a durable `Store::commit`.
 
+mod batch;
+mod bell;
 mod deliver;
 mod error;
 pub mod flags;
@@ -28,6 +30,7 @@ mod thread;
 mod update;
 mod wait;
 
+pub use batch::{Expunged, FlagsOutcome, Transfer, TransferMode};
 pub use deliver::{parse_for, Parsed, TxHook};
 pub use error::MailboxError;
 pub use flags::{Delta, SetEdit};
@@ -49,6 +52,8 @@ pub struct MailboxService {
     quota_bytes: u64,
     /// Long-pollers, woken after each durable delivery.
     waiters: wait::Waiters,
+    /// Live sessions (IMAP), rung after every durable change.
+    bells: bell::Bells,
 }
 
 impl MailboxService {
@@ -59,6 +64,7 @@ impl MailboxService {
             audit,
             quota_bytes,
             waiters: wait::Waiters::default(),
+            bells: bell::Bells::default(),
         }
     }
 
@@ -70,6 +76,12 @@ impl MailboxService {
     /// Ends every pending `wait` (answered as a timeout) so shutdown need not outlast them.
     pub fn shutdown(&self) {
         self.waiters.close();
+    }
+
+    /// A receiver that changes (to the agent's modseq) after each durable change to the
+    /// agent's mail, from any surface: what IMAP IDLE sleeps on.
+    pub fn subscribe_changes(&self, agent: &str) -> tokio::sync::watch::Receiver<u64> {
+        self.bells.subscribe(agent)
     }
 
     pub fn quota_bytes(&self) -> u64 {
@@ -164,6 +176,96 @@ impl MailboxService {
             }
         }
         Ok(out)
+    }
+
+    /// Every UID in a folder, ascending: an IMAP session's sequence map. Keys only (four
+    /// bytes kept per message), so even a large folder selects cheaply.
+    pub fn folder_uid_list(&self, agent: &str, folder: Folder) -> Result<Vec<u32>, MailboxError> {
+        let from = index::folder_uid(agent, folder, 1);
+        let to = index::folder_uid(agent, folder, u32::MAX);
+        let mut out = Vec::new();
+        for r in self.store.range(
+            Tree::FolderUids,
+            Bound::Included(from),
+            Bound::Included(to),
+            false,
+        ) {
+            if let Some(uid) = keys::read_u64(&r?.0).and_then(|u| u32::try_from(u).ok()) {
+                out.push(uid);
+            }
+        }
+        Ok(out)
+    }
+
+    /// The records of `uids` (ascending) in a folder, in that order; a UID no longer there
+    /// is left out. Dense sets are read as one range, sparse ones by key.
+    pub fn records_by_uid(
+        &self,
+        agent: &str,
+        folder: Folder,
+        uids: &[u32],
+    ) -> Result<Vec<StoredMessage>, MailboxError> {
+        let (Some(&first), Some(&last)) = (uids.first(), uids.last()) else {
+            return Ok(Vec::new());
+        };
+        let mut ids: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
+        let span = u64::from(last - first) + 1;
+        if span <= (uids.len() as u64).saturating_mul(4) {
+            let from = index::folder_uid(agent, folder, first);
+            let to = index::folder_uid(agent, folder, last);
+            let mut want = uids.iter().peekable();
+            for r in self.store.range(
+                Tree::FolderUids,
+                Bound::Included(from),
+                Bound::Included(to),
+                false,
+            ) {
+                let (k, v) = r?;
+                let Some(uid) = keys::read_u64(&k).and_then(|u| u32::try_from(u).ok()) else {
+                    continue;
+                };
+                while want.next_if(|w| **w < uid).is_some() {}
+                if want.next_if(|w| **w == uid).is_some() {
+                    ids.push((uid, v));
+                }
+            }
+        } else {
+            for &uid in uids {
+                if let Some(v) = self
+                    .store
+                    .get(Tree::FolderUids, &index::folder_uid(agent, folder, uid))?
+                {
+                    ids.push((uid, v));
+                }
+            }
+        }
+        let mut out = Vec::with_capacity(ids.len());
+        for (uid, id) in ids {
+            let rec = self
+                .store
+                .get_record::<StoredMessage>(Tree::Messages, &id)?;
+            if let Some(r) =
+                rec.filter(|r| r.agent_id == agent && r.folder == folder && r.uid == uid)
+            {
+                out.push(r);
+            }
+        }
+        Ok(out)
+    }
+
+    /// A message's raw bytes as a blocking reader with its length (IMAP FETCH streams a
+    /// large body from it), for a front-end holding an authorised session.
+    pub fn raw_reader_of(
+        &self,
+        agent: &str,
+        id: &str,
+    ) -> Result<(u64, crate::store::BlobReader), MailboxError> {
+        let meta = self.own(agent, id)?;
+        let reader = self
+            .store
+            .blob_reader_of(id.as_bytes())?
+            .ok_or(MailboxError::NotFound("message"))?;
+        Ok((meta.size, reader))
     }
 
     /// The change feed after `after_modseq`, oldest first (CONDSTORE, QRESYNC, webhooks).

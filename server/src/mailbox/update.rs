@@ -52,16 +52,44 @@ impl Deleted {
 
 /// A validated change, applied inside the transaction to the current record.
 #[derive(Debug, Default)]
-struct Edit {
-    flags: Option<PreparedEdit>,
-    labels: Option<PreparedEdit>,
-    unread: Option<bool>,
-    folder: Option<Folder>,
+pub(super) struct Edit {
+    pub(super) flags: Option<PreparedEdit>,
+    pub(super) labels: Option<PreparedEdit>,
+    pub(super) unread: Option<bool>,
+    pub(super) folder: Option<Folder>,
     /// Trash, or purge when already there.
-    delete: bool,
+    pub(super) delete: bool,
+    /// Purge wherever the message is (IMAP EXPUNGE).
+    pub(super) purge: bool,
+    /// Change only a message whose modseq is not above this (RFC 7162 UNCHANGEDSINCE).
+    pub(super) unchanged_since: Option<u64>,
+    /// Only a message still in this folder (IMAP acts on what a session selected; a
+    /// message moved away meanwhile is not found).
+    pub(super) in_folder: Option<Folder>,
 }
 
-const TREES: [Tree; 12] = [
+/// What one edit did, inside its transaction.
+#[derive(Debug)]
+pub(super) enum Applied {
+    /// Nothing to change; the record as it is.
+    Kept(StoredMessage),
+    /// Changed (flags, labels, or folder); the record as it now is.
+    Changed(StoredMessage),
+    /// Gone for good; the record as it was.
+    Purged(StoredMessage),
+    /// Refused by `unchanged_since`; the record as it is.
+    Modified(StoredMessage),
+}
+
+impl Applied {
+    pub(super) fn record(&self) -> &StoredMessage {
+        match self {
+            Applied::Kept(r) | Applied::Changed(r) | Applied::Purged(r) | Applied::Modified(r) => r,
+        }
+    }
+}
+
+pub(super) const TREES: [Tree; 12] = [
     Tree::Messages,
     Tree::BlobRefs,
     Tree::BlobHolds,
@@ -113,7 +141,7 @@ impl MailboxService {
                 .transpose()?,
             unread: patch.unread,
             folder: patch.folder.as_deref().map(Folder::parse).transpose()?,
-            delete: false,
+            ..Edit::default()
         };
         let rec = match self.apply(agent, id, &edit).await? {
             Deleted::Trashed(r) | Deleted::Purged(r) => r,
@@ -151,14 +179,35 @@ impl MailboxService {
     /// nothing writes nothing (no modseq is spent on it).
     async fn apply(&self, agent: &str, id: &str, edit: &Edit) -> Result<Deleted, MailboxError> {
         self.own(agent, id)?;
+        let done = self.apply_uncommitted(agent, id, edit)?;
+        self.audit.commit().await?;
+        self.bells.ring(agent, done.record().modseq);
+        Ok(match done {
+            Applied::Purged(r) => Deleted::Purged(r),
+            Applied::Kept(r) | Applied::Changed(r) | Applied::Modified(r) => Deleted::Trashed(r),
+        })
+    }
+
+    /// One edit as one transaction, not yet durable: the caller commits (once for a batch)
+    /// and rings the agent's bell.
+    pub(super) fn apply_uncommitted(
+        &self,
+        agent: &str,
+        id: &str,
+        edit: &Edit,
+    ) -> Result<Applied, MailboxError> {
         let (now, now_ms) = (now_unix(), now_millis());
         let done = self.store.transact(&TREES, |tx| {
             let old: StoredMessage = tx
                 .get_record::<StoredMessage>(Tree::Messages, id.as_bytes())?
                 .filter(|m| m.agent_id == agent)
+                .filter(|m| edit.in_folder.is_none_or(|f| m.folder == f))
                 .ok_or(TxFail::Abort(MailboxError::NotFound("message")))?;
+            if edit.unchanged_since.is_some_and(|u| old.modseq > u) {
+                return Ok(Applied::Modified(old));
+            }
             let mut st = load_state(tx, agent, now)?;
-            if edit.delete && old.folder == Folder::Trash {
+            if edit.purge || (edit.delete && old.folder == Folder::Trash) {
                 st.modseq += 1;
                 st.used_bytes = st.used_bytes.saturating_sub(old.size);
                 st.messages = st.messages.saturating_sub(1);
@@ -175,7 +224,9 @@ impl MailboxService {
                 put_change(tx, &old, ChangeKind::Purged, st.modseq, now_ms)?;
                 tx.put_record(Tree::Folders, &index::folder_state(agent, old.folder), &fs)?;
                 tx.put_record(Tree::Folders, &index::agent_state(agent), &st)?;
-                return Ok(Deleted::Purged(old));
+                let mut old = old;
+                old.modseq = st.modseq;
+                return Ok(Applied::Purged(old));
             }
 
             let mut rec = old.clone();
@@ -198,7 +249,7 @@ impl MailboxService {
                 edit.folder.unwrap_or(old.folder)
             };
             if target == old.folder && rec.flags == old.flags && rec.labels == old.labels {
-                return Ok(Deleted::Trashed(old));
+                return Ok(Applied::Kept(old));
             }
 
             if target == old.folder {
@@ -233,9 +284,8 @@ impl MailboxService {
             }
             tx.put_record(Tree::Messages, id.as_bytes(), &rec)?;
             tx.put_record(Tree::Folders, &index::agent_state(agent), &st)?;
-            Ok(Deleted::Trashed(rec))
+            Ok(Applied::Changed(rec))
         })?;
-        self.audit.commit().await?;
         Ok(done)
     }
 }

@@ -23,7 +23,7 @@ mod postings;
 mod query;
 pub mod tokens;
 
-pub(super) use postings::{index_message, unindex_message};
+pub(super) use postings::{decode_doc, index_message, unindex_message};
 pub(super) use query::Window;
 
 use crate::extract::Addr;

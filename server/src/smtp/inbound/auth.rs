@@ -53,22 +53,10 @@ pub fn step(state: Sasl, line: &[u8]) -> SaslStep {
         return SaslStep::Malformed;
     };
     match state {
-        Sasl::Plain => {
-            // authzid NUL authcid NUL passwd; acting as someone else is not offered.
-            let mut parts = decoded.split(|&b| b == 0);
-            let (Some(authz), Some(user), Some(pass), None) =
-                (parts.next(), parts.next(), parts.next(), parts.next())
-            else {
-                return SaslStep::Malformed;
-            };
-            let (Some(user), Some(pass)) = (utf8(user), utf8(pass)) else {
-                return SaslStep::Malformed;
-            };
-            if !authz.is_empty() && !authz.eq_ignore_ascii_case(user.as_bytes()) {
-                return SaslStep::Malformed;
-            }
-            SaslStep::Credentials { user, pass }
-        }
+        Sasl::Plain => match crate::identity::sasl_plain(&decoded) {
+            Some((user, pass)) => SaslStep::Credentials { user, pass },
+            None => SaslStep::Malformed,
+        },
         Sasl::LoginUser => match utf8(&decoded) {
             Some(user) => SaslStep::Continue(Sasl::LoginPass { user }, LOGIN_PASS_CHALLENGE),
             None => SaslStep::Malformed,

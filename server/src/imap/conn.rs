@@ -1,0 +1,254 @@
+//! One IMAP connection's bytes: cutting the input into messages (lines and literals, by
+//! imap-codec's fragmentizer) within the configured limits, answering literal
+//! announcements, and buffering output. Knows nothing of commands.
+//!
+//! Limits hold before bytes are kept: a line longer than `max_line_bytes` ends the session
+//! (there is no safe place to resume within it); a literal larger than the session may
+//! send is refused when announced — a synchronising one is never sent by the client, a
+//! non-synchronising one (LITERAL+) is read and dropped as it arrives.
+
+use imap_codec::encode::Encoder;
+use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer, LiteralAnnouncement};
+use imap_codec::imap_types::core::{LiteralMode, Tag};
+use imap_codec::imap_types::response::{CommandContinuationRequest, Response};
+use imap_codec::imap_types::IntoStatic;
+use imap_codec::ResponseCodec;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// A byte stream in clear or in TLS, as one type, so a session survives STARTTLS.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// Output is written out once it holds this much, even mid-command (a FETCH of many
+/// messages streams instead of piling up).
+const FLUSH_AT: usize = 256 * 1024;
+const READ_CHUNK: usize = 16 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnError {
+    #[error("the client closed the connection")]
+    Closed,
+    #[error("the client was silent too long")]
+    TimedOut,
+    #[error("a command line longer than {0} bytes")]
+    LineTooLong(usize),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// What the next message of the input turned out to be.
+pub enum Incoming {
+    /// Complete: decode it with [`Conn::frag`] and the codec of the session's state.
+    Message,
+    /// A literal larger than allowed was announced: answer `tag NO [TOOBIG]` (the
+    /// message is already skipped or being dropped).
+    TooBig(Option<Tag<'static>>),
+}
+
+pub struct Conn {
+    io: Box<dyn Io>,
+    pub frag: Fragmentizer,
+    out: Vec<u8>,
+    max_line: usize,
+    /// The largest literal (and so message) this session may send now.
+    max_literal: u32,
+    literal_ceiling: u32,
+    /// Bytes of the message being read: its lines and literals together stay within one
+    /// literal and a few lines, whatever the number of literals.
+    msg_bytes: usize,
+    /// Input bytes read since the last complete fragment, and how many the fragment
+    /// being read may take (a line; a line after an accepted literal also its length).
+    pending: usize,
+    allowance: usize,
+    /// A non-synchronising literal over the limit is being read only to be dropped.
+    dropping: Option<Option<Tag<'static>>>,
+    read_buf: Box<[u8]>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+impl Conn {
+    /// `literal_ceiling` is the most any literal may ever be on this connection (the
+    /// APPEND limit); `max_literal` what it may be now (small before login).
+    pub fn new(io: Box<dyn Io>, max_line: usize, literal_ceiling: u32, max_literal: u32) -> Conn {
+        Conn {
+            io,
+            frag: Fragmentizer::new(message_cap(max_line, literal_ceiling)),
+            literal_ceiling,
+            msg_bytes: 0,
+            out: Vec::with_capacity(4096),
+            max_line,
+            max_literal,
+            pending: 0,
+            allowance: max_line,
+            dropping: None,
+            read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            bytes_in: 0,
+            bytes_out: 0,
+        }
+    }
+
+    /// Raises (after login) or lowers the literal limit, from the next literal on.
+    pub fn set_max_literal(&mut self, max_literal: u32) {
+        self.max_literal = max_literal.min(self.literal_ceiling);
+    }
+
+    /// The stream, for STARTTLS. Input already read past the STARTTLS command is dropped
+    /// with this connection: bytes pipelined before the handshake are an injection attempt
+    /// (RFC 9051 §11.1), never commands of the TLS session.
+    pub fn into_io(self) -> Box<dyn Io> {
+        self.io
+    }
+
+    /// Reads until the next message is complete, within `timeout` of silence.
+    pub async fn next_message(&mut self, timeout: Duration) -> Result<Incoming, ConnError> {
+        loop {
+            while let Some(f) = self.frag.progress() {
+                self.pending = 0;
+                self.allowance = self.max_line;
+                self.msg_bytes += f.range().len();
+                if self.msg_bytes > message_cap(self.max_line, self.max_literal) as usize
+                    && self.dropping.is_none()
+                {
+                    self.frag.poison_message();
+                    self.dropping = Some(self.frag.decode_tag().map(IntoStatic::into_static));
+                }
+                if let FragmentInfo::Line {
+                    announcement: Some(LiteralAnnouncement { mode, length }),
+                    ..
+                } = f
+                {
+                    if length > self.max_literal {
+                        let tag = self.frag.decode_tag().map(IntoStatic::into_static);
+                        match mode {
+                            LiteralMode::Sync => {
+                                // The client waits for our `+` and will not send it.
+                                self.frag.skip_message();
+                                self.msg_bytes = 0;
+                                self.dropping = None;
+                                return Ok(Incoming::TooBig(tag));
+                            }
+                            LiteralMode::NonSync => {
+                                self.frag.poison_message();
+                                self.dropping.get_or_insert(tag);
+                                self.allowance = length as usize + self.max_line;
+                            }
+                        }
+                    } else {
+                        self.allowance = length as usize + self.max_line;
+                        if mode == LiteralMode::Sync {
+                            self.continuation("Ready for literal data")?;
+                            self.flush().await?;
+                        }
+                    }
+                }
+                if self.frag.is_message_complete() {
+                    self.msg_bytes = 0;
+                    if let Some(tag) = self.dropping.take() {
+                        return Ok(Incoming::TooBig(tag));
+                    }
+                    return Ok(Incoming::Message);
+                }
+            }
+            if self.pending > self.allowance {
+                return Err(ConnError::LineTooLong(self.max_line));
+            }
+            self.flush().await?;
+            let n = tokio::time::timeout(timeout, self.io.read(&mut self.read_buf))
+                .await
+                .map_err(|_| ConnError::TimedOut)??;
+            if n == 0 {
+                return Err(ConnError::Closed);
+            }
+            self.bytes_in += n as u64;
+            self.pending += n;
+            self.frag.enqueue_bytes(&self.read_buf[..n]);
+        }
+    }
+
+    pub fn send(&mut self, r: &Response<'_>) {
+        let bytes = ResponseCodec::default().encode(r).dump();
+        self.out.extend_from_slice(&bytes);
+    }
+
+    /// Bytes already encoded (a FETCH response built in the blocking pool).
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+
+    pub fn continuation(&mut self, text: &str) -> Result<(), ConnError> {
+        let c = CommandContinuationRequest::basic(None, text)
+            .map_err(|_| std::io::Error::other("bad continuation text"))?;
+        self.send(&Response::CommandContinuationRequest(c));
+        Ok(())
+    }
+
+    /// Writes out once enough output piled up.
+    pub async fn maybe_flush(&mut self) -> Result<(), ConnError> {
+        if self.out.len() >= FLUSH_AT {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    pub async fn flush(&mut self) -> Result<(), ConnError> {
+        if !self.out.is_empty() {
+            self.io.write_all(&self.out).await?;
+            self.bytes_out += self.out.len() as u64;
+            self.out.clear();
+            // A buffer grown by one large response is not kept for the session's life.
+            if self.out.capacity() > 4 * FLUSH_AT {
+                self.out = Vec::with_capacity(4096);
+            }
+        }
+        self.io.flush().await?;
+        Ok(())
+    }
+
+    /// Streams `len` bytes from a blocking reader straight to the client (a large message
+    /// body is never held whole), after what is buffered.
+    pub async fn stream_from(
+        &mut self,
+        mut reader: crate::store::BlobReader,
+        len: u64,
+    ) -> Result<(), ConnError> {
+        self.flush().await?;
+        let mut left = len;
+        while left > 0 {
+            let want = left.min(64 * 1024) as usize;
+            let (r, chunk) = tokio::task::spawn_blocking(move || {
+                use std::io::Read;
+                let mut buf = vec![0u8; want];
+                let mut got = 0;
+                while got < want {
+                    match reader.read(&mut buf[got..]) {
+                        Ok(0) => break,
+                        Ok(n) => got += n,
+                        Err(e) => return (reader, Err(e)),
+                    }
+                }
+                buf.truncate(got);
+                (reader, Ok(buf))
+            })
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+            reader = r;
+            let chunk = chunk?;
+            if chunk.is_empty() {
+                // The blob is shorter than its record says: the literal length is already
+                // promised, so the connection cannot continue.
+                return Err(std::io::Error::other("message body shorter than its size").into());
+            }
+            self.io.write_all(&chunk).await?;
+            self.bytes_out += chunk.len() as u64;
+            left = left.saturating_sub(chunk.len() as u64);
+        }
+        Ok(())
+    }
+}
+
+/// The fragmentizer's cap on one message: its literal and some lines around it.
+fn message_cap(max_line: usize, max_literal: u32) -> u32 {
+    max_literal.saturating_add(u32::try_from(max_line.saturating_mul(4)).unwrap_or(u32::MAX))
+}

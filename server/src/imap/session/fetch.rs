@@ -1,0 +1,471 @@
+//! FETCH and UID FETCH (RFC 9051 §6.4.5) with BINARY (RFC 3516), CHANGEDSINCE and VANISHED
+//! (RFC 7162).
+//!
+//! Responses are built a batch of messages at a time in the blocking pool (reading and
+//! parsing bodies is CPU and disk work) and written out as they are made, so a FETCH of
+//! a whole mailbox never sits in memory. A whole-message item (`BODY[]`, `RFC822`) of a
+//! large message is streamed from its blob to the socket, never held per client.
+//! Reading a body without PEEK sets `\Seen` first, through the mailbox like any STORE.
+
+use super::{other_code, Reply, Session, State};
+use crate::imap::render::{self, BinaryError, MessageView};
+use crate::mailbox::{MailboxService, StoredMessage};
+use imap_codec::encode::Encoder;
+use imap_codec::imap_types::command::FetchModifier;
+use imap_codec::imap_types::core::{IString, Literal, LiteralMode, NString, NString8, Vec1};
+use imap_codec::imap_types::datetime::DateTime;
+use imap_codec::imap_types::extensions::binary::Literal8;
+use imap_codec::imap_types::fetch::{
+    MacroOrMessageDataItemNames, MessageDataItem, MessageDataItemName,
+};
+use imap_codec::imap_types::response::{Data, Response};
+use imap_codec::imap_types::sequence::SequenceSet;
+use imap_codec::ResponseCodec;
+use std::borrow::Cow;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::sync::Arc;
+
+/// Whole messages at least this large are streamed from the blob.
+const STREAM_AT: u64 = 1024 * 1024;
+/// A batch ends after this many messages or this many response bytes.
+const BATCH_MESSAGES: usize = 64;
+const BATCH_BYTES: usize = 2 * 1024 * 1024;
+
+/// One message's output: encoded bytes, or bytes then a body streamed from the blob.
+enum Piece {
+    Bytes(Vec<u8>),
+    Stream {
+        head: Vec<u8>,
+        id: String,
+        size: u64,
+    },
+}
+
+/// What the items ask of each message.
+struct Plan {
+    names: Vec<MessageDataItemName<'static>>,
+    needs_raw: bool,
+    sets_seen: bool,
+}
+
+fn plan(items: MacroOrMessageDataItemNames<'static>, uid: bool, modseq: bool) -> Plan {
+    use MessageDataItemName as N;
+    let mut names: Vec<N<'static>> = match items {
+        MacroOrMessageDataItemNames::Macro(m) => m
+            .expand()
+            .into_iter()
+            .map(imap_codec::imap_types::IntoStatic::into_static)
+            .collect(),
+        MacroOrMessageDataItemNames::MessageDataItemNames(v) => v,
+    };
+    if uid && !names.contains(&N::Uid) {
+        names.insert(0, N::Uid);
+    }
+    if modseq && !names.contains(&N::ModSeq) {
+        names.push(N::ModSeq);
+    }
+    let needs_raw = names.iter().any(|n| {
+        !matches!(
+            n,
+            N::Uid | N::Flags | N::InternalDate | N::Rfc822Size | N::ModSeq
+        )
+    });
+    let sets_seen = names.iter().any(|n| match n {
+        N::BodyExt { peek, .. } | N::Binary { peek, .. } => !peek,
+        N::Rfc822 | N::Rfc822Text => true,
+        _ => false,
+    });
+    Plan {
+        names,
+        needs_raw,
+        sets_seen,
+    }
+}
+
+fn internal_date(ms: i64) -> Option<DateTime> {
+    let utc = chrono::DateTime::from_timestamp_millis(ms)?;
+    let fixed = utc.with_timezone(&chrono::FixedOffset::east_opt(0)?);
+    DateTime::try_from(fixed).ok()
+}
+
+fn literal(bytes: Cow<'_, [u8]>) -> NString<'_> {
+    NString(Some(IString::Literal(Literal::unvalidated(bytes))))
+}
+
+/// The items of one message. `stream_whole`: leave a whole-message item to be streamed
+/// (it is encoded as NIL, last, and replaced on the wire).
+fn items_for<'a>(
+    plan: &Plan,
+    rec: &StoredMessage,
+    view: Option<&'a MessageView<'a>>,
+    stream_whole: bool,
+    unknown_cte: &mut bool,
+) -> (Vec<MessageDataItem<'a>>, Option<MessageDataItem<'a>>) {
+    use MessageDataItem as I;
+    use MessageDataItemName as N;
+    let mut out = Vec::with_capacity(plan.names.len());
+    let mut streamed = None;
+    for n in &plan.names {
+        let item = match n {
+            N::Uid => NonZeroU32::new(rec.uid).map(I::Uid),
+            N::Flags => Some(I::Flags(super::selected::flags_of(rec))),
+            N::InternalDate => internal_date(rec.received_at_ms).map(I::InternalDate),
+            N::Rfc822Size => Some(I::Rfc822Size(u32::try_from(rec.size).unwrap_or(u32::MAX))),
+            N::ModSeq => NonZeroU64::new(rec.modseq.max(1)).map(I::ModSeq),
+            N::Envelope => view.map(|v| I::Envelope(v.envelope())),
+            N::Body => view.map(|v| I::Body(v.body_structure(false))),
+            N::BodyStructure => view.map(|v| I::BodyStructure(v.body_structure(true))),
+            N::Rfc822 => {
+                if stream_whole {
+                    streamed = Some(I::Rfc822(NString(None)));
+                    None
+                } else {
+                    view.map(|v| I::Rfc822(literal(v.section(None))))
+                }
+            }
+            N::Rfc822Header => view.map(|v| {
+                let s = imap_codec::imap_types::fetch::Section::Header(None);
+                I::Rfc822Header(literal(v.section(Some(&s))))
+            }),
+            N::Rfc822Text => view.map(|v| {
+                let s = imap_codec::imap_types::fetch::Section::Text(None);
+                I::Rfc822Text(literal(v.section(Some(&s))))
+            }),
+            N::BodyExt {
+                section, partial, ..
+            } => {
+                if stream_whole && section.is_none() && partial.is_none() {
+                    streamed = Some(I::BodyExt {
+                        section: None,
+                        origin: None,
+                        data: NString(None),
+                    });
+                    None
+                } else {
+                    view.map(|v| {
+                        let bytes = v.section(section.as_ref());
+                        let data = match partial {
+                            Some((o, l)) => {
+                                let cut = render::partial(&bytes, *o, Some(l.get())).to_vec();
+                                literal(Cow::Owned(cut))
+                            }
+                            None => literal(bytes),
+                        };
+                        I::BodyExt {
+                            section: section.clone(),
+                            origin: partial.map(|p| p.0),
+                            data,
+                        }
+                    })
+                }
+            }
+            N::Binary {
+                section, partial, ..
+            } => view.and_then(|v| match v.binary(section) {
+                Ok(bytes) => {
+                    let data = match partial {
+                        Some((o, l)) => {
+                            Cow::Owned(render::partial(&bytes, *o, Some(l.get())).to_vec())
+                        }
+                        None => bytes,
+                    };
+                    Some(I::Binary {
+                        section: section.clone(),
+                        value: NString8::Literal8(Literal8 {
+                            data,
+                            mode: LiteralMode::Sync,
+                        }),
+                    })
+                }
+                Err(BinaryError::UnknownCte) => {
+                    *unknown_cte = true;
+                    None
+                }
+                Err(BinaryError::NoPart) => Some(I::Binary {
+                    section: section.clone(),
+                    value: NString8::NString(NString(None)),
+                }),
+            }),
+            N::BinarySize { section } => view.and_then(|v| match v.binary(section) {
+                Ok(b) => Some(I::BinarySize {
+                    section: section.clone(),
+                    size: u32::try_from(b.len()).unwrap_or(u32::MAX),
+                }),
+                Err(BinaryError::UnknownCte) => {
+                    *unknown_cte = true;
+                    None
+                }
+                Err(BinaryError::NoPart) => Some(I::BinarySize {
+                    section: section.clone(),
+                    size: 0,
+                }),
+            }),
+        };
+        out.extend(item);
+    }
+    (out, streamed)
+}
+
+fn encode_fetch(seq: u32, items: Vec<MessageDataItem<'_>>) -> Option<Vec<u8>> {
+    let d = Data::Fetch {
+        seq: NonZeroU32::new(seq)?,
+        items: Vec1::try_from(items).ok()?,
+    };
+    Some(ResponseCodec::default().encode(&Response::Data(d)).dump())
+}
+
+/// Builds one batch's output in the blocking pool.
+fn build_batch(
+    mb: &MailboxService,
+    agent: &str,
+    plan: &Plan,
+    batch: &[(u32, StoredMessage)],
+    unknown_cte: &mut bool,
+) -> Vec<Piece> {
+    let mut out = Vec::with_capacity(batch.len());
+    for (seq, rec) in batch {
+        let whole_wanted = plan.names.iter().any(|n| {
+            matches!(n, MessageDataItemName::Rfc822)
+                || matches!(
+                    n,
+                    MessageDataItemName::BodyExt {
+                        section: None,
+                        partial: None,
+                        ..
+                    }
+                )
+        });
+        let stream_whole = whole_wanted && rec.size >= STREAM_AT;
+        let only_whole = plan.names.iter().all(|n| {
+            !matches!(
+                n,
+                MessageDataItemName::Envelope
+                    | MessageDataItemName::Body
+                    | MessageDataItemName::BodyStructure
+                    | MessageDataItemName::Rfc822Header
+                    | MessageDataItemName::Rfc822Text
+                    | MessageDataItemName::Binary { .. }
+                    | MessageDataItemName::BinarySize { .. }
+            ) && !matches!(
+                n,
+                MessageDataItemName::BodyExt {
+                    section: Some(_),
+                    ..
+                }
+            ) && !matches!(
+                n,
+                MessageDataItemName::BodyExt {
+                    partial: Some(_),
+                    ..
+                }
+            )
+        });
+        // A streamed message whose other items need no parse is never read whole here.
+        let raw = if plan.needs_raw && !(stream_whole && only_whole) {
+            mb.raw_bytes(agent, &rec.id).ok()
+        } else {
+            None
+        };
+        let view = raw.as_deref().map(MessageView::parse);
+        let (items, streamed) = items_for(plan, rec, view.as_ref(), stream_whole, unknown_cte);
+        match streamed {
+            None => {
+                if let Some(b) = encode_fetch(*seq, items) {
+                    out.push(Piece::Bytes(b));
+                }
+            }
+            Some(s) => {
+                let mut items = items;
+                items.push(s);
+                let Some(mut b) = encode_fetch(*seq, items) else {
+                    continue;
+                };
+                // The placeholder is the last item: `... NIL)\r\n` becomes `... {n}\r\n`,
+                // the body, `)\r\n`.
+                if !b.ends_with(b"NIL)\r\n") {
+                    continue;
+                }
+                b.truncate(b.len() - 6);
+                b.extend_from_slice(format!("{{{}}}\r\n", rec.size).as_bytes());
+                out.push(Piece::Stream {
+                    head: b,
+                    id: rec.id.clone(),
+                    size: rec.size,
+                });
+            }
+        }
+    }
+    out
+}
+
+impl Session {
+    pub(super) async fn fetch(
+        &mut self,
+        set: SequenceSet,
+        items: MacroOrMessageDataItemNames<'static>,
+        uid: bool,
+        modifiers: Vec<FetchModifier>,
+    ) -> Reply {
+        let mut changed_since = None;
+        let mut vanished = false;
+        for m in modifiers {
+            match m {
+                FetchModifier::ChangedSince(v) => changed_since = Some(v.get()),
+                FetchModifier::Vanished => vanished = true,
+            }
+        }
+        if vanished && (!uid || !self.enabled.qresync || changed_since.is_none()) {
+            return Reply::bad("VANISHED needs UID FETCH, QRESYNC enabled and CHANGEDSINCE");
+        }
+        if changed_since.is_some() {
+            self.enabled.condstore = true;
+        }
+        let plan = Arc::new(plan(items, uid, changed_since.is_some()));
+        if let (true, Some(since)) = (vanished, changed_since) {
+            self.vanished_earlier(&set, since);
+        }
+        let mut recs = match self.records_in_set(&set, uid) {
+            Ok(r) => r,
+            Err(r) => return r,
+        };
+        if let Some(since) = changed_since {
+            recs.retain(|r| r.modseq > since);
+        }
+        let State::Selected(a, sel) = &self.state else {
+            return Reply::bad("Select a mailbox first");
+        };
+        let (actor, agent, folder, read_only) =
+            (a.actor.clone(), a.agent.clone(), sel.folder, sel.read_only);
+        if plan.needs_raw {
+            if let Err(e) = self.ctx.mailbox.authorize_read(&actor, folder, recs.len()) {
+                return super::write::mailbox_error(e);
+            }
+        }
+        if plan.sets_seen && !read_only {
+            let unseen: Vec<String> = recs
+                .iter()
+                .filter(|r| r.is_unread())
+                .map(|r| r.id.clone())
+                .collect();
+            if !unseen.is_empty() {
+                let edit = crate::mailbox::SetEdit::Change(crate::mailbox::Delta {
+                    add: vec![crate::mailbox::flags::SEEN.to_string()],
+                    remove: vec![],
+                });
+                match self
+                    .ctx
+                    .mailbox
+                    .store_flags(&actor, folder, &unseen, &edit, None)
+                    .await
+                {
+                    Ok(o) => {
+                        if let Some(sel) = self.selected_mut() {
+                            sel.own.extend(o.changed.iter().map(|r| r.modseq));
+                        }
+                        for r in o.changed {
+                            if let Some(slot) = recs.iter_mut().find(|x| x.id == r.id) {
+                                *slot = r;
+                            }
+                        }
+                    }
+                    // Only `mail:read`: the body is still served, unmarked, as EXAMINE would.
+                    Err(crate::mailbox::MailboxError::Denied(_)) => {}
+                    Err(e) => return super::write::mailbox_error(e),
+                }
+            }
+        }
+        let Some(sel) = self.selected_mut() else {
+            return Reply::bad("Select a mailbox first");
+        };
+        let numbered: Vec<(u32, StoredMessage)> = recs
+            .into_iter()
+            .filter_map(|r| sel.seq_of(r.uid).map(|s| (s, r)))
+            .collect();
+        let mut unknown_cte = false;
+        let mut rest = numbered.as_slice();
+        while !rest.is_empty() {
+            let mut take = 0;
+            let mut bytes = 0u64;
+            while take < rest.len() && take < BATCH_MESSAGES && bytes < BATCH_BYTES as u64 {
+                bytes += if plan.needs_raw {
+                    rest[take].1.size
+                } else {
+                    100
+                };
+                take += 1;
+            }
+            let (batch, tail) = rest.split_at(take);
+            rest = tail;
+            let batch = batch.to_vec();
+            let (mb, agent2, plan2) = (self.ctx.mailbox.clone(), agent.clone(), plan.clone());
+            let built = tokio::task::spawn_blocking(move || {
+                let mut cte = false;
+                let pieces = build_batch(&mb, &agent2, &plan2, &batch, &mut cte);
+                (pieces, cte)
+            })
+            .await;
+            let Ok((pieces, cte)) = built else {
+                return Reply::no("Fetch failed").code(other_code("SERVERBUG"));
+            };
+            unknown_cte |= cte;
+            for p in pieces {
+                match p {
+                    Piece::Bytes(b) => self.conn.send_raw(&b),
+                    Piece::Stream { head, id, size } => {
+                        self.conn.send_raw(&head);
+                        let reader = match self.ctx.mailbox.raw_reader_of(&agent, &id) {
+                            Ok((_, r)) => r,
+                            Err(_) => {
+                                // The literal length is not yet sent in full... it is: the
+                                // head ends with it. Nothing can be said now but goodbye.
+                                self.bye(None, "Message vanished while being sent");
+                                return Reply::none();
+                            }
+                        };
+                        if self.conn.stream_from(reader, size).await.is_err() {
+                            self.state = State::Logout;
+                            return Reply::none();
+                        }
+                        self.conn.send_raw(b")\r\n");
+                    }
+                }
+            }
+            if self.conn.maybe_flush().await.is_err() {
+                self.state = State::Logout;
+                return Reply::none();
+            }
+        }
+        if unknown_cte {
+            return Reply::no("Cannot decode a part's transfer encoding")
+                .code(imap_codec::imap_types::response::Code::UnknownCte);
+        }
+        Reply::ok("FETCH completed")
+    }
+
+    /// `VANISHED (EARLIER)` for UIDs of `set` expunged since `since` (UID FETCH VANISHED).
+    fn vanished_earlier(&mut self, set: &SequenceSet, since: u64) {
+        let State::Selected(a, sel) = &self.state else {
+            return;
+        };
+        let mut gone = std::collections::BTreeSet::new();
+        let _ = super::selected::each_change(&self.ctx.mailbox, &a.agent, since, |c| {
+            if c.folder == sel.folder
+                && matches!(
+                    c.kind,
+                    crate::mailbox::ChangeKind::MovedOut | crate::mailbox::ChangeKind::Purged
+                )
+                && super::selected::set_contains(set, c.uid)
+                && sel.uids.binary_search(&c.uid).is_err()
+            {
+                gone.insert(c.uid);
+            }
+        });
+        let gone: Vec<u32> = gone.into_iter().collect();
+        if let Some(set) = super::seqset::to_set(&gone) {
+            self.data(Data::Vanished {
+                earlier: true,
+                known_uids: set,
+            });
+        }
+    }
+}

@@ -1,0 +1,292 @@
+//! The selected state: the session's sequence map of one folder, and how changes made
+//! elsewhere (SMTP deliveries, REST and MCP, other IMAP sessions) reach it.
+//!
+//! The map changes only at points RFC 9051 §7.5.1 allows: new messages (EXISTS) and flag
+//! changes (FETCH) after any command, expunges (EXPUNGE, or VANISHED under QRESYNC) only
+//! after commands that do not name messages by sequence number — so a client's sequence
+//! numbers stay right while another session expunges. What changed is read from the
+//! agent's change feed after the modseq the session has seen; the mailbox's bell only
+//! says when to look.
+
+use super::{Reply, Session, State};
+use crate::mailbox::{ChangeKind, Folder, StoredMessage};
+use imap_codec::imap_types::core::Vec1;
+use imap_codec::imap_types::fetch::MessageDataItem;
+use imap_codec::imap_types::flag::{Flag, FlagFetch};
+use imap_codec::imap_types::response::Data;
+use imap_codec::imap_types::sequence::SequenceSet;
+use imap_codec::imap_types::IntoStatic;
+use std::collections::BTreeSet;
+use std::num::{NonZeroU32, NonZeroU64};
+use tokio::sync::watch;
+
+/// Changes read from the feed per store look.
+const FEED_PAGE: usize = 1000;
+
+pub(in crate::imap) struct Selected {
+    pub folder: Folder,
+    pub read_only: bool,
+    /// UIDs in the folder as this session knows it, ascending; sequence number = index + 1.
+    pub uids: Vec<u32>,
+    /// The agent modseq up to which the feed is applied.
+    pub modseq: u64,
+    /// Messages gone elsewhere, still in the map until an expunge may be announced.
+    pub gone: BTreeSet<u32>,
+    /// Modseqs of this session's own flag changes, whose FETCH it already sent.
+    pub own: BTreeSet<u64>,
+    pub bell: watch::Receiver<u64>,
+}
+
+impl Selected {
+    pub fn seq_of(&self, uid: u32) -> Option<u32> {
+        self.uids
+            .binary_search(&uid)
+            .ok()
+            .and_then(|i| u32::try_from(i + 1).ok())
+    }
+}
+
+/// IMAP flags of a record (its keywords are kept as written).
+pub(super) fn flags_of(rec: &StoredMessage) -> Vec<FlagFetch<'static>> {
+    rec.flags
+        .iter()
+        .filter_map(|f| Flag::try_from(f.as_str()).ok().map(IntoStatic::into_static))
+        .map(FlagFetch::Flag)
+        .collect()
+}
+
+/// `* n FETCH (UID u FLAGS (...) [MODSEQ (m)])`, as unsolicited flag updates and STORE
+/// answers are sent.
+pub(super) fn flag_update(seq: u32, rec: &StoredMessage, modseq: bool) -> Option<Data<'static>> {
+    let mut items = vec![
+        MessageDataItem::Uid(NonZeroU32::new(rec.uid)?),
+        MessageDataItem::Flags(flags_of(rec)),
+    ];
+    if modseq {
+        items.push(MessageDataItem::ModSeq(NonZeroU64::new(rec.modseq.max(1))?));
+    }
+    Some(Data::Fetch {
+        seq: NonZeroU32::new(seq)?,
+        items: Vec1::try_from(items).ok()?,
+    })
+}
+
+/// Calls `f` with every change of `agent` after `after`, oldest first, a page at a time.
+pub(super) fn each_change(
+    mb: &crate::mailbox::MailboxService,
+    agent: &str,
+    mut after: u64,
+    mut f: impl FnMut(&crate::mailbox::Change),
+) -> Result<(), crate::mailbox::MailboxError> {
+    loop {
+        let page = mb.changes_since(agent, after, FEED_PAGE)?;
+        for c in &page {
+            after = c.modseq;
+            f(c);
+        }
+        if page.len() < FEED_PAGE {
+            return Ok(());
+        }
+    }
+}
+
+/// Whether a UID set (no `*`: RFC 7162 forbids it in known-uids) holds `uid`.
+pub(super) fn set_contains(set: &SequenceSet, uid: u32) -> bool {
+    super::seqset::contains(set, uid, u32::MAX)
+}
+
+impl Session {
+    pub(super) fn selected_mut(&mut self) -> Option<&mut Selected> {
+        match &mut self.state {
+            State::Selected(_, s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// Applies what changed since the session last looked; see the module doc for what is
+    /// announced when. `expunge_ok` is false after FETCH, STORE and SEARCH (not UID ...).
+    pub(super) async fn sync(&mut self, expunge_ok: bool) {
+        let State::Selected(a, sel) = &mut self.state else {
+            return;
+        };
+        let agent = a.agent.clone();
+        let mb = self.ctx.mailbox.clone();
+        let mut exists = false;
+        let mut touched: BTreeSet<u32> = BTreeSet::new();
+        let from = sel.modseq;
+        let read = each_change(&mb, &agent, from, |c| {
+            sel.modseq = sel.modseq.max(c.modseq);
+            if c.folder != sel.folder {
+                return;
+            }
+            match c.kind {
+                ChangeKind::Added => {
+                    if sel.uids.last().is_none_or(|l| c.uid > *l) {
+                        sel.uids.push(c.uid);
+                        exists = true;
+                    }
+                }
+                ChangeKind::MovedOut | ChangeKind::Purged => {
+                    if sel.uids.binary_search(&c.uid).is_ok() {
+                        sel.gone.insert(c.uid);
+                    }
+                }
+                ChangeKind::Updated => {
+                    if !sel.own.remove(&c.modseq) {
+                        touched.insert(c.uid);
+                    }
+                }
+            }
+        });
+        if let Err(e) = read {
+            tracing::warn!(error = %e, "cannot read the change feed");
+        }
+        sel.own.retain(|m| *m > sel.modseq);
+        let qresync = self.enabled.qresync;
+        let condstore = self.enabled.condstore;
+        let mut out: Vec<Data<'static>> = Vec::new();
+        if expunge_ok && !sel.gone.is_empty() {
+            let gone: Vec<u32> = std::mem::take(&mut sel.gone).into_iter().collect();
+            if qresync {
+                if let Some(set) = super::seqset::to_set(&gone) {
+                    out.push(Data::Vanished {
+                        earlier: false,
+                        known_uids: set,
+                    });
+                }
+                sel.uids.retain(|u| gone.binary_search(u).is_err());
+            } else {
+                // Highest first: each EXPUNGE renumbers only what follows it.
+                for uid in gone.iter().rev() {
+                    if let Some(seq) = sel.seq_of(*uid) {
+                        if let Ok(d) = Data::expunge(seq) {
+                            out.push(d);
+                        }
+                        sel.uids.remove(seq as usize - 1);
+                    }
+                }
+            }
+        }
+        if exists {
+            out.push(Data::Exists(
+                u32::try_from(sel.uids.len()).unwrap_or(u32::MAX),
+            ));
+        }
+        touched.retain(|u| !sel.gone.contains(u));
+        if !touched.is_empty() {
+            let uids: Vec<u32> = touched.into_iter().collect();
+            match mb.records_by_uid(&agent, sel.folder, &uids) {
+                Ok(recs) => {
+                    for r in recs {
+                        if let Some(d) = sel
+                            .seq_of(r.uid)
+                            .and_then(|s| flag_update(s, &r, condstore))
+                        {
+                            out.push(d);
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot read changed messages"),
+            }
+        }
+        for d in out {
+            self.data(d);
+        }
+    }
+
+    /// QRESYNC at SELECT (RFC 7162 §3.2.5): what was expunged since the client's modseq
+    /// (`VANISHED (EARLIER)`, limited to the UIDs it knows), then the flags of what changed.
+    pub(super) async fn qresync_replay(&mut self, since: u64, known: Option<SequenceSet>) {
+        let State::Selected(a, sel) = &self.state else {
+            return;
+        };
+        let agent = a.agent.clone();
+        let folder = sel.folder;
+        let mb = self.ctx.mailbox.clone();
+        let mut vanished = BTreeSet::new();
+        let mut changed = BTreeSet::new();
+        let _ = each_change(&mb, &agent, since, |c| {
+            if c.folder != folder {
+                return;
+            }
+            match c.kind {
+                ChangeKind::MovedOut | ChangeKind::Purged => {
+                    changed.remove(&c.uid);
+                    if known.as_ref().is_none_or(|k| set_contains(k, c.uid)) {
+                        vanished.insert(c.uid);
+                    }
+                }
+                ChangeKind::Added | ChangeKind::Updated => {
+                    changed.insert(c.uid);
+                }
+            }
+        });
+        let gone: Vec<u32> = vanished
+            .into_iter()
+            .filter(|u| sel.uids.binary_search(u).is_err())
+            .collect();
+        let mut out = Vec::new();
+        if let Some(set) = super::seqset::to_set(&gone) {
+            out.push(Data::Vanished {
+                earlier: true,
+                known_uids: set,
+            });
+        }
+        let uids: Vec<u32> = changed.into_iter().collect();
+        if let Ok(recs) = mb.records_by_uid(&agent, folder, &uids) {
+            for r in recs {
+                if let Some(d) = sel.seq_of(r.uid).and_then(|s| flag_update(s, &r, true)) {
+                    out.push(d);
+                }
+            }
+        }
+        for d in out {
+            self.data(d);
+        }
+    }
+
+    /// CLOSE (expunging `\Deleted` unless read-only) and UNSELECT. RFC 9051: no untagged
+    /// EXPUNGE for what CLOSE removes.
+    pub(super) async fn close(&mut self, expunge: bool) -> Reply {
+        let state = std::mem::replace(&mut self.state, State::Logout);
+        let State::Selected(a, sel) = state else {
+            self.state = state;
+            return Reply::bad("No mailbox selected");
+        };
+        let mut reply = Reply::ok(if expunge {
+            "CLOSE completed"
+        } else {
+            "UNSELECT completed"
+        });
+        if expunge && !sel.read_only {
+            let ids = self.deleted_ids(&a.agent, &sel, None);
+            match ids {
+                Ok(ids) if !ids.is_empty() => {
+                    if let Err(e) = self.ctx.mailbox.expunge(&a.actor, sel.folder, &ids).await {
+                        reply = super::write::mailbox_error(e);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => reply = super::write::mailbox_error(e),
+            }
+        }
+        self.state = State::Authenticated(a);
+        reply
+    }
+
+    /// Ids of the messages in the map (or in `only`, UIDs) that carry `\Deleted`.
+    pub(super) fn deleted_ids(
+        &self,
+        agent: &str,
+        sel: &Selected,
+        only: Option<&[u32]>,
+    ) -> Result<Vec<String>, crate::mailbox::MailboxError> {
+        let uids = only.unwrap_or(&sel.uids);
+        let recs = self.ctx.mailbox.records_by_uid(agent, sel.folder, uids)?;
+        Ok(recs
+            .into_iter()
+            .filter(|r| r.flags.iter().any(|f| f == crate::mailbox::flags::DELETED))
+            .map(|r| r.id)
+            .collect())
+    }
+}
