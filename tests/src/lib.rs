@@ -1,6 +1,8 @@
 //! Harness for the end-to-end suites: boots a real legate in-process on 127.0.0.1:0 with a
 //! temporary data directory, and speaks to it over real sockets.
 
+pub mod imap;
+
 use legate::app::{self, Running, StartOptions};
 use legate::config::Config;
 use serde_json::Value;
@@ -68,6 +70,13 @@ impl TestServer {
             .expect("submissions listener")
     }
 
+    pub fn imap_addr(&self) -> std::net::SocketAddr {
+        self.running
+            .as_ref()
+            .and_then(|r| r.imap_addr)
+            .expect("imap listener")
+    }
+
     pub fn smtp_addr(&self) -> std::net::SocketAddr {
         self.running
             .as_ref()
@@ -117,6 +126,9 @@ impl TestServer {
         cfg.listen.http = "127.0.0.1:0".into();
         if !cfg.listen.smtp.is_empty() {
             cfg.listen.smtp = "127.0.0.1:0".into();
+        }
+        if !cfg.listen.imap.is_empty() {
+            cfg.listen.imap = "127.0.0.1:0".into();
         }
         let dns = self.dns.take();
         let mut s = Self::start_with(self.dir, cfg).await;

@@ -206,6 +206,27 @@ impl Conn {
         Ok(())
     }
 
+    /// Ends the connection so the client reads the last words: output flushed, our side
+    /// shut, then whatever the client still sends read and dropped for a moment (closing
+    /// with unread input makes the kernel send a reset, which can destroy the BYE before
+    /// the client reads it).
+    pub async fn finish(&mut self) {
+        if self.flush().await.is_err() {
+            return;
+        }
+        let _ = self.io.shutdown().await;
+        let drain = async {
+            let mut left = 1024 * 1024usize;
+            while left > 0 {
+                match self.io.read(&mut self.read_buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+    }
+
     /// Streams `len` bytes from a blocking reader straight to the client (a large message
     /// body is never held whole), after what is buffered.
     pub async fn stream_from(

@@ -158,9 +158,14 @@ impl Session {
         let response = match initial {
             Some(r) => r,
             None => {
-                if self.conn.continuation("").is_err() {
-                    return Reply::bad("Cannot continue");
-                }
+                // An empty challenge: `+ ` and nothing else (RFC 4616 PLAIN has none).
+                self.conn.send(
+                    &imap_codec::imap_types::response::Response::CommandContinuationRequest(
+                        imap_codec::imap_types::response::CommandContinuationRequest::base64(
+                            b"".as_slice(),
+                        ),
+                    ),
+                );
                 let t = Duration::from_secs(self.ctx.config.pre_auth_timeout_secs);
                 match self.conn.next_message(t).await {
                     Ok(super::Incoming::Message) => {}

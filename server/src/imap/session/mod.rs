@@ -201,7 +201,7 @@ impl Session {
                 break Ended::Done;
             }
         };
-        let _ = self.conn.flush().await;
+        self.conn.finish().await;
         self.count_bytes();
         ended
     }

@@ -1,0 +1,129 @@
+//! Bad input and limits: BAD with a reason and the session goes on; literals over the
+//! limit refused before they are read; overlong lines end the session; full disks refuse
+//! APPEND with `NO [UNAVAILABLE]` (issue 23 item 6).
+
+use super::*;
+
+#[tokio::test]
+async fn malformed_and_unknown_commands_get_bad_and_the_session_continues() {
+    let s = start().await;
+    let (_, key) = bot(&s).await;
+    let mut c = session(&s, &key).await;
+    let a = c.cmd("FROBNICATE now").await;
+    assert!(
+        a.tagged.contains("BAD") && a.tagged.contains("Unknown command FROBNICATE"),
+        "{a:?}"
+    );
+    let a = c.cmd("FETCH (").await;
+    assert!(a.tagged.contains("BAD"), "{a:?}");
+    let a = c.cmd("FETCH 1 (FLAGS)").await;
+    assert!(
+        a.tagged.contains("BAD") && a.tagged.contains("Select a mailbox"),
+        "{a:?}"
+    );
+    c.write(b"\r\n").await;
+    let a = c.cmd("NOOP").await;
+    assert!(a.all().contains("BAD") && a.ok(), "{a:?}");
+    // Deep nesting is refused, not recursed into.
+    let deep = format!("SEARCH {}ALL", "NOT ".repeat(100));
+    c.cmd("SELECT INBOX").await;
+    let a = c.cmd(&deep).await;
+    assert!(a.tagged.contains("BAD") || a.tagged.contains("NO"), "{a:?}");
+    assert!(c.cmd("NOOP").await.ok());
+}
+
+#[tokio::test]
+async fn oversized_literals_are_refused_before_they_are_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.imap.max_append_bytes = 1000;
+    let s = TestServer::start_with(dir, cfg).await;
+    let (_, key) = bot(&s).await;
+    let mut c = session(&s, &key).await;
+    // Synchronising: NO [TOOBIG] at once, no continuation, and the session goes on.
+    c.write(b"a1 APPEND INBOX {5000}\r\n").await;
+    let line = c.read_line().await;
+    assert!(line.starts_with("a1 NO [TOOBIG]"), "{line}");
+    assert!(c.cmd("NOOP").await.ok());
+    // LITERAL+: the bytes are read and dropped, then the same answer.
+    let mut cmd = b"a2 APPEND INBOX {3000+}\r\n".to_vec();
+    cmd.extend(std::iter::repeat_n(b'x', 3000));
+    cmd.extend_from_slice(b"\r\n");
+    let a = c.raw("a2", &cmd).await;
+    assert!(a.tagged.starts_with("a2 NO [TOOBIG]"), "{a:?}");
+    assert!(c.cmd("NOOP").await.ok());
+    // Before login even small literals are capped.
+    let (mut pre, _) = ImapClient::connect(s.imap_addr()).await;
+    pre.write(b"p1 LOGIN {100000}\r\n").await;
+    let line = pre.read_line().await;
+    assert!(line.starts_with("p1 NO [TOOBIG]"), "{line}");
+}
+
+#[tokio::test]
+async fn an_overlong_line_ends_the_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.imap.max_line_bytes = 1000;
+    let s = TestServer::start_with(dir, cfg).await;
+    let (mut c, _) = ImapClient::connect(s.imap_addr()).await;
+    let long = vec![b'a'; 50_000];
+    c.write(&long).await;
+    let line = c.read_line().await;
+    assert!(line.starts_with("* BYE"), "{line}");
+    assert_eq!(c.read_line().await, "");
+}
+
+#[tokio::test]
+async fn append_below_the_disk_reserve_is_unavailable_and_resumes() {
+    let s = start().await;
+    let (_, key) = bot(&s).await;
+    let mut c = session(&s, &key).await;
+    s.services().storage.set_reserve_bytes(1 << 60);
+    let msg = b"Subject: x\r\n\r\nhi\r\n";
+    c.write(format!("a1 APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes())
+        .await;
+    let a = c.raw("a1", &[msg.as_slice(), b"\r\n"].concat()).await;
+    assert!(a.tagged.contains("NO [UNAVAILABLE]"), "{a:?}");
+    // Reads still work.
+    assert!(c.cmd("SELECT INBOX").await.ok());
+    s.services().storage.set_reserve_bytes(0);
+    c.write(format!("a2 APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes())
+        .await;
+    let a = c.raw("a2", &[msg.as_slice(), b"\r\n"].concat()).await;
+    assert!(a.ok(), "{a:?}");
+}
+
+#[tokio::test]
+async fn connections_per_agent_are_capped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.imap.max_connections_per_agent = 2;
+    let s = TestServer::start_with(dir, cfg).await;
+    let (_, key) = bot(&s).await;
+    let _a = session(&s, &key).await;
+    let _b = session(&s, &key).await;
+    let tls = legate_tests::tls_connector(&s.data_dir());
+    let (c, _) = ImapClient::connect(s.imap_addr()).await;
+    let mut c = c.starttls(&tls).await;
+    let a = c.cmd(&format!("LOGIN bot@agents.test {key}")).await;
+    assert!(a.tagged.contains("NO [LIMIT]"), "{a:?}");
+}
+
+#[tokio::test]
+async fn repeated_failures_for_one_address_are_throttled() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.imap.auth_failures_per_address_per_minute = 2;
+    let s = TestServer::start_with(dir, cfg).await;
+    let (_, key) = bot(&s).await;
+    let tls = legate_tests::tls_connector(&s.data_dir());
+    let (c, _) = ImapClient::connect(s.imap_addr()).await;
+    let mut c = c.starttls(&tls).await;
+    for _ in 0..2 {
+        let a = c.cmd("LOGIN bot@agents.test lg_NOTAKEYNOTAKEY").await;
+        assert!(a.tagged.contains("AUTHENTICATIONFAILED"), "{a:?}");
+    }
+    // Now even the right key waits out the minute.
+    let a = c.cmd(&format!("LOGIN bot@agents.test {key}")).await;
+    assert!(a.tagged.contains("NO [UNAVAILABLE]"), "{a:?}");
+}
