@@ -412,6 +412,8 @@ pub struct ImapConfig {
     /// Failed logins for one address per minute before further attempts for it are
     /// refused for a minute (the per-IP limit is `limits.auth_failures_per_minute`).
     pub auth_failures_per_address_per_minute: u32,
+    /// Folders an agent may create beside the six system ones.
+    pub max_user_folders: usize,
 }
 
 impl Default for ImapConfig {
@@ -426,6 +428,7 @@ impl Default for ImapConfig {
             pre_auth_timeout_secs: 60,
             idle_timeout_secs: 1800,
             auth_failures_per_address_per_minute: 10,
+            max_user_folders: 100,
         }
     }
 }

@@ -24,7 +24,7 @@ pub enum MailboxError {
     /// are the operator's business and go to the log, not to the client.
     #[error("insufficient storage: the server is short of disk space; try again later")]
     InsufficientStorage,
-    #[error("unknown folder \"{0}\" (known: INBOX, Sent, Junk, Trash, Drafts, Archive)")]
+    #[error("unknown folder \"{0}\" (every agent has INBOX, Sent, Junk, Trash, Drafts and Archive; others once created)")]
     UnknownFolder(String),
     /// A request value that parses but is not acceptable (422).
     #[error("{0}")]

@@ -1,14 +1,16 @@
-//! The six fixed folders and the per-folder and per-agent counters behind IMAP's UIDVALIDITY,
-//! UIDNEXT and HIGHESTMODSEQ.
+//! The folders: six fixed ones every agent has, and the agent's own (IMAP CREATE); the
+//! per-folder and per-agent counters behind IMAP's UIDVALIDITY, UIDNEXT and HIGHESTMODSEQ.
 
 use super::MailboxError;
 use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::Mutex;
 
-/// A folder. The set is fixed (DESIGN §9), so a name never needs an id and no folder is ever
-/// deleted: its UIDVALIDITY therefore never has to change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A folder. The six system folders always exist and are never deleted, so their
+/// UIDVALIDITY never changes. An agent's own folders (`User`) carry their name, interned so
+/// a folder stays a small `Copy` value that keys and records use as before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Folder {
-    #[serde(rename = "INBOX")]
     Inbox,
     /// IMAP SPECIAL-USE `\Sent` (RFC 6154): copies of what the agent sent.
     Sent,
@@ -20,6 +22,32 @@ pub enum Folder {
     Drafts,
     /// `\Archive`.
     Archive,
+    /// An agent's own folder, by name (see [`Folder::user`] for what a name may be).
+    User(&'static str),
+}
+
+/// Distinct user-folder names interned in this process. Names are at most
+/// [`MAX_NAME_LEN`] bytes and creation is capped per agent, but a create/delete loop with
+/// fresh names could still grow the set; past this many, new names are refused (stored
+/// folders still load).
+const MAX_INTERNED: usize = 100_000;
+pub const MAX_NAME_LEN: usize = 64;
+
+static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+
+/// The one `&'static str` for `name`; None when the interner is full and `creating`.
+fn intern(name: &str, creating: bool) -> Option<&'static str> {
+    let mut g = NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    let set = g.get_or_insert_with(HashSet::new);
+    if let Some(s) = set.get(name) {
+        return Some(s);
+    }
+    if creating && set.len() >= MAX_INTERNED {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    set.insert(leaked);
+    Some(leaked)
 }
 
 impl Folder {
@@ -41,14 +69,19 @@ impl Folder {
             Folder::Trash => "Trash",
             Folder::Drafts => "Drafts",
             Folder::Archive => "Archive",
+            Folder::User(n) => n,
         }
     }
 
+    pub fn is_user(self) -> bool {
+        matches!(self, Folder::User(_))
+    }
+
     /// The RFC 6154 SPECIAL-USE attribute an IMAP LIST reports (INBOX has none: it is
-    /// special by name).
+    /// special by name; an agent's own folders have none).
     pub fn special_use(self) -> Option<&'static str> {
         match self {
-            Folder::Inbox => None,
+            Folder::Inbox | Folder::User(_) => None,
             Folder::Sent => Some("\\Sent"),
             Folder::Junk => Some("\\Junk"),
             Folder::Trash => Some("\\Trash"),
@@ -57,12 +90,57 @@ impl Folder {
         }
     }
 
-    /// Case-insensitive, as IMAP treats INBOX and as REST users type names.
+    /// A system folder by name, case-insensitive (as IMAP treats INBOX and as REST users
+    /// type names). An agent's own folders are resolved by the mailbox, which knows them
+    /// (`MailboxService::resolve_folder`).
     pub fn parse(s: &str) -> Result<Folder, MailboxError> {
         Folder::ALL
             .into_iter()
             .find(|f| f.name().eq_ignore_ascii_case(s.trim()))
             .ok_or_else(|| MailboxError::UnknownFolder(s.chars().take(64).collect()))
+    }
+
+    /// A name for a new folder of the agent's own: 1 to 64 printable ASCII characters,
+    /// none of `/ * % " \\` (the hierarchy is flat; wildcards and quoting stay unambiguous),
+    /// not a system folder's name in any case.
+    pub fn user(name: &str) -> Result<Folder, MailboxError> {
+        let bad = |why: &str| MailboxError::Invalid(format!("folder name {why}"));
+        if name.is_empty() || name.len() > MAX_NAME_LEN {
+            return Err(bad("must be 1 to 64 characters"));
+        }
+        if !name
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && !b"/*%\"\\&".contains(&b))
+        {
+            return Err(bad("may hold printable ASCII except / * % \" \\ &"));
+        }
+        if name.trim() != name {
+            return Err(bad("may not start or end with a space"));
+        }
+        if Folder::parse(name).is_ok() {
+            return Err(bad("is a system folder's"));
+        }
+        intern(name, true)
+            .map(Folder::User)
+            .ok_or_else(|| bad("cannot be created now: too many folder names"))
+    }
+}
+
+impl Serialize for Folder {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for Folder {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Folder, D::Error> {
+        let name = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        let system = Folder::ALL.into_iter().find(|f| f.name() == name);
+        Ok(match system {
+            Some(f) => f,
+            // A stored folder always loads, even past the interner's cap.
+            None => Folder::User(intern(&name, false).unwrap_or("?")),
+        })
     }
 }
 
@@ -158,6 +236,40 @@ mod tests {
         assert_eq!(Folder::Inbox.special_use(), None);
         assert_eq!(Folder::Junk.special_use(), Some("\\Junk"));
         assert_eq!(serde_json::to_string(&Folder::Inbox).unwrap(), "\"INBOX\"");
+    }
+
+    #[test]
+    fn records_written_before_user_folders_still_read() {
+        // The derive the folder had before it could name an agent's own folders.
+        #[derive(Serialize)]
+        enum Old {
+            #[serde(rename = "INBOX")]
+            Inbox,
+            Archive,
+        }
+        for (old, new) in [(Old::Inbox, Folder::Inbox), (Old::Archive, Folder::Archive)] {
+            let bytes = crate::store::encode(&old).unwrap();
+            assert_eq!(crate::store::decode::<Folder>(&bytes).unwrap(), new);
+        }
+        let f = Folder::user("Projects 2026").unwrap();
+        let back: Folder = crate::store::decode(&crate::store::encode(&f).unwrap()).unwrap();
+        assert_eq!(back, f);
+        assert_eq!(back.name(), "Projects 2026");
+        assert!(back.is_user() && back.special_use().is_none());
+        for bad in [
+            "",
+            "a/b",
+            "x*",
+            "a&b",
+            "inbox",
+            "Sent",
+            " pad",
+            "q\"",
+            &"n".repeat(65),
+            "é",
+        ] {
+            assert!(Folder::user(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -131,7 +131,11 @@ impl MailboxService {
     /// The listing itself, for an already authorised agent.
     pub fn list_for(&self, agent: &str, q: &ListQuery) -> Result<ListPage, MailboxError> {
         let filter = Filter {
-            folder: q.folder.as_deref().map(Folder::parse).transpose()?,
+            folder: q
+                .folder
+                .as_deref()
+                .map(|f| self.resolve_folder(agent, f))
+                .transpose()?,
             unread: q.unread,
             from: SenderFilter::parse(q.from.as_deref())?,
             authenticated: q.authenticated,

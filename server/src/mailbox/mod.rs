@@ -28,6 +28,7 @@ pub mod search;
 mod slots;
 mod thread;
 mod update;
+mod user_folders;
 mod wait;
 
 pub use batch::{Expunged, FlagsOutcome, Transfer, TransferMode};
@@ -133,8 +134,9 @@ impl MailboxService {
             .get_record(Tree::Folders, &index::agent_state(agent))?)
     }
 
-    /// Every folder's state (UIDVALIDITY, UIDNEXT, counts), creating the mailbox durably on
-    /// first use so the UIDVALIDITY a client sees is the one that stays.
+    /// Every folder's state (UIDVALIDITY, UIDNEXT, counts), the six system folders first
+    /// and then the agent's own by name, creating the mailbox durably on first use so the
+    /// UIDVALIDITY a client sees is the one that stays.
     pub async fn folders(&self, agent: &str) -> Result<Vec<FolderState>, MailboxError> {
         self.ensure_mailbox(agent).await?;
         let mut out = Vec::with_capacity(Folder::ALL.len());
@@ -146,7 +148,19 @@ impl MailboxService {
                 out.push(s);
             }
         }
+        out.extend(self.user_folder_states(agent)?);
         Ok(out)
+    }
+
+    /// One folder's state, when it exists.
+    pub fn folder_state(
+        &self,
+        agent: &str,
+        folder: Folder,
+    ) -> Result<Option<FolderState>, MailboxError> {
+        Ok(self
+            .store
+            .get_record::<FolderState>(Tree::Folders, &index::folder_state(agent, folder))?)
     }
 
     /// Message ids in a folder in UID order, from `first_uid` on (IMAP's sequence map).

@@ -37,9 +37,15 @@ pub(super) fn load_folder(
     folder: Folder,
     st: &AgentMailState,
 ) -> Result<FolderState, TxFail<MailboxError>> {
-    Ok(tx
-        .get_record(Tree::Folders, &index::folder_state(agent, folder))?
-        .unwrap_or_else(|| FolderState::new(folder, uidvalidity_at(st.created_at))))
+    match tx.get_record(Tree::Folders, &index::folder_state(agent, folder))? {
+        Some(fs) => Ok(fs),
+        // An agent's own folder exists only once created (and not after it is deleted):
+        // mail is never filed into a folder that is gone.
+        None if folder.is_user() => Err(TxFail::Abort(MailboxError::UnknownFolder(
+            folder.name().to_string(),
+        ))),
+        None => Ok(FolderState::new(folder, uidvalidity_at(st.created_at))),
+    }
 }
 
 /// Takes the folder's next UID; UIDs are never reused, so an exhausted folder refuses.

@@ -140,7 +140,11 @@ impl MailboxService {
                 .map(|e| e.prepare(normalize_label, "labels"))
                 .transpose()?,
             unread: patch.unread,
-            folder: patch.folder.as_deref().map(Folder::parse).transpose()?,
+            folder: patch
+                .folder
+                .as_deref()
+                .map(|f| self.resolve_folder(agent, f))
+                .transpose()?,
             ..Edit::default()
         };
         let rec = match self.apply(agent, id, &edit).await? {

@@ -116,8 +116,12 @@ async fn folders_list_with_special_use_and_status() {
     );
     let q = c.cmd("GETQUOTAROOT INBOX").await;
     assert!(q.all().contains("* QUOTA \"\" (STORAGE"), "{}", q.all());
-    let cr = c.cmd("CREATE Projects").await;
+    let cr = c.cmd("CREATE Trash").await;
+    assert!(cr.tagged.contains("NO [ALREADYEXISTS]"), "{cr:?}");
+    let cr = c.cmd("CREATE a/b").await;
     assert!(cr.tagged.contains("NO [CANNOT]"), "{cr:?}");
+    let del = c.cmd("DELETE Sent").await;
+    assert!(del.tagged.contains("NO [CANNOT]"), "{del:?}");
     let sel = c.cmd("SELECT Nowhere").await;
     assert!(sel.tagged.contains("NO [NONEXISTENT]"), "{sel:?}");
 }
@@ -308,4 +312,68 @@ async fn uids_uidvalidity_flags_and_modseq_survive_a_restart() {
         "{}",
         after.all()
     );
+}
+
+#[tokio::test]
+async fn the_agents_own_folders_are_created_renamed_and_deleted() {
+    let s = start().await;
+    let (id, key) = bot(&s).await;
+    s.deliver(&id, Folder::Inbox, &message("keep me", "x"))
+        .await;
+    let mut c = session(&s, &key).await;
+    assert!(c.cmd("CREATE Projects").await.ok());
+    let again = c.cmd("CREATE Projects").await;
+    assert!(again.tagged.contains("NO [ALREADYEXISTS]"), "{again:?}");
+    let l = c.cmd("LIST \"\" *").await;
+    assert!(l.all().contains("\"/\" Projects\r\n"), "{}", l.all());
+    c.cmd("SELECT INBOX").await;
+    let cp = c.cmd("COPY 1 Projects").await;
+    assert!(cp.tagged.contains("[COPYUID "), "{cp:?}");
+    let miss = c.cmd("COPY 1 Nowhere").await;
+    assert!(miss.tagged.contains("[TRYCREATE]"), "{miss:?}");
+    let sel = c.cmd("SELECT Projects").await;
+    assert!(sel.all().contains("* 1 EXISTS"), "{}", sel.all());
+    let validity = |a: &legate_tests::imap::Answer| {
+        a.all()
+            .split("[UIDVALIDITY ")
+            .nth(1)
+            .and_then(|r| r.split(']').next())
+            .map(str::to_string)
+            .unwrap_or_default()
+    };
+    let first = validity(&sel);
+    // REST lists and moves into the folder by its name.
+    let (st, v) = s
+        .call("GET", "/v1/messages?folder=Projects", Some(&key), None)
+        .await;
+    assert_eq!(
+        (st, v["items"].as_array().map(Vec::len)),
+        (200, Some(1)),
+        "{v}"
+    );
+    c.cmd("UNSELECT").await;
+    assert!(c.cmd("RENAME Projects Done").await.ok());
+    let l = c.cmd("LIST \"\" *").await;
+    assert!(
+        !l.all().contains("Projects") && l.all().contains("Done"),
+        "{}",
+        l.all()
+    );
+    let sel = c.cmd("SELECT Done").await;
+    assert!(sel.all().contains("* 1 EXISTS"), "{}", sel.all());
+    c.cmd("UNSELECT").await;
+    assert!(c.cmd("DELETE Done").await.ok());
+    assert!(c
+        .cmd("SELECT Done")
+        .await
+        .tagged
+        .contains("NO [NONEXISTENT]"));
+    // The same name again is a new folder: a new UIDVALIDITY, UIDs from 1.
+    assert!(c.cmd("CREATE Projects").await.ok());
+    let sel = c.cmd("SELECT Projects").await;
+    assert!(sel.all().contains("* 0 EXISTS") && sel.all().contains("[UIDNEXT 1]"));
+    assert_ne!(validity(&sel), first);
+    // The INBOX message was copied, never moved.
+    let st = c.cmd("STATUS INBOX (MESSAGES)").await;
+    assert!(st.all().contains("MESSAGES 1"), "{}", st.all());
 }

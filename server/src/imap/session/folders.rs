@@ -2,9 +2,9 @@
 //! LSUB (with LIST-EXTENDED and LIST-STATUS options), STATUS, NAMESPACE, the QUOTA
 //! commands, and CREATE/DELETE/RENAME/SUBSCRIBE on the fixed folder set.
 //!
-//! The folders are the six of DESIGN §9, each always there and always subscribed: the
-//! hierarchy is flat (delimiter `/`, no children), CREATE/DELETE/RENAME answer
-//! `NO [CANNOT]` and SUBSCRIBE of an existing folder is a no-op.
+//! The folders are the six of DESIGN §9, always there, and the agent's own (CREATE,
+//! DELETE, RENAME through the mailbox service). Every folder is subscribed: the hierarchy
+//! is flat (delimiter `/`, no children) and SUBSCRIBE of an existing folder is a no-op.
 
 use super::selected::Selected;
 use super::{cannot, other_code, Reply, Session, State};
@@ -25,16 +25,26 @@ pub(super) fn mailbox_name(m: &Mailbox<'_>) -> String {
     }
 }
 
-/// The folder a client names, or the NO it gets.
-pub(super) fn folder_of(m: &Mailbox<'_>) -> Result<Folder, Reply> {
-    let name = mailbox_name(m);
-    Folder::parse(&name).map_err(|_| {
-        Reply::no(format!(
-            "No folder {}",
-            name.chars().take(64).collect::<String>()
-        ))
-        .code(other_code("NONEXISTENT"))
-    })
+impl Session {
+    /// The folder a client names (a system one, or one of the agent's own), or the NO it
+    /// gets.
+    pub(super) fn folder_of(&self, m: &Mailbox<'_>) -> Result<Folder, Reply> {
+        let name = mailbox_name(m);
+        let no = || {
+            Reply::no(format!(
+                "No folder {}",
+                name.chars().take(64).collect::<String>()
+            ))
+            .code(other_code("NONEXISTENT"))
+        };
+        let Some(a) = self.authed() else {
+            return Err(no());
+        };
+        self.ctx
+            .mailbox
+            .resolve_folder(&a.agent, &name)
+            .map_err(|_| no())
+    }
 }
 
 fn imap_mailbox(f: Folder) -> Mailbox<'static> {
@@ -92,7 +102,7 @@ impl Session {
             }
         };
         self.state = State::Authenticated(a);
-        let folder = match folder_of(&mailbox) {
+        let folder = match self.folder_of(&mailbox) {
             Ok(f) => f,
             Err(r) => return r,
         };
@@ -229,7 +239,14 @@ impl Session {
         let mut full = reference.clone();
         full.extend_from_slice(&pattern);
         let special_only = ext.list_select.iter().any(|o| o == "SPECIAL-USE");
-        for f in Folder::ALL {
+        let all: Vec<Folder> = match self.authed() {
+            Some(a) => match self.ctx.mailbox.folders(&a.agent).await {
+                Ok(states) => states.into_iter().map(|s| s.folder).collect(),
+                Err(e) => return super::write::mailbox_error(e),
+            },
+            None => return Reply::bad("Log in first"),
+        };
+        for f in all {
             let name = f.name().as_bytes();
             let matches = if f == Folder::Inbox {
                 wildcard(&full.to_ascii_uppercase(), b"INBOX")
@@ -279,7 +296,7 @@ impl Session {
         mailbox: Mailbox<'static>,
         items: &[StatusDataItemName],
     ) -> Reply {
-        let folder = match folder_of(&mailbox) {
+        let folder = match self.folder_of(&mailbox) {
             Ok(f) => f,
             Err(r) => return r,
         };
@@ -297,13 +314,21 @@ impl Session {
         let Some(a) = self.authed() else {
             return Err(Reply::bad("Log in first"));
         };
-        let states = self
+        let agent = a.agent.clone();
+        // The mailbox is made on first touch, so a new agent's STATUS INBOX works too.
+        if !folder.is_user() {
+            self.ctx
+                .mailbox
+                .folders(&agent)
+                .await
+                .map_err(super::write::mailbox_error)?;
+        }
+        let Some(fs) = self
             .ctx
             .mailbox
-            .folders(&a.agent)
-            .await
-            .map_err(super::write::mailbox_error)?;
-        let Some(fs) = states.into_iter().find(|s| s.folder == folder) else {
+            .folder_state(&agent, folder)
+            .map_err(super::write::mailbox_error)?
+        else {
             return Err(Reply::no("No such folder").code(other_code("NONEXISTENT")));
         };
         let out: Vec<StatusDataItem> = items.iter().filter_map(|i| status_item(&fs, i)).collect();
@@ -320,30 +345,74 @@ impl Session {
         self.conn.send_raw(line);
     }
 
-    pub(super) fn create(&mut self, mailbox: Mailbox<'static>) -> Reply {
-        match folder_of(&mailbox) {
-            Ok(_) => Reply::no("That folder exists already").code(other_code("ALREADYEXISTS")),
-            Err(_) => Reply::no("Folders are fixed: INBOX, Sent, Drafts, Junk, Trash, Archive")
-                .code(cannot()),
+    pub(super) async fn create(&mut self, mailbox: Mailbox<'static>) -> Reply {
+        if self.folder_of(&mailbox).is_ok() {
+            return Reply::no("That folder exists already").code(other_code("ALREADYEXISTS"));
+        }
+        let name = mailbox_name(&mailbox);
+        // RFC 9051 §6.3.4: a trailing delimiter only says a hierarchy is meant.
+        let name = name.strip_suffix('/').unwrap_or(&name).to_string();
+        let Some(a) = self.authed() else {
+            return Reply::bad("Log in first");
+        };
+        let actor = a.actor.clone();
+        let max = self.ctx.config.max_user_folders;
+        match self.ctx.mailbox.create_folder(&actor, &name, max).await {
+            Ok(_) => Reply::ok("CREATE completed"),
+            Err(crate::mailbox::MailboxError::Invalid(m)) => Reply::no(m).code(cannot()),
+            Err(e) => super::write::mailbox_error(e),
         }
     }
 
-    pub(super) fn delete(&mut self, mailbox: Mailbox<'static>) -> Reply {
-        match folder_of(&mailbox) {
-            Ok(_) => Reply::no("The standard folders cannot be deleted").code(cannot()),
-            Err(r) => r,
+    pub(super) async fn delete(&mut self, mailbox: Mailbox<'static>) -> Reply {
+        let folder = match self.folder_of(&mailbox) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        if !folder.is_user() {
+            return Reply::no("The standard folders cannot be deleted").code(cannot());
+        }
+        let Some(a) = self.authed() else {
+            return Reply::bad("Log in first");
+        };
+        let actor = a.actor.clone();
+        match self.ctx.mailbox.delete_folder(&actor, folder).await {
+            Ok(_) => Reply::ok("DELETE completed"),
+            Err(e) => super::write::mailbox_error(e),
         }
     }
 
-    pub(super) fn rename(&mut self, from: Mailbox<'static>, _to: Mailbox<'static>) -> Reply {
-        match folder_of(&from) {
-            Ok(_) => Reply::no("The standard folders cannot be renamed").code(cannot()),
-            Err(r) => r,
+    pub(super) async fn rename(&mut self, from: Mailbox<'static>, to: Mailbox<'static>) -> Reply {
+        let folder = match self.folder_of(&from) {
+            Ok(f) => f,
+            Err(r) => return r,
+        };
+        if !folder.is_user() && folder != Folder::Inbox {
+            return Reply::no("The standard folders cannot be renamed").code(cannot());
+        }
+        if self.folder_of(&to).is_ok() {
+            return Reply::no("The new name exists already").code(other_code("ALREADYEXISTS"));
+        }
+        let Some(a) = self.authed() else {
+            return Reply::bad("Log in first");
+        };
+        let actor = a.actor.clone();
+        let max = self.ctx.config.max_user_folders;
+        let name = mailbox_name(&to);
+        match self
+            .ctx
+            .mailbox
+            .rename_folder(&actor, folder, &name, max)
+            .await
+        {
+            Ok(_) => Reply::ok("RENAME completed"),
+            Err(crate::mailbox::MailboxError::Invalid(m)) => Reply::no(m).code(cannot()),
+            Err(e) => super::write::mailbox_error(e),
         }
     }
 
     pub(super) fn subscribe(&mut self, mailbox: Mailbox<'static>, on: bool) -> Reply {
-        match (folder_of(&mailbox), on) {
+        match (self.folder_of(&mailbox), on) {
             (Ok(_), true) => Reply::ok("SUBSCRIBE completed"),
             (Ok(_), false) => Reply::no("Every folder stays subscribed").code(cannot()),
             (Err(r), _) => r,
@@ -359,7 +428,7 @@ impl Session {
     }
 
     pub(super) async fn get_quota_root(&mut self, mailbox: Mailbox<'static>) -> Reply {
-        if let Err(r) = folder_of(&mailbox) {
+        if let Err(r) = self.folder_of(&mailbox) {
             return r;
         }
         let limited = self.ctx.mailbox.quota_bytes() > 0;

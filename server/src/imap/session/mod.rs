@@ -419,9 +419,9 @@ impl Session {
                 mailbox,
                 parameters,
             } => self.select(&tag, mailbox, parameters, true).await,
-            C::Create { mailbox } => self.create(mailbox),
-            C::Delete { mailbox } => self.delete(mailbox),
-            C::Rename { from, to } => self.rename(from, to),
+            C::Create { mailbox } => self.create(mailbox).await,
+            C::Delete { mailbox } => self.delete(mailbox).await,
+            C::Rename { from, to } => self.rename(from, to).await,
             C::Subscribe { mailbox } => self.subscribe(mailbox, true),
             C::Unsubscribe { mailbox } => self.subscribe(mailbox, false),
             C::List {

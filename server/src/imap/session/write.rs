@@ -3,7 +3,6 @@
 //! check, one audit entry, one durable commit for the lot) followed by the responses it
 //! owes the client.
 
-use super::folders::folder_of;
 use super::seqset::resolve;
 use super::{other_code, Reply, Session, State};
 use crate::mailbox::{MailboxError, SetEdit, StoredMessage, TransferMode};
@@ -185,7 +184,7 @@ impl Session {
         uid: bool,
         moving: bool,
     ) -> Reply {
-        let to = match folder_of(&mailbox) {
+        let to = match self.folder_of(&mailbox) {
             Ok(f) => f,
             Err(r) => return r.code(Code::TryCreate),
         };
@@ -331,7 +330,7 @@ impl Session {
         date: Option<DateTime>,
         message: LiteralOrLiteral8<'static>,
     ) -> Reply {
-        let folder = match folder_of(&mailbox) {
+        let folder = match self.folder_of(&mailbox) {
             Ok(f) => f,
             Err(r) => return r.code(Code::TryCreate),
         };
