@@ -290,6 +290,25 @@ Content-Disposition: attachment; filename*=utf-8''r%C3%A9sum%C3%A9.pdf\r\n\r\nx\
     }
 
     #[test]
+    fn base64_encapsulated_message_is_described_from_its_decoded_form() {
+        // "Subject: x\r\n\r\nbody\r\n" in base64.
+        let raw = b"Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n\
+Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+U3ViamVjdDogeA0KDQpib2R5DQo=\r\n--z--\r\n";
+        assert_eq!(
+            body(raw),
+            "* 1 FETCH (BODY ((\"MESSAGE\" \"RFC822\" NIL NIL NIL \"BASE64\" 28 \
+(NIL \"x\" NIL NIL NIL NIL NIL NIL NIL NIL) \
+(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 6 1) 0) \"MIXED\"))\r\n"
+        );
+        let view = MessageView::parse(raw);
+        let inner = Section::Part(Part(Vec1::try_from(vec![NonZeroU32::MIN; 2]).expect("two")));
+        assert_eq!(view.section(Some(&inner)).as_ref(), b"body\r\n");
+        let header = Section::Header(Some(Part(Vec1::from(NonZeroU32::MIN))));
+        assert_eq!(view.section(Some(&header)).as_ref(), b"Subject: x\r\n\r\n");
+    }
+
+    #[test]
     fn broken_containers_are_leaves() {
         // No boundary: mail-parser reads the body as text, and so do we.
         let raw = b"Content-Type: multipart/mixed\r\n\r\n--x\r\nhello\r\n";
