@@ -188,6 +188,18 @@ To: Team: c@z.example, d@z.example;, e@w.example\r\nCc: undisclosed-recipients:;
     }
 
     #[test]
+    fn first_of_duplicates_and_raw_eight_bit() {
+        let raw = "Subject: caf\u{e9}\r\nSubject: second\r\nFrom: a@x.example\r\n\
+From: b@y.example\r\nDate: bogus\r\n\r\n"
+            .as_bytes();
+        let env = MessageView::parse(raw).envelope();
+        assert_eq!(s(&env.subject).as_deref(), Some("caf\u{e9}"));
+        assert_eq!(s(&env.from[0].mailbox).as_deref(), Some("a"));
+        // An unparseable date is still shown as written.
+        assert_eq!(s(&env.date).as_deref(), Some("bogus"));
+    }
+
+    #[test]
     fn missing_headers_are_nil() {
         let env = MessageView::parse(b"X-Nothing: here\r\n\r\nbody").envelope();
         assert_eq!(env.date, NString::NIL);

@@ -209,7 +209,7 @@ pub fn partial(bytes: &[u8], origin: u32, length: Option<u32>) -> &[u8] {
 }
 
 /// Why `BINARY[part]` has no content to give.
-#[derive(thiserror::Error, Debug, PartialEq)]
+#[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinaryError {
     /// The part's transfer encoding is not one we decode (RFC 3516: `NO [UNKNOWN-CTE]`).
     #[error("unknown content transfer encoding")]
