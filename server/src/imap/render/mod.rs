@@ -33,8 +33,8 @@ pub struct MessageView<'a> {
 
 impl<'a> MessageView<'a> {
     /// Never panics on any input. A message mail-parser cannot parse (or that makes it panic)
-    /// reads as headerless text/plain, which is what RFC 9051 §6.4.5 has a server show for a
-    /// non-MIME message.
+    /// reads as one headerless text/plain part: RFC 9051 §6.4.5 gives any non-MIME message
+    /// a part 1, so every client request still has an answer.
     pub fn parse(raw: &'a [u8]) -> MessageView<'a> {
         if nesting_bomb(raw) {
             tracing::warn!("message nested too deep to parse; rendering its body as text");
