@@ -309,6 +309,40 @@ U3ViamVjdDogeA0KDQpib2R5DQo=\r\n--z--\r\n";
     }
 
     #[test]
+    fn digest_parts_default_to_messages() {
+        let raw = b"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\n\
+Subject: one\r\n\r\nfirst\r\n--d\r\n\r\nSubject: two\r\n\r\nsecond\r\n--d--\r\n";
+        assert_eq!(
+            body(raw),
+            "* 1 FETCH (BODY (\
+(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 21 (NIL \"one\" NIL NIL NIL NIL NIL NIL NIL NIL) \
+(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 5 0) 2)\
+(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 22 (NIL \"two\" NIL NIL NIL NIL NIL NIL NIL NIL) \
+(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 6 0) 2) \
+\"DIGEST\"))\r\n"
+        );
+        let view = MessageView::parse(raw);
+        check_sizes(&view, &view.body_structure(false), Vec::new(), true);
+    }
+
+    #[test]
+    fn top_level_message_rfc822() {
+        let raw = b"Subject: outer\r\nContent-Type: message/rfc822\r\n\r\n\
+Subject: inner\r\n\r\ninner body\r\n";
+        let view = MessageView::parse(raw);
+        check_sizes(&view, &view.body_structure(true), Vec::new(), true);
+        let one = Part(Vec1::from(NonZeroU32::MIN));
+        let one_one = Part(Vec1::try_from(vec![NonZeroU32::MIN; 2]).expect("two"));
+        let get = |s: Section<'_>| view.section(Some(&s)).into_owned();
+        assert_eq!(
+            get(Section::Part(one.clone())),
+            b"Subject: inner\r\n\r\ninner body\r\n"
+        );
+        assert_eq!(get(Section::Part(one_one)), b"inner body\r\n");
+        assert_eq!(get(Section::Header(Some(one))), b"Subject: inner\r\n\r\n");
+    }
+
+    #[test]
     fn broken_containers_are_leaves() {
         // No boundary: mail-parser reads the body as text, and so do we.
         let raw = b"Content-Type: multipart/mixed\r\n\r\n--x\r\nhello\r\n";
