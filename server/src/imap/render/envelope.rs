@@ -147,6 +147,43 @@ Hello Joe, do you think we can meet at 3:30 tomorrow?\r\n";
         );
     }
 
+    /// The ENVELOPE of RFC 9051 §7.5.2's FETCH example, byte for byte as imap-codec writes it.
+    #[test]
+    fn rfc9051_example_on_the_wire() {
+        use imap_codec::encode::Encoder;
+        use imap_codec::imap_types::core::Vec1;
+        use imap_codec::imap_types::fetch::MessageDataItem;
+        use imap_codec::imap_types::response::{Data, Response};
+        use imap_codec::ResponseCodec;
+        use std::num::NonZeroU32;
+
+        let raw = b"Date: Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\r\n\
+From: Terry Gray <gray@cac.washington.edu>\r\n\
+Subject: IMAP4rev2 WG mtg summary and minutes\r\n\
+To: imap@cac.washington.edu\r\n\
+cc: minutes@CNRI.Reston.VA.US, John Klensin <KLENSIN@MIT.EDU>\r\n\
+Message-Id: <B27397-0100000@cac.washington.edu>\r\n\
+\r\n\
+body\r\n";
+        let item = MessageDataItem::Envelope(MessageView::parse(raw).envelope());
+        let response = Response::Data(Data::Fetch {
+            seq: NonZeroU32::MIN,
+            items: Vec1::from(item),
+        });
+        let wire = ResponseCodec::default().encode(&response).dump();
+        assert_eq!(
+            String::from_utf8_lossy(&wire),
+            "* 1 FETCH (ENVELOPE (\"Wed, 17 Jul 1996 02:23:25 -0700 (PDT)\" \
+\"IMAP4rev2 WG mtg summary and minutes\" \
+((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) \
+((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) \
+((\"Terry Gray\" NIL \"gray\" \"cac.washington.edu\")) \
+((NIL NIL \"imap\" \"cac.washington.edu\")) \
+((NIL NIL \"minutes\" \"CNRI.Reston.VA.US\")(\"John Klensin\" NIL \"KLENSIN\" \"MIT.EDU\")) \
+NIL NIL \"<B27397-0100000@cac.washington.edu>\"))\r\n"
+        );
+    }
+
     #[test]
     fn subject_stays_encoded_and_folds_unfold() {
         let raw = b"Subject: =?UTF-8?Q?Caf=C3=A9?=\r\n and more\r\nFrom: =?UTF-8?Q?Ren=C3=A9?= <r@x.example>\r\n\r\nbody\r\n";
@@ -185,6 +222,18 @@ To: Team: c@z.example, d@z.example;, e@w.example\r\nCc: undisclosed-recipients:;
             s(&env.cc[0].mailbox).as_deref(),
             Some("undisclosed-recipients")
         );
+    }
+
+    #[test]
+    fn first_of_duplicates_and_raw_eight_bit() {
+        let raw = "Subject: caf\u{e9}\r\nSubject: second\r\nFrom: a@x.example\r\n\
+From: b@y.example\r\nDate: bogus\r\n\r\n"
+            .as_bytes();
+        let env = MessageView::parse(raw).envelope();
+        assert_eq!(s(&env.subject).as_deref(), Some("caf\u{e9}"));
+        assert_eq!(s(&env.from[0].mailbox).as_deref(), Some("a"));
+        // An unparseable date is still shown as written.
+        assert_eq!(s(&env.date).as_deref(), Some("bogus"));
     }
 
     #[test]

@@ -33,9 +33,16 @@ pub struct MessageView<'a> {
 
 impl<'a> MessageView<'a> {
     /// Never panics on any input. A message mail-parser cannot parse (or that makes it panic)
-    /// reads as headerless text/plain, which is what RFC 9051 §6.4.5 has a server show for a
-    /// non-MIME message.
+    /// reads as one headerless text/plain part: RFC 9051 §6.4.5 gives any non-MIME message
+    /// a part 1, so every client request still has an answer.
     pub fn parse(raw: &'a [u8]) -> MessageView<'a> {
+        if nesting_bomb(raw) {
+            tracing::warn!("message nested too deep to parse; rendering its body as text");
+            return MessageView {
+                raw,
+                msg: header_and_text(raw),
+            };
+        }
         let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
         let msg = match parsed {
             Ok(Some(msg)) if !msg.parts.is_empty() => msg,
@@ -115,6 +122,62 @@ static EMPTY_PART: MessagePart<'static> = MessagePart {
     offset_end: 0,
 };
 
+/// How many words that can open a nesting level ("message", "digest") a message may hold
+/// before it is not parsed in full. mail-parser builds one `Message` per encapsulated
+/// message/rfc822 and frees them recursively: some 50,000 levels (under 2 MB of mail) overflow a
+/// 2 MB thread stack, which aborts the process. Every level needs a Content-Type naming a
+/// message type, or a multipart/digest whose parts default to one, so counting those words
+/// bounds the depth; real mail stays far below.
+const MAX_NESTING_WORDS: usize = 4096;
+
+/// Counts the words case-insensitively, leaving out "message-" (Message-ID and the like).
+fn nesting_bomb(raw: &[u8]) -> bool {
+    let mut count = 0usize;
+    for (i, w) in raw.windows(6).enumerate() {
+        let hit = if w.eq_ignore_ascii_case(b"messag") {
+            raw.get(i + 6)
+                .is_some_and(|b| b.eq_ignore_ascii_case(&b'e'))
+                && raw.get(i + 7) != Some(&b'-')
+        } else {
+            w.eq_ignore_ascii_case(b"digest")
+        };
+        if hit {
+            count += 1;
+            if count > MAX_NESTING_WORDS {
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// The top-level header as mail-parser reads it, and everything after it as one text part.
+fn header_and_text(raw: &[u8]) -> Message<'_> {
+    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse_headers(raw));
+    let Ok(Some(mut msg)) = parsed else {
+        return plain(raw);
+    };
+    let Some(root) = msg.parts.first_mut() else {
+        return plain(raw);
+    };
+    let header_end = root.headers.last().map_or(0, |h| h.offset_end as usize);
+    let rest = raw.get(header_end..).unwrap_or_default();
+    let blank = if rest.starts_with(b"\r\n") {
+        2
+    } else {
+        usize::from(rest.starts_with(b"\n"))
+    };
+    let body = u32::try_from(header_end + blank).unwrap_or(u32::MAX);
+    root.offset_header = 0;
+    root.offset_body = body;
+    root.offset_end = u32::try_from(raw.len()).unwrap_or(u32::MAX);
+    root.body = PartType::Text(String::from_utf8_lossy(
+        raw.get(body as usize..).unwrap_or_default(),
+    ));
+    msg.text_body = vec![0];
+    msg
+}
+
 /// The whole input as one headerless text/plain part.
 fn plain(raw: &[u8]) -> Message<'_> {
     let end = u32::try_from(raw.len()).unwrap_or(u32::MAX);
@@ -146,7 +209,7 @@ pub fn partial(bytes: &[u8], origin: u32, length: Option<u32>) -> &[u8] {
 }
 
 /// Why `BINARY[part]` has no content to give.
-#[derive(thiserror::Error, Debug, PartialEq)]
+#[derive(thiserror::Error, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinaryError {
     /// The part's transfer encoding is not one we decode (RFC 3516: `NO [UNKNOWN-CTE]`).
     #[error("unknown content transfer encoding")]
@@ -295,6 +358,23 @@ Inner body.\r\n\
         ] {
             read_everything(raw);
         }
+    }
+
+    #[test]
+    fn nesting_bombs_read_as_header_and_text() {
+        let mut raw = b"Subject: deep\r\nContent-Type: message/rfc822\r\n\r\n".to_vec();
+        raw.extend(b"Content-Type: message/rfc822\r\n\r\n".repeat(100_000));
+        let view = MessageView::parse(&raw);
+        let BodyStructure::Single { body, .. } = view.body_structure(true) else {
+            panic!("a single part");
+        };
+        assert_eq!(body.basic.size as usize, raw.len() - 47);
+        assert_eq!(view.header_values("subject"), vec!["deep"]);
+        let part1 = Section::Part(Part(Vec1::from(NonZeroU32::MIN)));
+        assert_eq!(view.section(Some(&part1)).len(), raw.len() - 47);
+        // Message-ID and friends are not counted: a long digest is no bomb.
+        assert!(!nesting_bomb(&b"Message-ID: <a@b>\r\n".repeat(10_000)));
+        assert!(nesting_bomb(&b"MESSAGE/rfc822 digest ".repeat(3_000)));
     }
 
     #[test]

@@ -290,6 +290,59 @@ Content-Disposition: attachment; filename*=utf-8''r%C3%A9sum%C3%A9.pdf\r\n\r\nx\
     }
 
     #[test]
+    fn base64_encapsulated_message_is_described_from_its_decoded_form() {
+        // "Subject: x\r\n\r\nbody\r\n" in base64.
+        let raw = b"Content-Type: multipart/mixed; boundary=z\r\n\r\n--z\r\n\
+Content-Type: message/rfc822\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+U3ViamVjdDogeA0KDQpib2R5DQo=\r\n--z--\r\n";
+        assert_eq!(
+            body(raw),
+            "* 1 FETCH (BODY ((\"MESSAGE\" \"RFC822\" NIL NIL NIL \"BASE64\" 28 \
+(NIL \"x\" NIL NIL NIL NIL NIL NIL NIL NIL) \
+(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 6 1) 0) \"MIXED\"))\r\n"
+        );
+        let view = MessageView::parse(raw);
+        let inner = Section::Part(Part(Vec1::try_from(vec![NonZeroU32::MIN; 2]).expect("two")));
+        assert_eq!(view.section(Some(&inner)).as_ref(), b"body\r\n");
+        let header = Section::Header(Some(Part(Vec1::from(NonZeroU32::MIN))));
+        assert_eq!(view.section(Some(&header)).as_ref(), b"Subject: x\r\n\r\n");
+    }
+
+    #[test]
+    fn digest_parts_default_to_messages() {
+        let raw = b"Content-Type: multipart/digest; boundary=d\r\n\r\n--d\r\n\r\n\
+Subject: one\r\n\r\nfirst\r\n--d\r\n\r\nSubject: two\r\n\r\nsecond\r\n--d--\r\n";
+        assert_eq!(
+            body(raw),
+            "* 1 FETCH (BODY (\
+(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 21 (NIL \"one\" NIL NIL NIL NIL NIL NIL NIL NIL) \
+(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 5 0) 2)\
+(\"MESSAGE\" \"RFC822\" NIL NIL NIL \"7BIT\" 22 (NIL \"two\" NIL NIL NIL NIL NIL NIL NIL NIL) \
+(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 6 0) 2) \
+\"DIGEST\"))\r\n"
+        );
+        let view = MessageView::parse(raw);
+        check_sizes(&view, &view.body_structure(false), Vec::new(), true);
+    }
+
+    #[test]
+    fn top_level_message_rfc822() {
+        let raw = b"Subject: outer\r\nContent-Type: message/rfc822\r\n\r\n\
+Subject: inner\r\n\r\ninner body\r\n";
+        let view = MessageView::parse(raw);
+        check_sizes(&view, &view.body_structure(true), Vec::new(), true);
+        let one = Part(Vec1::from(NonZeroU32::MIN));
+        let one_one = Part(Vec1::try_from(vec![NonZeroU32::MIN; 2]).expect("two"));
+        let get = |s: Section<'_>| view.section(Some(&s)).into_owned();
+        assert_eq!(
+            get(Section::Part(one.clone())),
+            b"Subject: inner\r\n\r\ninner body\r\n"
+        );
+        assert_eq!(get(Section::Part(one_one)), b"inner body\r\n");
+        assert_eq!(get(Section::Header(Some(one))), b"Subject: inner\r\n\r\n");
+    }
+
+    #[test]
     fn broken_containers_are_leaves() {
         // No boundary: mail-parser reads the body as text, and so do we.
         let raw = b"Content-Type: multipart/mixed\r\n\r\n--x\r\nhello\r\n";
@@ -349,6 +402,48 @@ Content-Disposition: attachment; filename*=utf-8''r%C3%A9sum%C3%A9.pdf\r\n\r\nx\
                     }
                     SpecificFields::Basic { .. } => {}
                 }
+            }
+        }
+    }
+
+    /// Sizes must hold for malformed mail too: every prefix, and deterministic random
+    /// mutations (bytes dropped, line ends and boundaries spliced in).
+    #[test]
+    fn announced_sizes_match_sections_under_mutation() {
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n.max(1) as u64) as usize
+        };
+        let splices: [&[u8]; 6] = [
+            b"\r\n",
+            b"\n",
+            b"--mix",
+            b"--alt--",
+            b"\r\n\r\n",
+            b"--b1\r\n",
+        ];
+        for source in [MIXED, NESTED] {
+            for end in 0..=source.len() {
+                let view = MessageView::parse(&source[..end]);
+                check_sizes(&view, &view.body_structure(true), Vec::new(), true);
+            }
+            for _ in 0..500 {
+                let mut raw = source.to_vec();
+                for _ in 0..1 + next(4) {
+                    let at = next(raw.len());
+                    if next(2) == 0 {
+                        let len = next(8).min(raw.len() - at);
+                        raw.drain(at..at + len);
+                    } else {
+                        let splice = splices[next(splices.len())];
+                        raw.splice(at..at, splice.iter().copied());
+                    }
+                }
+                let view = MessageView::parse(&raw);
+                check_sizes(&view, &view.body_structure(true), Vec::new(), true);
             }
         }
     }

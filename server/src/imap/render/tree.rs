@@ -59,8 +59,11 @@ pub(super) struct Node<'v, 'a> {
     pub part: &'v MessagePart<'a>,
     /// The message whose part list holds `part` (a multipart's child indices index it).
     pub msg: &'v Message<'a>,
+    /// Where `part` sits in `msg.parts`: children must come after it, which rules out cycles.
     pub index: usize,
+    /// The bytes `part`'s offsets index.
     pub src: Src<'v, 'a>,
+    /// Multipart and message levels above this part, checked against [`MAX_DEPTH`].
     pub depth: usize,
 }
 
