@@ -33,10 +33,13 @@ mod body;
 mod codes;
 mod html;
 mod links;
+mod nesting;
 mod parse;
 mod quotes;
 mod signature;
 mod text;
+
+pub use nesting::nesting_bomb;
 
 #[cfg(test)]
 mod corpus_tests;
@@ -148,6 +151,13 @@ fn parse_as(raw: &[u8], depth: Depth) -> Result<Extracted, ExtractError> {
     if raw.iter().all(|b| b.is_ascii_whitespace()) {
         return Err(ExtractError::Empty);
     }
+    if nesting::nesting_bomb(raw) {
+        tracing::warn!("message nested too deep to parse; extracting its headers only");
+        let message = mail_parser::MessageParser::default()
+            .parse_headers(raw)
+            .ok_or(ExtractError::Unparseable)?;
+        return Ok(parse::envelope(&message, depth == Depth::Full));
+    }
     let message = mail_parser::MessageParser::default()
         .parse(raw)
         .ok_or(ExtractError::Unparseable)?;
@@ -190,6 +200,9 @@ fn parse_as(raw: &[u8], depth: Depth) -> Result<Extracted, ExtractError> {
 
 /// The decoded bytes of attachment `id` (as numbered in [`Extracted::attachments`]).
 pub fn attachment(raw: &[u8], id: u32) -> Option<(AttachmentInfo, Vec<u8>)> {
+    if nesting::nesting_bomb(raw) {
+        return None;
+    }
     let message = mail_parser::MessageParser::default().parse(raw)?;
     parse::attachment(&message, id)
 }

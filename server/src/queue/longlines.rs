@@ -56,6 +56,9 @@ fn rewrite(raw: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn plan(raw: &[u8]) -> Option<Vec<Edit>> {
+    if crate::extract::nesting_bomb(raw) {
+        return None;
+    }
     let msg = MessageParser::default().parse(raw)?;
     let mut edits = Vec::new();
     let has_mime_version = msg.parts.first().is_some_and(|p| {

@@ -36,7 +36,7 @@ impl<'a> MessageView<'a> {
     /// reads as one headerless text/plain part: RFC 9051 §6.4.5 gives any non-MIME message
     /// a part 1, so every client request still has an answer.
     pub fn parse(raw: &'a [u8]) -> MessageView<'a> {
-        if nesting_bomb(raw) {
+        if crate::extract::nesting_bomb(raw) {
             tracing::warn!("message nested too deep to parse; rendering its body as text");
             return MessageView {
                 raw,
@@ -121,35 +121,6 @@ static EMPTY_PART: MessagePart<'static> = MessagePart {
     offset_body: 0,
     offset_end: 0,
 };
-
-/// How many words that can open a nesting level ("message", "digest") a message may hold
-/// before it is not parsed in full. mail-parser builds one `Message` per encapsulated
-/// message/rfc822 and frees them recursively: some 50,000 levels (under 2 MB of mail) overflow a
-/// 2 MB thread stack, which aborts the process. Every level needs a Content-Type naming a
-/// message type, or a multipart/digest whose parts default to one, so counting those words
-/// bounds the depth; real mail stays far below.
-const MAX_NESTING_WORDS: usize = 4096;
-
-/// Counts the words case-insensitively, leaving out "message-" (Message-ID and the like).
-fn nesting_bomb(raw: &[u8]) -> bool {
-    let mut count = 0usize;
-    for (i, w) in raw.windows(6).enumerate() {
-        let hit = if w.eq_ignore_ascii_case(b"messag") {
-            raw.get(i + 6)
-                .is_some_and(|b| b.eq_ignore_ascii_case(&b'e'))
-                && raw.get(i + 7) != Some(&b'-')
-        } else {
-            w.eq_ignore_ascii_case(b"digest")
-        };
-        if hit {
-            count += 1;
-            if count > MAX_NESTING_WORDS {
-                return true;
-            }
-        }
-    }
-    false
-}
 
 /// The top-level header as mail-parser reads it, and everything after it as one text part.
 fn header_and_text(raw: &[u8]) -> Message<'_> {
@@ -373,8 +344,12 @@ Inner body.\r\n\
         let part1 = Section::Part(Part(Vec1::from(NonZeroU32::MIN)));
         assert_eq!(view.section(Some(&part1)).len(), raw.len() - 47);
         // Message-ID and friends are not counted: a long digest is no bomb.
-        assert!(!nesting_bomb(&b"Message-ID: <a@b>\r\n".repeat(10_000)));
-        assert!(nesting_bomb(&b"MESSAGE/rfc822 digest ".repeat(3_000)));
+        assert!(!crate::extract::nesting_bomb(
+            &b"Message-ID: <a@b>\r\n".repeat(10_000)
+        ));
+        assert!(crate::extract::nesting_bomb(
+            &b"MESSAGE/rfc822 digest ".repeat(3_000)
+        ));
     }
 
     #[test]
