@@ -28,7 +28,9 @@ pub struct MessageView<'a> {
     /// The stored bytes: sections borrow from them, so a large attachment is never copied.
     raw: &'a [u8],
     /// mail-parser's tree, never empty (see [`MessageView::parse`]).
-    msg: Message<'a>,
+    /// Parsed on first use: a FETCH of whole messages or of the top-level header (what a
+    /// client syncing a mailbox asks most) never pays for a MIME parse.
+    msg: std::cell::OnceCell<Message<'a>>,
 }
 
 impl<'a> MessageView<'a> {
@@ -36,23 +38,14 @@ impl<'a> MessageView<'a> {
     /// reads as one headerless text/plain part: RFC 9051 §6.4.5 gives any non-MIME message
     /// a part 1, so every client request still has an answer.
     pub fn parse(raw: &'a [u8]) -> MessageView<'a> {
-        if crate::extract::nesting_bomb(raw) {
-            tracing::warn!("message nested too deep to parse; rendering its body as text");
-            return MessageView {
-                raw,
-                msg: header_and_text(raw),
-            };
+        MessageView {
+            raw,
+            msg: std::cell::OnceCell::new(),
         }
-        let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
-        let msg = match parsed {
-            Ok(Some(msg)) if !msg.parts.is_empty() => msg,
-            Ok(_) => plain(raw),
-            Err(_) => {
-                tracing::error!("the message parser panicked; rendering the message as text");
-                plain(raw)
-            }
-        };
-        MessageView { raw, msg }
+    }
+
+    fn message(&self) -> &Message<'a> {
+        self.msg.get_or_init(|| full_parse(self.raw))
     }
 
     /// RFC 9051 §7.5.2 ENVELOPE of the message.
@@ -70,6 +63,11 @@ impl<'a> MessageView<'a> {
     pub fn section(&self, section: Option<&Section<'_>>) -> Cow<'a, [u8]> {
         match section {
             None => Cow::Borrowed(self.raw),
+            // The top-level header is everything up to and with the first empty line, as
+            // the parse would find it; a message without one is all header.
+            Some(Section::Header(None)) if self.msg.get().is_none() => {
+                Cow::Borrowed(&self.raw[..header_end(self.raw)])
+            }
             Some(section) => section::section(&self.root(), section),
         }
     }
@@ -102,14 +100,49 @@ impl<'a> MessageView<'a> {
     fn root(&self) -> Node<'_, 'a> {
         // `parse` never keeps an empty tree, so the root exists; the fallback is the same
         // headerless text part `plain` makes, kept only so that no path can panic.
-        Node::root(&self.msg, Src::Stored(self.raw), 0).unwrap_or(Node {
+        let msg = self.message();
+        Node::root(msg, Src::Stored(self.raw), 0).unwrap_or(Node {
             part: &EMPTY_PART,
-            msg: &self.msg,
+            msg,
             index: 0,
             src: Src::Stored(self.raw),
             depth: 0,
         })
     }
+}
+
+/// mail-parser's tree of `raw`, never empty; see [`MessageView::parse`] for the fallbacks.
+fn full_parse(raw: &[u8]) -> Message<'_> {
+    if crate::extract::nesting_bomb(raw) {
+        tracing::warn!("message nested too deep to parse; rendering its body as text");
+        return header_and_text(raw);
+    }
+    let parsed = std::panic::catch_unwind(|| MessageParser::default().parse(raw));
+    match parsed {
+        Ok(Some(msg)) if !msg.parts.is_empty() => msg,
+        Ok(_) => plain(raw),
+        Err(_) => {
+            tracing::error!("the message parser panicked; rendering the message as text");
+            plain(raw)
+        }
+    }
+}
+
+/// The length of the top-level header with its terminating empty line (CRLF or bare LF).
+fn header_end(raw: &[u8]) -> usize {
+    let mut i = 0;
+    while i < raw.len() {
+        let line_end = raw[i..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(raw.len(), |p| i + p + 1);
+        let line = &raw[i..line_end];
+        if line == b"\r\n" || line == b"\n" {
+            return line_end;
+        }
+        i = line_end;
+    }
+    raw.len()
 }
 
 static EMPTY_PART: MessagePart<'static> = MessagePart {
@@ -200,6 +233,30 @@ pub(super) mod tests {
     use super::*;
 
     /// multipart/mixed of a multipart/alternative (text and HTML) and a PDF attachment.
+    #[test]
+    fn the_unparsed_header_fast_path_matches_the_parse() {
+        let header = imap_codec::imap_types::fetch::Section::Header(None);
+        let mut samples: Vec<Vec<u8>> = vec![
+            MIXED.to_vec(),
+            NESTED.to_vec(),
+            b"Subject: no body".to_vec(),
+            b"\r\nbody only".to_vec(),
+            b"Subject: lf\nTo: x@y\n\nbody\n".to_vec(),
+            b"Subject: x\r\nnot a header line\r\nTo: y\r\n\r\nbody".to_vec(),
+            b"Subject: x\r\n \r\n\r\nbody".to_vec(),
+        ];
+        for n in (0..MIXED.len()).step_by(7) {
+            samples.push(MIXED[..n].to_vec());
+        }
+        for raw in &samples {
+            let fast = MessageView::parse(raw).section(Some(&header)).into_owned();
+            let view = MessageView::parse(raw);
+            view.envelope();
+            let parsed = view.section(Some(&header)).into_owned();
+            assert_eq!(fast, parsed, "{:?}", String::from_utf8_lossy(raw));
+        }
+    }
+
     pub(crate) const MIXED: &[u8] = b"From: Ann <ann@example.com>\r\n\
 To: bob@example.com\r\n\
 Subject: report\r\n\
