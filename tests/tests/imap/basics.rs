@@ -157,7 +157,8 @@ async fn fetch_store_search_copy_move_expunge_and_append() {
     );
     let f = c.cmd("FETCH 1 (FLAGS)").await;
     assert!(!f.all().contains("\\Seen"), "{}", f.all());
-    c.cmd("FETCH 1 (BODY[TEXT])").await;
+    let f = c.cmd("FETCH 1 (BODY[TEXT])").await;
+    assert!(f.all().contains("FLAGS (\\Seen)"), "{}", f.all());
     let f = c.cmd("FETCH 1 (FLAGS)").await;
     assert!(f.all().contains("\\Seen"), "{}", f.all());
     // Partial fetches.

@@ -220,6 +220,7 @@ fn build_batch(
     agent: &str,
     plan: &Plan,
     batch: &[(u32, StoredMessage)],
+    seen_now: &std::collections::HashSet<String>,
     unknown_cte: &mut bool,
 ) -> Vec<Piece> {
     let mut out = Vec::with_capacity(batch.len());
@@ -267,7 +268,11 @@ fn build_batch(
             None
         };
         let view = raw.as_deref().map(MessageView::parse);
-        let (items, streamed) = items_for(plan, rec, view.as_ref(), stream_whole, unknown_cte);
+        let (mut items, streamed) = items_for(plan, rec, view.as_ref(), stream_whole, unknown_cte);
+        // RFC 9051 §6.4.5: flags changed by reading (\Seen set) are reported with the data.
+        if seen_now.contains(&rec.id) && !plan.names.contains(&MessageDataItemName::Flags) {
+            items.push(MessageDataItem::Flags(super::selected::flags_of(rec)));
+        }
         match streamed {
             None => {
                 if let Some(b) = encode_fetch(*seq, items) {
@@ -341,6 +346,7 @@ impl Session {
                 return super::write::mailbox_error(e);
             }
         }
+        let mut seen_now = std::collections::HashSet::new();
         if plan.sets_seen && !read_only {
             let unseen: Vec<String> = recs
                 .iter()
@@ -363,6 +369,7 @@ impl Session {
                             sel.own.extend(o.changed.iter().map(|r| r.modseq));
                         }
                         for r in o.changed {
+                            seen_now.insert(r.id.clone());
                             if let Some(slot) = recs.iter_mut().find(|x| x.id == r.id) {
                                 *slot = r;
                             }
@@ -381,6 +388,7 @@ impl Session {
             .into_iter()
             .filter_map(|r| sel.seq_of(r.uid).map(|s| (s, r)))
             .collect();
+        let seen_now = Arc::new(seen_now);
         let mut unknown_cte = false;
         let mut rest = numbered.as_slice();
         while !rest.is_empty() {
@@ -398,9 +406,10 @@ impl Session {
             rest = tail;
             let batch = batch.to_vec();
             let (mb, agent2, plan2) = (self.ctx.mailbox.clone(), agent.clone(), plan.clone());
+            let seen2 = seen_now.clone();
             let built = tokio::task::spawn_blocking(move || {
                 let mut cte = false;
-                let pieces = build_batch(&mb, &agent2, &plan2, &batch, &mut cte);
+                let pieces = build_batch(&mb, &agent2, &plan2, &batch, &seen2, &mut cte);
                 (pieces, cte)
             })
             .await;
