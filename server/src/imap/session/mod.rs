@@ -249,7 +249,22 @@ impl Session {
                 return flow;
             }
         }
+        // RFC 9051 §7.5.1: no EXPUNGE while answering a command that numbers messages by
+        // sequence (FETCH, STORE, SEARCH, COPY, MOVE without UID): the client's numbers
+        // must stay right until it asks in a way that allows renumbering.
+        let expunge_ok = !matches!(
+            &cmd.body,
+            CommandBody::Fetch { uid: false, .. }
+                | CommandBody::Store { uid: false, .. }
+                | CommandBody::Search { uid: false, .. }
+                | CommandBody::Copy { uid: false, .. }
+                | CommandBody::Move { uid: false, .. }
+        );
         let (reply, flow) = self.dispatch(cmd).await;
+        // What others changed meanwhile, before the tagged answer, after any command.
+        if matches!(flow, Flow::Continue) && matches!(self.state, State::Selected(..)) {
+            self.sync(expunge_ok).await;
+        }
         self.ctx
             .metrics
             .imap_commands
