@@ -329,66 +329,115 @@ impl Session {
         if let (true, Some(since)) = (vanished, changed_since) {
             self.vanished_earlier(&set, since);
         }
-        let mut recs = match self.records_in_set(&set, uid) {
-            Ok(r) => r,
+        let uids = match self.uids_in_set(&set, uid) {
+            Ok(u) => u,
             Err(r) => return r,
         };
-        if let Some(since) = changed_since {
-            recs.retain(|r| r.modseq > since);
-        }
         let State::Selected(a, sel) = &self.state else {
             return Reply::bad("Select a mailbox first");
         };
         let (actor, agent, folder, read_only) =
             (a.actor.clone(), a.agent.clone(), sel.folder, sel.read_only);
         if plan.needs_raw {
-            if let Err(e) = self.ctx.mailbox.authorize_read(&actor, folder, recs.len()) {
+            if let Err(e) = self.ctx.mailbox.authorize_read(&actor, folder, uids.len()) {
                 return super::write::mailbox_error(e);
             }
         }
-        let mut seen_now = std::collections::HashSet::new();
-        if plan.sets_seen && !read_only {
-            let unseen: Vec<String> = recs
-                .iter()
-                .filter(|r| r.is_unread())
-                .map(|r| r.id.clone())
-                .collect();
-            if !unseen.is_empty() {
-                let edit = crate::mailbox::SetEdit::Change(crate::mailbox::Delta {
-                    add: vec![crate::mailbox::flags::SEEN.to_string()],
-                    remove: vec![],
-                });
-                match self
-                    .ctx
-                    .mailbox
-                    .store_flags(&actor, folder, &unseen, &edit, None)
-                    .await
-                {
-                    Ok(o) => {
-                        if let Some(sel) = self.selected_mut() {
-                            sel.own.extend(o.changed.iter().map(|r| r.modseq));
-                        }
-                        for r in o.changed {
-                            seen_now.insert(r.id.clone());
-                            if let Some(slot) = recs.iter_mut().find(|x| x.id == r.id) {
-                                *slot = r;
-                            }
-                        }
-                    }
-                    // Only `mail:read`: the body is still served, unmarked, as EXAMINE would.
-                    Err(crate::mailbox::MailboxError::Denied(_)) => {}
-                    Err(e) => return super::write::mailbox_error(e),
+        let mut unknown_cte = false;
+        for chunk in uids.chunks(super::write::CHUNK) {
+            let mut recs = match self.records_for(chunk) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            if let Some(since) = changed_since {
+                recs.retain(|r| r.modseq > since);
+            }
+            let seen_now = if plan.sets_seen && !read_only {
+                match self.mark_seen(&actor, folder, &mut recs).await {
+                    Ok(s) => s,
+                    Err(r) => return r,
                 }
+            } else {
+                Default::default()
+            };
+            match self
+                .fetch_records(&agent, &plan, recs, Arc::new(seen_now))
+                .await
+            {
+                Ok(cte) => unknown_cte |= cte,
+                Err(r) => return r,
             }
         }
+        if unknown_cte {
+            return Reply::no("Cannot decode a part's transfer encoding")
+                .code(imap_codec::imap_types::response::Code::UnknownCte);
+        }
+        Reply::ok("FETCH completed")
+    }
+
+    /// Sets `\\Seen` on the unread of `recs` (a FETCH of a body without PEEK) and updates
+    /// them; the ids whose flags changed.
+    async fn mark_seen(
+        &mut self,
+        actor: &crate::identity::Actor,
+        folder: crate::mailbox::Folder,
+        recs: &mut [StoredMessage],
+    ) -> Result<std::collections::HashSet<String>, Reply> {
+        let mut seen_now = std::collections::HashSet::new();
+        let unseen: Vec<String> = recs
+            .iter()
+            .filter(|r| r.is_unread())
+            .map(|r| r.id.clone())
+            .collect();
+        if unseen.is_empty() {
+            return Ok(seen_now);
+        }
+        let edit = crate::mailbox::SetEdit::Change(crate::mailbox::Delta {
+            add: vec![crate::mailbox::flags::SEEN.to_string()],
+            remove: vec![],
+        });
+        match self
+            .ctx
+            .mailbox
+            .store_flags(actor, folder, &unseen, &edit, None)
+            .await
+        {
+            Ok(o) => {
+                if let Some(sel) = self.selected_mut() {
+                    sel.own.extend(o.changed.iter().map(|r| r.modseq));
+                }
+                let mut changed: std::collections::HashMap<String, StoredMessage> =
+                    o.changed.into_iter().map(|r| (r.id.clone(), r)).collect();
+                for slot in recs.iter_mut() {
+                    if let Some(r) = changed.remove(&slot.id) {
+                        seen_now.insert(r.id.clone());
+                        *slot = r;
+                    }
+                }
+                Ok(seen_now)
+            }
+            // Only `mail:read`: the body is still served, unmarked, as EXAMINE would.
+            Err(crate::mailbox::MailboxError::Denied(_)) => Ok(seen_now),
+            Err(e) => Err(super::write::mailbox_error(e)),
+        }
+    }
+
+    /// Writes the FETCH responses of `recs`, built a batch at a time in the blocking pool;
+    /// true when some part had a transfer encoding BINARY cannot undo.
+    async fn fetch_records(
+        &mut self,
+        agent: &str,
+        plan: &Arc<Plan>,
+        recs: Vec<StoredMessage>,
+        seen_now: Arc<std::collections::HashSet<String>>,
+    ) -> Result<bool, Reply> {
         let Some(sel) = self.selected_mut() else {
-            return Reply::bad("Select a mailbox first");
+            return Err(Reply::bad("Select a mailbox first"));
         };
         let numbered: Vec<(u32, StoredMessage)> = recs
             .into_iter()
             .filter_map(|r| sel.seq_of(r.uid).map(|s| (s, r)))
             .collect();
-        let seen_now = Arc::new(seen_now);
         let mut unknown_cte = false;
         let mut rest = numbered.as_slice();
         while !rest.is_empty() {
@@ -405,7 +454,7 @@ impl Session {
             let (batch, tail) = rest.split_at(take);
             rest = tail;
             let batch = batch.to_vec();
-            let (mb, agent2, plan2) = (self.ctx.mailbox.clone(), agent.clone(), plan.clone());
+            let (mb, agent2, plan2) = (self.ctx.mailbox.clone(), agent.to_string(), plan.clone());
             let seen2 = seen_now.clone();
             let built = tokio::task::spawn_blocking(move || {
                 let mut cte = false;
@@ -414,7 +463,7 @@ impl Session {
             })
             .await;
             let Ok((pieces, cte)) = built else {
-                return Reply::no("Fetch failed").code(other_code("SERVERBUG"));
+                return Err(Reply::no("Fetch failed").code(other_code("SERVERBUG")));
             };
             unknown_cte |= cte;
             for p in pieces {
@@ -422,18 +471,14 @@ impl Session {
                     Piece::Bytes(b) => self.conn.send_raw(&b),
                     Piece::Stream { head, id, size } => {
                         self.conn.send_raw(&head);
-                        let reader = match self.ctx.mailbox.raw_reader_of(&agent, &id) {
-                            Ok((_, r)) => r,
-                            Err(_) => {
-                                // The literal length is not yet sent in full... it is: the
-                                // head ends with it. Nothing can be said now but goodbye.
-                                self.bye(None, "Message vanished while being sent");
-                                return Reply::none();
-                            }
+                        let Ok((_, reader)) = self.ctx.mailbox.raw_reader_of(agent, &id) else {
+                            // The literal's length is already promised: only goodbye is left.
+                            self.bye(None, "Message vanished while being sent");
+                            return Err(Reply::none());
                         };
                         if self.conn.stream_from(reader, size).await.is_err() {
                             self.state = State::Logout;
-                            return Reply::none();
+                            return Err(Reply::none());
                         }
                         self.conn.send_raw(b")\r\n");
                     }
@@ -441,14 +486,10 @@ impl Session {
             }
             if self.conn.maybe_flush().await.is_err() {
                 self.state = State::Logout;
-                return Reply::none();
+                return Err(Reply::none());
             }
         }
-        if unknown_cte {
-            return Reply::no("Cannot decode a part's transfer encoding")
-                .code(imap_codec::imap_types::response::Code::UnknownCte);
-        }
-        Reply::ok("FETCH completed")
+        Ok(unknown_cte)
     }
 
     /// `VANISHED (EARLIER)` for UIDs of `set` expunged since `since` (UID FETCH VANISHED).

@@ -210,34 +210,36 @@ impl Session {
         let mb = self.ctx.mailbox.clone();
         let raw = needs_raw(&key, 0);
         let found = tokio::task::spawn_blocking(move || {
-            let recs = mb.records_by_uid(&agent, folder, &uids)?;
             let b = Bounds {
                 max_seq: u32::try_from(uids.len()).unwrap_or(u32::MAX),
                 max_uid: uids.last().copied().unwrap_or(0),
                 now_ms: crate::util::now_millis(),
             };
             let mut hits: Vec<(u32, u32, u64)> = Vec::new();
-            for rec in &recs {
-                if gone.contains(&rec.uid) {
-                    continue;
-                }
-                let Ok(i) = uids.binary_search(&rec.uid) else {
-                    continue;
-                };
-                let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
-                let bytes = if raw {
-                    mb.raw_bytes(&agent, &rec.id).ok()
-                } else {
-                    None
-                };
-                let view = bytes.as_deref().map(MessageView::parse);
-                let c = Candidate {
-                    rec,
-                    seq,
-                    view: view.as_ref(),
-                };
-                if eval(&key, &c, &b) {
-                    hits.push((seq, rec.uid, rec.modseq));
+            // A chunk of records at a time: a search of a large mailbox never holds them all.
+            for chunk in uids.chunks(super::write::CHUNK) {
+                for rec in &mb.records_by_uid(&agent, folder, chunk)? {
+                    if gone.contains(&rec.uid) {
+                        continue;
+                    }
+                    let Ok(i) = uids.binary_search(&rec.uid) else {
+                        continue;
+                    };
+                    let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                    let bytes = if raw {
+                        mb.raw_bytes(&agent, &rec.id).ok()
+                    } else {
+                        None
+                    };
+                    let view = bytes.as_deref().map(MessageView::parse);
+                    let c = Candidate {
+                        rec,
+                        seq,
+                        view: view.as_ref(),
+                    };
+                    if eval(&key, &c, &b) {
+                        hits.push((seq, rec.uid, rec.modseq));
+                    }
                 }
             }
             Ok::<_, crate::mailbox::MailboxError>(hits)

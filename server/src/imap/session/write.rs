@@ -17,6 +17,9 @@ use imap_codec::imap_types::response::{Code, Data, Status};
 use imap_codec::imap_types::sequence::SequenceSet;
 use std::num::NonZeroU32;
 
+/// Messages a command handles per step (records read, one batch call to the mailbox).
+pub(super) const CHUNK: usize = 512;
+
 /// The NO (or BAD) a mailbox error gets; internals go to the log, not to the client.
 pub(super) fn mailbox_error(e: MailboxError) -> Reply {
     match e {
@@ -71,24 +74,28 @@ fn uid_set(uids: &[u32]) -> Option<UidSet> {
 }
 
 impl Session {
-    /// The selected folder's records named by `set` (sequence numbers or UIDs).
-    pub(super) fn records_in_set(
-        &self,
-        set: &SequenceSet,
-        uid: bool,
-    ) -> Result<Vec<StoredMessage>, Reply> {
-        let State::Selected(a, sel) = &self.state else {
+    /// The selected folder's UIDs named by `set` (sequence numbers or UIDs), ascending,
+    /// without those known to be gone.
+    pub(super) fn uids_in_set(&self, set: &SequenceSet, uid: bool) -> Result<Vec<u32>, Reply> {
+        let State::Selected(_, sel) = &self.state else {
             return Err(Reply::bad("Select a mailbox first"));
         };
-        let idx = resolve(set, &sel.uids, uid);
-        let uids: Vec<u32> = idx
+        Ok(resolve(set, &sel.uids, uid)
             .into_iter()
             .map(|i| sel.uids[i])
             .filter(|u| !sel.gone.contains(u))
-            .collect();
+            .collect())
+    }
+
+    /// The records of `uids` in the selected folder. Callers go a [`CHUNK`] at a time, so a
+    /// command over a whole large mailbox never holds every record at once.
+    pub(super) fn records_for(&self, uids: &[u32]) -> Result<Vec<StoredMessage>, Reply> {
+        let State::Selected(a, sel) = &self.state else {
+            return Err(Reply::bad("Select a mailbox first"));
+        };
         self.ctx
             .mailbox
-            .records_by_uid(&a.agent, sel.folder, &uids)
+            .records_by_uid(&a.agent, sel.folder, uids)
             .map_err(mailbox_error)
     }
 
@@ -111,8 +118,8 @@ impl Session {
             // RFC 7162 §3.1: using a CONDSTORE parameter enables it.
             self.enabled.condstore = true;
         }
-        let recs = match self.records_in_set(&set, uid) {
-            Ok(r) => r,
+        let uids = match self.uids_in_set(&set, uid) {
+            Ok(u) => u,
             Err(r) => return r,
         };
         let names: Vec<String> = flags.iter().map(|f| f.to_string()).collect();
@@ -127,49 +134,62 @@ impl Session {
                 remove: names,
             }),
         };
-        let ids: Vec<String> = recs.iter().map(|r| r.id.clone()).collect();
         let State::Selected(a, sel) = &self.state else {
             return Reply::bad("Select a mailbox first");
         };
         let (actor, folder) = (a.actor.clone(), sel.folder);
-        let out = match self
-            .ctx
-            .mailbox
-            .store_flags(&actor, folder, &ids, &edit, unchanged_since)
-            .await
-        {
-            Ok(o) => o,
-            Err(e) => return mailbox_error(e),
-        };
         let condstore = self.enabled.condstore;
-        let Some(sel) = self.selected_mut() else {
-            return Reply::bad("Select a mailbox first");
-        };
-        sel.own.extend(out.changed.iter().map(|r| r.modseq));
-        let mut answers = Vec::new();
-        if response == StoreResponse::Answer || condstore {
-            for r in out.changed.iter().chain(out.kept.iter()) {
-                if let Some(seq) = sel.seq_of(r.uid) {
-                    // .SILENT under CONDSTORE still reports the new MODSEQ (RFC 7162 §3.2).
-                    let d = if response == StoreResponse::Silent {
-                        silent_modseq(seq, r)
-                    } else {
-                        super::selected::flag_update(seq, r, condstore)
-                    };
-                    answers.extend(d.map(|d| (seq, d)));
+        let mut modified: Vec<u32> = Vec::new();
+        for chunk in uids.chunks(CHUNK) {
+            let recs = match self.records_for(chunk) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            let ids: Vec<String> = recs.iter().map(|r| r.id.clone()).collect();
+            let out = match self
+                .ctx
+                .mailbox
+                .store_flags(&actor, folder, &ids, &edit, unchanged_since)
+                .await
+            {
+                Ok(o) => o,
+                Err(e) => return mailbox_error(e),
+            };
+            let Some(sel) = self.selected_mut() else {
+                return Reply::bad("Select a mailbox first");
+            };
+            sel.own.extend(out.changed.iter().map(|r| r.modseq));
+            let mut answers = Vec::new();
+            if response == StoreResponse::Answer || condstore {
+                for r in out.changed.iter().chain(out.kept.iter()) {
+                    if let Some(seq) = sel.seq_of(r.uid) {
+                        // .SILENT under CONDSTORE still reports the new MODSEQ (RFC 7162 §3.2).
+                        let d = if response == StoreResponse::Silent {
+                            silent_modseq(seq, r)
+                        } else {
+                            super::selected::flag_update(seq, r, condstore)
+                        };
+                        answers.extend(d.map(|d| (seq, d)));
+                    }
                 }
             }
+            modified.extend(out.modified.iter().filter_map(|r| {
+                if uid {
+                    Some(r.uid)
+                } else {
+                    sel.seq_of(r.uid)
+                }
+            }));
+            answers.sort_by_key(|(s, _)| *s);
+            for (_, d) in answers {
+                self.data(d);
+            }
+            if self.conn.maybe_flush().await.is_err() {
+                self.state = State::Logout;
+                return Reply::none();
+            }
         }
-        let mut modified: Vec<u32> = out
-            .modified
-            .iter()
-            .filter_map(|r| if uid { Some(r.uid) } else { sel.seq_of(r.uid) })
-            .collect();
         modified.sort_unstable();
-        answers.sort_by_key(|(s, _)| *s);
-        for (_, d) in answers {
-            self.data(d);
-        }
         if let Some(set) = super::seqset::to_set(&modified) {
             return Reply::ok("Conditional STORE failed for some messages")
                 .code(Code::Modified(set));
@@ -191,11 +211,10 @@ impl Session {
         if moving && matches!(&self.state, State::Selected(_, s) if s.read_only) {
             return Reply::no("The mailbox is read-only (EXAMINE)").code(other_code("READ-ONLY"));
         }
-        let recs = match self.records_in_set(&set, uid) {
-            Ok(r) => r,
+        let uids = match self.uids_in_set(&set, uid) {
+            Ok(u) => u,
             Err(r) => return r,
         };
-        let ids: Vec<String> = recs.iter().map(|r| r.id.clone()).collect();
         let State::Selected(a, sel) = &self.state else {
             return Reply::bad("Select a mailbox first");
         };
@@ -205,15 +224,23 @@ impl Session {
         } else {
             TransferMode::Copy
         };
-        let done = match self
-            .ctx
-            .mailbox
-            .transfer(&actor, from, &ids, to, mode)
-            .await
-        {
-            Ok(d) => d,
-            Err(e) => return mailbox_error(e),
-        };
+        let mut done = Vec::new();
+        for chunk in uids.chunks(CHUNK) {
+            let recs = match self.records_for(chunk) {
+                Ok(r) => r,
+                Err(r) => return r,
+            };
+            let ids: Vec<String> = recs.iter().map(|r| r.id.clone()).collect();
+            match self
+                .ctx
+                .mailbox
+                .transfer(&actor, from, &ids, to, mode)
+                .await
+            {
+                Ok(d) => done.extend(d.into_iter().map(|t| (t.from_uid, t.to.uid))),
+                Err(e) => return mailbox_error(e),
+            }
+        }
         let validity = match self.ctx.mailbox.folders(&agent).await {
             Ok(fs) => fs
                 .into_iter()
@@ -221,8 +248,8 @@ impl Session {
                 .map(|f| f.uidvalidity),
             Err(e) => return mailbox_error(e),
         };
-        let src: Vec<u32> = done.iter().map(|t| t.from_uid).collect();
-        let dst: Vec<u32> = done.iter().map(|t| t.to.uid).collect();
+        let src: Vec<u32> = done.iter().map(|t| t.0).collect();
+        let dst: Vec<u32> = done.iter().map(|t| t.1).collect();
         let code = match (
             validity.and_then(NonZeroU32::new),
             uid_set(&src),
