@@ -127,3 +127,117 @@ async fn repeated_failures_for_one_address_are_throttled() {
     let a = c.cmd(&format!("LOGIN bot@agents.test {key}")).await;
     assert!(a.tagged.contains("NO [UNAVAILABLE]"), "{a:?}");
 }
+
+#[tokio::test]
+async fn a_client_that_never_logs_in_is_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cfg = config(dir.path());
+    cfg.imap.pre_auth_timeout_secs = 1;
+    let s = TestServer::start_with(dir, cfg).await;
+    let (mut c, _) = ImapClient::connect(s.imap_addr()).await;
+    // Commands do not extend the time to log in.
+    assert!(c.cmd("NOOP").await.ok());
+    let line = c
+        .read_line_within(Duration::from_secs(3))
+        .await
+        .unwrap_or_default();
+    assert!(line.starts_with("* BYE"), "{line}");
+}
+
+/// Hostile input never takes the server down: a stream of command lines made of IMAP
+/// tokens, brackets, literals and garbage, before and after login, each answered, and the
+/// session (or at least the server) still serving afterwards.
+#[tokio::test]
+async fn random_command_lines_get_answers_and_never_crash_the_server() {
+    let s = start().await;
+    let (id, key) = bot(&s).await;
+    s.deliver(&id, Folder::Inbox, &message("m1", "x")).await;
+    const TOKENS: [&str; 40] = [
+        "FETCH",
+        "UID",
+        "STORE",
+        "SEARCH",
+        "SELECT",
+        "INBOX",
+        "1:*",
+        "*",
+        "0",
+        "4294967296",
+        "(",
+        ")",
+        "[",
+        "]",
+        "BODY[",
+        "BODY[1.2.3.4.5]",
+        "<0.1>",
+        "\"x\"",
+        "{3}",
+        "{5+}",
+        "NIL",
+        "FLAGS",
+        "+FLAGS",
+        "(\\Seen",
+        "RETURN",
+        "(MIN",
+        "CHARSET",
+        "UTF-8",
+        "TEXT",
+        "NOT",
+        "OR",
+        "MODSEQ",
+        "UNCHANGEDSINCE",
+        "LIST",
+        "\"\"",
+        "%",
+        "ENVELOPE",
+        "\u{7f}",
+        "\u{e9}",
+        "~{2}",
+    ];
+    let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let tls = legate_tests::tls_connector(&s.data_dir());
+    for round in 0..2 {
+        let (c, _) = ImapClient::connect(s.imap_addr()).await;
+        let mut c = c.starttls(&tls).await;
+        if round == 1 {
+            assert!(c.cmd(&format!("LOGIN bot@agents.test {key}")).await.ok());
+            assert!(c.cmd("SELECT INBOX").await.ok());
+        }
+        for i in 0..40 {
+            let n = 1 + (next() % 8) as usize;
+            let words: Vec<&str> = (0..n).map(|_| TOKENS[(next() % 40) as usize]).collect();
+            let line = words.join(" ");
+            // A line announcing a literal: send that many bytes so framing stays in step.
+            let tag = format!("r{i}");
+            c.write(format!("{tag} {line}\r\n").as_bytes()).await;
+            if line.ends_with('}') {
+                let len: usize = line
+                    .rsplit('{')
+                    .next()
+                    .and_then(|t| t.trim_end_matches(['}', '+']).parse().ok())
+                    .unwrap_or(0);
+                if !line.ends_with("+}") {
+                    let cont = c.read_line().await;
+                    if !cont.starts_with('+') {
+                        continue;
+                    }
+                }
+                c.write(&vec![b'a'; len]).await;
+                c.write(b"\r\n").await;
+            }
+            let a = c.read_answer(&tag).await;
+            if a.tagged.is_empty() {
+                break;
+            }
+        }
+        let (c2, g) = ImapClient::connect(s.imap_addr()).await;
+        assert!(g.starts_with("* OK"), "server still greets: {g}");
+        drop(c2);
+    }
+}
