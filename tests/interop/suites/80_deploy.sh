@@ -195,7 +195,7 @@ assert ports==[25,80,143,443,465,587,993], ports
 import yaml
 docs=[d for d in yaml.safe_load_all(open('$dir/$f.yaml')) if d]
 print([d for d in docs if d['kind']=='ConfigMap'][0]['data']['config.toml'])
-" | sed "s#/var/lib/legate#$dir/data-$f#" > "$dir/$f.toml"
+" | sed "s#\"/data\"#\"$dir/data-$f\"#" > "$dir/$f.toml"
     check "legate loads the chart's config.toml ($f)" env LEGATE_MASTER_KEY="$(head -c 32 /dev/urandom | base64)" \
       "$BIN" --config "$dir/$f.toml" audit verify
   done
