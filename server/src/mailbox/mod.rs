@@ -267,6 +267,17 @@ impl MailboxService {
         Ok(out)
     }
 
+    /// The raw bytes of a record just read for `agent` (by [`Self::records_by_uid`], which
+    /// checked its owner): no second record read per message in a bulk FETCH or SEARCH.
+    pub fn raw_of_record(&self, agent: &str, rec: &StoredMessage) -> Result<Vec<u8>, MailboxError> {
+        if rec.agent_id != agent {
+            return Err(MailboxError::NotFound("message"));
+        }
+        self.store
+            .blob_of(rec.id.as_bytes())?
+            .ok_or(MailboxError::NotFound("message"))
+    }
+
     /// A message's raw bytes as a blocking reader with its length (IMAP FETCH streams a
     /// large body from it), for a front-end holding an authorised session.
     pub fn raw_reader_of(

@@ -263,7 +263,7 @@ fn build_batch(
         });
         // A streamed message whose other items need no parse is never read whole here.
         let raw = if plan.needs_raw && !(stream_whole && only_whole) {
-            mb.raw_bytes(agent, &rec.id).ok()
+            mb.raw_of_record(agent, rec).ok()
         } else {
             None
         };

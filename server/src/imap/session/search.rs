@@ -227,7 +227,7 @@ impl Session {
                     };
                     let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
                     let bytes = if raw {
-                        mb.raw_bytes(&agent, &rec.id).ok()
+                        mb.raw_of_record(&agent, rec).ok()
                     } else {
                         None
                     };
