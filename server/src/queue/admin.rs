@@ -99,7 +99,7 @@ impl QueueService {
         id: &str,
         edit: impl Fn(&mut QueuedMessage),
     ) -> Result<QueuedMessage, QueueError> {
-        let m = self.store.transact(&super::worker::RECORD_TREES, |tx| {
+        let m = self.store.transact(&super::recorder::RECORD_TREES, |tx| {
             let Some(mut m) = tx.get_record::<QueuedMessage>(Tree::Queue, id.as_bytes())? else {
                 return Err(TxFail::Abort(QueueError::NotFound("queued message")));
             };

@@ -12,6 +12,17 @@
 
 use super::model::{schedule_key, QueuedMessage, RcptStatus};
 use super::{QueueError, QueueSettings, RcptOutcome};
+
+/// A record/rewrite transaction's trees: the queue's own, and what releasing a hold touches.
+/// Here, with the writes they guard, so the worker and the admin commands depend on the
+/// recorder and never the other way round.
+pub(super) const RECORD_TREES: [Tree; 5] = [
+    Tree::Queue,
+    Tree::QueueSchedule,
+    holds::RELEASE_TREES[0],
+    holds::RELEASE_TREES[1],
+    holds::RELEASE_TREES[2],
+];
 use crate::mailbox::holds;
 use crate::store::{Store, StoreError, Tree, Tx, TxError, TxStoreError};
 use std::sync::Mutex;
@@ -103,7 +114,7 @@ fn write(
     settings: &QueueSettings,
     jobs: &[Job],
 ) -> Result<Vec<Option<QueuedMessage>>, TxError<QueueError>> {
-    store.transact(&super::worker::RECORD_TREES, |tx| {
+    store.transact(&RECORD_TREES, |tx| {
         let mut out = Vec::with_capacity(jobs.len());
         for job in jobs {
             out.push(apply(tx, settings, job)?);
@@ -193,7 +204,7 @@ mod tests {
             recipients: vec![recipient("x@b.test")],
         };
         store
-            .transact::<_, QueueError>(&super::super::worker::RECORD_TREES, |tx| {
+            .transact::<_, QueueError>(&RECORD_TREES, |tx| {
                 tx.put_record(Tree::Queue, id.as_bytes(), &msg)?;
                 tx.put(Tree::QueueSchedule, &schedule_key(1_000, id), &[])?;
                 holds::hold(tx, id)?;

@@ -10,7 +10,7 @@ use super::model::{parse_schedule_key, QueuedMessage, RcptStatus, Recipient};
 use super::service::QueueService;
 use super::{DeliveryReport, Envelope, QueueError, RcptOutcome};
 use crate::audit::{ActorRef, NewEntry, Outcome};
-use crate::mailbox::{holds, DeliveryMeta, Folder, MailboxError};
+use crate::mailbox::{DeliveryMeta, Folder, MailboxError};
 use crate::metrics::SendStage;
 use crate::store::Tree;
 use crate::util::{now_millis, now_unix};
@@ -24,15 +24,6 @@ use tokio_util::task::TaskTracker;
 
 /// Due messages started per scan; the rest wait for the next one (which follows at once).
 const SCAN_BATCH: usize = 256;
-
-/// A record/rewrite transaction's trees: the queue's own, and what releasing a hold touches.
-pub(super) const RECORD_TREES: [Tree; 5] = [
-    Tree::Queue,
-    Tree::QueueSchedule,
-    holds::RELEASE_TREES[0],
-    holds::RELEASE_TREES[1],
-    holds::RELEASE_TREES[2],
-];
 
 impl QueueService {
     /// Runs until `shutdown`, then waits (bounded) for attempts in flight.

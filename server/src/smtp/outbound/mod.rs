@@ -5,6 +5,7 @@
 //! timed reads and writes, `reply` the wire parsing (smtp-proto's), `data` the DATA payload
 //! and `tls` the opportunistic TLS client.
 
+mod attempt;
 mod client;
 mod data;
 mod pool;
@@ -26,10 +27,11 @@ mod tests_routing;
 use crate::config::RouteConfig;
 use crate::mailauth::ResolverConfig;
 use crate::queue::transport::{BoxFuture, DeliveryReport, Envelope, RcptOutcome, Transport};
+use attempt::{Attempt, Job};
 use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
 use mail_auth::hickory_resolver::TokioResolver;
 use route::{Hop, StaticRoute};
-use session::{Attempt, Job, Reused};
+use session::Reused;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -226,7 +228,7 @@ impl SmtpTransport {
         let eight_bit = data::has_8bit(raw);
         let mut last = DeliveryReport::all(
             env,
-            session::temporary(format!("451 4.4.1 no host for {domain} could be tried")),
+            attempt::temporary(format!("451 4.4.1 no host for {domain} could be tried")),
             None,
         );
         for hop in &hops {
@@ -338,11 +340,11 @@ impl SmtpTransport {
                 Ok(Ok(stream)) => stream,
                 Ok(Err(e)) => {
                     let why = format!("451 4.4.1 cannot connect to {}: {e}", job.remote);
-                    return (Attempt::NextHost(session::temporary(why)), None);
+                    return (Attempt::NextHost(attempt::temporary(why)), None);
                 }
                 Err(_) => {
                     let why = format!("451 4.4.1 connection to {} timed out", job.remote);
-                    return (Attempt::NextHost(session::temporary(why)), None);
+                    return (Attempt::NextHost(attempt::temporary(why)), None);
                 }
             };
         let _ = stream.set_nodelay(true);

@@ -7,8 +7,8 @@
 //! after 300 s or 100 transactions. A reused session the server has meanwhile closed is
 //! noticed before any byte of a message was accepted, and the caller then connects afresh.
 
+use super::attempt::Caps;
 use super::client::{BoxStream, Client};
-use super::session::Caps;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

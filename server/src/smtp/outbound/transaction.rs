@@ -2,8 +2,8 @@
 //! With PIPELINING (RFC 2920) MAIL, every RCPT and DATA go out in one write and the replies
 //! are read afterwards, which saves a round trip per recipient.
 
+use super::attempt::{failure, lost, Attempt, Caps, Job};
 use super::client::{Client, SessionError, Stage};
-use super::session::{failure, lost, Attempt, Caps, Job};
 use crate::queue::transport::RcptOutcome;
 use tokio::io::{AsyncRead, AsyncWrite};
 
