@@ -2,7 +2,7 @@
 //! copy per recipient durably before answering.
 
 use super::reply::{self, Reply};
-use super::session::Txn;
+use super::txn::Txn;
 use super::Inbound;
 use crate::audit::{ActorRef, NewEntry, Outcome};
 use crate::mailauth::PolicyAction;

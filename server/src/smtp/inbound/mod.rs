@@ -17,6 +17,7 @@ pub mod rejected;
 pub mod reply;
 mod session;
 mod spool;
+mod txn;
 
 pub use listener::{serve, serve_as, Kind};
 pub use session::Session;

@@ -7,7 +7,7 @@ mod request;
 mod submission;
 mod transaction;
 
-pub(super) use transaction::Txn;
+pub(super) use super::txn::Txn;
 
 use super::auth::Sasl;
 use super::data::{has_bare_newline, DataReader};

@@ -5,44 +5,12 @@
 use super::super::line::BodyLines;
 use super::super::reply::{self, Reply};
 use super::super::spool::Spool;
+use super::super::txn::{Rcpt, Txn};
 use super::super::Mode;
 use super::Session;
 use crate::identity::envelope::{check_rcpt, Checked};
-use crate::identity::Agent;
 use crate::mailauth::{AuthStatus, SpfResult, SpfScope};
 use tokio::io::{AsyncRead, AsyncWrite};
-
-/// An accepted recipient: one per mailbox, however many RCPTs named it.
-pub(in super::super) struct Rcpt {
-    pub address: String,
-    pub agent: Agent,
-    /// `+tag`s of every RCPT that named this mailbox, in order, without repeats.
-    pub tags: Vec<String>,
-}
-
-/// The transaction begun by MAIL.
-pub(in super::super) struct Txn {
-    pub mail_from: String,
-    pub spf: SpfResult,
-    pub rcpts: Vec<Rcpt>,
-    /// Submission: recipients anywhere, checked by the queue.
-    pub submit_rcpts: Vec<String>,
-    /// RCPTs answered 250, duplicates included: `max_recipients` bounds the commands.
-    pub rcpt_count: usize,
-    pub body: Spool,
-    /// A bare CR or LF was in the body (DATA or BDAT).
-    pub bare_newline: bool,
-    /// Last byte of the previous BDAT chunk (a CR there pairs with the next chunk's LF).
-    pub bdat_prev: u8,
-    /// When the body began (the first DATA or BDAT): it must be whole by the deadline.
-    pub body_started: Option<std::time::Instant>,
-    /// A BDAT chunk was taken: DATA may not follow (RFC 3030 §4.2).
-    pub chunked: bool,
-    /// The message outgrew the size limit: keep reading to its end, then refuse.
-    pub too_big: bool,
-    /// A body line outgrew `max_line_length`: keep reading to its end, then refuse.
-    pub lines: BodyLines,
-}
 
 impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) async fn mail(&mut self, from: String, size: usize) -> Reply {
