@@ -90,6 +90,22 @@ impl IdentityService {
         Ok(actor)
     }
 
+    /// For a source or login past its failure limit: the actor when the credentials are
+    /// valid (right key, its agent's address, `scope` held), else `None`, and nothing
+    /// recorded. As [`IdentityService::authenticate_valid_only`] says for REST: a valid key
+    /// is 256 random bits, so letting it through costs no brute-force resistance, while
+    /// refusing it would let anyone lock an agent out by failing logins in its name.
+    pub fn login_valid_only(&self, login: &str, api_key: &str, scope: Scope) -> Option<Actor> {
+        let actor = self.authenticate_valid_only(api_key)?;
+        let matches = match &actor.principal {
+            Principal::Agent { address: a, .. } => {
+                address::normalize_address(login).is_ok_and(|(l, d)| format!("{l}@{d}") == *a)
+            }
+            Principal::Human { .. } => false,
+        };
+        (matches && actor.scopes.contains(scope)).then_some(actor)
+    }
+
     /// `RCPT TO`: whether mail for `address` is ours to accept. `local+tag@domain` is
     /// `local@domain`. Not audited: anyone on the internet can send RCPTs, and the audit log
     /// must not grow at a spammer's pace (SMTP logs its replies).

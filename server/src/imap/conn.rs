@@ -13,6 +13,7 @@ use imap_codec::imap_types::core::{LiteralMode, Tag};
 use imap_codec::imap_types::response::{CommandContinuationRequest, Response};
 use imap_codec::imap_types::IntoStatic;
 use imap_codec::ResponseCodec;
+use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -57,6 +58,9 @@ pub struct Conn {
     /// Bytes of the message being read: its lines and literals together stay within one
     /// literal and a few lines, whatever the number of literals.
     msg_bytes: usize,
+    /// Before login: the input given to the fragmentizer and not yet parsed, so a raise of
+    /// the limits can move it to a new fragmentizer (None after login).
+    shadow: Option<VecDeque<u8>>,
     /// Input bytes read since the last complete fragment, and how many the fragment
     /// being read may take (a line; a line after an accepted literal also its length).
     pending: usize,
@@ -70,13 +74,16 @@ pub struct Conn {
 
 impl Conn {
     /// `literal_ceiling` is the most any literal may ever be on this connection (the
-    /// APPEND limit); `max_literal` what it may be now (small before login).
+    /// APPEND limit); `max_literal` what it may be now (small before login). The
+    /// fragmentizer's own cap follows `max_literal` until [`Conn::set_max_literal`] raises
+    /// it, so bytes a client sends before login can never make it hold more than that.
     pub fn new(io: Box<dyn Io>, max_line: usize, literal_ceiling: u32, max_literal: u32) -> Conn {
         Conn {
             io,
-            frag: Fragmentizer::new(message_cap(max_line, literal_ceiling)),
+            frag: Fragmentizer::new(message_cap(max_line, max_literal)),
             literal_ceiling,
             msg_bytes: 0,
+            shadow: Some(VecDeque::new()),
             out: Vec::with_capacity(4096),
             max_line,
             max_literal,
@@ -89,9 +96,18 @@ impl Conn {
         }
     }
 
-    /// Raises (after login) or lowers the literal limit, from the next literal on.
+    /// Raises the literal limit (at login), from the next message on. The first raise
+    /// replaces the fragmentizer with one capped for the new limit and hands it the input
+    /// not yet parsed (commands pipelined after LOGIN), which the shadow kept.
     pub fn set_max_literal(&mut self, max_literal: u32) {
         self.max_literal = max_literal.min(self.literal_ceiling);
+        if let Some(rest) = self.shadow.take() {
+            let mut frag = Fragmentizer::new(message_cap(self.max_line, self.max_literal));
+            let (a, b) = rest.as_slices();
+            frag.enqueue_bytes(a);
+            frag.enqueue_bytes(b);
+            self.frag = frag;
+        }
     }
 
     /// The stream, for STARTTLS. Input already read past the STARTTLS command is dropped
@@ -105,6 +121,9 @@ impl Conn {
     pub async fn next_message(&mut self, timeout: Duration) -> Result<Incoming, ConnError> {
         loop {
             while let Some(f) = self.frag.progress() {
+                if let Some(sh) = self.shadow.as_mut() {
+                    sh.drain(..f.range().len().min(sh.len()));
+                }
                 self.pending = 0;
                 self.allowance = self.max_line;
                 self.msg_bytes += f.range().len();
@@ -163,6 +182,9 @@ impl Conn {
             }
             self.bytes_in += n as u64;
             self.pending += n;
+            if let Some(sh) = self.shadow.as_mut() {
+                sh.extend(&self.read_buf[..n]);
+            }
             self.frag.enqueue_bytes(&self.read_buf[..n]);
         }
     }

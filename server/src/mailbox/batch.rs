@@ -108,14 +108,16 @@ impl MailboxService {
         )?;
         let edit = Edit {
             purge: true,
+            purge_if_flag: Some(DELETED),
             in_folder: Some(folder),
             ..Edit::default()
         };
         let mut gone = Vec::new();
         let mut last = None;
         for id in ids {
-            // Looked at first so a message un-deleted meanwhile is kept; purge itself
-            // re-checks ownership and folder inside its transaction.
+            // A first look skips the plainly undeleted; the purge re-checks ownership,
+            // folder and `\Deleted` inside its transaction, so a flag taken off meanwhile
+            // by another session keeps the message.
             let deleted = self
                 .own(agent, id)
                 .is_ok_and(|m| m.folder == folder && m.flags.iter().any(|f| f == DELETED));

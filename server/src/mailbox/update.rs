@@ -61,6 +61,9 @@ pub(super) struct Edit {
     pub(super) delete: bool,
     /// Purge wherever the message is (IMAP EXPUNGE).
     pub(super) purge: bool,
+    /// Purge only a message that carries this flag when the transaction runs (EXPUNGE:
+    /// `\Deleted`, which another session may have just taken off).
+    pub(super) purge_if_flag: Option<&'static str>,
     /// Change only a message whose modseq is not above this (RFC 7162 UNCHANGEDSINCE).
     pub(super) unchanged_since: Option<u64>,
     /// Only a message still in this folder (IMAP acts on what a session selected; a
@@ -209,6 +212,13 @@ impl MailboxService {
                 .ok_or(TxFail::Abort(MailboxError::NotFound("message")))?;
             if edit.unchanged_since.is_some_and(|u| old.modseq > u) {
                 return Ok(Applied::Modified(old));
+            }
+            if edit.purge
+                && edit
+                    .purge_if_flag
+                    .is_some_and(|f| !old.flags.iter().any(|x| x == f))
+            {
+                return Ok(Applied::Kept(old));
             }
             let mut st = load_state(tx, agent, now)?;
             if edit.purge || (edit.delete && old.folder == Folder::Trash) {

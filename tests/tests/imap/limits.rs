@@ -123,9 +123,31 @@ async fn repeated_failures_for_one_address_are_throttled() {
         let a = c.cmd("LOGIN bot@agents.test lg_NOTAKEYNOTAKEY").await;
         assert!(a.tagged.contains("AUTHENTICATIONFAILED"), "{a:?}");
     }
-    // Now even the right key waits out the minute.
-    let a = c.cmd(&format!("LOGIN bot@agents.test {key}")).await;
+    // Further guesses are refused without being tried ...
+    let a = c.cmd("LOGIN bot@agents.test lg_NOTAKEYNOTAKEY").await;
     assert!(a.tagged.contains("NO [UNAVAILABLE]"), "{a:?}");
+    // ... but the agent itself is not locked out by someone failing in its name.
+    let a = c.cmd(&format!("LOGIN bot@agents.test {key}")).await;
+    assert!(a.ok(), "{a:?}");
+}
+
+#[tokio::test]
+async fn a_connection_that_keeps_failing_logins_is_closed() {
+    let s = start().await;
+    let tls = legate_tests::tls_connector(&s.data_dir());
+    let (c, _) = ImapClient::connect(s.imap_addr()).await;
+    let mut c = c.starttls(&tls).await;
+    let mut closed = false;
+    for i in 0..10 {
+        let a = c
+            .cmd(&format!("LOGIN nobody{i}@agents.test lg_NOTAKEYNOTAKEY"))
+            .await;
+        if a.all().contains("* BYE") || a.tagged.is_empty() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "still open after 10 failed logins");
 }
 
 #[tokio::test]
@@ -240,4 +262,18 @@ async fn random_command_lines_get_answers_and_never_crash_the_server() {
         assert!(g.starts_with("* OK"), "server still greets: {g}");
         drop(c2);
     }
+}
+
+#[tokio::test]
+async fn commands_pipelined_after_login_are_kept() {
+    let s = start().await;
+    let (_, key) = bot(&s).await;
+    let tls = legate_tests::tls_connector(&s.data_dir());
+    let (c, _) = ImapClient::connect(s.imap_addr()).await;
+    let mut c = c.starttls(&tls).await;
+    c.write(format!("p1 LOGIN bot@agents.test {key}\r\np2 SELECT INBOX\r\np3 NOOP\r\n").as_bytes())
+        .await;
+    assert!(c.read_answer("p1").await.ok());
+    assert!(c.read_answer("p2").await.ok());
+    assert!(c.read_answer("p3").await.ok());
 }

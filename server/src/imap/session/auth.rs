@@ -78,15 +78,27 @@ impl Session {
                 .code(super::other_code("PRIVACYREQUIRED"));
         }
         let ip = self.peer.ip();
-        if self.ctx.auth_limiter.is_blocked(ip) || self.ctx.limits.login_blocked(&user) {
-            tokio::time::sleep(FAILURE_DELAY).await;
-            return Reply::no("Too many failed logins; try again later")
-                .code(super::other_code("UNAVAILABLE"));
-        }
-        let r = self
-            .ctx
-            .identity
-            .login(&user, &pass, Scope::MailRead, &ip.to_string());
+        let r = if self.ctx.auth_limiter.is_blocked(ip) || self.ctx.limits.login_blocked(&user) {
+            // Past a limit only guesses are stopped: valid credentials still get in, so
+            // failing logins in an agent's name cannot lock the agent out.
+            match self
+                .ctx
+                .identity
+                .login_valid_only(&user, &pass, Scope::MailRead)
+            {
+                Some(actor) => Ok(actor),
+                None => {
+                    self.failed_logins += 1;
+                    tokio::time::sleep(FAILURE_DELAY).await;
+                    return Reply::no("Too many failed logins; try again later")
+                        .code(super::other_code("UNAVAILABLE"));
+                }
+            }
+        } else {
+            self.ctx
+                .identity
+                .login(&user, &pass, Scope::MailRead, &ip.to_string())
+        };
         let actor = match r {
             Ok(a) => a,
             Err(crate::identity::IdentityError::Store(_))
@@ -95,6 +107,7 @@ impl Session {
                     .code(super::other_code("UNAVAILABLE"));
             }
             Err(_) => {
+                self.failed_logins += 1;
                 self.ctx.limits.login_failed(&user);
                 tokio::time::sleep(FAILURE_DELAY).await;
                 return Reply::no("Invalid credentials")

@@ -64,18 +64,56 @@ fn system_flags() -> Vec<Flag<'static>> {
     ]
 }
 
-/// RFC 3501 wildcard match: `*` anything, `%` anything but the delimiter.
+/// Longest LIST reference plus pattern considered: folder names are at most 64 bytes, so a
+/// longer pattern can only be an attack on the matcher.
+const MAX_PATTERN: usize = 256;
+
+/// RFC 3501 wildcard match: `*` anything, `%` anything but the delimiter. Iterative, with
+/// one backtrack point per wildcard kind (the classic two-pointer glob), so any pattern
+/// costs at most pattern × name steps and no stack.
 fn wildcard(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
-        Some((b'%', rest)) => (0..=name.len())
-            .take_while(|i| *i == 0 || name[i - 1] != b'/')
-            .any(|i| wildcard(rest, &name[i..])),
-        Some((c, rest)) => name
-            .split_first()
-            .is_some_and(|(n, nrest)| n == c && wildcard(rest, nrest)),
+    if pattern.len() > MAX_PATTERN {
+        return false;
     }
+    let (mut p, mut n) = (0usize, 0usize);
+    // The last `*` and `%` seen, with the name position each last resumed from.
+    let mut star: Option<(usize, usize)> = None;
+    let mut pct: Option<(usize, usize)> = None;
+    while n < name.len() {
+        match pattern.get(p) {
+            Some(b'*') => {
+                star = Some((p, n));
+                pct = None;
+                p += 1;
+            }
+            Some(b'%') => {
+                pct = Some((p, n));
+                p += 1;
+            }
+            Some(c) if *c == name[n] => {
+                p += 1;
+                n += 1;
+            }
+            _ => {
+                if let Some((pp, pn)) = pct.filter(|(_, pn)| name[*pn] != b'/') {
+                    // `%` swallows one more character (never the delimiter).
+                    pct = Some((pp, pn + 1));
+                    p = pp + 1;
+                    n = pn + 1;
+                } else if let Some((sp, sn)) = star {
+                    pct = None;
+                    star = Some((sp, sn + 1));
+                    p = sp + 1;
+                    n = sn + 1;
+                } else {
+                    return false;
+                }
+            }
+        }
+    }
+    pattern[p.min(pattern.len())..]
+        .iter()
+        .all(|c| *c == b'*' || *c == b'%')
 }
 
 impl Session {
@@ -524,5 +562,20 @@ mod tests {
         assert!(wildcard(b"*", b"a/b"));
         assert!(wildcard(b"Trash", b"Trash"));
         assert!(!wildcard(b"trash", b"Trash"));
+        assert!(wildcard(b"a%c", b"abc") && !wildcard(b"a%c", b"a/c"));
+        assert!(wildcard(b"*%*", b"x") && wildcard(b"%*", b""));
+        assert!(wildcard(b"a*b*c", b"aXbYbZc") && !wildcard(b"a*b*c", b"aXbY"));
+        assert!(wildcard(b"%/%", b"a/b") && !wildcard(b"%", b"a/b"));
+    }
+
+    #[test]
+    fn hostile_patterns_cost_nothing() {
+        let stars = vec![b'*'; 300_000];
+        assert!(!wildcard(&stars, b"INBOX"));
+        let mut p = vec![b'*'; 200];
+        p.push(b'Z');
+        let t = std::time::Instant::now();
+        assert!(!wildcard(&p, b"Archive"));
+        assert!(t.elapsed() < std::time::Duration::from_millis(50));
     }
 }

@@ -35,6 +35,8 @@ use zeroize::Zeroizing;
 const PRE_AUTH_LITERAL: u32 = 8 * 1024;
 /// Protocol errors (BAD) a session may make before it is dropped.
 const MAX_ERRORS: u32 = 50;
+/// Failed logins one connection may make before it is dropped.
+const MAX_FAILED_LOGINS: u32 = 5;
 
 /// How a session ended: done, or continuing over TLS (STARTTLS changes the stream; the
 /// caller runs a fresh session on the encrypted one).
@@ -92,6 +94,9 @@ pub(super) struct Session {
     ext: super::extended::Extended,
     /// The current command's tag (ESEARCH names it).
     current_tag: Option<String>,
+    /// Failed LOGIN/AUTHENTICATE attempts on this connection: past a few it is closed, so
+    /// one connection cannot keep guessing (the limiters count across connections).
+    failed_logins: u32,
 }
 
 impl Session {
@@ -117,6 +122,7 @@ impl Session {
             started: Instant::now(),
             ext: Default::default(),
             current_tag: None,
+            failed_logins: 0,
         }
     }
 
@@ -179,6 +185,10 @@ impl Session {
                     break Ended::Done;
                 }
             };
+            if self.failed_logins >= MAX_FAILED_LOGINS {
+                self.bye(None, "Too many failed logins");
+                break Ended::Done;
+            }
             if self.errors >= MAX_ERRORS {
                 self.bye(None, "Too many errors");
                 break Ended::Done;
