@@ -25,6 +25,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// messages streams instead of piling up).
 const FLUSH_AT: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
+/// A client that does not take our output for this long is gone: without it, a peer that
+/// pipelines commands and never reads would hold its session (and the buffered answers)
+/// forever.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
@@ -199,6 +203,15 @@ impl Conn {
         self.out.extend_from_slice(bytes);
     }
 
+    /// Bytes already encoded and owned: taken over without a copy when nothing is buffered.
+    pub fn send_owned(&mut self, bytes: Vec<u8>) {
+        if self.out.is_empty() {
+            self.out = bytes;
+        } else {
+            self.out.extend_from_slice(&bytes);
+        }
+    }
+
     pub fn continuation(&mut self, text: &str) -> Result<(), ConnError> {
         let c = CommandContinuationRequest::basic(None, text)
             .map_err(|_| std::io::Error::other("bad continuation text"))?;
@@ -216,7 +229,9 @@ impl Conn {
 
     pub async fn flush(&mut self) -> Result<(), ConnError> {
         if !self.out.is_empty() {
-            self.io.write_all(&self.out).await?;
+            tokio::time::timeout(WRITE_TIMEOUT, self.io.write_all(&self.out))
+                .await
+                .map_err(|_| ConnError::TimedOut)??;
             self.bytes_out += self.out.len() as u64;
             self.out.clear();
             // A buffer grown by one large response is not kept for the session's life.
@@ -224,7 +239,9 @@ impl Conn {
                 self.out = Vec::with_capacity(4096);
             }
         }
-        self.io.flush().await?;
+        tokio::time::timeout(WRITE_TIMEOUT, self.io.flush())
+            .await
+            .map_err(|_| ConnError::TimedOut)??;
         Ok(())
     }
 
@@ -283,7 +300,9 @@ impl Conn {
                 // promised, so the connection cannot continue.
                 return Err(std::io::Error::other("message body shorter than its size").into());
             }
-            self.io.write_all(&chunk).await?;
+            tokio::time::timeout(WRITE_TIMEOUT, self.io.write_all(&chunk))
+                .await
+                .map_err(|_| ConnError::TimedOut)??;
             self.bytes_out += chunk.len() as u64;
             left = left.saturating_sub(chunk.len() as u64);
         }

@@ -28,6 +28,10 @@ use crate::mailbox::MailboxService;
 use crate::metrics::Metrics;
 use std::sync::Arc;
 
+/// SEARCH BODY/TEXT/HEADER runs that may read mail at once: a fraction of the blocking pool
+/// (`limits.blocking_threads`, 16 by default), which deliveries and durable commits need.
+const BODY_SEARCHES: usize = 4;
+
 /// What every IMAP session shares.
 pub struct Imap {
     pub hostname: String,
@@ -39,6 +43,8 @@ pub struct Imap {
     /// The per-source failure limiter shared with REST, MCP and SMTP.
     pub auth_limiter: Arc<Denials>,
     limits: limits::Limits,
+    /// Searches reading message bodies that may run at once, across all sessions.
+    search_slots: Arc<tokio::sync::Semaphore>,
 }
 
 impl Imap {
@@ -64,6 +70,7 @@ impl Imap {
             metrics,
             auth_limiter,
             limits,
+            search_slots: Arc::new(tokio::sync::Semaphore::new(BODY_SEARCHES)),
         }
     }
 }

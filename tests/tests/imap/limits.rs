@@ -277,3 +277,30 @@ async fn commands_pipelined_after_login_are_kept() {
     assert!(c.read_answer("p2").await.ok());
     assert!(c.read_answer("p3").await.ok());
 }
+
+#[tokio::test]
+async fn searches_and_fetches_too_large_to_serve_are_refused() {
+    let s = start().await;
+    let (id, key) = bot(&s).await;
+    s.deliver(&id, Folder::Inbox, &message("m1", "x")).await;
+    let mut c = session(&s, &key).await;
+    c.cmd("SELECT INBOX").await;
+    let many = format!("SEARCH {}", "TEXT zz ".repeat(70).trim_end());
+    let a = c.cmd(&many).await;
+    assert!(a.tagged.contains("NO [LIMIT]"), "{a:?}");
+    let mut long = b"l1 SEARCH TEXT {2000+}\r\n".to_vec();
+    long.extend(std::iter::repeat_n(b'q', 2000));
+    long.extend_from_slice(b"\r\n");
+    let a = c.raw("l1", &long).await;
+    assert!(a.tagged.contains("NO [LIMIT]"), "{a:?}");
+    // The same item many times is answered once; too many different ones are refused.
+    let a = c
+        .cmd(&format!("FETCH 1 ({})", "BODY.PEEK[] ".repeat(50).trim()))
+        .await;
+    assert!(a.ok() && a.lines("FETCH").len() == 1, "{}", a.all());
+    assert_eq!(a.all().matches("BODY[]").count(), 1, "{}", a.all());
+    let parts: Vec<String> = (0..20).map(|i| format!("BODY.PEEK[]<{i}.10>")).collect();
+    let a = c.cmd(&format!("FETCH 1 ({})", parts.join(" "))).await;
+    assert!(a.tagged.contains("BAD"), "{a:?}");
+    assert!(c.cmd("NOOP").await.ok());
+}

@@ -179,7 +179,9 @@ impl Session {
                         ),
                     ),
                 );
-                let t = Duration::from_secs(self.ctx.config.pre_auth_timeout_secs);
+                // The time to log in runs from the connection, not from this command.
+                let t = Duration::from_secs(self.ctx.config.pre_auth_timeout_secs)
+                    .saturating_sub(self.started.elapsed());
                 match self.conn.next_message(t).await {
                     Ok(super::Incoming::Message) => {}
                     _ => return Reply::bad("Authentication exchange failed"),

@@ -45,12 +45,26 @@ enum Piece {
 struct Plan {
     names: Vec<MessageDataItemName<'static>>,
     needs_raw: bool,
+    /// Items that can be as large as the message.
+    content_items: u64,
     sets_seen: bool,
 }
 
-fn plan(items: MacroOrMessageDataItemNames<'static>, uid: bool, modseq: bool) -> Plan {
+/// Items carrying message content (a section, a whole message, a structure) one FETCH may
+/// ask for: each can be as large as the message, and they are built in memory.
+const MAX_CONTENT_ITEMS: usize = 16;
+/// What one message's response may be estimated at (message size × content items) before
+/// the FETCH is refused: the bound on what one command makes a session hold.
+const MAX_MESSAGE_OUTPUT: u64 = 128 * 1024 * 1024;
+
+/// The items, each once (a client naming one twice gets it once), or why not.
+fn plan(
+    items: MacroOrMessageDataItemNames<'static>,
+    uid: bool,
+    modseq: bool,
+) -> Result<Plan, Reply> {
     use MessageDataItemName as N;
-    let mut names: Vec<N<'static>> = match items {
+    let asked: Vec<N<'static>> = match items {
         MacroOrMessageDataItemNames::Macro(m) => m
             .expand()
             .into_iter()
@@ -58,28 +72,41 @@ fn plan(items: MacroOrMessageDataItemNames<'static>, uid: bool, modseq: bool) ->
             .collect(),
         MacroOrMessageDataItemNames::MessageDataItemNames(v) => v,
     };
+    let mut names: Vec<N<'static>> = Vec::with_capacity(asked.len());
+    for n in asked {
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
     if uid && !names.contains(&N::Uid) {
         names.insert(0, N::Uid);
     }
     if modseq && !names.contains(&N::ModSeq) {
         names.push(N::ModSeq);
     }
-    let needs_raw = names.iter().any(|n| {
-        !matches!(
+    let light = |n: &N<'_>| {
+        matches!(
             n,
             N::Uid | N::Flags | N::InternalDate | N::Rfc822Size | N::ModSeq
         )
-    });
+    };
+    let content_items = names.iter().filter(|n| !light(n)).count();
+    if content_items > MAX_CONTENT_ITEMS {
+        return Err(Reply::bad(format!(
+            "At most {MAX_CONTENT_ITEMS} body, section or structure items per FETCH"
+        )));
+    }
     let sets_seen = names.iter().any(|n| match n {
         N::BodyExt { peek, .. } | N::Binary { peek, .. } => !peek,
         N::Rfc822 | N::Rfc822Text => true,
         _ => false,
     });
-    Plan {
+    Ok(Plan {
         names,
-        needs_raw,
+        needs_raw: content_items > 0,
+        content_items: content_items as u64,
         sets_seen,
-    }
+    })
 }
 
 fn internal_date(ms: i64) -> Option<DateTime> {
@@ -325,7 +352,10 @@ impl Session {
         if changed_since.is_some() {
             self.enabled.condstore = true;
         }
-        let plan = Arc::new(plan(items, uid, changed_since.is_some()));
+        let plan = match plan(items, uid, changed_since.is_some()) {
+            Ok(p) => Arc::new(p),
+            Err(r) => return r,
+        };
         if let (true, Some(since)) = (vanished, changed_since) {
             self.vanished_earlier(&set, since);
         }
@@ -431,6 +461,16 @@ impl Session {
         recs: Vec<StoredMessage>,
         seen_now: Arc<std::collections::HashSet<String>>,
     ) -> Result<bool, Reply> {
+        if let Some(big) = recs
+            .iter()
+            .find(|r| r.size.saturating_mul(plan.content_items) > MAX_MESSAGE_OUTPUT)
+        {
+            return Err(Reply::no(format!(
+                "Message UID {} is {} bytes: fetch fewer items of it at once",
+                big.uid, big.size
+            ))
+            .code(other_code("LIMIT")));
+        }
         let Some(sel) = self.selected_mut() else {
             return Err(Reply::bad("Select a mailbox first"));
         };
@@ -444,10 +484,15 @@ impl Session {
             let mut take = 0;
             let mut bytes = 0u64;
             while take < rest.len() && take < BATCH_MESSAGES && bytes < BATCH_BYTES as u64 {
-                bytes += if plan.needs_raw {
-                    rest[take].1.size
-                } else {
+                // Whole messages from the streaming size on are not built in memory.
+                let size = rest[take].1.size;
+                bytes += if !plan.needs_raw {
                     100
+                } else if size >= STREAM_AT {
+                    size.saturating_mul(plan.content_items.saturating_sub(1))
+                        .max(100)
+                } else {
+                    size.saturating_mul(plan.content_items)
                 };
                 take += 1;
             }
@@ -468,7 +513,13 @@ impl Session {
             unknown_cte |= cte;
             for p in pieces {
                 match p {
-                    Piece::Bytes(b) => self.conn.send_raw(&b),
+                    Piece::Bytes(b) => {
+                        self.conn.send_owned(b);
+                        if self.conn.maybe_flush().await.is_err() {
+                            self.state = State::Logout;
+                            return Err(Reply::none());
+                        }
+                    }
                     Piece::Stream { head, id, size } => {
                         self.conn.send_raw(&head);
                         let Ok((_, reader)) = self.ctx.mailbox.raw_reader_of(agent, &id) else {

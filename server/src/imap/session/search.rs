@@ -25,6 +25,65 @@ struct Candidate<'a> {
     rec: &'a StoredMessage,
     seq: u32,
     view: Option<&'a MessageView<'a>>,
+    /// The decoded body text and the whole message, lower-cased once per message however
+    /// many BODY and TEXT keys ask.
+    body_lower: std::cell::OnceCell<String>,
+    all_lower: std::cell::OnceCell<String>,
+}
+
+impl Candidate<'_> {
+    fn body_has(&self, needle: &str) -> bool {
+        let Some(v) = self.view else { return false };
+        let hay = self.body_lower.get_or_init(|| v.body_text().to_lowercase());
+        hay.contains(&needle.to_lowercase())
+    }
+
+    fn text_has(&self, needle: &str) -> bool {
+        let Some(v) = self.view else { return false };
+        self.body_has(needle) || {
+            let hay = self
+                .all_lower
+                .get_or_init(|| String::from_utf8_lossy(&v.section(None)).to_lowercase());
+            hay.contains(&needle.to_lowercase())
+        }
+    }
+}
+
+/// Keys one SEARCH may hold, and the longest string it may look for: real clients send a
+/// handful of short ones; thousands of TEXT keys over large mail are an attack on the CPU.
+const MAX_KEYS: usize = 64;
+const MAX_NEEDLE: usize = 1024;
+/// A search reading message bodies stops after this long.
+const SEARCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Counts the keys of `key` and checks its strings; the reason when it is too much.
+fn check_limits(key: &SearchKey<'_>, count: &mut usize) -> Result<(), &'static str> {
+    *count += 1;
+    if *count > MAX_KEYS {
+        return Err("Too many search keys");
+    }
+    let long = |s: &dyn AsRef<[u8]>| s.as_ref().len() > MAX_NEEDLE;
+    match key {
+        SearchKey::And(v) => v.as_ref().iter().try_for_each(|k| check_limits(k, count)),
+        SearchKey::Not(k) => check_limits(k, count),
+        SearchKey::Or(a, b) => {
+            check_limits(a, count)?;
+            check_limits(b, count)
+        }
+        SearchKey::Bcc(x)
+        | SearchKey::Body(x)
+        | SearchKey::Cc(x)
+        | SearchKey::From(x)
+        | SearchKey::Subject(x)
+        | SearchKey::Text(x)
+        | SearchKey::To(x)
+            if long(x) =>
+        {
+            Err("Search string too long")
+        }
+        SearchKey::Header(n, v) if long(n) || long(v) => Err("Search string too long"),
+        _ => Ok(()),
+    }
 }
 
 struct Bounds {
@@ -158,15 +217,22 @@ fn eval(key: &SearchKey<'_>, c: &Candidate<'_>, b: &Bounds) -> bool {
                 _ => header(&name, &value),
             }
         }
-        SearchKey::Body(s) => c.view.is_some_and(|v| has_text(&v.body_text(), &astr(s))),
-        SearchKey::Text(s) => {
-            let needle = astr(s);
-            c.view.is_some_and(|v| {
-                has_text(&v.body_text(), &needle)
-                    || has_text(&String::from_utf8_lossy(&v.section(None)), &needle)
-            })
-        }
+        SearchKey::Body(s) => c.body_has(&astr(s)),
+        SearchKey::Text(s) => c.text_has(&astr(s)),
         SearchKey::ModSequence { modseq, .. } => r.modseq >= *modseq,
+    }
+}
+
+/// Why a search in the blocking pool gave up.
+enum SearchFail {
+    Mailbox(crate::mailbox::MailboxError),
+    Expired,
+}
+use SearchFail::Expired;
+
+impl From<crate::mailbox::MailboxError> for SearchFail {
+    fn from(e: crate::mailbox::MailboxError) -> Self {
+        SearchFail::Mailbox(e)
     }
 }
 
@@ -197,6 +263,9 @@ impl Session {
         if !depth_ok(&key, 0) {
             return Reply::bad("Search criteria nested too deeply");
         }
+        if let Err(why) = check_limits(&key, &mut 0) {
+            return Reply::no(why).code(other_code("LIMIT"));
+        }
         let modseq_used = uses_modseq(&key);
         if modseq_used {
             self.enabled.condstore = true;
@@ -209,6 +278,21 @@ impl Session {
         let (agent, folder) = (a.agent.clone(), sel.folder);
         let mb = self.ctx.mailbox.clone();
         let raw = needs_raw(&key, 0);
+        // Searches that read bodies take turns: a few at once, whoever asks, so they cannot
+        // fill the blocking pool that deliveries and commits need.
+        let _permit = if raw {
+            let wait = self.ctx.search_slots.clone().acquire_owned();
+            match tokio::time::timeout(std::time::Duration::from_secs(30), wait).await {
+                Ok(Ok(p)) => Some(p),
+                _ => {
+                    return Reply::no("The server is busy searching; try again")
+                        .code(other_code("LIMIT"))
+                }
+            }
+        } else {
+            None
+        };
+        let deadline = std::time::Instant::now() + SEARCH_BUDGET;
         let found = tokio::task::spawn_blocking(move || {
             let b = Bounds {
                 max_seq: u32::try_from(uids.len()).unwrap_or(u32::MAX),
@@ -232,22 +316,30 @@ impl Session {
                         None
                     };
                     let view = bytes.as_deref().map(MessageView::parse);
+                    if raw && std::time::Instant::now() > deadline {
+                        return Err(Expired);
+                    }
                     let c = Candidate {
                         rec,
                         seq,
                         view: view.as_ref(),
+                        body_lower: Default::default(),
+                        all_lower: Default::default(),
                     };
                     if eval(&key, &c, &b) {
                         hits.push((seq, rec.uid, rec.modseq));
                     }
                 }
             }
-            Ok::<_, crate::mailbox::MailboxError>(hits)
+            Ok::<_, SearchFail>(hits)
         })
         .await;
         let hits = match found {
             Ok(Ok(h)) => h,
-            Ok(Err(e)) => return super::write::mailbox_error(e),
+            Ok(Err(SearchFail::Mailbox(e))) => return super::write::mailbox_error(e),
+            Ok(Err(SearchFail::Expired)) => {
+                return Reply::no("The search took too long; narrow it").code(other_code("LIMIT"))
+            }
             Err(_) => return Reply::no("Search failed").code(other_code("SERVERBUG")),
         };
         let nums: Vec<u32> = hits.iter().map(|h| if uid { h.1 } else { h.0 }).collect();
