@@ -357,7 +357,7 @@ impl Session {
             Err(r) => return r,
         };
         if let (true, Some(since)) = (vanished, changed_since) {
-            self.vanished_earlier(&set, since);
+            self.vanished_earlier(&set, since).await;
         }
         let uids = match self.uids_in_set(&set, uid) {
             Ok(u) => u,
@@ -544,24 +544,26 @@ impl Session {
     }
 
     /// `VANISHED (EARLIER)` for UIDs of `set` expunged since `since` (UID FETCH VANISHED).
-    fn vanished_earlier(&mut self, set: &SequenceSet, since: u64) {
+    async fn vanished_earlier(&mut self, set: &SequenceSet, since: u64) {
         let State::Selected(a, sel) = &self.state else {
             return;
         };
-        let mut gone = std::collections::BTreeSet::new();
-        let _ = super::selected::each_change(&self.ctx.mailbox, &a.agent, since, |c| {
-            if c.folder == sel.folder
-                && matches!(
-                    c.kind,
-                    crate::mailbox::ChangeKind::MovedOut | crate::mailbox::ChangeKind::Purged
-                )
-                && super::selected::set_contains(set, c.uid)
-                && sel.uids.binary_search(&c.uid).is_err()
-            {
-                gone.insert(c.uid);
-            }
-        });
-        let gone: Vec<u32> = gone.into_iter().collect();
+        let (agent, folder) = (a.agent.clone(), sel.folder);
+        let replayed = super::selected::replay(
+            self.ctx.mailbox.clone(),
+            agent,
+            folder,
+            since,
+            Some(set.clone()),
+        )
+        .await;
+        let (Some((vanished, _)), State::Selected(_, sel)) = (replayed, &self.state) else {
+            return;
+        };
+        let gone: Vec<u32> = vanished
+            .into_iter()
+            .filter(|u| sel.uids.binary_search(u).is_err())
+            .collect();
         if let Some(set) = super::seqset::to_set(&gone) {
             self.data(Data::Vanished {
                 earlier: true,

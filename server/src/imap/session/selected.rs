@@ -90,9 +90,82 @@ pub(super) fn each_change(
     }
 }
 
-/// Whether a UID set (no `*`: RFC 7162 forbids it in known-uids) holds `uid`.
-pub(super) fn set_contains(set: &SequenceSet, uid: u32) -> bool {
-    super::seqset::contains(set, uid, u32::MAX)
+/// A UID set as sorted, merged ranges: membership by binary search, so checking a long
+/// change feed against a client's set costs log(ranges) per change, not the set's length.
+pub(super) struct UidRanges(Vec<(u32, u32)>);
+
+impl UidRanges {
+    pub(super) fn of(set: &SequenceSet) -> UidRanges {
+        use imap_codec::imap_types::sequence::{SeqOrUid, Sequence};
+        let v = |s: &SeqOrUid| match s {
+            SeqOrUid::Value(n) => n.get(),
+            SeqOrUid::Asterisk => u32::MAX,
+        };
+        let mut r: Vec<(u32, u32)> = set
+            .0
+            .as_ref()
+            .iter()
+            .map(|s| match s {
+                Sequence::Single(x) => (v(x), v(x)),
+                Sequence::Range(a, b) => (v(a).min(v(b)), v(a).max(v(b))),
+            })
+            .collect();
+        r.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(r.len());
+        for (lo, hi) in r {
+            match merged.last_mut() {
+                Some(last) if lo <= last.1.saturating_add(1) => last.1 = last.1.max(hi),
+                _ => merged.push((lo, hi)),
+            }
+        }
+        UidRanges(merged)
+    }
+
+    pub(super) fn contains(&self, uid: u32) -> bool {
+        let i = self.0.partition_point(|(lo, _)| *lo <= uid);
+        i > 0 && self.0[i - 1].1 >= uid
+    }
+}
+
+/// What changed in `folder` after `since`, replayed from the feed in the blocking pool (a
+/// long history is CPU work): UIDs expunged (within `known` when given) and UIDs added or
+/// changed, both ascending. None if the feed cannot be read.
+pub(super) async fn replay(
+    mb: std::sync::Arc<crate::mailbox::MailboxService>,
+    agent: String,
+    folder: Folder,
+    since: u64,
+    known: Option<SequenceSet>,
+) -> Option<(Vec<u32>, Vec<u32>)> {
+    tokio::task::spawn_blocking(move || {
+        let known = known.as_ref().map(UidRanges::of);
+        let mut vanished = BTreeSet::new();
+        let mut changed = BTreeSet::new();
+        each_change(&mb, &agent, since, |c| {
+            if c.folder != folder {
+                return;
+            }
+            match c.kind {
+                ChangeKind::MovedOut | ChangeKind::Purged => {
+                    changed.remove(&c.uid);
+                    if known.as_ref().is_none_or(|k| k.contains(c.uid)) {
+                        vanished.insert(c.uid);
+                    }
+                }
+                ChangeKind::Added | ChangeKind::Updated => {
+                    changed.insert(c.uid);
+                }
+            }
+        })
+        .ok()?;
+        Some((
+            vanished.into_iter().collect(),
+            changed.into_iter().collect(),
+        ))
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 impl Session {
@@ -200,27 +273,21 @@ impl Session {
         let State::Selected(a, sel) = &self.state else {
             return;
         };
-        let agent = a.agent.clone();
-        let folder = sel.folder;
-        let mb = self.ctx.mailbox.clone();
-        let mut vanished = BTreeSet::new();
-        let mut changed = BTreeSet::new();
-        let _ = each_change(&mb, &agent, since, |c| {
-            if c.folder != folder {
-                return;
-            }
-            match c.kind {
-                ChangeKind::MovedOut | ChangeKind::Purged => {
-                    changed.remove(&c.uid);
-                    if known.as_ref().is_none_or(|k| set_contains(k, c.uid)) {
-                        vanished.insert(c.uid);
-                    }
-                }
-                ChangeKind::Added | ChangeKind::Updated => {
-                    changed.insert(c.uid);
-                }
-            }
-        });
+        let (agent, folder) = (a.agent.clone(), sel.folder);
+        let Some((vanished, changed)) = replay(
+            self.ctx.mailbox.clone(),
+            agent.clone(),
+            folder,
+            since,
+            known,
+        )
+        .await
+        else {
+            return;
+        };
+        let State::Selected(_, sel) = &self.state else {
+            return;
+        };
         let gone: Vec<u32> = vanished
             .into_iter()
             .filter(|u| sel.uids.binary_search(u).is_err())
@@ -232,11 +299,12 @@ impl Session {
                 known_uids: set,
             });
         }
-        let uids: Vec<u32> = changed.into_iter().collect();
-        if let Ok(recs) = mb.records_by_uid(&agent, folder, &uids) {
-            for r in recs {
-                if let Some(d) = sel.seq_of(r.uid).and_then(|s| flag_update(s, &r, true)) {
-                    out.push(d);
+        for chunk in changed.chunks(super::write::CHUNK) {
+            if let Ok(recs) = self.ctx.mailbox.records_by_uid(&agent, folder, chunk) {
+                for r in recs {
+                    if let Some(d) = sel.seq_of(r.uid).and_then(|s| flag_update(s, &r, true)) {
+                        out.push(d);
+                    }
                 }
             }
         }
@@ -288,5 +356,29 @@ impl Session {
             .filter(|r| r.flags.iter().any(|f| f == crate::mailbox::flags::DELETED))
             .map(|r| r.id)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_ranges_merge_and_answer_membership() {
+        let set = SequenceSet::try_from("9,1:3,4,20:30,25:40").unwrap();
+        let r = UidRanges::of(&set);
+        assert_eq!(r.0, vec![(1, 4), (9, 9), (20, 40)]);
+        for (u, want) in [
+            (1, true),
+            (4, true),
+            (5, false),
+            (9, true),
+            (19, false),
+            (40, true),
+            (41, false),
+        ] {
+            assert_eq!(r.contains(u), want, "{u}");
+        }
+        assert!(UidRanges::of(&SequenceSet::try_from("5:*").unwrap()).contains(u32::MAX));
     }
 }
