@@ -414,6 +414,8 @@ pub struct ImapConfig {
     pub auth_failures_per_address_per_minute: u32,
     /// Folders an agent may create beside the six system ones.
     pub max_user_folders: usize,
+    /// Folder creations (CREATE, RENAME) per agent per hour.
+    pub max_folder_creates_per_hour: u32,
 }
 
 impl Default for ImapConfig {
@@ -429,6 +431,7 @@ impl Default for ImapConfig {
             idle_timeout_secs: 1800,
             auth_failures_per_address_per_minute: 10,
             max_user_folders: 100,
+            max_folder_creates_per_hour: 100,
         }
     }
 }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const WINDOW: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
 /// Addresses tracked at once; past it the oldest windows are forgotten first, so a flood
 /// of made-up addresses cannot grow the map without bound.
 const MAX_TRACKED: usize = 10_000;
@@ -14,6 +15,10 @@ const MAX_TRACKED: usize = 10_000;
 pub(super) struct Limits {
     failures_per_minute: u32,
     max_sessions_per_agent: usize,
+    creates_per_hour: u32,
+    /// Folder creations per agent in the current hour: folder names stay interned for the
+    /// life of the process, so a create/delete loop with fresh names must be slow.
+    creates: Mutex<HashMap<String, (Instant, u32)>>,
     failures: Mutex<HashMap<String, (Instant, u32)>>,
     sessions: Arc<Mutex<HashMap<String, usize>>>,
 }
@@ -37,10 +42,16 @@ impl Drop for AgentSlot {
 }
 
 impl Limits {
-    pub(super) fn new(failures_per_minute: u32, max_sessions_per_agent: usize) -> Limits {
+    pub(super) fn new(
+        failures_per_minute: u32,
+        max_sessions_per_agent: usize,
+        creates_per_hour: u32,
+    ) -> Limits {
         Limits {
             failures_per_minute,
             max_sessions_per_agent,
+            creates_per_hour,
+            creates: Mutex::default(),
             failures: Mutex::default(),
             sessions: Arc::default(),
         }
@@ -84,6 +95,23 @@ impl Limits {
             .remove(&key);
     }
 
+    /// Takes one of `agent`'s folder creations for this hour; false when none is left.
+    pub(super) fn take_folder_create(&self, agent: &str) -> bool {
+        let mut m = self.creates.lock().unwrap_or_else(|p| p.into_inner());
+        if m.len() >= MAX_TRACKED && !m.contains_key(agent) {
+            m.retain(|_, (start, _)| start.elapsed() < HOUR);
+        }
+        let e = m.entry(agent.to_string()).or_insert((Instant::now(), 0));
+        if e.0.elapsed() >= HOUR {
+            *e = (Instant::now(), 0);
+        }
+        if e.1 >= self.creates_per_hour {
+            return false;
+        }
+        e.1 += 1;
+        true
+    }
+
     /// A session slot for `agent`, or None when it holds its share already.
     pub(super) fn admit_agent(&self, agent: &str) -> Option<AgentSlot> {
         let mut m = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
@@ -105,7 +133,7 @@ mod tests {
 
     #[test]
     fn failures_block_one_address_until_success() {
-        let l = Limits::new(3, 2);
+        let l = Limits::new(3, 2, 2);
         for _ in 0..2 {
             l.login_failed("A@x.test");
         }
@@ -119,7 +147,7 @@ mod tests {
 
     #[test]
     fn agent_sessions_are_capped_and_given_back() {
-        let l = Limits::new(3, 2);
+        let l = Limits::new(3, 2, 2);
         let a = l.admit_agent("ag_a").unwrap();
         let _b = l.admit_agent("ag_a").unwrap();
         assert!(l.admit_agent("ag_a").is_none());
@@ -129,8 +157,16 @@ mod tests {
     }
 
     #[test]
+    fn folder_creations_are_rationed_per_agent() {
+        let l = Limits::new(3, 2, 2);
+        assert!(l.take_folder_create("ag_a") && l.take_folder_create("ag_a"));
+        assert!(!l.take_folder_create("ag_a"));
+        assert!(l.take_folder_create("ag_b"));
+    }
+
+    #[test]
     fn made_up_addresses_cannot_grow_the_map_without_bound() {
-        let l = Limits::new(3, 2);
+        let l = Limits::new(3, 2, 2);
         for i in 0..(MAX_TRACKED + 50) {
             l.login_failed(&format!("u{i}@x.test"));
         }

@@ -60,6 +60,7 @@ impl Imap {
         let limits = limits::Limits::new(
             config.auth_failures_per_address_per_minute,
             config.max_connections_per_agent,
+            config.max_folder_creates_per_hour,
         );
         Imap {
             hostname,

@@ -9,7 +9,7 @@
 
 use super::flags::{normalize_flag, SetEdit, DELETED};
 use super::model::{ChangeKind, DeliveryMeta, StoredMessage};
-use super::slots::{index_in_folder, load_folder, load_state, next_uid};
+use super::slots::{index_in_folder, load_folder_for_insert, load_state, next_uid};
 use super::update::{Applied, Edit, TREES};
 use super::{index, Folder, MailboxError, MailboxService};
 use crate::audit::Outcome;
@@ -63,6 +63,9 @@ impl MailboxService {
         unchanged_since: Option<u64>,
     ) -> Result<FlagsOutcome, MailboxError> {
         let agent = actor.require(&self.audit, Scope::MailManage, "mail.flags", folder.name())?;
+        // Every change is a record and a change-feed entry: below the disk reserve only
+        // what frees space (expunge, delete) goes on.
+        self.check_space(0)?;
         let edit = Edit {
             flags: Some(edit.prepare(normalize_flag, "flags")?),
             unchanged_since,
@@ -163,6 +166,7 @@ impl MailboxService {
             TransferMode::Move => "mail.move",
         };
         let agent = actor.require(&self.audit, Scope::MailManage, action, to.name())?;
+        self.check_space(0)?;
         let mut done = Vec::new();
         let mut last = None;
         for id in ids {
@@ -280,7 +284,7 @@ impl MailboxService {
                     incoming: src.size,
                 }));
             }
-            let mut fs = load_folder(tx, agent, to, &st)?;
+            let mut fs = load_folder_for_insert(tx, agent, to, &st)?;
             let mut rec = src.clone();
             rec.id = new.clone();
             rec.folder = to;

@@ -9,7 +9,7 @@
 
 use super::flags::{normalize_flag, normalize_label, normalize_set};
 use super::model::{ChangeKind, DeliveryMeta, StoredMessage};
-use super::slots::{index_in_folder, load_folder, load_state, next_uid};
+use super::slots::{index_in_folder, load_folder_for_insert, load_state, next_uid};
 use super::thread::{self, ThreadRefs};
 use super::{index, Folder, MailboxError, MailboxService};
 use crate::extract::{self, Extracted};
@@ -311,7 +311,7 @@ impl MailboxService {
                     incoming: size,
                 }));
             }
-            let mut fs = load_folder(tx, agent, folder, &st)?;
+            let mut fs = load_folder_for_insert(tx, agent, folder, &st)?;
             let mut rec = base.clone();
             rec.uid = next_uid(&mut fs)?;
             st.modseq += 1;

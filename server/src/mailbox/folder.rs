@@ -30,7 +30,7 @@ pub enum Folder {
 /// [`MAX_NAME_LEN`] bytes and creation is capped per agent, but a create/delete loop with
 /// fresh names could still grow the set; past this many, new names are refused (stored
 /// folders still load).
-const MAX_INTERNED: usize = 100_000;
+const MAX_INTERNED: usize = 1_000_000;
 pub const MAX_NAME_LEN: usize = 64;
 
 static NAMES: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
@@ -103,7 +103,9 @@ impl Folder {
     /// A name for a new folder of the agent's own: 1 to 64 printable ASCII characters,
     /// none of `/ * % " \\` (the hierarchy is flat; wildcards and quoting stay unambiguous),
     /// not a system folder's name in any case.
-    pub fn user(name: &str) -> Result<Folder, MailboxError> {
+    /// Whether `name` may name a folder of the agent's own ([`Folder::user`] without
+    /// interning it: a refused name costs no memory).
+    pub fn check_user_name(name: &str) -> Result<(), MailboxError> {
         let bad = |why: &str| MailboxError::Invalid(format!("folder name {why}"));
         if name.is_empty() || name.len() > MAX_NAME_LEN {
             return Err(bad("must be 1 to 64 characters"));
@@ -120,6 +122,12 @@ impl Folder {
         if Folder::parse(name).is_ok() {
             return Err(bad("is a system folder's"));
         }
+        Ok(())
+    }
+
+    pub fn user(name: &str) -> Result<Folder, MailboxError> {
+        Folder::check_user_name(name)?;
+        let bad = |why: &str| MailboxError::Invalid(format!("folder name {why}"));
         intern(name, true)
             .map(Folder::User)
             .ok_or_else(|| bad("cannot be created now: too many folder names"))
@@ -167,6 +175,9 @@ pub struct FolderState {
     pub size: u64,
     /// The greatest modseq of any change that touched this folder (CONDSTORE).
     pub highest_modseq: u64,
+    /// Being deleted or renamed away: nothing new is filed into it while it is emptied.
+    #[serde(default)]
+    pub closing: bool,
 }
 
 impl FolderState {
@@ -179,6 +190,7 @@ impl FolderState {
             unseen: 0,
             size: 0,
             highest_modseq: 0,
+            closing: false,
         }
     }
 

@@ -48,6 +48,24 @@ pub(super) fn load_folder(
     }
 }
 
+/// [`load_folder`] for a folder a message is about to enter: one of the agent's own that is
+/// being deleted (or renamed away) takes nothing new, so emptying it cannot race a copy,
+/// move or APPEND into it.
+pub(super) fn load_folder_for_insert(
+    tx: &Tx<'_>,
+    agent: &str,
+    folder: Folder,
+    st: &AgentMailState,
+) -> Result<FolderState, TxFail<MailboxError>> {
+    let fs = load_folder(tx, agent, folder, st)?;
+    if fs.closing {
+        return Err(TxFail::Abort(MailboxError::UnknownFolder(
+            folder.name().to_string(),
+        )));
+    }
+    Ok(fs)
+}
+
 /// Takes the folder's next UID; UIDs are never reused, so an exhausted folder refuses.
 pub(super) fn next_uid(fs: &mut FolderState) -> Result<u32, TxFail<MailboxError>> {
     let uid = fs.uidnext;

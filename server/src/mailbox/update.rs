@@ -6,7 +6,9 @@
 
 use super::flags::{normalize_flag, normalize_label, PreparedEdit, SetEdit, SEEN};
 use super::model::ChangeKind;
-use super::slots::{index_in_folder, load_folder, load_state, next_uid, unindex_from_folder};
+use super::slots::{
+    index_in_folder, load_folder, load_folder_for_insert, load_state, next_uid, unindex_from_folder,
+};
 use super::{index, Folder, MailboxError, MailboxService, StoredMessage};
 use crate::audit::Outcome;
 use crate::identity::{Actor, Scope};
@@ -282,7 +284,7 @@ impl MailboxService {
                 put_change(tx, &old, ChangeKind::MovedOut, st.modseq, now_ms)?;
 
                 st.modseq += 1;
-                let mut to = load_folder(tx, agent, target, &st)?;
+                let mut to = load_folder_for_insert(tx, agent, target, &st)?;
                 rec.folder = target;
                 rec.uid = next_uid(&mut to)?;
                 rec.modseq = st.modseq;

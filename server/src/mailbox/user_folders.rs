@@ -65,7 +65,10 @@ impl MailboxService {
         max_folders: usize,
     ) -> Result<FolderState, MailboxError> {
         let agent = actor.require(&self.audit, Scope::MailManage, "mail.folder.create", name)?;
-        let folder = Folder::user(name)?;
+        self.check_space(0)?;
+        // Name and count first: a refused name is never interned (names live for the
+        // process), and the caller limits how often an agent creates (`imap::limits`).
+        Folder::check_user_name(name)?;
         self.ensure_mailbox(agent).await?;
         let count = self.user_folder_states(agent)?.len();
         if count >= max_folders {
@@ -73,6 +76,7 @@ impl MailboxService {
                 "at most {max_folders} folders of your own"
             )));
         }
+        let folder = Folder::user(name)?;
         let now = now_unix();
         let st = self.store.transact(&[Tree::Folders], |tx| {
             let key = index::folder_state(agent, folder);
@@ -116,6 +120,7 @@ impl MailboxService {
                 "{folder} is a system folder and cannot be deleted"
             )));
         }
+        self.close_folder(agent, folder)?;
         let purged = self.empty_folder(agent, folder, None)?;
         self.drop_folder_state(agent, folder)?;
         self.audit.commit().await?;
@@ -154,6 +159,9 @@ impl MailboxService {
             )));
         }
         let created = self.create_folder(actor, to, max_folders).await?;
+        if from.is_user() {
+            self.close_folder(agent, from)?;
+        }
         self.empty_folder(agent, from, Some(created.folder))?;
         if from.is_user() {
             self.drop_folder_state(agent, from)?;
@@ -203,6 +211,23 @@ impl MailboxService {
                 }
             }
         }
+    }
+
+    /// Marks a folder closing: from here on nothing enters it (`load_folder_for_insert`),
+    /// so the emptying that follows leaves it empty for good.
+    fn close_folder(&self, agent: &str, folder: Folder) -> Result<(), MailboxError> {
+        self.store.transact(&[Tree::Folders], |tx| {
+            let key = index::folder_state(agent, folder);
+            let Some(mut fs) = tx.get_record::<FolderState>(Tree::Folders, &key)? else {
+                return Err(TxFail::Abort(MailboxError::UnknownFolder(
+                    folder.name().to_string(),
+                )));
+            };
+            fs.closing = true;
+            tx.put_record(Tree::Folders, &key, &fs)?;
+            Ok(())
+        })?;
+        Ok(())
     }
 
     fn drop_folder_state(&self, agent: &str, folder: Folder) -> Result<(), MailboxError> {

@@ -205,3 +205,22 @@ async fn condstore_and_qresync_report_changes_and_vanished_uids() {
     );
     assert!(sel.all().contains("FLAGS (\\Seen)"), "{}", sel.all());
 }
+
+#[tokio::test]
+async fn a_session_on_a_folder_deleted_elsewhere_is_told_bye() {
+    let s = start().await;
+    let (id, key) = bot(&s).await;
+    s.deliver(&id, Folder::Inbox, &message("m1", "x")).await;
+    let mut a = session(&s, &key).await;
+    let mut b = session(&s, &key).await;
+    assert!(a.cmd("CREATE Work").await.ok());
+    assert!(a.cmd("SELECT INBOX").await.ok());
+    assert!(a.cmd("COPY 1 Work").await.ok());
+    assert!(b.cmd("SELECT Work").await.ok());
+    assert!(a.cmd("DELETE Work").await.ok());
+    let n = b.cmd("NOOP").await;
+    assert!(n.all().contains("* BYE"), "{}", n.all());
+    // Nothing can be filed into the deleted folder.
+    let cp = a.cmd("COPY 1 Work").await;
+    assert!(cp.tagged.contains("[TRYCREATE]"), "{cp:?}");
+}

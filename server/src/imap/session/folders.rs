@@ -186,6 +186,7 @@ impl Session {
         let sel = Selected {
             folder,
             read_only,
+            uidvalidity: fs.uidvalidity,
             uids,
             modseq,
             gone: Default::default(),
@@ -394,6 +395,9 @@ impl Session {
             return Reply::bad("Log in first");
         };
         let actor = a.actor.clone();
+        if !self.ctx.limits.take_folder_create(&a.agent) {
+            return Reply::no("Too many folders created this hour").code(other_code("LIMIT"));
+        }
         let max = self.ctx.config.max_user_folders;
         match self.ctx.mailbox.create_folder(&actor, &name, max).await {
             Ok(_) => Reply::ok("CREATE completed"),
@@ -435,6 +439,9 @@ impl Session {
             return Reply::bad("Log in first");
         };
         let actor = a.actor.clone();
+        if !self.ctx.limits.take_folder_create(&a.agent) {
+            return Reply::no("Too many folders created this hour").code(other_code("LIMIT"));
+        }
         let max = self.ctx.config.max_user_folders;
         let name = mailbox_name(&to);
         match self

@@ -26,6 +26,9 @@ const FEED_PAGE: usize = 1000;
 pub(in crate::imap) struct Selected {
     pub folder: Folder,
     pub read_only: bool,
+    /// The folder's UIDVALIDITY at SELECT: an agent's own folder deleted (and perhaps
+    /// created again under the name) meanwhile is no longer this one.
+    pub uidvalidity: u32,
     /// UIDs in the folder as this session knows it, ascending; sequence number = index + 1.
     pub uids: Vec<u32>,
     /// The agent modseq up to which the feed is applied.
@@ -213,6 +216,19 @@ impl Session {
         });
         if let Err(e) = read {
             tracing::warn!(error = %e, "cannot read the change feed");
+        }
+        // Changes to an agent's own folder may be its deletion: a session whose folder is
+        // gone (or closing, or made again) cannot go on as if it were still selected.
+        if sel.folder.is_user() && (exists || !sel.gone.is_empty() || !touched.is_empty()) {
+            let same = mb
+                .folder_state(&agent, sel.folder)
+                .ok()
+                .flatten()
+                .is_some_and(|fs| !fs.closing && fs.uidvalidity == sel.uidvalidity);
+            if !same {
+                self.bye(None, "The selected folder was deleted or renamed");
+                return;
+            }
         }
         sel.own.retain(|m| *m > sel.modseq);
         let qresync = self.enabled.qresync;
