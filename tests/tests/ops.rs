@@ -3,3 +3,5 @@
 
 #[path = "ops/admin_socket.rs"]
 mod admin_socket;
+#[path = "ops/backup.rs"]
+mod backup;
