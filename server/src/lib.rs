@@ -12,6 +12,7 @@ pub mod audit;
 pub mod backup;
 pub mod config;
 pub mod dns;
+pub mod doctor;
 pub mod extract;
 pub mod identity;
 pub mod imap;

@@ -5,3 +5,5 @@
 mod admin_socket;
 #[path = "ops/backup.rs"]
 mod backup;
+#[path = "ops/doctor.rs"]
+mod doctor;

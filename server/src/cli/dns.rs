@@ -126,3 +126,13 @@ async fn dns_check(
     };
     Ok(legate::dns::resolve::check(&plan, &servers, legate::dns::timeout(cfg)).await?)
 }
+
+/// `dns check` as `legate doctor` runs it: the configured nameservers, the plan from the
+/// running server or the data directory.
+pub(super) async fn live_report(cfg: &Config) -> anyhow::Result<legate::dns::CheckReport> {
+    let source = PlanSource {
+        server: None,
+        token: None,
+    };
+    dns_check(cfg, &source, Vec::new()).await
+}

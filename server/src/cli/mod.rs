@@ -12,6 +12,7 @@ mod backup;
 mod config_file;
 mod dkim;
 mod dns;
+mod doctor;
 mod exit;
 mod init;
 mod key;
@@ -94,6 +95,9 @@ enum Cmd {
     /// Admin tokens.
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// Check config, listeners, certificate, DNS, store, disk, clock, reverse DNS and
+    /// outbound port 25; ok / warn / fail lines with the fix; exit 1 if anything fails.
+    Doctor,
     /// Write a consistent backup of the data directory (while the server runs, too).
     Backup(backup::BackupArgs),
     /// Restore a backup into a new data directory, verifying it.
@@ -150,6 +154,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Cmd::Serve => serve::serve(cli.config.as_deref()).await,
         Cmd::Init(args) => init::init(args, json),
+        Cmd::Doctor => doctor::doctor(cli.config.as_deref(), json).await,
         Cmd::Backup(a) => backup::backup(cfg()?, a, json).await,
         Cmd::Restore(a) => backup::restore(a, json).await,
         Cmd::Agent(c) => agent::agent(cfg()?, c, json).await,
