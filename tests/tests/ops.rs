@@ -7,3 +7,5 @@ mod admin_socket;
 mod backup;
 #[path = "ops/doctor.rs"]
 mod doctor;
+#[path = "ops/upgrade.rs"]
+mod upgrade;
