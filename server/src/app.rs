@@ -323,6 +323,9 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
             )),
         ));
     }
+    if services.config.admin.socket {
+        spawn_admin_socket(&services, &shutdown, &mut tasks)?;
+    }
     {
         let queue = services.queue.clone();
         let token = shutdown.clone();
@@ -431,6 +434,39 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         shutdown,
         tasks,
     })
+}
+
+/// The CLI's way in while the server holds the store (`admin`). A path too long for a Unix
+/// socket (108 bytes) or an unwritable directory is reported and the server runs without it:
+/// mail matters more than the convenience, and the CLI then says the store is in use.
+fn spawn_admin_socket(
+    services: &Arc<Services>,
+    shutdown: &CancellationToken,
+    tasks: &mut Vec<(&'static str, JoinHandle<()>)>,
+) -> anyhow::Result<()> {
+    let path = services.config.storage.path.join(crate::admin::SOCKET_FILE);
+    let listener = match crate::admin::socket::AdminListener::bind(&path) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(path = %path.display(), error = %e, "cannot listen on the admin socket; the CLI cannot reach this server");
+            return Ok(());
+        }
+    };
+    let actor = services
+        .identity
+        .first_human()?
+        .map(|h| crate::identity::Actor::cli(&h.id, &h.email));
+    tracing::info!(path = %listener.path().display(), "admin socket listening");
+    tasks.push((
+        "admin",
+        tokio::spawn(listener.serve(
+            services.clone(),
+            actor,
+            services.config.admin.clone(),
+            shutdown.clone(),
+        )),
+    ));
+    Ok(())
 }
 
 impl Running {

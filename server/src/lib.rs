@@ -5,11 +5,14 @@
 //! `queue`, `extract`, `mailauth`, `dns`), which write through `audit`, which stands on `store`.
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod backup;
 pub mod config;
 pub mod dns;
+pub mod doctor;
 pub mod extract;
 pub mod identity;
 pub mod imap;

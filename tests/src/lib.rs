@@ -245,7 +245,26 @@ fn build_legate_bin() -> PathBuf {
     let bin = target.join("debug").join("legate");
     {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let st = std::process::Command::new(cargo)
+        let mut cmd = std::process::Command::new(cargo);
+        // The variables cargo sets for this test binary are not the nested build's: build
+        // scripts (ring's) that watch them would rerun and rebuild half the tree every time
+        // the test binary and the plain binary are built in turn.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            if [
+                "CARGO_PKG_",
+                "CARGO_MANIFEST_",
+                "CARGO_CRATE_",
+                "CARGO_BIN_",
+            ]
+            .iter()
+            .any(|p| k.starts_with(p))
+                || ["CARGO_PRIMARY_PACKAGE", "CARGO_TARGET_TMPDIR", "OUT_DIR"].contains(&&*k)
+            {
+                cmd.env_remove(&*k);
+            }
+        }
+        let st = cmd
             .args(["build", "-p", "legate", "--bin", "legate"])
             .current_dir(&root)
             .status()

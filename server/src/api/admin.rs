@@ -38,13 +38,6 @@ struct NewOrg {
     domain: String,
 }
 
-fn org_json(o: &crate::identity::Org) -> Value {
-    json!({
-        "id": o.id, "name": o.name, "domain": o.domain,
-        "created_by": o.created_by, "created_at": crate::util::rfc3339(o.created_at),
-    })
-}
-
 async fn create_org(
     State(s): State<AppState>,
     Auth(actor): Auth,
@@ -54,12 +47,12 @@ async fn create_org(
         .identity
         .create_org(&actor, &req.name, &req.domain)
         .await?;
-    Ok((StatusCode::CREATED, axum::Json(org_json(&org))))
+    Ok((StatusCode::CREATED, axum::Json(org.to_json())))
 }
 
 async fn list_orgs(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<axum::Json<Value>> {
     let orgs = s.identity.list_orgs(&actor)?;
-    let items: Vec<Value> = orgs.iter().map(org_json).collect();
+    let items: Vec<Value> = orgs.iter().map(|o| o.to_json()).collect();
     Ok(axum::Json(json!({"items": items, "next_cursor": null})))
 }
 

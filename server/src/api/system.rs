@@ -19,9 +19,14 @@ pub fn probes() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-/// Liveness: the process answers.
+/// Liveness: the process answers. With the version and the schema it writes, so an
+/// upgrade can be confirmed from outside (a data directory of a newer schema never opens).
 async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({"status": "ok"}))
+    Json(serde_json::json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "schema_version": crate::store::SCHEMA_VERSION,
+    }))
 }
 
 /// Readiness: the store answers reads (200, else 503). A disk below its reserve does not

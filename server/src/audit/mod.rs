@@ -16,7 +16,7 @@ pub use denials::{
     Counters as DenialCounters, DenialSettings, Denials, Source, Summary as DenialSummary,
 };
 pub use entry::{ActorRef, Entry, NewEntry, Outcome};
-pub use page::{page_key_of, SUBJECT_AGENT};
+pub use page::{head_of_page, page_key_of, SUBJECT_AGENT};
 pub use query::{Filter, QueryPage};
 
 use crate::store::{keys, Store, StoreError, Tree};

@@ -11,6 +11,13 @@ pub struct Page {
     pub entries: Vec<Entry>,
 }
 
+/// The newest entry of a stored page, `(seq, hash)`: a log's head from its last page alone
+/// (a backup reads the pages as bytes and names the head it holds).
+pub fn head_of_page(bytes: &[u8]) -> Option<(u64, String)> {
+    let page: Page = crate::store::decode(bytes).ok()?;
+    page.entries.last().map(|e| (e.seq, e.hash.clone()))
+}
+
 pub fn key(page: &Page) -> [u8; 8] {
     keys::u64_key(page.entries.first().map_or(0, |e| e.seq))
 }

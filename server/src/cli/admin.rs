@@ -1,8 +1,10 @@
 //! `legate admin token …`: the admin tokens, managed like agent keys.
 
-use super::offline::{open_offline, print_json};
+use super::offline::print_json;
+use super::session::Session;
 use clap::Subcommand;
 use legate::config::Config;
+use serde_json::json;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -30,36 +32,46 @@ pub(super) enum TokenCmd {
     Revoke { id: String },
 }
 
-pub(super) async fn admin_token(cfg: Config, c: TokenCmd) -> anyhow::Result<ExitCode> {
-    let (s, actor) = open_offline(cfg)?;
-    let id = &s.identity;
+pub(super) async fn admin_token(
+    cfg: Config,
+    c: TokenCmd,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut s = Session::open(&cfg).await?;
     match c {
         TokenCmd::List => {
-            for t in id.list_admin_tokens(&actor)? {
-                println!("{t}");
+            let r = s.call("admin_token.list", json!({})).await?;
+            if as_json {
+                print_json(&r["items"]);
+            } else {
+                for t in r["items"].as_array().into_iter().flatten() {
+                    println!("{t}");
+                }
             }
         }
-        TokenCmd::Create { name, expires_in } => {
-            let (k, token) = id
-                .create_admin_token(
-                    &actor,
-                    &legate::identity::NewAdminToken { name, expires_in },
-                )
-                .await?;
-            let mut v = id.admin_token_json(&k, true);
-            v["key"] = serde_json::json!(token.as_str());
-            print_json(&v);
+        TokenCmd::Create { name, expires_in } => print_json(
+            &s.call(
+                "admin_token.create",
+                json!({"name": name, "expires_in": expires_in}),
+            )
+            .await?,
+        ),
+        TokenCmd::Keep { id } => {
+            let r = s.call("admin_token.keep", json!({"id": id})).await?;
+            if as_json {
+                print_json(&r);
+            } else {
+                println!("kept admin token {id}");
+            }
         }
-        TokenCmd::Keep { id: key_id } => {
-            id.keep_admin_token(&actor, &key_id).await?;
-            println!("kept admin token {key_id}");
-        }
-        TokenCmd::Revoke { id: key_id } => {
-            id.revoke_admin_token(&actor, &key_id).await?;
-            println!("revoked admin token {key_id}");
+        TokenCmd::Revoke { id } => {
+            let r = s.call("admin_token.revoke", json!({"id": id})).await?;
+            if as_json {
+                print_json(&r);
+            } else {
+                println!("revoked admin token {id}");
+            }
         }
     }
-    s.audit.sync_blocking();
-    s.store.flush_blocking()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,9 +1,11 @@
-//! `legate agent …`: create, list, show, revoke agents and rotate their identity keys.
+//! `legate agent …`: create, list, show, revoke agents and sub-agents, rotate their identity
+//! keys. Each is one admin request ([`super::session`]); printing is the same either path.
 
-use super::offline::{open_offline, print_json};
+use super::offline::print_json;
+use super::session::Session;
 use clap::Subcommand;
 use legate::config::Config;
-use legate::identity::NewAgent;
+use serde_json::{json, Value};
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -15,6 +17,17 @@ pub(super) enum AgentCmd {
         #[arg(long)]
         name: Option<String>,
         /// Comma-separated scopes (default: all seven).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+    },
+    /// Create a sub-agent of PARENT whose scopes are a subset of the parent's.
+    CreateSub {
+        /// The parent agent, by id or address.
+        parent: String,
+        /// Local part or full address of the new agent.
+        address: String,
+        #[arg(long)]
+        name: Option<String>,
         #[arg(long, value_delimiter = ',')]
         scopes: Option<Vec<String>>,
     },
@@ -37,70 +50,127 @@ pub(super) enum AgentCmd {
     },
 }
 
-pub(super) async fn agent(cfg: Config, c: AgentCmd) -> anyhow::Result<ExitCode> {
-    let (s, actor) = open_offline(cfg)?;
-    let id = &s.identity;
+/// The `NewAgent` JSON of `create` and `create-sub`.
+fn new_agent(address: String, name: Option<String>, scopes: Option<Vec<String>>) -> Value {
+    let mut v = json!({"name": name, "scopes": scopes});
+    if address.contains('@') {
+        v["address"] = json!(address);
+    } else {
+        v["local"] = json!(address);
+    }
+    v
+}
+
+pub(super) async fn agent(cfg: Config, c: AgentCmd, as_json: bool) -> anyhow::Result<ExitCode> {
+    let mut s = Session::open(&cfg).await?;
     match c {
         AgentCmd::Create {
             address,
             name,
             scopes,
+        } => print_json(
+            &s.call("agent.create", new_agent(address, name, scopes))
+                .await?,
+        ),
+        AgentCmd::CreateSub {
+            parent,
+            address,
+            name,
+            scopes,
         } => {
-            let (local, address) = if address.contains('@') {
-                (None, Some(address))
-            } else {
-                (Some(address), None)
-            };
-            let req = NewAgent {
-                local,
-                address,
-                name,
-                scopes,
-                org_id: None,
-            };
-            let created = id.create_agent(&actor, &req).await?;
-            print_json(&id.created_json(&created));
+            let args = json!({"parent": parent, "agent": new_agent(address, name, scopes)});
+            print_json(&s.call("subagent.create", args).await?)
         }
         AgentCmd::List => {
-            let mut cursor = None;
+            let mut all = Vec::new();
+            let mut cursor = Value::Null;
             loop {
-                let (items, next) = id.list_agents(&actor, 1000, cursor.as_deref())?;
-                for a in &items {
-                    println!(
-                        "{}\t{}\t{:?}\t{}",
-                        a.id,
-                        a.address(),
-                        a.status,
-                        a.scopes.names().join(",")
-                    );
+                let page = s
+                    .call("agent.list", json!({"limit": 1000, "cursor": cursor}))
+                    .await?;
+                all.extend(page["items"].as_array().cloned().unwrap_or_default());
+                match &page["next_cursor"] {
+                    Value::String(n) => cursor = json!(n),
+                    _ => break,
                 }
-                match next {
-                    Some(n) => cursor = Some(n),
-                    None => break,
+            }
+            if as_json {
+                print_json(&Value::Array(all));
+            } else {
+                for a in &all {
+                    println!("{}", agent_line(a));
                 }
             }
         }
-        AgentCmd::Show { agent } => print_json(&id.agent_json(&id.get_agent(&actor, &agent)?)),
+        AgentCmd::Show { agent } => {
+            print_json(&s.call("agent.get", json!({"agent": agent})).await?)
+        }
         AgentCmd::Revoke { agent } => {
-            for a in id.revoke_agent(&actor, &agent).await? {
-                println!("revoked {} ({})", a.id, a.address());
+            let r = s.call("agent.revoke", json!({"agent": agent})).await?;
+            if as_json {
+                print_json(&r);
+            } else {
+                for a in r["revoked"].as_array().into_iter().flatten() {
+                    println!("revoked {} ({})", text(&a["id"]), text(&a["address"]));
+                }
             }
         }
         AgentCmd::RotateKey {
             agent,
             overlap_secs,
-        } => {
-            let key = id.rotate_identity_key(&actor, &agent, overlap_secs).await?;
-            let a = id.get_agent(&actor, &agent)?;
-            print_json(&serde_json::json!({
-                "agent": a.id,
-                "kid": format!("{}#{}", id.agent_did(&a), key.kid),
-                "public_key_multibase": legate::identity::multibase::ed25519_multikey(&key.public),
-                "previous_keys_retire_at": legate::util::rfc3339(key.created_at + overlap_secs),
-            }));
-        }
+        } => print_json(
+            &s.call(
+                "agent.rotate_key",
+                json!({"agent": agent, "overlap_secs": overlap_secs}),
+            )
+            .await?,
+        ),
     }
-    s.audit.sync_blocking();
-    s.store.flush_blocking()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `id  address  Status  scopes` (tab-separated), as `agent list` has always printed.
+fn agent_line(a: &Value) -> String {
+    let scopes: Vec<&str> = a["scopes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let status = text(&a["status"]);
+    let mut cap = status.chars();
+    let status = match cap.next() {
+        Some(f) => f.to_uppercase().chain(cap).collect(),
+        None => String::new(),
+    };
+    format!(
+        "{}\t{}\t{}\t{}",
+        text(&a["id"]),
+        text(&a["address"]),
+        status,
+        scopes.join(",")
+    )
+}
+
+pub(super) fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_lines_keep_their_shape() {
+        let a = json!({"id": "agt_1", "address": "ops@x.test", "status": "active",
+                        "scopes": ["mail:read", "vault:read"]});
+        assert_eq!(
+            agent_line(&a),
+            "agt_1\tops@x.test\tActive\tmail:read,vault:read"
+        );
+    }
 }

@@ -1,8 +1,11 @@
-//! `legate audit …`: verify the hash chain, read the newest entries.
+//! `legate audit …`: verify the hash chain, read entries.
 
-use clap::Subcommand;
-use legate::app::{self, Services};
+use super::exit::problem_if;
+use super::offline::print_json;
+use super::session::Session;
+use clap::{Args, Subcommand};
 use legate::config::Config;
+use serde_json::{json, Value};
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -15,7 +18,7 @@ pub(super) enum AuditCmd {
         #[arg(long, value_name = "SEQ:HASH")]
         head: Option<String>,
     },
-    /// Print the newest entries.
+    /// Print the newest entries, oldest first.
     Tail {
         #[arg(short = 'n', long, default_value_t = 20)]
         lines: usize,
@@ -24,64 +27,104 @@ pub(super) enum AuditCmd {
         #[arg(long)]
         action: Option<String>,
     },
+    /// One page of entries, newest first, filtered as GET /v1/audit filters; prints the
+    /// cursor of the next page last.
+    List(ListArgs),
 }
 
-pub(super) fn audit(cfg: Config, c: AuditCmd) -> anyhow::Result<ExitCode> {
-    let did = app::did_host(&cfg, None);
-    let s = Services::open(cfg, did)?;
+#[derive(Args)]
+pub(super) struct ListArgs {
+    /// Agent id or address.
+    #[arg(long)]
+    agent: Option<String>,
+    #[arg(long)]
+    action: Option<String>,
+    /// ok, denied or error.
+    #[arg(long)]
+    outcome: Option<String>,
+    /// RFC 3339 or unix seconds.
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    until: Option<String>,
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    #[arg(long)]
+    cursor: Option<String>,
+}
+
+pub(super) async fn audit(cfg: Config, c: AuditCmd, as_json: bool) -> anyhow::Result<ExitCode> {
+    let mut s = Session::open(&cfg).await?;
     match c {
         AuditCmd::Verify { head } => {
-            let external = match head.as_deref() {
-                Some(h) => Some(
-                    legate::audit::parse_head(h)
-                        .ok_or_else(|| anyhow::anyhow!("--head wants SEQ:HASH (64 hex digits)"))?,
-                ),
-                None => None,
-            };
-            let r = s.audit.verify_with(external)?;
-            for w in &r.warnings {
-                println!("warning: {w}");
+            let r = s.call("audit.verify", json!({"head": head})).await?;
+            if as_json {
+                print_json(&r);
+            } else {
+                print!("{}", verify_text(&r));
             }
-            match r.first_broken {
-                None => {
-                    println!("audit chain ok: {} entries verified", r.entries);
-                    if let Some(c) = &r.checkpoint {
-                        println!("{c}");
-                    }
-                    if let Some(h) = &r.head {
-                        println!("head: {h}");
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Some(seq) => {
-                    println!(
-                        "audit chain BROKEN at entry {seq}: {} ({} entries verified before it)",
-                        r.reason.unwrap_or_default(),
-                        r.entries
-                    );
-                    Ok(ExitCode::from(1))
-                }
-            }
+            Ok(problem_if(r["ok"] != Value::Bool(true)))
         }
         AuditCmd::Tail {
             lines,
             agent,
             action,
         } => {
-            let agent = match agent {
-                Some(a) => Some(s.identity.find_agent(&a)?.map(|a| a.id).unwrap_or(a)),
-                None => None,
-            };
-            let f = legate::audit::Filter {
-                agent,
-                action,
-                ..Default::default()
-            };
-            let page = s.audit.query(&f, lines, None)?;
-            for e in page.items.iter().rev() {
-                println!("{}", e.to_json());
+            let args = json!({"agent": agent, "action": action, "limit": lines});
+            let r = s.call("audit.list", args).await?;
+            let mut items = r["items"].as_array().cloned().unwrap_or_default();
+            items.reverse();
+            if as_json {
+                print_json(&Value::Array(items));
+            } else {
+                for e in &items {
+                    println!("{e}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCmd::List(a) => {
+            let args = json!({
+                "agent": a.agent, "action": a.action, "outcome": a.outcome,
+                "since": a.since, "until": a.until, "limit": a.limit, "cursor": a.cursor,
+            });
+            let r = s.call("audit.list", args).await?;
+            if as_json {
+                print_json(&r);
+            } else {
+                for e in r["items"].as_array().into_iter().flatten() {
+                    println!("{e}");
+                }
+                if let Some(n) = r["next_cursor"].as_str() {
+                    println!("next cursor: {n}");
+                }
             }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The report of `audit verify` as lines (the form scripts have grepped since it existed).
+fn verify_text(r: &Value) -> String {
+    let mut out = String::new();
+    for w in r["warnings"].as_array().into_iter().flatten() {
+        out += &format!("warning: {}\n", w.as_str().unwrap_or_default());
+    }
+    if r["ok"] == Value::Bool(true) {
+        out += &format!("audit chain ok: {} entries verified\n", r["entries"]);
+        if let Some(c) = r["checkpoint"].as_str() {
+            out += &format!("{c}\n");
+        }
+        if let Some(h) = r["head"].as_str() {
+            out += &format!("head: {h}\n");
+        }
+    } else {
+        out += &format!(
+            "audit chain BROKEN at entry {}: {} ({} entries verified before it)\n",
+            r["first_broken"],
+            r["reason"].as_str().unwrap_or_default(),
+            r["entries"]
+        );
+    }
+    out
 }

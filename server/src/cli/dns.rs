@@ -2,6 +2,7 @@
 //! API), and a live check of them.
 
 use super::offline::open_existing_store;
+use super::session::Session;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use legate::config::Config;
@@ -24,9 +25,6 @@ pub(super) enum DnsCmd {
         /// system resolver.
         #[arg(long)]
         nameserver: Vec<std::net::SocketAddr>,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
         #[command(flatten)]
         source: PlanSource,
     },
@@ -65,6 +63,15 @@ async fn dns_plan(cfg: &Config, source: &PlanSource) -> anyhow::Result<legate::d
         }
         return serde_json::from_str(&body).with_context(|| format!("{url}: not a DNS plan"));
     }
+    if let Some(mut c) = Session::server(cfg).await? {
+        let v = c
+            .call(&legate::admin::Request::new(
+                "dns.plan",
+                serde_json::json!({}),
+            ))
+            .await?;
+        return serde_json::from_value(v).context("the server's answer is not a DNS plan");
+    }
     let store = open_existing_store(cfg)?;
     let domain = &cfg.server.domain;
     legate::dns::plan_from_store(cfg, &store)?.with_context(|| {
@@ -76,36 +83,56 @@ async fn dns_plan(cfg: &Config, source: &PlanSource) -> anyhow::Result<legate::d
     })
 }
 
-pub(super) async fn dns(cfg: Config, c: DnsCmd) -> anyhow::Result<ExitCode> {
+pub(super) async fn dns(cfg: Config, c: DnsCmd, json: bool) -> anyhow::Result<ExitCode> {
     match c {
         DnsCmd::Plan { format, source } => {
             let plan = dns_plan(&cfg, &source).await?;
             print!("{}", legate::dns::render::render(&plan, format)?);
             Ok(ExitCode::SUCCESS)
         }
-        DnsCmd::Check {
-            nameserver,
-            json,
-            source,
-        } => {
-            let plan = dns_plan(&cfg, &source).await?;
-            let servers = if nameserver.is_empty() {
-                legate::dns::configured_nameservers(&cfg)?
-            } else {
-                nameserver
-            };
-            let report =
-                legate::dns::resolve::check(&plan, &servers, legate::dns::timeout(&cfg)).await?;
+        DnsCmd::Check { nameserver, source } => {
+            let report = dns_check(&cfg, &source, nameserver).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
                 print!("{}", legate::dns::report_text(&report));
             }
-            Ok(if report.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(super::exit::problem_if(!report.ok))
         }
     }
+}
+
+/// The live check: by the running server when one listens (as `GET /v1/dns/check` does,
+/// audited), else here from the plan of `--server` or the data directory.
+async fn dns_check(
+    cfg: &Config,
+    source: &PlanSource,
+    nameserver: Vec<std::net::SocketAddr>,
+) -> anyhow::Result<legate::dns::CheckReport> {
+    if source.server.is_none() {
+        if let Some(mut c) = Session::server(cfg).await? {
+            let names: Vec<String> = nameserver.iter().map(|n| n.to_string()).collect();
+            let req =
+                legate::admin::Request::new("dns.check", serde_json::json!({"nameservers": names}));
+            let v = c.call(&req).await?;
+            return serde_json::from_value(v).context("the server's answer is not a DNS report");
+        }
+    }
+    let plan = dns_plan(cfg, source).await?;
+    let servers = if nameserver.is_empty() {
+        legate::dns::configured_nameservers(cfg)?
+    } else {
+        nameserver
+    };
+    Ok(legate::dns::resolve::check(&plan, &servers, legate::dns::timeout(cfg)).await?)
+}
+
+/// `dns check` as `legate doctor` runs it: the configured nameservers, the plan from the
+/// running server or the data directory.
+pub(super) async fn live_report(cfg: &Config) -> anyhow::Result<legate::dns::CheckReport> {
+    let source = PlanSource {
+        server: None,
+        token: None,
+    };
+    dns_check(cfg, &source, Vec::new()).await
 }

@@ -62,9 +62,6 @@ pub(super) struct InitArgs {
     /// Replace an existing data directory (its data is deleted).
     #[arg(long)]
     force: bool,
-    /// Print what was created as one JSON object (implies --non-interactive).
-    #[arg(long)]
-    json: bool,
 }
 
 impl InitArgs {
@@ -95,10 +92,11 @@ impl InitArgs {
     }
 }
 
-pub(super) fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
+/// `json`: print what was created as one JSON object (implies --non-interactive).
+pub(super) fn init(a: InitArgs, json: bool) -> anyhow::Result<ExitCode> {
     use std::io::IsTerminal;
     let flags = a.flags();
-    let interactive = !a.json && !a.non_interactive && std::io::stdin().is_terminal();
+    let interactive = !json && !a.non_interactive && std::io::stdin().is_terminal();
     let plan = if interactive {
         let stdin = std::io::stdin();
         let mut input = stdin.lock();
@@ -109,7 +107,7 @@ pub(super) fn init(a: InitArgs) -> anyhow::Result<ExitCode> {
     };
     let token = std::env::var("LEGATE_BOOTSTRAP_ADMIN_TOKEN").ok();
     let o = legate::init::write(&plan, token.as_deref())?;
-    if a.json {
+    if json {
         println!("{}", o.to_json());
     } else {
         print!("{}", o.summary());

@@ -1,9 +1,10 @@
 //! `legate key …`: API keys of an agent.
 
-use super::offline::{open_offline, print_json};
+use super::offline::print_json;
+use super::session::Session;
 use clap::Subcommand;
 use legate::config::Config;
-use legate::identity::NewKey;
+use serde_json::json;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
@@ -27,9 +28,8 @@ pub(super) enum KeyCmd {
     },
 }
 
-pub(super) async fn key(cfg: Config, c: KeyCmd) -> anyhow::Result<ExitCode> {
-    let (s, actor) = open_offline(cfg)?;
-    let id = &s.identity;
+pub(super) async fn key(cfg: Config, c: KeyCmd, as_json: bool) -> anyhow::Result<ExitCode> {
+    let mut s = Session::open(&cfg).await?;
     match c {
         KeyCmd::Create {
             agent,
@@ -37,32 +37,32 @@ pub(super) async fn key(cfg: Config, c: KeyCmd) -> anyhow::Result<ExitCode> {
             scopes,
             expires_in,
         } => {
-            let (k, token) = id
-                .create_key(
-                    &actor,
-                    &agent,
-                    &NewKey {
-                        name,
-                        scopes,
-                        expires_in,
-                    },
-                )
-                .await?;
-            let mut v = k.to_json();
-            v["key"] = serde_json::json!(token.as_str());
-            print_json(&v);
+            let key = json!({"name": name, "scopes": scopes, "expires_in": expires_in});
+            print_json(
+                &s.call("key.create", json!({"agent": agent, "key": key}))
+                    .await?,
+            )
         }
         KeyCmd::List { agent } => {
-            for k in id.list_keys(&actor, &agent)? {
-                print_json(&k.to_json());
+            let r = s.call("key.list", json!({"agent": agent})).await?;
+            if as_json {
+                print_json(&r["items"]);
+            } else {
+                for k in r["items"].as_array().into_iter().flatten() {
+                    print_json(k);
+                }
             }
         }
         KeyCmd::Revoke { agent, key_id } => {
-            id.revoke_key(&actor, &agent, &key_id).await?;
-            println!("revoked key {key_id}");
+            let r = s
+                .call("key.revoke", json!({"agent": agent, "key_id": key_id}))
+                .await?;
+            if as_json {
+                print_json(&r);
+            } else {
+                println!("revoked key {key_id}");
+            }
         }
     }
-    s.audit.sync_blocking();
-    s.store.flush_blocking()?;
     Ok(ExitCode::SUCCESS)
 }

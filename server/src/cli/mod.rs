@@ -8,13 +8,19 @@
 mod admin;
 mod agent;
 mod audit;
+mod backup;
 mod config_file;
 mod dkim;
 mod dns;
+mod doctor;
+mod exit;
 mod init;
 mod key;
 mod offline;
+mod org;
+mod queue;
 mod serve;
+mod session;
 mod store;
 mod vault;
 
@@ -27,6 +33,8 @@ use dkim::DkimCmd;
 use dns::DnsCmd;
 use init::InitArgs;
 use key::KeyCmd;
+use org::OrgCmd;
+use queue::QueueCmd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use store::StoreCmd;
@@ -43,6 +51,9 @@ struct Cli {
     /// embedded dev defaults (data in ./data).
     #[arg(long, short, global = true, env = "LEGATE_CONFIG")]
     config: Option<PathBuf>,
+    /// Print the result as JSON (for scripts), where a command has a text form.
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -53,9 +64,15 @@ enum Cmd {
     Serve,
     /// Create a data directory: config, master key, first human and org, admin token.
     Init(InitArgs),
-    /// Manage agents (works on the data directory; stop the server first).
+    /// Manage agents and sub-agents.
     #[command(subcommand)]
     Agent(AgentCmd),
+    /// Manage orgs (mail domains).
+    #[command(subcommand)]
+    Org(OrgCmd),
+    /// The outbound queue.
+    #[command(subcommand)]
+    Queue(QueueCmd),
     /// Manage API keys of agents.
     #[command(subcommand)]
     Key(KeyCmd),
@@ -72,18 +89,32 @@ enum Cmd {
     /// first).
     #[command(subcommand)]
     Store(StoreCmd),
-    /// DKIM keys of the domain (stop the server first).
+    /// DKIM keys of the domain.
     #[command(subcommand)]
     Dkim(DkimCmd),
-    /// Admin tokens (works on the data directory; stop the server first).
+    /// Admin tokens.
     #[command(subcommand)]
     Admin(AdminCmd),
-    /// Print the version.
+    /// Check config, listeners, certificate, DNS, store, disk, clock, reverse DNS and
+    /// outbound port 25; ok / warn / fail lines with the fix; exit 1 if anything fails.
+    Doctor,
+    /// Write a consistent backup of the data directory (while the server runs, too).
+    Backup(backup::BackupArgs),
+    /// Restore a backup into a new data directory, verifying it.
+    Restore(backup::RestoreArgs),
+    /// Print the version and the data schema version this binary writes.
     Version,
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::{CommandFactory, FromArgMatches};
+    // `--version` says the schema too; clap wants a 'static string for it, made once here.
+    let version: &'static str = Box::leak(version_string().into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(blocking_threads(cli.config.as_deref()))
@@ -99,7 +130,7 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit::code_of(&e)
         }
     }
 }
@@ -114,24 +145,43 @@ fn blocking_threads(path: Option<&std::path::Path>) -> usize {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let json = cli.json;
+    let cfg = || load_config(cli.config.as_deref());
     match cli.cmd {
         Cmd::Version => {
-            println!("legate {}", env!("CARGO_PKG_VERSION"));
+            println!("{}", version_line());
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Serve => serve::serve(cli.config.as_deref()).await,
-        Cmd::Init(args) => init::init(args),
-        Cmd::Agent(c) => agent::agent(load_config(cli.config.as_deref())?, c).await,
-        Cmd::Key(c) => key::key(load_config(cli.config.as_deref())?, c).await,
-        Cmd::Admin(AdminCmd::Token(c)) => {
-            admin::admin_token(load_config(cli.config.as_deref())?, c).await
-        }
-        Cmd::Audit(c) => audit::audit(load_config(cli.config.as_deref())?, c),
-        Cmd::Dns(c) => dns::dns(load_config(cli.config.as_deref())?, c).await,
-        Cmd::Dkim(c) => dkim::dkim(load_config(cli.config.as_deref())?, c),
-        Cmd::Store(c) => store::store_cmd(load_config(cli.config.as_deref())?, c),
+        Cmd::Init(args) => init::init(args, json),
+        Cmd::Doctor => doctor::doctor(cli.config.as_deref(), json).await,
+        Cmd::Backup(a) => backup::backup(cfg()?, a, json).await,
+        Cmd::Restore(a) => backup::restore(a, json).await,
+        Cmd::Agent(c) => agent::agent(cfg()?, c, json).await,
+        Cmd::Org(c) => org::org(cfg()?, c, json).await,
+        Cmd::Queue(c) => queue::queue(cfg()?, c).await,
+        Cmd::Key(c) => key::key(cfg()?, c, json).await,
+        Cmd::Admin(AdminCmd::Token(c)) => admin::admin_token(cfg()?, c, json).await,
+        Cmd::Audit(c) => audit::audit(cfg()?, c, json).await,
+        Cmd::Dns(c) => dns::dns(cfg()?, c, json).await,
+        Cmd::Dkim(c) => dkim::dkim(cfg()?, c, json).await,
+        Cmd::Store(c) => store::store_cmd(cfg()?, c),
         Cmd::Vault(VaultCmd::RotateMaster { new_key_file }) => {
-            vault::rotate_master(load_config(cli.config.as_deref())?, &new_key_file)
+            vault::rotate_master(cfg()?, &new_key_file).await
         }
     }
+}
+
+/// `legate <version> (schema <n>)`: the schema is what decides whether a data directory
+/// opens, so an operator comparing two installations needs both.
+fn version_line() -> String {
+    format!("legate {}", version_string())
+}
+
+fn version_string() -> String {
+    format!(
+        "{} (schema {})",
+        env!("CARGO_PKG_VERSION"),
+        legate::store::SCHEMA_VERSION
+    )
 }

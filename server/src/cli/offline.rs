@@ -1,26 +1,10 @@
 //! What the commands that work on the data directory share: opening it as the first human,
-//! opening the store read-only-minded, auditing a CLI action, printing JSON.
+//! opening the store read-only-minded, printing JSON.
 
 use anyhow::Context;
 use legate::app::{self, Services};
 use legate::config::Config;
 use legate::identity::Actor;
-
-pub(super) fn audit_cli(
-    s: &Services,
-    actor: &Actor,
-    action: &str,
-    target: &str,
-) -> anyhow::Result<()> {
-    actor.audit(
-        &s.audit,
-        action,
-        target,
-        legate::audit::Outcome::Ok,
-        serde_json::Value::Null,
-    )?;
-    Ok(())
-}
 
 /// Opens the data directory for an offline command, acting as the first human.
 pub(super) fn open_offline(cfg: Config) -> anyhow::Result<(Services, Actor)> {

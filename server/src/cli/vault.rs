@@ -15,7 +15,13 @@ pub(super) enum VaultCmd {
     },
 }
 
-pub(super) fn rotate_master(cfg: Config, new_key: &Path) -> anyhow::Result<ExitCode> {
+/// Offline only: the running server holds the root key in memory, so it refuses (exit 3)
+/// and says to stop it first; asking it keeps that answer the same as every admin command's.
+pub(super) async fn rotate_master(cfg: Config, new_key: &Path) -> anyhow::Result<ExitCode> {
+    if let Some(mut c) = super::session::Session::server(&cfg).await? {
+        let req = legate::admin::Request::new("vault.rotate_master", serde_json::json!({}));
+        c.call(&req).await?;
+    }
     let store = legate::store::Store::open(&cfg.storage.path)?;
     let (n, created) = legate::vault::rotate_master_files(
         &store,

@@ -71,6 +71,8 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "outbound" => cfg.outbound = outbound(value, &mut errs),
             "dkim" => cfg.dkim = section(key, value, &mut errs),
             "limits" => cfg.limits = section(key, value, &mut errs),
+            "admin" => cfg.admin = section(key, value, &mut errs),
+            "doctor" => cfg.doctor = section(key, value, &mut errs),
             other => errs.push(err(other, "unknown section")),
         }
     }
@@ -284,6 +286,10 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
             "limits.auth_tracked_sources",
             c.limits.auth_tracked_sources as u64,
         ),
+        ("admin.max_request_bytes", c.admin.max_request_bytes as u64),
+        ("admin.max_connections", c.admin.max_connections as u64),
+        ("admin.idle_timeout_secs", c.admin.idle_timeout_secs),
+        ("doctor.timeout_secs", c.doctor.timeout_secs),
     ] {
         if v == 0 {
             errs.push(err(name, "must be at least 1"));

@@ -6,7 +6,9 @@
 //! restart is a miserable loop.
 
 mod load;
+mod ops;
 mod types;
 
 pub use load::{load_file, parse_str, ConfigError, ConfigErrors};
+pub use ops::{AdminConfig, DoctorConfig};
 pub use types::*;

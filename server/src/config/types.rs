@@ -21,6 +21,8 @@ pub struct Config {
     pub outbound: OutboundConfig,
     pub dkim: DkimConfig,
     pub limits: LimitsConfig,
+    pub admin: super::ops::AdminConfig,
+    pub doctor: super::ops::DoctorConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

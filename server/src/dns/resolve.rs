@@ -81,6 +81,44 @@ async fn lookup(resolver: TokioResolver, name: String, rtype: RecordType) -> Ans
     }
 }
 
+/// Forward-confirmed reverse DNS of `ip` (what receivers check of a sending host): the PTR
+/// names, and for each whether it resolves back to `ip`.
+pub async fn reverse_confirmed(
+    ip: std::net::IpAddr,
+    nameservers: &[SocketAddr],
+    timeout: Duration,
+) -> Result<Vec<(String, bool)>, DnsError> {
+    let resolver = resolver(nameservers, timeout)?;
+    let names: Vec<String> = match resolver.reverse_lookup(ip).await {
+        Ok(r) => r
+            .answers()
+            .iter()
+            .filter_map(|rec| match &rec.data {
+                RData::PTR(p) => Some(p.0.to_string().trim_end_matches('.').to_string()),
+                _ => None,
+            })
+            .collect(),
+        Err(e) if e.is_no_records_found() => Vec::new(),
+        Err(e) => return Err(DnsError::Resolver(e.to_string())),
+    };
+    let mut out = Vec::new();
+    for n in names {
+        let t = if ip.is_ipv4() {
+            RecordType::A
+        } else {
+            RecordType::AAAA
+        };
+        let back = lookup(resolver.clone(), n.clone(), t)
+            .await
+            .unwrap_or_default();
+        let ok = back
+            .iter()
+            .any(|a| a.parse::<std::net::IpAddr>().ok() == Some(ip));
+        out.push((n, ok));
+    }
+    Ok(out)
+}
+
 /// Resolves every record of `plan` and compares it with the plan.
 pub async fn check(
     plan: &Plan,

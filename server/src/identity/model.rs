@@ -21,6 +21,16 @@ pub struct Org {
     pub created_at: i64,
 }
 
+impl Org {
+    /// The JSON every front-end answers with (REST `/v1/orgs`, the admin socket).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id, "name": self.name, "domain": self.domain,
+            "created_by": self.created_by, "created_at": crate::util::rfc3339(self.created_at),
+        })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentStatus {

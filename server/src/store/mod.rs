@@ -13,6 +13,7 @@ mod commit;
 mod error;
 pub mod keys;
 mod schema;
+pub mod snapshot;
 pub mod space;
 pub mod stats;
 mod trees;
@@ -21,7 +22,7 @@ mod tx;
 pub use blob::{BlobId, BlobPin, BlobReader};
 pub use codec::{decode, encode};
 pub use error::StoreError;
-pub use schema::SEARCH_BACKFILL_KEY;
+pub use schema::{CURRENT as SCHEMA_VERSION, SEARCH_BACKFILL_KEY};
 pub use space::{SpaceGuard, SpaceStatus};
 pub use trees::Tree;
 pub use tx::{Tx, TxError, TxFail, TxStoreError};
@@ -48,6 +49,8 @@ struct Inner {
     blobs: Arc<BlobStore>,
     /// The disk reserve of the data directory, consulted before new mail is accepted.
     space: Arc<SpaceGuard>,
+    /// Every write passes it; a snapshot closes it for a consistent copy (`snapshot`).
+    gate: snapshot::WriteGate,
 }
 
 /// How to open the store; every field has a safe default.
@@ -189,6 +192,7 @@ impl Store {
                 commit: GroupCommit::default(),
                 blobs,
                 space: Arc::new(SpaceGuard::new(dir, opts.min_free_bytes)),
+                gate: Default::default(),
             }),
         };
         schema::migrate(&store)?;
@@ -226,6 +230,7 @@ impl Store {
 
     /// A single write outside a transaction. Not durable until [`Store::commit`].
     pub fn put(&self, t: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
+        let _pass = self.inner.gate.enter();
         self.tree(t).insert(key, value)?;
         self.inner.commit.wrote();
         Ok(())
@@ -236,6 +241,7 @@ impl Store {
     }
 
     pub fn remove(&self, t: Tree, key: &[u8]) -> Result<(), StoreError> {
+        let _pass = self.inner.gate.enter();
         self.tree(t).remove(key)?;
         self.inner.commit.wrote();
         Ok(())
@@ -298,7 +304,10 @@ impl Store {
             names.push(Tree::BlobCounts);
         }
         let handles: Vec<&sled::Tree> = names.iter().map(|t| self.tree(*t)).collect();
-        let (r, freed) = tx::run(&handles, &names, f)?;
+        let (r, freed) = {
+            let _pass = self.inner.gate.enter();
+            tx::run(&handles, &names, f)?
+        };
         self.inner.commit.wrote();
         for id in freed {
             // Best effort: a file left behind is an orphan for the next sweep, never a loss.

@@ -186,6 +186,16 @@ impl BlobStore {
         Ok(pin)
     }
 
+    /// Keeps an existing blob from being deleted until the pin is dropped (a backup
+    /// copying it).
+    pub fn pin(self: &Arc<Self>, id: BlobId) -> BlobPin {
+        *self.lock_pins().entry(id).or_insert(0) += 1;
+        BlobPin {
+            store: self.clone(),
+            id,
+        }
+    }
+
     /// The whole blob, or None if its file is missing.
     pub fn get(&self, id: &BlobId) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(mut r) = self.reader(id)? else {

@@ -1,0 +1,309 @@
+//! Every admin subcommand runs against a running server (over `<data>/admin.sock`) and
+//! against a stopped one (the store opened directly), with the same output and exit codes.
+
+use legate_tests::{cli, cli_init, TestServer};
+use serde_json::{json, Value};
+use std::process::Output;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+fn ok(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "exit {:?}: {}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn json_of(o: &Output) -> Value {
+    serde_json::from_str(&ok(o)).expect("JSON output")
+}
+
+/// The read-only commands whose output must not depend on the path taken.
+const READS: &[&[&str]] = &[
+    &["agent", "list"],
+    &["agent", "list", "--json"],
+    &["agent", "show", "ops@sock.test"],
+    &["key", "list", "ops@sock.test"],
+    &["org", "list"],
+    &["org", "list", "--json"],
+    &["admin", "token", "list"],
+    &["audit", "list", "--action", "agent.create", "--json"],
+    &["audit", "tail", "-n", "5", "--action", "key.create"],
+    &["queue", "list"],
+    &["dns", "plan"],
+    &["dns", "plan", "--format", "json"],
+    &["dkim", "records", "--json"],
+];
+
+/// Runs the mutating commands once; every one must succeed on whichever path is live.
+fn mutate(cfg: &str, tag: &str) {
+    let v = json_of(&cli(
+        cfg,
+        &[
+            "agent",
+            "create",
+            &format!("a{tag}"),
+            "--scopes",
+            "mail:read,mail:send",
+        ],
+    ));
+    assert_eq!(v["address"], format!("a{tag}@sock.test"));
+    let sub = json_of(&cli(
+        cfg,
+        &[
+            "agent",
+            "create-sub",
+            &format!("a{tag}@sock.test"),
+            &format!("s{tag}"),
+            "--scopes",
+            "mail:read",
+        ],
+    ));
+    assert_eq!(sub["parent"], v["id"], "{sub}");
+    let k = json_of(&cli(
+        cfg,
+        &[
+            "key",
+            "create",
+            &format!("a{tag}@sock.test"),
+            "--scopes",
+            "mail:read",
+        ],
+    ));
+    assert!(k["key"].as_str().unwrap().starts_with("lg_"));
+    let out = ok(&cli(
+        cfg,
+        &[
+            "key",
+            "revoke",
+            &format!("a{tag}@sock.test"),
+            k["id"].as_str().unwrap(),
+        ],
+    ));
+    assert!(out.starts_with("revoked key "), "{out}");
+    let org = json_of(&cli(
+        cfg,
+        &[
+            "org",
+            "create",
+            &format!("o{tag}"),
+            &format!("o{tag}.sock.test"),
+        ],
+    ));
+    assert_eq!(org["domain"], format!("o{tag}.sock.test"));
+    let t = json_of(&cli(
+        cfg,
+        &["admin", "token", "create", "--name", &format!("t{tag}")],
+    ));
+    assert!(t["key"].as_str().unwrap().starts_with("lg_"));
+    let out = ok(&cli(
+        cfg,
+        &["admin", "token", "revoke", t["id"].as_str().unwrap()],
+    ));
+    assert!(out.starts_with("revoked admin token"), "{out}");
+    let rk = json_of(&cli(
+        cfg,
+        &["agent", "rotate-key", &format!("a{tag}@sock.test")],
+    ));
+    assert!(rk["kid"].as_str().unwrap().contains('#'), "{rk}");
+    let keys = json_of(&cli(cfg, &["dkim", "rotate", "--json"]));
+    assert!(keys.as_array().unwrap().len() >= 4, "{keys}");
+    let out = ok(&cli(
+        cfg,
+        &["agent", "revoke", &format!("s{tag}@sock.test")],
+    ));
+    assert!(out.contains(&format!("s{tag}@sock.test")), "{out}");
+    let out = ok(&cli(cfg, &["audit", "verify"]));
+    assert!(out.contains("audit chain ok"), "{out}");
+    let v = json_of(&cli(cfg, &["audit", "verify", "--json"]));
+    assert_eq!(v["ok"], true);
+    let q = json_of(&cli(cfg, &["queue", "list"]));
+    assert!(q["items"].is_array(), "{q}");
+    // Refusals: exit 3, the reason on stderr.
+    for (args, says) in [
+        (&["agent", "show", "nobody@sock.test"][..], "not found"),
+        (
+            &["key", "create", "ops@sock.test", "--scopes", "vault:write"][..],
+            "scope",
+        ),
+        (&["queue", "show", "nope"][..], "not found"),
+        (&["org", "create", "dup", "sock.test"][..], ""),
+    ] {
+        let o = cli(cfg, args);
+        assert_eq!(
+            o.status.code(),
+            Some(3),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains(says),
+            "{args:?}"
+        );
+    }
+    // A usage error stays clap's 2.
+    assert_eq!(cli(cfg, &["agent", "frobnicate"]).status.code(), Some(2));
+}
+
+fn snapshot(cfg: &str) -> Vec<(String, String, Option<i32>)> {
+    READS
+        .iter()
+        .map(|args| {
+            let o = cli(cfg, args);
+            (
+                args.join(" "),
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                o.status.code(),
+            )
+        })
+        .collect()
+}
+
+/// The config `init` wrote, with loopback-only listeners for the in-process server (init's
+/// mail ports are the real ones) and DNS that never leaves the machine.
+pub(crate) fn served_config(path: &str) -> legate::config::Config {
+    let mut cfg = legate::config::load_file(std::path::Path::new(path)).unwrap();
+    let l = &mut cfg.listen;
+    l.http = "127.0.0.1:0".into();
+    for p in [
+        &mut l.https,
+        &mut l.smtp,
+        &mut l.submission,
+        &mut l.submissions,
+        &mut l.imap,
+        &mut l.imaps,
+    ] {
+        p.clear();
+    }
+    cfg.dns.nameservers = vec!["127.0.0.1:9".into()];
+    cfg.dns.timeout_secs = 1;
+    cfg
+}
+
+// Multi-threaded: the CLI runs as a blocking child process while the in-process server
+// answers it on another worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_command_runs_against_a_running_and_a_stopped_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let init = cli_init(&data, "sock.test");
+    // One config for the server and the CLI, so both derive the same did:web host.
+    let mut cfg = served_config(init["config"].as_str().unwrap());
+    cfg.server.public_url = "https://sock.test".into();
+    let cfg_path = dir.path().join("served.toml").display().to_string();
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+    json_of(&cli(
+        &cfg_path,
+        &["agent", "create", "ops", "--scopes", "mail:read,mail:send"],
+    ));
+
+    // Running: the store is locked, so only the socket can answer.
+    let holder = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(holder, cfg.clone()).await;
+    let sock = data.join("admin.sock");
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let md = std::fs::metadata(&sock).expect("admin.sock exists while serving");
+    assert!(md.file_type().is_socket());
+    assert_eq!(md.permissions().mode() & 0o777, 0o600);
+    mutate(&cfg_path, "1");
+    let online = snapshot(&cfg_path);
+    // rotate-master needs the server stopped: refused with the reason, exit 3.
+    let o = cli(
+        &cfg_path,
+        &[
+            "vault",
+            "rotate-master",
+            "--new-key-file",
+            dir.path().join("k2").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("stop the server"));
+    assert!(!dir.path().join("k2").exists());
+    // The server's own audit trail names the CLI operator for what the socket did.
+    let rows = server
+        .services()
+        .audit
+        .query(
+            &legate::audit::Filter {
+                action: Some("agent.create".into()),
+                ..Default::default()
+            },
+            10,
+            None,
+        )
+        .unwrap();
+    assert!(rows
+        .items
+        .iter()
+        .any(|e| e.target.contains("a1@sock.test")
+            || e.to_json().to_string().contains("a1@sock.test")));
+    server.stop().await;
+    assert!(!sock.exists(), "the socket is removed at shutdown");
+
+    // Stopped: the same reads print the same bytes.
+    let offline = snapshot(&cfg_path);
+    for (a, b) in online.iter().zip(&offline) {
+        assert_eq!(
+            a, b,
+            "output differs between the running and the stopped server"
+        );
+    }
+    assert!(online.iter().all(|(_, _, c)| *c == Some(0)), "{online:?}");
+    mutate(&cfg_path, "2");
+    // A socket file left by a crashed server does not stop the CLI opening the store.
+    let stale = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    drop(stale);
+    ok(&cli(&cfg_path, &["agent", "show", "a2@sock.test"]));
+}
+
+/// The wire protocol itself: one JSON line each way, errors named, limits enforced.
+#[tokio::test]
+async fn the_socket_protocol_names_bad_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = legate_tests::test_config(dir.path());
+    cfg.admin.max_request_bytes = 4096;
+    let holder = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(holder, cfg).await;
+    let s = tokio::net::UnixStream::connect(dir.path().join("admin.sock"))
+        .await
+        .unwrap();
+    let (r, mut w) = s.into_split();
+    let mut r = BufReader::new(r);
+    let mut ask = async |line: &[u8]| -> Value {
+        w.write_all(line).await.unwrap();
+        let mut out = String::new();
+        r.read_line(&mut out).await.unwrap();
+        serde_json::from_str(&out).unwrap()
+    };
+    let v = ask(b"{\"op\":\"ping\"}\n").await;
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["result"]["schema_version"], legate::store::SCHEMA_VERSION);
+    let v = ask(b"not json\n").await;
+    assert_eq!(v["error"]["code"], "protocol_error", "{v}");
+    let v = ask(b"{\"op\":\"nope\"}\n").await;
+    assert_eq!(v["error"]["code"], "unknown_op");
+    let v = ask(b"{\"op\":\"agent.create\",\"args\":{\"local\":\"x\",\"colour\":1}}\n").await;
+    assert_eq!(v["error"]["code"], "invalid_request", "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("colour"));
+    let v = ask(&json!({"op": "agent.create", "args": {"local": "wire"}})
+        .to_string()
+        .into_bytes()
+        .into_iter()
+        .chain(*b"\n")
+        .collect::<Vec<u8>>())
+    .await;
+    assert_eq!(v["result"]["address"], "wire@agents.test", "{v}");
+    let mut long = vec![b'x'; 5000];
+    long.push(b'\n');
+    let v = ask(&long).await;
+    assert_eq!(v["error"]["code"], "invalid_request");
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("max_request_bytes"));
+    server.stop().await;
+}
