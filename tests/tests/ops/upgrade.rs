@@ -5,7 +5,7 @@
 //! exactly that. A data directory of a newer schema is refused with a message saying so.
 //!
 //! To add a fixture when the schema changes: `LEGATE_WRITE_UPGRADE_FIXTURE=1 cargo test -p
-//! legate-tests --test ops upgrade::write_fixture -- --ignored`, then commit the directory.
+//! legate-tests --test ops upgrade::a_fixture_of_today`, then commit the directory.
 
 use legate::mailbox::Folder;
 use legate_tests::TestServer;
@@ -150,39 +150,44 @@ fn agent_keys(keys: &Value) -> Value {
     k
 }
 
+/// Opens a copy of `fixture` with today's binary and checks it serves what it served when
+/// it was written.
+async fn check_fixture(fixture: &Path) {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_fixture(fixture, &data);
+    let keys: Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("keys.json")).unwrap()).unwrap();
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(fixture.join("expected.json")).unwrap()).unwrap();
+    let mut s = TestServer::start_with(tempfile::tempdir().unwrap(), config(&data)).await;
+    s.admin_token = keys_admin(&keys);
+    let mut got = observe(&s, &agent_keys(&keys), &s.admin_token).await;
+    // The log only grows: what the fixture held must still verify.
+    assert_eq!(got["audit"]["ok"], true);
+    assert!(got["audit"]["at_least"].as_u64() >= expected["audit"]["at_least"].as_u64());
+    got["audit"] = expected["audit"].clone();
+    if got != expected {
+        let at = tmp.path().join("got.json");
+        std::fs::write(&at, serde_json::to_vec_pretty(&got).unwrap()).unwrap();
+        let keep = std::env::temp_dir().join("legate-upgrade-got.json");
+        let _ = std::fs::copy(&at, &keep);
+        panic!(
+            "{} is served differently now; what was served is in {}",
+            fixture.display(),
+            keep.display()
+        );
+    }
+    let (_, h) = s.call("GET", "/healthz", None, None).await;
+    assert_eq!(h["schema_version"], legate::store::SCHEMA_VERSION);
+    s.stop().await;
+}
+
 #[tokio::test]
 async fn every_fixture_opens_migrates_and_serves_unchanged() {
     let mut seen = 0;
     for e in std::fs::read_dir(fixtures()).unwrap() {
-        let fixture = e.unwrap().path();
-        let tmp = tempfile::tempdir().unwrap();
-        let data = tmp.path().join("data");
-        copy_fixture(&fixture, &data);
-        let keys: Value =
-            serde_json::from_slice(&std::fs::read(fixture.join("keys.json")).unwrap()).unwrap();
-        let expected: Value =
-            serde_json::from_slice(&std::fs::read(fixture.join("expected.json")).unwrap()).unwrap();
-        let mut s = TestServer::start_with(tempfile::tempdir().unwrap(), config(&data)).await;
-        s.admin_token = keys_admin(&keys);
-        let mut got = observe(&s, &agent_keys(&keys), &s.admin_token).await;
-        // The log only grows: what the fixture held must still verify.
-        assert_eq!(got["audit"]["ok"], true);
-        assert!(got["audit"]["at_least"].as_u64() >= expected["audit"]["at_least"].as_u64());
-        got["audit"] = expected["audit"].clone();
-        if got != expected {
-            let at = tmp.path().join("got.json");
-            std::fs::write(&at, serde_json::to_vec_pretty(&got).unwrap()).unwrap();
-            let keep = std::env::temp_dir().join("legate-upgrade-got.json");
-            let _ = std::fs::copy(&at, &keep);
-            panic!(
-                "{} is served differently now; what was served is in {}",
-                fixture.display(),
-                keep.display()
-            );
-        }
-        let (_, h) = s.call("GET", "/healthz", None, None).await;
-        assert_eq!(h["schema_version"], legate::store::SCHEMA_VERSION);
-        s.stop().await;
+        check_fixture(&e.unwrap().path()).await;
         seen += 1;
     }
     assert!(seen >= 1, "no upgrade fixture");
@@ -232,14 +237,19 @@ async fn a_newer_schema_is_refused_with_a_clear_message() {
     );
 }
 
-/// Writes `tests/fixtures/upgrade/schema-<current>/` (see the module docs).
+/// Makes a fixture of today's version and checks that it reopens serving the same. With
+/// `LEGATE_WRITE_UPGRADE_FIXTURE=1` it is written to `tests/fixtures/upgrade/schema-<n>/`
+/// (see the module docs); otherwise to a temporary directory, so every run proves the
+/// writer and what it records still agree.
 #[tokio::test]
-#[ignore = "writes a fixture; run by hand when the schema changes"]
-async fn write_fixture() {
-    if std::env::var_os("LEGATE_WRITE_UPGRADE_FIXTURE").is_none() {
-        return;
-    }
-    let out = fixtures().join(format!("schema-{}", legate::store::SCHEMA_VERSION));
+async fn a_fixture_of_today_reopens_serving_the_same() {
+    let scratch = tempfile::tempdir().unwrap();
+    let name = format!("schema-{}", legate::store::SCHEMA_VERSION);
+    let out = if std::env::var_os("LEGATE_WRITE_UPGRADE_FIXTURE").is_some() {
+        fixtures().join(&name)
+    } else {
+        scratch.path().join(&name)
+    };
     assert!(!out.exists(), "{} exists", out.display());
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -342,4 +352,5 @@ Message-ID: <fx{i}@remote.test>\r\nDate: Mon, 23 Nov 2026 10:00:0{i} +0000\r\n\r
         serde_json::to_vec_pretty(&expected).unwrap(),
     )
     .unwrap();
+    check_fixture(&out).await;
 }
