@@ -18,6 +18,7 @@ pub mod space;
 pub mod stats;
 mod trees;
 mod tx;
+mod verify;
 
 pub use blob::{BlobId, BlobPin, BlobReader};
 pub use codec::{decode, encode};
@@ -380,74 +381,6 @@ impl Store {
             .blobs
             .sweep(grace, |id| Ok(counts.get(id.0)?.is_some()))?;
         Ok(n as u64)
-    }
-
-    /// Checks that every message record has its blob and every blob a holder (and, with
-    /// `deep`, that each blob still hashes to its name); with `sweep`, removes orphans
-    /// older than `grace`. Offline: the server holds the database lock while it runs.
-    pub fn verify_blobs(
-        &self,
-        deep: bool,
-        sweep: Option<std::time::Duration>,
-    ) -> Result<BlobReport, StoreError> {
-        let mut r = BlobReport::default();
-        let mut refs: std::collections::HashMap<BlobId, u64> = Default::default();
-        for e in self.scan_prefix(Tree::BlobRefs, &[]) {
-            let (_, v) = e?;
-            if let Some(id) = BlobId::from_slice(&v) {
-                *refs.entry(id).or_insert(0) += 1;
-            }
-        }
-        let files = self.inner.blobs.list()?;
-        let present: std::collections::HashSet<BlobId> = files.iter().map(|l| l.id).collect();
-        for e in self.scan_prefix(Tree::Messages, &[]) {
-            let (k, _) = e?;
-            r.records += 1;
-            let linked = self.blob_id_of(&k)?;
-            if !linked.is_some_and(|id| present.contains(&id)) {
-                r.missing.push(String::from_utf8_lossy(&k).into_owned());
-            }
-        }
-        for e in self.scan_prefix(Tree::BlobCounts, &[]) {
-            let (k, v) = e?;
-            let stored = <[u8; 8]>::try_from(v.as_slice()).map_or(0, u64::from_be_bytes);
-            let found = BlobId::from_slice(&k).and_then(|id| refs.get(&id).copied());
-            if found != Some(stored) {
-                r.bad_counts.push(data_encoding::HEXLOWER.encode(&k));
-            }
-        }
-        for (id, n) in &refs {
-            if self.tree(Tree::BlobCounts).get(id.0)?.is_none() {
-                r.bad_counts
-                    .push(format!("{} (0 stored, {n} found)", id.hex()));
-            }
-        }
-        for l in &files {
-            r.blobs += 1;
-            r.blob_bytes += l.len;
-            if !refs.contains_key(&l.id) {
-                r.orphans.push(l.id.hex());
-            }
-            if deep {
-                let ok = self
-                    .inner
-                    .blobs
-                    .get(&l.id)?
-                    .is_some_and(|b| BlobId::of(&b) == l.id);
-                if !ok {
-                    r.corrupt.push(l.id.hex());
-                }
-            }
-        }
-        r.unmigrated = self.len(Tree::MessageBlobs) as u64;
-        if let Some(grace) = sweep {
-            r.swept = self.sweep_blobs(grace)?;
-            let kept: std::collections::HashSet<BlobId> =
-                self.inner.blobs.list()?.into_iter().map(|l| l.id).collect();
-            r.orphans
-                .retain(|h| BlobId::from_hex(h).is_some_and(|id| kept.contains(&id)));
-        }
-        Ok(r)
     }
 
     /// Makes every write completed before this call durable. Concurrent callers share one
