@@ -8,6 +8,7 @@
 #   (b) a mixed load: CLIENTS (20) processes for SECS (30) s, each looping SELECT, 3 FETCH
 #       BODY.PEEK[], STORE a flag, UID SEARCH SUBJECT+FLAGGED, NOOP; total ops/s, and the
 #       client-side seconds spent per command (where the time goes);
+#   (c) one client alone: the median latency of each command of the mixed load;
 # then the ratios legate/dovecot and legate's RSS (VmRSS): its peak while the clients are
 # logged in (sampled every 0.5 s) and at the end. Both servers in clear text on loopback (legate with
 # imap.danger_allow_plaintext_login) so that neither pays for TLS.
@@ -147,6 +148,13 @@ for srv in legate dovecot; do
   F[$srv.mixed]=$(echo "$out" | awk '/^ops/ {print $4}')
   echo "  $srv mixed load, $CLIENTS clients for ${SECS}s: $(echo "$out" | awk '/^ops/ {print $2}') ops = ${F[$srv.mixed]} ops/s"
   echo "    client-side seconds by command: $(echo "$out" | sed -n 's/^time-by-command //p')"
+done
+# --- (c) one client: latency of each command ---------------------------------------------------
+$LOAD latency 127.0.0.1 "$IMAP_L" ops@agents.test "$KEY" > "$WORK/lat.legate"
+$LOAD latency 127.0.0.1 "$IMAP_D" ops "$PASS_DV" > "$WORK/lat.dovecot"
+echo "  one client, median ms per command:      legate    dovecot"
+paste -d" " "$WORK/lat.legate" "$WORK/lat.dovecot" | while read -r name l _ d; do
+  printf "    %-20s %16s %10s\n" "${name//_/ }" "$l" "$d"
 done
 ratio() { echo "scale=2; ${F[legate.$1]} / ${F[dovecot.$1]}" | bc -l; }
 echo "== legate / dovecot (goal >= 1.5)"

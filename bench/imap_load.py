@@ -8,6 +8,7 @@ far less than the server it measures.
   imap_load.py smtp CORPUS HOST PORT RCPT   deliver the corpus over SMTP (8 connections)
   imap_load.py fetch HOST PORT USER PASS    time FETCH 1:* headers, then bodies
   imap_load.py mixed HOST PORT USER PASS CLIENTS SECS   mixed load, prints ops/s
+  imap_load.py latency HOST PORT USER PASS  one client: median ms of each mixed-load command
 """
 import multiprocessing as mp
 import os
@@ -175,6 +176,35 @@ def mixed(host, port, user, pw, clients, secs):
     del wall
 
 
+# The commands of the mixed load (and two whole-mailbox reads), timed one at a time.
+LATENCY = [
+    ("SELECT", "SELECT INBOX"),
+    ("FETCH 1 body", "FETCH {mid} (UID FLAGS RFC822.SIZE BODY.PEEK[])"),
+    ("STORE 1 flag", "STORE {mid} +FLAGS.SILENT (\\Flagged)"),
+    ("SEARCH SUBJECT", "UID SEARCH SUBJECT invoice FLAGGED"),
+    ("SEARCH UID n:*", "UID SEARCH UID {mid}:*"),
+    ("NOOP", "NOOP"),
+    ("FETCH 1:* FLAGS", "FETCH 1:* (FLAGS)"),
+]
+
+
+def latency(host, port, user, pw):
+    c = Client(host, port)
+    c.login(user, pw)
+    _, lines = c.cmd("SELECT INBOX", keep=True)
+    exists = next(int(x.split()[1]) for x in lines if x.endswith(b" EXISTS"))
+    c.cmd("FETCH 1:* (UID FLAGS)")
+    for name, text in LATENCY:
+        times = []
+        for _ in range(11):
+            t = time.perf_counter()
+            c.cmd(text.format(mid=max(1, exists // 2)))
+            times.append((time.perf_counter() - t) * 1000)
+        times.sort()
+        print(f"{name.replace(' ', '_')} {times[5]:.2f}")
+    c.cmd("LOGOUT")
+
+
 def deliver(files, host, port, rcpt):
     s = smtplib.SMTP(host, port, timeout=60)
     s.ehlo("bench.source.test")
@@ -213,6 +243,8 @@ def main():
             t.join()
     elif cmd == "fetch":
         fetch(args[0], int(args[1]), args[2], args[3])
+    elif cmd == "latency":
+        latency(args[0], int(args[1]), args[2], args[3])
     elif cmd == "mixed":
         mixed(args[0], int(args[1]), args[2], args[3], int(args[4]), float(args[5]))
     else:
