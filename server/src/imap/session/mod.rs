@@ -249,7 +249,18 @@ impl Session {
                 return flow;
             }
         }
+        // RFC 9051 §7.5.1: no EXPUNGE while answering FETCH, STORE or SEARCH (their UID forms
+        // may have them).
+        let expunge_ok = !matches!(
+            &cmd.body,
+            CommandBody::Fetch { uid: false, .. }
+                | CommandBody::Store { uid: false, .. }
+                | CommandBody::Search { uid: false, .. }
+        );
         let (reply, flow) = self.dispatch(cmd).await;
+        if matches!(flow, Flow::Continue) {
+            self.sync_if_rung(expunge_ok).await;
+        }
         self.ctx
             .metrics
             .imap_commands
