@@ -486,6 +486,19 @@ def main():
     M.sock.settimeout(None)
     typ, data = M.uid("SEARCH", "SUBJECT", '"via smtp"')
     check("the delivered message is searchable", typ == "OK" and data[0] != b"", data)
+    # SENTON compares the Date field's own calendar date: 23:30 -0800 on the 25th is the
+    # 26th in UTC, yet it was sent on the 25th.
+    late = simple("late evening", "sent late", date="Wed, 25 Nov 2026 23:30:00 -0800")
+    M.untagged_responses.clear()
+    typ, data = M.append("INBOX", None, None, late)
+    check("APPEND into the selected folder answers EXISTS", "EXISTS" in M.untagged_responses,
+          list(M.untagged_responses))
+    m = re.search(rb"APPENDUID \d+ (\d+)", flat(data))
+    uid_late = int(m.group(1)) if m else 0
+    typ, got = search("SENTON", "25-Nov-2026")
+    check("SENTON uses the Date field's own day (-0800, late evening)", uid_late in got, (uid_late, got))
+    typ, got = search("SENTON", "26-Nov-2026")
+    check("SENTON is not the day in UTC", uid_late not in got, (uid_late, got))
     typ, data = M.noop()
     check("NOOP when selected", typ == "OK", data)
     typ, data = M.logout()
