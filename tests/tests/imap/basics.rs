@@ -243,6 +243,34 @@ async fn fetch_store_search_copy_move_expunge_and_append() {
 }
 
 #[tokio::test]
+async fn sent_dates_are_compared_in_the_date_fields_own_zone() {
+    // RFC 9051 §6.4.4: SENTON and friends disregard time and timezone. 23:30 -0800 on the
+    // 25th is the 26th in UTC, but the message was sent on the 25th.
+    let s = start().await;
+    let (id, key) = bot(&s).await;
+    let raw = b"From: a@remote.test\r\nTo: bot@agents.test\r\nSubject: late\r\n\
+Date: Wed, 25 Nov 2026 23:30:00 -0800\r\n\r\nbody\r\n";
+    s.deliver(&id, Folder::Inbox, raw).await;
+    let mut c = session(&s, &key).await;
+    c.cmd("SELECT INBOX").await;
+    for (query, hit) in [
+        ("SENTON 25-Nov-2026", true),
+        ("SENTON 26-Nov-2026", false),
+        ("SENTBEFORE 26-Nov-2026", true),
+        ("SENTSINCE 26-Nov-2026", false),
+        ("SENTSINCE 25-Nov-2026", true),
+    ] {
+        let se = c.cmd(&format!("SEARCH {query}")).await;
+        let want = if hit {
+            "* SEARCH 1\r\n"
+        } else {
+            "* SEARCH\r\n"
+        };
+        assert!(se.all().contains(want), "{query}: {}", se.all());
+    }
+}
+
+#[tokio::test]
 async fn bodystructure_of_alternative_with_attachment_and_binary() {
     let s = start().await;
     let (id, key) = bot(&s).await;

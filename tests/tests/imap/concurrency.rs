@@ -39,6 +39,36 @@ async fn two_sessions_see_each_others_flags_and_expunges() {
 }
 
 #[tokio::test]
+async fn changes_are_announced_after_any_command_not_only_noop() {
+    let s = start().await;
+    let (id, key) = bot(&s).await;
+    s.deliver(&id, Folder::Inbox, &message("m1", "x")).await;
+    let mut a = session(&s, &key).await;
+    let mut b = session(&s, &key).await;
+    a.cmd("SELECT INBOX").await;
+    b.cmd("SELECT INBOX").await;
+    // APPEND into the selected folder answers EXISTS (RFC 9051 §6.3.12), and the message is
+    // searchable at once.
+    let msg = message("m2", "y");
+    a.write(format!("ap APPEND INBOX {{{}+}}\r\n", msg.len()).as_bytes())
+        .await;
+    let ap = a.raw("ap", &[msg.as_slice(), b"\r\n"].concat()).await;
+    assert!(ap.all().contains("* 2 EXISTS"), "{}", ap.all());
+    let se = a.cmd("UID SEARCH ALL").await;
+    assert!(se.all().contains("* SEARCH 1 2\r\n"), "{}", se.all());
+    // Another session learns of it with its next command, whatever that is; an expunge
+    // waits for a command that may carry it (not FETCH by sequence number).
+    let f = b.cmd("FETCH 1 (UID)").await;
+    assert!(f.all().contains("* 2 EXISTS"), "{}", f.all());
+    a.cmd("STORE 1 +FLAGS (\\Deleted)").await;
+    a.cmd("EXPUNGE").await;
+    let f = b.cmd("FETCH 1 (UID)").await;
+    assert!(!f.all().contains("EXPUNGE"), "{}", f.all());
+    let f = b.cmd("UID FETCH 2 (UID)").await;
+    assert!(f.all().contains("* 1 EXPUNGE"), "{}", f.all());
+}
+
+#[tokio::test]
 async fn idle_wakes_on_smtp_delivery_rest_flag_change_and_delete() {
     let s = start().await;
     let (id, key) = bot(&s).await;

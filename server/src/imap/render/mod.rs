@@ -92,9 +92,15 @@ impl<'a> MessageView<'a> {
         search::body_text(&self.root())
     }
 
-    /// The Date header as unix seconds (SEARCH SENTBEFORE/SENTON/SENTSINCE).
+    /// The Date header as unix seconds.
     pub fn sent_date(&self) -> Option<i64> {
         search::sent_date(&self.root())
+    }
+
+    /// The Date header's calendar date in its own zone, as unix seconds of that date's
+    /// midnight UTC (SEARCH SENTBEFORE/SENTON/SENTSINCE).
+    pub fn sent_day(&self) -> Option<i64> {
+        search::sent_day(&self.root())
     }
 
     fn root(&self) -> Node<'_, 'a> {
@@ -317,6 +323,7 @@ Inner body.\r\n\
         let _ = view.body_structure(false);
         let _ = view.body_text();
         let _ = view.sent_date();
+        let _ = view.sent_day();
         let _ = view.header_values("subject");
         let names = Vec1::from(AString::try_from("subject").expect("an atom"));
         for path in [&[1][..], &[1, 1], &[1, 2], &[2], &[2, 1], &[2, 1, 1], &[3]] {

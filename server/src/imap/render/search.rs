@@ -57,14 +57,29 @@ fn collect_text(node: &Node<'_, '_>, out: &mut String) {
 }
 
 /// The first Date field, if mail-parser could read it as a valid date.
-pub(super) fn sent_date(root: &Node<'_, '_>) -> Option<i64> {
+fn date_field<'x>(root: &'x Node<'_, '_>) -> Option<&'x mail_parser::DateTime> {
     root.part
         .headers
         .iter()
         .find(|h| h.name.as_str().eq_ignore_ascii_case("Date"))
         .and_then(|h| h.value.as_datetime())
         .filter(|d| d.is_valid())
-        .map(|d| d.to_timestamp())
+}
+
+/// The first Date field as unix seconds.
+pub(super) fn sent_date(root: &Node<'_, '_>) -> Option<i64> {
+    date_field(root).map(|d| d.to_timestamp())
+}
+
+/// The calendar date of the first Date field in its own time zone, as the unix seconds of
+/// that date's midnight UTC. SENTBEFORE/SENTON/SENTSINCE compare dates "disregarding time
+/// and timezone" (RFC 9051 §6.4.4): 23:30 -0800 on the 25th is the 25th, though it is the
+/// 26th in UTC.
+pub(super) fn sent_day(root: &Node<'_, '_>) -> Option<i64> {
+    let d = date_field(root)?;
+    chrono::NaiveDate::from_ymd_opt(i32::from(d.year), u32::from(d.month), u32::from(d.day))
+        .and_then(|n| n.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc().timestamp())
 }
 
 #[cfg(test)]
@@ -113,5 +128,18 @@ Content-Transfer-Encoding: quoted-printable\r\n\r\ncaf=E9\r\n";
             None
         );
         assert_eq!(MessageView::parse(b"Subject: x\r\n\r\n").sent_date(), None);
+    }
+
+    #[test]
+    fn sent_day_is_the_date_in_the_fields_own_zone() {
+        // 2026-11-25 23:30 -0800 is the 26th in UTC; the day SEARCH compares is the 25th.
+        let raw = b"Date: Wed, 25 Nov 2026 23:30:00 -0800\r\n\r\n";
+        assert_eq!(MessageView::parse(raw).sent_day(), Some(1_795_564_800));
+        let raw = b"Date: Thu, 26 Nov 2026 00:30:00 +0200\r\n\r\n";
+        assert_eq!(MessageView::parse(raw).sent_day(), Some(1_795_651_200));
+        assert_eq!(
+            MessageView::parse(b"Date: whenever\r\n\r\n").sent_day(),
+            None
+        );
     }
 }

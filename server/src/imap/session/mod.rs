@@ -272,8 +272,8 @@ impl Session {
         );
         let (reply, flow) = self.dispatch(cmd).await;
         // What others changed meanwhile, before the tagged answer, after any command.
-        if matches!(flow, Flow::Continue) && matches!(self.state, State::Selected(..)) {
-            self.sync(expunge_ok).await;
+        if matches!(flow, Flow::Continue) {
+            self.sync_if_rung(expunge_ok).await;
         }
         self.ctx
             .metrics

@@ -125,6 +125,9 @@ fn needs_raw(key: &SearchKey<'_>, depth: usize) -> bool {
     }
     match key {
         SearchKey::Bcc(_) | SearchKey::Body(_) | SearchKey::Text(_) | SearchKey::Header(..) => true,
+        // The record keeps the Date as a UTC instant; the day in the field's own zone is in
+        // the message.
+        SearchKey::SentBefore(_) | SearchKey::SentOn(_) | SearchKey::SentSince(_) => true,
         SearchKey::And(v) => v.as_ref().iter().any(|k| needs_raw(k, depth + 1)),
         SearchKey::Not(k) => needs_raw(k, depth + 1),
         SearchKey::Or(a, b) => needs_raw(a, depth + 1) || needs_raw(b, depth + 1),
@@ -156,6 +159,16 @@ fn uses_modseq(key: &SearchKey<'_>) -> bool {
 
 fn has_flag(rec: &StoredMessage, f: &str) -> bool {
     rec.flags.iter().any(|x| x.eq_ignore_ascii_case(f))
+}
+
+/// Midnight UTC (ms) of the day the message says it was sent, in the Date field's own zone
+/// (RFC 9051: "disregarding time and timezone"). Without the message, the UTC day of the
+/// record's date.
+fn sent_day_ms(c: &Candidate<'_>) -> Option<i64> {
+    match c.view.and_then(|v| v.sent_day()) {
+        Some(day) => Some(day * 1000),
+        None => c.rec.date.map(|s| (s * 1000).div_euclid(DAY_MS) * DAY_MS),
+    }
 }
 
 fn eval(key: &SearchKey<'_>, c: &Candidate<'_>, b: &Bounds) -> bool {
@@ -195,13 +208,9 @@ fn eval(key: &SearchKey<'_>, c: &Candidate<'_>, b: &Bounds) -> bool {
             (m..m + DAY_MS).contains(&r.received_at_ms)
         }
         SearchKey::Since(d) => r.received_at_ms >= midnight_ms(d),
-        SearchKey::SentBefore(d) => r.date.is_some_and(|s| s * 1000 < midnight_ms(d)),
-        SearchKey::SentOn(d) => {
-            let m = midnight_ms(d);
-            r.date
-                .is_some_and(|s| (m..m + DAY_MS).contains(&(s * 1000)))
-        }
-        SearchKey::SentSince(d) => r.date.is_some_and(|s| s * 1000 >= midnight_ms(d)),
+        SearchKey::SentBefore(d) => sent_day_ms(c).is_some_and(|s| s < midnight_ms(d)),
+        SearchKey::SentOn(d) => sent_day_ms(c).is_some_and(|s| s == midnight_ms(d)),
+        SearchKey::SentSince(d) => sent_day_ms(c).is_some_and(|s| s >= midnight_ms(d)),
         SearchKey::Older(secs) => r.received_at_ms <= b.now_ms - i64::from(secs.get()) * 1000,
         SearchKey::Younger(secs) => r.received_at_ms >= b.now_ms - i64::from(secs.get()) * 1000,
         SearchKey::From(s) => has_text(&addr_text(r.from.as_slice()), &astr(s)),

@@ -283,6 +283,21 @@ impl Session {
         }
     }
 
+    /// After any command: [`Session::sync`] if the bell rang since the session last looked,
+    /// so an APPEND or COPY into the selected folder, or a delivery during a command, is
+    /// answered with EXISTS at once (RFC 9051 §5.2: size changes observed while a command
+    /// runs are sent) rather than at the next NOOP. The bell holds the agent's modseq, so
+    /// nothing is read when nothing changed; expunges held back by an earlier command go
+    /// out at the first command that may carry them.
+    pub(super) async fn sync_if_rung(&mut self, expunge_ok: bool) {
+        let due = self
+            .selected_mut()
+            .is_some_and(|s| *s.bell.borrow() > s.modseq || (expunge_ok && !s.gone.is_empty()));
+        if due {
+            self.sync(expunge_ok).await;
+        }
+    }
+
     /// QRESYNC at SELECT (RFC 7162 §3.2.5): what was expunged since the client's modseq
     /// (`VANISHED (EARLIER)`, limited to the UIDs it knows), then the flags of what changed.
     pub(super) async fn qresync_replay(&mut self, since: u64, known: Option<SequenceSet>) {
