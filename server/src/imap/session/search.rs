@@ -119,6 +119,34 @@ fn astr(s: &impl AsRef<[u8]>) -> String {
 }
 
 /// Whether evaluating `key` needs the stored message.
+/// Whether `key` can be answered from message numbers alone (ALL, sequence and UID sets and
+/// their combinations): then no record is read at all.
+fn numbers_only(key: &SearchKey<'_>, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    match key {
+        SearchKey::All | SearchKey::SequenceSet(_) | SearchKey::Uid(_) => true,
+        SearchKey::And(v) => v.as_ref().iter().all(|k| numbers_only(k, depth + 1)),
+        SearchKey::Not(k) => numbers_only(k, depth + 1),
+        SearchKey::Or(a, b) => numbers_only(a, depth + 1) && numbers_only(b, depth + 1),
+        _ => false,
+    }
+}
+
+/// [`eval`] for a key that [`numbers_only`] accepts.
+fn eval_numbers(key: &SearchKey<'_>, seq: u32, uid: u32, b: &Bounds) -> bool {
+    match key {
+        SearchKey::All => true,
+        SearchKey::SequenceSet(set) => set_has(set, seq, b.max_seq),
+        SearchKey::Uid(set) => set_has(set, uid, b.max_uid),
+        SearchKey::And(v) => v.as_ref().iter().all(|k| eval_numbers(k, seq, uid, b)),
+        SearchKey::Not(k) => !eval_numbers(k, seq, uid, b),
+        SearchKey::Or(x, y) => eval_numbers(x, seq, uid, b) || eval_numbers(y, seq, uid, b),
+        _ => false,
+    }
+}
+
 fn needs_raw(key: &SearchKey<'_>, depth: usize) -> bool {
     if depth > MAX_DEPTH {
         return false;
@@ -309,6 +337,15 @@ impl Session {
                 now_ms: crate::util::now_millis(),
             };
             let mut hits: Vec<(u32, u32, u64)> = Vec::new();
+            if numbers_only(&key, 0) {
+                for (i, uid) in uids.iter().enumerate() {
+                    let seq = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                    if !gone.contains(uid) && eval_numbers(&key, seq, *uid, &b) {
+                        hits.push((seq, *uid, 0));
+                    }
+                }
+                return Ok(hits);
+            }
             // A chunk of records at a time: a search of a large mailbox never holds them all.
             for chunk in uids.chunks(super::write::CHUNK) {
                 for rec in &mb.records_by_uid(&agent, folder, chunk)? {
