@@ -212,9 +212,18 @@ def main():
     check("SUBSCRIBE an existing folder is OK", typ == "OK", data)
     typ, data = M.unsubscribe("Archive")
     check("UNSUBSCRIBE answers", typ in ("OK", "NO"), data)
-    for cmd, args in [("create", ("Projects",)), ("delete", ("Archive",)), ("rename", ("Archive", "Old"))]:
+    # System folders stay; the agent's own are created, renamed and deleted.
+    for cmd, args in [("delete", ("Archive",)), ("rename", ("Archive", "Old"))]:
         tagged, _ = raw(M, (cmd.upper() + " " + " ".join(args)).encode())
-        check(f"{cmd.upper()} is NO [CANNOT] (folders are fixed)", b"NO [CANNOT]" in tagged, tagged)
+        check(f"{cmd.upper()} of a system folder is NO [CANNOT]", b"NO [CANNOT]" in tagged, tagged)
+    typ, data = M.create("Projects")
+    check("CREATE an own folder", typ == "OK", data)
+    typ, data = M.rename("Projects", "Done")
+    check("RENAME an own folder", typ == "OK", data)
+    typ, data = M.list()
+    check("LIST shows the renamed folder only", b"Done" in flat(data) and b"Projects" not in flat(data), data)
+    typ, data = M.delete("Done")
+    check("DELETE an own folder", typ == "OK", data)
     typ, data = M.status("INBOX", "(MESSAGES UIDNEXT UIDVALIDITY UNSEEN SIZE HIGHESTMODSEQ)")
     s = flat(data)
     check("STATUS with SIZE and HIGHESTMODSEQ", typ == "OK" and b"SIZE" in s and b"HIGHESTMODSEQ" in s, s)

@@ -54,7 +54,13 @@ pub(super) struct ListArgs {
 }
 
 pub(super) async fn audit(cfg: Config, c: AuditCmd, as_json: bool) -> anyhow::Result<ExitCode> {
-    let mut s = Session::open(&cfg).await?;
+    // Verifying reads only, and works on a data directory no admin has used yet (a fresh
+    // install, a restored backup checked before its first start).
+    let mut s = if matches!(c, AuditCmd::Verify { .. }) {
+        Session::open_reader(&cfg).await?
+    } else {
+        Session::open(&cfg).await?
+    };
     match c {
         AuditCmd::Verify { head } => {
             let r = s.call("audit.verify", json!({"head": head})).await?;

@@ -21,7 +21,12 @@ pub(super) enum DkimCmd {
 
 /// `legate dkim …`.
 pub(super) async fn dkim(cfg: Config, c: DkimCmd, as_json: bool) -> anyhow::Result<ExitCode> {
-    let mut s = Session::open(&cfg).await?;
+    // Reading needs no admin: the keys exist as soon as the data directory does, so the
+    // records can be published before the first `serve`.
+    let mut s = match c {
+        DkimCmd::Records => Session::open_reader(&cfg).await?,
+        _ => Session::open(&cfg).await?,
+    };
     let (r, json_out) = match c {
         DkimCmd::Records => (s.call("dkim.records", json!({})).await?, as_json),
         DkimCmd::Rotate => (s.call("dkim.rotate", json!({})).await?, as_json),

@@ -23,6 +23,24 @@ pub(super) fn open_offline(cfg: Config) -> anyhow::Result<(Services, Actor)> {
     Ok((services, actor))
 }
 
+/// [`open_offline`] for a command that only reads what exists from the first open on (the
+/// DKIM records): before any admin exists it acts as a placeholder operator, which the
+/// read-only operations it runs neither check nor audit.
+pub(super) fn open_offline_reader(cfg: Config) -> anyhow::Result<(Services, Actor)> {
+    let api = if cfg.listen.https.is_empty() {
+        &cfg.listen.http
+    } else {
+        &cfg.listen.https
+    };
+    let did = app::did_host(&cfg, api.rsplit(':').next().and_then(|p| p.parse().ok()));
+    let services = Services::open(cfg, did)?;
+    let actor = match services.identity.first_human()? {
+        Some(h) => Actor::cli(&h.id, &h.email),
+        None => Actor::cli("operator", "operator@localhost"),
+    };
+    Ok((services, actor))
+}
+
 pub(super) fn print_json(v: &serde_json::Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }

@@ -27,6 +27,18 @@ impl Session {
         }
     }
 
+    /// [`Session::open`] for reading what exists before the first start (DKIM records, the
+    /// audit chain): offline it needs no admin yet.
+    pub(super) async fn open_reader(cfg: &Config) -> anyhow::Result<Session> {
+        match Self::server(cfg).await? {
+            Some(c) => Ok(Session::Server(c)),
+            None => {
+                let (s, actor) = super::offline::open_offline_reader(cfg.clone())?;
+                Ok(Session::Offline(Box::new((s, actor))))
+            }
+        }
+    }
+
     /// A connection to the running server, if one listens.
     pub(super) async fn server(cfg: &Config) -> anyhow::Result<Option<Client>> {
         Ok(Client::connect(&cfg.storage.path.join(SOCKET_FILE)).await?)
