@@ -219,6 +219,29 @@ impl MailboxService {
         folder: Folder,
         uids: &[u32],
     ) -> Result<Vec<StoredMessage>, MailboxError> {
+        self.records_by_uid_as(agent, folder, uids, false)
+    }
+
+    /// [`Self::records_by_uid`] reading only the numbers and flags of each record (UID,
+    /// modseq, flags, size, received time): the text fields come back empty. What a client
+    /// syncing flags (`FETCH 1:* (UID FLAGS)`) and a flag or date SEARCH need, at a fraction
+    /// of the decoding.
+    pub fn records_by_uid_light(
+        &self,
+        agent: &str,
+        folder: Folder,
+        uids: &[u32],
+    ) -> Result<Vec<StoredMessage>, MailboxError> {
+        self.records_by_uid_as(agent, folder, uids, true)
+    }
+
+    fn records_by_uid_as(
+        &self,
+        agent: &str,
+        folder: Folder,
+        uids: &[u32],
+        light: bool,
+    ) -> Result<Vec<StoredMessage>, MailboxError> {
         let (Some(&first), Some(&last)) = (uids.first(), uids.last()) else {
             return Ok(Vec::new());
         };
@@ -255,9 +278,14 @@ impl MailboxService {
         }
         let mut out = Vec::with_capacity(ids.len());
         for (uid, id) in ids {
-            let rec = self
-                .store
-                .get_record::<StoredMessage>(Tree::Messages, &id)?;
+            let rec = if light {
+                self.store
+                    .get_record::<model::LightRecord>(Tree::Messages, &id)?
+                    .map(model::LightRecord::into_stored)
+            } else {
+                self.store
+                    .get_record::<StoredMessage>(Tree::Messages, &id)?
+            };
             if let Some(r) =
                 rec.filter(|r| r.agent_id == agent && r.folder == folder && r.uid == uid)
             {

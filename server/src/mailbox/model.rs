@@ -120,6 +120,52 @@ impl MessageContent {
     }
 }
 
+/// The numbers and flags of a [`StoredMessage`], decoded without its text fields (serde
+/// skips what a struct does not name, without allocating it).
+#[derive(Debug, Deserialize)]
+pub(super) struct LightRecord {
+    id: String,
+    agent_id: String,
+    folder: Folder,
+    uid: u32,
+    modseq: u64,
+    flags: Vec<String>,
+    received_at_ms: i64,
+    size: u64,
+    #[serde(default)]
+    date: Option<i64>,
+}
+
+impl LightRecord {
+    pub(super) fn into_stored(self) -> StoredMessage {
+        StoredMessage {
+            id: self.id,
+            agent_id: self.agent_id,
+            folder: self.folder,
+            uid: self.uid,
+            thread_id: String::new(),
+            modseq: self.modseq,
+            flags: self.flags,
+            labels: Vec::new(),
+            received_at_ms: self.received_at_ms,
+            size: self.size,
+            from: None,
+            to: Vec::new(),
+            cc: Vec::new(),
+            reply_to: Vec::new(),
+            subject: String::new(),
+            date: self.date,
+            message_id: None,
+            preview: String::new(),
+            attachments: Vec::new(),
+            auth_json: None,
+            envelope_from: String::new(),
+            envelope_to: Vec::new(),
+            external: false,
+        }
+    }
+}
+
 /// A whole message as `get` returns it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
@@ -372,5 +418,28 @@ mod tests {
             crate::store::decode::<MessageContent>(&bytes).unwrap(),
             m.content
         );
+    }
+
+    #[test]
+    fn a_light_read_keeps_the_numbers_and_flags() {
+        let m = StoredMessage::sample();
+        let bytes = crate::store::encode(&m).unwrap();
+        let l: LightRecord = crate::store::decode(&bytes).unwrap();
+        let back = l.into_stored();
+        assert_eq!(
+            (
+                back.id.as_str(),
+                back.agent_id.as_str(),
+                back.folder,
+                back.uid
+            ),
+            (m.id.as_str(), m.agent_id.as_str(), m.folder, m.uid)
+        );
+        assert_eq!(
+            (back.modseq, &back.flags, back.size),
+            (m.modseq, &m.flags, m.size)
+        );
+        assert_eq!((back.received_at_ms, back.date), (m.received_at_ms, m.date));
+        assert!(back.subject.is_empty() && back.from.is_none());
     }
 }

@@ -375,7 +375,8 @@ impl Session {
         }
         let mut unknown_cte = false;
         for chunk in uids.chunks(super::write::CHUNK) {
-            let mut recs = match self.records_for(chunk) {
+            // Without body items only numbers and flags are read (a client syncing flags).
+            let mut recs = match self.records_for_as(chunk, !plan.needs_raw) {
                 Ok(r) => r,
                 Err(r) => return r,
             };

@@ -134,6 +134,47 @@ fn numbers_only(key: &SearchKey<'_>, depth: usize) -> bool {
     }
 }
 
+/// Whether `key` reads only a record's numbers and flags (see
+/// `MailboxService::records_by_uid_light`): flags, keywords, sizes, arrival dates, UIDs,
+/// sequence numbers and modseqs.
+fn light_only(key: &SearchKey<'_>, depth: usize) -> bool {
+    if depth > MAX_DEPTH {
+        return false;
+    }
+    match key {
+        SearchKey::And(v) => v.as_ref().iter().all(|k| light_only(k, depth + 1)),
+        SearchKey::Not(k) => light_only(k, depth + 1),
+        SearchKey::Or(a, b) => light_only(a, depth + 1) && light_only(b, depth + 1),
+        SearchKey::All
+        | SearchKey::SequenceSet(_)
+        | SearchKey::Uid(_)
+        | SearchKey::Answered
+        | SearchKey::Unanswered
+        | SearchKey::Deleted
+        | SearchKey::Undeleted
+        | SearchKey::Draft
+        | SearchKey::Undraft
+        | SearchKey::Flagged
+        | SearchKey::Unflagged
+        | SearchKey::Seen
+        | SearchKey::Unseen
+        | SearchKey::Recent
+        | SearchKey::New
+        | SearchKey::Old
+        | SearchKey::Keyword(_)
+        | SearchKey::Unkeyword(_)
+        | SearchKey::Larger(_)
+        | SearchKey::Smaller(_)
+        | SearchKey::Before(_)
+        | SearchKey::On(_)
+        | SearchKey::Since(_)
+        | SearchKey::Older(_)
+        | SearchKey::Younger(_)
+        | SearchKey::ModSequence { .. } => true,
+        _ => false,
+    }
+}
+
 /// [`eval`] for a key that [`numbers_only`] accepts.
 fn eval_numbers(key: &SearchKey<'_>, seq: u32, uid: u32, b: &Bounds) -> bool {
     match key {
@@ -315,6 +356,7 @@ impl Session {
         let (agent, folder) = (a.agent.clone(), sel.folder);
         let mb = self.ctx.mailbox.clone();
         let raw = needs_raw(&key, 0);
+        let light = light_only(&key, 0);
         // Searches that read bodies take turns: a few at once, whoever asks, so they cannot
         // fill the blocking pool that deliveries and commits need.
         let _permit = if raw {
@@ -348,7 +390,12 @@ impl Session {
             }
             // A chunk of records at a time: a search of a large mailbox never holds them all.
             for chunk in uids.chunks(super::write::CHUNK) {
-                for rec in &mb.records_by_uid(&agent, folder, chunk)? {
+                let recs = if light {
+                    mb.records_by_uid_light(&agent, folder, chunk)?
+                } else {
+                    mb.records_by_uid(&agent, folder, chunk)?
+                };
+                for rec in &recs {
                     if gone.contains(&rec.uid) {
                         continue;
                     }

@@ -87,16 +87,24 @@ impl Session {
             .collect())
     }
 
-    /// The records of `uids` in the selected folder. Callers go a [`CHUNK`] at a time, so a
-    /// command over a whole large mailbox never holds every record at once.
-    pub(super) fn records_for(&self, uids: &[u32]) -> Result<Vec<StoredMessage>, Reply> {
+    /// The records of `uids` in the selected folder, with only numbers and flags when
+    /// `light` (text fields empty). Callers go a [`CHUNK`] at a time, so a command over a
+    /// whole large mailbox never holds every record at once.
+    pub(super) fn records_for_as(
+        &self,
+        uids: &[u32],
+        light: bool,
+    ) -> Result<Vec<StoredMessage>, Reply> {
         let State::Selected(a, sel) = &self.state else {
             return Err(Reply::bad("Select a mailbox first"));
         };
-        self.ctx
-            .mailbox
-            .records_by_uid(&a.agent, sel.folder, uids)
-            .map_err(mailbox_error)
+        let mb = &self.ctx.mailbox;
+        let r = if light {
+            mb.records_by_uid_light(&a.agent, sel.folder, uids)
+        } else {
+            mb.records_by_uid(&a.agent, sel.folder, uids)
+        };
+        r.map_err(mailbox_error)
     }
 
     pub(super) async fn store(
@@ -141,7 +149,7 @@ impl Session {
         let condstore = self.enabled.condstore;
         let mut modified: Vec<u32> = Vec::new();
         for chunk in uids.chunks(CHUNK) {
-            let recs = match self.records_for(chunk) {
+            let recs = match self.records_for_as(chunk, true) {
                 Ok(r) => r,
                 Err(r) => return r,
             };
@@ -226,7 +234,7 @@ impl Session {
         };
         let mut done = Vec::new();
         for chunk in uids.chunks(CHUNK) {
-            let recs = match self.records_for(chunk) {
+            let recs = match self.records_for_as(chunk, true) {
                 Ok(r) => r,
                 Err(r) => return r,
             };
