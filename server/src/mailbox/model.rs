@@ -422,7 +422,7 @@ mod tests {
 
     #[test]
     fn a_light_read_keeps_the_numbers_and_flags() {
-        let m = StoredMessage::sample();
+        let m = sample();
         let bytes = crate::store::encode(&m).unwrap();
         let l: LightRecord = crate::store::decode(&bytes).unwrap();
         let back = l.into_stored();
