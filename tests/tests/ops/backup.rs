@@ -218,7 +218,8 @@ async fn backup_during_inbound_load_restores_everything_acknowledged() {
     let a = s.get_bytes(&format!("/v1/messages/{id}/raw"), &key).await.2;
     let b = r.get_bytes(&format!("/v1/messages/{id}/raw"), &key).await.2;
     assert_eq!(a, b, "{subject}");
-    assert!(r.services().audit.verify().unwrap().first_broken.is_none());
+    let report = r.services().audit.verify().unwrap();
+    assert!(report.first_broken.is_none(), "{report:?}");
     r.stop().await;
     s.stop().await;
 }
