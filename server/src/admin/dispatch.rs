@@ -3,9 +3,9 @@
 //! the JSON answer (the same JSON the REST endpoint answers, where there is one).
 
 use super::{AdminError, Request};
-use crate::app::Services;
 use crate::identity::{Actor, AuditParams, NewAdminToken, NewAgent, NewKey};
 use crate::queue::QueueQuery;
+use crate::services::Services;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};

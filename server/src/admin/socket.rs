@@ -2,9 +2,9 @@
 //! uid, and answers one JSON line per request line (see the module docs of [`super`]).
 
 use super::{dispatch, AdminError, Request, Response};
-use crate::app::Services;
 use crate::config::AdminConfig;
 use crate::identity::Actor;
+use crate::services::Services;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

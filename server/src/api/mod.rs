@@ -27,7 +27,7 @@ use std::time::Instant;
 use tracing::Instrument;
 
 /// Handlers share the wired services.
-pub type AppState = Arc<crate::app::Services>;
+pub type AppState = Arc<crate::services::Services>;
 
 /// The whole HTTP application.
 pub fn router(state: AppState) -> Router {

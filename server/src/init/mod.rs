@@ -6,8 +6,8 @@
 pub mod prompt;
 mod report;
 
-use crate::app::{self, Services};
 use crate::config;
+use crate::services::Services;
 use std::path::{Path, PathBuf};
 use zeroize::Zeroizing;
 
@@ -260,7 +260,7 @@ pub fn write(plan: &InitPlan, bootstrap_token: Option<&str>) -> Result<InitOutco
         }
         _ => None,
     };
-    let services = Services::open(cfg.clone(), app::did_host(&cfg, None))?;
+    let services = Services::open(cfg.clone(), crate::services::did_host(&cfg, None))?;
     let b = services
         .identity
         .bootstrap(&plan.admin_email, &domain, &domain, bootstrap_token)

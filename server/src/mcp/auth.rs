@@ -3,8 +3,8 @@
 //! [`Actor`] in the request extensions, where rmcp passes it on to the tools; anything else is
 //! answered here, before any MCP parsing, with 401 and the REST error body.
 
-use crate::app::Services;
 use crate::identity::{Actor, IdentityError};
+use crate::services::Services;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;

@@ -19,7 +19,7 @@ mod tools_vault;
 
 pub use server::{tool_scope, LegateMcp, UNTRUSTED_NOTE};
 
-use crate::app::Services;
+use crate::services::Services;
 use axum::Router;
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};

@@ -7,8 +7,8 @@
 //! [`ok`] / [`untrusted`] (or [`ToolError::into_result`] on failure).
 
 use super::error::ToolError;
-use crate::app::Services;
 use crate::identity::{Actor, Scope};
+use crate::services::Services;
 use rmcp::handler::server::common::{AsRequestContext, FromContextPart};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::tool::ToolCallContext;

@@ -1,0 +1,179 @@
+//! The services every front-end (api, mcp, smtp, imap, the admin socket) works through, built
+//! in dependency order from the configuration. Apart from `app`, which wires and starts
+//! them: the front-ends import this module and it imports none of them, so no front-end
+//! depends on the wiring that depends on it.
+
+use crate::audit::Audit;
+use crate::config::Config;
+use crate::identity::{Bootstrap, IdentityService};
+use crate::mailbox::MailboxService;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::vault::{VaultHook, VaultService};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every service, wired once and shared by all front-ends.
+pub struct Services {
+    pub config: Config,
+    pub store: Store,
+    pub audit: Arc<Audit>,
+    pub identity: Arc<IdentityService>,
+    pub vault: Arc<VaultService>,
+    pub mailbox: Arc<MailboxService>,
+    pub queue: Arc<crate::queue::QueueService>,
+    pub metrics: Arc<Metrics>,
+    /// The disk reserve (`storage.min_free_mb`) of the data directory: the mailbox and
+    /// queue refuse new mail below it; `/readyz` and `/metrics` report it.
+    pub storage: Arc<crate::store::SpaceGuard>,
+}
+
+impl Services {
+    /// Opens the data directory and builds the services. `did_host` is the did:web host part
+    /// (see [`did_host`]).
+    pub fn open(config: Config, did_host: String) -> anyhow::Result<Services> {
+        let opts = config.storage.store_options(true);
+        let store = Store::open_with(&config.storage.path, &opts).with_context(|| {
+            format!("cannot open the store in {}", config.storage.path.display())
+        })?;
+        let audit = Arc::new(Audit::open(store.clone())?);
+        audit.denials().configure(crate::audit::DenialSettings {
+            max_failures_per_minute: config.limits.auth_failures_per_minute,
+            audit_interval: Duration::from_secs(config.limits.auth_denied_audit_interval_secs),
+            max_sources: config.limits.auth_tracked_sources,
+        });
+        let identity = Arc::new(IdentityService::new(store.clone(), audit.clone(), did_host));
+        let metrics = Arc::new(Metrics::new());
+        audit.denials().count_into(crate::audit::DenialCounters {
+            failures: metrics.auth_failures.clone(),
+            throttled: metrics.auth_throttled.clone(),
+        });
+        let (vault, source) = VaultService::open(
+            store.clone(),
+            audit.clone(),
+            metrics.clone(),
+            &config.vault.master_key_file,
+            &config.storage.path,
+        )?;
+        if let crate::vault::RootKeySource::DevFile(p) = &source {
+            tracing::warn!(path = %p, "using a development master key from the data directory; set vault.master_key_file for production");
+        }
+        let vault = Arc::new(vault);
+        // From here on the writer signs head checkpoints (before anything else is appended,
+        // so a truncation found on disk is not overwritten first).
+        audit.set_anchor(&config.storage.path, vault.audit_head_signer());
+        // Outbound signing and the DNS plan both need the keys; making them here means a
+        // fresh server is ready to sign and to print its records.
+        vault
+            .ensure_dkim(&config.server.domain, &config.dkim.selector_prefix)
+            .context("cannot create the DKIM keys")?;
+        identity.add_hook(Arc::new(VaultHook(vault.clone())));
+        identity.set_custody(vault.clone());
+        identity.configure((&config.identity).into());
+        let mailbox = Arc::new(MailboxService::new(
+            store.clone(),
+            audit.clone(),
+            config.smtp.mailbox_quota_bytes,
+        ));
+        mailbox.set_max_waits_per_agent(config.api.max_waits_per_agent);
+        // Mail stored before the search index existed is indexed before anything serves a
+        // search (a no-op once done; resumes where an interrupted run stopped).
+        mailbox
+            .build_search_index()
+            .context("cannot build the search index")?;
+        let queue = Arc::new(crate::queue::QueueService::new(
+            store.clone(),
+            audit.clone(),
+            mailbox.clone(),
+            identity.clone(),
+            vault.clone(),
+            metrics.clone(),
+            crate::queue::QueueSettings::from_config(&config),
+            outbound_transport(&config)?,
+        ));
+        let storage = store.space().clone();
+        Ok(Services {
+            config,
+            storage,
+            store,
+            audit,
+            identity,
+            vault,
+            mailbox,
+            queue,
+            metrics,
+        })
+    }
+
+    /// First start on an empty store: the admin human, the org of `server.domain`, a token.
+    pub fn bootstrap(&self, token: Option<&str>) -> anyhow::Result<Option<Bootstrap>> {
+        let domain = &self.config.server.domain;
+        Ok(self
+            .identity
+            .bootstrap(&format!("admin@{domain}"), domain, domain, token)?)
+    }
+}
+
+/// The SMTP client the queue delivers remote mail through.
+fn outbound_transport(config: &Config) -> anyhow::Result<Arc<dyn crate::queue::Transport>> {
+    use crate::smtp::outbound::{OutboundSettings, SmtpTransport};
+    let mut o = OutboundSettings::new(
+        config.server.hostname.clone(),
+        config.outbound.route.clone(),
+        resolver_config(config)?,
+    );
+    o.mx_port = config.outbound.mx_port;
+    o.max_message_size = config.smtp.max_message_size;
+    o.connection_reuse = Duration::from_secs(config.outbound.connection_reuse_secs);
+    o.danger_allow_private_destinations = config.outbound.danger_allow_private_destinations;
+    let cap = Duration::from_secs(config.outbound.timeout_secs);
+    o.connect_timeout = o.connect_timeout.min(cap);
+    let t = &mut o.timeouts;
+    for d in [
+        &mut t.greeting,
+        &mut t.mail,
+        &mut t.rcpt,
+        &mut t.data_init,
+        &mut t.data_block,
+        &mut t.data_end,
+    ] {
+        *d = (*d).min(cap);
+    }
+    Ok(Arc::new(
+        SmtpTransport::new(o).context("cannot set up the SMTP client")?,
+    ))
+}
+
+/// The did:web host: from `server.public_url` when set, else the domain, with the HTTP port
+/// appended (encoded `%3A`, as did:web requires) unless it is 443.
+pub fn did_host(config: &Config, http_port: Option<u16>) -> String {
+    if let Ok(u) = url::Url::parse(&config.server.public_url) {
+        if let Some(h) = u.host_str() {
+            return match u.port() {
+                Some(p) => format!("{h}%3A{p}"),
+                None => h.to_string(),
+            };
+        }
+    }
+    match http_port {
+        Some(443) | None => config.server.domain.clone(),
+        Some(p) => format!("{}%3A{p}", config.server.domain),
+    }
+}
+
+/// The resolver settings of `[dns]`.
+pub fn resolver_config(config: &Config) -> anyhow::Result<crate::mailauth::ResolverConfig> {
+    let nameservers = config
+        .dns
+        .nameservers
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<Vec<SocketAddr>, _>>()
+        .context("dns.nameservers")?;
+    Ok(crate::mailauth::ResolverConfig {
+        nameservers,
+        timeout: Duration::from_secs(config.dns.timeout_secs),
+    })
+}
