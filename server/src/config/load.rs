@@ -322,6 +322,21 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
         ("max_connections", i.max_connections),
         ("max_connections_per_ip", i.max_connections_per_ip),
         ("max_connections_per_agent", i.max_connections_per_agent),
+        ("pre_auth_literal_bytes", i.pre_auth_literal_bytes as usize),
+        (
+            "max_failed_logins_per_connection",
+            i.max_failed_logins_per_connection as usize,
+        ),
+        ("write_timeout_secs", i.write_timeout_secs as usize),
+        ("max_fetch_content_items", i.max_fetch_content_items),
+        (
+            "max_fetch_bytes_per_message",
+            i.max_fetch_bytes_per_message as usize,
+        ),
+        ("max_search_keys", i.max_search_keys),
+        ("max_search_string_bytes", i.max_search_string_bytes),
+        ("max_body_searches", i.max_body_searches),
+        ("search_budget_secs", i.search_budget_secs as usize),
         ("pre_auth_timeout_secs", i.pre_auth_timeout_secs as usize),
         (
             "auth_failures_per_address_per_minute",

@@ -418,6 +418,23 @@ pub struct ImapConfig {
     pub max_user_folders: usize,
     /// Folder creations (CREATE, RENAME) per agent per hour.
     pub max_folder_creates_per_hour: u32,
+    /// Largest literal a client may send before it logs in (a LOGIN password is tiny).
+    pub pre_auth_literal_bytes: u32,
+    /// Failed logins one connection may make before it is closed.
+    pub max_failed_logins_per_connection: u32,
+    /// A client that does not take our output for this long is disconnected.
+    pub write_timeout_secs: u64,
+    /// Items carrying message content (sections, whole messages, structures) per FETCH.
+    pub max_fetch_content_items: usize,
+    /// What one message's FETCH response may be estimated at (size × content items).
+    pub max_fetch_bytes_per_message: u64,
+    /// Keys in one SEARCH, and the longest string it may look for.
+    pub max_search_keys: usize,
+    pub max_search_string_bytes: usize,
+    /// Searches reading message bodies (TEXT, BODY, HEADER, BCC) that may run at once,
+    /// server-wide, and how long one may run.
+    pub max_body_searches: usize,
+    pub search_budget_secs: u64,
 }
 
 impl Default for ImapConfig {
@@ -434,6 +451,15 @@ impl Default for ImapConfig {
             auth_failures_per_address_per_minute: 10,
             max_user_folders: 100,
             max_folder_creates_per_hour: 100,
+            pre_auth_literal_bytes: 8 * 1024,
+            max_failed_logins_per_connection: 5,
+            write_timeout_secs: 120,
+            max_fetch_content_items: 16,
+            max_fetch_bytes_per_message: 128 * 1024 * 1024,
+            max_search_keys: 64,
+            max_search_string_bytes: 1024,
+            max_body_searches: 4,
+            search_budget_secs: 60,
         }
     }
 }

@@ -25,10 +25,6 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 /// messages streams instead of piling up).
 const FLUSH_AT: usize = 256 * 1024;
 const READ_CHUNK: usize = 16 * 1024;
-/// A client that does not take our output for this long is gone: without it, a peer that
-/// pipelines commands and never reads would hold its session (and the buffered answers)
-/// forever.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnError {
@@ -59,6 +55,7 @@ pub struct Conn {
     /// The largest literal (and so message) this session may send now.
     max_literal: u32,
     literal_ceiling: u32,
+    write_timeout: Duration,
     /// Bytes of the message being read: its lines and literals together stay within one
     /// literal and a few lines, whatever the number of literals.
     msg_bytes: usize,
@@ -81,9 +78,20 @@ impl Conn {
     /// APPEND limit); `max_literal` what it may be now (small before login). The
     /// fragmentizer's own cap follows `max_literal` until [`Conn::set_max_literal`] raises
     /// it, so bytes a client sends before login can never make it hold more than that.
-    pub fn new(io: Box<dyn Io>, max_line: usize, literal_ceiling: u32, max_literal: u32) -> Conn {
+    ///
+    /// `write_timeout`: a client that does not take our output this long is gone; without
+    /// it, a peer that pipelines commands and never reads would hold its session (and the
+    /// buffered answers) forever.
+    pub fn new(
+        io: Box<dyn Io>,
+        max_line: usize,
+        literal_ceiling: u32,
+        max_literal: u32,
+        write_timeout: Duration,
+    ) -> Conn {
         Conn {
             io,
+            write_timeout,
             frag: Fragmentizer::new(message_cap(max_line, max_literal)),
             literal_ceiling,
             msg_bytes: 0,
@@ -229,7 +237,7 @@ impl Conn {
 
     pub async fn flush(&mut self) -> Result<(), ConnError> {
         if !self.out.is_empty() {
-            tokio::time::timeout(WRITE_TIMEOUT, self.io.write_all(&self.out))
+            tokio::time::timeout(self.write_timeout, self.io.write_all(&self.out))
                 .await
                 .map_err(|_| ConnError::TimedOut)??;
             self.bytes_out += self.out.len() as u64;
@@ -239,7 +247,7 @@ impl Conn {
                 self.out = Vec::with_capacity(4096);
             }
         }
-        tokio::time::timeout(WRITE_TIMEOUT, self.io.flush())
+        tokio::time::timeout(self.write_timeout, self.io.flush())
             .await
             .map_err(|_| ConnError::TimedOut)??;
         Ok(())
@@ -300,7 +308,7 @@ impl Conn {
                 // promised, so the connection cannot continue.
                 return Err(std::io::Error::other("message body shorter than its size").into());
             }
-            tokio::time::timeout(WRITE_TIMEOUT, self.io.write_all(&chunk))
+            tokio::time::timeout(self.write_timeout, self.io.write_all(&chunk))
                 .await
                 .map_err(|_| ConnError::TimedOut)??;
             self.bytes_out += chunk.len() as u64;

@@ -28,10 +28,6 @@ use crate::mailbox::MailboxService;
 use crate::metrics::Metrics;
 use std::sync::Arc;
 
-/// SEARCH BODY/TEXT/HEADER runs that may read mail at once: a fraction of the blocking pool
-/// (`limits.blocking_threads`, 16 by default), which deliveries and durable commits need.
-const BODY_SEARCHES: usize = 4;
-
 /// What every IMAP session shares.
 pub struct Imap {
     pub hostname: String,
@@ -57,6 +53,9 @@ impl Imap {
         metrics: Arc<Metrics>,
         auth_limiter: Arc<Denials>,
     ) -> Imap {
+        // Searches reading message bodies that may run at once (`imap.max_body_searches`):
+        // a fraction of the blocking pool, which deliveries and durable commits need.
+        let search_slots = Arc::new(tokio::sync::Semaphore::new(config.max_body_searches));
         let limits = limits::Limits::new(
             config.auth_failures_per_address_per_minute,
             config.max_connections_per_agent,
@@ -71,7 +70,7 @@ impl Imap {
             metrics,
             auth_limiter,
             limits,
-            search_slots: Arc::new(tokio::sync::Semaphore::new(BODY_SEARCHES)),
+            search_slots,
         }
     }
 }

@@ -50,18 +50,14 @@ struct Plan {
     sets_seen: bool,
 }
 
-/// Items carrying message content (a section, a whole message, a structure) one FETCH may
-/// ask for: each can be as large as the message, and they are built in memory.
-const MAX_CONTENT_ITEMS: usize = 16;
-/// What one message's response may be estimated at (message size × content items) before
-/// the FETCH is refused: the bound on what one command makes a session hold.
-const MAX_MESSAGE_OUTPUT: u64 = 128 * 1024 * 1024;
-
 /// The items, each once (a client naming one twice gets it once), or why not.
+/// `max_content`: `imap.max_fetch_content_items`, the items that can each be as large as
+/// the message and are built in memory.
 fn plan(
     items: MacroOrMessageDataItemNames<'static>,
     uid: bool,
     modseq: bool,
+    max_content: usize,
 ) -> Result<Plan, Reply> {
     use MessageDataItemName as N;
     let asked: Vec<N<'static>> = match items {
@@ -91,9 +87,9 @@ fn plan(
         )
     };
     let content_items = names.iter().filter(|n| !light(n)).count();
-    if content_items > MAX_CONTENT_ITEMS {
+    if content_items > max_content {
         return Err(Reply::bad(format!(
-            "At most {MAX_CONTENT_ITEMS} body, section or structure items per FETCH"
+            "At most {max_content} body, section or structure items per FETCH"
         )));
     }
     let sets_seen = names.iter().any(|n| match n {
@@ -352,7 +348,8 @@ impl Session {
         if changed_since.is_some() {
             self.enabled.condstore = true;
         }
-        let plan = match plan(items, uid, changed_since.is_some()) {
+        let max_content = self.ctx.config.max_fetch_content_items;
+        let plan = match plan(items, uid, changed_since.is_some(), max_content) {
             Ok(p) => Arc::new(p),
             Err(r) => return r,
         };
@@ -462,9 +459,12 @@ impl Session {
         recs: Vec<StoredMessage>,
         seen_now: Arc<std::collections::HashSet<String>>,
     ) -> Result<bool, Reply> {
+        // `imap.max_fetch_bytes_per_message`: the bound on what one command makes a session
+        // hold.
+        let max_output = self.ctx.config.max_fetch_bytes_per_message;
         if let Some(big) = recs
             .iter()
-            .find(|r| r.size.saturating_mul(plan.content_items) > MAX_MESSAGE_OUTPUT)
+            .find(|r| r.size.saturating_mul(plan.content_items) > max_output)
         {
             return Err(Reply::no(format!(
                 "Message UID {} is {} bytes: fetch fewer items of it at once",

@@ -30,13 +30,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
-/// Literals a client may send before it logs in (a LOGIN password is tiny); after login
-/// `imap.max_append_bytes`.
-const PRE_AUTH_LITERAL: u32 = 8 * 1024;
 /// Protocol errors (BAD) a session may make before it is dropped.
 const MAX_ERRORS: u32 = 50;
-/// Failed logins one connection may make before it is dropped.
-const MAX_FAILED_LOGINS: u32 = 5;
 
 /// How a session ended: done, or continuing over TLS (STARTTLS changes the stream; the
 /// caller runs a fresh session on the encrypted one).
@@ -108,7 +103,14 @@ impl Session {
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> Session {
         let ceiling = u32::try_from(ctx.config.max_append_bytes).unwrap_or(u32::MAX);
-        let conn = Conn::new(io, ctx.config.max_line_bytes, ceiling, PRE_AUTH_LITERAL);
+        // Literals before login: `imap.pre_auth_literal_bytes`; after it the APPEND limit.
+        let conn = Conn::new(
+            io,
+            ctx.config.max_line_bytes,
+            ceiling,
+            ctx.config.pre_auth_literal_bytes.min(ceiling),
+            std::time::Duration::from_secs(ctx.config.write_timeout_secs),
+        );
         Session {
             ctx,
             conn,
@@ -185,7 +187,7 @@ impl Session {
                     break Ended::Done;
                 }
             };
-            if self.failed_logins >= MAX_FAILED_LOGINS {
+            if self.failed_logins >= self.ctx.config.max_failed_logins_per_connection {
                 self.bye(None, "Too many failed logins");
                 break Ended::Done;
             }

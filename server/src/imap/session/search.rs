@@ -49,26 +49,29 @@ impl Candidate<'_> {
     }
 }
 
-/// Keys one SEARCH may hold, and the longest string it may look for: real clients send a
-/// handful of short ones; thousands of TEXT keys over large mail are an attack on the CPU.
-const MAX_KEYS: usize = 64;
-const MAX_NEEDLE: usize = 1024;
-/// A search reading message bodies stops after this long.
-const SEARCH_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
-
 /// Counts the keys of `key` and checks its strings; the reason when it is too much.
-fn check_limits(key: &SearchKey<'_>, count: &mut usize) -> Result<(), &'static str> {
+/// Real clients send a handful of short keys; thousands of TEXT keys over large mail are an
+/// attack on the CPU (`imap.max_search_keys`, `imap.max_search_string_bytes`).
+fn check_limits(
+    key: &SearchKey<'_>,
+    count: &mut usize,
+    max_keys: usize,
+    max_string: usize,
+) -> Result<(), &'static str> {
     *count += 1;
-    if *count > MAX_KEYS {
+    if *count > max_keys {
         return Err("Too many search keys");
     }
-    let long = |s: &dyn AsRef<[u8]>| s.as_ref().len() > MAX_NEEDLE;
+    let long = |s: &dyn AsRef<[u8]>| s.as_ref().len() > max_string;
     match key {
-        SearchKey::And(v) => v.as_ref().iter().try_for_each(|k| check_limits(k, count)),
-        SearchKey::Not(k) => check_limits(k, count),
+        SearchKey::And(v) => v
+            .as_ref()
+            .iter()
+            .try_for_each(|k| check_limits(k, count, max_keys, max_string)),
+        SearchKey::Not(k) => check_limits(k, count, max_keys, max_string),
         SearchKey::Or(a, b) => {
-            check_limits(a, count)?;
-            check_limits(b, count)
+            check_limits(a, count, max_keys, max_string)?;
+            check_limits(b, count, max_keys, max_string)
         }
         SearchKey::Bcc(x)
         | SearchKey::Body(x)
@@ -341,7 +344,11 @@ impl Session {
         if !depth_ok(&key, 0) {
             return Reply::bad("Search criteria nested too deeply");
         }
-        if let Err(why) = check_limits(&key, &mut 0) {
+        let (max_keys, max_string) = (
+            self.ctx.config.max_search_keys,
+            self.ctx.config.max_search_string_bytes,
+        );
+        if let Err(why) = check_limits(&key, &mut 0, max_keys, max_string) {
             return Reply::no(why).code(other_code("LIMIT"));
         }
         let modseq_used = uses_modseq(&key);
@@ -371,7 +378,8 @@ impl Session {
         } else {
             None
         };
-        let deadline = std::time::Instant::now() + SEARCH_BUDGET;
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_secs(self.ctx.config.search_budget_secs);
         let found = tokio::task::spawn_blocking(move || {
             let b = Bounds {
                 max_seq: u32::try_from(uids.len()).unwrap_or(u32::MAX),
