@@ -1,4 +1,4 @@
-//! Upgrades keep data: `tests/fixtures/upgrade/schema-<n>/` holds a data directory made by
+//! Upgrades keep data: `tests/fixtures/upgrade/schema-<n>/data.pack` holds a data directory made by
 //! the version that introduced schema n (agents and a sub-agent, messages in every folder,
 //! vault entries with TOTP, the audit log, a queued outbound message), with what it served
 //! then in `expected.json`. Every later binary must open it (migrating it forward), and serve
@@ -39,21 +39,66 @@ fn config(data: &Path) -> legate::config::Config {
 /// bit, and the dev master key must be 0600 to be used.
 fn copy_fixture(fixture: &Path, to: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    copy_dir(&fixture.join("data"), to);
+    unpack(&std::fs::read(fixture.join(PACK)).unwrap(), to);
     let key = to.join("master.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
+/// A fixture's data directory is committed as one file (`data.pack`), not as the store's
+/// run-time files: `LGFX1\n`, then per file its relative path (u32 BE length, bytes) and
+/// contents (u64 BE length, bytes). The bytes are exactly what that version wrote.
+const PACK: &str = "data.pack";
+const PACK_MAGIC: &[u8] = b"LGFX1\n";
+
+fn pack(from: &Path) -> Vec<u8> {
+    fn walk(dir: &Path, files: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(&p, files);
+            } else {
+                files.push(p);
+            }
         }
+    }
+    let mut files = Vec::new();
+    walk(from, &mut files);
+    files.sort();
+    let mut out = PACK_MAGIC.to_vec();
+    for f in files {
+        let rel = f
+            .strip_prefix(from)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .as_bytes()
+            .to_vec();
+        let data = std::fs::read(&f).unwrap();
+        out.extend_from_slice(&(rel.len() as u32).to_be_bytes());
+        out.extend_from_slice(&rel);
+        out.extend_from_slice(&(data.len() as u64).to_be_bytes());
+        out.extend_from_slice(&data);
+    }
+    out
+}
+
+fn unpack(bytes: &[u8], to: &Path) {
+    let body = bytes.strip_prefix(PACK_MAGIC).expect("a fixture pack");
+    let mut at = 0;
+    let mut take = |n: usize| {
+        let part = &body[at..at + n];
+        at += n;
+        part
+    };
+    let mut left = body.len();
+    while left > 0 {
+        let n = u32::from_be_bytes(take(4).try_into().unwrap()) as usize;
+        let rel = std::str::from_utf8(take(n)).unwrap().to_string();
+        let len = u64::from_be_bytes(take(8).try_into().unwrap()) as usize;
+        let path = to.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, take(len)).unwrap();
+        left -= 4 + n + 8 + len;
     }
 }
 
@@ -341,7 +386,7 @@ Message-ID: <fx{i}@remote.test>\r\nDate: Mon, 23 Nov 2026 10:00:0{i} +0000\r\n\r
         let _ = std::fs::remove_file(&p);
         let _ = std::fs::remove_dir_all(&p);
     }
-    copy_dir(&data, &out.join("data"));
+    std::fs::write(out.join(PACK), pack(&data)).unwrap();
     std::fs::write(
         out.join("keys.json"),
         serde_json::to_vec_pretty(&keys).unwrap(),
