@@ -171,20 +171,10 @@ impl MailboxService {
         first_uid: u32,
         limit: usize,
     ) -> Result<Vec<(u32, String)>, MailboxError> {
-        let from = index::folder_uid(agent, folder, first_uid);
-        let to = index::folder_uid(agent, folder, u32::MAX);
         let mut out = Vec::new();
-        for r in self.store.range(
-            Tree::FolderUids,
-            Bound::Included(from),
-            Bound::Included(to),
-            false,
-        ) {
-            let (k, v) = r?;
-            let uid = keys::read_u64(&k).and_then(|u| u32::try_from(u).ok());
-            if let Some(uid) = uid {
-                out.push((uid, String::from_utf8_lossy(&v).into_owned()));
-            }
+        for r in self.folder_uid_range(agent, folder, first_uid, u32::MAX) {
+            let (uid, id) = r?;
+            out.push((uid, String::from_utf8_lossy(&id).into_owned()));
             if out.len() >= limit {
                 break;
             }
@@ -195,20 +185,34 @@ impl MailboxService {
     /// Every UID in a folder, ascending: an IMAP session's sequence map. Keys only (four
     /// bytes kept per message), so even a large folder selects cheaply.
     pub fn folder_uid_list(&self, agent: &str, folder: Folder) -> Result<Vec<u32>, MailboxError> {
-        let from = index::folder_uid(agent, folder, 1);
-        let to = index::folder_uid(agent, folder, u32::MAX);
-        let mut out = Vec::new();
-        for r in self.store.range(
-            Tree::FolderUids,
-            Bound::Included(from),
-            Bound::Included(to),
-            false,
-        ) {
-            if let Some(uid) = keys::read_u64(&r?.0).and_then(|u| u32::try_from(u).ok()) {
-                out.push(uid);
-            }
-        }
-        Ok(out)
+        self.folder_uid_range(agent, folder, 1, u32::MAX)
+            .map(|r| r.map(|(uid, _)| uid))
+            .collect()
+    }
+
+    /// The FolderUids entries of a folder from `first` to `last` UID: (uid, message id).
+    fn folder_uid_range<'a>(
+        &'a self,
+        agent: &str,
+        folder: Folder,
+        first: u32,
+        last: u32,
+    ) -> impl Iterator<Item = Result<(u32, Vec<u8>), MailboxError>> + 'a {
+        let from = index::folder_uid(agent, folder, first);
+        let to = index::folder_uid(agent, folder, last);
+        self.store
+            .range(
+                Tree::FolderUids,
+                Bound::Included(from),
+                Bound::Included(to),
+                false,
+            )
+            .filter_map(|r| match r {
+                Ok((k, v)) => keys::read_u64(&k)
+                    .and_then(|u| u32::try_from(u).ok())
+                    .map(|uid| Ok((uid, v))),
+                Err(e) => Some(Err(e.into())),
+            })
     }
 
     /// The records of `uids` (ascending) in a folder, in that order; a UID no longer there
@@ -248,19 +252,9 @@ impl MailboxService {
         let mut ids: Vec<(u32, Vec<u8>)> = Vec::with_capacity(uids.len());
         let span = u64::from(last - first) + 1;
         if span <= (uids.len() as u64).saturating_mul(4) {
-            let from = index::folder_uid(agent, folder, first);
-            let to = index::folder_uid(agent, folder, last);
             let mut want = uids.iter().peekable();
-            for r in self.store.range(
-                Tree::FolderUids,
-                Bound::Included(from),
-                Bound::Included(to),
-                false,
-            ) {
-                let (k, v) = r?;
-                let Some(uid) = keys::read_u64(&k).and_then(|u| u32::try_from(u).ok()) else {
-                    continue;
-                };
+            for r in self.folder_uid_range(agent, folder, first, last) {
+                let (uid, v) = r?;
                 while want.next_if(|w| **w < uid).is_some() {}
                 if want.next_if(|w| **w == uid).is_some() {
                     ids.push((uid, v));
