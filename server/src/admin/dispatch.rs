@@ -60,6 +60,12 @@ struct AgentArg {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RotateMasterArgs {
+    new_key_file: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct IdArg {
     id: String,
 }
@@ -286,11 +292,24 @@ pub async fn handle(s: &Services, actor: &Actor, req: &Request) -> Result<Value,
             dkim_json(s, r)
         }
         "vault.rotate_master" => {
-            return Err(AdminError::OfflineOnly(
-                "vault rotate-master re-wraps the root key the running server holds in \
-                 memory: stop the server, run the command, then start it with the new key"
-                    .into(),
-            ))
+            let a: RotateMasterArgs = args(req)?;
+            let path = std::path::PathBuf::from(&a.new_key_file);
+            if !path.is_absolute() {
+                return Err(AdminError::Invalid(
+                    "vault.rotate_master: `new_key_file` must be an absolute path".into(),
+                ));
+            }
+            actor.require_admin(&s.audit, "vault.rotate_master", "vault")?;
+            let vault = s.vault.clone();
+            let (n, created) = tokio::task::spawn_blocking(move || vault.rotate_root(&path))
+                .await
+                .map_err(|e| AdminError::Internal(format!("the rotation task failed: {e}")))??;
+            audit_ok(s, actor, "vault.rotate_master", "vault")?;
+            serde_json::json!({
+                "agent_keys": n,
+                "created": created,
+                "new_key_file": a.new_key_file,
+            })
         }
         "backup" => {
             let a: BackupArgs = args(req)?;

@@ -58,7 +58,9 @@ impl Checkpoint {
 /// Where the checkpoint lives and who signs it.
 pub struct Anchor {
     path: PathBuf,
-    signer: Box<dyn HeadSigner>,
+    /// Locked for each sign-and-write, so a signer replaced during a root-key rotation is
+    /// never raced by a checkpoint signed with the old one landing after the new one.
+    signer: std::sync::Mutex<Box<dyn HeadSigner>>,
 }
 
 /// What reading the checkpoint found.
@@ -74,8 +76,12 @@ impl Anchor {
     pub fn new(dir: &Path, signer: Box<dyn HeadSigner>) -> Self {
         Self {
             path: dir.join(FILE),
-            signer,
+            signer: std::sync::Mutex::new(signer),
         }
+    }
+
+    fn signer(&self) -> std::sync::MutexGuard<'_, Box<dyn HeadSigner>> {
+        self.signer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn read(&self) -> Found {
@@ -85,7 +91,7 @@ impl Anchor {
             Err(e) => return Found::Unreadable(e.to_string()),
         };
         match serde_json::from_slice::<Checkpoint>(&bytes) {
-            Ok(c) if c.is_authentic(&*self.signer) => Found::Valid(c),
+            Ok(c) if c.is_authentic(&**self.signer()) => Found::Valid(c),
             Ok(_) => Found::Forged,
             Err(e) => Found::Unreadable(e.to_string()),
         }
@@ -94,8 +100,28 @@ impl Anchor {
     /// Replaces the checkpoint atomically (write, fsync, rename): a crash leaves the old one
     /// or the new one, never half of either.
     pub fn write(&self, seq: u64, hash: &str) -> std::io::Result<()> {
+        let signer = self.signer();
+        self.write_with(&**signer, seq, hash)
+    }
+
+    /// Swaps the signer and, when given a head, re-signs it under the new one before any
+    /// other checkpoint can be written.
+    pub fn replace_signer(
+        &self,
+        new: Box<dyn HeadSigner>,
+        head: Option<(u64, &str)>,
+    ) -> std::io::Result<()> {
+        let mut signer = self.signer();
+        *signer = new;
+        match head {
+            Some((seq, hash)) => self.write_with(&**signer, seq, hash),
+            None => Ok(()),
+        }
+    }
+
+    fn write_with(&self, signer: &dyn HeadSigner, seq: u64, hash: &str) -> std::io::Result<()> {
         use std::io::Write;
-        let c = Checkpoint::sign(seq, hash, &*self.signer);
+        let c = Checkpoint::sign(seq, hash, signer);
         let tmp = self.path.with_extension("json.tmp");
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(&serde_json::to_vec(&c).unwrap_or_default())?;

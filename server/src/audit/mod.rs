@@ -230,6 +230,23 @@ impl Audit {
         }
     }
 
+    /// A root-key rotation in a running server changed the checkpoint key: sign the head
+    /// again under the new one now (after making the log durable up to it), so a crash
+    /// before the next checkpoint does not leave one the next start calls forged. A mismatch
+    /// found at start-up and not yet recorded stays untouched: it is evidence.
+    pub fn replace_signer(&self, signer: Box<dyn HeadSigner>) -> Result<(), AuditError> {
+        let Some(a) = lock(&self.anchor).clone() else {
+            return Ok(());
+        };
+        let (seq, hash) = self.head();
+        self.sync_blocking();
+        self.store.flush_blocking()?;
+        let live = lock(&self.shared.anchor).is_some();
+        a.replace_signer(signer, live.then_some((seq, hash.as_str())))
+            .map_err(|e| StoreError::Io(format!("cannot write the audit head checkpoint: {e}")))?;
+        Ok(())
+    }
+
     /// `serve` only: writes a start-up's checkpoint mismatch into the log (so the evidence
     /// outlives the checkpoint the writer now replaces) and resumes checkpointing.
     pub fn record_anchor_problem(&self) -> Result<Option<String>, AuditError> {

@@ -167,7 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Dkim(c) => dkim::dkim(cfg()?, c, json).await,
         Cmd::Store(c) => store::store_cmd(cfg()?, c),
         Cmd::Vault(VaultCmd::RotateMaster { new_key_file }) => {
-            vault::rotate_master(cfg()?, &new_key_file).await
+            vault::rotate_master(cfg()?, &new_key_file, json).await
         }
     }
 }

@@ -15,27 +15,43 @@ pub(super) enum VaultCmd {
     },
 }
 
-/// Offline only: the running server holds the root key in memory, so it refuses (exit 3)
-/// and says to stop it first; asking it keeps that answer the same as every admin command's.
-pub(super) async fn rotate_master(cfg: Config, new_key: &Path) -> anyhow::Result<ExitCode> {
-    if let Some(mut c) = super::session::Session::server(&cfg).await? {
-        let req = legate::admin::Request::new("vault.rotate_master", serde_json::json!({}));
-        c.call(&req).await?;
+/// On the running server when one answers (it swaps the root key it holds and goes on),
+/// else on the data directory: either way every key is re-wrapped in one transaction.
+pub(super) async fn rotate_master(
+    cfg: Config,
+    new_key: &Path,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let new_key = absolute(new_key)?;
+    let mut session = super::session::Session::open(&cfg).await?;
+    let v = session
+        .call(
+            "vault.rotate_master",
+            serde_json::json!({ "new_key_file": new_key.display().to_string() }),
+        )
+        .await?;
+    if json {
+        println!("{v}");
+        return Ok(ExitCode::SUCCESS);
     }
-    let store = legate::store::Store::open(&cfg.storage.path)?;
-    let (n, created) = legate::vault::rotate_master_files(
-        &store,
-        &cfg.vault.master_key_file,
-        &cfg.storage.path,
-        new_key,
-    )?;
-    if created {
+    if v["created"].as_bool() == Some(true) {
         println!("created new root key {} (mode 0600)", new_key.display());
     }
-    println!("re-wrapped {n} agent key(s) and all custody keys under the new root key");
+    println!(
+        "re-wrapped {} agent key(s) and all custody keys under the new root key",
+        v["agent_keys"]
+    );
     println!(
         "now set vault.master_key_file = \"{}\" (the old key no longer opens this vault)",
         new_key.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The server may run in another working directory: it gets an absolute path.
+fn absolute(p: &Path) -> anyhow::Result<PathBuf> {
+    if p.is_absolute() {
+        return Ok(p.to_path_buf());
+    }
+    Ok(std::env::current_dir()?.join(p))
 }

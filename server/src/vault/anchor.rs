@@ -31,13 +31,19 @@ impl crate::audit::HeadSigner for AuditHeadKey {
 }
 
 impl VaultService {
-    /// The signer of the audit head checkpoint. Note: rotating the master key changes it;
-    /// the next `serve` records the mismatch and re-signs (see `Audit::set_anchor`).
+    /// The signer of the audit head checkpoint. Rotating the root key changes it: a live
+    /// rotation re-signs the checkpoint at once (`rotate_root`); after an offline one, the
+    /// next `serve` records the mismatch and re-signs (see `Audit::set_anchor`).
     pub fn audit_head_signer(&self) -> Box<dyn crate::audit::HeadSigner> {
-        let derived = hmac(self.root.bytes(), LABEL);
-        let key = Key32::from_bytes(&derived).unwrap_or_else(Key32::random);
-        Box::new(AuditHeadKey(key))
+        signer_for(&self.root())
     }
+}
+
+/// The checkpoint signer of one root key (also the new one, during a rotation).
+pub(super) fn signer_for(root: &Key32) -> Box<dyn crate::audit::HeadSigner> {
+    let derived = hmac(root.bytes(), LABEL);
+    let key = Key32::from_bytes(&derived).unwrap_or_else(Key32::random);
+    Box::new(AuditHeadKey(key))
 }
 
 #[cfg(test)]

@@ -115,6 +115,7 @@ impl VaultService {
         agent_id: &str,
         overlap_secs: Option<i64>,
     ) -> Result<PublicIdentityKey, VaultError> {
+        let root = self.root();
         let k = identity_key(agent_id);
         let mut set: IdentityKeys = self
             .store
@@ -138,13 +139,7 @@ impl VaultService {
         let seed: Zeroizing<[u8; 32]> = Zeroizing::new(crate::util::random_bytes());
         let sk = ed25519_dalek::SigningKey::from_bytes(&seed);
         let public = sk.verifying_key().to_bytes();
-        let sealed = crypto::seal(
-            &self.root,
-            agent_id,
-            &kid,
-            Purpose::IdentityKey,
-            seed.as_ref(),
-        );
+        let sealed = crypto::seal(&root, agent_id, &kid, Purpose::IdentityKey, seed.as_ref());
         let rec = IdentityKeyRecord {
             kid: kid.clone(),
             public,
@@ -191,18 +186,13 @@ impl VaultService {
         agent_id: &str,
         data: &[u8],
     ) -> Result<(String, [u8; 64]), VaultError> {
+        let root = self.root();
         let set: IdentityKeys = self
             .store
             .get_record(Tree::KeyCustody, &identity_key(agent_id))?
             .ok_or(VaultError::Shredded)?;
         let rec = set.keys.last().ok_or(VaultError::Shredded)?;
-        let seed = crypto::open(
-            &self.root,
-            agent_id,
-            &rec.kid,
-            Purpose::IdentityKey,
-            &rec.sealed,
-        )?;
+        let seed = crypto::open(&root, agent_id, &rec.kid, Purpose::IdentityKey, &rec.sealed)?;
         let seed: Zeroizing<[u8; 32]> = Zeroizing::new(
             seed.as_slice()
                 .try_into()
@@ -225,6 +215,7 @@ impl VaultService {
         domain: &str,
         selector_prefix: &str,
     ) -> Result<Vec<DkimKeyRecord>, VaultError> {
+        let root = self.root();
         let mut set = self.dkim_set(domain)?;
         let mut changed = false;
         for alg in [DkimAlgorithm::Ed25519, DkimAlgorithm::Rsa] {
@@ -240,7 +231,8 @@ impl VaultService {
                     "rsa"
                 };
                 let selector = format!("{selector_prefix}{n}{suffix}");
-                set.keys.push(self.generate_dkim(domain, &selector, alg)?);
+                set.keys
+                    .push(Self::generate_dkim(&root, domain, &selector, alg)?);
                 changed = true;
             }
         }
@@ -299,7 +291,7 @@ impl VaultService {
     }
 
     fn generate_dkim(
-        &self,
+        root: &crypto::Key32,
         domain: &str,
         selector: &str,
         alg: DkimAlgorithm,
@@ -317,7 +309,7 @@ impl VaultService {
             public,
             created_at: now_unix(),
             retired_at: None,
-            sealed: crypto::seal(&self.root, domain, selector, Purpose::DkimKey, &private),
+            sealed: crypto::seal(root, domain, selector, Purpose::DkimKey, &private),
         })
     }
 
@@ -326,6 +318,7 @@ impl VaultService {
         &self,
         domain: &str,
     ) -> Result<Vec<crate::mailauth::DkimSigning>, VaultError> {
+        let root = self.root();
         use crate::mailauth::{DkimSigning, Ed25519Key, RsaSha256Key};
         let mut out = Vec::new();
         for k in self
@@ -333,7 +326,7 @@ impl VaultService {
             .into_iter()
             .filter(|k| k.retired_at.is_none())
         {
-            let der = crypto::open(&self.root, domain, &k.selector, Purpose::DkimKey, &k.sealed)?;
+            let der = crypto::open(&root, domain, &k.selector, Purpose::DkimKey, &k.sealed)?;
             let err = |e: mail_auth::Error| VaultError::Crypto(e.to_string());
             let signer = match k.algorithm {
                 DkimAlgorithm::Ed25519 => DkimSigning::new(

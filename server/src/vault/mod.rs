@@ -35,7 +35,9 @@ pub struct VaultService {
     store: Store,
     audit: Arc<Audit>,
     metrics: Arc<Metrics>,
-    root: Key32,
+    /// Behind a lock so a running server can rotate it: operations that seal or open under
+    /// it hold [`VaultService::root`] for their whole read-seal-write (see `rotate`).
+    root: std::sync::RwLock<Key32>,
     /// Unwrapped agent keys (zeroized when dropped). Emptied for an agent when it is
     /// shredded; saves a record read and an unwrap on every credential operation.
     keks: std::sync::RwLock<std::collections::HashMap<String, Key32>>,
@@ -62,7 +64,7 @@ impl VaultService {
                 store,
                 audit,
                 metrics,
-                root,
+                root: std::sync::RwLock::new(root),
                 keks: Default::default(),
                 records: Default::default(),
             },
@@ -82,10 +84,18 @@ impl VaultService {
             store,
             audit,
             metrics,
-            root,
+            root: std::sync::RwLock::new(root),
             keks: Default::default(),
             records: Default::default(),
         })
+    }
+}
+
+impl VaultService {
+    /// The root key, read-locked: hold the guard across everything that must see one key
+    /// (open a record, seal and write a new one), so a rotation never falls in between.
+    fn root(&self) -> std::sync::RwLockReadGuard<'_, Key32> {
+        self.root.read().unwrap_or_else(|p| p.into_inner())
     }
 }
 

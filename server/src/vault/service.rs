@@ -87,7 +87,7 @@ fn tombstone_key(agent: &str) -> Vec<u8> {
 
 impl VaultService {
     /// The agent's key, made on first use (never after the agent is revoked or shredded).
-    fn agent_key(&self, agent_id: &str, create: bool) -> Result<Key32, VaultError> {
+    pub(super) fn agent_key(&self, agent_id: &str, create: bool) -> Result<Key32, VaultError> {
         if let Some(k) = self
             .keks
             .read()
@@ -127,17 +127,18 @@ impl VaultService {
     }
 
     fn load_agent_key(&self, agent_id: &str, create: bool) -> Result<Key32, VaultError> {
+        let root = self.root();
         if let Some(s) = self
             .store
             .get_record::<Sealed>(Tree::VaultAgentKeys, agent_id.as_bytes())?
         {
-            return crypto::unwrap(&self.root, agent_id, "kek", Purpose::AgentKeyWrap, &s);
+            return crypto::unwrap(&root, agent_id, "kek", Purpose::AgentKeyWrap, &s);
         }
         if !create {
             return Err(VaultError::Shredded);
         }
         let kek = Key32::random();
-        let sealed = crypto::wrap(&self.root, agent_id, "kek", Purpose::AgentKeyWrap, &kek);
+        let sealed = crypto::wrap(&root, agent_id, "kek", Purpose::AgentKeyWrap, &kek);
         let tomb = tombstone_key(agent_id);
         // Checked and created in one transaction with the tombstone and the agent's status,
         // so a `put` racing the revocation cannot recreate the key the shred destroyed.
@@ -163,7 +164,7 @@ impl VaultService {
         )?;
         match stored {
             // Another request made it first: use that one.
-            Some(cur) => crypto::unwrap(&self.root, agent_id, "kek", Purpose::AgentKeyWrap, &cur),
+            Some(cur) => crypto::unwrap(&root, agent_id, "kek", Purpose::AgentKeyWrap, &cur),
             None => Ok(kek),
         }
     }

@@ -233,6 +233,61 @@ async fn master_rotation_rewraps_and_old_key_opens_nothing() {
     assert!(v2.identity_sign(a.agent_id().unwrap(), b"m").is_ok());
 }
 
+/// A live rotation racing key creation and signing: nothing is sealed under the old key after
+/// the switch nor opened with the new one before it, so every key opens afterwards with the
+/// new key alone, and nothing failed meanwhile.
+#[test]
+fn live_rotation_racing_new_keys_loses_nothing() {
+    let f = fixture();
+    f.vault.ensure_dkim("v.test", "lg").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let k2 = dir.path().join("k2");
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let workers: Vec<_> = (0..2)
+        .map(|w| {
+            let (v, stop) = (f.vault.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut made = Vec::new();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) || i < 20 {
+                    let id = format!("ag-{w}-{i}");
+                    v.create_agent_key(&id).unwrap();
+                    v.new_identity_key(&id, None).unwrap();
+                    v.identity_sign(&id, b"m").unwrap();
+                    made.push(id);
+                    i += 1;
+                }
+                made
+            })
+        })
+        .collect();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let (n, created) = f.vault.rotate_root(&k2).unwrap();
+    assert!(created && n > 0);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let made: Vec<String> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .collect();
+    let new = rootkey::load_file(&k2).unwrap();
+    let v2 = VaultService::with_root(
+        f.store.clone(),
+        f.audit.clone(),
+        Arc::new(Metrics::new()),
+        new,
+    )
+    .unwrap();
+    for id in &made {
+        v2.agent_key(id, false).unwrap();
+        v2.identity_sign(id, b"m").unwrap();
+    }
+    assert_eq!(v2.dkim_signers("v.test").unwrap().len(), 2);
+    assert!(matches!(
+        f.vault.rotate_root(&k2),
+        Err(VaultError::Invalid(_))
+    ));
+}
+
 #[tokio::test]
 async fn scopes_gate_and_audit() {
     let f = fixture();

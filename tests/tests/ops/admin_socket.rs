@@ -210,19 +210,6 @@ async fn every_admin_command_runs_against_a_running_and_a_stopped_server() {
     assert_eq!(md.permissions().mode() & 0o777, 0o600);
     mutate(&cfg_path, "1");
     let online = snapshot(&cfg_path);
-    // rotate-master needs the server stopped: refused with the reason, exit 3.
-    let o = cli(
-        &cfg_path,
-        &[
-            "vault",
-            "rotate-master",
-            "--new-key-file",
-            dir.path().join("k2").to_str().unwrap(),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(3));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("stop the server"));
-    assert!(!dir.path().join("k2").exists());
     // The server's own audit trail names the CLI operator for what the socket did.
     let rows = server
         .services()
@@ -306,4 +293,105 @@ async fn the_socket_protocol_names_bad_requests() {
         .unwrap()
         .contains("max_request_bytes"));
     server.stop().await;
+}
+
+/// `vault rotate-master` against a running server: every key is re-wrapped, the server goes
+/// on with the new key at once (old and new secrets open, new ones seal under it), the audit
+/// head checkpoint is re-signed (no mismatch at the next start), and only the new key opens
+/// the data afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_rotate_master_on_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    std::fs::create_dir_all(&data).unwrap();
+    let (k1, k2) = (dir.path().join("k1"), dir.path().join("k2"));
+    legate::vault::create_key_file(&k1).unwrap();
+    let mut cfg = legate_tests::test_config(&data);
+    cfg.vault.master_key_file = k1.display().to_string();
+    let cfg_path = dir.path().join("c.toml").display().to_string();
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+
+    let s = TestServer::start_with(tempfile::tempdir().unwrap(), cfg.clone()).await;
+    let (_, before) = s.agent("rot1", &["vault:read", "vault:write"]).await;
+    let put = |pw: &str| json!({"kind": "login", "password": pw});
+    assert_eq!(
+        s.call("PUT", "/v1/vault/site", Some(&before), Some(put("pw-1")))
+            .await
+            .0,
+        201
+    );
+
+    let v = json_of(&cli(
+        &cfg_path,
+        &[
+            "--json",
+            "vault",
+            "rotate-master",
+            "--new-key-file",
+            k2.to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(v["created"], true, "{v}");
+    assert!(v["agent_keys"].as_u64().unwrap() >= 1, "{v}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&k2).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // The same key again is refused (exit 3).
+    let again = cli(
+        &cfg_path,
+        &[
+            "vault",
+            "rotate-master",
+            "--new-key-file",
+            k2.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(again.status.code(), Some(3), "{again:?}");
+    assert!(String::from_utf8_lossy(&again.stderr).contains("current key"));
+
+    // The running server goes on: the old secret opens, a new agent's keys seal under k2.
+    let (st, got) = s.call("GET", "/v1/vault/site", Some(&before), None).await;
+    assert_eq!((st, got["password"].as_str()), (200, Some("pw-1")));
+    let (_, after) = s.agent("rot2", &["vault:read", "vault:write"]).await;
+    assert_eq!(
+        s.call("PUT", "/v1/vault/site", Some(&after), Some(put("pw-2")))
+            .await
+            .0,
+        201
+    );
+    let rows = s
+        .services()
+        .audit
+        .query(
+            &legate::audit::Filter {
+                action: Some("vault.rotate_master".into()),
+                ..Default::default()
+            },
+            10,
+            None,
+        )
+        .unwrap();
+    assert_eq!(rows.items.len(), 1, "the rotation is audited once");
+    s.stop().await;
+
+    // Only the new key opens the data now.
+    let err = legate::app::start(cfg.clone(), Default::default())
+        .await
+        .err()
+        .expect("the old key must not open the vault");
+    assert!(format!("{err:#}").contains("does not open this vault"));
+    let mut new = cfg.clone();
+    new.vault.master_key_file = k2.display().to_string();
+    let s = TestServer::start_with(tempfile::tempdir().unwrap(), new).await;
+    for (key, pw) in [(&before, "pw-1"), (&after, "pw-2")] {
+        let (st, got) = s.call("GET", "/v1/vault/site", Some(key), None).await;
+        assert_eq!((st, got["password"].as_str()), (200, Some(pw)));
+    }
+    // The checkpoint was re-signed under the new key: the start found nothing to report.
+    let report = s.services().audit.verify().unwrap();
+    assert_eq!(report.first_broken, None, "{report:?}");
+    assert!(report.warnings.is_empty(), "{report:?}");
+    s.stop().await;
 }
