@@ -78,6 +78,7 @@ impl Services {
             config.smtp.mailbox_quota_bytes,
         ));
         mailbox.set_max_waits_per_agent(config.api.max_waits_per_agent);
+        mailbox.set_sender_policy((&config.senders).into());
         // Mail stored before the search index existed is indexed before anything serves a
         // search (a no-op once done; resumes where an interrupted run stopped).
         mailbox

@@ -523,3 +523,5 @@ mod storage;
 mod diskfull;
 #[path = "mail/search.rs"]
 mod search;
+#[path = "mail/senders.rs"]
+mod senders;

@@ -242,7 +242,7 @@ async fn tools_are_listed_by_scope_and_out_of_scope_calls_name_the_scope() {
 
     let (_, full) = s.agent("full", &ALL).await;
     let mut f = Mcp::connect(&s, &full).await;
-    assert_eq!(f.tool_names().await.len(), 17);
+    assert_eq!(f.tool_names().await.len(), 20);
     // Each listed tool says what it needs and how it behaves.
     let v = f.rpc("tools/list", json!({})).await;
     let totp = v["result"]["tools"]
@@ -530,6 +530,42 @@ async fn every_tool_answers_what_its_rest_route_answers() {
         .await;
     assert_eq!(strip(mcp, &volatile), strip(rest, &volatile));
     let _ = peer_key;
+
+    // Sender lists: one added by each door, read back by both.
+    let mcp = c
+        .ok(
+            "mail_senders_add",
+            json!({"list": "block", "entry": "Pest.Test", "note": "m"}),
+        )
+        .await;
+    let (st, rest) = s
+        .call(
+            "POST",
+            "/v1/senders",
+            k,
+            Some(json!({"list": "allow", "entry": "bank.test"})),
+        )
+        .await;
+    assert_eq!(st, 201);
+    assert_eq!(mcp["entry"], "pest.test");
+    assert_eq!(mcp["created_by"], rest["created_by"]);
+    let (_, rest) = s.call("GET", "/v1/senders", k, None).await;
+    assert_eq!(c.ok("mail_senders_list", json!({})).await, rest);
+    assert_eq!(rest["block"][0]["entry"], "pest.test", "{rest}");
+    let gone = c
+        .ok(
+            "mail_senders_remove",
+            json!({"list": "block", "entry": "pest.test"}),
+        )
+        .await;
+    assert_eq!(gone, json!({"removed": true}));
+    let (err, _, whole) = c
+        .call(
+            "mail_senders_remove",
+            json!({"list": "block", "entry": "pest.test"}),
+        )
+        .await;
+    assert!(err, "{whole}");
 
     // audit_list: the trail both doors just wrote, read through both.
     let (_, rest) = s

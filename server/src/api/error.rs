@@ -129,6 +129,9 @@ impl From<MailboxError> for ApiError {
                 Self::invalid(e.to_string())
             }
             MailboxError::BadRequest(m) => Self::bad_request(m),
+            MailboxError::SenderRefused(_) => {
+                Self::new(StatusCode::FORBIDDEN, "sender_refused", e.to_string())
+            }
             MailboxError::TooManyWaits(_) => Self::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "too_many_waits",

@@ -10,6 +10,7 @@ mod identity;
 mod messages;
 mod public;
 mod queue;
+mod senders;
 pub mod serve;
 mod system;
 mod vault;
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(identity::router())
         .merge(public::router())
         .merge(dns::router())
+        .merge(senders::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))

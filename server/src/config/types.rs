@@ -17,6 +17,7 @@ pub struct Config {
     pub api: ApiConfig,
     pub smtp: SmtpConfig,
     pub imap: ImapConfig,
+    pub senders: SendersConfig,
     pub identity: IdentityConfig,
     pub outbound: OutboundConfig,
     pub dkim: DkimConfig,
@@ -386,6 +387,41 @@ impl Default for SmtpConfig {
             mailbox_quota_bytes: 1024 * 1024 * 1024,
             spool_threshold_bytes: 1024 * 1024,
             max_processing_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+/// Allow and block lists of senders (per agent and per org, managed over REST and MCP).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendersConfig {
+    /// What an agent's own block list does: "junk" files the mail to Junk, "reject" refuses
+    /// it (`550 5.7.1`). An org's block list always refuses.
+    pub agent_block: crate::mailbox::AgentBlockAction,
+    /// An allow list matches the header From, which anyone can type: count a match only when
+    /// the sender is proven (a DMARC pass aligned with the From domain).
+    pub allow_requires_authentication: bool,
+    /// Entries per list of one agent or org.
+    pub max_entries: usize,
+}
+
+impl Default for SendersConfig {
+    fn default() -> Self {
+        let p = crate::mailbox::SenderPolicy::default();
+        Self {
+            agent_block: p.agent_block,
+            allow_requires_authentication: p.allow_requires_authentication,
+            max_entries: p.max_entries,
+        }
+    }
+}
+
+impl From<&SendersConfig> for crate::mailbox::SenderPolicy {
+    fn from(c: &SendersConfig) -> Self {
+        Self {
+            agent_block: c.agent_block,
+            allow_requires_authentication: c.allow_requires_authentication,
+            max_entries: c.max_entries,
         }
     }
 }

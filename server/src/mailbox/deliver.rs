@@ -9,6 +9,7 @@
 
 use super::flags::{normalize_flag, normalize_label, normalize_set};
 use super::model::{ChangeKind, DeliveryMeta, StoredMessage};
+use super::senders::SenderVerdict;
 use super::slots::{index_in_folder, load_folder_for_insert, load_state, next_uid};
 use super::thread::{self, ThreadRefs};
 use super::{index, Folder, MailboxError, MailboxService};
@@ -68,6 +69,9 @@ struct Admitted {
     meta: DeliveryMeta,
     flags: Vec<String>,
     labels: Vec<String>,
+    /// The recipient's org, when the copy is judged against the sender lists (mail from
+    /// the outside); None for our own copies, DSNs and IMAP APPEND.
+    senders: Option<String>,
 }
 
 /// Parses `raw` as much as a delivery into `folder` stores: in full for mail from others,
@@ -177,8 +181,36 @@ impl MailboxService {
         meta: DeliveryMeta,
         hook: Option<TxHook<'_>>,
     ) -> Result<StoredMessage, MailboxError> {
-        // Refuse what cannot be stored before spending a parse on it.
         let admitted = self.admit(agent, meta, raw.len() as u64)?;
+        self.parse_and_store(agent, folder, raw, admitted, hook)
+            .await
+    }
+
+    /// [`deliver`](Self::deliver) for mail from the outside (the MX), judged first against
+    /// the allow and block lists of the agent and of `org_id`: a refused copy is not stored
+    /// ([`MailboxError::SenderRefused`]), an agent-level block files it to Junk.
+    pub async fn deliver_inbound(
+        &self,
+        agent: &str,
+        org_id: &str,
+        folder: Folder,
+        raw: Vec<u8>,
+        meta: DeliveryMeta,
+    ) -> Result<StoredMessage, MailboxError> {
+        let mut admitted = self.admit(agent, meta, raw.len() as u64)?;
+        admitted.senders = Some(org_id.to_string());
+        self.parse_and_store(agent, folder, raw, admitted, None)
+            .await
+    }
+
+    async fn parse_and_store(
+        &self,
+        agent: &str,
+        folder: Folder,
+        raw: Vec<u8>,
+        admitted: Admitted,
+        hook: Option<TxHook<'_>>,
+    ) -> Result<StoredMessage, MailboxError> {
         // Parsing a large message is CPU work: keep it off the async workers. The bytes stay
         // shared with this task, so even a failed task cannot lose them.
         let raw: Arc<[u8]> = raw.into();
@@ -233,6 +265,7 @@ impl MailboxService {
             meta,
             flags,
             labels,
+            senders: None,
         })
     }
 
@@ -249,6 +282,7 @@ impl MailboxService {
             meta,
             flags,
             labels,
+            senders,
         } = admitted;
         let ex = parsed.ex;
         let terms = parsed.terms;
@@ -261,7 +295,7 @@ impl MailboxService {
         // headers re-derive from the blob when a whole message is read
         // (`MailboxService::message`). Storing them cost twice the raw size per message,
         // and a parse of one message on read is cheap beside a list of many.
-        let base = StoredMessage {
+        let mut base = StoredMessage {
             id: id.clone(),
             agent_id: agent.to_string(),
             folder,
@@ -286,6 +320,16 @@ impl MailboxService {
             envelope_to: meta.envelope_to,
             external,
         };
+        if let Some(org) = &senders {
+            let from = base.from.as_ref().map(|a| a.email.as_str());
+            let proven = base.sender_authenticated();
+            match self.judge_sender(org, agent, &base.envelope_from, from, proven)? {
+                SenderVerdict::Accept => {}
+                SenderVerdict::Junk => base.folder = Folder::Junk,
+                SenderVerdict::Refuse(why) => return Err(MailboxError::SenderRefused(why)),
+            }
+        }
+        let folder = base.folder;
         let (now, now_ms) = (now_unix(), now_millis());
         let quota = self.quota_bytes;
         // The body goes to the blob store first, durably (file and directory fsynced), so

@@ -38,6 +38,10 @@ pub enum MailboxError {
     /// The caller, authenticated again at the end of a long request (`wait`), no longer is:
     /// its key or agent was revoked meanwhile. Front-ends answer it as they answer a failed
     /// authentication (401).
+    /// The recipient's allow or block list refused the sender (SMTP `550 5.7.1`); the text
+    /// is safe to give the sending server.
+    #[error("{0}")]
+    SenderRefused(&'static str),
     #[error(transparent)]
     Identity(IdentityError),
     #[error(transparent)]

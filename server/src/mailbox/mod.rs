@@ -25,6 +25,7 @@ mod list;
 mod model;
 mod read;
 pub mod search;
+mod senders;
 mod slots;
 mod thread;
 mod update;
@@ -38,6 +39,10 @@ pub use flags::{Delta, SetEdit};
 pub use folder::{AgentMailState, Folder, FolderState};
 pub use list::{ListPage, ListQuery};
 pub use model::{Change, ChangeKind, DeliveryMeta, Message, MessageContent, StoredMessage};
+pub use senders::{
+    lists_json as sender_lists_json, normalize_entry, AgentBlockAction, SenderEntry, SenderList,
+    SenderOwner, SenderPolicy,
+};
 pub use update::{Deleted, MessagePatch};
 pub use wait::WaitQuery;
 
@@ -55,6 +60,8 @@ pub struct MailboxService {
     waiters: wait::Waiters,
     /// Live sessions (IMAP), rung after every durable change.
     bells: bell::Bells,
+    /// `[senders]`: what agent-level blocks and allow lists do.
+    sender_policy: std::sync::RwLock<senders::SenderPolicy>,
 }
 
 impl MailboxService {
@@ -66,6 +73,7 @@ impl MailboxService {
             quota_bytes,
             waiters: wait::Waiters::default(),
             bells: bell::Bells::default(),
+            sender_policy: Default::default(),
         }
     }
 

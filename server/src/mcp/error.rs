@@ -87,6 +87,7 @@ impl From<MailboxError> for ToolError {
             }
             MailboxError::BadRequest(m) => Self::new("bad_request", m),
             MailboxError::TooManyWaits(_) => Self::new("too_many_waits", e.to_string()),
+            MailboxError::SenderRefused(_) => Self::new("sender_refused", e.to_string()),
             MailboxError::Identity(i) => i.into(),
             MailboxError::Store(_) | MailboxError::Audit(_) => Self::internal(&e),
         }

@@ -15,6 +15,7 @@ mod error;
 mod server;
 mod tools_identity;
 mod tools_mail;
+mod tools_senders;
 mod tools_vault;
 
 pub use server::{tool_scope, LegateMcp, UNTRUSTED_NOTE};

@@ -41,7 +41,10 @@ impl LegateMcp {
     pub fn new(s: Arc<Services>) -> Self {
         Self {
             s,
-            tools: Self::identity_tools() + Self::mail_tools() + Self::vault_tools(),
+            tools: Self::identity_tools()
+                + Self::mail_tools()
+                + Self::senders_tools()
+                + Self::vault_tools(),
         }
     }
 
@@ -248,8 +251,11 @@ mod tests {
     use super::*;
 
     fn all() -> Vec<Tool> {
-        (LegateMcp::identity_tools() + LegateMcp::mail_tools() + LegateMcp::vault_tools())
-            .list_all()
+        (LegateMcp::identity_tools()
+            + LegateMcp::mail_tools()
+            + LegateMcp::senders_tools()
+            + LegateMcp::vault_tools())
+        .list_all()
     }
 
     #[test]
@@ -270,6 +276,9 @@ mod tests {
                 "mail_list_messages",
                 "mail_reply",
                 "mail_send",
+                "mail_senders_add",
+                "mail_senders_list",
+                "mail_senders_remove",
                 "mail_update_message",
                 "mail_wait_for_message",
                 "vault_delete",

@@ -81,10 +81,13 @@ pub enum Tree {
     /// agent \0 received (BE) \0 message id -> () : purged messages whose positions the
     /// merger has yet to remove from the blocks.
     SearchDead,
+    /// agent|org \0 owner id \0 allow|block \0 entry -> sender list entry
+    /// (`mailbox::senders`)
+    SenderLists,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 33] = [
+    pub const ALL: [Tree; 34] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -118,6 +121,7 @@ impl Tree {
         Tree::SearchDocs,
         Tree::SearchPending,
         Tree::SearchDead,
+        Tree::SenderLists,
     ];
 
     pub fn name(self) -> &'static str {
@@ -155,6 +159,7 @@ impl Tree {
             Tree::SearchDocs => "search_docs",
             Tree::SearchPending => "search_pending",
             Tree::SearchDead => "search_dead",
+            Tree::SenderLists => "sender_lists",
         }
     }
 }

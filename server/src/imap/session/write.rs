@@ -41,6 +41,7 @@ pub(super) fn mailbox_error(e: MailboxError) -> Reply {
         }
         MailboxError::Invalid(m) | MailboxError::BadRequest(m) => Reply::bad(m),
         MailboxError::TooManyWaits(_) => Reply::no("Too many operations").code(other_code("LIMIT")),
+        MailboxError::SenderRefused(why) => Reply::no(why),
         MailboxError::Identity(_) => {
             Reply::no("Credentials no longer valid").code(other_code("AUTHENTICATIONFAILED"))
         }

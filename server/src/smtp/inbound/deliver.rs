@@ -63,6 +63,8 @@ pub(super) async fn deliver(
     let auth_json = serde_json::to_value(&verdict).ok();
     let mut failed_temp = false;
     let mut quota_full = 0;
+    let mut refused: Option<&'static str> = None;
+    let mut refused_n = 0;
     for r in &txn.rcpts {
         // RFC 5321 §4.4: one Received line per hop; `for` only names this copy's recipient.
         let received = crate::util::received_header(
@@ -85,7 +87,11 @@ pub(super) async fn deliver(
             envelope_to: vec![r.address.clone()],
             flags: Vec::new(),
         };
-        match ctx.mailbox.deliver(&r.agent.id, folder, raw, meta).await {
+        match ctx
+            .mailbox
+            .deliver_inbound(&r.agent.id, &r.agent.org_id, folder, raw, meta)
+            .await
+        {
             Ok(stored) => {
                 let _ = ctx.audit.append(NewEntry {
                     actor: ActorRef::system(),
@@ -100,15 +106,37 @@ pub(super) async fn deliver(
                 });
             }
             Err(MailboxError::QuotaExceeded { .. }) => quota_full += 1,
+            Err(MailboxError::SenderRefused(why)) => {
+                refused_n += 1;
+                refused.get_or_insert(why);
+                let _ = ctx.audit.append(NewEntry {
+                    actor: ActorRef::system(),
+                    chain: r.agent.chain.clone(),
+                    action: "mail.refuse".into(),
+                    target: r.agent.id.clone(),
+                    outcome: Outcome::Denied,
+                    detail: serde_json::json!({
+                        "from": txn.mail_from, "peer": peer.ip().to_string(),
+                        "reason": why, "session": session_id,
+                    }),
+                });
+            }
             Err(e) => {
                 tracing::error!(error = %e, session = session_id, "delivery failed");
                 failed_temp = true;
             }
         }
     }
+    let stored = txn.rcpts.len() - quota_full - refused_n;
     let outcome = if failed_temp {
         ("tempfail", "store", reply::temp_failure())
-    } else if quota_full == txn.rcpts.len() {
+    } else if stored == 0 && refused.is_some() {
+        (
+            "rejected",
+            "sender_list",
+            Reply::new(550, "5.7.1", refused.unwrap_or("Sender refused")),
+        )
+    } else if stored == 0 {
         (
             "rejected",
             "quota",

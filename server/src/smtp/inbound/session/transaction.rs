@@ -149,6 +149,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         return Reply::new(552, "5.2.2", "Mailbox full");
                     }
                 }
+                match self
+                    .ctx
+                    .mailbox
+                    .envelope_blocked(&agent.org_id, &txn.mail_from)
+                {
+                    Ok(false) => {}
+                    Ok(true) => {
+                        return Reply::new(
+                            550,
+                            "5.7.1",
+                            "Sender blocked by the recipient's organisation",
+                        )
+                    }
+                    Err(_) => return Reply::new(451, "4.3.0", "Temporary lookup failure"),
+                }
                 // One stored copy per mailbox: `ops`, `OPS` and `ops+tag` are one agent
                 // (the address rules normalise the local part), so a repeated RCPT is
                 // answered 250 and only adds its tag as a label.
