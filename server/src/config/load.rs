@@ -67,6 +67,7 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "api" => cfg.api = section(key, value, &mut errs),
             "smtp" => cfg.smtp = section(key, value, &mut errs),
             "imap" => cfg.imap = section(key, value, &mut errs),
+            "senders" => cfg.senders = section(key, value, &mut errs),
             "identity" => cfg.identity = section(key, value, &mut errs),
             "outbound" => cfg.outbound = outbound(value, &mut errs),
             "dkim" => cfg.dkim = section(key, value, &mut errs),
@@ -198,6 +199,9 @@ fn check_dns(d: &DnsConfig, errs: &mut Vec<ConfigError>) {
 }
 
 fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
+    if c.senders.max_entries == 0 {
+        errs.push(err("senders.max_entries", "must be at least 1"));
+    }
     if !valid_domain(&c.server.domain) || c.server.domain != c.server.domain.to_ascii_lowercase() {
         errs.push(err(
             "server.domain",
