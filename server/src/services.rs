@@ -84,6 +84,9 @@ impl Services {
         mailbox
             .build_search_index()
             .context("cannot build the search index")?;
+        mailbox
+            .build_thread_index()
+            .context("cannot build the thread index")?;
         let queue = Arc::new(crate::queue::QueueService::new(
             store.clone(),
             audit.clone(),

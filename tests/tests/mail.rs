@@ -525,3 +525,5 @@ mod diskfull;
 mod search;
 #[path = "mail/senders.rs"]
 mod senders;
+#[path = "mail/threads.rs"]
+mod threads;

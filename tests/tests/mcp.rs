@@ -228,6 +228,8 @@ async fn tools_are_listed_by_scope_and_out_of_scope_calls_name_the_scope() {
             "mail_list_messages",
             "mail_get_message",
             "mail_wait_for_message",
+            "mail_list_threads",
+            "mail_get_thread",
         ])
     );
     let (err, v, whole) = c.call("vault_totp", json!({"name": "github"})).await;
@@ -242,7 +244,7 @@ async fn tools_are_listed_by_scope_and_out_of_scope_calls_name_the_scope() {
 
     let (_, full) = s.agent("full", &ALL).await;
     let mut f = Mcp::connect(&s, &full).await;
-    assert_eq!(f.tool_names().await.len(), 20);
+    assert_eq!(f.tool_names().await.len(), 23);
     // Each listed tool says what it needs and how it behaves.
     let v = f.rpc("tools/list", json!({})).await;
     let totp = v["result"]["tools"]

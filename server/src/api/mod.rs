@@ -13,6 +13,7 @@ mod queue;
 mod senders;
 pub mod serve;
 mod system;
+mod threads;
 mod vault;
 mod whoami;
 
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(public::router())
         .merge(dns::router())
         .merge(senders::router())
+        .merge(threads::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))

@@ -18,8 +18,9 @@ use crate::store::{Tree, Tx, TxFail, TxStoreError};
 use crate::util::{new_id, now_millis, now_unix};
 use std::sync::Arc;
 
-const TREES: [Tree; 10] = [
+const TREES: [Tree; 11] = [
     Tree::Messages,
+    Tree::ThreadMessages,
     Tree::BlobRefs,
     Tree::FolderUids,
     Tree::MailTimeline,

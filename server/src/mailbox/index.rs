@@ -12,6 +12,7 @@
 //! | MailChanges     | agent \0 modseq (BE)                     | [`Change`](super::Change) |
 //! | MailThreads     | agent \0 Message-ID                      | thread id        |
 //! | BlobHolds       | message id                               | empty            |
+//! | ThreadMessages  | agent \0 thread \0 received ms (BE) \0 id | empty            |
 //!
 //! MailTimeline holds every message not in Trash (the default listing), FolderTimeline every
 //! message under its folder; both order by arrival so "newest first" is a reverse range walk.
@@ -80,6 +81,25 @@ pub(super) fn parse_timed(base: &[String], key: &[u8]) -> Option<(i64, String)> 
     let ms = i64::try_from(u64::from_be_bytes(ms.try_into().ok()?)).ok()?;
     let id = std::str::from_utf8(rest.strip_prefix(&[0])?).ok()?;
     Some((ms, id.to_string()))
+}
+
+/// A thread's member: every message of the thread in any folder, arrival-ordered.
+pub(super) fn thread_member(agent: &str, thread: &str, received_ms: i64, id: &str) -> Vec<u8> {
+    timed(&[agent, thread], received_ms, id)
+}
+
+/// The prefix of one thread's members (parse them back with [`parse_timed`]).
+pub(super) fn thread_base(agent: &str, thread: &str) -> Vec<String> {
+    vec![agent.to_string(), thread.to_string()]
+}
+
+/// Thread ids are ours (`th_` + base32).
+pub(super) fn valid_thread_id(id: &str) -> bool {
+    id.len() <= 64
+        && id.starts_with("th_")
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 pub(super) fn folder_state(agent: &str, folder: Folder) -> Vec<u8> {

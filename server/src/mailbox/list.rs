@@ -98,7 +98,7 @@ pub(super) fn encode_cursor(ms: i64, id: &str) -> String {
     BASE64URL_NOPAD.encode(format!("{ms}:{id}").as_bytes())
 }
 
-fn decode_cursor(c: &str) -> Result<(i64, String), MailboxError> {
+pub(super) fn decode_cursor(c: &str) -> Result<(i64, String), MailboxError> {
     let bad = || MailboxError::BadRequest("invalid cursor".into());
     let bytes = BASE64URL_NOPAD
         .decode(c.trim().as_bytes())

@@ -28,6 +28,7 @@ pub mod search;
 mod senders;
 mod slots;
 mod thread;
+mod threads;
 mod update;
 mod user_folders;
 mod wait;
@@ -43,6 +44,7 @@ pub use senders::{
     lists_json as sender_lists_json, normalize_entry, AgentBlockAction, SenderEntry, SenderList,
     SenderOwner, SenderPolicy,
 };
+pub use threads::{ThreadSummary, MAX_THREAD_MESSAGES};
 pub use update::{Deleted, MessagePatch};
 pub use wait::WaitQuery;
 

@@ -78,7 +78,7 @@ pub(super) fn next_uid(fs: &mut FolderState) -> Result<u32, TxFail<MailboxError>
     Ok(uid)
 }
 
-/// Places `rec` (folder and uid already set) in the UID and timeline indexes.
+/// Places `rec` (folder and uid already set) in the UID, timeline and thread indexes.
 pub(super) fn index_in_folder(
     tx: &Tx<'_>,
     rec: &StoredMessage,
@@ -101,6 +101,13 @@ pub(super) fn index_in_folder(
             &[],
         )?;
     }
+    if !rec.thread_id.is_empty() {
+        tx.put(
+            Tree::ThreadMessages,
+            &index::thread_member(a, &rec.thread_id, rec.received_at_ms, id),
+            &[],
+        )?;
+    }
     Ok(())
 }
 
@@ -118,6 +125,10 @@ pub(super) fn unindex_from_folder(
     tx.remove(
         Tree::MailTimeline,
         &index::timeline(a, rec.received_at_ms, id),
+    )?;
+    tx.remove(
+        Tree::ThreadMessages,
+        &index::thread_member(a, &rec.thread_id, rec.received_at_ms, id),
     )?;
     Ok(())
 }

@@ -94,8 +94,9 @@ impl Applied {
     }
 }
 
-pub(super) const TREES: [Tree; 12] = [
+pub(super) const TREES: [Tree; 13] = [
     Tree::Messages,
+    Tree::ThreadMessages,
     Tree::BlobRefs,
     Tree::BlobHolds,
     Tree::MessageContent,

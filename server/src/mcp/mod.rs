@@ -16,6 +16,7 @@ mod server;
 mod tools_identity;
 mod tools_mail;
 mod tools_senders;
+mod tools_threads;
 mod tools_vault;
 
 pub use server::{tool_scope, LegateMcp, UNTRUSTED_NOTE};

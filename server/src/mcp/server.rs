@@ -44,6 +44,7 @@ impl LegateMcp {
             tools: Self::identity_tools()
                 + Self::mail_tools()
                 + Self::senders_tools()
+                + Self::thread_tools()
                 + Self::vault_tools(),
         }
     }
@@ -254,6 +255,7 @@ mod tests {
         (LegateMcp::identity_tools()
             + LegateMcp::mail_tools()
             + LegateMcp::senders_tools()
+            + LegateMcp::thread_tools()
             + LegateMcp::vault_tools())
         .list_all()
     }
@@ -273,13 +275,16 @@ mod tests {
                 "identity_whoami",
                 "mail_delete_message",
                 "mail_get_message",
+                "mail_get_thread",
                 "mail_list_messages",
+                "mail_list_threads",
                 "mail_reply",
                 "mail_send",
                 "mail_senders_add",
                 "mail_senders_list",
                 "mail_senders_remove",
                 "mail_update_message",
+                "mail_update_thread",
                 "mail_wait_for_message",
                 "vault_delete",
                 "vault_get",

@@ -84,10 +84,13 @@ pub enum Tree {
     /// agent|org \0 owner id \0 allow|block \0 entry -> sender list entry
     /// (`mailbox::senders`)
     SenderLists,
+    /// agent \0 thread id \0 received (BE) \0 message id -> () : a thread's messages in
+    /// arrival order (`mailbox::threads`)
+    ThreadMessages,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 34] = [
+    pub const ALL: [Tree; 35] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -122,6 +125,7 @@ impl Tree {
         Tree::SearchPending,
         Tree::SearchDead,
         Tree::SenderLists,
+        Tree::ThreadMessages,
     ];
 
     pub fn name(self) -> &'static str {
@@ -160,6 +164,7 @@ impl Tree {
             Tree::SearchPending => "search_pending",
             Tree::SearchDead => "search_dead",
             Tree::SenderLists => "sender_lists",
+            Tree::ThreadMessages => "thread_messages",
         }
     }
 }
