@@ -521,6 +521,8 @@ mod storage;
 
 #[path = "mail/diskfull.rs"]
 mod diskfull;
+#[path = "mail/drafts.rs"]
+mod drafts;
 #[path = "mail/search.rs"]
 mod search;
 #[path = "mail/senders.rs"]

@@ -230,6 +230,7 @@ async fn tools_are_listed_by_scope_and_out_of_scope_calls_name_the_scope() {
             "mail_wait_for_message",
             "mail_list_threads",
             "mail_get_thread",
+            "mail_list_drafts",
         ])
     );
     let (err, v, whole) = c.call("vault_totp", json!({"name": "github"})).await;
@@ -244,7 +245,7 @@ async fn tools_are_listed_by_scope_and_out_of_scope_calls_name_the_scope() {
 
     let (_, full) = s.agent("full", &ALL).await;
     let mut f = Mcp::connect(&s, &full).await;
-    assert_eq!(f.tool_names().await.len(), 23);
+    assert_eq!(f.tool_names().await.len(), 28);
     // Each listed tool says what it needs and how it behaves.
     let v = f.rpc("tools/list", json!({})).await;
     let totp = v["result"]["tools"]
@@ -568,6 +569,48 @@ async fn every_tool_answers_what_its_rest_route_answers() {
         )
         .await;
     assert!(err, "{whole}");
+
+    // Drafts: made over MCP, seen over REST; changed, listed, deleted.
+    let tomorrow = (legate::util::now_unix() + 86400).to_string();
+    let d = c
+        .ok(
+            "mail_create_draft",
+            json!({"to": ["x@remote.test"], "subject": "Later", "text": "t"}),
+        )
+        .await;
+    let did = d["id"].as_str().expect("draft id").to_string();
+    let (_, rest) = s.call("GET", &format!("/v1/drafts/{did}"), k, None).await;
+    assert_eq!(strip(rest, &["updated_at"]), strip(d, &["updated_at"]));
+    let d = c
+        .ok(
+            "mail_update_draft",
+            json!({"id": did, "subject": "Sooner", "send_at": tomorrow}),
+        )
+        .await;
+    assert!(d.is_object());
+    let (err, _, whole) = c
+        .call(
+            "mail_update_draft",
+            json!({"id": did, "send_at": "4102444800"}),
+        )
+        .await;
+    assert!(err, "more than a year ahead is refused: {whole}");
+    let d = c
+        .ok(
+            "mail_update_draft",
+            json!({"id": did, "subject": "Sooner", "unschedule": true}),
+        )
+        .await;
+    assert_eq!(
+        (d["subject"].as_str(), d["status"].as_str()),
+        (Some("Sooner"), Some("draft"))
+    );
+    let (_, rest) = s.call("GET", "/v1/drafts", k, None).await;
+    assert_eq!(c.ok("mail_list_drafts", json!({})).await, rest);
+    assert_eq!(
+        c.ok("mail_delete_draft", json!({"id": did})).await,
+        json!({"deleted": true})
+    );
 
     // audit_list: the trail both doors just wrote, read through both.
     let (_, rest) = s

@@ -4,6 +4,7 @@
 mod admin;
 mod audit;
 mod dns;
+mod drafts;
 pub mod error;
 pub mod extract;
 mod identity;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dns::router())
         .merge(senders::router())
         .merge(threads::router())
+        .merge(drafts::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))

@@ -143,6 +143,26 @@ impl IdentityService {
         if !apikey::hashes_equal(&key.hash, &hash) {
             return Err((AuthFailure::Unknown, None));
         }
+        let actor = self.actor_of(&key, now)?;
+        self.auth_cache
+            .put(hash, epoch, &actor, key.expires_at, now);
+        if key
+            .last_used_at
+            .is_none_or(|t| now - t >= LAST_USED_GRANULARITY)
+        {
+            key.last_used_at = Some(now);
+            // Best effort: a missed last-used stamp must not fail the request.
+            if let Err(e) = self.store.put_record(Tree::ApiKeys, &k, &key) {
+                tracing::warn!(error = %e, "could not record key use");
+            }
+        }
+        Ok(actor)
+    }
+
+    /// The principal a stored key stands for now: refused when the key is revoked or
+    /// expired, its agent (or any ancestor) revoked, or a bootstrap key superseded.
+    fn actor_of(&self, key: &ApiKey, now: i64) -> Result<Actor, (AuthFailure, Option<KeyOwner>)> {
+        let internal = |_| (AuthFailure::Unknown, None);
         let owner = Some(key.owner.clone());
         if key.revoked_at.is_some() {
             return Err((AuthFailure::KeyRevoked, owner));
@@ -198,19 +218,22 @@ impl IdentityService {
                 }
             }
         };
-        self.auth_cache
-            .put(hash, epoch, &actor, key.expires_at, now);
-        if key
-            .last_used_at
-            .is_none_or(|t| now - t >= LAST_USED_GRANULARITY)
-        {
-            key.last_used_at = Some(now);
-            // Best effort: a missed last-used stamp must not fail the request.
-            if let Err(e) = self.store.put_record(Tree::ApiKeys, &k, &key) {
-                tracing::warn!(error = %e, "could not record key use");
-            }
-        }
         Ok(actor)
+    }
+
+    /// The actor of a key by its owner and id, checked afresh (revocation, expiry, the agent and its
+    /// ancestors, scopes): for work done later on a caller's behalf, such as a scheduled
+    /// send, which must not outlive the key that asked for it.
+    pub fn actor_for_key(&self, owner_id: &str, key_id: &str) -> Result<Actor, IdentityError> {
+        let key: ApiKey = self
+            .store
+            .get_record(
+                Tree::ApiKeys,
+                &crate::store::keys::join(&[owner_id, key_id]),
+            )?
+            .ok_or(IdentityError::Unauthorized(AuthFailure::Unknown))?;
+        self.actor_of(&key, now_unix())
+            .map_err(|(why, _)| IdentityError::Unauthorized(why))
     }
 
     /// Key scopes narrowed by the agent's and each ancestor's; `None` if an ancestor is

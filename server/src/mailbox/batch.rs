@@ -318,6 +318,22 @@ impl MailboxService {
     }
 
     /// Makes a batch durable and rings the agent's bell, if anything changed.
+    /// Purges one of `agent`'s messages for a service acting on the agent's behalf (a draft
+    /// replaced, sent or deleted: `queue::drafts`), which checked its own scope. A message
+    /// already gone is fine.
+    pub async fn purge_for(&self, agent: &str, id: &str) -> Result<(), MailboxError> {
+        let edit = Edit {
+            purge: true,
+            ..Edit::default()
+        };
+        let last = match self.apply_uncommitted(agent, id, &edit) {
+            Ok(Applied::Purged(r)) => Some(r.modseq),
+            Ok(_) | Err(MailboxError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        self.finish(agent, last).await
+    }
+
     async fn finish(&self, agent: &str, last_modseq: Option<u64>) -> Result<(), MailboxError> {
         if let Some(m) = last_modseq {
             self.audit.commit().await?;

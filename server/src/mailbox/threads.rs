@@ -299,13 +299,22 @@ mod tests {
         for k in &keys {
             mb.store.remove(Tree::ThreadMessages, k).unwrap();
         }
-        assert!(mb.thread_members("ag_a", &a.thread_id, false).unwrap().is_none());
+        assert!(mb
+            .thread_members("ag_a", &a.thread_id, false)
+            .unwrap()
+            .is_none());
         assert_eq!(mb.build_thread_index().unwrap(), 2);
         assert_eq!(mb.build_thread_index().unwrap(), 0, "once");
         for m in [&a, &b] {
-            let t = mb.thread_members("ag_a", &m.thread_id, false).unwrap().unwrap();
+            let t = mb
+                .thread_members("ag_a", &m.thread_id, false)
+                .unwrap()
+                .unwrap();
             assert_eq!(t.messages[0].id, m.id);
         }
-        assert!(mb.thread_members("ag_b", &a.thread_id, false).unwrap().is_none());
+        assert!(mb
+            .thread_members("ag_b", &a.thread_id, false)
+            .unwrap()
+            .is_none());
     }
 }

@@ -13,6 +13,7 @@
 mod auth;
 mod error;
 mod server;
+mod tools_drafts;
 mod tools_identity;
 mod tools_mail;
 mod tools_senders;

@@ -45,6 +45,7 @@ impl LegateMcp {
                 + Self::mail_tools()
                 + Self::senders_tools()
                 + Self::thread_tools()
+                + Self::draft_tools()
                 + Self::vault_tools(),
         }
     }
@@ -256,6 +257,7 @@ mod tests {
             + LegateMcp::mail_tools()
             + LegateMcp::senders_tools()
             + LegateMcp::thread_tools()
+            + LegateMcp::draft_tools()
             + LegateMcp::vault_tools())
         .list_all()
     }
@@ -273,16 +275,21 @@ mod tests {
                 "identity_token",
                 "identity_verify",
                 "identity_whoami",
+                "mail_create_draft",
+                "mail_delete_draft",
                 "mail_delete_message",
                 "mail_get_message",
                 "mail_get_thread",
+                "mail_list_drafts",
                 "mail_list_messages",
                 "mail_list_threads",
                 "mail_reply",
                 "mail_send",
+                "mail_send_draft",
                 "mail_senders_add",
                 "mail_senders_list",
                 "mail_senders_remove",
+                "mail_update_draft",
                 "mail_update_message",
                 "mail_update_thread",
                 "mail_wait_for_message",

@@ -4,6 +4,7 @@
 
 mod admin;
 pub mod compose;
+mod drafts;
 pub mod dsn;
 mod error;
 mod fresh;
@@ -18,6 +19,7 @@ mod worker;
 
 pub use admin::QueueQuery;
 pub use compose::{AttachmentIn, Mailbox, SendRequest};
+pub use drafts::{Draft, DraftFields, DraftPatch};
 pub use error::QueueError;
 pub use model::{QueuedMessage, RcptStatus, Recipient};
 pub use reply::ReplyRequest;

@@ -30,7 +30,10 @@ impl QueueService {
     pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
         let tasks = TaskTracker::new();
         loop {
-            let (started, next_due) = self.dispatch(&tasks);
+            let (started, mut next_due) = self.dispatch(&tasks);
+            if let Some(d) = self.fire_due_drafts(&tasks) {
+                next_due = Some(next_due.map_or(d, |n| n.min(d)));
+            }
             let now = now_millis();
             let mut wait = self.settings.scan_interval;
             if let Some(due) = next_due {

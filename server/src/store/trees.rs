@@ -87,10 +87,14 @@ pub enum Tree {
     /// agent \0 thread id \0 received (BE) \0 message id -> () : a thread's messages in
     /// arrival order (`mailbox::threads`)
     ThreadMessages,
+    /// agent \0 draft id -> draft (`queue::drafts`)
+    Drafts,
+    /// due ms (BE) agent \0 draft id -> () : scheduled drafts, fired by the queue worker
+    DraftSchedule,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 35] = [
+    pub const ALL: [Tree; 37] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -126,6 +130,8 @@ impl Tree {
         Tree::SearchDead,
         Tree::SenderLists,
         Tree::ThreadMessages,
+        Tree::Drafts,
+        Tree::DraftSchedule,
     ];
 
     pub fn name(self) -> &'static str {
@@ -165,6 +171,8 @@ impl Tree {
             Tree::SearchDead => "search_dead",
             Tree::SenderLists => "sender_lists",
             Tree::ThreadMessages => "thread_messages",
+            Tree::Drafts => "drafts",
+            Tree::DraftSchedule => "draft_schedule",
         }
     }
 }
