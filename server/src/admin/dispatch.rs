@@ -301,14 +301,24 @@ pub async fn handle(s: &Services, actor: &Actor, req: &Request) -> Result<Value,
             }
             actor.require_admin(&s.audit, "vault.rotate_master", "vault")?;
             let vault = s.vault.clone();
-            let (n, created) = tokio::task::spawn_blocking(move || vault.rotate_root(&path))
-                .await
-                .map_err(|e| AdminError::Internal(format!("the rotation task failed: {e}")))??;
+            let (n, created, warning) =
+                tokio::task::spawn_blocking(move || vault.rotate_root(&path))
+                    .await
+                    .map_err(|e| {
+                        AdminError::Internal(format!("the rotation task failed: {e}"))
+                    })??;
             audit_ok(s, actor, "vault.rotate_master", "vault")?;
             serde_json::json!({
                 "agent_keys": n,
                 "created": created,
                 "new_key_file": a.new_key_file,
+                // Nothing persists the switch but the operator: a restart with the old
+                // setting refuses to start.
+                "next_step": format!(
+                    "set vault.master_key_file = \"{}\" (or LEGATE_MASTER_KEY) before the next start: the old key no longer opens this vault",
+                    a.new_key_file
+                ),
+                "warning": warning,
             })
         }
         "backup" => {

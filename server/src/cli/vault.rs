@@ -45,6 +45,9 @@ pub(super) async fn rotate_master(
         "now set vault.master_key_file = \"{}\" (the old key no longer opens this vault)",
         new_key.display()
     );
+    if let Some(w) = v["warning"].as_str() {
+        eprintln!("warning: {w}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -377,6 +377,23 @@ impl MailboxService {
         )
     }
 
+    /// Which recipients are judged alike at the end of DATA: the org, plus the agent when its
+    /// own lists can refuse (an allow list, or a block list in `reject` mode). The SMTP
+    /// session keeps one class per transaction (`452 4.5.3` asks the client to send the rest
+    /// again), so a refusal after DATA is the answer for every recipient of it, and no copy
+    /// acknowledged with 250 is ever dropped.
+    pub fn refusal_class(&self, org_id: &str, agent_id: &str) -> Result<String, MailboxError> {
+        let agent = SenderOwner::Agent(agent_id.to_string());
+        let own = self.has_list(&agent, SenderList::Allow)?
+            || (self.sender_policy().agent_block == AgentBlockAction::Reject
+                && self.has_list(&agent, SenderList::Block)?);
+        Ok(if own {
+            format!("{org_id} {agent_id}")
+        } else {
+            org_id.to_string()
+        })
+    }
+
     /// At the end of DATA, for one recipient's copy: blocks (org, then agent) by envelope
     /// sender or header From, then allow lists (org, then agent) by header From.
     pub(super) fn judge_sender(

@@ -23,6 +23,8 @@ const DEFAULT_LIMIT: usize = 25;
 const MAX_LIMIT: usize = 100;
 /// Timeline entries one page may examine before it answers with a cursor.
 const SCAN_BUDGET: usize = 5000;
+/// Distinct threads one page may look into before it answers with a cursor.
+const THREAD_BUDGET: usize = 300;
 
 const BACKFILL_DONE: &[u8] = b"thread_index_v1";
 
@@ -70,13 +72,16 @@ impl ThreadSummary {
 }
 
 impl MailboxService {
-    /// The messages of `thread` (oldest first, at most [`MAX_THREAD_MESSAGES`], Trash
-    /// left out unless `with_trash`), or None when the agent has no such thread.
+    /// The newest messages of `thread` (at most [`MAX_THREAD_MESSAGES`], returned oldest
+    /// first), or None when the agent has none. Trash and Junk are left out unless
+    /// `everything`: a blocked sender's mail (filed to Junk) must not ride inside a real
+    /// conversation. Walked newest first, so a flood of replies cannot push the latest
+    /// ones out of view; at most four times the cap of index entries are read.
     fn thread_members(
         &self,
         agent: &str,
         thread: &str,
-        with_trash: bool,
+        everything: bool,
     ) -> Result<Option<ThreadSummary>, MailboxError> {
         if !index::valid_thread_id(thread) {
             return Ok(None);
@@ -86,7 +91,15 @@ impl MailboxService {
         let hi = Bound::Excluded(index::timeline_end(&base));
         let mut messages = Vec::new();
         let mut truncated = false;
-        for r in self.store.range(Tree::ThreadMessages, lo, hi, false) {
+        for (n, r) in self
+            .store
+            .range(Tree::ThreadMessages, lo, hi, true)
+            .enumerate()
+        {
+            if n == MAX_THREAD_MESSAGES * 4 || messages.len() == MAX_THREAD_MESSAGES {
+                truncated = true;
+                break;
+            }
             let (key, _) = r?;
             let Some((_, id)) = index::parse_timed(&base, &key) else {
                 continue;
@@ -98,15 +111,12 @@ impl MailboxService {
             else {
                 continue;
             };
-            if m.folder == Folder::Trash && !with_trash {
+            if !everything && matches!(m.folder, Folder::Trash | Folder::Junk) {
                 continue;
-            }
-            if messages.len() == MAX_THREAD_MESSAGES {
-                truncated = true;
-                break;
             }
             messages.push(m);
         }
+        messages.reverse();
         Ok((!messages.is_empty()).then(|| ThreadSummary {
             id: thread.to_string(),
             messages,
@@ -149,7 +159,7 @@ impl MailboxService {
             let Some((ms, id)) = index::parse_timed(&base, &key) else {
                 continue;
             };
-            if scanned == SCAN_BUDGET {
+            if scanned == SCAN_BUDGET || seen.len() == THREAD_BUDGET {
                 next_cursor = last_done.as_ref().map(|(ms, id)| encode_cursor(*ms, id));
                 break;
             }
@@ -283,6 +293,36 @@ impl MailboxService {
 mod tests {
     use super::super::testutil::*;
     use super::*;
+
+    /// A flood of replies cannot push a thread's latest message out of view, and Junk
+    /// (blocked senders) stays out of the conversation.
+    #[tokio::test]
+    async fn the_newest_messages_win_and_junk_stays_out() {
+        let (_d, mb) = service(0);
+        let root = deliver(&mb, "ag_a", Folder::Inbox, &with_ids("r@x", &[], &[])).await;
+        for i in 0..(MAX_THREAD_MESSAGES + 5) {
+            deliver(
+                &mb,
+                "ag_a",
+                Folder::Inbox,
+                &with_ids(&format!("f{i}@x"), &["r@x"], &[]),
+            )
+            .await;
+        }
+        let junk = deliver(&mb, "ag_a", Folder::Junk, &with_ids("j@x", &["r@x"], &[])).await;
+        let last = deliver(&mb, "ag_a", Folder::Inbox, &with_ids("l@x", &["r@x"], &[])).await;
+        assert_eq!(last.thread_id, root.thread_id);
+        let t = mb
+            .thread_members("ag_a", &root.thread_id, false)
+            .unwrap()
+            .unwrap();
+        assert!(t.truncated);
+        assert_eq!(t.messages.len(), MAX_THREAD_MESSAGES);
+        assert_eq!(t.messages.last().unwrap().id, last.id);
+        assert!(t.messages.iter().all(|m| m.id != junk.id));
+        let page = mb.list_threads(&reader("ag_a"), None, None, None).unwrap();
+        assert_eq!(page["items"][0]["last_message"]["id"], last.id.as_str());
+    }
 
     /// Mail stored before the thread index existed is indexed once at start.
     #[tokio::test]

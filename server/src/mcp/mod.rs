@@ -19,6 +19,7 @@ mod tools_mail;
 mod tools_senders;
 mod tools_threads;
 mod tools_vault;
+mod watch;
 
 pub use server::{tool_scope, LegateMcp, UNTRUSTED_NOTE};
 

@@ -268,9 +268,31 @@ impl QueueService {
             envelope_to: vec![r.address.clone()],
             flags: vec![],
         };
-        match self.mailbox.deliver(agent, Folder::Inbox, copy, meta).await {
+        // Mail between agents of this server meets the recipient's sender lists too (an org
+        // block, an allow list) exactly as mail from outside does.
+        let org = match self.identity.agent(agent) {
+            Ok(Some(a)) => a.org_id,
+            Ok(None) => {
+                return RcptOutcome::Permanent {
+                    reply: "550 5.1.1 No such local mailbox".into(),
+                }
+            }
+            Err(e) => {
+                return RcptOutcome::Temporary {
+                    reply: format!("451 4.3.0 Local delivery failed: {e}"),
+                }
+            }
+        };
+        match self
+            .mailbox
+            .deliver_inbound(agent, &org, Folder::Inbox, copy, meta)
+            .await
+        {
             Ok(_) => RcptOutcome::Delivered {
                 reply: "250 2.0.0 Delivered to a local mailbox".into(),
+            },
+            Err(MailboxError::SenderRefused(why)) => RcptOutcome::Permanent {
+                reply: format!("550 5.7.1 {why}"),
             },
             Err(MailboxError::QuotaExceeded { .. }) => RcptOutcome::Permanent {
                 reply: "552 5.2.2 Mailbox full".into(),

@@ -216,6 +216,17 @@ impl VaultService {
         selector_prefix: &str,
     ) -> Result<Vec<DkimKeyRecord>, VaultError> {
         let root = self.root();
+        self.ensure_dkim_locked(&root, domain, selector_prefix)
+    }
+
+    /// [`Self::ensure_dkim`] under a root-key guard the caller holds (never take it twice:
+    /// a waiting rotation would deadlock a second read lock).
+    fn ensure_dkim_locked(
+        &self,
+        root: &crypto::Key32,
+        domain: &str,
+        selector_prefix: &str,
+    ) -> Result<Vec<DkimKeyRecord>, VaultError> {
         let mut set = self.dkim_set(domain)?;
         let mut changed = false;
         for alg in [DkimAlgorithm::Ed25519, DkimAlgorithm::Rsa] {
@@ -232,7 +243,7 @@ impl VaultService {
                 };
                 let selector = format!("{selector_prefix}{n}{suffix}");
                 set.keys
-                    .push(Self::generate_dkim(&root, domain, &selector, alg)?);
+                    .push(Self::generate_dkim(root, domain, &selector, alg)?);
                 changed = true;
             }
         }
@@ -249,6 +260,9 @@ impl VaultService {
         domain: &str,
         selector_prefix: &str,
     ) -> Result<Vec<DkimKeyRecord>, VaultError> {
+        // Held across the read-modify-write: a rotation between the two would have this
+        // write put back keys sealed under the retired root key.
+        let root = self.root();
         let mut set = self.dkim_set(domain)?;
         let now = now_unix();
         for k in set.keys.iter_mut().filter(|k| k.retired_at.is_none()) {
@@ -256,7 +270,7 @@ impl VaultService {
         }
         self.store
             .put_record(Tree::KeyCustody, &dkim_key(domain), &set)?;
-        self.ensure_dkim(domain, selector_prefix)
+        self.ensure_dkim_locked(&root, domain, selector_prefix)
     }
 
     fn dkim_set(&self, domain: &str) -> Result<DkimKeys, VaultError> {
@@ -270,6 +284,8 @@ impl VaultService {
         domain: &str,
         selector: &str,
     ) -> Result<Vec<DkimKeyRecord>, VaultError> {
+        // See `rotate_dkim`: the guard spans the read-modify-write.
+        let _root = self.root();
         let mut set = self.dkim_set(domain)?;
         match set.keys.iter().find(|k| k.selector == selector) {
             None => return Err(VaultError::NotFound),

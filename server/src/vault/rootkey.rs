@@ -69,6 +69,13 @@ pub fn create_file(path: &Path) -> Result<Key32, VaultError> {
         .and_then(|_| f.write_all(b"\n"))
         .and_then(|_| f.sync_all())
         .map_err(|e| VaultError::RootKey(format!("cannot write {}: {e}", path.display())))?;
+    // The directory entry too: a rotation commits right after, and a power cut that lost the
+    // file's name would leave a vault no key opens.
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| VaultError::RootKey(format!("cannot sync {}: {e}", dir.display())))?;
+    }
     Ok(key)
 }
 

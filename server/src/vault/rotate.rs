@@ -115,16 +115,24 @@ impl VaultService {
     /// The same rotation in a running server, on the root key it holds: every key is
     /// re-wrapped, the server goes on with the new key at once, and the audit head
     /// checkpoint (whose signing key derives from the root key) is re-signed, so the next
-    /// start finds it authentic under the new key. Returns (agent keys re-wrapped, whether the
-    /// new key file was created).
-    pub fn rotate_root(&self, new_key_file: &std::path::Path) -> Result<(usize, bool), VaultError> {
+    /// start finds it authentic under the new key. Once the store transaction commits the
+    /// rotation has happened: a checkpoint that could not be re-signed is a warning in the
+    /// answer (the next start records the mismatch), not a failure. Returns (agent keys
+    /// re-wrapped, whether the new key file was created, that warning).
+    pub fn rotate_root(
+        &self,
+        new_key_file: &std::path::Path,
+    ) -> Result<(usize, bool, Option<String>), VaultError> {
         let mut root = self.root.write().unwrap_or_else(|p| p.into_inner());
         let (new, created) = new_root(&root, new_key_file)?;
         let n = rotate_master(&self.store, &root, &new)?;
         *root = new;
         let signer = super::anchor::signer_for(&root);
         drop(root);
-        self.audit.replace_signer(signer)?;
-        Ok((n, created))
+        let warning = self.audit.replace_signer(signer).err().map(|e| {
+            tracing::error!(error = %e, "the root key was rotated but the audit checkpoint was not re-signed");
+            format!("the audit head checkpoint was not re-signed ({e}); the next start records the mismatch")
+        });
+        Ok((n, created, warning))
     }
 }

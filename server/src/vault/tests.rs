@@ -262,7 +262,8 @@ fn live_rotation_racing_new_keys_loses_nothing() {
         })
         .collect();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let (n, created) = f.vault.rotate_root(&k2).unwrap();
+    let (n, created, warning) = f.vault.rotate_root(&k2).unwrap();
+    assert_eq!(warning, None);
     assert!(created && n > 0);
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let made: Vec<String> = workers

@@ -51,7 +51,9 @@ async fn send(s: &TestServer, from: &str, header_from: &str, to: &str, subject: 
 async fn blocked_senders_are_refused_or_junked_and_allow_lists_admit_only_proven_senders() {
     let s = TestServer::start_smtp(dns()).await;
     let admin = Some(s.admin_token.as_str());
-    let (ops, ops_key) = s.agent("ops", &["mail:read", "mail:manage"]).await;
+    let (ops, ops_key) = s
+        .agent("ops", &["mail:read", "mail:manage", "mail:send"])
+        .await;
     let (signup, signup_key) = s.agent("signup", &["mail:read", "mail:manage"]).await;
     let (_, reader_key) = s.agent("reader", &["mail:read"]).await;
     let org = ops["org_id"].as_str().expect("org_id").to_string();
@@ -183,6 +185,54 @@ async fn blocked_senders_are_refused_or_junked_and_allow_lists_admit_only_proven
     )
     .await;
     assert!(r.starts_with("DATA 550 5.7.1"), "{r}");
+    // Recipients whose lists could answer differently after DATA share no transaction:
+    // the second is deferred (452 4.5.3), so no 250 ever covers a dropped copy.
+    let (mut c, _) = SmtpClient::connect(s.smtp_addr()).await;
+    c.cmd("EHLO client.test").await;
+    assert!(c
+        .cmd("MAIL FROM:<a@spamless.test>")
+        .await
+        .starts_with("250"));
+    assert!(c.cmd("RCPT TO:<ops@agents.test>").await.starts_with("250"));
+    let r = c.cmd("RCPT TO:<signup@agents.test>").await;
+    assert!(r.starts_with("452 4.5.3"), "{r}");
+    assert!(c.cmd("RCPT TO:<OPS@agents.test>").await.starts_with("250"));
+    drop(c);
+
+    // Another agent of this server is not on the list either: its mail bounces.
+    let (st, v) = s
+        .call(
+            "POST",
+            "/v1/messages/send",
+            Some(&ops_key),
+            Some(json!({"to": ["signup@agents.test"], "subject": "local", "text": "x"})),
+        )
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let mut bounced = false;
+    for _ in 0..100 {
+        let (_, q) = s
+            .call(
+                "GET",
+                &format!("/v1/messages/{}", v["id"].as_str().unwrap()),
+                Some(&ops_key),
+                None,
+            )
+            .await;
+        if q["delivery"][0]["status"] == "permanent_failure" {
+            assert!(
+                q["delivery"][0]["last_reply"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("5.7.1"),
+                "{q}"
+            );
+            bounced = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(bounced, "local mail from an unlisted agent is refused");
     let (_, inbox) = s.call("GET", "/v1/messages", Some(&signup_key), None).await;
     assert_eq!(subjects(&inbox), vec!["ok1"]);
 

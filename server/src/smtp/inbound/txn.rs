@@ -20,6 +20,9 @@ pub(super) struct Txn {
     pub mail_from: String,
     pub spf: SpfResult,
     pub rcpts: Vec<Rcpt>,
+    /// The sender-list class of the accepted recipients (`MailboxService::refusal_class`):
+    /// one per transaction, so the answer after DATA holds for all of them.
+    pub refusal_class: Option<String>,
     /// Submission: recipients anywhere, checked by the queue.
     pub submit_rcpts: Vec<String>,
     /// RCPTs answered 250, duplicates included: `max_recipients` bounds the commands.

@@ -90,6 +90,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             mail_from,
             spf,
             rcpts: Vec::new(),
+            refusal_class: None,
             submit_rcpts: Vec::new(),
             rcpt_count: 0,
             body: Spool::new(limits.spool_threshold, limits.spool_dir.clone()),
@@ -163,6 +164,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                         )
                     }
                     Err(_) => return Reply::new(451, "4.3.0", "Temporary lookup failure"),
+                }
+                let Ok(class) = self.ctx.mailbox.refusal_class(&agent.org_id, &agent.id) else {
+                    return Reply::new(451, "4.3.0", "Temporary lookup failure");
+                };
+                match &txn.refusal_class {
+                    None => txn.refusal_class = Some(class),
+                    // Recipients whose sender lists could answer differently after DATA go
+                    // in separate transactions (RFC 5321 §4.5.3.1.10: the client sends the
+                    // rest again), so no copy acknowledged with 250 is ever dropped.
+                    Some(c) if *c != class && !txn.rcpts.iter().any(|r| r.agent.id == agent.id) => {
+                        return Reply::new(
+                            452,
+                            "4.5.3",
+                            "Too many recipients for one transaction; send the rest again",
+                        )
+                    }
+                    Some(_) => {}
                 }
                 // One stored copy per mailbox: `ops`, `OPS` and `ops+tag` are one agent
                 // (the address rules normalise the local part), so a repeated RCPT is
