@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 
+import anyio
 import httpx2
 from mcp.client import Client
 from mcp.client.streamable_http import streamable_http_client
@@ -128,6 +129,32 @@ async def run(url, key, smtp_port, address, mode):
 
         bad = await client.call_tool("vault_totp", {"name": "does-not-exist"})
         check(f"{tag} a failing tool is an isError result", bad.is_error is True, bad)
+
+        # New mail as a resource: on 2026-07-28 the SDK's listen() stream is told when mail
+        # arrives (subscriptions/listen); the resource reads back the newest INBOX mail.
+        if client.protocol_version == "2026-07-28":
+            uri = "legate://mail/INBOX"
+            res = await client.list_resources()
+            check(f"{tag} the INBOX is a resource", any(str(r.uri) == uri for r in res.resources), res)
+            subject = f"Watched {time.time_ns()}"
+            async with client.listen(resource_subscriptions=[uri]) as sub:
+                check(f"{tag} listen is acknowledged for the INBOX", uri in (sub.honored.resource_subscriptions or []),
+                      sub.honored)
+                await asyncio.to_thread(
+                    subprocess.run,
+                    ["swaks", "--to", address, "--from", "news@shop.test", "--server", f"127.0.0.1:{smtp_port}",
+                     "--header", f"Subject: {subject}", "--body", "hello"],
+                    check=True, capture_output=True)
+                event = None
+                with anyio.move_on_after(20):
+                    async for ev in sub:
+                        event = ev
+                        break
+                check(f"{tag} a resource-updated event arrives for new mail",
+                      event is not None and str(getattr(event, "uri", "")) == uri, event)
+            read = await client.read_resource(uri)
+            text = read.contents[0].text if read.contents else ""
+            check(f"{tag} the resource holds the new mail", subject in text, text[:200])
 
 
 def main():

@@ -670,3 +670,6 @@ async fn mail_send_refuses_header_injection_like_rest() {
 
 #[path = "mcp/session.rs"]
 mod session;
+
+#[path = "mcp/watch.rs"]
+mod watch;
