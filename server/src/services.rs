@@ -97,6 +97,13 @@ impl Services {
             crate::queue::QueueSettings::from_config(&config),
             outbound_transport(&config)?,
         ));
+        let interrupted = queue.recover_drafts().context("cannot recover drafts")?;
+        if interrupted > 0 {
+            tracing::warn!(
+                drafts = interrupted,
+                "drafts were being sent when the server stopped; handed back with a note"
+            );
+        }
         let storage = store.space().clone();
         Ok(Services {
             config,

@@ -173,6 +173,7 @@ impl From<crate::queue::QueueError> for ApiError {
             Q::Invalid(m) => Self::invalid(m),
             Q::InvalidHeader(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_header", m),
             Q::Recipient(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_recipient", m),
+            Q::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             Q::TooLarge { .. } => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "message_too_large",

@@ -115,6 +115,7 @@ impl From<crate::queue::QueueError> for ToolError {
             Q::Invalid(m) => Self::invalid(m),
             Q::InvalidHeader(m) => Self::new("invalid_header", m),
             Q::Recipient(m) => Self::new("invalid_recipient", m),
+            Q::Conflict(m) => Self::new("conflict", m),
             Q::TooLarge { .. } => Self::new("message_too_large", e.to_string()),
             Q::Mailbox(m) => m.into(),
             Q::Identity(i) => i.into(),

@@ -18,13 +18,15 @@ use super::QueueError;
 use crate::audit::Outcome;
 use crate::identity::{Actor, Scope};
 use crate::mailbox::{DeliveryMeta, Folder};
-use crate::store::{keys, Tree};
+use crate::store::{keys, Tree, TxFail};
 use crate::util::{new_id, now_millis};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Drafts one agent may hold.
 const MAX_DRAFTS: usize = 1000;
+/// Scheduled drafts sent at once.
+const MAX_FIRING: usize = 16;
 /// How far ahead a send may be scheduled.
 const MAX_SCHEDULE_AHEAD_MS: i64 = 366 * 24 * 3600 * 1000;
 
@@ -103,6 +105,10 @@ pub struct Draft {
     /// Why the last scheduled send did not go (key revoked, message refused...).
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Claimed by a send in progress: edits and deletes wait (409), a second send cannot
+    /// start, and a crash meanwhile is reported at the next start rather than re-sent.
+    #[serde(default)]
+    pub sending: bool,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
 }
@@ -112,7 +118,7 @@ impl Draft {
         let f = &self.fields;
         json!({
             "id": self.id,
-            "status": if self.send_at_ms.is_some() { "scheduled" } else { "draft" },
+            "status": if self.sending { "sending" } else if self.send_at_ms.is_some() { "scheduled" } else { "draft" },
             "send_at": self.send_at_ms.map(crate::util::rfc3339_millis),
             "message_id": self.message_id,
             "to": f.to, "cc": f.cc, "bcc": f.bcc, "reply_to": f.reply_to,
@@ -198,24 +204,42 @@ impl QueueService {
             .mailbox
             .deliver(&agent.id, Folder::Drafts, composed.raw, meta)
             .await?;
-        d.message_id = Some(copy.id);
+        d.message_id = Some(copy.id.clone());
         let key = draft_key(&d.agent_id, &d.id);
         let old_due = old.and_then(|o| o.send_at_ms);
-        self.store
-            .transact::<_, QueueError>(&[Tree::Drafts, Tree::DraftSchedule], |tx| {
-                if let Some(due) = old_due {
-                    tx.remove(Tree::DraftSchedule, &schedule_key(due, &d.agent_id, &d.id))?;
-                }
-                if let Some(due) = d.send_at_ms {
-                    tx.put(
-                        Tree::DraftSchedule,
-                        &schedule_key(due, &d.agent_id, &d.id),
-                        &[],
-                    )?;
-                }
-                tx.put_record(Tree::Drafts, &key, &d)?;
-                Ok(())
-            })?;
+        let saved =
+            self.store
+                .transact::<_, QueueError>(&[Tree::Drafts, Tree::DraftSchedule], |tx| {
+                    if let Some(o) = old {
+                        // Unchanged since it was read, and not claimed by a send meanwhile.
+                        let cur: Option<Draft> = tx.get_record(Tree::Drafts, &key)?;
+                        if cur
+                            .as_ref()
+                            .is_none_or(|c| c.sending || c.updated_at_ms != o.updated_at_ms)
+                        {
+                            return Err(TxFail::Abort(QueueError::Conflict(
+                                "the draft changed or is being sent; read it again".into(),
+                            )));
+                        }
+                    }
+                    if let Some(due) = old_due {
+                        tx.remove(Tree::DraftSchedule, &schedule_key(due, &d.agent_id, &d.id))?;
+                    }
+                    if let Some(due) = d.send_at_ms {
+                        tx.put(
+                            Tree::DraftSchedule,
+                            &schedule_key(due, &d.agent_id, &d.id),
+                            &[],
+                        )?;
+                    }
+                    tx.put_record(Tree::Drafts, &key, &d)?;
+                    Ok(())
+                });
+        if let Err(e) = saved {
+            // The copy made for this version belongs to no draft.
+            self.mailbox.purge_for(&d.agent_id, &copy.id).await?;
+            return Err(e.into());
+        }
         if let Some(old_copy) = old.and_then(|o| o.message_id.as_deref()) {
             self.mailbox.purge_for(&d.agent_id, old_copy).await?;
         }
@@ -253,6 +277,7 @@ impl QueueService {
             message_id: None,
             send_at_ms: send_at.map(|s| parse_send_at(s, now)).transpose()?,
             last_error: None,
+            sending: false,
             created_at_ms: now,
             updated_at_ms: now,
         };
@@ -302,6 +327,9 @@ impl QueueService {
     ) -> Result<Draft, QueueError> {
         let agent = actor.require(&self.audit, Scope::MailSend, "draft.update", id)?;
         let old = self.load_draft(agent, id)?;
+        if old.sending {
+            return Err(QueueError::Conflict("the draft is being sent".into()));
+        }
         let mut d = old.clone();
         let f = &mut d.fields;
         if let Some(v) = p.to {
@@ -340,27 +368,115 @@ impl QueueService {
         Ok(d)
     }
 
-    /// Removes the record, its schedule entry and its Drafts copy.
-    async fn drop_draft(&self, d: &Draft) -> Result<(), QueueError> {
-        self.store
-            .transact::<_, QueueError>(&[Tree::Drafts, Tree::DraftSchedule], |tx| {
-                if let Some(due) = d.send_at_ms {
-                    tx.remove(Tree::DraftSchedule, &schedule_key(due, &d.agent_id, &d.id))?;
-                }
-                tx.remove(Tree::Drafts, &draft_key(&d.agent_id, &d.id))?;
-                Ok(())
-            })?;
-        if let Some(copy) = &d.message_id {
-            self.mailbox.purge_for(&d.agent_id, copy).await?;
+    /// Removes the record, its schedule entry and its Drafts copy. `claimed`: the caller's
+    /// send holds the draft; otherwise a draft being sent is refused (409).
+    async fn drop_draft(&self, d: &Draft, claimed: bool) -> Result<(), QueueError> {
+        let key = draft_key(&d.agent_id, &d.id);
+        let gone =
+            self.store
+                .transact::<_, QueueError>(&[Tree::Drafts, Tree::DraftSchedule], |tx| {
+                    let Some(cur) = tx.get_record::<Draft>(Tree::Drafts, &key)? else {
+                        return Ok(None);
+                    };
+                    if cur.sending != claimed {
+                        return Err(TxFail::Abort(QueueError::Conflict(
+                            "the draft is being sent".into(),
+                        )));
+                    }
+                    if let Some(due) = cur.send_at_ms {
+                        tx.remove(
+                            Tree::DraftSchedule,
+                            &schedule_key(due, &cur.agent_id, &cur.id),
+                        )?;
+                    }
+                    tx.remove(Tree::Drafts, &key)?;
+                    Ok(Some(cur))
+                })?;
+        let Some(cur) = gone else {
+            return Err(QueueError::NotFound("draft"));
+        };
+        if let Some(copy) = &cur.message_id {
+            self.mailbox.purge_for(&cur.agent_id, copy).await?;
         }
         Ok(())
+    }
+
+    /// Takes the draft for one send: it must be unchanged since `seen` was read (and, for a
+    /// scheduled send, still due at `due`) and not already claimed. The schedule entry goes
+    /// in the same transaction, so nothing else fires it.
+    fn claim(&self, seen: &Draft, due: Option<i64>) -> Result<Draft, QueueError> {
+        let key = draft_key(&seen.agent_id, &seen.id);
+        Ok(self
+            .store
+            .transact::<_, QueueError>(&[Tree::Drafts, Tree::DraftSchedule], |tx| {
+                let Some(mut cur) = tx.get_record::<Draft>(Tree::Drafts, &key)? else {
+                    return Err(TxFail::Abort(QueueError::NotFound("draft")));
+                };
+                if cur.sending {
+                    return Err(TxFail::Abort(QueueError::Conflict(
+                        "the draft is already being sent".into(),
+                    )));
+                }
+                if cur.updated_at_ms != seen.updated_at_ms
+                    || due.is_some_and(|d| cur.send_at_ms != Some(d))
+                {
+                    return Err(TxFail::Abort(QueueError::Conflict(
+                        "the draft changed meanwhile; read it again".into(),
+                    )));
+                }
+                if let Some(at) = cur.send_at_ms.take() {
+                    tx.remove(
+                        Tree::DraftSchedule,
+                        &schedule_key(at, &cur.agent_id, &cur.id),
+                    )?;
+                }
+                cur.sending = true;
+                tx.put_record(Tree::Drafts, &key, &cur)?;
+                Ok(cur)
+            })?)
+    }
+
+    /// A send that did not go: the draft is the user's again, with the reason.
+    async fn unclaim(&self, d: &Draft, why: Option<String>) -> Result<(), QueueError> {
+        let key = draft_key(&d.agent_id, &d.id);
+        self.store
+            .transact::<_, QueueError>(&[Tree::Drafts], |tx| {
+                if let Some(mut cur) = tx.get_record::<Draft>(Tree::Drafts, &key)? {
+                    cur.sending = false;
+                    cur.last_error = why.clone();
+                    tx.put_record(Tree::Drafts, &key, &cur)?;
+                }
+                Ok(())
+            })?;
+        self.audit.commit().await?;
+        Ok(())
+    }
+
+    /// At start: a draft still claimed was being sent when the server stopped. Whether it
+    /// left is unknown, so it is not sent again by itself: it is handed back with a note.
+    pub fn recover_drafts(&self) -> Result<usize, QueueError> {
+        let mut n = 0;
+        for r in self.store.scan_prefix(Tree::Drafts, &[]) {
+            let (k, v) = r?;
+            let mut d: Draft = crate::store::decode(&v)?;
+            if d.sending {
+                d.sending = false;
+                d.last_error = Some(
+                    "the server stopped while sending it: check Sent before sending it again"
+                        .into(),
+                );
+                self.store.put_record(Tree::Drafts, &k, &d)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// `mail:send`. Deletes a draft; a scheduled one is cancelled (it never sends).
     pub async fn delete_draft(&self, actor: &Actor, id: &str) -> Result<(), QueueError> {
         let agent = actor.require(&self.audit, Scope::MailSend, "draft.delete", id)?;
         let d = self.load_draft(agent, id)?;
-        self.drop_draft(&d).await?;
+        self.drop_draft(&d, false).await?;
         self.audit_draft(actor, "draft.delete", &d)?;
         self.audit.commit().await?;
         Ok(())
@@ -382,9 +498,16 @@ impl QueueService {
             };
             return Ok(self.update_draft(actor, id, p).await?.to_json());
         }
-        let d = self.load_draft(agent, id)?;
-        let accepted = self.send(actor, &d.fields.request()).await?;
-        self.drop_draft(&d).await?;
+        let seen = self.load_draft(agent, id)?;
+        let d = self.claim(&seen, None)?;
+        let accepted = match self.send(actor, &d.fields.request()).await {
+            Ok(a) => a,
+            Err(e) => {
+                self.unclaim(&d, None).await?;
+                return Err(e);
+            }
+        };
+        self.drop_draft(&d, true).await?;
         self.audit_draft(actor, "draft.send", &d)?;
         self.audit.commit().await?;
         Ok(accepted.to_json())
@@ -410,13 +533,15 @@ impl QueueService {
             // (sent: dropped with the draft; refused: dropped, the draft kept with the
             // reason), so a crash meanwhile fires it again after the restart.
             let flight = format!("draft:{id}");
-            if !self
-                .inflight
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(flight.clone())
             {
-                continue;
+                let mut inflight = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                // A burst of due drafts goes a few at a time; the rest wait for a later pass.
+                if inflight.iter().filter(|f| f.starts_with("draft:")).count() >= MAX_FIRING {
+                    return Some(now + 100);
+                }
+                if !inflight.insert(flight.clone()) {
+                    continue;
+                }
             }
             let q = self.clone();
             tasks.spawn(async move {
@@ -438,17 +563,22 @@ impl QueueService {
                 .store
                 .remove(Tree::DraftSchedule, &schedule_key(due, agent, id))?)
         };
-        let Ok(d) = self.load_draft(agent, id) else {
+        let Ok(seen) = self.load_draft(agent, id) else {
             return stale();
         };
-        // Rescheduled or unscheduled since the entry was read.
-        if d.send_at_ms != Some(due) {
+        // Rescheduled, unscheduled or being sent since the entry was read.
+        if seen.send_at_ms != Some(due) || seen.sending {
             return stale();
         }
+        let d = match self.claim(&seen, Some(due)) {
+            Ok(d) => d,
+            Err(QueueError::Conflict(_) | QueueError::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
+        };
         let sent = match self.identity.actor_for_key(agent, &d.key_id) {
             Ok(actor) if actor.agent_id() == Some(agent) => {
                 match self.send(&actor, &d.fields.request()).await {
-                    Ok(a) => Ok((actor, a)),
+                    Ok(_) => Ok(actor),
                     Err(e) => Err(e.to_string()),
                 }
             }
@@ -456,22 +586,12 @@ impl QueueService {
             Err(e) => Err(format!("not sent: {e}")),
         };
         match sent {
-            Ok((actor, _)) => {
-                self.drop_draft(&d).await?;
+            Ok(actor) => {
+                self.drop_draft(&d, true).await?;
                 self.audit_draft(&actor, "draft.send", &d)?;
+                self.audit.commit().await?;
             }
             Err(why) => {
-                let mut kept = d.clone();
-                kept.send_at_ms = None;
-                kept.last_error = Some(why.clone());
-                self.store.transact::<_, QueueError>(
-                    &[Tree::Drafts, Tree::DraftSchedule],
-                    |tx| {
-                        tx.remove(Tree::DraftSchedule, &schedule_key(due, agent, id))?;
-                        tx.put_record(Tree::Drafts, &draft_key(agent, id), &kept)?;
-                        Ok(())
-                    },
-                )?;
                 self.audit.append(crate::audit::NewEntry {
                     actor: crate::audit::ActorRef::agent(agent),
                     chain: vec![],
@@ -480,9 +600,9 @@ impl QueueService {
                     outcome: Outcome::Error,
                     detail: json!({"reason": why, "key_id": d.key_id}),
                 })?;
+                self.unclaim(&d, Some(why)).await?;
             }
         }
-        self.audit.commit().await?;
         Ok(())
     }
 }

@@ -21,6 +21,9 @@ pub enum QueueError {
     /// A recipient address we refuse (relay forms, unknown local agent): 422 / `550`.
     #[error("{0}")]
     Recipient(String),
+    /// The thing changed or is busy (a draft being sent, or edited meanwhile): 409.
+    #[error("{0}")]
+    Conflict(String),
     #[error("message too large: {size} bytes, the limit is {limit}")]
     TooLarge { size: usize, limit: usize },
     #[error(transparent)]

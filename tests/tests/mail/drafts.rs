@@ -232,3 +232,44 @@ async fn scheduled_drafts_survive_a_restart_and_die_with_their_key() {
     );
     s.stop().await;
 }
+
+/// Two sends of one draft at once: one goes, the other is a 409; a draft being sent cannot be
+/// edited or deleted under it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_is_sent_once() {
+    let s = start().await;
+    let (_, key) = s.agent("writer", &["mail:read", "mail:send"]).await;
+    let (_, peer) = s.agent("peer", &["mail:read"]).await;
+    let k = Some(key.as_str());
+    let (_, d) = s
+        .call(
+            "POST",
+            "/v1/drafts",
+            k,
+            Some(json!({"to": "peer@agents.test", "subject": "Once", "text": "x"})),
+        )
+        .await;
+    let id = d["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/drafts/{id}/send");
+    let (a, b) = tokio::join!(
+        s.call("POST", &path, k, None),
+        s.call("POST", &path, k, None)
+    );
+    let mut codes = [a.0, b.0];
+    codes.sort();
+    assert!(
+        codes == [202, 404] || codes == [202, 409],
+        "one send, one refusal: {a:?} {b:?}"
+    );
+    assert!(arrival(&s, &peer, "Once", Duration::from_secs(10))
+        .await
+        .is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n = inbox(&s, &peer)
+        .await
+        .iter()
+        .filter(|x| *x == "Once")
+        .count();
+    assert_eq!(n, 1);
+    s.stop().await;
+}
