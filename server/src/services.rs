@@ -91,7 +91,7 @@ impl Services {
             vault.clone(),
             metrics.clone(),
             crate::queue::QueueSettings::from_config(&config),
-            outbound_transport(&config)?,
+            outbound_transport(&config, &metrics)?,
         ));
         let storage = store.space().clone();
         Ok(Services {
@@ -117,8 +117,12 @@ impl Services {
 }
 
 /// The SMTP client the queue delivers remote mail through.
-fn outbound_transport(config: &Config) -> anyhow::Result<Arc<dyn crate::queue::Transport>> {
-    use crate::smtp::outbound::{OutboundSettings, SmtpTransport};
+fn outbound_transport(
+    config: &Config,
+    metrics: &Metrics,
+) -> anyhow::Result<Arc<dyn crate::queue::Transport>> {
+    use crate::config::TrustRootsName;
+    use crate::smtp::outbound::{Observer, OutboundSettings, SmtpTransport, TrustRoots};
     let mut o = OutboundSettings::new(
         config.server.hostname.clone(),
         config.outbound.route.clone(),
@@ -128,6 +132,23 @@ fn outbound_transport(config: &Config) -> anyhow::Result<Arc<dyn crate::queue::T
     o.max_message_size = config.smtp.max_message_size;
     o.connection_reuse = Duration::from_secs(config.outbound.connection_reuse_secs);
     o.danger_allow_private_destinations = config.outbound.danger_allow_private_destinations;
+    o.trust_roots = match config.outbound.trust_roots {
+        TrustRootsName::Webpki => TrustRoots::Webpki,
+        TrustRootsName::System => TrustRoots::System,
+    };
+    let extra = &config.outbound.danger_extra_roots_file;
+    if !extra.is_empty() {
+        tracing::warn!(path = %extra, "outbound.danger_extra_roots_file: extra trust roots for outbound TLS");
+        o.extra_roots = crate::tls::read_certs(std::path::Path::new(extra))
+            .with_context(|| format!("outbound.danger_extra_roots_file {extra}"))?;
+    }
+    let counters = crate::smtp::outbound::TlsCounters {
+        sessions: metrics.outbound_tls.clone(),
+        failures: metrics.outbound_tls_failures.clone(),
+        sts_cache: metrics.mta_sts_cache.clone(),
+    };
+    // The TLS-RPT reporter (issue 19 item 5) goes in the second argument.
+    o.observer = Observer::new(Some(counters), None);
     let cap = Duration::from_secs(config.outbound.timeout_secs);
     o.connect_timeout = o.connect_timeout.min(cap);
     let t = &mut o.timeouts;

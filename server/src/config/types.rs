@@ -527,6 +527,32 @@ pub struct OutboundConfig {
     /// would otherwise make us talk SMTP to the operator's own network. Explicit
     /// `[[outbound.route]]` next hops are trusted either way.
     pub danger_allow_private_destinations: bool,
+    /// Trust roots for verified delivery (MTA-STS enforce, DANE-TA chains' names aside,
+    /// `require_tls` routes): `webpki` (compiled-in Mozilla roots) or `system` (the
+    /// operating system's store).
+    pub trust_roots: TrustRootsName,
+    /// A PEM file of extra trust roots, added to `trust_roots`. For tests with a private
+    /// CA; in production it makes that CA able to impersonate every mail server.
+    pub danger_extra_roots_file: String,
+    /// Apply recipient domains' MTA-STS policies (RFC 8461).
+    pub mta_sts: bool,
+    /// The HTTPS port of `mta-sts.<domain>` (443; only tests change it).
+    pub mta_sts_port: u16,
+    /// A policy fetch, whole (connect, TLS, headers, body).
+    pub mta_sts_timeout_secs: u64,
+    /// Largest policy body accepted (RFC 8461 §3.3: 64 KB).
+    pub mta_sts_max_bytes: usize,
+    /// Most policies cached (by recipient domain).
+    pub mta_sts_cache_entries: usize,
+}
+
+/// `outbound.trust_roots`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TrustRootsName {
+    #[default]
+    Webpki,
+    System,
 }
 
 impl Default for OutboundConfig {
@@ -543,6 +569,13 @@ impl Default for OutboundConfig {
             mx_port: 25,
             connection_reuse_secs: 2,
             danger_allow_private_destinations: false,
+            trust_roots: TrustRootsName::Webpki,
+            danger_extra_roots_file: String::new(),
+            mta_sts: true,
+            mta_sts_port: 443,
+            mta_sts_timeout_secs: 10,
+            mta_sts_max_bytes: 64 * 1024,
+            mta_sts_cache_entries: 10_000,
         }
     }
 }

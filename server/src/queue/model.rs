@@ -1,6 +1,7 @@
 //! The queue's records: one per message, holding every recipient's state, so a delivery
 //! attempt reads and rewrites one value and the status API needs no join.
 
+use super::transport::TlsLevel;
 use crate::store::keys;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -55,6 +56,10 @@ pub struct Recipient {
     /// The last reply (ours or the remote server's), e.g. `250 2.0.0 OK` or `550 5.1.1 ...`.
     pub last_reply: Option<String>,
     pub remote_host: Option<String>,
+    /// The TLS level of the last attempt's session (absent in records written before
+    /// issue 19, and when no session was reached).
+    #[serde(default)]
+    pub tls: Option<TlsLevel>,
     /// A delay notice was sent for this recipient (once, DESIGN §5).
     pub delay_notified: bool,
 }
@@ -71,6 +76,7 @@ impl Recipient {
             last_attempt_ms: None,
             last_reply: None,
             remote_host: None,
+            tls: None,
             delay_notified: false,
         }
     }
@@ -88,6 +94,7 @@ impl Recipient {
             "last_attempt_at": self.last_attempt_ms.map(|t| crate::util::rfc3339(t / 1000)),
             "last_reply": self.last_reply,
             "remote_host": self.remote_host,
+            "tls": self.tls.map(TlsLevel::as_str),
         })
     }
 }

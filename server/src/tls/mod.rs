@@ -84,6 +84,21 @@ pub fn load_pem(
     Ok(Arc::new(ck))
 }
 
+/// The certificates of a PEM file (trust roots: `outbound.danger_extra_roots_file`).
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Invalid(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(TlsError::Invalid(format!(
+            "{}: no certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
 /// Loads a PEM chain file and key file.
 pub fn load_files(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     load_pem(
