@@ -147,6 +147,16 @@ fn outbound_transport(
         failures: metrics.outbound_tls_failures.clone(),
         sts_cache: metrics.mta_sts_cache.clone(),
     };
+    o.mta_sts = config
+        .outbound
+        .mta_sts
+        .then(|| crate::smtp::outbound::StsSettings {
+            port: config.outbound.mta_sts_port,
+            timeout: Duration::from_secs(config.outbound.mta_sts_timeout_secs),
+            max_bytes: config.outbound.mta_sts_max_bytes,
+            max_entries: config.outbound.mta_sts_cache_entries,
+            allow_private: config.outbound.danger_allow_private_destinations,
+        });
     // The TLS-RPT reporter (issue 19 item 5) goes in the second argument.
     o.observer = Observer::new(Some(counters), None);
     let cap = Duration::from_secs(config.outbound.timeout_secs);

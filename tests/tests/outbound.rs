@@ -7,6 +7,9 @@ mod remote;
 #[path = "outbound/hardening.rs"]
 mod hardening;
 
+#[path = "outbound/mta_sts.rs"]
+mod mta_sts;
+
 use legate_tests::TestServer;
 use serde_json::{json, Value};
 use std::time::Duration;

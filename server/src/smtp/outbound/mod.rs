@@ -10,6 +10,7 @@ mod attempt;
 mod client;
 mod dane;
 mod data;
+mod mta_sts;
 mod observe;
 mod policy;
 mod pool;
@@ -20,6 +21,7 @@ mod tls;
 mod transaction;
 
 pub use dane::spki;
+pub use mta_sts::StsSettings;
 pub use observe::{Observer, TlsCounters, TlsOutcome, TlsReport};
 pub use policy::{Failure, FailureKind, PolicySource};
 pub use tls::TrustRoots;
@@ -107,6 +109,8 @@ pub struct OutboundSettings {
     pub extra_roots: Vec<CertificateDer<'static>>,
     /// Where TLS outcomes are counted (the metrics, a TLS-RPT reporter).
     pub observer: Observer,
+    /// MTA-STS for MX deliveries (`outbound.mta_sts`); `None` turns it off.
+    pub mta_sts: Option<StsSettings>,
 }
 
 impl OutboundSettings {
@@ -129,6 +133,7 @@ impl OutboundSettings {
             trust_roots: TrustRoots::default(),
             extra_roots: Vec::new(),
             observer: Observer::default(),
+            mta_sts: Some(StsSettings::default()),
         }
     }
 }
@@ -152,6 +157,7 @@ pub struct SmtpTransport {
     resolver: TokioResolver,
     tls: tls::TlsClient,
     observer: Observer,
+    sts: Option<mta_sts::Sts>,
     mx_port: u16,
     connect_timeout: Duration,
     timeouts: SmtpTimeouts,
@@ -194,12 +200,25 @@ impl SmtpTransport {
                 })
             })
             .collect::<Result<Vec<_>, OutboundError>>()?;
+        let resolver = build_resolver(&cfg.resolver)?;
+        let tls =
+            tls::TlsClient::new(cfg.trust_roots, &cfg.extra_roots).map_err(OutboundError::Tls)?;
+        let sts = match &cfg.mta_sts {
+            Some(settings) => {
+                let config = tls.verified_config().map_err(OutboundError::Tls)?;
+                Some(
+                    mta_sts::Sts::new(resolver.clone(), config, settings.clone())
+                        .map_err(OutboundError::Tls)?,
+                )
+            }
+            None => None,
+        };
         Ok(Self {
             hostname,
             routes,
-            resolver: build_resolver(&cfg.resolver)?,
-            tls: tls::TlsClient::new(cfg.trust_roots, &cfg.extra_roots)
-                .map_err(OutboundError::Tls)?,
+            resolver,
+            tls,
+            sts,
             observer: cfg.observer.clone(),
             mx_port: cfg.mx_port,
             connect_timeout: cfg.connect_timeout,
@@ -241,10 +260,22 @@ impl SmtpTransport {
                 },
                 false,
             ),
-            None => match route::mx_hops(&self.resolver, &domain, self.mx_port).await {
-                Ok(hops) => (hops, TlsPolicy::opportunistic(), !self.allow_private),
-                Err(outcome) => return DeliveryReport::all(env, outcome, None),
-            },
+            None => {
+                let hops = match route::mx_hops(&self.resolver, &domain, self.mx_port).await {
+                    Ok(hops) => hops,
+                    Err(outcome) => return DeliveryReport::all(env, outcome, None),
+                };
+                let applied = match &self.sts {
+                    Some(sts) => sts.apply(&domain, hops, &self.observer).await,
+                    None => Ok((hops, TlsPolicy::opportunistic())),
+                };
+                match applied {
+                    Ok((hops, policy)) => (hops, policy, !self.allow_private),
+                    Err(reply) => {
+                        return DeliveryReport::all(env, RcptOutcome::Temporary { reply }, None)
+                    }
+                }
+            }
         };
         // The first internal address refused, and whether any hop was tried or failed for
         // another reason (then that outcome stands, not the refusal).

@@ -78,6 +78,7 @@ pub enum TrustRoots {
 pub(crate) struct TlsClient {
     pub connector: TlsConnector,
     webpki: Arc<WebPkiServerVerifier>,
+    roots: Arc<RootCertStore>,
 }
 
 impl std::fmt::Debug for TlsClient {
@@ -112,7 +113,8 @@ impl TlsClient {
         if store.is_empty() {
             return Err("no trust roots: verified delivery would always fail".into());
         }
-        let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
+        let roots = Arc::new(store);
+        let webpki = WebPkiServerVerifier::builder_with_provider(roots.clone(), provider.clone())
             .build()
             .map_err(|e| e.to_string())?;
         let verifier = Arc::new(DangerAcceptAnyServerCert {
@@ -127,7 +129,18 @@ impl TlsClient {
         Ok(Self {
             connector: TlsConnector::from(Arc::new(config)),
             webpki,
+            roots,
         })
+    }
+
+    /// An ordinary verifying client config over the same roots (the MTA-STS policy fetch).
+    pub fn verified_config(&self) -> Result<rustls::ClientConfig, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        Ok(rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(self.roots.clone())
+            .with_no_client_auth())
     }
 
     /// Whether `chain` (leaf first, as the server sent it) is valid now for `name` under
