@@ -31,6 +31,8 @@ pub struct Records {
     pub ptr: HashMap<IpAddr, Vec<String>>,
     pub srv: HashMap<Box<str>, Vec<Srv>>,
     pub cname: HashMap<Box<str>, String>,
+    /// (usage, selector, matching type, data) of TLSA records (RFC 6698).
+    pub tlsa: HashMap<Box<str>, Vec<(u8, u8, u8, Vec<u8>)>>,
 }
 
 impl Records {
@@ -45,6 +47,7 @@ impl Records {
             || self.aaaa.keys().any(|k| covers(k))
             || self.srv.keys().any(|k| covers(k))
             || self.cname.keys().any(|k| covers(k))
+            || self.tlsa.keys().any(|k| covers(k))
     }
 }
 
@@ -123,6 +126,23 @@ impl StaticDns {
         self
     }
 
+    /// Adds one TLSA record (served by the loopback test DNS server).
+    pub fn add_tlsa(
+        &self,
+        name: &str,
+        usage: u8,
+        selector: u8,
+        matching: u8,
+        data: Vec<u8>,
+    ) -> &Self {
+        self.write()
+            .tlsa
+            .entry(fqdn(name).into())
+            .or_default()
+            .push((usage, selector, matching, data));
+        self
+    }
+
     /// Sets the CNAME of `name` (answered to CNAME queries only; no chasing).
     pub fn set_cname(&self, name: &str, target: &str) -> &Self {
         self.write().cname.insert(fqdn(name).into(), fqdn(target));
@@ -144,6 +164,7 @@ impl StaticDns {
         records.aaaa.remove(key.as_str());
         records.srv.remove(key.as_str());
         records.cname.remove(key.as_str());
+        records.tlsa.remove(key.as_str());
         self
     }
 
