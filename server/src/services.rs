@@ -157,6 +157,11 @@ fn outbound_transport(
             max_entries: config.outbound.mta_sts_cache_entries,
             allow_private: config.outbound.danger_allow_private_destinations,
         });
+    let anchor = &config.dns.trust_anchor_file;
+    o.dane = config
+        .dns
+        .dnssec
+        .then(|| (!anchor.is_empty()).then(|| std::path::PathBuf::from(anchor)));
     // The TLS-RPT reporter (issue 19 item 5) goes in the second argument.
     o.observer = Observer::new(Some(counters), None);
     let cap = Duration::from_secs(config.outbound.timeout_secs);

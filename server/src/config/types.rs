@@ -224,6 +224,12 @@ pub struct DnsConfig {
     pub mta_sts_mode: MtaStsMode,
     /// MTA-STS `max_age`, in seconds (RFC 8461 caps it at 31557600).
     pub mta_sts_max_age: u64,
+    /// DANE for outbound mail (RFC 7672): MX and TLSA lookups through a DNSSEC-validating
+    /// resolver. The nameservers must pass DNSSEC records through (most public resolvers do).
+    pub dnssec: bool,
+    /// DNSKEY records (zone-file form) trusted instead of the root's; "" = the root trust
+    /// anchors built in. For tests with a private signed zone.
+    pub trust_anchor_file: String,
 }
 
 impl Default for DnsConfig {
@@ -238,6 +244,8 @@ impl Default for DnsConfig {
             tlsrpt_rua: String::new(),
             mta_sts_mode: MtaStsMode::Testing,
             mta_sts_max_age: 604_800,
+            dnssec: false,
+            trust_anchor_file: String::new(),
         }
     }
 }

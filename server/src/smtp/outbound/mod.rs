@@ -10,12 +10,14 @@ mod attempt;
 mod client;
 mod dane;
 mod data;
+mod hops;
 mod mta_sts;
 mod observe;
 mod policy;
 mod pool;
 mod reply;
 mod route;
+mod secure;
 mod session;
 mod tls;
 mod transaction;
@@ -111,6 +113,9 @@ pub struct OutboundSettings {
     pub observer: Observer,
     /// MTA-STS for MX deliveries (`outbound.mta_sts`); `None` turns it off.
     pub mta_sts: Option<StsSettings>,
+    /// DANE (`dns.dnssec`): `Some(trust anchor file)` turns it on; `Some(None)` uses the
+    /// root trust anchors.
+    pub dane: Option<Option<std::path::PathBuf>>,
 }
 
 impl OutboundSettings {
@@ -134,6 +139,7 @@ impl OutboundSettings {
             extra_roots: Vec::new(),
             observer: Observer::default(),
             mta_sts: Some(StsSettings::default()),
+            dane: None,
         }
     }
 }
@@ -158,6 +164,8 @@ pub struct SmtpTransport {
     tls: tls::TlsClient,
     observer: Observer,
     sts: Option<mta_sts::Sts>,
+    /// The DNSSEC-validating resolver DANE lookups go through (`dns.dnssec`).
+    dane: Option<TokioResolver>,
     mx_port: u16,
     connect_timeout: Duration,
     timeouts: SmtpTimeouts,
@@ -213,12 +221,20 @@ impl SmtpTransport {
             }
             None => None,
         };
+        let dane = match &cfg.dane {
+            Some(anchor) => Some(
+                secure::resolver(&cfg.resolver, anchor.as_deref())
+                    .map_err(OutboundError::Resolver)?,
+            ),
+            None => None,
+        };
         Ok(Self {
             hostname,
             routes,
             resolver,
             tls,
             sts,
+            dane,
             observer: cfg.observer.clone(),
             mx_port: cfg.mx_port,
             connect_timeout: cfg.connect_timeout,
@@ -247,30 +263,34 @@ impl SmtpTransport {
         }
         let domain = env.domain.trim_end_matches('.').to_ascii_lowercase();
         // What DNS answers is the remote domain's say; a static route is the operator's.
-        let (hops, policy, guarded) = match self.routes.iter().find(|r| r.domain == domain) {
-            Some(r) => (
-                vec![Hop {
+        let (hops, guarded) = match self.routes.iter().find(|r| r.domain == domain) {
+            Some(r) => {
+                let hop = Hop {
                     host: r.host.clone(),
                     port: r.port,
                     implicit: false,
-                }],
-                match r.require_tls {
+                };
+                let policy = match r.require_tls {
                     true => TlsPolicy::enforced(PolicySource::Route),
                     false => TlsPolicy::opportunistic(),
-                },
-                false,
-            ),
+                };
+                (vec![(hop, policy)], false)
+            }
             None => {
                 let hops = match route::mx_hops(&self.resolver, &domain, self.mx_port).await {
                     Ok(hops) => hops,
                     Err(outcome) => return DeliveryReport::all(env, outcome, None),
                 };
-                let applied = match &self.sts {
-                    Some(sts) => sts.apply(&domain, hops, &self.observer).await,
-                    None => Ok((hops, TlsPolicy::opportunistic())),
-                };
-                match applied {
-                    Ok((hops, policy)) => (hops, policy, !self.allow_private),
+                let planned = hops::plan(
+                    &domain,
+                    hops,
+                    self.dane.as_ref(),
+                    self.sts.as_ref(),
+                    &self.observer,
+                )
+                .await;
+                match planned {
+                    Ok(hops) => (hops, !self.allow_private),
                     Err(reply) => {
                         return DeliveryReport::all(env, RcptOutcome::Temporary { reply }, None)
                     }
@@ -289,7 +309,7 @@ impl SmtpTransport {
             attempt::temporary(format!("451 4.4.1 no host for {domain} could be tried")),
             None,
         );
-        for hop in &hops {
+        for (hop, policy) in &hops {
             let ips = match route::addresses(&self.resolver, hop).await {
                 Ok(ips) => ips,
                 Err(outcome @ RcptOutcome::Permanent { .. }) if hops.len() == 1 => {
@@ -326,7 +346,7 @@ impl SmtpTransport {
                     body: &body,
                     eight_bit,
                     hostname: &self.hostname,
-                    policy: &policy,
+                    policy,
                     try_tls,
                     tls: &self.tls,
                     server_name: tls::server_name(&hop.host, ip),
