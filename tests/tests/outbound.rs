@@ -10,6 +10,9 @@ mod hardening;
 #[path = "outbound/mta_sts.rs"]
 mod mta_sts;
 
+#[path = "outbound/dane.rs"]
+mod dane;
+
 use legate_tests::TestServer;
 use serde_json::{json, Value};
 use std::time::Duration;

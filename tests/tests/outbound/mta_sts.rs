@@ -20,13 +20,13 @@ const GOOD_MX: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const BAD_MX: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 
 /// A CA whose certificates the server under test trusts.
-struct TestCa {
+pub(crate) struct TestCa {
     issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
     pem: String,
 }
 
 impl TestCa {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
         params
@@ -41,7 +41,18 @@ impl TestCa {
     }
 
     /// A TLS server config presenting a certificate for `names` (and the CA above it).
-    fn server(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+    pub(crate) fn server(&self, names: &[&str]) -> Arc<rustls::ServerConfig> {
+        self.issue(names).0
+    }
+
+    /// A server config for `names`, and the certificate it presents.
+    pub(crate) fn issue(
+        &self,
+        names: &[&str],
+    ) -> (
+        Arc<rustls::ServerConfig>,
+        rustls::pki_types::CertificateDer<'static>,
+    ) {
         let key = rcgen::KeyPair::generate().unwrap();
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let cert = rcgen::CertificateParams::new(names)
@@ -56,15 +67,15 @@ impl TestCa {
             .with_no_client_auth()
             .with_single_cert(vec![cert.der().clone()], key)
             .unwrap();
-        Arc::new(cfg)
+        (Arc::new(cfg), cert.der().clone())
     }
 }
 
 /// Bodies an MX received, with the recipients of each.
-type Got = Arc<Mutex<Vec<(Vec<String>, String)>>>;
+pub(crate) type Got = Arc<Mutex<Vec<(Vec<String>, String)>>>;
 
 /// An SMTP server on `ip:port` offering STARTTLS with `tls`; it accepts every message.
-async fn tls_mx(ip: Ipv4Addr, port: u16, tls: Arc<rustls::ServerConfig>) -> Got {
+pub(crate) async fn tls_mx(ip: Ipv4Addr, port: u16, tls: Arc<rustls::ServerConfig>) -> Got {
     let l = TcpListener::bind((ip, port)).await.unwrap();
     let got: Got = Arc::default();
     let g = got.clone();
@@ -201,7 +212,7 @@ async fn policy_server(
     (port, fetches)
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     // Free on 127.0.0.1; 127.0.0.2 and .3 are unused by anything else in the tests.
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -214,7 +225,7 @@ fn policy(mode: &str, mx: &str) -> String {
     format!("version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: 86400\r\n")
 }
 
-async fn send(s: &TestServer, key: &str, to: &str) -> String {
+pub(crate) async fn send(s: &TestServer, key: &str, to: &str) -> String {
     let (st, v) = s
         .call(
             "POST",
@@ -227,7 +238,7 @@ async fn send(s: &TestServer, key: &str, to: &str) -> String {
     v["id"].as_str().unwrap().to_string()
 }
 
-fn delivered_to(got: &Got, rcpt: &str) -> usize {
+pub(crate) fn delivered_to(got: &Got, rcpt: &str) -> usize {
     got.lock()
         .unwrap()
         .iter()
