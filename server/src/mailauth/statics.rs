@@ -19,6 +19,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// An SRV record: (priority, weight, port, target) per RFC 2782.
 pub type Srv = (u16, u16, u16, String);
+/// A TLSA record: usage, selector, matching type, data (RFC 6698 §2.1).
+pub type TlsaRecord = (u8, u8, u8, Vec<u8>);
 
 /// The record sets, keyed by lowercase fully qualified names (trailing dot). Public for
 /// reading only (a [`StaticDns::read`] guard): `legate-testdns` answers queries from it.
@@ -32,7 +34,7 @@ pub struct Records {
     pub srv: HashMap<Box<str>, Vec<Srv>>,
     pub cname: HashMap<Box<str>, String>,
     /// (usage, selector, matching type, data) of TLSA records (RFC 6698).
-    pub tlsa: HashMap<Box<str>, Vec<(u8, u8, u8, Vec<u8>)>>,
+    pub tlsa: HashMap<Box<str>, Vec<TlsaRecord>>,
 }
 
 impl Records {

@@ -202,8 +202,16 @@ mod tests {
             data: Sha256::digest(spki(&ca_der).unwrap()).to_vec(),
         };
         let chain = [leaf.der().clone(), ca_der];
-        assert!(matches(&[record.clone()], &chain, &name("mx.b.test")));
-        assert!(!matches(&[record.clone()], &chain, &name("evil.test")));
+        assert!(matches(
+            std::slice::from_ref(&record),
+            &chain,
+            &name("mx.b.test")
+        ));
+        assert!(!matches(
+            std::slice::from_ref(&record),
+            &chain,
+            &name("evil.test")
+        ));
         // The anchor must be sent: a leaf alone does not match a TA record.
         assert!(!matches(&[record], &chain[..1], &name("mx.b.test")));
     }

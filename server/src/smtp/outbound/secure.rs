@@ -50,7 +50,7 @@ fn judge(records: &[Record], rtype: RecordType) -> Option<Proof> {
     if proofs.is_empty() {
         return None;
     }
-    if proofs.iter().any(|p| *p == Proof::Bogus) {
+    if proofs.contains(&Proof::Bogus) {
         return Some(Proof::Bogus);
     }
     if proofs.iter().all(|p| *p == Proof::Secure) {
@@ -115,5 +115,38 @@ pub(crate) async fn tlsa(resolver: &TokioResolver, host: &str, port: u16) -> Sec
         Err(e) if e.is_no_records_found() || e.is_nx_domain() => Security::Insecure,
         // §2.2: a TLSA lookup that fails for a host in a signed zone defers the delivery.
         Err(e) => Security::Bogus(bogus(format!("TLSA lookup {name} failed: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mail_auth::hickory_resolver::proto::rr::rdata::MX;
+    use mail_auth::hickory_resolver::proto::rr::Name;
+
+    fn mx(proof: Proof) -> Record {
+        let name = Name::from_ascii("b.test.").unwrap();
+        let exchange = Name::from_ascii("mx.b.test.").unwrap();
+        let mut r = Record::from_rdata(name, 300, RData::MX(MX::new(10, exchange)));
+        r.proof = proof;
+        r
+    }
+
+    #[test]
+    fn one_bogus_record_makes_the_rrset_bogus_and_all_secure_is_secure() {
+        let t = RecordType::MX;
+        assert_eq!(judge(&[], t), None);
+        assert_eq!(judge(&[mx(Proof::Secure)], t), Some(Proof::Secure));
+        assert_eq!(
+            judge(&[mx(Proof::Secure), mx(Proof::Insecure)], t),
+            Some(Proof::Insecure)
+        );
+        assert_eq!(
+            judge(&[mx(Proof::Secure), mx(Proof::Bogus)], t),
+            Some(Proof::Bogus)
+        );
+        assert_eq!(judge(&[mx(Proof::Indeterminate)], t), Some(Proof::Insecure));
+        // Records of another type (an RRSIG, a CNAME) do not count.
+        assert_eq!(judge(&[mx(Proof::Bogus)], RecordType::TLSA), None);
     }
 }
