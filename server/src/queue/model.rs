@@ -165,6 +165,47 @@ pub fn parse_schedule_key(k: &[u8]) -> Option<(i64, String)> {
 mod tests {
     use super::*;
 
+    /// A recipient as records before issue 19 stored it: no `tls` field.
+    #[derive(Serialize)]
+    struct OldRecipient {
+        address: String,
+        domain: String,
+        local_agent: Option<String>,
+        status: RcptStatus,
+        attempts: u32,
+        next_attempt_ms: i64,
+        last_attempt_ms: Option<i64>,
+        last_reply: Option<String>,
+        remote_host: Option<String>,
+        delay_notified: bool,
+    }
+
+    #[test]
+    fn records_from_before_tls_levels_still_decode() {
+        let old = OldRecipient {
+            address: "x@b.test".into(),
+            domain: "b.test".into(),
+            local_agent: None,
+            status: RcptStatus::Delivered,
+            attempts: 1,
+            next_attempt_ms: 5,
+            last_attempt_ms: Some(5),
+            last_reply: Some("250 ok".into()),
+            remote_host: Some("mx.b.test".into()),
+            delay_notified: false,
+        };
+        let bytes = crate::store::codec::encode(&old).unwrap();
+        let r: Recipient = crate::store::codec::decode(&bytes).unwrap();
+        assert_eq!(r.tls, None);
+        assert_eq!(r.to_json()["tls"], Value::Null);
+        let mut new = r.clone();
+        new.tls = Some(TlsLevel::Dane);
+        let back: Recipient =
+            crate::store::codec::decode(&crate::store::codec::encode(&new).unwrap()).unwrap();
+        assert_eq!(back.tls, Some(TlsLevel::Dane));
+        assert_eq!(back.to_json()["tls"], "dane");
+    }
+
     #[test]
     fn schedule_keys_sort_by_time_and_round_trip() {
         let a = schedule_key(1_000, "msg_b");
