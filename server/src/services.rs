@@ -91,7 +91,7 @@ impl Services {
             vault.clone(),
             metrics.clone(),
             crate::queue::QueueSettings::from_config(&config),
-            outbound_transport(&config, &metrics)?,
+            outbound_transport(&config, &store, &metrics)?,
         ));
         let storage = store.space().clone();
         Ok(Services {
@@ -117,8 +117,32 @@ impl Services {
 }
 
 /// The SMTP client the queue delivers remote mail through.
+/// MTA-STS policies kept in the store, so the outbound cache survives restarts.
+struct StsPolicies(crate::store::Store);
+
+impl crate::smtp::outbound::PolicyStore for StsPolicies {
+    fn load(&self, domain: &str) -> Option<crate::smtp::outbound::StoredPolicy> {
+        let tree = crate::store::Tree::MtaStsPolicies;
+        match self.0.get_record(tree, domain.as_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(domain, error = %e, "cannot read a stored MTA-STS policy");
+                None
+            }
+        }
+    }
+
+    fn save(&self, domain: &str, policy: &crate::smtp::outbound::StoredPolicy) {
+        let tree = crate::store::Tree::MtaStsPolicies;
+        if let Err(e) = self.0.put_record(tree, domain.as_bytes(), policy) {
+            tracing::warn!(domain, error = %e, "cannot store an MTA-STS policy");
+        }
+    }
+}
+
 fn outbound_transport(
     config: &Config,
+    store: &crate::store::Store,
     metrics: &Metrics,
 ) -> anyhow::Result<Arc<dyn crate::queue::Transport>> {
     use crate::config::TrustRootsName;
@@ -156,6 +180,7 @@ fn outbound_transport(
             max_bytes: config.outbound.mta_sts_max_bytes,
             max_entries: config.outbound.mta_sts_cache_entries,
             allow_private: config.outbound.danger_allow_private_destinations,
+            persist: crate::smtp::outbound::Persist(Some(Arc::new(StsPolicies(store.clone())))),
         });
     let anchor = &config.dns.trust_anchor_file;
     o.dane = config

@@ -81,10 +81,14 @@ pub enum Tree {
     /// agent \0 received (BE) \0 message id -> () : purged messages whose positions the
     /// merger has yet to remove from the blocks.
     SearchDead,
+    /// recipient domain -> the MTA-STS policy last fetched for it (id, text, expiry), so the
+    /// outbound cache survives restarts as RFC 8461 §5.1 asks. Missing in older data
+    /// directories: an empty tree, no migration.
+    MtaStsPolicies,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 33] = [
+    pub const ALL: [Tree; 34] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -118,6 +122,7 @@ impl Tree {
         Tree::SearchDocs,
         Tree::SearchPending,
         Tree::SearchDead,
+        Tree::MtaStsPolicies,
     ];
 
     pub fn name(self) -> &'static str {
@@ -155,6 +160,7 @@ impl Tree {
             Tree::SearchDocs => "search_docs",
             Tree::SearchPending => "search_pending",
             Tree::SearchDead => "search_dead",
+            Tree::MtaStsPolicies => "mta_sts_policies",
         }
     }
 }

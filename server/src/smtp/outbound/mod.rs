@@ -23,7 +23,7 @@ mod tls;
 mod transaction;
 
 pub use dane::spki;
-pub use mta_sts::StsSettings;
+pub use mta_sts::{Persist, PolicyStore, StoredPolicy, StsSettings};
 pub use observe::{Observer, TlsCounters, TlsOutcome, TlsReport};
 pub use policy::{Failure, FailureKind, PolicySource};
 pub use tls::TrustRoots;

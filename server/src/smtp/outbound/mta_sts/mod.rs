@@ -2,11 +2,11 @@
 //! then the HTTPS policy file), keep it for its `max_age`, and turn it into the hops and
 //! the TLS requirement of a delivery.
 //!
-//! The cache is in memory, by recipient domain, bounded by `outbound.mta_sts_cache_entries`.
-//! RFC 8461 §5.1 wants it to survive restarts (an attacker who can block the policy fetch
-//! right after a restart gets one downgrade window); a restart re-fetches each policy at
-//! the next delivery, so that window is one fetch per domain per restart. Persisting the
-//! cache in the store is the follow-up (see the report on issue 19).
+//! The cache is in memory, by recipient domain, bounded by `outbound.mta_sts_cache_entries`,
+//! and written through to a [`PolicyStore`] (the store's `mta_sts_policies` tree): RFC 8461
+//! §5.1 wants policies to survive restarts, or an attacker who blocks the policy fetch right
+//! after a restart would get a downgrade window. A policy read back after a restart keeps
+//! its original expiry.
 //!
 //! The policy fetch: HTTPS only with a verified certificate (the same trust roots as SMTP),
 //! no redirects (§3.3), no proxies, a deadline and a size cap, and host addresses from our
@@ -39,6 +39,8 @@ pub struct StsSettings {
     pub max_entries: usize,
     /// Policy hosts may resolve to internal addresses (tests).
     pub allow_private: bool,
+    /// Where policies survive restarts.
+    pub persist: Persist,
 }
 
 impl Default for StsSettings {
@@ -49,7 +51,37 @@ impl Default for StsSettings {
             max_bytes: 64 * 1024,
             max_entries: 10_000,
             allow_private: false,
+            persist: Persist::default(),
         }
+    }
+}
+
+/// Policies kept across restarts (RFC 8461 §5.1). Implemented over the store by the
+/// service wiring; errors are the implementation's to log, a cache must not fail mail.
+pub trait PolicyStore: Send + Sync {
+    fn load(&self, domain: &str) -> Option<StoredPolicy>;
+    fn save(&self, domain: &str, policy: &StoredPolicy);
+}
+
+/// A policy as kept: its id, its text (parsed again when read) and when it expires.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StoredPolicy {
+    pub id: String,
+    pub text: String,
+    pub expires_unix: i64,
+}
+
+/// `Option<Arc<dyn PolicyStore>>` with a Debug, for the settings.
+#[derive(Clone, Default)]
+pub struct Persist(pub Option<Arc<dyn PolicyStore>>);
+
+impl std::fmt::Debug for Persist {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "Persist(store)"
+        } else {
+            "Persist(none)"
+        })
     }
 }
 
@@ -175,9 +207,9 @@ impl Sts {
             }
         }
         match self.fetch(domain).await {
-            Ok(p) => {
+            Ok((p, text)) => {
                 observer.sts_cache("miss");
-                self.insert(domain, id, p.clone(), now);
+                self.insert(domain, id, p.clone(), text, now);
                 Some(p)
             }
             Err(failure) => {
@@ -200,12 +232,35 @@ impl Sts {
     }
 
     fn cached(&self, domain: &str, now: Instant) -> Option<(String, Policy)> {
-        let cache = self.lock();
-        let c = cache.get(domain).filter(|c| c.expires > now)?;
-        Some((c.id.clone(), c.policy.clone()))
+        if let Some(c) = self.lock().get(domain).filter(|c| c.expires > now) {
+            return Some((c.id.clone(), c.policy.clone()));
+        }
+        // Not in memory (a restart): the store's copy, with the time it has left.
+        let stored = self.settings.persist.0.as_ref()?.load(domain)?;
+        let left = stored.expires_unix - crate::util::now_unix();
+        let policy = parse::policy(&stored.text).ok()?;
+        if left <= 0 {
+            return None;
+        }
+        let expires = now + Duration::from_secs(left as u64);
+        self.remember(domain, stored.id.clone(), policy.clone(), expires, now);
+        Some((stored.id, policy))
     }
 
-    fn insert(&self, domain: &str, id: String, policy: Policy, now: Instant) {
+    fn insert(&self, domain: &str, id: String, policy: Policy, text: String, now: Instant) {
+        let expires = now + Duration::from_secs(policy.max_age);
+        if let Some(store) = &self.settings.persist.0 {
+            let stored = StoredPolicy {
+                id: id.clone(),
+                text,
+                expires_unix: crate::util::now_unix() + policy.max_age as i64,
+            };
+            store.save(domain, &stored);
+        }
+        self.remember(domain, id, policy, expires, now);
+    }
+
+    fn remember(&self, domain: &str, id: String, policy: Policy, expires: Instant, now: Instant) {
         let mut cache = self.lock();
         if cache.len() >= self.settings.max_entries && !cache.contains_key(domain) {
             cache.retain(|_, c| c.expires > now);
@@ -219,7 +274,6 @@ impl Sts {
                 }
             }
         }
-        let expires = now + Duration::from_secs(policy.max_age);
         cache.insert(
             domain.to_string(),
             Cached {
@@ -253,7 +307,8 @@ impl Sts {
         parse::txt_id(&records).map_err(|e| e.to_string())
     }
 
-    async fn fetch(&self, domain: &str) -> Result<Policy, Failure> {
+    /// The policy and its text.
+    async fn fetch(&self, domain: &str) -> Result<(Policy, String), Failure> {
         let fetch_error = |m: String| Failure::new(FailureKind::StsPolicyFetchError, m);
         let host = format!("mta-sts.{}", domain.trim_end_matches('.'));
         let url = match self.settings.port {
@@ -300,7 +355,8 @@ impl Sts {
             body.extend_from_slice(&chunk);
         }
         let text = std::str::from_utf8(&body).map_err(|_| invalid(format!("{url}: not UTF-8")))?;
-        parse::policy(text).map_err(|e| invalid(format!("{url}: {e}")))
+        let policy = parse::policy(text).map_err(|e| invalid(format!("{url}: {e}")))?;
+        Ok((policy, text.to_string()))
     }
 }
 
@@ -342,4 +398,58 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[derive(Default)]
+    struct MemoryStore(Mutex<HashMap<String, StoredPolicy>>);
+
+    impl PolicyStore for MemoryStore {
+        fn load(&self, domain: &str) -> Option<StoredPolicy> {
+            self.0.lock().unwrap().get(domain).cloned()
+        }
+        fn save(&self, domain: &str, policy: &StoredPolicy) {
+            self.0.lock().unwrap().insert(domain.into(), policy.clone());
+        }
+    }
+
+    fn sts(store: &Arc<MemoryStore>) -> Sts {
+        let resolver = super::super::build_resolver(&super::super::tests::no_dns()).unwrap();
+        let tls = super::super::tls::TlsClient::new(super::super::TrustRoots::Webpki, &[])
+            .unwrap()
+            .verified_config()
+            .unwrap();
+        let settings = StsSettings {
+            persist: Persist(Some(store.clone() as Arc<dyn PolicyStore>)),
+            ..StsSettings::default()
+        };
+        Sts::new(resolver, tls, settings).unwrap()
+    }
+
+    #[tokio::test]
+    async fn policies_survive_a_restart_until_they_expire() {
+        let store = Arc::new(MemoryStore::default());
+        let text = "version: STSv1\nmode: enforce\nmx: mx.b.test\nmax_age: 86400\n";
+        let policy = parse::policy(text).unwrap();
+        let now = Instant::now();
+        sts(&store).insert("b.test", "id1".into(), policy.clone(), text.into(), now);
+        // A new process: nothing in memory, the store's copy is used.
+        let again = sts(&store);
+        assert_eq!(again.cached("b.test", now), Some(("id1".into(), policy)));
+        assert_eq!(again.cached("c.test", now), None);
+        // An expired stored policy is not.
+        store.save(
+            "d.test",
+            &StoredPolicy {
+                id: "old".into(),
+                text: text.into(),
+                expires_unix: crate::util::now_unix() - 1,
+            },
+        );
+        assert_eq!(sts(&store).cached("d.test", now), None);
+    }
 }
