@@ -3,7 +3,8 @@
 //! `dns.trust_anchor_file`); `plain.test.` is an unsigned child zone. One Rust MX on
 //! 127.0.0.2 presents a certificate from a CA legate does not trust, so only DANE can
 //! authenticate it: a matching TLSA record gives `dane`, a wrong one defers, the unsigned
-//! zone gets opportunistic TLS.
+//! zone gets opportunistic TLS, and a zone whose parent has a DS but which is not signed
+//! (bogus) defers.
 //!
 //! Needs `knotd` and `keymgr` (Debian `knot`, installed by tests/interop/setup.sh); without
 //! them the test says so and passes.
@@ -25,7 +26,13 @@ fn have(bin: &str) -> bool {
 }
 
 /// knotd serving the two zones on `127.0.0.1:port` from `dir`, killed on drop.
-async fn knot(dir: &Path, port: u16, test_zone: &str, plain_zone: &str) -> tokio::process::Child {
+async fn knot(
+    dir: &Path,
+    port: u16,
+    test_zone: &str,
+    plain_zone: &str,
+    bogus_zone: &str,
+) -> tokio::process::Child {
     for sub in ["zones", "run", "db"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
     }
@@ -37,11 +44,13 @@ async fn knot(dir: &Path, port: u16, test_zone: &str, plain_zone: &str) -> tokio
          policy:\n  - id: csk\n    algorithm: ecdsap256sha256\n    single-type-signing: on\n\
          template:\n  - id: default\n    storage: \"{d}/zones\"\n    file: \"%s.zone\"\n\
          zone:\n  - domain: test\n    dnssec-signing: on\n    dnssec-policy: csk\n\
-         \x20 - domain: plain.test\n"
+         \x20 - domain: plain.test\n\
+         \x20 - domain: bogus.test\n"
     );
     std::fs::write(dir.join("knot.conf"), conf).unwrap();
     std::fs::write(dir.join("zones/test.zone"), test_zone).unwrap();
     std::fs::write(dir.join("zones/plain.test.zone"), plain_zone).unwrap();
+    std::fs::write(dir.join("zones/bogus.test.zone"), bogus_zone).unwrap();
     tokio::process::Command::new("knotd")
         .arg("-c")
         .arg(dir.join("knot.conf"))
@@ -52,7 +61,7 @@ async fn knot(dir: &Path, port: u16, test_zone: &str, plain_zone: &str) -> tokio
         .unwrap()
 }
 
-/// The zone's DNSKEY records once knotd has made its key, as a trust anchor file (keymgr
+/// The zone's DNSKEY records once knotd has signed the zone, as a trust anchor file (keymgr
 /// prints `test. DNSKEY ...`; hickory's parser wants the TTL and class too).
 async fn trust_anchor(dir: &Path) -> String {
     for _ in 0..100 {
@@ -64,7 +73,9 @@ async fn trust_anchor(dir: &Path) -> String {
             .await
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).to_string();
-        if text.contains("DNSKEY") {
+        // Signed once knotd has flushed the signed zone (with RRSIGs) to its file.
+        let zone = std::fs::read_to_string(dir.join("zones/test.zone")).unwrap_or_default();
+        if text.contains("DNSKEY") && zone.contains("RRSIG") {
             return text
                 .lines()
                 .filter_map(|l| l.split_once(" DNSKEY "))
@@ -77,7 +88,7 @@ async fn trust_anchor(dir: &Path) -> String {
 }
 
 #[tokio::test]
-async fn dane_matching_tlsa_is_dane_wrong_tlsa_defers_unsigned_is_opportunistic() {
+async fn dane_matching_tlsa_is_dane_wrong_tlsa_defers_unsigned_is_opportunistic_bogus_defers() {
     if !(have("knotd") && have("keymgr")) {
         eprintln!("knotd/keymgr not installed: DANE e2e test skipped (see tests/interop/setup.sh)");
         return;
@@ -98,17 +109,25 @@ async fn dane_matching_tlsa_is_dane_wrong_tlsa_defers_unsigned_is_opportunistic(
          _{mx_port}._tcp.mx.dane TLSA 3 1 1 {digest}\n\
          wrong MX 10 mx.wrong.test.\nmx.wrong A {MX}\n\
          _{mx_port}._tcp.mx.wrong TLSA 3 1 1 {}\n\
-         plain NS ns.test.\n",
-        "ab".repeat(32)
+         plain NS ns.test.\n\
+         bogus NS ns.test.\nbogus DS 12345 13 2 {}\n",
+        "ab".repeat(32),
+        "cd".repeat(32)
     );
     let plain_zone = format!(
         "$ORIGIN plain.test.\n$TTL 300\n\
          @ SOA ns.test. admin.test. 1 3600 600 86400 300\n@ NS ns.test.\n\
          @ MX 10 mx.plain.test.\nmx A {MX}\n"
     );
+    // Its parent says it is signed (a DS), but it is not: answers from it are bogus.
+    let bogus_zone = format!(
+        "$ORIGIN bogus.test.\n$TTL 300\n\
+         @ SOA ns.test. admin.test. 1 3600 600 86400 300\n@ NS ns.test.\n\
+         @ MX 10 mx.bogus.test.\nmx A {MX}\n"
+    );
     let kdir = tempfile::tempdir().unwrap();
     let dns_port = free_port();
-    let _knotd = knot(kdir.path(), dns_port, &test_zone, &plain_zone).await;
+    let _knotd = knot(kdir.path(), dns_port, &test_zone, &plain_zone, &bogus_zone).await;
     let anchor = trust_anchor(kdir.path()).await;
     let anchor_file = kdir.path().join("anchor.keys");
     std::fs::write(&anchor_file, anchor).unwrap();
@@ -142,6 +161,12 @@ async fn dane_matching_tlsa_is_dane_wrong_tlsa_defers_unsigned_is_opportunistic(
     let id = send(&s, &ka, "u@plain.test").await;
     let d = delivery_of(&s, &ka, &id, "delivered").await;
     assert_eq!(d["tls"], "opportunistic", "{d}");
+
+    let id = send(&s, &ka, "u@bogus.test").await;
+    let d = delivery_of(&s, &ka, &id, "temporary_failure").await;
+    let reply = d["last_reply"].as_str().unwrap();
+    assert!(reply.contains("dnssec-invalid"), "{d}");
+    assert_eq!(delivered_to(&got, "u@bogus.test"), 0);
 
     let m = &s.services().metrics;
     assert!(
