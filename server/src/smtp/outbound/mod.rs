@@ -4,7 +4,9 @@
 //! address (greeting, EHLO, STARTTLS), `transaction` the MAIL/RCPT/DATA part, `client` the
 //! timed reads and writes, `reply` the wire parsing (smtp-proto's), `data` the DATA payload,
 //! `tls` the TLS client and its certificate check, `policy` what TLS a hop must reach
-//! (route, MTA-STS, DANE), `dane` TLSA matching and `observe` where outcomes are counted.
+//! (route, MTA-STS, DANE), `hops` which MX hosts get which policy, `mta_sts` the RFC 8461
+//! policies, `secure` the DNSSEC lookups and `dane` the TLSA matching of RFC 7672, and
+//! `observe` the one place TLS outcomes are counted (and, later, reported by TLS-RPT).
 
 mod attempt;
 mod client;
