@@ -48,6 +48,13 @@ pub struct Metrics {
     pub auth_throttled: IntCounter,
     /// Where sending a message spends its time (`legate_send_stage_seconds{stage}`).
     pub send_stages: SendStages,
+    /// Outbound TLS sessions by policy (`no-policy-found`, `route`, `sts`, `tlsa`), level
+    /// reached and result (issue 19).
+    pub outbound_tls: IntCounterVec,
+    /// Outbound TLS policy failures by policy and RFC 8460 result type.
+    pub outbound_tls_failures: IntCounterVec,
+    /// MTA-STS policy cache lookups (`hit`, `miss`, `stale`).
+    pub mta_sts_cache: IntCounterVec,
 }
 
 /// The stages of sending one message, in order. Each is timed (wall clock) into
@@ -312,6 +319,24 @@ impl Metrics {
                 "Authentication attempts refused by the per-source failure limit",
             ),
             send_stages: SendStages::new(&r),
+            outbound_tls: counter(
+                &r,
+                "legate_outbound_tls_total",
+                "Outbound TLS sessions by policy, level reached and result",
+                &["policy", "level", "result"],
+            ),
+            outbound_tls_failures: counter(
+                &r,
+                "legate_outbound_tls_failures_total",
+                "Outbound TLS policy failures (MTA-STS, DANE, require_tls routes) by RFC 8460 result type",
+                &["policy", "reason"],
+            ),
+            mta_sts_cache: counter(
+                &r,
+                "legate_mta_sts_policy_cache_total",
+                "MTA-STS policy cache lookups: hit, miss (fetched), stale (fetch failed, cache used)",
+                &["result"],
+            ),
             registry: r,
         }
     }

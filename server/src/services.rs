@@ -95,7 +95,7 @@ impl Services {
             vault.clone(),
             metrics.clone(),
             crate::queue::QueueSettings::from_config(&config),
-            outbound_transport(&config)?,
+            outbound_transport(&config, &store, &metrics)?,
         ));
         let interrupted = queue.recover_drafts().context("cannot recover drafts")?;
         if interrupted > 0 {
@@ -128,8 +128,36 @@ impl Services {
 }
 
 /// The SMTP client the queue delivers remote mail through.
-fn outbound_transport(config: &Config) -> anyhow::Result<Arc<dyn crate::queue::Transport>> {
-    use crate::smtp::outbound::{OutboundSettings, SmtpTransport};
+/// MTA-STS policies kept in the store, so the outbound cache survives restarts.
+struct StsPolicies(crate::store::Store);
+
+impl crate::smtp::outbound::PolicyStore for StsPolicies {
+    fn load(&self, domain: &str) -> Option<crate::smtp::outbound::StoredPolicy> {
+        let tree = crate::store::Tree::MtaStsPolicies;
+        match self.0.get_record(tree, domain.as_bytes()) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(domain, error = %e, "cannot read a stored MTA-STS policy");
+                None
+            }
+        }
+    }
+
+    fn save(&self, domain: &str, policy: &crate::smtp::outbound::StoredPolicy) {
+        let tree = crate::store::Tree::MtaStsPolicies;
+        if let Err(e) = self.0.put_record(tree, domain.as_bytes(), policy) {
+            tracing::warn!(domain, error = %e, "cannot store an MTA-STS policy");
+        }
+    }
+}
+
+fn outbound_transport(
+    config: &Config,
+    store: &crate::store::Store,
+    metrics: &Metrics,
+) -> anyhow::Result<Arc<dyn crate::queue::Transport>> {
+    use crate::config::TrustRootsName;
+    use crate::smtp::outbound::{Observer, OutboundSettings, SmtpTransport, TrustRoots};
     let mut o = OutboundSettings::new(
         config.server.hostname.clone(),
         config.outbound.route.clone(),
@@ -139,6 +167,39 @@ fn outbound_transport(config: &Config) -> anyhow::Result<Arc<dyn crate::queue::T
     o.max_message_size = config.smtp.max_message_size;
     o.connection_reuse = Duration::from_secs(config.outbound.connection_reuse_secs);
     o.danger_allow_private_destinations = config.outbound.danger_allow_private_destinations;
+    o.trust_roots = match config.outbound.trust_roots {
+        TrustRootsName::Webpki => TrustRoots::Webpki,
+        TrustRootsName::System => TrustRoots::System,
+    };
+    let extra = &config.outbound.danger_extra_roots_file;
+    if !extra.is_empty() {
+        tracing::warn!(path = %extra, "outbound.danger_extra_roots_file: extra trust roots for outbound TLS");
+        o.extra_roots = crate::tls::read_certs(std::path::Path::new(extra))
+            .with_context(|| format!("outbound.danger_extra_roots_file {extra}"))?;
+    }
+    let counters = crate::smtp::outbound::TlsCounters {
+        sessions: metrics.outbound_tls.clone(),
+        failures: metrics.outbound_tls_failures.clone(),
+        sts_cache: metrics.mta_sts_cache.clone(),
+    };
+    o.mta_sts = config
+        .outbound
+        .mta_sts
+        .then(|| crate::smtp::outbound::StsSettings {
+            port: config.outbound.mta_sts_port,
+            timeout: Duration::from_secs(config.outbound.mta_sts_timeout_secs),
+            max_bytes: config.outbound.mta_sts_max_bytes,
+            max_entries: config.outbound.mta_sts_cache_entries,
+            allow_private: config.outbound.danger_allow_private_destinations,
+            persist: crate::smtp::outbound::Persist(Some(Arc::new(StsPolicies(store.clone())))),
+        });
+    let anchor = &config.dns.trust_anchor_file;
+    o.dane = config
+        .dns
+        .dnssec
+        .then(|| (!anchor.is_empty()).then(|| std::path::PathBuf::from(anchor)));
+    // The TLS-RPT reporter (issue 19 item 5) goes in the second argument.
+    o.observer = Observer::new(Some(counters), None);
     let cap = Duration::from_secs(config.outbound.timeout_secs);
     o.connect_timeout = o.connect_timeout.min(cap);
     let t = &mut o.timeouts;

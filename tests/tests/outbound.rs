@@ -7,6 +7,12 @@ mod remote;
 #[path = "outbound/hardening.rs"]
 mod hardening;
 
+#[path = "outbound/mta_sts.rs"]
+mod mta_sts;
+
+#[path = "outbound/dane.rs"]
+mod dane;
+
 use legate_tests::TestServer;
 use serde_json::{json, Value};
 use std::time::Duration;

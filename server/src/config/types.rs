@@ -225,6 +225,12 @@ pub struct DnsConfig {
     pub mta_sts_mode: MtaStsMode,
     /// MTA-STS `max_age`, in seconds (RFC 8461 caps it at 31557600).
     pub mta_sts_max_age: u64,
+    /// DANE for outbound mail (RFC 7672): MX and TLSA lookups through a DNSSEC-validating
+    /// resolver. The nameservers must pass DNSSEC records through (most public resolvers do).
+    pub dnssec: bool,
+    /// DNSKEY records (zone-file form) trusted instead of the root's; "" = the root trust
+    /// anchors built in. For tests with a private signed zone.
+    pub trust_anchor_file: String,
 }
 
 impl Default for DnsConfig {
@@ -239,6 +245,8 @@ impl Default for DnsConfig {
             tlsrpt_rua: String::new(),
             mta_sts_mode: MtaStsMode::Testing,
             mta_sts_max_age: 604_800,
+            dnssec: false,
+            trust_anchor_file: String::new(),
         }
     }
 }
@@ -563,6 +571,32 @@ pub struct OutboundConfig {
     /// would otherwise make us talk SMTP to the operator's own network. Explicit
     /// `[[outbound.route]]` next hops are trusted either way.
     pub danger_allow_private_destinations: bool,
+    /// Trust roots for verified delivery (MTA-STS enforce, DANE-TA chains' names aside,
+    /// `require_tls` routes): `webpki` (compiled-in Mozilla roots) or `system` (the
+    /// operating system's store).
+    pub trust_roots: TrustRootsName,
+    /// A PEM file of extra trust roots, added to `trust_roots`. For tests with a private
+    /// CA; in production it makes that CA able to impersonate every mail server.
+    pub danger_extra_roots_file: String,
+    /// Apply recipient domains' MTA-STS policies (RFC 8461).
+    pub mta_sts: bool,
+    /// The HTTPS port of `mta-sts.<domain>` (443; only tests change it).
+    pub mta_sts_port: u16,
+    /// A policy fetch, whole (connect, TLS, headers, body).
+    pub mta_sts_timeout_secs: u64,
+    /// Largest policy body accepted (RFC 8461 §3.3: 64 KB).
+    pub mta_sts_max_bytes: usize,
+    /// Most policies cached (by recipient domain).
+    pub mta_sts_cache_entries: usize,
+}
+
+/// `outbound.trust_roots`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TrustRootsName {
+    #[default]
+    Webpki,
+    System,
 }
 
 impl Default for OutboundConfig {
@@ -579,6 +613,13 @@ impl Default for OutboundConfig {
             mx_port: 25,
             connection_reuse_secs: 2,
             danger_allow_private_destinations: false,
+            trust_roots: TrustRootsName::Webpki,
+            danger_extra_roots_file: String::new(),
+            mta_sts: true,
+            mta_sts_port: 443,
+            mta_sts_timeout_secs: 10,
+            mta_sts_max_bytes: 64 * 1024,
+            mta_sts_cache_entries: 10_000,
         }
     }
 }

@@ -61,6 +61,20 @@ fn norm_value(rtype: RecordType, v: &str) -> String {
             .map(|ip| ip.to_string())
             .unwrap_or_else(|_| v.trim().to_ascii_lowercase()),
         RecordType::CNAME => norm_name(v),
+        // "3 1 1 ABCD..": numbers as numbers, the hex data in lower case and unbroken.
+        RecordType::TLSA => {
+            let fields: Vec<&str> = v.split_whitespace().collect();
+            match fields.as_slice() {
+                [u, s, m, hex @ ..] => format!(
+                    "{} {} {} {}",
+                    u.parse::<u8>().map_or(u.to_string(), |n| n.to_string()),
+                    s.parse::<u8>().map_or(s.to_string(), |n| n.to_string()),
+                    m.parse::<u8>().map_or(m.to_string(), |n| n.to_string()),
+                    hex.concat().to_ascii_lowercase()
+                ),
+                _ => v.trim().to_ascii_lowercase(),
+            }
+        }
         // "10 host." and "0 1 587 host.": numbers as numbers, the last field a name.
         RecordType::MX | RecordType::SRV => {
             let fields: Vec<&str> = v.split_whitespace().collect();

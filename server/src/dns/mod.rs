@@ -77,7 +77,8 @@ impl<'a> DnsWizard<'a> {
             .iter()
             .map(DkimPublic::from)
             .collect();
-        plan::build(self.config, &keys)
+        let tlsa = crate::tls::served_spki_sha256(self.config);
+        plan::build(self.config, &keys, tlsa.as_deref())
     }
 
     /// Looks every planned record up through `nameservers` (empty: `[dns] nameservers`, and
@@ -117,7 +118,8 @@ pub fn plan_from_store(config: &Config, store: &Store) -> Result<Option<Plan>, D
     if keys.is_empty() {
         return Ok(None);
     }
-    plan::build(config, &keys).map(Some)
+    let tlsa = crate::tls::served_spki_sha256(config);
+    plan::build(config, &keys, tlsa.as_deref()).map(Some)
 }
 
 /// `[dns] nameservers` as addresses (validated at config load, so a failure here is a bug

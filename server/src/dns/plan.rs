@@ -23,6 +23,7 @@ pub enum RecordType {
     TXT,
     CNAME,
     SRV,
+    TLSA,
 }
 
 impl RecordType {
@@ -34,6 +35,7 @@ impl RecordType {
             Self::TXT => "TXT",
             Self::CNAME => "CNAME",
             Self::SRV => "SRV",
+            Self::TLSA => "TLSA",
         }
     }
 
@@ -45,6 +47,7 @@ impl RecordType {
             "TXT" => Self::TXT,
             "CNAME" => Self::CNAME,
             "SRV" => Self::SRV,
+            "TLSA" => Self::TLSA,
             _ => return None,
         })
     }
@@ -191,7 +194,7 @@ fn default_rua(configured: &str, local: &str, domain: &str) -> String {
     }
 }
 
-fn context(config: &Config, dkim: &[DkimPublic], policy: &str) -> Context {
+fn context(config: &Config, dkim: &[DkimPublic], policy: &str, tlsa: Option<&str>) -> Context {
     let domain = &config.server.domain;
     let mut ctx = Context::new();
     ctx.set("domain", domain)
@@ -209,7 +212,8 @@ fn context(config: &Config, dkim: &[DkimPublic], policy: &str) -> Context {
         .set("submissions_port", port(&config.listen.submissions))
         .set("submission_port", port(&config.listen.submission))
         .set("imaps_port", port(&config.listen.imaps))
-        .set("imap_port", port(&config.listen.imap));
+        .set("imap_port", port(&config.listen.imap))
+        .set("tlsa", tlsa.unwrap_or_default());
     let addresses = config
         .dns
         .addresses
@@ -261,9 +265,12 @@ fn absolute(name: &str, domain: &str) -> String {
 }
 
 /// Builds the plan for `config` with the domain's DKIM keys (all published ones, retired too).
-pub fn build(config: &Config, dkim: &[DkimPublic]) -> Result<Plan, DnsError> {
+/// `tlsa` is the hex SHA-256 of the served certificate's SubjectPublicKeyInfo, when there is
+/// one: the plan then has the DANE `3 1 1` record of the MX host.
+pub fn build(config: &Config, dkim: &[DkimPublic], tlsa: Option<&str>) -> Result<Plan, DnsError> {
     let policy = mta_sts_policy(config)?;
-    let text = template::render("records.txt", RECORDS, &context(config, dkim, &policy))?;
+    let ctx = context(config, dkim, &policy, tlsa);
+    let text = template::render("records.txt", RECORDS, &ctx)?;
     let domain = &config.server.domain;
     let mut plan = Plan {
         domain: domain.clone(),
@@ -353,12 +360,22 @@ mod tests {
     }
 
     #[test]
+    fn tlsa_of_the_served_key_is_planned_for_the_mx_host() {
+        let p = build(&config(), &[], None).unwrap();
+        assert!(!p.records.iter().any(|r| r.rtype == RecordType::TLSA));
+        let hash = "ab".repeat(32);
+        let p = build(&config(), &[], Some(&hash)).unwrap();
+        let t = find(&p, "_25._tcp.mx.agents.example.com", RecordType::TLSA);
+        assert_eq!(t.values, [format!("3 1 1 {hash}")]);
+    }
+
+    #[test]
     fn plan_has_every_record_of_design_10() {
         let keys = vec![
             key("lg1ed", DkimAlgorithm::Ed25519, vec![7; 32]),
             key("lg2rsa", DkimAlgorithm::Rsa, vec![9; 270]),
         ];
-        let p = build(&config(), &keys).unwrap();
+        let p = build(&config(), &keys, None).unwrap();
         let d = "agents.example.com";
         assert_eq!(
             find(&p, d, RecordType::MX).values,
@@ -417,7 +434,7 @@ mod tests {
         ];
         c.dns.dmarc_policy = crate::config::DmarcPolicyName::Reject;
         c.dns.dmarc_rua = "mailto:dmarc@ops.example.net".into();
-        let p = build(&c, &[]).unwrap();
+        let p = build(&c, &[], None).unwrap();
         assert!(p.notes.is_empty());
         assert_eq!(
             find(&p, "mx.agents.example.com", RecordType::A).values,
@@ -442,7 +459,7 @@ mod tests {
         let mut old = key("lg1ed", DkimAlgorithm::Ed25519, vec![1; 32]);
         old.retired = true;
         let keys = vec![old, key("lg3ed", DkimAlgorithm::Ed25519, vec![2; 32])];
-        let p = build(&config(), &keys).unwrap();
+        let p = build(&config(), &keys, None).unwrap();
         let old = find(&p, "lg1ed._domainkey.agents.example.com", RecordType::TXT);
         assert!(old.purpose.contains("retired"));
         let new = find(&p, "lg3ed._domainkey.agents.example.com", RecordType::TXT);
@@ -472,7 +489,12 @@ mod tests {
     fn json_uses_value_or_values_and_reads_back() {
         let mut c = config();
         c.dns.addresses = vec!["192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap()];
-        let p = build(&c, &[key("lg1ed", DkimAlgorithm::Ed25519, vec![3; 32])]).unwrap();
+        let p = build(
+            &c,
+            &[key("lg1ed", DkimAlgorithm::Ed25519, vec![3; 32])],
+            None,
+        )
+        .unwrap();
         let v = serde_json::to_value(&p).unwrap();
         let recs = v["records"].as_array().unwrap();
         let mx = recs.iter().find(|r| r["type"] == "MX").unwrap();
@@ -500,7 +522,7 @@ mod tests {
             public: crate::mailauth::spki::rsa_spki(&public),
             retired: false,
         };
-        let plan = build(&config(), &[published]).unwrap();
+        let plan = build(&config(), &[published], None).unwrap();
         let name = "s1rsa._domainkey.agents.example.com";
         let txt = find(&plan, name, RecordType::TXT).values[0].clone();
         assert!(txt.contains("p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8A"), "{txt}");

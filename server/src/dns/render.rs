@@ -188,7 +188,7 @@ mod tests {
                 retired: false,
             },
         ];
-        build(&c, &keys).unwrap()
+        build(&c, &keys, None).unwrap()
     }
 
     #[test]

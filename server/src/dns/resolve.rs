@@ -44,6 +44,7 @@ fn htype(t: RecordType) -> HRecordType {
         RecordType::TXT => HRecordType::TXT,
         RecordType::CNAME => HRecordType::CNAME,
         RecordType::SRV => HRecordType::SRV,
+        RecordType::TLSA => HRecordType::TLSA,
     }
 }
 
@@ -56,6 +57,13 @@ fn present(rdata: &RData) -> Option<String> {
         RData::MX(mx) => format!("{} {}", mx.preference, mx.exchange),
         RData::SRV(s) => format!("{} {} {} {}", s.priority, s.weight, s.port, s.target),
         RData::CNAME(c) => c.0.to_string(),
+        RData::TLSA(t) => format!(
+            "{} {} {} {}",
+            u8::from(t.cert_usage),
+            u8::from(t.selector),
+            u8::from(t.matching),
+            data_encoding::HEXLOWER.encode(&t.cert_data)
+        ),
         RData::TXT(t) => t
             .txt_data
             .iter()

@@ -19,6 +19,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// An SRV record: (priority, weight, port, target) per RFC 2782.
 pub type Srv = (u16, u16, u16, String);
+/// A TLSA record: usage, selector, matching type, data (RFC 6698 §2.1).
+pub type TlsaRecord = (u8, u8, u8, Vec<u8>);
 
 /// The record sets, keyed by lowercase fully qualified names (trailing dot). Public for
 /// reading only (a [`StaticDns::read`] guard): `legate-testdns` answers queries from it.
@@ -31,6 +33,8 @@ pub struct Records {
     pub ptr: HashMap<IpAddr, Vec<String>>,
     pub srv: HashMap<Box<str>, Vec<Srv>>,
     pub cname: HashMap<Box<str>, String>,
+    /// (usage, selector, matching type, data) of TLSA records (RFC 6698).
+    pub tlsa: HashMap<Box<str>, Vec<TlsaRecord>>,
 }
 
 impl Records {
@@ -45,6 +49,7 @@ impl Records {
             || self.aaaa.keys().any(|k| covers(k))
             || self.srv.keys().any(|k| covers(k))
             || self.cname.keys().any(|k| covers(k))
+            || self.tlsa.keys().any(|k| covers(k))
     }
 }
 
@@ -123,6 +128,23 @@ impl StaticDns {
         self
     }
 
+    /// Adds one TLSA record (served by the loopback test DNS server).
+    pub fn add_tlsa(
+        &self,
+        name: &str,
+        usage: u8,
+        selector: u8,
+        matching: u8,
+        data: Vec<u8>,
+    ) -> &Self {
+        self.write()
+            .tlsa
+            .entry(fqdn(name).into())
+            .or_default()
+            .push((usage, selector, matching, data));
+        self
+    }
+
     /// Sets the CNAME of `name` (answered to CNAME queries only; no chasing).
     pub fn set_cname(&self, name: &str, target: &str) -> &Self {
         self.write().cname.insert(fqdn(name).into(), fqdn(target));
@@ -144,6 +166,7 @@ impl StaticDns {
         records.aaaa.remove(key.as_str());
         records.srv.remove(key.as_str());
         records.cname.remove(key.as_str());
+        records.tlsa.remove(key.as_str());
         self
     }
 

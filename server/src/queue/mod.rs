@@ -24,4 +24,4 @@ pub use error::QueueError;
 pub use model::{QueuedMessage, RcptStatus, Recipient};
 pub use reply::ReplyRequest;
 pub use service::{Accepted, QueueService, QueueSettings, SendAudit};
-pub use transport::{BoxFuture, DeliveryReport, Envelope, RcptOutcome, Transport};
+pub use transport::{BoxFuture, DeliveryReport, Envelope, RcptOutcome, TlsLevel, Transport};

@@ -1,6 +1,7 @@
 //! The queue's records: one per message, holding every recipient's state, so a delivery
 //! attempt reads and rewrites one value and the status API needs no join.
 
+use super::transport::TlsLevel;
 use crate::store::keys;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -55,6 +56,10 @@ pub struct Recipient {
     /// The last reply (ours or the remote server's), e.g. `250 2.0.0 OK` or `550 5.1.1 ...`.
     pub last_reply: Option<String>,
     pub remote_host: Option<String>,
+    /// The TLS level of the last attempt's session (absent in records written before
+    /// issue 19, and when no session was reached).
+    #[serde(default)]
+    pub tls: Option<TlsLevel>,
     /// A delay notice was sent for this recipient (once, DESIGN §5).
     pub delay_notified: bool,
 }
@@ -71,6 +76,7 @@ impl Recipient {
             last_attempt_ms: None,
             last_reply: None,
             remote_host: None,
+            tls: None,
             delay_notified: false,
         }
     }
@@ -88,6 +94,7 @@ impl Recipient {
             "last_attempt_at": self.last_attempt_ms.map(|t| crate::util::rfc3339(t / 1000)),
             "last_reply": self.last_reply,
             "remote_host": self.remote_host,
+            "tls": self.tls.map(TlsLevel::as_str),
         })
     }
 }
@@ -157,6 +164,47 @@ pub fn parse_schedule_key(k: &[u8]) -> Option<(i64, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A recipient as records before issue 19 stored it: no `tls` field.
+    #[derive(Serialize)]
+    struct OldRecipient {
+        address: String,
+        domain: String,
+        local_agent: Option<String>,
+        status: RcptStatus,
+        attempts: u32,
+        next_attempt_ms: i64,
+        last_attempt_ms: Option<i64>,
+        last_reply: Option<String>,
+        remote_host: Option<String>,
+        delay_notified: bool,
+    }
+
+    #[test]
+    fn records_from_before_tls_levels_still_decode() {
+        let old = OldRecipient {
+            address: "x@b.test".into(),
+            domain: "b.test".into(),
+            local_agent: None,
+            status: RcptStatus::Delivered,
+            attempts: 1,
+            next_attempt_ms: 5,
+            last_attempt_ms: Some(5),
+            last_reply: Some("250 ok".into()),
+            remote_host: Some("mx.b.test".into()),
+            delay_notified: false,
+        };
+        let bytes = crate::store::codec::encode(&old).unwrap();
+        let r: Recipient = crate::store::codec::decode(&bytes).unwrap();
+        assert_eq!(r.tls, None);
+        assert_eq!(r.to_json()["tls"], Value::Null);
+        let mut new = r.clone();
+        new.tls = Some(TlsLevel::Dane);
+        let back: Recipient =
+            crate::store::codec::decode(&crate::store::codec::encode(&new).unwrap()).unwrap();
+        assert_eq!(back.tls, Some(TlsLevel::Dane));
+        assert_eq!(back.to_json()["tls"], "dane");
+    }
 
     #[test]
     fn schedule_keys_sort_by_time_and_round_trip() {

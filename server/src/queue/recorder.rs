@@ -11,7 +11,7 @@
 //! while later arrivals queue behind it, then hands each its own outcome.
 
 use super::model::{schedule_key, QueuedMessage, RcptStatus};
-use super::{QueueError, QueueSettings, RcptOutcome};
+use super::{QueueError, QueueSettings, RcptOutcome, TlsLevel};
 
 /// A record/rewrite transaction's trees: the queue's own, and what releasing a hold touches.
 /// Here, with the writes they guard, so the worker and the admin commands depend on the
@@ -28,8 +28,15 @@ use crate::store::{Store, StoreError, Tree, Tx, TxError, TxStoreError};
 use std::sync::Mutex;
 use tokio::sync::oneshot;
 
-/// One attempt's outcomes: (recipient index, outcome, the host that answered).
-pub(super) type Results = Vec<(usize, RcptOutcome, Option<String>)>;
+/// One attempt's outcomes: (recipient index, outcome, the session it came from).
+pub(super) type Results = Vec<(usize, RcptOutcome, Via)>;
+
+/// The session an outcome came from: the host that answered and the TLS level reached.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Via {
+    pub host: Option<String>,
+    pub tls: Option<TlsLevel>,
+}
 
 /// The queue record after the results, or `None` when the message is gone (cancelled).
 type Recorded = Result<Option<QueuedMessage>, QueueError>;
@@ -139,7 +146,7 @@ fn apply(
         return Ok(None);
     };
     let old_due = msg.next_due_ms();
-    for (i, outcome, host) in &job.results {
+    for (i, outcome, via) in &job.results {
         let Some(r) = msg.recipients.get_mut(*i) else {
             continue;
         };
@@ -149,7 +156,8 @@ fn apply(
         r.attempts += 1;
         r.last_attempt_ms = Some(job.now);
         r.last_reply = Some(outcome.reply().to_string());
-        r.remote_host = host.clone();
+        r.remote_host = via.host.clone();
+        r.tls = via.tls;
         match outcome {
             RcptOutcome::Delivered { .. } => r.status = RcptStatus::Delivered,
             RcptOutcome::Permanent { .. } => r.status = RcptStatus::PermanentFailure,
@@ -187,6 +195,7 @@ mod tests {
             last_attempt_ms: None,
             last_reply: None,
             remote_host: None,
+            tls: None,
             delay_notified: false,
         }
     }
@@ -254,7 +263,11 @@ mod tests {
                 reply: "451 4.3.0 later".into(),
             }
         };
-        vec![(0, o, Some("mx.b.test".into()))]
+        let via = Via {
+            host: Some("mx.b.test".into()),
+            tls: Some(TlsLevel::Verified),
+        };
+        vec![(0, o, via)]
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -274,6 +287,7 @@ mod tests {
             let r = &msg.recipients[0];
             assert_eq!(r.attempts, 1);
             assert_eq!(r.remote_host.as_deref(), Some("mx.b.test"));
+            assert_eq!(r.tls, Some(TlsLevel::Verified));
             if i % 2 == 0 {
                 assert_eq!(r.status, RcptStatus::Delivered);
             } else {

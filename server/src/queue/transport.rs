@@ -3,6 +3,7 @@
 //! Keeping the trait here lets the queue stay below the front-ends in the dependency order
 //! and lets its tests use a scripted transport.
 
+use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -37,11 +38,41 @@ impl RcptOutcome {
     }
 }
 
+/// How well the connection that carried (or tried to carry) a message was protected, in
+/// increasing order (DESIGN §14): policy (MTA-STS, DANE, `require_tls` routes) decides the
+/// minimum, and the delivery record keeps what was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsLevel {
+    /// Clear text.
+    None,
+    /// Encrypted, the server's certificate not authenticated (RFC 7435).
+    Opportunistic,
+    /// Encrypted, the certificate chain and the MX host name checked against trusted roots.
+    Verified,
+    /// Encrypted, the certificate matched a DNSSEC-secure TLSA record (RFC 7672).
+    Dane,
+}
+
+impl TlsLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TlsLevel::None => "none",
+            TlsLevel::Opportunistic => "opportunistic",
+            TlsLevel::Verified => "verified",
+            TlsLevel::Dane => "dane",
+        }
+    }
+}
+
 /// The result of one attempt for every recipient of an [`Envelope`].
 #[derive(Debug, Clone)]
 pub struct DeliveryReport {
     /// The host that answered last (`mx.b.test [127.0.0.1]`), for DSN `Remote-MTA`.
     pub remote_host: Option<String>,
+    /// The protection of the session with `remote_host`; `None` when no session got far
+    /// enough to know.
+    pub tls: Option<TlsLevel>,
     /// One outcome per recipient, same order as `Envelope::rcpts`.
     pub outcomes: Vec<RcptOutcome>,
 }
@@ -51,6 +82,7 @@ impl DeliveryReport {
     pub fn all(env: &Envelope, outcome: RcptOutcome, remote_host: Option<String>) -> Self {
         Self {
             remote_host,
+            tls: None,
             outcomes: vec![outcome; env.rcpts.len()],
         }
     }

@@ -7,6 +7,7 @@
 
 use super::dsn::{self, DsnKind};
 use super::model::{parse_schedule_key, QueuedMessage, RcptStatus, Recipient};
+use super::recorder::Via;
 use super::service::QueueService;
 use super::{DeliveryReport, Envelope, QueueError, RcptOutcome};
 use crate::audit::{ActorRef, NewEntry, Outcome};
@@ -137,7 +138,7 @@ impl QueueService {
             }
             None => self.mailbox.held_raw(id)?.map(Arc::from),
         };
-        let mut results: Vec<(usize, RcptOutcome, Option<String>)> = Vec::new();
+        let mut results: super::recorder::Results = Vec::new();
         match raw.as_deref() {
             _ if expired => {
                 for (i, r) in msg.recipients.iter().enumerate() {
@@ -150,7 +151,10 @@ impl QueueService {
                                     "554 4.4.7 Message expired in queue; last reply: {last}"
                                 ),
                             },
-                            r.remote_host.clone(),
+                            Via {
+                                host: r.remote_host.clone(),
+                                tls: r.tls,
+                            },
                         ));
                     }
                 }
@@ -163,7 +167,7 @@ impl QueueService {
                             RcptOutcome::Permanent {
                                 reply: "554 5.3.0 Queued message body is missing".into(),
                             },
-                            None,
+                            Via::default(),
                         ));
                     }
                 }
@@ -188,7 +192,7 @@ impl QueueService {
         msg: &QueuedMessage,
         due: &[usize],
         raw: &[u8],
-    ) -> Vec<(usize, RcptOutcome, Option<String>)> {
+    ) -> super::recorder::Results {
         let mut out = Vec::new();
         let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
         for &i in due {
@@ -196,7 +200,12 @@ impl QueueService {
             match &r.local_agent {
                 Some(agent) => {
                     let outcome = self.deliver_local(msg, r, agent, raw).await;
-                    out.push((i, outcome, Some(self.settings.hostname.clone())));
+                    // Local delivery never leaves this host: no transport, no TLS level.
+                    let via = Via {
+                        host: Some(self.settings.hostname.clone()),
+                        tls: None,
+                    };
+                    out.push((i, outcome, via));
                 }
                 None => remote.entry(r.domain.clone()).or_default().push(i),
             }
@@ -227,7 +236,11 @@ impl QueueService {
                         .unwrap_or(RcptOutcome::Temporary {
                             reply: "451 4.3.0 No result for this recipient".into(),
                         });
-                    (i, o, report.remote_host.clone())
+                    let via = Via {
+                        host: report.remote_host.clone(),
+                        tls: report.tls,
+                    };
+                    (i, o, via)
                 })
                 .collect::<Vec<_>>()
         });

@@ -91,10 +91,14 @@ pub enum Tree {
     Drafts,
     /// due ms (BE) agent \0 draft id -> () : scheduled drafts, fired by the queue worker
     DraftSchedule,
+    /// recipient domain -> the MTA-STS policy last fetched for it (id, text, expiry), so the
+    /// outbound cache survives restarts as RFC 8461 §5.1 asks. Missing in older data
+    /// directories: an empty tree, no migration.
+    MtaStsPolicies,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 37] = [
+    pub const ALL: [Tree; 38] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -132,6 +136,7 @@ impl Tree {
         Tree::ThreadMessages,
         Tree::Drafts,
         Tree::DraftSchedule,
+        Tree::MtaStsPolicies,
     ];
 
     pub fn name(self) -> &'static str {
@@ -173,6 +178,7 @@ impl Tree {
             Tree::ThreadMessages => "thread_messages",
             Tree::Drafts => "drafts",
             Tree::DraftSchedule => "draft_schedule",
+            Tree::MtaStsPolicies => "mta_sts_policies",
         }
     }
 }

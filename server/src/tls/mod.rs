@@ -84,6 +84,47 @@ pub fn load_pem(
     Ok(Arc::new(ck))
 }
 
+/// The certificates of a PEM file (trust roots: `outbound.danger_extra_roots_file`).
+pub fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = read(path)?;
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Invalid(format!("{}: {e}", path.display())))?;
+    if certs.is_empty() {
+        return Err(TlsError::Invalid(format!(
+            "{}: no certificate",
+            path.display()
+        )));
+    }
+    Ok(certs)
+}
+
+/// The hex SHA-256 of the SubjectPublicKeyInfo of the certificate port 25 serves (the DANE
+/// `3 1 1` data): the configured file, else the ACME-issued one, else the self-signed one in
+/// the data directory. `None` when none exists yet (the plan then has no TLSA record). Reads
+/// only; never makes a certificate.
+pub fn served_spki_sha256(config: &Config) -> Option<String> {
+    use sha2::{Digest, Sha256};
+    let path = if !config.tls.cert.is_empty() {
+        PathBuf::from(&config.tls.cert)
+    } else {
+        let acme = acme::dir_of(config).join("cert.pem");
+        let own = config.storage.path.join("tls-cert.pem");
+        match (
+            !config.acme.directory.is_empty() && acme.exists(),
+            own.exists(),
+        ) {
+            (true, _) => acme,
+            (false, true) => own,
+            (false, false) => return None,
+        }
+    };
+    let leaf = read_certs(&path).ok()?.into_iter().next()?;
+    let ee = webpki::EndEntityCert::try_from(&leaf).ok()?;
+    let spki = ee.subject_public_key_info();
+    Some(data_encoding::HEXLOWER.encode(&Sha256::digest(spki.as_ref())))
+}
+
 /// Loads a PEM chain file and key file.
 pub fn load_files(cert: &Path, key: &Path) -> Result<Arc<CertifiedKey>, TlsError> {
     load_pem(

@@ -7,3 +7,5 @@ need_py dkim dkimpy
 need_py nacl pynacl
 # swaks submits with STARTTLS and AUTH PLAIN.
 need_cmd swaks swaks
+# The DANE test of the outbound suite (tests/tests/outbound/dane.rs) signs a zone with Knot.
+need_cmd knotd knot

@@ -5,7 +5,7 @@
 
 use legate::mailauth::Records;
 use mail_auth::hickory_resolver::proto::op::{Edns, Message, MessageType, OpCode, ResponseCode};
-use mail_auth::hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SRV, TXT};
+use mail_auth::hickory_resolver::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SRV, TLSA, TXT};
 use mail_auth::hickory_resolver::proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -150,6 +150,20 @@ fn lookup(records: &Records, name: &Name, qtype: RecordType) -> (Vec<Record>, bo
                 Some(record(RData::SRV(SRV::new(
                     *priority, *weight, *port, target,
                 ))))
+            })
+            .collect(),
+        RecordType::TLSA => records
+            .tlsa
+            .get(key.as_str())
+            .into_iter()
+            .flatten()
+            .map(|(u, s, m, data)| {
+                record(RData::TLSA(TLSA::new(
+                    (*u).into(),
+                    (*s).into(),
+                    (*m).into(),
+                    data.clone(),
+                )))
             })
             .collect(),
         RecordType::CNAME => records

@@ -47,6 +47,18 @@ fn publish(dns: &StaticDns, plan: &Value) {
                 "AAAA" => {
                     dns.add_aaaa(name, v.parse().unwrap());
                 }
+                "TLSA" => {
+                    let data = data_encoding::HEXLOWER_PERMISSIVE
+                        .decode(f[3].as_bytes())
+                        .unwrap();
+                    dns.add_tlsa(
+                        name,
+                        f[0].parse().unwrap(),
+                        f[1].parse().unwrap(),
+                        f[2].parse().unwrap(),
+                        data,
+                    );
+                }
                 other => panic!("unexpected record type {other}"),
             }
         }
@@ -121,6 +133,35 @@ async fn plan_publish_check_and_served_documents() {
     for r in report["records"].as_array().unwrap() {
         assert_eq!(r["status"], "ok", "{r}");
     }
+
+    // DANE: the plan's TLSA is the SHA-256 of the served certificate's key, and a record
+    // that no longer matches it (another key) is named.
+    let served = std::fs::read(s.data_dir().join("tls-cert.pem")).unwrap();
+    let served = rustls_pemfile::certs(&mut &served[..])
+        .next()
+        .unwrap()
+        .unwrap();
+    let spki = legate::smtp::outbound::spki(&served).unwrap();
+    let digest = {
+        use sha2::Digest;
+        sha2::Sha256::digest(&spki).to_vec()
+    };
+    let want = data_encoding::HEXLOWER.encode(&digest);
+    let tlsa = find(&report, "_25._tcp.mx.agents.test", "TLSA");
+    assert_eq!(tlsa["status"], "ok", "{tlsa}");
+    assert_eq!(
+        values(&plan, "_25._tcp.mx.agents.test", "TLSA"),
+        [format!("3 1 1 {want}")]
+    );
+    dns.records().remove("_25._tcp.mx.agents.test");
+    dns.records()
+        .add_tlsa("_25._tcp.mx.agents.test", 3, 1, 1, vec![0xab; 32]);
+    let (_, report) = s.call("GET", "/v1/dns/check", Some(&admin), None).await;
+    let tlsa = find(&report, "_25._tcp.mx.agents.test", "TLSA");
+    assert_eq!(tlsa["status"], "wrong", "{tlsa}");
+    dns.records().remove("_25._tcp.mx.agents.test");
+    dns.records()
+        .add_tlsa("_25._tcp.mx.agents.test", 3, 1, 1, digest);
 
     // Drop DMARC: named, with the exact line to publish.
     dns.records().remove("_dmarc.agents.test");

@@ -3,11 +3,13 @@
 //! depends on this module and none on another's internals (no import circle).
 
 use super::client::SessionError;
+use super::observe::{Observer, TlsOutcome};
+use super::policy::{Failure, TlsPolicy};
 use super::reply::{Class, Reply};
+use super::tls::TlsClient;
 use super::SmtpTimeouts;
-use crate::queue::transport::{Envelope, RcptOutcome};
+use crate::queue::transport::{Envelope, RcptOutcome, TlsLevel};
 use rustls::pki_types::ServerName;
-use tokio_rustls::TlsConnector;
 
 /// Everything one attempt needs, borrowed from the transport and the envelope.
 pub(crate) struct Job<'a> {
@@ -19,21 +21,42 @@ pub(crate) struct Job<'a> {
     pub eight_bit: bool,
     /// Our EHLO name.
     pub hostname: &'a str,
-    pub require_tls: bool,
+    /// What the session must reach (no policy, a route's, MTA-STS, DANE).
+    pub policy: &'a TlsPolicy,
     /// False on the plaintext retry after a failed opportunistic handshake.
     pub try_tls: bool,
-    pub connector: &'a TlsConnector,
+    pub tls: &'a TlsClient,
+    /// The MX (or next hop) name the certificate is checked against.
     pub server_name: ServerName<'static>,
+    /// Where TLS outcomes are counted and reported.
+    pub observer: &'a Observer,
     /// `mx.b.test [127.0.0.1]`, for diagnostics.
     pub remote: &'a str,
     pub timeouts: SmtpTimeouts,
 }
 
+impl Job<'_> {
+    pub fn require_tls(&self) -> bool {
+        self.policy.requires_tls()
+    }
+
+    /// Reports what this session reached, or how it failed its policy.
+    pub fn observe(&self, result: Result<TlsLevel, &Failure>) {
+        self.observer.record(&TlsOutcome {
+            domain: &self.env.domain,
+            mx: self.remote,
+            policy: self.policy.source,
+            result,
+        });
+    }
+}
+
 /// How an attempt on one address ended.
 #[derive(Debug)]
 pub(crate) enum Attempt {
-    /// The transaction ran (whatever its outcome): one outcome per recipient.
-    Done(Vec<RcptOutcome>),
+    /// The transaction ran (whatever its outcome): one outcome per recipient, and the TLS
+    /// level of the session that carried it.
+    Done(Vec<RcptOutcome>, TlsLevel),
     /// This host could not take the message before a transaction began; the outcome
     /// applies to every recipient if no other host does better.
     NextHost(RcptOutcome),

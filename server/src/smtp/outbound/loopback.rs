@@ -36,6 +36,13 @@ async fn delivers_to_our_own_inbound_server_over_starttls() {
     c.server.domain = "agents.test".into();
     c.server.hostname = "mx.agents.test".into();
     c.storage.path = dir.path().to_path_buf();
+    // A certificate for the route's address, trusted below: the route requires (verified) TLS.
+    let certs = tempfile::tempdir().unwrap();
+    let (cert, key) =
+        crate::tls::self_signed(certs.path(), &["127.0.0.1".into(), "mx.agents.test".into()])
+            .unwrap();
+    c.tls.cert = cert.display().to_string();
+    c.tls.key = key.display().to_string();
     c.listen.http = "127.0.0.1:0".into();
     c.listen.smtp = "127.0.0.1:0".into();
     c.listen.submission = String::new();
@@ -66,12 +73,13 @@ async fn delivers_to_our_own_inbound_server_over_starttls() {
         next_hop: running.smtp_addr.unwrap().to_string(),
         require_tls: true,
     };
-    let t = SmtpTransport::new(OutboundSettings::new(
+    let mut settings = OutboundSettings::new(
         "mx.sender.test",
         vec![route],
         ResolverConfig::test_server(dns.addr()),
-    ))
-    .unwrap();
+    );
+    settings.extra_roots = crate::tls::read_certs(&cert).unwrap();
+    let t = SmtpTransport::new(settings).unwrap();
     let env = Envelope {
         mail_from: "alice@sender.test".into(),
         rcpts: vec!["ops@agents.test".into(), "nobody@agents.test".into()],
@@ -80,6 +88,11 @@ async fn delivers_to_our_own_inbound_server_over_starttls() {
     let msg =
         b"From: alice@sender.test\nTo: ops@agents.test\nSubject: Loopback\n\n.leading dot\nbye\n";
     let report = t.deliver(&env, msg).await;
+    assert_eq!(
+        report.tls,
+        Some(crate::queue::TlsLevel::Verified),
+        "{report:?}"
+    );
     assert!(
         matches!(&report.outcomes[0], RcptOutcome::Delivered { reply } if reply.starts_with("250 2.0.0")),
         "{report:?}"

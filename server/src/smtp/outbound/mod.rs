@@ -2,18 +2,33 @@
 //!
 //! `route` picks the hosts (static route or MX), `session` holds one conversation with one
 //! address (greeting, EHLO, STARTTLS), `transaction` the MAIL/RCPT/DATA part, `client` the
-//! timed reads and writes, `reply` the wire parsing (smtp-proto's), `data` the DATA payload
-//! and `tls` the opportunistic TLS client.
+//! timed reads and writes, `reply` the wire parsing (smtp-proto's), `data` the DATA payload,
+//! `tls` the TLS client and its certificate check, `policy` what TLS a hop must reach
+//! (route, MTA-STS, DANE), `hops` which MX hosts get which policy, `mta_sts` the RFC 8461
+//! policies, `secure` the DNSSEC lookups and `dane` the TLSA matching of RFC 7672, and
+//! `observe` the one place TLS outcomes are counted (and, later, reported by TLS-RPT).
 
 mod attempt;
 mod client;
+mod dane;
 mod data;
+mod hops;
+mod mta_sts;
+mod observe;
+mod policy;
 mod pool;
 mod reply;
 mod route;
+mod secure;
 mod session;
 mod tls;
 mod transaction;
+
+pub use dane::spki;
+pub use mta_sts::{Persist, PolicyStore, StoredPolicy, StsSettings};
+pub use observe::{Observer, TlsCounters, TlsOutcome, TlsReport};
+pub use policy::{Failure, FailureKind, PolicySource};
+pub use tls::TrustRoots;
 
 #[cfg(test)]
 mod fake;
@@ -26,17 +41,20 @@ mod tests_routing;
 
 use crate::config::RouteConfig;
 use crate::mailauth::ResolverConfig;
-use crate::queue::transport::{BoxFuture, DeliveryReport, Envelope, RcptOutcome, Transport};
+use crate::queue::transport::{
+    BoxFuture, DeliveryReport, Envelope, RcptOutcome, TlsLevel, Transport,
+};
 use attempt::{Attempt, Job};
 use mail_auth::hickory_resolver::net::runtime::TokioRuntimeProvider;
 use mail_auth::hickory_resolver::TokioResolver;
+use policy::TlsPolicy;
 use route::{Hop, StaticRoute};
+use rustls::pki_types::CertificateDer;
 use session::Reused;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 /// RFC 5321 §4.5.3.2 client timeouts. The defaults are the RFC's minimums; a server that is
 /// slow but within them must not be cut off (end of data especially: it may be scanning).
@@ -89,6 +107,17 @@ pub struct OutboundSettings {
     pub connection_reuse: Duration,
     /// `outbound.danger_allow_private_destinations`: MX/A answers may be internal addresses.
     pub danger_allow_private_destinations: bool,
+    /// `outbound.trust_roots`: where verified delivery's roots come from.
+    pub trust_roots: TrustRoots,
+    /// `outbound.danger_extra_roots_file`, read: more trust roots (a test CA).
+    pub extra_roots: Vec<CertificateDer<'static>>,
+    /// Where TLS outcomes are counted (the metrics, a TLS-RPT reporter).
+    pub observer: Observer,
+    /// MTA-STS for MX deliveries (`outbound.mta_sts`); `None` turns it off.
+    pub mta_sts: Option<StsSettings>,
+    /// DANE (`dns.dnssec`): `Some(trust anchor file)` turns it on; `Some(None)` uses the
+    /// root trust anchors.
+    pub dane: Option<Option<std::path::PathBuf>>,
 }
 
 impl OutboundSettings {
@@ -108,6 +137,11 @@ impl OutboundSettings {
             max_message_size: 50 * 1024 * 1024,
             connection_reuse: Duration::from_secs(2),
             danger_allow_private_destinations: false,
+            trust_roots: TrustRoots::default(),
+            extra_roots: Vec::new(),
+            observer: Observer::default(),
+            mta_sts: Some(StsSettings::default()),
+            dane: None,
         }
     }
 }
@@ -129,7 +163,11 @@ pub struct SmtpTransport {
     hostname: String,
     routes: Vec<StaticRoute>,
     resolver: TokioResolver,
-    connector: TlsConnector,
+    tls: tls::TlsClient,
+    observer: Observer,
+    sts: Option<mta_sts::Sts>,
+    /// The DNSSEC-validating resolver DANE lookups go through (`dns.dnssec`).
+    dane: Option<TokioResolver>,
     mx_port: u16,
     connect_timeout: Duration,
     timeouts: SmtpTimeouts,
@@ -172,12 +210,34 @@ impl SmtpTransport {
                 })
             })
             .collect::<Result<Vec<_>, OutboundError>>()?;
+        let resolver = build_resolver(&cfg.resolver)?;
+        let tls =
+            tls::TlsClient::new(cfg.trust_roots, &cfg.extra_roots).map_err(OutboundError::Tls)?;
+        let sts = match &cfg.mta_sts {
+            Some(settings) => {
+                let config = tls.verified_config().map_err(OutboundError::Tls)?;
+                Some(
+                    mta_sts::Sts::new(resolver.clone(), config, settings.clone())
+                        .map_err(OutboundError::Tls)?,
+                )
+            }
+            None => None,
+        };
+        let dane = match &cfg.dane {
+            Some(anchor) => Some(
+                secure::resolver(&cfg.resolver, anchor.as_deref())
+                    .map_err(OutboundError::Resolver)?,
+            ),
+            None => None,
+        };
         Ok(Self {
             hostname,
             routes,
-            resolver: build_resolver(&cfg.resolver)?,
-            connector: tls::danger_opportunistic_connector()
-                .map_err(|e| OutboundError::Tls(e.to_string()))?,
+            resolver,
+            tls,
+            sts,
+            dane,
+            observer: cfg.observer.clone(),
             mx_port: cfg.mx_port,
             connect_timeout: cfg.connect_timeout,
             timeouts: cfg.timeouts,
@@ -191,6 +251,7 @@ impl SmtpTransport {
         if env.rcpts.is_empty() {
             return DeliveryReport {
                 remote_host: None,
+                tls: None,
                 outcomes: Vec::new(),
             };
         }
@@ -204,20 +265,39 @@ impl SmtpTransport {
         }
         let domain = env.domain.trim_end_matches('.').to_ascii_lowercase();
         // What DNS answers is the remote domain's say; a static route is the operator's.
-        let (hops, require_tls, guarded) = match self.routes.iter().find(|r| r.domain == domain) {
-            Some(r) => (
-                vec![Hop {
+        let (hops, guarded) = match self.routes.iter().find(|r| r.domain == domain) {
+            Some(r) => {
+                let hop = Hop {
                     host: r.host.clone(),
                     port: r.port,
                     implicit: false,
-                }],
-                r.require_tls,
-                false,
-            ),
-            None => match route::mx_hops(&self.resolver, &domain, self.mx_port).await {
-                Ok(hops) => (hops, false, !self.allow_private),
-                Err(outcome) => return DeliveryReport::all(env, outcome, None),
-            },
+                };
+                let policy = match r.require_tls {
+                    true => TlsPolicy::enforced(PolicySource::Route),
+                    false => TlsPolicy::opportunistic(),
+                };
+                (vec![(hop, policy)], false)
+            }
+            None => {
+                let hops = match route::mx_hops(&self.resolver, &domain, self.mx_port).await {
+                    Ok(hops) => hops,
+                    Err(outcome) => return DeliveryReport::all(env, outcome, None),
+                };
+                let planned = hops::plan(
+                    &domain,
+                    hops,
+                    self.dane.as_ref(),
+                    self.sts.as_ref(),
+                    &self.observer,
+                )
+                .await;
+                match planned {
+                    Ok(hops) => (hops, !self.allow_private),
+                    Err(reply) => {
+                        return DeliveryReport::all(env, RcptOutcome::Temporary { reply }, None)
+                    }
+                }
+            }
         };
         // The first internal address refused, and whether any hop was tried or failed for
         // another reason (then that outcome stands, not the refusal).
@@ -231,7 +311,7 @@ impl SmtpTransport {
             attempt::temporary(format!("451 4.4.1 no host for {domain} could be tried")),
             None,
         );
-        for hop in &hops {
+        for (hop, policy) in &hops {
             let ips = match route::addresses(&self.resolver, hop).await {
                 Ok(ips) => ips,
                 Err(outcome @ RcptOutcome::Permanent { .. }) if hops.len() == 1 => {
@@ -268,19 +348,20 @@ impl SmtpTransport {
                     body: &body,
                     eight_bit,
                     hostname: &self.hostname,
-                    require_tls,
+                    policy,
                     try_tls,
-                    connector: &self.connector,
+                    tls: &self.tls,
                     server_name: tls::server_name(&hop.host, ip),
+                    observer: &self.observer,
                     remote: &remote,
                     timeouts: self.timeouts,
                 };
-                if let Some(parked) = self.pool.take(&key, require_tls) {
+                if let Some(parked) = self.pool.take(&key, policy.min_level()) {
                     match session::reuse(parked, &job(true)).await {
                         Reused::Done(attempt, again) => {
                             self.release(&key, again.map(|p| *p)).await;
-                            if let Attempt::Done(outcomes) = attempt {
-                                return report(remote, outcomes);
+                            if let Attempt::Done(outcomes, level) = attempt {
+                                return report(remote, outcomes, level);
                             }
                         }
                         Reused::Stale => {
@@ -293,7 +374,7 @@ impl SmtpTransport {
                     let (attempt, parked) = self.attempt(addr, &job(try_tls)).await;
                     self.release(&key, parked).await;
                     match attempt {
-                        Attempt::Done(outcomes) => return report(remote, outcomes),
+                        Attempt::Done(outcomes, level) => return report(remote, outcomes, level),
                         Attempt::RetryWithoutTls(outcome) if try_tls => {
                             tracing::info!(
                                 remote,
@@ -353,7 +434,7 @@ impl SmtpTransport {
 }
 
 /// A transaction's outcomes as the queue's report.
-fn report(remote: String, outcomes: Vec<RcptOutcome>) -> DeliveryReport {
+fn report(remote: String, outcomes: Vec<RcptOutcome>, tls: TlsLevel) -> DeliveryReport {
     tracing::debug!(
         remote,
         delivered = outcomes
@@ -361,10 +442,12 @@ fn report(remote: String, outcomes: Vec<RcptOutcome>) -> DeliveryReport {
             .filter(|o| matches!(o, RcptOutcome::Delivered { .. }))
             .count(),
         total = outcomes.len(),
+        tls = tls.as_str(),
         "smtp delivery attempt done"
     );
     DeliveryReport {
         remote_host: Some(remote),
+        tls: Some(tls),
         outcomes,
     }
 }

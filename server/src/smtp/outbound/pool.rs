@@ -9,6 +9,7 @@
 
 use super::attempt::Caps;
 use super::client::{BoxStream, Client};
+use crate::queue::TlsLevel;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,8 +30,8 @@ pub(crate) type Key = (SocketAddr, String);
 pub(crate) struct Parked {
     pub client: Client<BoxStream>,
     pub caps: Caps,
-    /// Whether the session runs over TLS (a route that requires TLS takes only these).
-    pub tls: bool,
+    /// The TLS level the session reached (a policy takes only sessions at its minimum).
+    pub tls: TlsLevel,
     pub opened: Instant,
     pub uses: u32,
 }
@@ -83,13 +84,14 @@ impl Pool {
     }
 
     /// The most recently parked session to `key` (the one least likely to have timed out on
-    /// the server's side), preferring one over TLS; with `need_tls`, only one over TLS.
-    pub fn take(&self, key: &Key, need_tls: bool) -> Option<Parked> {
+    /// the server's side), preferring one over TLS; only one at level `need` or above.
+    pub fn take(&self, key: &Key, need: TlsLevel) -> Option<Parked> {
         let mut idle = self.lock();
         let list = idle.by_addr.get_mut(key)?;
-        let pos = match list.iter().rposition(|(_, p)| p.tls) {
+        let want = need.max(TlsLevel::Opportunistic);
+        let pos = match list.iter().rposition(|(_, p)| p.tls >= want) {
             Some(pos) => pos,
-            None if need_tls => return None,
+            None if need > TlsLevel::None => return None,
             None => list.len().checked_sub(1)?,
         };
         idle.remove_at(key, pos)

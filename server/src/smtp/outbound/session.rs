@@ -3,10 +3,11 @@
 
 use super::attempt::{failure, lost, temporary, Attempt, Caps, Job};
 use super::client::{BoxStream, Client, Stage};
+use super::policy::{Failure, FailureKind, PolicySource};
 use super::pool::Parked;
 use super::reply::{Class, Reply};
 use super::transaction::transact;
-use crate::queue::transport::RcptOutcome;
+use crate::queue::transport::{RcptOutcome, TlsLevel};
 use smtp_proto::{EXT_8BIT_MIME, EXT_PIPELINING, EXT_SIZE, EXT_SMTP_UTF8, EXT_START_TLS};
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -30,49 +31,75 @@ pub(crate) async fn run(stream: TcpStream, job: &Job<'_>) -> (Attempt, Option<Pa
         Err(outcome) => return (Attempt::NextHost(outcome), None),
     };
     if !(job.try_tls && caps.starttls) {
-        if job.require_tls {
-            client.quit().await;
-            return (
-                Attempt::NextHost(temporary(format!(
-                    "451 4.7.5 {} does not offer STARTTLS and the route requires TLS",
-                    job.remote
-                ))),
-                None,
+        if job.policy.source != PolicySource::None {
+            let failure = Failure::new(
+                FailureKind::StarttlsNotSupported,
+                "the server does not offer STARTTLS",
             );
+            job.observe(Err(&failure));
+            if job.require_tls() {
+                client.quit().await;
+                let why = job.policy.refusal(job.remote, &failure);
+                return (Attempt::NextHost(temporary(why)), None);
+            }
+        } else {
+            job.observe(Ok(TlsLevel::None));
         }
-        return finish(client, caps, false, opened, job).await;
+        return finish(client, caps, TlsLevel::None, opened, job).await;
     }
 
     match client.command(Stage::StartTls, "STARTTLS\r\n").await {
         Ok(reply) if reply.code == 220 => {}
-        Ok(reply) if job.require_tls => {
+        Ok(reply) if job.require_tls() => {
             client.quit().await;
-            return (
-                Attempt::NextHost(temporary(format!(
-                    "451 4.7.5 {} refused STARTTLS and the route requires TLS: {}",
-                    job.remote, reply.text
-                ))),
-                None,
+            let failure = Failure::new(
+                FailureKind::StarttlsNotSupported,
+                format!("STARTTLS refused: {}", reply.text),
             );
+            job.observe(Err(&failure));
+            let why = job.policy.refusal(job.remote, &failure);
+            return (Attempt::NextHost(temporary(why)), None);
         }
         // Refused: the session is still usable in clear text.
-        Ok(_) => return finish(client, caps, false, opened, job).await,
+        Ok(_) => {
+            job.observe(Ok(TlsLevel::None));
+            return finish(client, caps, TlsLevel::None, opened, job).await;
+        }
         Err(e) => return (Attempt::NextHost(lost(job, &e)), None),
     }
     let stream = match client.into_stream() {
         Ok(stream) => stream,
         Err(e) => return (tls_failed(job, &e.to_string()), None),
     };
-    let handshake = job.connector.connect(job.server_name.clone(), stream);
+    let handshake = job.tls.connector.connect(job.server_name.clone(), stream);
     let tls = match tokio::time::timeout(job.timeouts.mail, handshake).await {
         Ok(Ok(tls)) => tls,
         Ok(Err(e)) => return (tls_failed(job, &e.to_string()), None),
         Err(_) => return (tls_failed(job, "timeout"), None),
     };
+    // The certificate is judged before a byte of mail goes over the session.
+    let chain = tls.get_ref().1.peer_certificates().unwrap_or_default();
+    let level = match job.policy.check(job.tls, chain, &job.server_name) {
+        Ok(level) => {
+            job.observe(Ok(level));
+            level
+        }
+        Err(failure) => {
+            job.observe(Err(&failure));
+            if job.require_tls() {
+                let why = job.policy.refusal(job.remote, &failure);
+                let client: Client<BoxStream> = Client::new(Box::new(tls), job.timeouts);
+                client.quit().await;
+                return (Attempt::NextHost(temporary(why)), None);
+            }
+            // MTA-STS `testing`: reported above, delivered anyway (RFC 8461 §5).
+            TlsLevel::Opportunistic
+        }
+    };
     let mut client: Client<BoxStream> = Client::new(Box::new(tls), job.timeouts);
     // RFC 3207 §4.2: forget everything learnt before TLS and ask again.
     match hello(&mut client, job, false).await {
-        Ok(caps) => finish(client, caps, true, opened, job).await,
+        Ok(caps) => finish(client, caps, level, opened, job).await,
         Err(outcome) => (Attempt::NextHost(outcome), None),
     }
 }
@@ -81,11 +108,11 @@ pub(crate) async fn run(stream: TcpStream, job: &Job<'_>) -> (Attempt, Option<Pa
 async fn finish(
     mut client: Client<BoxStream>,
     caps: Caps,
-    tls: bool,
+    tls: TlsLevel,
     opened: Instant,
     job: &Job<'_>,
 ) -> (Attempt, Option<Parked>) {
-    let ended = transact(&mut client, caps, job).await;
+    let ended = transact(&mut client, caps, tls, job).await;
     if ended.reusable {
         let parked = Parked {
             client,
@@ -110,7 +137,7 @@ pub(crate) enum Reused {
 /// The next message on a parked session (already greeted, EHLO'd and, if it was offered,
 /// encrypted).
 pub(crate) async fn reuse(mut parked: Parked, job: &Job<'_>) -> Reused {
-    let ended = transact(&mut parked.client, parked.caps, job).await;
+    let ended = transact(&mut parked.client, parked.caps, parked.tls, job).await;
     if ended.lost_before_body {
         return Reused::Stale;
     }
@@ -122,11 +149,18 @@ pub(crate) async fn reuse(mut parked: Parked, job: &Job<'_>) -> Reused {
 }
 
 fn tls_failed(job: &Job<'_>, why: &str) -> Attempt {
+    if job.policy.source != PolicySource::None {
+        let failure = Failure::new(
+            FailureKind::ValidationFailure,
+            format!("TLS handshake failed: {why}"),
+        );
+        job.observe(Err(&failure));
+    }
     let outcome = temporary(format!(
         "451 4.7.5 TLS handshake with {} failed: {why}",
         job.remote
     ));
-    if job.require_tls {
+    if job.require_tls() {
         Attempt::NextHost(outcome)
     } else {
         Attempt::RetryWithoutTls(outcome)

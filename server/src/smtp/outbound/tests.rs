@@ -40,6 +40,16 @@ fn reusing(addr: SocketAddr, linger: Duration) -> SmtpTransport {
 }
 
 fn transport(addr: SocketAddr, require_tls: bool, linger: Duration) -> SmtpTransport {
+    trusting(addr, require_tls, linger, Vec::new())
+}
+
+/// A routed transport that also trusts `roots` (as `outbound.danger_extra_roots_file`).
+fn trusting(
+    addr: SocketAddr,
+    require_tls: bool,
+    linger: Duration,
+    roots: Vec<CertificateDer<'static>>,
+) -> SmtpTransport {
     let route = RouteConfig {
         domain: "B.test".into(),
         next_hop: addr.to_string(),
@@ -47,7 +57,22 @@ fn transport(addr: SocketAddr, require_tls: bool, linger: Duration) -> SmtpTrans
     };
     let mut s = quick(OutboundSettings::new("mx.a.test", vec![route], no_dns()));
     s.connection_reuse = linger;
+    s.extra_roots = roots;
     SmtpTransport::new(s).unwrap()
+}
+
+/// A fake MX with STARTTLS and a self-signed certificate for `names`, and that certificate.
+async fn tls_fake(names: &[&str]) -> (Fake, CertificateDer<'static>) {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let (cert, key) = crate::tls::self_signed(dir.path(), &names).unwrap();
+    let root = crate::tls::read_certs(&cert).unwrap().remove(0);
+    let fake = Fake::start(Script {
+        tls: Some(crate::tls::server_config(&cert, &key).unwrap()),
+        ..Script::default()
+    })
+    .await;
+    (fake, root)
 }
 
 /// Sends one message to x@b.test and one to y@b.test; both must be delivered.
@@ -272,14 +297,8 @@ async fn helo_when_ehlo_is_refused() {
 
 #[tokio::test]
 async fn starttls_when_offered() {
-    let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = crate::tls::self_signed(dir.path(), &["fake.test".into()]).unwrap();
-    let fake = Fake::start(Script {
-        tls: Some(crate::tls::server_config(&cert, &key).unwrap()),
-        ..Script::default()
-    })
-    .await;
-    let report = routed(fake.addr, true)
+    let (fake, root) = tls_fake(&["127.0.0.1"]).await;
+    let report = trusting(fake.addr, true, Duration::ZERO, vec![root])
         .deliver(&env(&["x@b.test"]), MESSAGE)
         .await;
     assert!(delivered(&report.outcomes[0]), "{report:?}");
@@ -297,6 +316,57 @@ async fn starttls_when_offered() {
     assert!(log.over_tls[mail..].iter().all(|&t| t));
     assert!(log.data_over_tls);
     assert_eq!(log.data, MESSAGE);
+    assert_eq!(report.tls, Some(TlsLevel::Verified));
+}
+
+#[tokio::test]
+async fn required_tls_with_a_certificate_that_fails_is_deferred_not_downgraded() {
+    // Self-signed and not trusted; then trusted but for another name.
+    let cases = [
+        (&["127.0.0.1"][..], false, "certificate-not-trusted"),
+        (&["other.test"][..], true, "certificate-host-mismatch"),
+    ];
+    for (names, trust, reason) in cases {
+        let (fake, root) = tls_fake(names).await;
+        let roots = if trust { vec![root] } else { Vec::new() };
+        let report = trusting(fake.addr, true, Duration::ZERO, roots)
+            .deliver(&env(&["x@b.test"]), MESSAGE)
+            .await;
+        assert!(temporary(&report.outcomes[0], "451 4.7.5"), "{report:?}");
+        assert!(report.outcomes[0].reply().contains(reason), "{report:?}");
+        let log = fake.log();
+        // One connection: no retry in clear text, and no mail command over the bad session.
+        assert_eq!(log.connections, 1, "{reason}");
+        assert!(
+            !log.commands.iter().any(|c| c.starts_with("MAIL")),
+            "{reason}"
+        );
+        assert!(log.data.is_empty(), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn opportunistic_delivery_records_the_level_it_reached() {
+    let (fake, _) = tls_fake(&["127.0.0.1"]).await;
+    let report = routed(fake.addr, false)
+        .deliver(&env(&["x@b.test"]), MESSAGE)
+        .await;
+    assert!(delivered(&report.outcomes[0]), "{report:?}");
+    assert_eq!(report.tls, Some(TlsLevel::Opportunistic));
+
+    let (fake, root) = tls_fake(&["127.0.0.1"]).await;
+    let report = trusting(fake.addr, false, Duration::ZERO, vec![root])
+        .deliver(&env(&["x@b.test"]), MESSAGE)
+        .await;
+    assert!(delivered(&report.outcomes[0]), "{report:?}");
+    assert_eq!(report.tls, Some(TlsLevel::Verified));
+
+    let fake = Fake::start(Script::default()).await;
+    let report = routed(fake.addr, false)
+        .deliver(&env(&["x@b.test"]), MESSAGE)
+        .await;
+    assert!(delivered(&report.outcomes[0]), "{report:?}");
+    assert_eq!(report.tls, Some(TlsLevel::None));
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 
 use super::attempt::{failure, lost, Attempt, Caps, Job};
 use super::client::{Client, SessionError, Stage};
-use crate::queue::transport::RcptOutcome;
+use crate::queue::transport::{RcptOutcome, TlsLevel};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// How a transaction ended, and what the session is good for afterwards.
@@ -31,7 +31,12 @@ impl Ended {
 }
 
 /// One transaction on an open session. The session stays the caller's: to QUIT, or to park.
-pub(crate) async fn transact<S>(client: &mut Client<S>, caps: Caps, job: &Job<'_>) -> Ended
+pub(crate) async fn transact<S>(
+    client: &mut Client<S>,
+    caps: Caps,
+    level: TlsLevel,
+    job: &Job<'_>,
+) -> Ended
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -45,7 +50,10 @@ where
             job.raw.len(),
             job.remote
         );
-        return Ended::finished(Attempt::Done(vec![RcptOutcome::Permanent { reply }; n]));
+        return Ended::finished(Attempt::Done(
+            vec![RcptOutcome::Permanent { reply }; n],
+            level,
+        ));
     }
     let utf8 = !job.env.mail_from.is_ascii() || job.env.rcpts.iter().any(|r| !r.is_ascii());
     if utf8 && !caps.smtputf8 {
@@ -54,11 +62,17 @@ where
             "553 5.6.7 {} does not support SMTPUTF8, which the addresses need",
             job.remote
         );
-        return Ended::finished(Attempt::Done(vec![RcptOutcome::Permanent { reply }; n]));
+        return Ended::finished(Attempt::Done(
+            vec![RcptOutcome::Permanent { reply }; n],
+            level,
+        ));
     }
     let Some(mail) = mail_from(job, &caps, utf8) else {
         let reply = "553 5.1.7 sender address not usable on the wire".to_string();
-        return Ended::finished(Attempt::Done(vec![RcptOutcome::Permanent { reply }; n]));
+        return Ended::finished(Attempt::Done(
+            vec![RcptOutcome::Permanent { reply }; n],
+            level,
+        ));
     };
     let mut outcomes: Vec<Option<RcptOutcome>> = vec![None; n];
     let result = if caps.pipelining {
@@ -93,6 +107,7 @@ where
                 .into_iter()
                 .map(|o| o.unwrap_or_else(|| fallback.clone()))
                 .collect(),
+            level,
         ),
         reusable,
         lost_before_body,

@@ -63,7 +63,7 @@ fn domains_of(config: &Config) -> Vec<String> {
     }
 }
 
-fn dir_of(config: &Config) -> PathBuf {
+pub(crate) fn dir_of(config: &Config) -> PathBuf {
     config.storage.path.join("acme")
 }
 

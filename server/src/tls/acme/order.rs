@@ -136,7 +136,7 @@ pub(super) async fn issue(acme: &Acme) -> Result<Issued, AcmeError> {
     }
     drop(answers);
     let invalid = |e: rcgen::Error| AcmeError::Order(format!("cannot make the CSR: {e}"));
-    let key = rcgen::KeyPair::generate().map_err(invalid)?;
+    let key = certificate_key(&acme.dir).map_err(invalid)?;
     let params = rcgen::CertificateParams::new(acme.domains.clone()).map_err(invalid)?;
     let csr = params.serialize_request(&key).map_err(invalid)?;
     order.finalize_csr(csr.der()).await?;
@@ -145,4 +145,41 @@ pub(super) async fn issue(acme: &Acme) -> Result<Issued, AcmeError> {
         chain_pem,
         key_pem: Zeroizing::new(key.serialize_pem()),
     })
+}
+
+/// The key of the next certificate: the current one's when there is one, so a renewal keeps
+/// the SubjectPublicKeyInfo and the published DANE `3 1 1` TLSA record stays valid (RFC 7671
+/// §8.1 "keep the key"); a new key only for the first order or an unreadable file. Rotating
+/// it is a manual step: publish the next key's TLSA beside the current one, wait a TTL,
+/// then delete `key.pem` and let the next renewal make a new key.
+fn certificate_key(dir: &std::path::Path) -> Result<rcgen::KeyPair, rcgen::Error> {
+    let current = std::fs::read_to_string(dir.join("key.pem"))
+        .ok()
+        .map(Zeroizing::new)
+        .and_then(|pem| rcgen::KeyPair::from_pem(&pem).ok());
+    match current {
+        Some(key) => Ok(key),
+        None => rcgen::KeyPair::generate(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewals_keep_the_certificate_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = certificate_key(dir.path()).unwrap();
+        write_private(
+            &dir.path().join("key.pem"),
+            first.serialize_pem().as_bytes(),
+        )
+        .unwrap();
+        let again = certificate_key(dir.path()).unwrap();
+        assert_eq!(again.public_key_pem(), first.public_key_pem());
+        std::fs::remove_file(dir.path().join("key.pem")).unwrap();
+        let fresh = certificate_key(dir.path()).unwrap();
+        assert_ne!(fresh.public_key_pem(), first.public_key_pem());
+    }
 }
