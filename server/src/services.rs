@@ -24,6 +24,8 @@ pub struct Services {
     pub vault: Arc<VaultService>,
     pub mailbox: Arc<MailboxService>,
     pub queue: Arc<crate::queue::QueueService>,
+    /// Webhook registrations and their dispatcher (`events`).
+    pub webhooks: Arc<crate::events::WebhookService>,
     pub metrics: Arc<Metrics>,
     /// The disk reserve (`storage.min_free_mb`) of the data directory: the mailbox and
     /// queue refuse new mail below it; `/readyz` and `/metrics` report it.
@@ -93,8 +95,28 @@ impl Services {
             crate::queue::QueueSettings::from_config(&config),
             outbound_transport(&config)?,
         ));
+        let dispatcher = Arc::new(
+            crate::events::Dispatcher::new(
+                store.clone(),
+                audit.clone(),
+                vault.clone(),
+                identity.clone(),
+                mailbox.clone(),
+                config.webhooks.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?,
+        );
+        let webhooks = Arc::new(crate::events::WebhookService::new(
+            store.clone(),
+            audit.clone(),
+            vault.clone(),
+            identity.clone(),
+            config.webhooks.clone(),
+            dispatcher,
+        ));
         let storage = store.space().clone();
         Ok(Services {
+            webhooks,
             config,
             storage,
             store,

@@ -181,3 +181,18 @@ impl From<crate::queue::QueueError> for ApiError {
         }
     }
 }
+
+impl From<crate::events::EventsError> for ApiError {
+    fn from(e: crate::events::EventsError) -> Self {
+        use crate::events::EventsError as E;
+        match e {
+            E::Denied(d) => d.into(),
+            E::NotFound(what) => Self::not_found(what),
+            E::Invalid(m) => Self::invalid(m),
+            E::Limit(m) => Self::new(StatusCode::CONFLICT, "limit_reached", m),
+            E::Identity(i) => i.into(),
+            E::Vault(v) => v.into(),
+            other => Self::internal(&other),
+        }
+    }
+}

@@ -13,6 +13,7 @@ mod queue;
 pub mod serve;
 mod system;
 mod vault;
+mod webhooks;
 mod whoami;
 
 pub use error::{ApiError, ApiResult};
@@ -46,6 +47,7 @@ pub fn router(state: AppState) -> Router {
         .merge(identity::router())
         .merge(public::router())
         .merge(dns::router())
+        .merge(webhooks::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))

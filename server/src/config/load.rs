@@ -198,6 +198,14 @@ fn check_dns(d: &DnsConfig, errs: &mut Vec<ConfigError>) {
 }
 
 fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
+    if let Err(e) = c.events.retention_secs() {
+        errs.push(err("events.retention", e));
+    }
+    for a in &c.webhooks.allow_private {
+        if let Err(e) = crate::net::AllowPrivate::parse_entry(a) {
+            errs.push(err("webhooks.allow_private", e));
+        }
+    }
     if !valid_domain(&c.server.domain) || c.server.domain != c.server.domain.to_ascii_lowercase() {
         errs.push(err(
             "server.domain",

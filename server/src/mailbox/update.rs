@@ -94,7 +94,7 @@ impl Applied {
     }
 }
 
-pub(super) const TREES: [Tree; 12] = [
+pub(super) const TREES: [Tree; 14] = [
     Tree::Messages,
     Tree::BlobRefs,
     Tree::BlobHolds,
@@ -107,6 +107,8 @@ pub(super) const TREES: [Tree; 12] = [
     Tree::SearchDocs,
     Tree::SearchPending,
     Tree::SearchDead,
+    Tree::Events,
+    Tree::Meta,
 ];
 
 fn put_change(
@@ -300,6 +302,7 @@ impl MailboxService {
             }
             tx.put_record(Tree::Messages, id.as_bytes(), &rec)?;
             tx.put_record(Tree::Folders, &index::agent_state(agent), &st)?;
+            tx.emit(&super::events::flagged(&rec))?;
             Ok(Applied::Changed(rec))
         })?;
         Ok(done)

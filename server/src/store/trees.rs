@@ -81,10 +81,17 @@ pub enum Tree {
     /// agent \0 received (BE) \0 message id -> () : purged messages whose positions the
     /// merger has yet to remove from the blocks.
     SearchDead,
+    /// seq (u64 BE) -> event record: the outbox (`store::outbox`), written in the same
+    /// transaction as the change each event describes; dispatchers read it in order.
+    Events,
+    /// webhook id -> webhook record (`events::webhooks`).
+    Webhooks,
+    /// webhook id \0 event seq (BE) -> delivery state: attempts, outcome, next try.
+    WebhookDeliveries,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 33] = [
+    pub const ALL: [Tree; 36] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -118,6 +125,9 @@ impl Tree {
         Tree::SearchDocs,
         Tree::SearchPending,
         Tree::SearchDead,
+        Tree::Events,
+        Tree::Webhooks,
+        Tree::WebhookDeliveries,
     ];
 
     pub fn name(self) -> &'static str {
@@ -155,6 +165,9 @@ impl Tree {
             Tree::SearchDocs => "search_docs",
             Tree::SearchPending => "search_pending",
             Tree::SearchDead => "search_dead",
+            Tree::Events => "events",
+            Tree::Webhooks => "webhooks",
+            Tree::WebhookDeliveries => "webhook_deliveries",
         }
     }
 }
