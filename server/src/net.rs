@@ -213,6 +213,32 @@ mod tests {
     use super::*;
 
     #[test]
+    fn private_destinations_pass_only_when_listed() {
+        let allow = AllowPrivate::parse(&[
+            "127.0.0.1/32".into(),
+            "10.1.0.0/16".into(),
+            "Hooks.Internal".into(),
+        ])
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(allow.permits("x.test", ip("8.8.8.8")));
+        assert!(allow.permits("x.test", ip("127.0.0.1")));
+        assert!(allow.permits("x.test", ip("::ffff:127.0.0.1")));
+        assert!(!allow.permits("x.test", ip("127.0.0.2")));
+        assert!(allow.permits("x.test", ip("10.1.200.3")));
+        assert!(!allow.permits("x.test", ip("10.2.0.1")));
+        assert!(allow.permits("hooks.internal", ip("192.168.1.1")));
+        assert!(!AllowPrivate::default().permits("x.test", ip("169.254.169.254")));
+        assert!(!AllowPrivate::default().permits("x.test", ip("::1")));
+        assert!(AllowPrivate::parse_entry("10.0.0.0/33").is_err());
+        assert!(AllowPrivate::parse_entry("bad host!").is_err());
+        assert_eq!(
+            AllowPrivate::parse_entry("::1").unwrap(),
+            Entry::Net(ip("::1"), 128)
+        );
+    }
+
+    #[test]
     fn a_subscriber_is_an_ipv4_address_or_an_ipv6_64() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(subscriber(ip("192.0.2.7")), ip("192.0.2.7"));

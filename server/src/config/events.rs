@@ -121,4 +121,21 @@ mod tests {
         assert!(parse_duration("7w").is_err());
         assert!(parse_duration("d").is_err());
     }
+
+    #[test]
+    fn sections_parse_and_bad_values_are_named() {
+        let c = crate::config::parse_str(
+            "[events]\nretention = '1d'\n[webhooks]\nallow_private = ['127.0.0.1/32', 'hooks.internal']\n",
+        )
+        .unwrap();
+        assert_eq!(c.events.retention_secs(), Ok(86_400));
+        assert_eq!(c.webhooks.timeout_secs, 10);
+        assert!(!c.webhooks.danger_allow_http);
+        let e = crate::config::parse_str(
+            "[events]\nretention = 'soon'\n[webhooks]\nallow_private = ['10.0.0.0/99']\n",
+        )
+        .unwrap_err();
+        let paths: Vec<&str> = e.0.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["events.retention", "webhooks.allow_private"]);
+    }
 }

@@ -73,6 +73,8 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "limits" => cfg.limits = section(key, value, &mut errs),
             "admin" => cfg.admin = section(key, value, &mut errs),
             "doctor" => cfg.doctor = section(key, value, &mut errs),
+            "events" => cfg.events = section(key, value, &mut errs),
+            "webhooks" => cfg.webhooks = section(key, value, &mut errs),
             other => errs.push(err(other, "unknown section")),
         }
     }
