@@ -329,6 +329,7 @@ impl Running {
         self.shutdown.cancel();
         // Long-polls would otherwise hold the HTTP drain for their whole timeout.
         self.services.mailbox.shutdown();
+        self.services.streams.shutdown();
         let grace = Duration::from_secs(self.services.config.api.shutdown_grace_secs);
         let deadline = tokio::time::Instant::now() + grace;
         for (name, mut task) in self.tasks {

@@ -26,6 +26,8 @@ pub struct Services {
     pub queue: Arc<crate::queue::QueueService>,
     /// Webhook registrations and their dispatcher (`events`).
     pub webhooks: Arc<crate::events::WebhookService>,
+    /// The live event stream (SSE, WebSocket) over the outbox.
+    pub streams: Arc<crate::events::EventStreams>,
     pub metrics: Arc<Metrics>,
     /// The disk reserve (`storage.min_free_mb`) of the data directory: the mailbox and
     /// queue refuse new mail below it; `/readyz` and `/metrics` report it.
@@ -106,6 +108,12 @@ impl Services {
             )
             .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?,
         );
+        let streams = Arc::new(crate::events::EventStreams::new(
+            store.clone(),
+            audit.clone(),
+            identity.clone(),
+            dispatcher.clone(),
+        ));
         let webhooks = Arc::new(crate::events::WebhookService::new(
             store.clone(),
             audit.clone(),
@@ -117,6 +125,7 @@ impl Services {
         let storage = store.space().clone();
         Ok(Services {
             webhooks,
+            streams,
             config,
             storage,
             store,

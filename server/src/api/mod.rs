@@ -5,6 +5,7 @@ mod admin;
 mod audit;
 mod dns;
 pub mod error;
+mod events;
 pub mod extract;
 mod identity;
 mod messages;
@@ -48,6 +49,7 @@ pub fn router(state: AppState) -> Router {
         .merge(public::router())
         .merge(dns::router())
         .merge(webhooks::router())
+        .merge(events::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))

@@ -228,7 +228,7 @@ impl Dispatcher {
     }
 
     /// The org and chain of an event's agent (cached for the batch).
-    fn who(
+    pub(super) fn who(
         &self,
         cache: &mut HashMap<String, Option<(String, Vec<String>)>>,
         agent: &str,
@@ -276,7 +276,7 @@ impl Dispatcher {
                 delivered_at_ms: None,
             },
         };
-        let body = self.render(w, seq, ev, who).await;
+        let body = self.render(w.summary, seq, ev, who).await;
         loop {
             let wait = d.next_attempt_ms - now_millis();
             if wait > 0 {
@@ -456,9 +456,9 @@ impl Dispatcher {
     /// The JSON body of an event: its envelope, and for message events the message as
     /// `GET /v1/messages/{id}` shows it (unless the webhook asked for `minimal`), rendered
     /// now from the id the outbox holds.
-    async fn render(
+    pub(super) async fn render(
         &self,
-        w: &Webhook,
+        summary: Summary,
         seq: u64,
         ev: &EventRecord,
         who: Option<(String, Vec<String>)>,
@@ -466,7 +466,7 @@ impl Dispatcher {
         let compact = ev.data_json();
         let mut data = compact.clone();
         let message_id = compact["message_id"].as_str();
-        if let (Summary::Full, Some(mid)) = (w.summary, message_id) {
+        if let (Summary::Full, Some(mid)) = (summary, message_id) {
             if ev.kind.starts_with("message.") {
                 if let Ok(m) = self.mailbox.message(&ev.agent, mid).await {
                     let mut full = m.to_json();
