@@ -6,6 +6,8 @@
 mod delivery;
 #[path = "events/guard.rs"]
 mod guard;
+#[path = "events/outbox.rs"]
+mod outbox;
 #[path = "events/receiver.rs"]
 mod receiver;
 #[path = "events/stream.rs"]

@@ -9,12 +9,13 @@
 
 use super::http::{Sender, Sent};
 use super::model::{
-    delivery_key, progress_key, Delivery, DeliveryStatus, Progress, Summary, Webhook,
+    delivery_key, is_message_event, progress_key, Delivery, DeliveryStatus, Progress, Summary,
+    Webhook,
 };
 use super::EventsError;
 use crate::audit::{ActorRef, Audit, NewEntry, Outcome};
 use crate::config::WebhooksConfig;
-use crate::identity::IdentityService;
+use crate::identity::{IdentityService, Scope};
 use crate::mailbox::MailboxService;
 use crate::store::outbox::event_id;
 use crate::store::{EventRecord, Store, Tree};
@@ -191,10 +192,13 @@ impl Dispatcher {
         if !w.enabled {
             return Ok(Step::Stop);
         }
-        // Re-checked at the point of use: a revoked agent's webhooks go quiet.
+        // Re-checked at the point of use: a revoked agent's webhooks go quiet, and one that
+        // lost `mail:read` gets no more message events.
+        let mut mail = true;
         if let Some(owner) = w.owner_agent() {
-            if !self.identity.agent(owner)?.is_some_and(|a| a.is_active()) {
-                return Ok(Step::Stop);
+            match self.identity.agent(owner)? {
+                Some(a) if a.is_active() => mail = a.scopes.contains(Scope::MailRead),
+                _ => return Ok(Step::Stop),
             }
         }
         let mut p: Progress = self
@@ -213,7 +217,8 @@ impl Dispatcher {
                 return Ok(Step::Stop);
             }
             let who = self.who(&mut orgs, &ev.agent)?;
-            if !w.wants(&ev.kind, &ev.agent, who.as_ref().map(|o| o.0.as_str())) {
+            let org = who.as_ref().map(|o| o.0.as_str());
+            if !w.wants(&ev.kind, &ev.agent, org) || (!mail && is_message_event(&ev.kind)) {
                 p.cursor = seq;
                 continue;
             }
@@ -404,12 +409,18 @@ impl Dispatcher {
         d: &Delivery,
         p: &Progress,
     ) -> Result<(), EventsError> {
-        self.store
-            .transact::<_, EventsError>(&[Tree::WebhookDeliveries, Tree::Meta], |tx| {
+        self.store.transact::<_, EventsError>(
+            &[Tree::Webhooks, Tree::WebhookDeliveries, Tree::Meta],
+            |tx| {
+                // Deleted meanwhile: its records are gone and stay gone.
+                if tx.get(Tree::Webhooks, webhook.as_bytes())?.is_none() {
+                    return Ok(());
+                }
                 tx.put_record(Tree::WebhookDeliveries, key, d)?;
                 tx.put_record(Tree::Meta, &progress_key(webhook), p)?;
                 Ok(())
-            })?;
+            },
+        )?;
         Ok(())
     }
 
