@@ -113,6 +113,7 @@ impl Services {
             audit.clone(),
             identity.clone(),
             dispatcher.clone(),
+            config.events.max_streams_per_caller,
         ));
         let webhooks = Arc::new(crate::events::WebhookService::new(
             store.clone(),

@@ -14,6 +14,9 @@ pub struct EventsConfig {
     pub prune_interval_secs: u64,
     /// Live streams (SSE, WebSocket) send a heartbeat this often, in seconds.
     pub heartbeat_secs: u64,
+    /// Live streams one caller (an agent, or the admins together) may hold open at once;
+    /// one more is answered 429.
+    pub max_streams_per_caller: usize,
 }
 
 impl Default for EventsConfig {
@@ -22,6 +25,7 @@ impl Default for EventsConfig {
             retention: "7d".into(),
             prune_interval_secs: 3600,
             heartbeat_secs: 15,
+            max_streams_per_caller: 8,
         }
     }
 }

@@ -11,6 +11,8 @@ pub enum EventsError {
     Invalid(String),
     #[error("{0}")]
     Limit(String),
+    #[error("at most {0} live streams at once (events.max_streams_per_caller)")]
+    TooManyStreams(usize),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
     #[error(transparent)]

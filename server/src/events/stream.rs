@@ -16,7 +16,7 @@ use crate::identity::{Actor, IdentityService, Scope};
 use crate::store::outbox::{event_id, parse_event_id};
 use crate::store::Store;
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 
 /// Events read from the outbox per look.
@@ -29,13 +29,35 @@ pub struct EventStreams {
     dispatcher: Arc<Dispatcher>,
     /// Cancelled at shutdown: streams end so the HTTP drain need not outlast them.
     closing: CancellationToken,
+    /// Open streams per caller (agent id, or "" for the admins), against `max_per_caller`.
+    /// A std mutex: held to count, never across an await.
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    max_per_caller: usize,
 }
 
-/// What one stream asked for, fixed when it opened.
-#[derive(Debug, Clone)]
+/// One open stream's place in the count; dropping it (the connection ends) gives it back.
+pub struct StreamSlot {
+    open: Arc<Mutex<HashMap<String, usize>>>,
+    caller: String,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut m = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.caller) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.caller);
+            }
+        }
+    }
+}
+
+/// What one stream asked for, fixed when it opened, and its slot in the per-caller count.
 pub struct Subscription {
     /// Requested types; empty = all.
     pub types: Vec<String>,
+    _slot: StreamSlot,
 }
 
 /// One event as sent on a stream.
@@ -53,6 +75,7 @@ impl EventStreams {
         audit: Arc<Audit>,
         identity: Arc<IdentityService>,
         dispatcher: Arc<Dispatcher>,
+        max_per_caller: usize,
     ) -> EventStreams {
         EventStreams {
             store,
@@ -60,6 +83,8 @@ impl EventStreams {
             identity,
             dispatcher,
             closing: CancellationToken::new(),
+            open: Arc::default(),
+            max_per_caller,
         }
     }
 
@@ -73,15 +98,29 @@ impl EventStreams {
         if actor.agent_id().is_none() {
             actor.require_admin(&self.audit, "events.stream", "")?;
         }
+        let caller = actor.agent_id().unwrap_or("").to_string();
+        let slot = {
+            let mut m = self.open.lock().unwrap_or_else(|p| p.into_inner());
+            let n = m.entry(caller.clone()).or_default();
+            if *n >= self.max_per_caller.max(1) {
+                return Err(EventsError::TooManyStreams(self.max_per_caller.max(1)));
+            }
+            *n += 1;
+            StreamSlot {
+                open: self.open.clone(),
+                caller: caller.clone(),
+            }
+        };
         actor.audit(
             &self.audit,
             "events.stream",
-            actor.agent_id().unwrap_or(""),
+            &caller,
             Outcome::Ok,
             serde_json::json!({ "types": types }),
         )?;
         Ok(Subscription {
             types: types.to_vec(),
+            _slot: slot,
         })
     }
 

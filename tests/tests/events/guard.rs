@@ -186,3 +186,27 @@ async fn an_agent_acts_on_its_own_webhooks_only() {
     assert_eq!(st, 422);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn webhooks_per_owner_are_limited() {
+    let s = server(|c| c.webhooks.max_per_owner = 1).await;
+    let (_, key) = s.agent("ops", &["mail:read"]).await;
+    let (_, other) = s.agent("dev", &["mail:read"]).await;
+    let r = Receiver::start().await;
+    webhook(&s, &key, json!({"url": r.url()})).await;
+    let (st, v) = s
+        .call(
+            "POST",
+            "/v1/webhooks",
+            Some(&key),
+            Some(json!({"url": r.url()})),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (409, Some("limit_reached")),
+        "{v}"
+    );
+    webhook(&s, &other, json!({"url": r.url()})).await;
+    s.stop().await;
+}

@@ -253,3 +253,34 @@ async fn futures_next(
     use futures::StreamExt;
     ws.next().await.and_then(Result::ok)
 }
+
+#[tokio::test]
+async fn streams_per_caller_are_limited_and_given_back_when_closed() {
+    let s = server(|c| c.events.max_streams_per_caller = 2).await;
+    let (_, key) = s.agent("ops", &["mail:read"]).await;
+    let (_, other) = s.agent("dev", &["mail:read"]).await;
+    let one = Sse::open(&s, &key, None, "").await;
+    let _two = Sse::open(&s, &key, None, "").await;
+    let third = |k: String| {
+        let req = s.http.get(format!("{}/v1/events", s.base)).bearer_auth(k);
+        async move { req.send().await.unwrap() }
+    };
+    let r = third(key.clone()).await;
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "too_many_streams");
+    // Another agent has its own share.
+    let _theirs = Sse::open(&s, &other, None, "").await;
+    // A closed stream gives its slot back.
+    drop(one);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let r = third(key.clone()).await;
+        if r.status() == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "slot not given back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
+}
