@@ -209,9 +209,16 @@ impl Dispatcher {
         if events.is_empty() {
             return Ok(Step::Idle);
         }
-        // What the outbox says happened is durable before anyone is told it did.
-        self.store.commit().await?;
+        // What the outbox says happened is durable before anyone is told it did: usually
+        // the writers' own commits made it so; if not, one flush does.
+        if events
+            .last()
+            .is_some_and(|e| e.0 > self.store.durable_event_seq())
+        {
+            self.store.commit().await?;
+        }
         let mut orgs: HashMap<String, Option<(String, Vec<String>)>> = HashMap::new();
+        let mut keys = None;
         for (seq, ev) in events {
             if stop.is_cancelled() {
                 return Ok(Step::Stop);
@@ -222,8 +229,15 @@ impl Dispatcher {
                 p.cursor = seq;
                 continue;
             }
-            self.save_progress(id, &p)?;
-            match self.deliver(&w, &mut p, seq, &ev, who, stop).await? {
+            if keys.is_none() {
+                // Once per batch: a rotation takes effect from the next one.
+                keys = Some(self.vault.webhook_signing_keys(&w.id)?);
+            }
+            let keys = keys.as_deref().unwrap_or_default();
+            match self
+                .deliver(&w, &mut p, (seq, &ev), who, keys, stop)
+                .await?
+            {
                 Ended::Done => p.cursor = seq,
                 Ended::Stop => return Ok(Step::Stop),
             }
@@ -254,9 +268,9 @@ impl Dispatcher {
         &self,
         w: &Webhook,
         p: &mut Progress,
-        seq: u64,
-        ev: &EventRecord,
+        (seq, ev): (u64, &EventRecord),
         who: Option<(String, Vec<String>)>,
+        keys: &[zeroize::Zeroizing<Vec<u8>>],
         stop: &CancellationToken,
     ) -> Result<Ended, EventsError> {
         let key = delivery_key(&w.id, seq);
@@ -290,14 +304,13 @@ impl Dispatcher {
                     _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
                 }
             }
-            let keys = self.vault.webhook_signing_keys(&w.id)?;
             let sent = {
                 let _permits = tokio::select! {
                     _ = stop.cancelled() => return Ok(Ended::Stop),
                     p = self.permits(&w.url) => p,
                 };
                 self.sender
-                    .post(&w.url, &d.event_id, &keys, body.clone())
+                    .post(&w.url, &d.event_id, keys, body.clone())
                     .await
             };
             let at = now_millis();

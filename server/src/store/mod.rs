@@ -394,7 +394,19 @@ impl Store {
     /// Makes every write completed before this call durable. Concurrent callers share one
     /// flush (group commit): whoever flushes covers everyone whose write preceded the flush.
     pub async fn commit(&self) -> Result<(), StoreError> {
-        self.inner.commit.commit(&self.inner.db).await
+        self.inner
+            .commit
+            .commit(&self.inner.db, self.tree(Tree::Events))
+            .await
+    }
+
+    /// Every outbox event up to this sequence is durable (a flush completed after it was
+    /// written). Dispatchers compare before acting, and [`Store::commit`] when behind.
+    pub fn durable_event_seq(&self) -> u64 {
+        self.inner
+            .commit
+            .durable_event
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Blocking flush for shutdown and CLI paths that have no runtime.

@@ -179,6 +179,10 @@ mod tests {
         assert_eq!(all[0].1.data_json()["m"], 1);
         assert_eq!(s.events_after(1, 10).unwrap().len(), 1);
         assert_eq!(s.last_event_seq().unwrap(), 2);
+        // Durable once a flush has covered them.
+        assert_eq!(s.durable_event_seq(), 0);
+        s.commit().await.unwrap();
+        assert_eq!(s.durable_event_seq(), 2);
         assert_eq!(s.prune_events(2_000, 100).unwrap(), 1);
         assert_eq!(s.events_after(0, 10).unwrap()[0].0, 2);
         // Ids sort as sequences do, and parse back.
