@@ -208,6 +208,18 @@ impl reqwest::dns::Resolve for GuardedResolver {
     }
 }
 
+/// An error and its causes on one line (reqwest's own message alone says little).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -46,7 +46,7 @@ impl Sender {
             }))
             .user_agent(concat!("legate/", env!("CARGO_PKG_VERSION"), " webhooks"))
             .build()
-            .map_err(|e| crate::identity::fetch::error_chain(&e))?;
+            .map_err(|e| crate::net::error_chain(&e))?;
         Ok(Sender {
             client,
             allow,
@@ -109,7 +109,7 @@ impl Sender {
                     c => Sent::Status(c),
                 }
             }
-            Err(e) => Sent::Error(crate::identity::fetch::error_chain(&e)),
+            Err(e) => Sent::Error(crate::net::error_chain(&e)),
         }
     }
 }

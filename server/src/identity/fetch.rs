@@ -11,6 +11,7 @@
 //! `danger_allow_http` lifts the HTTPS and public-address rules, for tests that resolve
 //! another legate over plain HTTP on loopback. Never set it in production.
 
+use crate::net::error_chain;
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -153,18 +154,6 @@ fn check_target(url: &reqwest::Url, allow_http: bool) -> Result<(), String> {
         )),
         None => Err(format!("refusing {url}: no host")),
     }
-}
-
-/// An error and its causes on one line (reqwest's own message alone says little).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 #[cfg(test)]
