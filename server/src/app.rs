@@ -166,6 +166,21 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         tasks.push(("queue", tokio::spawn(queue.run(token))));
     }
     {
+        // Not in `tasks`: a delivery in flight at shutdown is sent again after the restart.
+        let retention = Duration::from_secs(
+            services
+                .config
+                .events
+                .retention_secs()
+                .map_err(|e| anyhow::anyhow!("events.retention: {e}"))?,
+        );
+        let every = Duration::from_secs(services.config.events.prune_interval_secs);
+        services
+            .webhooks
+            .dispatcher()
+            .start(shutdown.clone(), retention, every)?;
+    }
+    {
         // Search postings reach their blocks a batch at a time (`mailbox::search::merge`);
         // searches read what is still pending, so this only bounds how much that is.
         let mailbox = services.mailbox.clone();
@@ -314,6 +329,7 @@ impl Running {
         self.shutdown.cancel();
         // Long-polls would otherwise hold the HTTP drain for their whole timeout.
         self.services.mailbox.shutdown();
+        self.services.streams.shutdown();
         let grace = Duration::from_secs(self.services.config.api.shutdown_grace_secs);
         let deadline = tokio::time::Instant::now() + grace;
         for (name, mut task) in self.tasks {

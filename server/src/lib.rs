@@ -13,6 +13,7 @@ pub mod backup;
 pub mod config;
 pub mod dns;
 pub mod doctor;
+pub mod events;
 pub mod extract;
 pub mod identity;
 pub mod imap;

@@ -88,9 +88,167 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
     })
 }
 
+/// Destinations that are not public but that the operator allows anyway (`webhooks.
+/// allow_private`): networks in CIDR form, or host names (matched case-insensitively).
+#[derive(Debug, Clone, Default)]
+pub struct AllowPrivate {
+    nets: Vec<(IpAddr, u8)>,
+    hosts: Vec<String>,
+}
+
+impl AllowPrivate {
+    /// Parses the config list; an entry that is neither a CIDR, an address nor a host name
+    /// is an error naming it.
+    pub fn parse(entries: &[String]) -> Result<AllowPrivate, String> {
+        let mut out = AllowPrivate::default();
+        for e in entries {
+            match Self::parse_entry(e)? {
+                Entry::Net(ip, len) => out.nets.push((ip, len)),
+                Entry::Host(h) => out.hosts.push(h),
+            }
+        }
+        Ok(out)
+    }
+
+    /// One entry, checked (config validation calls this).
+    pub fn parse_entry(e: &str) -> Result<Entry, String> {
+        let e = e.trim();
+        let (addr, len) = match e.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (e, None),
+        };
+        if let Ok(ip) = addr.parse::<IpAddr>() {
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let len = match len {
+                Some(l) => l
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|l| *l <= max)
+                    .ok_or_else(|| format!("{e:?}: bad prefix length"))?,
+                None => max,
+            };
+            return Ok(Entry::Net(ip, len));
+        }
+        let valid_host = len.is_none()
+            && !e.is_empty()
+            && e.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+        if valid_host {
+            Ok(Entry::Host(e.to_ascii_lowercase()))
+        } else {
+            Err(format!("{e:?} is neither a CIDR nor a host name"))
+        }
+    }
+
+    /// Whether connecting to `ip` (resolved from `host`) is allowed: public addresses always,
+    /// others only when listed.
+    pub fn permits(&self, host: &str, ip: IpAddr) -> bool {
+        if is_public(ip) {
+            return true;
+        }
+        let ip = ip.to_canonical();
+        self.hosts.iter().any(|h| h.eq_ignore_ascii_case(host))
+            || self.nets.iter().any(|(net, len)| in_net(ip, *net, *len))
+    }
+}
+
+/// One `allow_private` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Entry {
+    Net(IpAddr, u8),
+    Host(String),
+}
+
+fn in_net(ip: IpAddr, net: IpAddr, len: u8) -> bool {
+    match (ip, net.to_canonical()) {
+        (IpAddr::V4(a), IpAddr::V4(n)) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
+            u32::from(a) & mask == u32::from(n) & mask
+        }
+        (IpAddr::V6(a), IpAddr::V6(n)) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
+            u128::from(a) & mask == u128::from(n) & mask
+        }
+        _ => false,
+    }
+}
+
+/// The one resolver for outbound HTTP to hosts named from outside (did:web documents,
+/// webhook endpoints): resolves with the system resolver and keeps only the addresses
+/// [`AllowPrivate::permits`]. The client connects only to what this returns, so the address
+/// checked is the address connected to (no DNS rebinding between check and connect).
+/// Callers refuse IP-literal URLs or check them with the same rule, since a literal never
+/// reaches a resolver.
+pub struct GuardedResolver {
+    pub allow: AllowPrivate,
+}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        let allow = self.allow.clone();
+        Box::pin(async move {
+            let mut refused = None;
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
+                .await?
+                .filter(|a| {
+                    let ok = allow.permits(&host, a.ip());
+                    if !ok {
+                        refused = non_public_reason(a.ip());
+                    }
+                    ok
+                })
+                .collect();
+            if addrs.is_empty() {
+                let why = refused.map_or(String::new(), |r| format!(" (found {r})"));
+                return Err(format!("{host} has no public address{why}").into());
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// An error and its causes on one line (reqwest's own message alone says little).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn private_destinations_pass_only_when_listed() {
+        let allow = AllowPrivate::parse(&[
+            "127.0.0.1/32".into(),
+            "10.1.0.0/16".into(),
+            "Hooks.Internal".into(),
+        ])
+        .unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(allow.permits("x.test", ip("8.8.8.8")));
+        assert!(allow.permits("x.test", ip("127.0.0.1")));
+        assert!(allow.permits("x.test", ip("::ffff:127.0.0.1")));
+        assert!(!allow.permits("x.test", ip("127.0.0.2")));
+        assert!(allow.permits("x.test", ip("10.1.200.3")));
+        assert!(!allow.permits("x.test", ip("10.2.0.1")));
+        assert!(allow.permits("hooks.internal", ip("192.168.1.1")));
+        assert!(!AllowPrivate::default().permits("x.test", ip("169.254.169.254")));
+        assert!(!AllowPrivate::default().permits("x.test", ip("::1")));
+        assert!(AllowPrivate::parse_entry("10.0.0.0/33").is_err());
+        assert!(AllowPrivate::parse_entry("bad host!").is_err());
+        assert_eq!(
+            AllowPrivate::parse_entry("::1").unwrap(),
+            Entry::Net(ip("::1"), 128)
+        );
+    }
 
     #[test]
     fn a_subscriber_is_an_ipv4_address_or_an_ipv6_64() {

@@ -24,6 +24,10 @@ pub struct Services {
     pub vault: Arc<VaultService>,
     pub mailbox: Arc<MailboxService>,
     pub queue: Arc<crate::queue::QueueService>,
+    /// Webhook registrations and their dispatcher (`events`).
+    pub webhooks: Arc<crate::events::WebhookService>,
+    /// The live event stream (SSE, WebSocket) over the outbox.
+    pub streams: Arc<crate::events::EventStreams>,
     pub metrics: Arc<Metrics>,
     /// The disk reserve (`storage.min_free_mb`) of the data directory: the mailbox and
     /// queue refuse new mail below it; `/readyz` and `/metrics` report it.
@@ -104,8 +108,36 @@ impl Services {
                 "drafts were being sent when the server stopped; handed back with a note"
             );
         }
+        let dispatcher = Arc::new(
+            crate::events::Dispatcher::new(
+                store.clone(),
+                audit.clone(),
+                vault.clone(),
+                identity.clone(),
+                mailbox.clone(),
+                config.webhooks.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?,
+        );
+        let streams = Arc::new(crate::events::EventStreams::new(
+            store.clone(),
+            audit.clone(),
+            identity.clone(),
+            dispatcher.clone(),
+            config.events.max_streams_per_caller,
+        ));
+        let webhooks = Arc::new(crate::events::WebhookService::new(
+            store.clone(),
+            audit.clone(),
+            vault.clone(),
+            identity.clone(),
+            config.webhooks.clone(),
+            dispatcher,
+        ));
         let storage = store.space().clone();
         Ok(Services {
+            webhooks,
+            streams,
             config,
             storage,
             store,

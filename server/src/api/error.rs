@@ -185,3 +185,23 @@ impl From<crate::queue::QueueError> for ApiError {
         }
     }
 }
+
+impl From<crate::events::EventsError> for ApiError {
+    fn from(e: crate::events::EventsError) -> Self {
+        use crate::events::EventsError as E;
+        match e {
+            E::TooManyStreams(_) => Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_streams",
+                e.to_string(),
+            ),
+            E::Denied(d) => d.into(),
+            E::NotFound(what) => Self::not_found(what),
+            E::Invalid(m) => Self::invalid(m),
+            E::Limit(m) => Self::new(StatusCode::CONFLICT, "limit_reached", m),
+            E::Identity(i) => i.into(),
+            E::Vault(v) => v.into(),
+            other => Self::internal(&other),
+        }
+    }
+}

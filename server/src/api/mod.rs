@@ -6,6 +6,7 @@ mod audit;
 mod dns;
 mod drafts;
 pub mod error;
+mod events;
 pub mod extract;
 mod identity;
 mod messages;
@@ -16,6 +17,7 @@ pub mod serve;
 mod system;
 mod threads;
 mod vault;
+mod webhooks;
 mod whoami;
 
 pub use error::{ApiError, ApiResult};
@@ -52,6 +54,8 @@ pub fn router(state: AppState) -> Router {
         .merge(senders::router())
         .merge(threads::router())
         .merge(drafts::router())
+        .merge(webhooks::router())
+        .merge(events::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))

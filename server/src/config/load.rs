@@ -74,6 +74,8 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "limits" => cfg.limits = section(key, value, &mut errs),
             "admin" => cfg.admin = section(key, value, &mut errs),
             "doctor" => cfg.doctor = section(key, value, &mut errs),
+            "events" => cfg.events = section(key, value, &mut errs),
+            "webhooks" => cfg.webhooks = section(key, value, &mut errs),
             other => errs.push(err(other, "unknown section")),
         }
     }
@@ -201,6 +203,14 @@ fn check_dns(d: &DnsConfig, errs: &mut Vec<ConfigError>) {
 fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
     if c.senders.max_entries == 0 {
         errs.push(err("senders.max_entries", "must be at least 1"));
+    }
+    if let Err(e) = c.events.retention_secs() {
+        errs.push(err("events.retention", e));
+    }
+    for a in &c.webhooks.allow_private {
+        if let Err(e) = crate::net::AllowPrivate::parse_entry(a) {
+            errs.push(err("webhooks.allow_private", e));
+        }
     }
     if !valid_domain(&c.server.domain) || c.server.domain != c.server.domain.to_ascii_lowercase() {
         errs.push(err(

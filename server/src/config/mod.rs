@@ -5,10 +5,12 @@
 //! problem at once, each with its key path, because an operator fixing a config one error per
 //! restart is a miserable loop.
 
+mod events;
 mod load;
 mod ops;
 mod types;
 
+pub use events::{parse_duration, EventsConfig, WebhooksConfig};
 pub use load::{load_file, parse_str, ConfigError, ConfigErrors};
 pub use ops::{AdminConfig, DoctorConfig};
 pub use types::*;

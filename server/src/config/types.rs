@@ -24,6 +24,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub admin: super::ops::AdminConfig,
     pub doctor: super::ops::DoctorConfig,
+    pub events: super::events::EventsConfig,
+    pub webhooks: super::events::WebhooksConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

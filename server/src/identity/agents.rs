@@ -313,6 +313,8 @@ impl IdentityService {
                 Tree::AgentAddress,
                 Tree::ApiKeys,
                 Tree::ApiKeyHash,
+                Tree::Events,
+                Tree::Meta,
             ],
             |tx| {
                 if tx.get(Tree::AgentAddress, address.as_bytes())?.is_some() {
@@ -324,6 +326,11 @@ impl IdentityService {
                 tx.put(Tree::AgentAddress, address.as_bytes(), agent.id.as_bytes())?;
                 tx.put_record(Tree::ApiKeys, &key_k, &key)?;
                 tx.put(Tree::ApiKeyHash, &key.hash, &key_k)?;
+                tx.emit(&crate::store::EventRecord::new(
+                    "agent.created",
+                    &agent.id,
+                    serde_json::json!({"agent_id": agent.id, "address": address, "parent": agent.parent}),
+                ))?;
                 Ok(())
             },
         )?;
@@ -510,13 +517,19 @@ impl IdentityService {
                 continue;
             }
             let now = now_unix();
-            let revoked = self.store.transact(&[Tree::Agents], |tx| {
+            let trees = [Tree::Agents, Tree::Events, Tree::Meta];
+            let revoked = self.store.transact(&trees, |tx| {
                 let mut cur: Agent = tx
                     .get_record(Tree::Agents, a.id.as_bytes())?
                     .ok_or(TxFail::Abort(IdentityError::NotFound("agent")))?;
                 cur.status = AgentStatus::Revoked;
                 cur.revoked_at = Some(now);
                 tx.put_record(Tree::Agents, a.id.as_bytes(), &cur)?;
+                tx.emit(&crate::store::EventRecord::new(
+                    "agent.revoked",
+                    &cur.id,
+                    serde_json::json!({"agent_id": cur.id, "address": cur.address(), "cascade_from": id}),
+                ))?;
                 Ok(cur)
             })?;
             let mut hook_errors = Vec::new();

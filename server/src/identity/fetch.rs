@@ -11,12 +11,10 @@
 //! `danger_allow_http` lifts the HTTPS and public-address rules, for tests that resolve
 //! another legate over plain HTTP on loopback. Never set it in production.
 
-use crate::net::is_public;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use crate::net::error_chain;
 use reqwest::redirect::Policy;
 use reqwest::StatusCode;
 use serde_json::Value;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -88,7 +86,11 @@ impl DidFetcher {
                 " did-resolver"
             ));
         if !allow_http {
-            b = b.https_only(true).dns_resolver(Arc::new(PublicOnly));
+            b = b
+                .https_only(true)
+                .dns_resolver(Arc::new(crate::net::GuardedResolver {
+                    allow: Default::default(),
+                }));
         }
         let client = b.build().map_err(|e| error_chain(&e))?;
         Ok(DidFetcher { client, limits })
@@ -154,40 +156,10 @@ fn check_target(url: &reqwest::Url, allow_http: bool) -> Result<(), String> {
     }
 }
 
-/// The system resolver, keeping only public addresses.
-struct PublicOnly;
-
-impl Resolve for PublicOnly {
-    fn resolve(&self, name: Name) -> Resolving {
-        let host = name.as_str().to_string();
-        Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await?
-                .filter(|a| is_public(a.ip()))
-                .collect();
-            if addrs.is_empty() {
-                return Err(format!("{host} has no public address").into());
-            }
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
-}
-
-/// An error and its causes on one line (reqwest's own message alone says little).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::is_public;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 

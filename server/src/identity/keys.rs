@@ -91,13 +91,19 @@ impl IdentityService {
             .ok_or(IdentityError::NotFound("agent"))?;
         let k = keys::join(&[&agent.id, key_id]);
         let now = now_unix();
-        let key = self.store.transact(&[Tree::ApiKeys], |tx| {
+        let trees = [Tree::ApiKeys, Tree::Events, Tree::Meta];
+        let key = self.store.transact(&trees, |tx| {
             let mut key: ApiKey = tx
                 .get_record(Tree::ApiKeys, &k)?
                 .ok_or(TxFail::Abort(IdentityError::NotFound("key")))?;
             if key.revoked_at.is_none() {
                 key.revoked_at = Some(now);
                 tx.put_record(Tree::ApiKeys, &k, &key)?;
+                tx.emit(&crate::store::EventRecord::new(
+                    "key.revoked",
+                    &agent.id,
+                    serde_json::json!({"agent_id": agent.id, "key_id": key_id}),
+                ))?;
             }
             Ok(key)
         })?;

@@ -344,9 +344,12 @@ impl MailboxService {
         };
 
         let mut trees = TREES.to_vec();
+        trees.extend_from_slice(&crate::store::EVENT_TREES);
         if let Some(h) = &hook {
             trees.extend_from_slice(h.trees);
         }
+        trees.sort();
+        trees.dedup();
         let rec = self.store.transact(&trees, |tx| {
             let mut st = load_state(tx, agent, now)?;
             if quota > 0 && st.used_bytes.saturating_add(size) > quota {
@@ -377,6 +380,9 @@ impl MailboxService {
                 &index::change(agent, st.modseq),
                 &rec.change(ChangeKind::Added, st.modseq, now_ms),
             )?;
+            if external {
+                tx.emit(&super::events::received(&rec))?;
+            }
             if let Some(h) = &hook {
                 (h.write)(tx, &rec)?;
             }

@@ -17,6 +17,7 @@ mod batch;
 mod bell;
 mod deliver;
 mod error;
+mod events;
 pub mod flags;
 mod folder;
 pub mod holds;

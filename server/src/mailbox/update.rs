@@ -94,7 +94,7 @@ impl Applied {
     }
 }
 
-pub(super) const TREES: [Tree; 13] = [
+pub(super) const TREES: [Tree; 15] = [
     Tree::Messages,
     Tree::ThreadMessages,
     Tree::BlobRefs,
@@ -108,6 +108,8 @@ pub(super) const TREES: [Tree; 13] = [
     Tree::SearchDocs,
     Tree::SearchPending,
     Tree::SearchDead,
+    Tree::Events,
+    Tree::Meta,
 ];
 
 fn put_change(
@@ -301,6 +303,7 @@ impl MailboxService {
             }
             tx.put_record(Tree::Messages, id.as_bytes(), &rec)?;
             tx.put_record(Tree::Folders, &index::agent_state(agent), &st)?;
+            tx.emit(&super::events::flagged(&rec))?;
             Ok(Applied::Changed(rec))
         })?;
         Ok(done)

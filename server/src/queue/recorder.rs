@@ -16,12 +16,14 @@ use super::{QueueError, QueueSettings, RcptOutcome, TlsLevel};
 /// A record/rewrite transaction's trees: the queue's own, and what releasing a hold touches.
 /// Here, with the writes they guard, so the worker and the admin commands depend on the
 /// recorder and never the other way round.
-pub(super) const RECORD_TREES: [Tree; 5] = [
+pub(super) const RECORD_TREES: [Tree; 7] = [
     Tree::Queue,
     Tree::QueueSchedule,
     holds::RELEASE_TREES[0],
     holds::RELEASE_TREES[1],
     holds::RELEASE_TREES[2],
+    crate::store::EVENT_TREES[0],
+    crate::store::EVENT_TREES[1],
 ];
 use crate::mailbox::holds;
 use crate::store::{Store, StoreError, Tree, Tx, TxError, TxStoreError};
@@ -158,14 +160,32 @@ fn apply(
         r.last_reply = Some(outcome.reply().to_string());
         r.remote_host = via.host.clone();
         r.tls = via.tls;
-        match outcome {
-            RcptOutcome::Delivered { .. } => r.status = RcptStatus::Delivered,
-            RcptOutcome::Permanent { .. } => r.status = RcptStatus::PermanentFailure,
+        let kind = match outcome {
+            RcptOutcome::Delivered { .. } => {
+                r.status = RcptStatus::Delivered;
+                "message.delivered"
+            }
+            RcptOutcome::Permanent { .. } => {
+                r.status = RcptStatus::PermanentFailure;
+                "message.bounced"
+            }
             RcptOutcome::Temporary { .. } => {
                 r.status = RcptStatus::TemporaryFailure;
                 r.next_attempt_ms = job.now + settings.retry_after(r.attempts).as_millis() as i64;
+                "message.delayed"
             }
-        }
+        };
+        tx.emit(&crate::store::EventRecord::new(
+            kind,
+            &msg.agent_id,
+            serde_json::json!({
+                "message_id": id,
+                "recipient": r.address,
+                "attempts": r.attempts,
+                "reply": r.last_reply,
+                "remote_host": r.remote_host,
+            }),
+        ))?;
     }
     if let Some(d) = old_due {
         tx.remove(Tree::QueueSchedule, &schedule_key(d, id))?;

@@ -448,6 +448,14 @@ impl QueueService {
             tx.put_record(Tree::Queue, q.id.as_bytes(), &q)?;
             holds::hold(tx, &q.id)?;
             tx.put(Tree::QueueSchedule, &schedule_key(now, &q.id), &[])?;
+            tx.emit(&crate::store::EventRecord::new(
+                "message.sent",
+                &q.agent_id,
+                serde_json::json!({
+                    "message_id": q.id,
+                    "recipients": q.recipients.iter().map(|r| &r.address).collect::<Vec<_>>(),
+                }),
+            ))?;
             self.fresh.put(&q.id, signed.clone());
             *offered.lock().unwrap_or_else(|p| p.into_inner()) = Some(q.id);
             Ok(())
@@ -471,7 +479,13 @@ impl QueueService {
             Ok(())
         };
         let hook = TxHook {
-            trees: &[Tree::Queue, Tree::BlobHolds, Tree::QueueSchedule],
+            trees: &[
+                Tree::Queue,
+                Tree::BlobHolds,
+                Tree::QueueSchedule,
+                Tree::Events,
+                Tree::Meta,
+            ],
             write: &write,
             before_commit: Some(&audit_entry),
         };

@@ -16,6 +16,10 @@ use std::sync::Arc;
 pub(super) struct GroupCommit {
     written: Arc<AtomicU64>,
     flushed: AtomicU64,
+    /// The newest outbox event applied before a completed flush began: every event up to it
+    /// is durable. Lets the event dispatchers act on what the writers made durable already,
+    /// without a flush of their own.
+    pub(super) durable_event: AtomicU64,
     lock: tokio::sync::Mutex<()>,
 }
 
@@ -24,22 +28,32 @@ impl GroupCommit {
         self.written.fetch_add(1, Ordering::SeqCst);
     }
 
-    pub(super) async fn commit(&self, db: &sled::Db) -> Result<(), StoreError> {
+    pub(super) async fn commit(
+        &self,
+        db: &sled::Db,
+        events: &sled::Tree,
+    ) -> Result<(), StoreError> {
         let ticket = self.written.load(Ordering::SeqCst);
         let _guard = self.lock.lock().await;
         if self.flushed.load(Ordering::SeqCst) >= ticket {
             return Ok(());
         }
         let db = db.clone();
+        let events = events.clone();
         let written = self.written.clone();
-        let target = tokio::task::spawn_blocking(move || {
+        let (target, event) = tokio::task::spawn_blocking(move || {
             // Read under the flush: everything written before this point is covered.
             let target = written.load(Ordering::SeqCst);
-            db.flush().map(|_| target)
+            let event = events
+                .last()?
+                .and_then(|(k, _)| super::keys::read_u64(&k))
+                .unwrap_or(0);
+            db.flush().map(|_| (target, event))
         })
         .await
         .map_err(|e| StoreError::Io(format!("the flush task failed: {e}")))??;
         self.flushed.fetch_max(target, Ordering::SeqCst);
+        self.durable_event.fetch_max(event, Ordering::SeqCst);
         Ok(())
     }
 }

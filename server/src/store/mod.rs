@@ -12,6 +12,7 @@ pub mod codec;
 mod commit;
 mod error;
 pub mod keys;
+pub mod outbox;
 mod schema;
 pub mod snapshot;
 pub mod space;
@@ -23,6 +24,7 @@ mod verify;
 pub use blob::{BlobId, BlobPin, BlobReader};
 pub use codec::{decode, encode};
 pub use error::StoreError;
+pub use outbox::{EventRecord, EVENT_TREES};
 pub use schema::{CURRENT as SCHEMA_VERSION, SEARCH_BACKFILL_KEY};
 pub use space::{SpaceGuard, SpaceStatus};
 pub use trees::Tree;
@@ -52,6 +54,8 @@ struct Inner {
     space: Arc<SpaceGuard>,
     /// Every write passes it; a snapshot closes it for a consistent copy (`snapshot`).
     gate: snapshot::WriteGate,
+    /// Changed after every transaction that wrote the event outbox (`outbox`).
+    events_rung: tokio::sync::watch::Sender<()>,
 }
 
 /// How to open the store; every field has a safe default.
@@ -194,6 +198,7 @@ impl Store {
                 blobs,
                 space: Arc::new(SpaceGuard::new(dir, opts.min_free_bytes)),
                 gate: Default::default(),
+                events_rung: tokio::sync::watch::channel(()).0,
             }),
         };
         schema::migrate(&store)?;
@@ -310,6 +315,9 @@ impl Store {
             tx::run(&handles, &names, f)?
         };
         self.inner.commit.wrote();
+        if names.contains(&Tree::Events) {
+            self.ring_events();
+        }
         for id in freed {
             // Best effort: a file left behind is an orphan for the next sweep, never a loss.
             let counts = self.tree(Tree::BlobCounts);
@@ -386,7 +394,19 @@ impl Store {
     /// Makes every write completed before this call durable. Concurrent callers share one
     /// flush (group commit): whoever flushes covers everyone whose write preceded the flush.
     pub async fn commit(&self) -> Result<(), StoreError> {
-        self.inner.commit.commit(&self.inner.db).await
+        self.inner
+            .commit
+            .commit(&self.inner.db, self.tree(Tree::Events))
+            .await
+    }
+
+    /// Every outbox event up to this sequence is durable (a flush completed after it was
+    /// written). Dispatchers compare before acting, and [`Store::commit`] when behind.
+    pub fn durable_event_seq(&self) -> u64 {
+        self.inner
+            .commit
+            .durable_event
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Blocking flush for shutdown and CLI paths that have no runtime.

@@ -95,10 +95,17 @@ pub enum Tree {
     /// outbound cache survives restarts as RFC 8461 §5.1 asks. Missing in older data
     /// directories: an empty tree, no migration.
     MtaStsPolicies,
+    /// seq (u64 BE) -> event record: the outbox (`store::outbox`), written in the same
+    /// transaction as the change each event describes; dispatchers read it in order.
+    Events,
+    /// webhook id -> webhook record (`events::webhooks`).
+    Webhooks,
+    /// webhook id \0 event seq (BE) -> delivery state: attempts, outcome, next try.
+    WebhookDeliveries,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 38] = [
+    pub const ALL: [Tree; 41] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -137,6 +144,9 @@ impl Tree {
         Tree::Drafts,
         Tree::DraftSchedule,
         Tree::MtaStsPolicies,
+        Tree::Events,
+        Tree::Webhooks,
+        Tree::WebhookDeliveries,
     ];
 
     pub fn name(self) -> &'static str {
@@ -179,6 +189,9 @@ impl Tree {
             Tree::Drafts => "drafts",
             Tree::DraftSchedule => "draft_schedule",
             Tree::MtaStsPolicies => "mta_sts_policies",
+            Tree::Events => "events",
+            Tree::Webhooks => "webhooks",
+            Tree::WebhookDeliveries => "webhook_deliveries",
         }
     }
 }

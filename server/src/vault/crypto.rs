@@ -40,6 +40,7 @@ pub enum Purpose {
     IdentityKey = 4,
     DkimKey = 5,
     KeyCheck = 6,
+    WebhookSecret = 7,
 }
 
 /// A nonce and ciphertext (with tag).

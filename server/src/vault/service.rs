@@ -74,6 +74,15 @@ impl RecordCache {
     }
 }
 
+/// `vault.accessed`: which credential and what was done, never a secret field.
+fn accessed(agent: &str, name: &str, action: &str) -> crate::store::EventRecord {
+    crate::store::EventRecord::new(
+        "vault.accessed",
+        agent,
+        json!({"name": name, "action": action}),
+    )
+}
+
 fn cred_key(agent: &str, name: &str) -> Vec<u8> {
     keys::join(&[agent, name])
 }
@@ -319,7 +328,12 @@ impl VaultService {
         };
         let k = cred_key(&agent, name);
         self.store.transact::<_, VaultError>(
-            &[Tree::VaultCredentials, Tree::VaultAgentKeys],
+            &[
+                Tree::VaultCredentials,
+                Tree::VaultAgentKeys,
+                Tree::Events,
+                Tree::Meta,
+            ],
             |tx| {
                 // The agent key this was sealed under must still exist: a shred that committed
                 // since it was loaded means the agent is gone, and nothing may be stored for it.
@@ -335,6 +349,7 @@ impl VaultService {
                     }
                 }
                 tx.put_record(Tree::VaultCredentials, &k, &rec)?;
+                tx.emit(&accessed(&agent, name, "store"))?;
                 Ok(())
             },
         )?;
@@ -403,6 +418,8 @@ impl VaultService {
         let rec = self.load(actor, "vault.get", &agent, name)?;
         let p = self.decrypt(&agent, &rec)?;
         self.touch(&agent, &rec);
+        // A read changes nothing else: the event's insert is its own transaction.
+        self.store.emit(&accessed(&agent, name, "get"))?;
         actor.audit(
             &self.audit,
             "vault.get",
@@ -430,8 +447,15 @@ impl VaultService {
             .require(&self.audit, Scope::VaultWrite, "vault.delete", name)?
             .to_string();
         self.load(actor, "vault.delete", &agent, name)?;
-        self.store
-            .remove(Tree::VaultCredentials, &cred_key(&agent, name))?;
+        let k = cred_key(&agent, name);
+        self.store.transact::<_, VaultError>(
+            &[Tree::VaultCredentials, Tree::Events, Tree::Meta],
+            |tx| {
+                tx.remove(Tree::VaultCredentials, &k)?;
+                tx.emit(&accessed(&agent, name, "delete"))?;
+                Ok(())
+            },
+        )?;
         self.records.forget(&cred_key(&agent, name));
         actor.audit(
             &self.audit,
@@ -492,6 +516,7 @@ impl VaultService {
         let now = at.unwrap_or(clock);
         let code = totp.generate(now);
         self.touch(&agent, &rec);
+        self.store.emit(&accessed(&agent, name, "totp"))?;
         actor.audit(
             &self.audit,
             "vault.totp",

@@ -51,7 +51,12 @@ pub(super) async fn deliver(
                 .smtp_messages
                 .with_label_values(&["rejected", "dmarc"])
                 .inc();
-            return Reply::new(550, "5.7.1", "Rejected by the sender domain's DMARC policy");
+            let reason = "Rejected by the sender domain's DMARC policy";
+            for r in &txn.rcpts {
+                ctx.mailbox
+                    .record_refusal(&r.agent.id, &txn.mail_from, &r.address, reason);
+            }
+            return Reply::new(550, "5.7.1", reason);
         }
         PolicyAction::Quarantine => Folder::Junk,
         PolicyAction::Accept => Folder::Inbox,
@@ -109,6 +114,8 @@ pub(super) async fn deliver(
             Err(MailboxError::SenderRefused(why)) => {
                 refused_n += 1;
                 refused.get_or_insert(why);
+                ctx.mailbox
+                    .record_refusal(&r.agent.id, &txn.mail_from, &r.address, why);
                 let _ = ctx.audit.append(NewEntry {
                     actor: ActorRef::system(),
                     chain: r.agent.chain.clone(),

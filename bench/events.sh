@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# Benchmark (issue 18): inbound mail at full speed (postfix's smtp-source, 20 sessions, 4 KB
+# messages) into one agent, without and then with one webhook endpoint (a fast loopback
+# receiver) and one SSE client on /v1/events. Prints the inbound msg/s of both runs and what
+# the webhook costs, and the p50/p99 latency from an event's creation (the delivery's commit)
+# to its arrival at the webhook and at the SSE client. Goals: webhooks cost at most 15% of
+# inbound throughput; p99 under 250 ms at that load. Release build; all on loopback.
+# Usage: bench/events.sh [messages=5000] [sessions=20] [size=4096]   (KEEP_WORK=1 keeps logs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+N=${1:-5000}; S=${2:-20}; SIZE=${3:-4096}
+for c in smtp-source jq curl bc python3; do command -v "$c" >/dev/null || bash tests/interop/setup.sh; done
+[ -n "${LEGATE_BIN:-}" ] || cargo build --release --locked -p legate >/dev/null 2>&1
+BIN="${LEGATE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/legate}"
+WORK=$(mktemp -d)
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  [ -n "${KEEP_WORK:-}" ] && echo "work dir kept: $WORK" || rm -rf "$WORK"
+}
+trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+now() { date +%s.%N; }
+start_dns source.test
+
+# Starts a fresh legate in $WORK/$1; sets BASE, SMTP, LPID, TOKEN, KEY.
+start() {
+  local dir="$WORK/$1" http; mkdir -p "$dir"
+  http=$(free_port); SMTP=$(free_port)
+  cat > "$dir/legate.toml" <<CFG
+[server]
+domain = "agents.test"
+hostname = "mx.agents.test"
+[storage]
+path = "$dir/data"
+[listen]
+http = "127.0.0.1:$http"
+smtp = "127.0.0.1:$SMTP"
+submission = ""
+imap = ""
+[dns]
+nameservers = ["127.0.0.1:$DNS_PORT"]
+[log]
+level = "warn"
+[webhooks]
+danger_allow_http = true
+allow_private = ["127.0.0.1/32"]
+CFG
+  TOKEN="lg_$(head -c 32 /dev/urandom | base32 | tr -d '=\n')"
+  LEGATE_BOOTSTRAP_ADMIN_TOKEN=$TOKEN "$BIN" --config "$dir/legate.toml" serve > "$dir/legate.log" 2>&1 & LPID=$!
+  PIDS+=("$LPID")
+  BASE="http://127.0.0.1:$http"
+  for _ in $(seq 1 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
+  KEY=$(curl -s -XPOST "$BASE/v1/agents" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+    -d '{"local":"ops","scopes":["mail:read"]}' | jq -r .api_key.key)
+}
+
+# Sends N messages; prints the elapsed seconds.
+load() {
+  local t0 t1
+  t0=$(now)
+  smtp-source -s "$S" -m "$N" -l "$SIZE" -d -M source.test -f load@source.test -t ops@agents.test \
+    "127.0.0.1:$SMTP" > "$WORK/source-$1.log" 2>&1 || { echo "smtp-source failed:" >&2; tail -5 "$WORK/source-$1.log" >&2; exit 1; }
+  t1=$(now)
+  echo "$t1 - $t0" | bc -l
+}
+
+# p50 and p99 of the numbers in a file (one per line).
+pct() { sort -n "$1" | awk '{a[NR]=$1} END {if (NR==0) {print "n/a n/a"; exit} i=int(NR*0.5); if(i<1)i=1; j=int(NR*0.99); if(j<1)j=1; printf "%.0f %.0f\n", a[i], a[j]}'; }
+
+# --- without a webhook ----------------------------------------------------------------------
+start plain
+T_PLAIN=$(load plain)
+kill "$LPID"; wait "$LPID" 2>/dev/null || true
+
+# --- with a webhook and an SSE client -------------------------------------------------------
+start hooked
+: > "$WORK/webhook.lat"; : > "$WORK/sse.lat"
+python3 bench/events_probe.py --out-webhook "$WORK/webhook.lat" --port-file "$WORK/probe.port" \
+  --sse-base "$BASE" --sse-key "$KEY" --out-sse "$WORK/sse.lat" > "$WORK/probe.log" 2>&1 & PIDS+=("$!")
+for _ in $(seq 1 100); do [ -s "$WORK/probe.port" ] && break; sleep 0.1; done
+curl -s -XPOST "$BASE/v1/webhooks" -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
+  -d "{\"url\":\"http://127.0.0.1:$(cat "$WORK/probe.port")/hook\",\"event_types\":[\"message.received\"]}" > /dev/null
+sleep 0.5
+T_HOOK=$(load hooked)
+for _ in $(seq 1 600); do
+  [ "$(wc -l < "$WORK/webhook.lat")" -ge "$N" ] && [ "$(wc -l < "$WORK/sse.lat")" -ge "$N" ] && break
+  sleep 0.1
+done
+
+R_PLAIN=$(echo "scale=0; $N / $T_PLAIN" | bc -l)
+R_HOOK=$(echo "scale=0; $N / $T_HOOK" | bc -l)
+COST=$(echo "scale=1; 100 * ($R_PLAIN - $R_HOOK) / $R_PLAIN" | bc -l)
+read -r WP50 WP99 < <(pct "$WORK/webhook.lat")
+read -r SP50 SP99 < <(pct "$WORK/sse.lat")
+echo "events benchmark: $N messages, $S sessions, $SIZE bytes"
+printf "  inbound without webhook   %6s msg/s\n" "$R_PLAIN"
+printf "  inbound with webhook+SSE  %6s msg/s   (cost %s%%, goal <= 15%%)\n" "$R_HOOK" "$COST"
+printf "  webhook latency  p50 %5s ms  p99 %5s ms  (%s of %s events; goal p99 < 250 ms)\n" \
+  "$WP50" "$WP99" "$(wc -l < "$WORK/webhook.lat")" "$N"
+printf "  SSE latency      p50 %5s ms  p99 %5s ms  (%s of %s events)\n" \
+  "$SP50" "$SP99" "$(wc -l < "$WORK/sse.lat")" "$N"
