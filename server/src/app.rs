@@ -66,6 +66,7 @@ fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound
         audit: s.audit.clone(),
         metrics: s.metrics.clone(),
         queue: s.queue.clone(),
+        reports: s.reports.clone(),
         // The one failure limiter, shared with REST, MCP and IMAP.
         auth_limiter: s.audit.denials().clone(),
         rejections: Default::default(),

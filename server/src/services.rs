@@ -24,6 +24,8 @@ pub struct Services {
     pub vault: Arc<VaultService>,
     pub mailbox: Arc<MailboxService>,
     pub queue: Arc<crate::queue::QueueService>,
+    /// DMARC aggregate and TLS-RPT reports, received and sent.
+    pub reports: Arc<crate::reports::ReportsService>,
     pub metrics: Arc<Metrics>,
     /// The disk reserve (`storage.min_free_mb`) of the data directory: the mailbox and
     /// queue refuse new mail below it; `/readyz` and `/metrics` report it.
@@ -97,8 +99,15 @@ impl Services {
             crate::queue::QueueSettings::from_config(&config),
             outbound_transport(&config)?,
         ));
+        let reports = Arc::new(crate::reports::ReportsService::new(
+            store.clone(),
+            audit.clone(),
+            metrics.clone(),
+            crate::reports::ReportsSettings::from_config(&config),
+        ));
         let storage = store.space().clone();
         Ok(Services {
+            reports,
             config,
             storage,
             store,

@@ -11,6 +11,7 @@ mod identity;
 mod messages;
 mod public;
 mod queue;
+mod reports;
 mod senders;
 pub mod serve;
 mod system;
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .merge(public::router())
         .merge(dns::router())
         .merge(senders::router())
+        .merge(reports::router())
         .merge(threads::router())
         .merge(drafts::router())
         .fallback(not_found)

@@ -91,10 +91,21 @@ pub enum Tree {
     Drafts,
     /// due ms (BE) agent \0 draft id -> () : scheduled drafts, fired by the queue worker
     DraftSchedule,
+    /// dmarc|tls \0 reporter org \0 report id -> a received report, parsed (`reports`);
+    /// the key is the dedup key
+    ReportsReceived,
+    /// day (YYYY-MM-DD) \0 header-from domain \0 seq (BE) -> one inbound DMARC evaluation,
+    /// the material of the aggregate reports we send (`reports::record`)
+    ReportsDmarcEvents,
+    /// day \0 policy domain \0 policy type \0 mx host \0 result -> count (u64 BE): outbound
+    /// TLS outcomes, the material of the TLS-RPT reports we send
+    ReportsTlsCounters,
+    /// named counters and markers of the reports service (parse failures, last send day)
+    ReportsState,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 37] = [
+    pub const ALL: [Tree; 41] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -132,6 +143,10 @@ impl Tree {
         Tree::ThreadMessages,
         Tree::Drafts,
         Tree::DraftSchedule,
+        Tree::ReportsReceived,
+        Tree::ReportsDmarcEvents,
+        Tree::ReportsTlsCounters,
+        Tree::ReportsState,
     ];
 
     pub fn name(self) -> &'static str {
@@ -173,6 +188,10 @@ impl Tree {
             Tree::ThreadMessages => "thread_messages",
             Tree::Drafts => "drafts",
             Tree::DraftSchedule => "draft_schedule",
+            Tree::ReportsReceived => "reports_received",
+            Tree::ReportsDmarcEvents => "reports_dmarc_events",
+            Tree::ReportsTlsCounters => "reports_tls_counters",
+            Tree::ReportsState => "reports_state",
         }
     }
 }

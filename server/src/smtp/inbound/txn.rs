@@ -20,6 +20,8 @@ pub(super) struct Txn {
     pub mail_from: String,
     pub spf: SpfResult,
     pub rcpts: Vec<Rcpt>,
+    /// Report addresses named (`dmarc-reports@`, `tls-reports@`), once each.
+    pub reports: Vec<crate::reports::ReportKind>,
     /// Submission: recipients anywhere, checked by the queue.
     pub submit_rcpts: Vec<String>,
     /// RCPTs answered 250, duplicates included: `max_recipients` bounds the commands.
