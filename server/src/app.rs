@@ -167,6 +167,41 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         tasks.push(("queue", tokio::spawn(queue.run(token))));
     }
     {
+        // DMARC aggregate and TLS-RPT reports go out once a day (each day and domain once).
+        let reports = services.reports.clone();
+        reports.set_outbox(crate::reports::Outbox {
+            queue: services.queue.clone(),
+            identity: services.identity.clone(),
+            resolver: crate::reports::resolver(&resolver_config(&services.config)?)
+                .map_err(|e| anyhow::anyhow!("cannot set up the report resolver: {e}"))?,
+        });
+        let c = &services.config;
+        let enabled = c.dmarc.send_reports || c.reports.send_tls_reports;
+        let every = Duration::from_secs(
+            c.dmarc
+                .report_interval_secs
+                .min(c.reports.tls_report_interval_secs)
+                .max(60),
+        );
+        let token = shutdown.clone();
+        if enabled {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tick.tick() => {
+                            if let Err(e) = reports.send_due().await {
+                                tracing::error!(error = %e, "the report job failed");
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    }
+    {
         // Search postings reach their blocks a batch at a time (`mailbox::search::merge`);
         // searches read what is still pending, so this only bounds how much that is.
         let mailbox = services.mailbox.clone();

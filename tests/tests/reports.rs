@@ -5,4 +5,5 @@
 mod reports {
     mod generated;
     mod received;
+    mod sent;
 }

@@ -155,7 +155,7 @@ fn check_target(url: &reqwest::Url, allow_http: bool) -> Result<(), String> {
 }
 
 /// The system resolver, keeping only public addresses.
-struct PublicOnly;
+pub(crate) struct PublicOnly;
 
 impl Resolve for PublicOnly {
     fn resolve(&self, name: Name) -> Resolving {

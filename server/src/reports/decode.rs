@@ -153,6 +153,11 @@ pub fn read_capped(r: impl Read, cap: usize) -> Result<Vec<u8>, ReportsError> {
     Ok(out)
 }
 
+/// gunzip of at most `cap` bytes (a report read back, in tests and tools).
+pub fn gunzip(bytes: &[u8], cap: usize) -> Result<Vec<u8>, ReportsError> {
+    read_capped(flate2::read::MultiGzDecoder::new(bytes), cap)
+}
+
 /// gzip of `bytes` (for the reports we send).
 pub fn gzip(bytes: &[u8]) -> Vec<u8> {
     use std::io::Write;

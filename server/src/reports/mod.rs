@@ -9,13 +9,15 @@
 mod decode;
 pub mod dmarc;
 mod generate;
+mod outbox;
 mod record;
 mod send;
 mod summary;
 pub mod tlsrpt;
 
-pub use decode::gzip;
+pub use decode::{gunzip, gzip};
 pub use generate::{dmarc_report_xml, tls_report_json, Reporter};
+pub use outbox::{resolver, rua_of, Outbox, SendSummary};
 pub use record::{DmarcEvent, TlsCounter};
 pub use tlsrpt::{TlsFailure, TlsPolicyType, TlsResultType};
 
@@ -133,6 +135,8 @@ pub struct ReportsService {
     audit: Arc<Audit>,
     metrics: Arc<Metrics>,
     settings: ReportsSettings,
+    /// How reports leave (the queue and a resolver): set once they exist.
+    outbox: std::sync::OnceLock<outbox::Outbox>,
 }
 
 impl ReportsService {
@@ -147,6 +151,7 @@ impl ReportsService {
             audit,
             metrics,
             settings,
+            outbox: std::sync::OnceLock::new(),
         }
     }
 
