@@ -44,6 +44,7 @@ pub const OPS: &[&str] = &[
     "reports.dmarc",
     "reports.tls",
     "reports.generate",
+    "reports.send",
 ];
 
 /// The arguments of `op`, or a clear error naming the operation.
@@ -141,6 +142,13 @@ struct SelectorArg {
 struct ReportWindow {
     since: Option<String>,
     until: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendArgs {
+    /// `YYYY-MM-DD` (UTC); yesterday when absent.
+    day: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -368,6 +376,11 @@ pub async fn handle(s: &Services, actor: &Actor, req: &Request) -> Result<Value,
                 }
             };
             json!({"document": s.reports.generate(actor, kind, &a.domain, &a.day)?})
+        }
+        "reports.send" => {
+            let a: SendArgs = args(req)?;
+            let sum = s.reports.send_now(actor, a.day.as_deref()).await?;
+            serde_json::to_value(sum).map_err(|e| AdminError::Internal(e.to_string()))?
         }
         other => return Err(AdminError::UnknownOp(other.to_string())),
     };

@@ -32,6 +32,13 @@ pub(super) enum ReportsCmd {
         domain: String,
         day: String,
     },
+    /// Send the reports of DAY (default: yesterday) now to the domains that ask for them
+    /// (each day and domain is sent once; needs dmarc.send_reports / reports.send_tls_reports
+    /// and agents holding dmarc-reports@ / tls-reports@).
+    Send {
+        #[arg(long)]
+        day: Option<String>,
+    },
 }
 
 pub(super) async fn reports(cfg: Config, c: ReportsCmd) -> anyhow::Result<ExitCode> {
@@ -59,6 +66,7 @@ pub(super) async fn reports(cfg: Config, c: ReportsCmd) -> anyhow::Result<ExitCo
             }
             r
         }
+        ReportsCmd::Send { day } => s.call("reports.send", json!({"day": day})).await?,
     };
     print_json(&r);
     Ok(ExitCode::SUCCESS)

@@ -106,6 +106,33 @@ impl ReportsService {
         self.send_day(&yesterday).await
     }
 
+    /// `legate reports send`: the job now, for `day` (default: yesterday). Admin, audited.
+    pub async fn send_now(
+        &self,
+        actor: &Actor,
+        day: Option<&str>,
+    ) -> Result<SendSummary, ReportsError> {
+        self.require_admin(actor, "reports.send")?;
+        let day = match day {
+            Some(d) => d.to_string(),
+            None => day_of(crate::util::now_unix() - 86_400),
+        };
+        if super::day_start(&day).is_none() {
+            return Err(ReportsError::Invalid(format!(
+                "{day:?} is not a YYYY-MM-DD day"
+            )));
+        }
+        let sum = self.send_day(&day).await?;
+        actor.audit(
+            &self.audit,
+            "reports.send",
+            &day,
+            crate::audit::Outcome::Ok,
+            serde_json::json!({"sent": sum.sent, "skipped": sum.skipped, "failed": sum.failed}),
+        )?;
+        Ok(sum)
+    }
+
     /// The reports of `day`, for each domain that asks for them.
     pub async fn send_day(&self, day: &str) -> Result<SendSummary, ReportsError> {
         let mut sum = SendSummary::default();
