@@ -93,7 +93,7 @@ pub fn dmarc_report_xml(
         esc(policy),
         esc(policy)
     ));
-    x.push_str("    <pct>100</pct>\n  </policy_published>\n");
+    x.push_str("    <pct>100</pct>\n    <fo>0</fo>\n  </policy_published>\n");
     for (count, e) in rows.values() {
         let pass = |b: bool| if b { "pass" } else { "fail" };
         x.push_str("  <record>\n    <row>\n");
