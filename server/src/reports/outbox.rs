@@ -102,8 +102,34 @@ impl ReportsService {
     /// The reports of every day before today not sent yet (the daily job; a test or the
     /// operator may call it at any time: a day and domain is only ever sent once).
     pub async fn send_due(&self) -> Result<SendSummary, ReportsError> {
-        let yesterday = day_of(crate::util::now_unix() - 86_400);
-        self.send_day(&yesterday).await
+        let now = crate::util::now_unix();
+        let yesterday = day_of(now - 86_400);
+        let sum = self.send_day(&yesterday).await?;
+        // What reports are made of is kept a week past its day, then dropped.
+        self.prune_before(&day_of(now - 8 * 86_400))?;
+        Ok(sum)
+    }
+
+    /// Removes recorded evaluations and TLS counters of days before `day`.
+    pub fn prune_before(&self, day: &str) -> Result<usize, ReportsError> {
+        let mut n = 0;
+        for tree in [Tree::ReportsDmarcEvents, Tree::ReportsTlsCounters] {
+            let old: Vec<Vec<u8>> = self
+                .store
+                .range(
+                    tree,
+                    std::ops::Bound::Unbounded,
+                    std::ops::Bound::Excluded(day.as_bytes().to_vec()),
+                    false,
+                )
+                .filter_map(|r| r.ok().map(|(k, _)| k))
+                .collect();
+            for k in old {
+                self.store.remove(tree, &k)?;
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// `legate reports send`: the job now, for `day` (default: yesterday). Admin, audited.

@@ -360,6 +360,12 @@ async fn a_zip_bomb_and_an_entity_bomb_are_refused_quickly() {
     assert_eq!(v["reports"].as_array().map(Vec::len), Some(0));
     let (st, _) = s.call("GET", "/healthz", None, None).await;
     assert_eq!(st, 200);
+    let (_, _, m) = s.get_bytes("/metrics", &s.admin_token).await;
+    let m = String::from_utf8_lossy(&m);
+    assert!(
+        m.contains("legate_reports_received_total{kind=\"dmarc\",outcome=\"failed\"} 2"),
+        "{m}"
+    );
     // An ordinary address is still refused without an agent.
     let (mut c, _) = SmtpClient::connect(s.smtp_addr()).await;
     c.cmd("EHLO x.test").await;

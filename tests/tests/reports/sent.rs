@@ -177,4 +177,17 @@ async fn daily_reports_go_to_verified_rua_by_mail_and_https() {
     let v: serde_json::Value = serde_json::from_slice(&json).expect("json");
     assert_eq!(v["policies"][0]["policy"]["policy-domain"], "web.example");
     assert_eq!(v["policies"][0]["policy"]["policy-type"], "no-policy-found");
+
+    let (_, _, m) = s.get_bytes("/metrics", &s.admin_token).await;
+    let m = String::from_utf8_lossy(&m);
+    assert!(
+        m.contains("legate_reports_sent_total{kind=\"tls\",outcome=\"sent\"} 2"),
+        "{m}"
+    );
+    assert!(m.contains("legate_reports_sent_total{kind=\"dmarc\",outcome=\"sent\"} 1"));
+
+    // A week on, what the reports were made of is gone.
+    assert!(r.prune_before("2026-12-06").expect("prune") >= 5);
+    assert!(r.tls_counters(day).expect("counters").is_empty());
+    assert!(r.dmarc_events(day).expect("events").is_empty());
 }
