@@ -66,6 +66,7 @@ fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound
         audit: s.audit.clone(),
         metrics: s.metrics.clone(),
         queue: s.queue.clone(),
+        reports: s.reports.clone(),
         // The one failure limiter, shared with REST, MCP and IMAP.
         auth_limiter: s.audit.denials().clone(),
         rejections: Default::default(),
@@ -179,6 +180,39 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
             .webhooks
             .dispatcher()
             .start(shutdown.clone(), retention, every)?;
+        // DMARC aggregate and TLS-RPT reports go out once a day (each day and domain once).
+        let reports = services.reports.clone();
+        reports.set_outbox(crate::reports::Outbox {
+            queue: services.queue.clone(),
+            identity: services.identity.clone(),
+            resolver: crate::reports::resolver(&resolver_config(&services.config)?)
+                .map_err(|e| anyhow::anyhow!("cannot set up the report resolver: {e}"))?,
+        });
+        let c = &services.config;
+        let enabled = c.dmarc.send_reports || c.reports.send_tls_reports;
+        let every = Duration::from_secs(
+            c.dmarc
+                .report_interval_secs
+                .min(c.reports.tls_report_interval_secs)
+                .max(60),
+        );
+        let token = shutdown.clone();
+        if enabled {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tick.tick() => {
+                            if let Err(e) = reports.send_due().await {
+                                tracing::error!(error = %e, "the report job failed");
+                            }
+                        }
+                    }
+                }
+            });
+        }
     }
     {
         // Search postings reach their blocks a batch at a time (`mailbox::search::merge`);

@@ -24,6 +24,7 @@ pub mod mcp;
 pub mod metrics;
 pub mod net;
 pub mod queue;
+pub mod reports;
 pub mod services;
 pub mod smtp;
 pub mod store;

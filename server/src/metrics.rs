@@ -46,6 +46,10 @@ pub struct Metrics {
     /// `audit::Denials`, which every front-end reports to.
     pub auth_failures: IntCounter,
     pub auth_throttled: IntCounter,
+    /// DMARC/TLS-RPT reports received (`kind`: dmarc, tls; `outcome`: stored, duplicate,
+    /// failed) and sent (`outcome`: sent, skipped, failed).
+    pub reports_received: IntCounterVec,
+    pub reports_sent: IntCounterVec,
     /// Where sending a message spends its time (`legate_send_stage_seconds{stage}`).
     pub send_stages: SendStages,
     /// Outbound TLS sessions by policy (`no-policy-found`, `route`, `sts`, `tlsa`), level
@@ -218,6 +222,18 @@ impl Metrics {
                 "legate_smtp_messages_total",
                 "SMTP messages by outcome",
                 &["outcome", "reason"],
+            ),
+            reports_received: counter(
+                &r,
+                "legate_reports_received_total",
+                "DMARC aggregate and TLS-RPT reports received, by kind and outcome",
+                &["kind", "outcome"],
+            ),
+            reports_sent: counter(
+                &r,
+                "legate_reports_sent_total",
+                "DMARC aggregate and TLS-RPT reports sent, by kind and outcome",
+                &["kind", "outcome"],
             ),
             smtp_connections_refused: counter(
                 &r,

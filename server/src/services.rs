@@ -28,6 +28,8 @@ pub struct Services {
     pub webhooks: Arc<crate::events::WebhookService>,
     /// The live event stream (SSE, WebSocket) over the outbox.
     pub streams: Arc<crate::events::EventStreams>,
+    /// DMARC aggregate and TLS-RPT reports, received and sent.
+    pub reports: Arc<crate::reports::ReportsService>,
     pub metrics: Arc<Metrics>,
     /// The disk reserve (`storage.min_free_mb`) of the data directory: the mailbox and
     /// queue refuse new mail below it; `/readyz` and `/metrics` report it.
@@ -91,6 +93,12 @@ impl Services {
         mailbox
             .build_thread_index()
             .context("cannot build the thread index")?;
+        let reports = Arc::new(crate::reports::ReportsService::new(
+            store.clone(),
+            audit.clone(),
+            metrics.clone(),
+            crate::reports::ReportsSettings::from_config(&config),
+        ));
         let queue = Arc::new(crate::queue::QueueService::new(
             store.clone(),
             audit.clone(),
@@ -99,7 +107,7 @@ impl Services {
             vault.clone(),
             metrics.clone(),
             crate::queue::QueueSettings::from_config(&config),
-            outbound_transport(&config, &store, &metrics)?,
+            outbound_transport(&config, &store, &metrics, reports.clone())?,
         ));
         let interrupted = queue.recover_drafts().context("cannot recover drafts")?;
         if interrupted > 0 {
@@ -138,6 +146,7 @@ impl Services {
         Ok(Services {
             webhooks,
             streams,
+            reports,
             config,
             storage,
             store,
@@ -187,6 +196,7 @@ fn outbound_transport(
     config: &Config,
     store: &crate::store::Store,
     metrics: &Metrics,
+    reports: Arc<crate::reports::ReportsService>,
 ) -> anyhow::Result<Arc<dyn crate::queue::Transport>> {
     use crate::config::TrustRootsName;
     use crate::smtp::outbound::{Observer, OutboundSettings, SmtpTransport, TrustRoots};
@@ -230,8 +240,7 @@ fn outbound_transport(
         .dns
         .dnssec
         .then(|| (!anchor.is_empty()).then(|| std::path::PathBuf::from(anchor)));
-    // The TLS-RPT reporter (issue 19 item 5) goes in the second argument.
-    o.observer = Observer::new(Some(counters), None);
+    o.observer = Observer::new(Some(counters), Some(Arc::new(TlsRpt(reports))));
     let cap = Duration::from_secs(config.outbound.timeout_secs);
     o.connect_timeout = o.connect_timeout.min(cap);
     let t = &mut o.timeouts;
@@ -280,4 +289,44 @@ pub fn resolver_config(config: &Config) -> anyhow::Result<crate::mailauth::Resol
         nameservers,
         timeout: Duration::from_secs(config.dns.timeout_secs),
     })
+}
+
+/// Outbound TLS outcomes into the TLS-RPT recorder: the wiring knows both sides, so neither
+/// the SMTP client nor the reports service imports the other.
+struct TlsRpt(Arc<crate::reports::ReportsService>);
+
+impl crate::smtp::outbound::TlsReport for TlsRpt {
+    fn record(&self, o: &crate::smtp::outbound::TlsOutcome<'_>) {
+        use crate::reports::{TlsFailure, TlsPolicyType as T, TlsResultType as R};
+        use crate::smtp::outbound::{FailureKind as K, PolicySource as P};
+        let policy = match o.policy {
+            P::Sts => T::Sts,
+            P::Tlsa => T::Tlsa,
+            P::None => T::NoPolicyFound,
+            // Our own route settings are no policy the recipient domain published.
+            P::Route => return,
+        };
+        let result = match o.result {
+            Ok(_) => Ok(()),
+            Err(f) => Err(TlsFailure {
+                result_type: match f.kind {
+                    K::StarttlsNotSupported => R::StarttlsNotSupported,
+                    K::CertificateHostMismatch => R::CertificateHostMismatch,
+                    K::CertificateExpired => R::CertificateExpired,
+                    K::CertificateNotTrusted => R::CertificateNotTrusted,
+                    K::ValidationFailure => R::ValidationFailure,
+                    K::TlsaInvalid => R::TlsaInvalid,
+                    K::DnssecInvalid => R::DnssecInvalid,
+                    K::StsPolicyFetchError => R::StsPolicyFetchError,
+                    K::StsPolicyInvalid => R::StsPolicyInvalid,
+                },
+                receiving_ip: o
+                    .mx
+                    .rsplit_once('[')
+                    .and_then(|(_, ip)| ip.trim_end_matches(']').parse().ok()),
+            }),
+        };
+        let host = o.mx.split_once(" [").map_or(o.mx, |(h, _)| h);
+        self.0.record_tls_outcome(o.domain, policy, host, result);
+    }
 }

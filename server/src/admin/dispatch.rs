@@ -41,6 +41,10 @@ pub const OPS: &[&str] = &[
     "dkim.remove",
     "vault.rotate_master",
     "backup",
+    "reports.dmarc",
+    "reports.tls",
+    "reports.generate",
+    "reports.send",
 ];
 
 /// The arguments of `op`, or a clear error naming the operation.
@@ -131,6 +135,30 @@ struct CheckArgs {
 #[serde(deny_unknown_fields)]
 struct SelectorArg {
     selector: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportWindow {
+    since: Option<String>,
+    until: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendArgs {
+    /// `YYYY-MM-DD` (UTC); yesterday when absent.
+    day: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GenerateArgs {
+    /// `dmarc` or `tls`.
+    kind: String,
+    domain: String,
+    /// `YYYY-MM-DD` (UTC).
+    day: String,
 }
 
 #[derive(Deserialize)]
@@ -335,6 +363,34 @@ pub async fn handle(s: &Services, actor: &Actor, req: &Request) -> Result<Value,
                 .map_err(|e| AdminError::Internal(format!("the backup task failed: {e}")))??;
             audit_ok(s, actor, "backup.create", &a.to)?;
             serde_json::to_value(m).map_err(|e| AdminError::Internal(e.to_string()))?
+        }
+        "reports.dmarc" | "reports.tls" => {
+            let w: ReportWindow = args(req)?;
+            let t = |s: &Option<String>| s.as_deref().map(crate::reports::parse_time).transpose();
+            let (since, until) = (t(&w.since)?, t(&w.until)?);
+            if req.op == "reports.dmarc" {
+                s.reports.dmarc_summary(actor, since, until)?
+            } else {
+                s.reports.tls_summary(actor, since, until)?
+            }
+        }
+        "reports.generate" => {
+            let a: GenerateArgs = args(req)?;
+            let kind = match a.kind.as_str() {
+                "dmarc" => crate::reports::ReportKind::Dmarc,
+                "tls" => crate::reports::ReportKind::Tls,
+                k => {
+                    return Err(AdminError::Invalid(format!(
+                        "unknown report kind {k:?} (dmarc or tls)"
+                    )))
+                }
+            };
+            json!({"document": s.reports.generate(actor, kind, &a.domain, &a.day)?})
+        }
+        "reports.send" => {
+            let a: SendArgs = args(req)?;
+            let sum = s.reports.send_now(actor, a.day.as_deref()).await?;
+            serde_json::to_value(sum).map_err(|e| AdminError::Internal(e.to_string()))?
         }
         other => return Err(AdminError::UnknownOp(other.to_string())),
     };

@@ -243,6 +243,17 @@ impl From<crate::dns::DnsError> for AdminError {
     }
 }
 
+impl From<crate::reports::ReportsError> for AdminError {
+    fn from(e: crate::reports::ReportsError) -> Self {
+        use crate::reports::ReportsError as R;
+        match e {
+            R::Denied(d) => d.into(),
+            R::Invalid(m) | R::Parse(m) | R::TooLarge(m) => AdminError::Invalid(m),
+            other => AdminError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<crate::audit::AuditError> for AdminError {
     fn from(e: crate::audit::AuditError) -> Self {
         match e {

@@ -12,6 +12,7 @@ mod identity;
 mod messages;
 mod public;
 mod queue;
+mod reports;
 mod senders;
 pub mod serve;
 mod system;
@@ -52,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .merge(public::router())
         .merge(dns::router())
         .merge(senders::router())
+        .merge(reports::router())
         .merge(threads::router())
         .merge(drafts::router())
         .merge(webhooks::router())

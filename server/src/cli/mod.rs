@@ -19,6 +19,7 @@ mod key;
 mod offline;
 mod org;
 mod queue;
+mod reports;
 mod serve;
 mod session;
 mod store;
@@ -35,6 +36,7 @@ use init::InitArgs;
 use key::KeyCmd;
 use org::OrgCmd;
 use queue::QueueCmd;
+use reports::ReportsCmd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use store::StoreCmd;
@@ -73,6 +75,9 @@ enum Cmd {
     /// The outbound queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// DMARC aggregate and TLS-RPT reports: what others reported, what we would send.
+    #[command(subcommand)]
+    Reports(ReportsCmd),
     /// Manage API keys of agents.
     #[command(subcommand)]
     Key(KeyCmd),
@@ -160,6 +165,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Agent(c) => agent::agent(cfg()?, c, json).await,
         Cmd::Org(c) => org::org(cfg()?, c, json).await,
         Cmd::Queue(c) => queue::queue(cfg()?, c).await,
+        Cmd::Reports(c) => reports::reports(cfg()?, c).await,
         Cmd::Key(c) => key::key(cfg()?, c, json).await,
         Cmd::Admin(AdminCmd::Token(c)) => admin::admin_token(cfg()?, c, json).await,
         Cmd::Audit(c) => audit::audit(cfg()?, c, json).await,

@@ -68,6 +68,8 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "smtp" => cfg.smtp = section(key, value, &mut errs),
             "imap" => cfg.imap = section(key, value, &mut errs),
             "senders" => cfg.senders = section(key, value, &mut errs),
+            "reports" => cfg.reports = section(key, value, &mut errs),
+            "dmarc" => cfg.dmarc = section(key, value, &mut errs),
             "identity" => cfg.identity = section(key, value, &mut errs),
             "outbound" => cfg.outbound = outbound(value, &mut errs),
             "dkim" => cfg.dkim = section(key, value, &mut errs),
@@ -201,6 +203,15 @@ fn check_dns(d: &DnsConfig, errs: &mut Vec<ConfigError>) {
 }
 
 fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
+    if c.reports.max_zip_files == 0 {
+        errs.push(err("reports.max_zip_files", "must be at least 1"));
+    }
+    if c.reports.tls_report_interval_secs < 60 || c.dmarc.report_interval_secs < 60 {
+        errs.push(err(
+            "dmarc.report_interval_secs",
+            "report intervals must be at least 60 seconds",
+        ));
+    }
     if c.senders.max_entries == 0 {
         errs.push(err("senders.max_entries", "must be at least 1"));
     }

@@ -102,10 +102,21 @@ pub enum Tree {
     Webhooks,
     /// webhook id \0 event seq (BE) -> delivery state: attempts, outcome, next try.
     WebhookDeliveries,
+    /// dmarc|tls \0 reporter org \0 report id -> a received report, parsed (`reports`);
+    /// the key is the dedup key
+    ReportsReceived,
+    /// day (YYYY-MM-DD) \0 header-from domain \0 seq (BE) -> one inbound DMARC evaluation,
+    /// the material of the aggregate reports we send (`reports::record`)
+    ReportsDmarcEvents,
+    /// day \0 policy domain \0 policy type \0 mx host \0 result -> count (u64 BE): outbound
+    /// TLS outcomes, the material of the TLS-RPT reports we send
+    ReportsTlsCounters,
+    /// named counters and markers of the reports service (parse failures, last send day)
+    ReportsState,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 41] = [
+    pub const ALL: [Tree; 45] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -147,6 +158,10 @@ impl Tree {
         Tree::Events,
         Tree::Webhooks,
         Tree::WebhookDeliveries,
+        Tree::ReportsReceived,
+        Tree::ReportsDmarcEvents,
+        Tree::ReportsTlsCounters,
+        Tree::ReportsState,
     ];
 
     pub fn name(self) -> &'static str {
@@ -192,6 +207,10 @@ impl Tree {
             Tree::Events => "events",
             Tree::Webhooks => "webhooks",
             Tree::WebhookDeliveries => "webhook_deliveries",
+            Tree::ReportsReceived => "reports_received",
+            Tree::ReportsDmarcEvents => "reports_dmarc_events",
+            Tree::ReportsTlsCounters => "reports_tls_counters",
+            Tree::ReportsState => "reports_state",
         }
     }
 }

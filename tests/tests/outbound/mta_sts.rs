@@ -390,4 +390,24 @@ async fn mta_sts_enforce_delivers_verified_defers_and_bounces_a_bad_certificate_
             .get()
             >= 1
     );
+    // The same outcomes feed the TLS-RPT counters (issue 19 item 5): a success and the
+    // certificate-host-mismatch failure, per policy domain and type.
+    let counters: Vec<String> = s
+        .services()
+        .store
+        .scan_prefix(legate::store::Tree::ReportsTlsCounters, &[])
+        .map(|r| String::from_utf8_lossy(&r.unwrap().0).replace('\0', "|"))
+        .collect();
+    assert!(
+        counters
+            .iter()
+            .any(|k| k.contains("|sts|") && k.contains("|ok|")),
+        "{counters:?}"
+    );
+    assert!(
+        counters
+            .iter()
+            .any(|k| k.contains("|sts|") && k.contains("certificate-host-mismatch")),
+        "{counters:?}"
+    );
 }

@@ -67,6 +67,7 @@ impl Fixture {
             audit: services.audit.clone(),
             metrics: services.metrics.clone(),
             queue: services.queue.clone(),
+            reports: services.reports.clone(),
             auth_limiter: limiter,
             rejections: Default::default(),
         });

@@ -45,6 +45,7 @@ pub(super) async fn deliver(
         .auth_results
         .with_label_values(&["dmarc", verdict.dmarc.result.as_str()])
         .inc();
+    ctx.reports.record_dmarc(&verdict, &txn.mail_from);
     let folder = match verdict.action() {
         PolicyAction::Reject => {
             ctx.metrics
@@ -61,6 +62,11 @@ pub(super) async fn deliver(
         PolicyAction::Quarantine => Folder::Junk,
         PolicyAction::Accept => Folder::Inbox,
     };
+    if !txn.reports.is_empty() {
+        if let Some(r) = reports(ctx, peer, &txn, &body).await {
+            return r;
+        }
+    }
     let now = crate::util::now_millis();
     let date = crate::util::rfc2822(crate::util::now_unix());
     let client = format!("{helo} ({})", peer.ip());
@@ -169,4 +175,44 @@ pub(super) async fn deliver(
         .with_label_values(&[outcome.0])
         .observe(started.elapsed().as_secs_f64());
     outcome.2
+}
+
+/// Hands the message to the reports service for each report address it was sent to. With no
+/// mailbox recipient besides, the answer is the reports': 250 when one was stored (or was a
+/// repeat), 550 when none could be read, so the reporter learns of it. With one, the
+/// mailbox delivery answers and a bad report is only counted and audited.
+async fn reports(ctx: &Inbound, peer: SocketAddr, txn: &Txn, body: &[u8]) -> Option<Reply> {
+    use crate::reports::Received;
+    let mut failure = None;
+    let mut stored = false;
+    for kind in &txn.reports {
+        match ctx
+            .reports
+            .receive(*kind, body.to_vec(), txn.mail_from.clone(), peer.ip())
+            .await
+        {
+            Received::Stored { .. } => stored = true,
+            Received::Failed(why) => failure = Some(why),
+        }
+    }
+    if !txn.rcpts.is_empty() {
+        return None;
+    }
+    let (outcome, reason, reply) = match failure {
+        Some(why) if !stored => (
+            "rejected",
+            "report",
+            Reply::new(550, "5.6.0", format!("Report not accepted: {why}")),
+        ),
+        _ => (
+            "accepted",
+            "",
+            Reply::new(250, "2.0.0", "OK: report received"),
+        ),
+    };
+    ctx.metrics
+        .smtp_messages
+        .with_label_values(&[outcome, reason])
+        .inc();
+    Some(reply)
 }

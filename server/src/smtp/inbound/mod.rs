@@ -42,6 +42,8 @@ pub struct Inbound {
     pub metrics: Arc<Metrics>,
     /// Submission hands accepted mail to the outbound queue.
     pub queue: Arc<crate::queue::QueueService>,
+    /// Mail to `dmarc-reports@` and `tls-reports@` is handed to the reports service.
+    pub reports: Arc<crate::reports::ReportsService>,
     /// Failed AUTH attempts per IP, shared by both submission listeners.
     pub auth_limiter: Arc<crate::audit::Denials>,
     /// Audit entries for refused messages, at most one per source IP per interval.

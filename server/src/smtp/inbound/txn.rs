@@ -23,6 +23,8 @@ pub(super) struct Txn {
     /// The sender-list class of the accepted recipients (`MailboxService::refusal_class`):
     /// one per transaction, so the answer after DATA holds for all of them.
     pub refusal_class: Option<String>,
+    /// Report addresses named (`dmarc-reports@`, `tls-reports@`), once each.
+    pub reports: Vec<crate::reports::ReportKind>,
     /// Submission: recipients anywhere, checked by the queue.
     pub submit_rcpts: Vec<String>,
     /// RCPTs answered 250, duplicates included: `max_recipients` bounds the commands.

@@ -91,6 +91,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             spf,
             rcpts: Vec::new(),
             refusal_class: None,
+            reports: Vec::new(),
             submit_rcpts: Vec::new(),
             rcpt_count: 0,
             body: Spool::new(limits.spool_threshold, limits.spool_dir.clone()),
@@ -142,6 +143,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Reply::new(554, "5.7.1", "Relay access denied");
         }
         let address = format!("{local}@{domain}");
+        // The report addresses our DNS plan publishes as rua= are always accepted: the
+        // reports service reads what arrives, whether or not an agent also has the address
+        // (then it gets its copy too).
+        if let Some(kind) = crate::reports::ReportKind::of_local(&local) {
+            txn.rcpt_count += 1;
+            if !txn.reports.contains(&kind) {
+                txn.reports.push(kind);
+            }
+            if let Ok(Some(agent)) = self.ctx.identity.rcpt_agent(&address) {
+                if agent.is_active() && !txn.rcpts.iter().any(|r| r.agent.id == agent.id) {
+                    txn.rcpts.push(Rcpt {
+                        address,
+                        agent,
+                        tags: Vec::new(),
+                    });
+                }
+            }
+            return Reply::new(250, "2.1.5", "Recipient OK");
+        }
         // postmaster@ and abuse@ fall back to the operator mailbox (identity::roles).
         match self.ctx.identity.rcpt_agent(&address) {
             Ok(Some(agent)) if agent.is_active() => {
@@ -210,7 +230,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) fn ready_for_data(&self) -> Result<(), Reply> {
         match &self.txn {
             None => Err(reply::bad_sequence("Send MAIL first")),
-            Some(t) if t.rcpts.is_empty() && t.submit_rcpts.is_empty() => {
+            Some(t) if t.rcpts.is_empty() && t.submit_rcpts.is_empty() && t.reports.is_empty() => {
                 Err(Reply::new(554, "5.5.1", "No valid recipients"))
             }
             Some(_) => Ok(()),
