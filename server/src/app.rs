@@ -198,7 +198,8 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         );
         let token = shutdown.clone();
         if enabled {
-            tokio::spawn(async move {
+            // In `tasks`: stopping waits for it, so nothing holds the store after `stop`.
+            let job = tokio::spawn(async move {
                 let mut tick = tokio::time::interval(every);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
@@ -212,6 +213,7 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
                     }
                 }
             });
+            tasks.push(("reports", job));
         }
     }
     {

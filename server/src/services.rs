@@ -240,7 +240,10 @@ fn outbound_transport(
         .dns
         .dnssec
         .then(|| (!anchor.is_empty()).then(|| std::path::PathBuf::from(anchor)));
-    o.observer = Observer::new(Some(counters), Some(Arc::new(TlsRpt(reports))));
+    o.observer = Observer::new(
+        Some(counters),
+        Some(Arc::new(TlsRpt(Arc::downgrade(&reports)))),
+    );
     let cap = Duration::from_secs(config.outbound.timeout_secs);
     o.connect_timeout = o.connect_timeout.min(cap);
     let t = &mut o.timeouts;
@@ -292,8 +295,10 @@ pub fn resolver_config(config: &Config) -> anyhow::Result<crate::mailauth::Resol
 }
 
 /// Outbound TLS outcomes into the TLS-RPT recorder: the wiring knows both sides, so neither
-/// the SMTP client nor the reports service imports the other.
-struct TlsRpt(Arc<crate::reports::ReportsService>);
+/// the SMTP client nor the reports service imports the other. Weak: the reports service
+/// sends through the queue, which owns this transport; a strong handle would be a cycle
+/// that keeps the store (and its lock) alive after shutdown.
+struct TlsRpt(std::sync::Weak<crate::reports::ReportsService>);
 
 impl crate::smtp::outbound::TlsReport for TlsRpt {
     fn record(&self, o: &crate::smtp::outbound::TlsOutcome<'_>) {
@@ -327,6 +332,8 @@ impl crate::smtp::outbound::TlsReport for TlsRpt {
             }),
         };
         let host = o.mx.split_once(" [").map_or(o.mx, |(h, _)| h);
-        self.0.record_tls_outcome(o.domain, policy, host, result);
+        if let Some(reports) = self.0.upgrade() {
+            reports.record_tls_outcome(o.domain, policy, host, result);
+        }
     }
 }
