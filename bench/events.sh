@@ -79,7 +79,9 @@ kill "$LPID"; wait "$LPID" 2>/dev/null || true
 start hooked
 : > "$WORK/webhook.lat"; : > "$WORK/sse.lat"
 python3 bench/events_probe.py --out-webhook "$WORK/webhook.lat" --port-file "$WORK/probe.port" \
-  --sse-base "$BASE" --sse-key "$KEY" --out-sse "$WORK/sse.lat" > "$WORK/probe.log" 2>&1 & PIDS+=("$!")
+  > "$WORK/probe.log" 2>&1 & PIDS+=("$!")
+python3 bench/events_probe.py --sse-base "$BASE" --sse-key "$KEY" --out-sse "$WORK/sse.lat" \
+  > "$WORK/probe-sse.log" 2>&1 & PIDS+=("$!")
 for _ in $(seq 1 100); do [ -s "$WORK/probe.port" ] && break; sleep 0.1; done
 curl -s -XPOST "$BASE/v1/webhooks" -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
   -d "{\"url\":\"http://127.0.0.1:$(cat "$WORK/probe.port")/hook\",\"event_types\":[\"message.received\"]}" > /dev/null

@@ -70,15 +70,18 @@ def follow_sse(base, key, out):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--out-webhook", required=True)
-    ap.add_argument("--port-file", required=True)
+    ap.add_argument("--out-webhook")
+    ap.add_argument("--port-file")
     ap.add_argument("--sse-base")
     ap.add_argument("--sse-key")
     ap.add_argument("--out-sse")
     a = ap.parse_args()
-    if a.sse_base:
-        threading.Thread(target=follow_sse, args=(a.sse_base, a.sse_key, a.out_sse), daemon=True).start()
-    serve_webhook(a.out_webhook, a.port_file)
+    # One process each (events.sh starts two): in one, the SSE reader and the webhook
+    # handlers would share Python's GIL and slow each other, timing the probe, not legate.
+    if a.port_file:
+        serve_webhook(a.out_webhook, a.port_file)
+    elif a.sse_base:
+        follow_sse(a.sse_base, a.sse_key, a.out_sse)
 
 
 if __name__ == "__main__":
