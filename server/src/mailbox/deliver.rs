@@ -8,7 +8,7 @@
 //! `552 5.2.2` for [`MailboxError::QuotaExceeded`]).
 
 use super::flags::{normalize_flag, normalize_label, normalize_set};
-use super::model::{ChangeKind, DeliveryMeta, StoredMessage};
+use super::model::{ChangeKind, DeliveryMeta, MessageContent, StoredMessage};
 use super::senders::SenderVerdict;
 use super::slots::{index_in_folder, load_folder_for_insert, load_state, next_uid};
 use super::thread::{self, ThreadRefs};
@@ -285,13 +285,17 @@ impl MailboxService {
             labels,
             senders,
         } = admitted;
-        let ex = parsed.ex;
+        let mut ex = parsed.ex;
         let terms = parsed.terms;
         let size = raw.len() as u64;
         let id = new_id("msg");
         let fresh_thread = new_id("th");
         let refs = ThreadRefs::of(&ex);
         let external = !is_own(folder);
+        // Kept for the reads right after this delivery (see `recent`); taken after the
+        // thread references were read from the parse and before its fields move to the record.
+        let content = (external && raw.len() <= super::recent::ENTRY_MAX)
+            .then(|| MessageContent::take(&mut ex));
         // No derived copy is stored (schema 5): bodies, extracted text, codes, links and
         // headers re-derive from the blob when a whole message is read
         // (`MailboxService::message`). Storing them cost twice the raw size per message,
@@ -395,6 +399,9 @@ impl MailboxService {
         };
         self.audit.commit().await?;
         hooked?;
+        if let Some(c) = content {
+            self.recent.put(&rec.id, c, raw.len());
+        }
         self.waiters.notify(&rec);
         self.bells.ring(agent, rec.modseq);
         Ok(rec)

@@ -25,6 +25,7 @@ mod index;
 mod list;
 mod model;
 mod read;
+mod recent;
 pub mod search;
 mod senders;
 mod slots;
@@ -65,6 +66,8 @@ pub struct MailboxService {
     bells: bell::Bells,
     /// `[senders]`: what agent-level blocks and allow lists do.
     sender_policy: std::sync::RwLock<senders::SenderPolicy>,
+    /// Derived content of the newest deliveries (`recent`).
+    recent: recent::RecentContent,
 }
 
 impl MailboxService {
@@ -77,6 +80,7 @@ impl MailboxService {
             waiters: wait::Waiters::default(),
             bells: bell::Bells::default(),
             sender_policy: Default::default(),
+            recent: Default::default(),
         }
     }
 
@@ -117,6 +121,9 @@ impl MailboxService {
     pub async fn message(&self, agent: &str, id: &str) -> Result<Message, MailboxError> {
         let meta = self.own(agent, id)?;
         if let Some(content) = self.store.get_record(Tree::MessageContent, id.as_bytes())? {
+            return Ok(Message { meta, content });
+        }
+        if let Some(content) = self.recent.get(id) {
             return Ok(Message { meta, content });
         }
         // The agent's own messages are stored raw only (see `deliver`): derive the content,

@@ -1,0 +1,92 @@
+//! The derived content (bodies, extracted text, codes, links) of the newest deliveries, kept
+//! in memory for a while. Since schema 5 nothing derived is stored: a whole-message read
+//! parses the raw bytes again. The reads that come right after a delivery — the webhook and
+//! event dispatchers rendering `message.received`, an agent fetching the mail it was waiting
+//! for — would each pay that parse a second time; they find it here instead. Bounded by
+//! bytes, oldest out first; content never changes for a message id, so nothing goes stale.
+
+use super::MessageContent;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+/// What the cache may hold in all (estimated as twice each message's raw size).
+const BUDGET: usize = 16 << 20;
+/// Messages larger than this are not kept: one would push out hundreds of small ones.
+pub(super) const ENTRY_MAX: usize = 256 << 10;
+
+#[derive(Default)]
+pub(super) struct RecentContent {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: HashMap<String, Arc<MessageContent>>,
+    order: VecDeque<(String, usize)>,
+    bytes: usize,
+}
+
+impl RecentContent {
+    pub(super) fn put(&self, id: &str, content: MessageContent, raw_size: usize) {
+        if raw_size > ENTRY_MAX {
+            return;
+        }
+        let weight = raw_size.saturating_mul(2).max(1024);
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        while g.bytes + weight > BUDGET {
+            let Some((old, w)) = g.order.pop_front() else {
+                break;
+            };
+            g.map.remove(&old);
+            g.bytes = g.bytes.saturating_sub(w);
+        }
+        if g.map.insert(id.to_string(), Arc::new(content)).is_none() {
+            g.order.push_back((id.to_string(), weight));
+            g.bytes += weight;
+        }
+    }
+
+    pub(super) fn get(&self, id: &str) -> Option<MessageContent> {
+        let g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        g.map.get(id).map(|c| (**c).clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_recent_small_messages_within_its_budget() {
+        let c = RecentContent::default();
+        let content = |t: &str| MessageContent {
+            extracted_text: t.into(),
+            ..Default::default()
+        };
+        c.put("msg_a", content("a"), 4096);
+        assert_eq!(c.get("msg_a").unwrap().extracted_text, "a");
+        c.put("msg_big", content("big"), ENTRY_MAX + 1);
+        assert!(c.get("msg_big").is_none());
+        // Filling the budget pushes the oldest out.
+        for i in 0..(BUDGET / (ENTRY_MAX * 2) + 1) {
+            c.put(&format!("msg_{i}"), content("x"), ENTRY_MAX);
+        }
+        assert!(c.get("msg_a").is_none());
+        let g = c.inner.lock().unwrap();
+        assert!(g.bytes <= BUDGET && g.map.len() == g.order.len());
+    }
+
+    /// What a read right after delivery finds here is what parsing the raw bytes gives.
+    #[tokio::test]
+    async fn a_fresh_delivery_reads_as_its_parse() {
+        use super::super::testutil::*;
+        let (_d, mb) = service(0);
+        let raw = b"From: Shop <no-reply@shop.test>\r\nTo: a@agents.test\r\nSubject: Code\r\n\
+Content-Type: text/html\r\n\r\n<p>Your code is <b>482913</b>. <a href=\"https://shop.test/verify?t=1\">Verify</a></p>\r\n";
+        let m = deliver(&mb, "ag_a", super::super::Folder::Inbox, raw).await;
+        assert!(mb.recent.get(&m.id).is_some(), "kept after delivery");
+        let read = mb.message("ag_a", &m.id).await.unwrap();
+        assert_eq!(read.content, MessageContent::derive(raw));
+        assert!(read.content.codes.iter().any(|c| c.code == "482913"));
+    }
+}
