@@ -6,11 +6,15 @@
 //! restart is a miserable loop.
 
 mod events;
+mod imap;
 mod load;
 mod ops;
+mod policy;
 mod types;
 
 pub use events::{parse_duration, EventsConfig, WebhooksConfig};
+pub use imap::ImapConfig;
 pub use load::{load_file, parse_str, ConfigError, ConfigErrors};
 pub use ops::{AdminConfig, DoctorConfig};
+pub use policy::{DmarcConfig, ReportsConfig, SendersConfig};
 pub use types::*;

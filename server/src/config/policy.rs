@@ -1,0 +1,98 @@
+//! What legate accepts and reports about mail from others: sender lists (`[senders]`),
+//! the reports it receives and sends (`[reports]`, `[dmarc]`).
+
+use serde::{Deserialize, Serialize};
+
+/// Allow and block lists of senders (per agent and per org, managed over REST and MCP).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendersConfig {
+    /// What an agent's own block list does: "junk" files the mail to Junk, "reject" refuses
+    /// it (`550 5.7.1`). An org's block list always refuses.
+    pub agent_block: crate::mailbox::AgentBlockAction,
+    /// An allow list matches the header From, which anyone can type: count a match only when
+    /// the sender is proven (a DMARC pass aligned with the From domain).
+    pub allow_requires_authentication: bool,
+    /// Entries per list of one agent or org.
+    pub max_entries: usize,
+}
+
+impl Default for SendersConfig {
+    fn default() -> Self {
+        let p = crate::mailbox::SenderPolicy::default();
+        Self {
+            agent_block: p.agent_block,
+            allow_requires_authentication: p.allow_requires_authentication,
+            max_entries: p.max_entries,
+        }
+    }
+}
+
+impl From<&SendersConfig> for crate::mailbox::SenderPolicy {
+    fn from(c: &SendersConfig) -> Self {
+        Self {
+            agent_block: c.agent_block,
+            allow_requires_authentication: c.allow_requires_authentication,
+            max_entries: c.max_entries,
+        }
+    }
+}
+
+/// DMARC aggregate and TLS-RPT reports sent to us (`dmarc-reports@`, `tls-reports@`): the
+/// bounds a hostile "report" meets before anything is parsed, and TLS-RPT sending.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReportsConfig {
+    /// Largest compressed attachment (zip, gzip) taken from a report message.
+    pub max_compressed_bytes: usize,
+    /// Largest document after decompression: a zip bomb stops here, unread past the cap.
+    pub max_decompressed_bytes: usize,
+    /// Files a zip may hold (a report zip holds one).
+    pub max_zip_files: usize,
+    /// XML nodes a DMARC report may have (the parser refuses DTDs and entities anyway).
+    pub max_xml_nodes: u32,
+    /// Send RFC 8460 TLS-RPT reports of our outbound TLS to domains that publish
+    /// `_smtp._tls` (off by default: it sends mail on the operator's behalf).
+    pub send_tls_reports: bool,
+    /// How often the TLS-RPT job runs (one report per policy domain per UTC day).
+    pub tls_report_interval_secs: u64,
+    /// Let an `https:` TLS-RPT rua point at a private or loopback address (tests only).
+    pub danger_allow_private_report_urls: bool,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        Self {
+            max_compressed_bytes: 5 * 1024 * 1024,
+            max_decompressed_bytes: 20 * 1024 * 1024,
+            max_zip_files: 4,
+            max_xml_nodes: 2_000_000,
+            send_tls_reports: false,
+            tls_report_interval_secs: 86_400,
+            danger_allow_private_report_urls: false,
+        }
+    }
+}
+
+/// DMARC aggregate reports we send (RFC 7489 §7.2) about the mail we received.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DmarcConfig {
+    /// Record every inbound DMARC evaluation and send the daily aggregate report to the
+    /// `rua` of each sending domain (off by default: it sends mail about who wrote to us).
+    pub send_reports: bool,
+    /// How often the report job runs (one report per domain per UTC day).
+    pub report_interval_secs: u64,
+    /// Evaluations kept per day before further ones are dropped (bounds the store).
+    pub max_events_per_day: u64,
+}
+
+impl Default for DmarcConfig {
+    fn default() -> Self {
+        Self {
+            send_reports: false,
+            report_interval_secs: 86_400,
+            max_events_per_day: 1_000_000,
+        }
+    }
+}
