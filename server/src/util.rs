@@ -95,6 +95,19 @@ pub fn new_id(prefix: &str) -> String {
     )
 }
 
+/// Whether `id` can be one [`new_id`] made with `prefix` (`msg`, `th`, `dr`...): ids arrive
+/// in paths and become store keys, so anything else names nothing.
+pub fn is_id_of(id: &str, prefix: &str) -> bool {
+    id.len() <= 64
+        && id
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix('_'))
+            .is_some()
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
 /// Whether `d` is a host name: dot-separated letter-digit-hyphen labels (RFC 1035,
 /// RFC 5321 §4.1.2), none empty or over 63 bytes, the whole at most 253 bytes.
 pub fn valid_domain(d: &str) -> bool {

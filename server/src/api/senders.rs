@@ -34,11 +34,6 @@ struct NewEntry {
     note: String,
 }
 
-fn own(actor: &Actor) -> SenderOwner {
-    // A principal that is no agent (an admin) has no own list; the service refuses it.
-    SenderOwner::Agent(actor.agent_id().unwrap_or_default().to_string())
-}
-
 /// An admin may name an agent by id or address; an agent only itself, by id.
 fn agent(s: &AppState, actor: &Actor, id: &str) -> ApiResult<SenderOwner> {
     if actor.is_admin() {
@@ -80,7 +75,7 @@ async fn remove(
 }
 
 async fn own_lists(State(s): State<AppState>, Auth(actor): Auth) -> ApiResult<axum::Json<Value>> {
-    lists(&s, &actor, own(&actor)).await
+    lists(&s, &actor, SenderOwner::caller(&actor)).await
 }
 
 async fn own_add(
@@ -88,7 +83,7 @@ async fn own_add(
     Auth(actor): Auth,
     Json(req): Json<NewEntry>,
 ) -> ApiResult<(StatusCode, axum::Json<Value>)> {
-    add(&s, &actor, own(&actor), req).await
+    add(&s, &actor, SenderOwner::caller(&actor), req).await
 }
 
 async fn own_remove(
@@ -96,7 +91,7 @@ async fn own_remove(
     Auth(actor): Auth,
     Path((list, entry)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    remove(&s, &actor, own(&actor), &list, &entry).await
+    remove(&s, &actor, SenderOwner::caller(&actor), &list, &entry).await
 }
 
 async fn agent_lists(

@@ -95,11 +95,7 @@ pub(super) fn thread_base(agent: &str, thread: &str) -> Vec<String> {
 
 /// Thread ids are ours (`th_` + base32).
 pub(super) fn valid_thread_id(id: &str) -> bool {
-    id.len() <= 64
-        && id.starts_with("th_")
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    crate::util::is_id_of(id, "th")
 }
 
 pub(super) fn folder_state(agent: &str, folder: Folder) -> Vec<u8> {
@@ -128,11 +124,7 @@ pub(super) fn valid_agent_id(agent: &str) -> bool {
 
 /// Message ids are ours (`msg_` + base32); anything else cannot name a message.
 pub(super) fn valid_message_id(id: &str) -> bool {
-    id.len() <= 64
-        && id.starts_with("msg_")
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+    crate::util::is_id_of(id, "msg")
 }
 
 #[cfg(test)]

@@ -30,6 +30,12 @@ pub enum SenderOwner {
 }
 
 impl SenderOwner {
+    /// The calling agent's own lists. A principal that is no agent (an admin) has none: the
+    /// service answers not found for the empty id.
+    pub fn caller(actor: &Actor) -> SenderOwner {
+        SenderOwner::Agent(actor.agent_id().unwrap_or_default().to_string())
+    }
+
     fn tag(&self) -> (&'static str, &str) {
         match self {
             SenderOwner::Agent(id) => ("agent", id),

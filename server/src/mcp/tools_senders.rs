@@ -2,7 +2,7 @@
 //! calling agent's own allow and block lists. Same service calls and JSON as `/v1/senders`.
 
 use super::server::{ok, requires, Caller, LegateMcp};
-use crate::identity::{Actor, Scope};
+use crate::identity::Scope;
 use crate::mailbox::{sender_lists_json, MailboxError, SenderList, SenderOwner};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
@@ -47,10 +47,6 @@ pub struct RemoveArgs {
     pub entry: String,
 }
 
-fn own(actor: &Actor) -> SenderOwner {
-    SenderOwner::Agent(actor.agent_id().unwrap_or_default().to_string())
-}
-
 #[tool_router(router = senders_tools, vis = "pub(super)")]
 impl LegateMcp {
     #[tool(
@@ -64,7 +60,7 @@ impl LegateMcp {
         ok(self
             .s
             .mailbox
-            .sender_lists(&actor, &own(&actor))
+            .sender_lists(&actor, &SenderOwner::caller(&actor))
             .map(|e| sender_lists_json(&e)))
     }
 
@@ -86,7 +82,7 @@ impl LegateMcp {
             .mailbox
             .add_sender(
                 &actor,
-                &own(&actor),
+                &SenderOwner::caller(&actor),
                 a.list.into(),
                 &a.entry,
                 a.note.as_deref().unwrap_or(""),
@@ -109,7 +105,12 @@ impl LegateMcp {
         let r = self
             .s
             .mailbox
-            .remove_sender(&actor, &own(&actor), a.list.into(), &a.entry)
+            .remove_sender(
+                &actor,
+                &SenderOwner::caller(&actor),
+                a.list.into(),
+                &a.entry,
+            )
             .await;
         ok::<MailboxError>(r.map(|()| json!({"removed": true})))
     }
