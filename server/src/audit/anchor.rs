@@ -6,8 +6,11 @@
 //! lower head), and `legate audit verify` compares the log with it. The head is also printed
 //! so an operator can keep it elsewhere and check it later with `--head SEQ:HASH`.
 
+use super::{checkpoint_problem, lock, ActorRef, AuditError, NewEntry, Outcome};
+use crate::store::StoreError;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// File name in the data directory.
 pub const FILE: &str = "audit-head.json";
@@ -128,6 +131,76 @@ impl Anchor {
         f.sync_all()?;
         drop(f);
         std::fs::rename(&tmp, &self.path)
+    }
+}
+
+/// Checkpointing the head of the log under the vault's signer.
+impl super::Audit {
+    /// Signs head checkpoints from now on (the vault provides the signer, once it is open).
+    /// If the checkpoint on disk does not match the log (entries removed, checkpoint edited or
+    /// deleted), the problem is kept, checkpoints are not overwritten, and `verify` reports
+    /// it; `serve` records it in the log with [`Audit::record_anchor_problem`] first.
+    pub fn set_anchor(&self, dir: &std::path::Path, signer: Box<dyn HeadSigner>) {
+        let a = Arc::new(Anchor::new(dir, signer));
+        *lock(&self.anchor) = Some(a.clone());
+        let (seq, hash) = self.head();
+        match self.quick_check(&a, seq, &hash) {
+            None => *lock(&self.shared.anchor) = Some(a),
+            Some(problem) => *lock(&self.anchor_problem) = Some(problem),
+        }
+    }
+
+    /// A root-key rotation in a running server changed the checkpoint key: sign the head
+    /// again under the new one now (after making the log durable up to it), so a crash
+    /// before the next checkpoint does not leave one the next start calls forged. A mismatch
+    /// found at start-up and not yet recorded stays untouched: it is evidence.
+    pub fn replace_signer(&self, signer: Box<dyn HeadSigner>) -> Result<(), AuditError> {
+        let Some(a) = lock(&self.anchor).clone() else {
+            return Ok(());
+        };
+        let (seq, hash) = self.head();
+        self.sync_blocking();
+        self.store.flush_blocking()?;
+        let live = lock(&self.shared.anchor).is_some();
+        a.replace_signer(signer, live.then_some((seq, hash.as_str())))
+            .map_err(|e| StoreError::Io(format!("cannot write the audit head checkpoint: {e}")))?;
+        Ok(())
+    }
+
+    /// `serve` only: writes a start-up's checkpoint mismatch into the log (so the evidence
+    /// outlives the checkpoint the writer now replaces) and resumes checkpointing.
+    pub fn record_anchor_problem(&self) -> Result<Option<String>, AuditError> {
+        let problem = lock(&self.anchor_problem).take();
+        if let Some(p) = &problem {
+            let (seq, hash) = self.head();
+            self.append(NewEntry {
+                actor: ActorRef::system(),
+                chain: vec![],
+                action: "audit.head_mismatch".into(),
+                target: "audit".into(),
+                outcome: Outcome::Error,
+                detail: serde_json::json!({"problem": p, "log_head": format!("{seq}:{hash}")}),
+            })?;
+        }
+        *lock(&self.shared.anchor) = lock(&self.anchor).clone();
+        Ok(problem)
+    }
+
+    /// Compares the checkpoint with the head without walking the chain.
+    fn quick_check(&self, a: &Anchor, seq: u64, hash: &str) -> Option<String> {
+        match a.read() {
+            Found::Missing if seq == 0 => None,
+            Found::Valid(cp) if cp.seq == seq && cp.hash == hash => None,
+            Found::Valid(cp) if cp.seq < seq => {
+                // Entries after the checkpoint (a crash before it was refreshed): the entry
+                // it names must still be the one it names.
+                match self.entry(cp.seq) {
+                    Ok(Some(e)) if e.hash == cp.hash => None,
+                    _ => Some(checkpoint_problem(&Found::Valid(cp), seq, None)),
+                }
+            }
+            found => Some(checkpoint_problem(&found, seq, None)),
+        }
     }
 }
 

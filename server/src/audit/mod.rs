@@ -216,77 +216,10 @@ impl Audit {
         Ok(self.store.commit().await?)
     }
 
-    /// Signs head checkpoints from now on (the vault provides the signer, once it is open).
-    /// If the checkpoint on disk does not match the log (entries removed, checkpoint edited or
-    /// deleted), the problem is kept, checkpoints are not overwritten, and `verify` reports
-    /// it; `serve` records it in the log with [`Audit::record_anchor_problem`] first.
-    pub fn set_anchor(&self, dir: &std::path::Path, signer: Box<dyn HeadSigner>) {
-        let a = Arc::new(anchor::Anchor::new(dir, signer));
-        *lock(&self.anchor) = Some(a.clone());
-        let (seq, hash) = self.head();
-        match self.quick_check(&a, seq, &hash) {
-            None => *lock(&self.shared.anchor) = Some(a),
-            Some(problem) => *lock(&self.anchor_problem) = Some(problem),
-        }
-    }
-
-    /// A root-key rotation in a running server changed the checkpoint key: sign the head
-    /// again under the new one now (after making the log durable up to it), so a crash
-    /// before the next checkpoint does not leave one the next start calls forged. A mismatch
-    /// found at start-up and not yet recorded stays untouched: it is evidence.
-    pub fn replace_signer(&self, signer: Box<dyn HeadSigner>) -> Result<(), AuditError> {
-        let Some(a) = lock(&self.anchor).clone() else {
-            return Ok(());
-        };
-        let (seq, hash) = self.head();
-        self.sync_blocking();
-        self.store.flush_blocking()?;
-        let live = lock(&self.shared.anchor).is_some();
-        a.replace_signer(signer, live.then_some((seq, hash.as_str())))
-            .map_err(|e| StoreError::Io(format!("cannot write the audit head checkpoint: {e}")))?;
-        Ok(())
-    }
-
-    /// `serve` only: writes a start-up's checkpoint mismatch into the log (so the evidence
-    /// outlives the checkpoint the writer now replaces) and resumes checkpointing.
-    pub fn record_anchor_problem(&self) -> Result<Option<String>, AuditError> {
-        let problem = lock(&self.anchor_problem).take();
-        if let Some(p) = &problem {
-            let (seq, hash) = self.head();
-            self.append(NewEntry {
-                actor: ActorRef::system(),
-                chain: vec![],
-                action: "audit.head_mismatch".into(),
-                target: "audit".into(),
-                outcome: Outcome::Error,
-                detail: serde_json::json!({"problem": p, "log_head": format!("{seq}:{hash}")}),
-            })?;
-        }
-        *lock(&self.shared.anchor) = lock(&self.anchor).clone();
-        Ok(problem)
-    }
-
     /// The chain's newest sequence number and hash (0 and [`GENESIS`] when empty).
     pub fn head(&self) -> (u64, String) {
         let st = self.shared.lock();
         (st.next_seq - 1, st.prev_hash.clone())
-    }
-
-    /// Compares the checkpoint with the head without walking the chain.
-    fn quick_check(&self, a: &anchor::Anchor, seq: u64, hash: &str) -> Option<String> {
-        match a.read() {
-            anchor::Found::Missing if seq == 0 => None,
-            anchor::Found::Valid(cp) if cp.seq == seq && cp.hash == hash => None,
-            anchor::Found::Valid(cp) if cp.seq < seq => {
-                // Entries after the checkpoint (a crash before it was refreshed): the entry
-                // it names must still be the one it names.
-                match self.entry(cp.seq) {
-                    Ok(Some(e)) if e.hash == cp.hash => None,
-                    _ => Some(checkpoint_problem(&anchor::Found::Valid(cp), seq, None)),
-                }
-            }
-            found => Some(checkpoint_problem(&found, seq, None)),
-        }
     }
 
     /// One stored entry by sequence number.

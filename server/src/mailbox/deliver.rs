@@ -9,11 +9,12 @@
 
 use super::flags::{normalize_flag, normalize_label, normalize_set};
 use super::model::{ChangeKind, DeliveryMeta, MessageContent, StoredMessage};
+use super::parse::{is_own, unparsed};
+pub use super::parse::{parse_for, Parsed};
 use super::senders::SenderVerdict;
 use super::slots::{index_in_folder, load_folder_for_insert, load_state, next_uid};
 use super::thread::{self, ThreadRefs};
 use super::{index, Folder, MailboxError, MailboxService};
-use crate::extract::{self, Extracted};
 use crate::store::{Tree, Tx, TxFail, TxStoreError};
 use crate::util::{new_id, now_millis, now_unix};
 use std::sync::Arc;
@@ -32,38 +33,6 @@ const TREES: [Tree; 11] = [
     Tree::SearchPending,
 ];
 
-/// What a message we cannot parse is stored as: the raw bytes are kept whole, so nothing a
-/// sender was told we accepted is lost; only the derived fields are empty.
-fn unparsed() -> Extracted {
-    Extracted {
-        subject: String::new(),
-        from: None,
-        to: vec![],
-        cc: vec![],
-        reply_to: vec![],
-        date: None,
-        message_id: None,
-        in_reply_to: vec![],
-        references: vec![],
-        text: None,
-        html: None,
-        extracted_text: String::new(),
-        preview: String::new(),
-        codes: vec![],
-        links: vec![],
-        attachments: vec![],
-        headers: vec![],
-    }
-}
-
-/// A message parsed for delivery by [`parse_for`]: in full, or (`own`) for the record only.
-pub struct Parsed {
-    own: bool,
-    ex: Extracted,
-    /// Full-text search terms (`search`), computed here on the blocking pool with the parse.
-    terms: Vec<String>,
-}
-
 /// A delivery that passed [`MailboxService::admit`]: its metadata, flags and labels
 /// normalised.
 struct Admitted {
@@ -73,44 +42,6 @@ struct Admitted {
     /// The recipient's org, when the copy is judged against the sender lists (mail from
     /// the outside); None for our own copies, DSNs and IMAP APPEND.
     senders: Option<String>,
-}
-
-/// Parses `raw` as much as a delivery into `folder` stores: in full for mail from others,
-/// only what the record needs for the agent's own (their content is derived when read). A
-/// message that does not parse, or makes the parser panic, is stored whole with empty
-/// derived fields: nothing a sender was told we accepted is lost.
-pub fn parse_for(folder: Folder, raw: &[u8]) -> Parsed {
-    let own = is_own(folder);
-    let parsed = std::panic::catch_unwind(|| {
-        if own {
-            extract::parse_own(raw)
-        } else {
-            extract::parse(raw)
-        }
-    });
-    let ex = match parsed {
-        Ok(Ok(ex)) => ex,
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "storing a message that does not parse");
-            unparsed()
-        }
-        Err(_) => {
-            tracing::error!("the message parser panicked; storing raw only");
-            unparsed()
-        }
-    };
-    let addrs = ex.from.iter().chain(&ex.to).chain(&ex.cc);
-    let terms = super::search::message_terms(
-        &ex.subject,
-        addrs,
-        &[ex.text.as_deref(), Some(&ex.extracted_text)],
-    );
-    Parsed { own, ex, terms }
-}
-
-/// The agent's own messages: written by it, not data from outside.
-fn is_own(folder: Folder) -> bool {
-    matches!(folder, Folder::Sent | Folder::Drafts)
 }
 
 /// Extra writes joined to a delivery's transaction (see [`MailboxService::deliver_with`]).

@@ -24,6 +24,7 @@ pub mod holds;
 mod index;
 mod list;
 mod model;
+mod parse;
 mod read;
 mod recent;
 pub mod search;
