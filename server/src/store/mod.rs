@@ -10,6 +10,7 @@
 pub mod blob;
 pub mod codec;
 mod commit;
+mod emit_batch;
 mod error;
 pub mod keys;
 pub mod outbox;
@@ -56,6 +57,8 @@ struct Inner {
     gate: snapshot::WriteGate,
     /// Changed after every transaction that wrote the event outbox (`outbox`).
     events_rung: tokio::sync::watch::Sender<()>,
+    /// Event-only writes, committed together (`emit_batch`).
+    emit_batch: emit_batch::EmitBatch,
 }
 
 /// How to open the store; every field has a safe default.
@@ -199,6 +202,7 @@ impl Store {
                 space: Arc::new(SpaceGuard::new(dir, opts.min_free_bytes)),
                 gate: Default::default(),
                 events_rung: tokio::sync::watch::channel(()).0,
+                emit_batch: Default::default(),
             }),
         };
         schema::migrate(&store)?;

@@ -77,19 +77,10 @@ impl Tx<'_> {
 
 impl Store {
     /// An event for a change that has no transaction of its own (an SMTP refusal): the
-    /// insert is its transaction. Not durable until [`Store::commit`].
+    /// insert is its transaction, shared with concurrent callers (`emit_batch`). Not durable
+    /// until [`Store::commit`].
     pub fn emit(&self, ev: &EventRecord) -> Result<u64, StoreError> {
-        // Every event takes the next number from one counter, so concurrent event-only
-        // transactions (a TOTP code per request) all conflict on it and sled retries them
-        // in a storm (p99 went to a second at 64 connections). Taking turns here first costs
-        // one short transaction each instead.
-        static TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _turn = TURN.lock().unwrap_or_else(|p| p.into_inner());
-        self.transact::<_, ()>(&EVENT_TREES, |tx| Ok(tx.emit(ev)?))
-            .map_err(|e| match e {
-                super::TxError::Store(e) => e,
-                super::TxError::Abort(()) => StoreError::Corrupt("event write aborted".into()),
-            })
+        self.emit_batched(ev)
     }
 
     /// Up to `limit` events after sequence `after`, in order.
