@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark (issue 18): inbound mail at full speed (postfix's smtp-source, 20 sessions, 4 KB
 # messages) into one agent, without and then with one webhook endpoint (a fast loopback
-# receiver) and one SSE client on /v1/events. Prints the inbound msg/s of both runs and what
+# receiver, bench/load's compiled webhook-sink) and one SSE client on /v1/events. Prints the inbound msg/s of both runs and what
 # the webhook costs, and the p50/p99 latency from an event's creation (the delivery's commit)
 # to its arrival at the webhook and at the SSE client. Goals: webhooks cost at most 15% of
 # inbound throughput; p99 under 250 ms at that load. Release build; all on loopback.
@@ -13,6 +13,8 @@ N=${1:-5000}; S=${2:-20}; SIZE=${3:-4096}
 for c in smtp-source jq curl bc python3; do command -v "$c" >/dev/null || bash tests/interop/setup.sh; done
 [ -n "${LEGATE_BIN:-}" ] || cargo build --release --locked -p legate >/dev/null 2>&1
 BIN="${LEGATE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/legate}"
+cargo build --release --locked -p legate-bench >/dev/null 2>&1
+SINK="${CARGO_TARGET_DIR:-$ROOT/target}/release/webhook-sink"
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -78,8 +80,7 @@ kill "$LPID"; wait "$LPID" 2>/dev/null || true
 # --- with a webhook and an SSE client -------------------------------------------------------
 start hooked
 : > "$WORK/webhook.lat"; : > "$WORK/sse.lat"
-python3 bench/events_probe.py --out-webhook "$WORK/webhook.lat" --port-file "$WORK/probe.port" \
-  > "$WORK/probe.log" 2>&1 & PIDS+=("$!")
+"$SINK" "$WORK/webhook.lat" "$WORK/probe.port" > "$WORK/probe.log" 2>&1 & PIDS+=("$!")
 python3 bench/events_probe.py --sse-base "$BASE" --sse-key "$KEY" --out-sse "$WORK/sse.lat" \
   > "$WORK/probe-sse.log" 2>&1 & PIDS+=("$!")
 for _ in $(seq 1 100); do [ -s "$WORK/probe.port" ] && break; sleep 0.1; done

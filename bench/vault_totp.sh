@@ -7,8 +7,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DUR=${1:-10}; CONN=${2:-64}; THREADS=${3:-2}
 command -v wrk >/dev/null || bash tests/interop/setup.sh
-cargo build --release --locked -p legate >/dev/null 2>&1
-BIN=target/release/legate
+# LEGATE_BIN: a release binary already built (skips the build). Honours CARGO_TARGET_DIR.
+[ -n "${LEGATE_BIN:-}" ] || cargo build --release --locked -p legate >/dev/null 2>&1
+BIN="${LEGATE_BIN:-${CARGO_TARGET_DIR:-target}/release/legate}"
 WORK=$(mktemp -d); trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 printf '[storage]\npath = "%s/data"\n[listen]\nhttp = "127.0.0.1:%s"\nsmtp = ""\nsubmission = ""\nimap = ""\n[log]\nlevel = "warn"\n' "$WORK" "$PORT" > "$WORK/c.toml"

@@ -219,8 +219,14 @@ impl Dispatcher {
         }
         let mut orgs: HashMap<String, Option<(String, Vec<String>)>> = HashMap::new();
         let mut keys = None;
+        // Deliveries that succeeded, recorded together at the end of the batch (or with the
+        // next record that must be written at once): one store transaction per event made
+        // the webhook fall behind inbound mail. A crash before they are recorded only
+        // repeats them (at-least-once).
+        let mut delivered = Vec::new();
         for (seq, ev) in events {
             if stop.is_cancelled() {
+                self.save(id, &delivered, &p)?;
                 return Ok(Step::Stop);
             }
             let who = self.who(&mut orgs, &ev.agent)?;
@@ -235,14 +241,17 @@ impl Dispatcher {
             }
             let keys = keys.as_deref().unwrap_or_default();
             match self
-                .deliver(&w, &mut p, (seq, &ev), who, keys, stop)
+                .deliver(&w, &mut p, (seq, &ev), who, keys, stop, &mut delivered)
                 .await?
             {
                 Ended::Done => p.cursor = seq,
-                Ended::Stop => return Ok(Step::Stop),
+                Ended::Stop => {
+                    self.save(id, &delivered, &p)?;
+                    return Ok(Step::Stop);
+                }
             }
         }
-        self.save_progress(id, &p)?;
+        self.save(id, &delivered, &p)?;
         Ok(Step::More)
     }
 
@@ -263,7 +272,9 @@ impl Dispatcher {
         Ok(v)
     }
 
-    /// Attempts one event until it is delivered, given up on, or the worker stops.
+    /// Attempts one event until it is delivered, given up on, or the worker stops. A success
+    /// joins `delivered`; any other record is written at once, with those before it.
+    #[allow(clippy::too_many_arguments)]
     async fn deliver(
         &self,
         w: &Webhook,
@@ -272,6 +283,7 @@ impl Dispatcher {
         who: Option<(String, Vec<String>)>,
         keys: &[zeroize::Zeroizing<Vec<u8>>],
         stop: &CancellationToken,
+        delivered: &mut Vec<(Vec<u8>, Delivery)>,
     ) -> Result<Ended, EventsError> {
         let key = delivery_key(&w.id, seq);
         let now = now_millis();
@@ -324,13 +336,13 @@ impl Dispatcher {
                     d.delivered_at_ms = Some(at);
                     p.cursor = seq;
                     p.consecutive_failures = 0;
-                    self.save(&w.id, &key, &d, p)?;
+                    delivered.push((key, d));
                     return Ok(Ended::Done);
                 }
                 Sent::Gone => {
                     d.status = DeliveryStatus::Failed;
                     d.last_status = Some(410);
-                    self.save(&w.id, &key, &d, p)?;
+                    self.save_with(&w.id, delivered, (&key, &d), p)?;
                     self.disable(w, "the endpoint answered 410 Gone")?;
                     return Ok(Ended::Stop);
                 }
@@ -347,7 +359,7 @@ impl Dispatcher {
             let max = self.settings.max_consecutive_failures.max(1);
             if p.consecutive_failures >= max {
                 d.status = DeliveryStatus::Failed;
-                self.save(&w.id, &key, &d, p)?;
+                self.save_with(&w.id, delivered, (&key, &d), p)?;
                 self.disable(w, &format!("{max} consecutive failed attempts"))?;
                 return Ok(Ended::Stop);
             }
@@ -356,11 +368,11 @@ impl Dispatcher {
             if at - d.first_attempt_ms >= retry_for {
                 d.status = DeliveryStatus::Failed;
                 p.cursor = seq;
-                self.save(&w.id, &key, &d, p)?;
+                self.save_with(&w.id, delivered, (&key, &d), p)?;
                 return Ok(Ended::Done);
             }
             d.next_attempt_ms = at + self.backoff(d.attempts);
-            self.save(&w.id, &key, &d, p)?;
+            self.save_with(&w.id, delivered, (&key, &d), p)?;
         }
     }
 
@@ -415,11 +427,25 @@ impl Dispatcher {
         (one, all)
     }
 
+    /// Writes the successes not yet recorded, then `d`, with the progress.
+    fn save_with(
+        &self,
+        webhook: &str,
+        delivered: &mut Vec<(Vec<u8>, Delivery)>,
+        (key, d): (&[u8], &Delivery),
+        p: &Progress,
+    ) -> Result<(), EventsError> {
+        delivered.push((key.to_vec(), d.clone()));
+        self.save(webhook, delivered, p)?;
+        delivered.clear();
+        Ok(())
+    }
+
+    /// Delivery records and the progress, in one transaction.
     fn save(
         &self,
         webhook: &str,
-        key: &[u8],
-        d: &Delivery,
+        deliveries: &[(Vec<u8>, Delivery)],
         p: &Progress,
     ) -> Result<(), EventsError> {
         self.store.transact::<_, EventsError>(
@@ -429,24 +455,13 @@ impl Dispatcher {
                 if tx.get(Tree::Webhooks, webhook.as_bytes())?.is_none() {
                     return Ok(());
                 }
-                tx.put_record(Tree::WebhookDeliveries, key, d)?;
+                for (key, d) in deliveries {
+                    tx.put_record(Tree::WebhookDeliveries, key, d)?;
+                }
                 tx.put_record(Tree::Meta, &progress_key(webhook), p)?;
                 Ok(())
             },
         )?;
-        Ok(())
-    }
-
-    fn save_progress(&self, webhook: &str, p: &Progress) -> Result<(), EventsError> {
-        // The webhook may have been deleted meanwhile: do not bring its progress back.
-        if self
-            .store
-            .get(Tree::Webhooks, webhook.as_bytes())?
-            .is_some()
-        {
-            self.store
-                .put_record(Tree::Meta, &progress_key(webhook), p)?;
-        }
         Ok(())
     }
 

@@ -46,7 +46,7 @@ impl GroupCommit {
             let target = written.load(Ordering::SeqCst);
             let event = events
                 .last()?
-                .and_then(|(k, _)| super::keys::read_u64(&k))
+                .and_then(|(k, v)| super::outbox::page_last_seq(&k, &v))
                 .unwrap_or(0);
             db.flush().map(|_| (target, event))
         })

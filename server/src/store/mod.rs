@@ -398,6 +398,7 @@ impl Store {
     /// Makes every write completed before this call durable. Concurrent callers share one
     /// flush (group commit): whoever flushes covers everyone whose write preceded the flush.
     pub async fn commit(&self) -> Result<(), StoreError> {
+        self.drain_emits()?;
         self.inner
             .commit
             .commit(&self.inner.db, self.tree(Tree::Events))
