@@ -1,6 +1,8 @@
 //! Which MX hosts a delivery may use and the TLS each must reach: DANE for hosts with
 //! DNSSEC-secure TLSA records (it takes precedence over MTA-STS, RFC 8461 §2), the domain's
-//! MTA-STS policy for the others, opportunistic TLS when neither applies.
+//! MTA-STS policy for the others, opportunistic TLS when neither applies. A host whose secure
+//! TLSA records are all unusable gets mandatory TLS without authentication (RFC 7672 §2.2.3),
+//! or the domain's MTA-STS policy where that enforces more.
 
 use super::mta_sts::Sts;
 use super::observe::{Observer, TlsOutcome};
@@ -8,6 +10,20 @@ use super::policy::{PolicySource, TlsPolicy};
 use super::route::Hop;
 use super::secure::{self, Security};
 use mail_auth::hickory_resolver::TokioResolver;
+
+/// What DANE says about one hop.
+#[derive(Debug, Clone, Default)]
+enum Dane {
+    /// Not applicable (DNSSEC off, or an insecure answer on the way).
+    #[default]
+    None,
+    /// Usable TLSA records: the certificate must match one.
+    Authenticate(TlsPolicy),
+    /// A secure TLSA RRset without a usable record: encryption is mandatory.
+    EncryptOnly,
+    /// A bogus answer: the hop cannot be used.
+    Bogus,
+}
 
 /// The hops in MX order, each with its requirement; `Err` is the temporary reply when no
 /// hop is left.
@@ -26,36 +42,16 @@ pub(crate) async fn plan(
             result: Err(f),
         })
     };
-    // DANE first: for each hop, its TLSA records when the MX RRset is secure.
-    let mut dane_of: Vec<Option<TlsPolicy>> = vec![None; hops.len()];
-    let mut bogus_hops = vec![false; hops.len()];
+    let mut dane_of: Vec<Dane> = vec![Dane::None; hops.len()];
     let mut bogus_reply = None;
     if let Some(resolver) = dane {
-        match secure::mx(resolver, domain).await {
-            Security::Secure(()) => {
-                for (i, hop) in hops.iter().enumerate() {
-                    match secure::tlsa(resolver, &hop.host, hop.port).await {
-                        Security::Secure(tlsa) => {
-                            dane_of[i] = Some(TlsPolicy {
-                                tlsa,
-                                ..TlsPolicy::enforced(PolicySource::Tlsa)
-                            })
-                        }
-                        Security::Insecure => {}
-                        Security::Bogus(f) => {
-                            report(&f);
-                            bogus_hops[i] = true;
-                            bogus_reply.get_or_insert(format!(
-                                "451 4.7.5 {}: {} ({})",
-                                hop.host,
-                                f.detail,
-                                f.kind.as_str()
-                            ));
-                        }
-                    }
-                }
-            }
-            Security::Insecure => {}
+        // RFC 7672 §2.2.1: MX hosts are DANE candidates only when the MX RRset is secure. A
+        // domain without MX (the implicit MX, §2.2.2) is judged by its own address records,
+        // which `secure::host` checks; a bogus answer to the MX question defers either way
+        // (it may be a forged denial hiding the real MX).
+        let mx_secure = match secure::mx(resolver, domain).await {
+            Security::Secure(()) => true,
+            Security::Insecure => false,
             Security::Bogus(f) => {
                 report(&f);
                 return Err(format!(
@@ -64,14 +60,37 @@ pub(crate) async fn plan(
                     f.kind.as_str()
                 ));
             }
+        };
+        for (i, hop) in hops.iter().enumerate() {
+            if !(mx_secure || hop.implicit) {
+                continue;
+            }
+            dane_of[i] = match secure::host(resolver, &hop.host, hop.port).await {
+                Security::Secure(tlsa) if tlsa.is_empty() => Dane::EncryptOnly,
+                Security::Secure(tlsa) => Dane::Authenticate(TlsPolicy {
+                    tlsa,
+                    ..TlsPolicy::enforced(PolicySource::Tlsa)
+                }),
+                Security::Insecure => Dane::None,
+                Security::Bogus(f) => {
+                    report(&f);
+                    bogus_reply.get_or_insert(format!(
+                        "451 4.7.5 {}: {} ({})",
+                        hop.host,
+                        f.detail,
+                        f.kind.as_str()
+                    ));
+                    Dane::Bogus
+                }
+            };
         }
     }
-    // MTA-STS for the hops DANE does not cover.
+    // MTA-STS for the hops DANE does not authenticate.
     let rest: Vec<Hop> = hops
         .iter()
-        .enumerate()
-        .filter(|(i, _)| dane_of[*i].is_none() && !bogus_hops[*i])
-        .map(|(_, h)| h.clone())
+        .zip(&dane_of)
+        .filter(|(_, d)| matches!(d, Dane::None | Dane::EncryptOnly))
+        .map(|(h, _)| h.clone())
         .collect();
     let sts_applied = match (sts, rest.is_empty()) {
         (Some(sts), false) => sts.apply(domain, rest, observer).await,
@@ -82,11 +101,17 @@ pub(crate) async fn plan(
         Ok((allowed, p)) => (allowed, p, None),
         Err(reply) => (Vec::new(), TlsPolicy::opportunistic(), Some(reply)),
     };
-    for (i, hop) in hops.into_iter().enumerate() {
-        if let Some(p) = dane_of[i].take() {
-            out.push((hop, p));
-        } else if allowed.contains(&hop) {
-            out.push((hop, sts_policy.clone()));
+    for (hop, dane) in hops.into_iter().zip(dane_of) {
+        match dane {
+            Dane::Authenticate(p) => out.push((hop, p)),
+            Dane::Bogus => {}
+            _ if !allowed.contains(&hop) => {}
+            // An enforced MTA-STS policy asks for more (verified TLS) than unusable TLSA
+            // records (any TLS); otherwise those records make TLS mandatory.
+            Dane::EncryptOnly if !sts_policy.requires_tls() => {
+                out.push((hop, TlsPolicy::encrypted(PolicySource::Tlsa)))
+            }
+            Dane::EncryptOnly | Dane::None => out.push((hop, sts_policy.clone())),
         }
     }
     if out.is_empty() {
