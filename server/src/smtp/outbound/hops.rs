@@ -66,9 +66,10 @@ pub(crate) async fn plan(
                 continue;
             }
             dane_of[i] = match secure::host(resolver, &hop.host, hop.port).await {
-                Security::Secure(tlsa) if tlsa.is_empty() => Dane::EncryptOnly,
-                Security::Secure(tlsa) => Dane::Authenticate(TlsPolicy {
-                    tlsa,
+                Security::Secure(found) if found.tlsa.is_empty() => Dane::EncryptOnly,
+                Security::Secure(found) => Dane::Authenticate(TlsPolicy {
+                    tlsa: found.tlsa,
+                    names: found.names,
                     ..TlsPolicy::enforced(PolicySource::Tlsa)
                 }),
                 Security::Insecure => Dane::None,

@@ -52,6 +52,9 @@ pub(crate) struct TlsPolicy {
     pub enforce: bool,
     /// DANE: the usable TLSA records the certificate must match (RFC 7672 §2.2).
     pub tlsa: Vec<Tlsa>,
+    /// DANE: more names a DANE-TA chain may be issued for besides the hop's (the TLSA base
+    /// domains, RFC 7672 §2.2.2: a CNAME'd host's certificate may name the alias's target).
+    pub names: Vec<String>,
     /// False when an enforced policy asks for encryption only: a DNSSEC-secure TLSA RRset
     /// with no usable record (RFC 7672 §2.2.3). The session must still be TLS (never clear
     /// text, no fallback), but any certificate will do; it records the level it reached
@@ -65,6 +68,7 @@ impl TlsPolicy {
             source: PolicySource::None,
             enforce: false,
             tlsa: Vec::new(),
+            names: Vec::new(),
             authenticate: false,
         }
     }
@@ -74,6 +78,7 @@ impl TlsPolicy {
             source,
             enforce: true,
             tlsa: Vec::new(),
+            names: Vec::new(),
             authenticate: true,
         }
     }
@@ -111,7 +116,13 @@ impl TlsPolicy {
         name: &ServerName<'_>,
     ) -> Result<TlsLevel, Failure> {
         if self.source == PolicySource::Tlsa && self.authenticate {
-            return match dane::matches(&self.tlsa, chain, name) {
+            let matched = dane::matches(&self.tlsa, chain, name)
+                || self
+                    .names
+                    .iter()
+                    .filter_map(|n| ServerName::try_from(n.clone()).ok())
+                    .any(|n| dane::matches(&self.tlsa, chain, &n));
+            return match matched {
                 true => Ok(TlsLevel::Dane),
                 false => Err(Failure::new(
                     FailureKind::TlsaInvalid,
@@ -229,6 +240,46 @@ mod tests {
         let encrypt = TlsPolicy::encrypted(PolicySource::Tlsa);
         assert!(encrypt.requires_tls());
         assert_eq!(encrypt.min_level(), TlsLevel::Opportunistic);
+    }
+
+    #[test]
+    fn dane_ta_accepts_a_certificate_for_a_tlsa_base_domain() {
+        use sha2::{Digest, Sha256};
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf_key = rcgen::KeyPair::generate().unwrap();
+        // The server behind the alias `b.test` has a certificate for its real name only.
+        let leaf = rcgen::CertificateParams::new(vec!["host.c.test".to_string()])
+            .unwrap()
+            .signed_by(&leaf_key, &issuer)
+            .unwrap();
+        let ca_der = ca.der().clone();
+        let chain = [leaf.der().clone(), ca_der.clone()];
+        let tlsa = vec![Tlsa {
+            usage: 2,
+            selector: 1,
+            matching: 1,
+            data: Sha256::digest(dane::spki(&ca_der).unwrap()).to_vec(),
+        }];
+        let client = TlsClient::new(super::super::tls::TrustRoots::Webpki, &[]).unwrap();
+        let alias = ServerName::try_from("b.test".to_string()).unwrap();
+        let only_alias = TlsPolicy {
+            tlsa: tlsa.clone(),
+            ..TlsPolicy::enforced(PolicySource::Tlsa)
+        };
+        assert!(only_alias.check(&client, &chain, &alias).is_err());
+        let with_target = TlsPolicy {
+            tlsa,
+            names: vec!["host.c.test".into(), "b.test".into()],
+            ..TlsPolicy::enforced(PolicySource::Tlsa)
+        };
+        assert_eq!(
+            with_target.check(&client, &chain, &alias),
+            Ok(TlsLevel::Dane)
+        );
     }
 
     #[test]

@@ -139,21 +139,37 @@ async fn secure_cname(resolver: &TokioResolver, name: &str) -> Option<String> {
     }
 }
 
+/// The TLSA records DANE found for a host, and the names its certificate may carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Found {
+    /// The usable records; empty for a secure RRset with no usable record.
+    pub tlsa: Vec<Tlsa>,
+    /// The TLSA base domains (the CNAME-expanded name, then the host itself): the reference
+    /// identifiers a DANE-TA chain is checked against (RFC 7672 §2.2.2, §3.2.2).
+    pub names: Vec<String>,
+}
+
 /// What DANE asks of `host` on `port`: the usable TLSA records at its first TLSA base domain
-/// that has any (§2.2.2: the CNAME-expanded name, then the name itself). `Secure(vec![])`
-/// is a secure RRset with no usable record: TLS is still mandatory, without authentication
+/// that has any (§2.2.2: the CNAME-expanded name, then the name itself). Empty records mean a
+/// secure RRset with no usable record: TLS is still mandatory, without authentication
 /// (§2.2.3: "unusable" records). `Insecure` when the host's address records, or every TLSA
 /// lookup, are insecure.
-pub(crate) async fn host(resolver: &TokioResolver, host: &str, port: u16) -> Security<Vec<Tlsa>> {
-    let bases = match bases(resolver, host).await {
+pub(crate) async fn host(resolver: &TokioResolver, host: &str, port: u16) -> Security<Found> {
+    let names = match bases(resolver, host).await {
         Security::Secure(bases) => bases,
         Security::Insecure => return Security::Insecure,
         Security::Bogus(f) => return Security::Bogus(f),
     };
-    for base in bases {
-        match tlsa(resolver, &base, port).await {
+    for base in &names {
+        match tlsa(resolver, base, port).await {
             Security::Insecure => continue,
-            found => return found,
+            Security::Secure(tlsa) => {
+                return Security::Secure(Found {
+                    tlsa,
+                    names: names.clone(),
+                })
+            }
+            Security::Bogus(f) => return Security::Bogus(f),
         }
     }
     Security::Insecure
