@@ -97,28 +97,105 @@ pub(crate) async fn plan(
         (Some(sts), false) => sts.apply(domain, rest, observer).await,
         _ => Ok((rest, TlsPolicy::opportunistic())),
     };
-    let mut out = Vec::new();
     let (allowed, sts_policy, sts_refusal) = match sts_applied {
         Ok((allowed, p)) => (allowed, p, None),
         Err(reply) => (Vec::new(), TlsPolicy::opportunistic(), Some(reply)),
     };
-    for (hop, dane) in hops.into_iter().zip(dane_of) {
-        match dane {
-            Dane::Authenticate(p) => out.push((hop, p)),
-            Dane::Bogus => {}
-            _ if !allowed.contains(&hop) => {}
-            // An enforced MTA-STS policy asks for more (verified TLS) than unusable TLSA
-            // records (any TLS); otherwise those records make TLS mandatory.
-            Dane::EncryptOnly if !sts_policy.requires_tls() => {
-                out.push((hop, TlsPolicy::encrypted(PolicySource::Tlsa)))
-            }
-            Dane::EncryptOnly | Dane::None => out.push((hop, sts_policy.clone())),
-        }
-    }
+    let out = assign(hops, dane_of, &allowed, &sts_policy);
     if out.is_empty() {
         return Err(sts_refusal
             .or(bogus_reply)
             .unwrap_or_else(|| format!("451 4.4.1 no usable MX host for {domain}")));
     }
     Ok(out)
+}
+
+/// Each hop's policy: its DANE records when they authenticate, else the MTA-STS verdict
+/// (`allowed` hops under `sts`), made mandatory-TLS by unusable TLSA records. Bogus hops and
+/// hops MTA-STS does not allow are dropped.
+fn assign(
+    hops: Vec<Hop>,
+    dane_of: Vec<Dane>,
+    allowed: &[Hop],
+    sts: &TlsPolicy,
+) -> Vec<(Hop, TlsPolicy)> {
+    let mut out = Vec::new();
+    for (hop, dane) in hops.into_iter().zip(dane_of) {
+        match dane {
+            Dane::Authenticate(p) => out.push((hop, p)),
+            Dane::Bogus => {}
+            _ if !allowed.contains(&hop) => {}
+            // An enforced MTA-STS policy asks for more (verified TLS) than unusable TLSA
+            // records (any TLS); otherwise (none, or `testing`) those records make TLS
+            // mandatory.
+            Dane::EncryptOnly if !sts.requires_tls() => {
+                out.push((hop, TlsPolicy::encrypted(PolicySource::Tlsa)))
+            }
+            Dane::EncryptOnly | Dane::None => out.push((hop, sts.clone())),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::TlsLevel;
+
+    fn hop(name: &str) -> Hop {
+        Hop {
+            host: name.into(),
+            port: 25,
+            implicit: false,
+        }
+    }
+
+    #[test]
+    fn unusable_tlsa_makes_tls_mandatory_unless_mta_sts_enforces_more() {
+        let hops = || vec![hop("a"), hop("b"), hop("c"), hop("d")];
+        let dane = || {
+            vec![
+                Dane::Authenticate(TlsPolicy::enforced(PolicySource::Tlsa)),
+                Dane::EncryptOnly,
+                Dane::None,
+                Dane::Bogus,
+            ]
+        };
+        let levels = |out: &[(Hop, TlsPolicy)]| -> Vec<(String, PolicySource, TlsLevel)> {
+            out.iter()
+                .map(|(h, p)| (h.host.clone(), p.source, p.min_level()))
+                .collect()
+        };
+        let all = hops();
+        // No MTA-STS: DANE, mandatory TLS, opportunistic; the bogus hop is dropped.
+        let out = assign(hops(), dane(), &all, &TlsPolicy::opportunistic());
+        assert_eq!(
+            levels(&out),
+            vec![
+                ("a".into(), PolicySource::Tlsa, TlsLevel::Dane),
+                ("b".into(), PolicySource::Tlsa, TlsLevel::Opportunistic),
+                ("c".into(), PolicySource::None, TlsLevel::None),
+            ]
+        );
+        assert!(out[1].1.requires_tls() && !out[1].1.authenticate);
+        // MTA-STS `testing` reports only: the unusable records still require TLS.
+        let testing = TlsPolicy {
+            enforce: false,
+            ..TlsPolicy::enforced(PolicySource::Sts)
+        };
+        let out = assign(hops(), dane(), &all, &testing);
+        assert_eq!(out[1].1.source, PolicySource::Tlsa);
+        assert!(out[1].1.requires_tls());
+        // MTA-STS `enforce` asks for verified TLS: it wins for that hop, and drops the hops
+        // its `mx` patterns do not name.
+        let enforce = TlsPolicy::enforced(PolicySource::Sts);
+        let out = assign(hops(), dane(), &[hop("b")], &enforce);
+        assert_eq!(
+            levels(&out),
+            vec![
+                ("a".into(), PolicySource::Tlsa, TlsLevel::Dane),
+                ("b".into(), PolicySource::Sts, TlsLevel::Verified),
+            ]
+        );
+    }
 }
