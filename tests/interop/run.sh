@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
+SUITES=("$@")
 
 bash tests/interop/setup.sh
 cargo build --release --locked -p legate
@@ -66,7 +67,15 @@ for f in tests/interop/suites/*.sh; do
   # shellcheck source=/dev/null
   source "$f"
 done
+# Arguments, if any, pick suites: `run.sh 40_outbound 75_reports` runs the suites whose name
+# contains one of them (all of them without arguments).
+wanted() {
+  [ "${#SUITES[@]}" -eq 0 ] && return 0
+  local w; for w in "${SUITES[@]}"; do [[ $1 == *"$w"* ]] && return 0; done
+  return 1
+}
 for s in $(declare -F | awk '{print $3}' | grep '^suite_' | sort); do
+  wanted "$s" || continue
   echo "# $s"
   "$s" || bad "$s aborted"
 done

@@ -9,6 +9,7 @@
 
 mod header;
 mod keys;
+pub mod org_domain;
 mod sign;
 mod spf;
 pub mod spki;
@@ -21,6 +22,7 @@ mod tests_loopback;
 #[cfg(test)]
 mod testutil;
 
+pub use org_domain::{org_domain, relaxed_aligned};
 pub use sign::{dkim_sign, DkimSigning, SIGNED_HEADERS};
 pub use statics::{fqdn, Records, Srv, StaticDns};
 pub use verdict::{

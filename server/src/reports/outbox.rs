@@ -88,11 +88,6 @@ pub fn rua_of(records: &[String], version: &str) -> Vec<String> {
         .collect()
 }
 
-fn same_or_sub(a: &str, b: &str) -> bool {
-    let (a, b) = (a.to_ascii_lowercase(), b.to_ascii_lowercase());
-    a == b || a.ends_with(&format!(".{b}")) || b.ends_with(&format!(".{a}"))
-}
-
 impl ReportsService {
     /// Wires the way out (once; later calls are ignored).
     pub fn set_outbox(&self, o: Outbox) {
@@ -252,7 +247,7 @@ impl ReportsService {
     }
 
     /// The verified `mailto:` targets of `domain`'s DMARC record (RFC 7489 §7.1): a target
-    /// in another domain must publish `<domain>._report._dmarc.<target domain>` `v=DMARC1`.
+    /// in another organizational domain (Public Suffix List) must publish `<domain>._report._dmarc.<target domain>` `v=DMARC1`.
     async fn dmarc_targets(&self, out: &Outbox, domain: &str) -> Vec<String> {
         let mut ok = Vec::new();
         for u in rua_of(&out.txt(&format!("_dmarc.{domain}")).await, "DMARC1") {
@@ -262,7 +257,7 @@ impl ReportsService {
             let Some((_, rua_domain)) = addr.rsplit_once('@') else {
                 continue;
             };
-            if !same_or_sub(rua_domain, domain) {
+            if !crate::mailauth::relaxed_aligned(rua_domain, domain) {
                 let name = format!("{domain}._report._dmarc.{rua_domain}");
                 let recs = out.txt(&name).await;
                 if !recs

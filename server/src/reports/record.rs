@@ -4,7 +4,7 @@
 
 use super::tlsrpt::{TlsFailure, TlsPolicyType};
 use super::{day_of, ReportsError, ReportsService};
-use crate::mailauth::{AuthVerdict, PolicyAction};
+use crate::mailauth::{relaxed_aligned as aligned, AuthVerdict, PolicyAction};
 use crate::store::{keys, Tree};
 use serde::{Deserialize, Serialize};
 
@@ -24,14 +24,6 @@ pub struct DmarcEvent {
     pub spf_result: String,
     /// (domain, selector, result) per signature.
     pub dkim: Vec<(String, String, String)>,
-}
-
-/// Relaxed identifier alignment (RFC 7489 §3.1): the same domain or one under the other. An
-/// approximation of the organizational-domain rule that never over-claims for unrelated
-/// domains.
-fn aligned(a: &str, from: &str) -> bool {
-    let (a, f) = (a.to_ascii_lowercase(), from.to_ascii_lowercase());
-    !a.is_empty() && (a == f || a.ends_with(&format!(".{f}")) || f.ends_with(&format!(".{a}")))
 }
 
 impl DmarcEvent {
@@ -214,11 +206,60 @@ mod tests {
     use super::*;
 
     #[test]
-    fn relaxed_alignment() {
+    fn relaxed_alignment_uses_organizational_domains() {
         assert!(aligned("mail.example.org", "example.org"));
+        assert!(aligned("bounces.example.co.uk", "news.example.co.uk"));
+        assert!(!aligned("alice.github.io", "github.io"));
         assert!(aligned("example.org", "example.org"));
         assert!(!aligned("example.com", "example.org"));
         assert!(!aligned("", "example.org"));
         assert!(!aligned("badexample.org", "example.org"));
+    }
+
+    #[test]
+    fn an_evaluation_records_alignment_by_organizational_domain() {
+        use crate::mailauth::{
+            ArcResult, AuthStatus, DkimResult, DmarcPolicy, DmarcResult, SpfResult, SpfScope,
+        };
+        let verdict = |spf_domain: &str, dkim_domain: &str| AuthVerdict {
+            spf: SpfResult {
+                result: AuthStatus::Pass,
+                scope: SpfScope::MailFrom,
+                domain: spf_domain.into(),
+                identity: format!("bounce@{spf_domain}"),
+                explanation: None,
+            },
+            dkim: vec![DkimResult {
+                result: AuthStatus::Pass,
+                domain: dkim_domain.into(),
+                selector: "s1".into(),
+                algorithm: "ed25519-sha256".into(),
+                reason: None,
+            }],
+            arc: ArcResult {
+                result: AuthStatus::None,
+                chain_length: 0,
+                reason: None,
+            },
+            dmarc: DmarcResult {
+                result: AuthStatus::Pass,
+                policy: DmarcPolicy::None,
+                from_domain: "news.example.co.uk".into(),
+                reason: None,
+            },
+            remote_ip: "192.0.2.1".parse().unwrap(),
+        };
+        // Siblings under one registrable domain align.
+        let e = DmarcEvent::from_verdict(
+            &verdict("bounces.example.co.uk", "example.co.uk"),
+            "bounce@bounces.example.co.uk",
+        );
+        assert!(e.spf_aligned && e.dkim_aligned, "{e:?}");
+        // Another registrable domain under the same public suffix does not.
+        let e = DmarcEvent::from_verdict(
+            &verdict("other.co.uk", "mailer.other.co.uk"),
+            "bounce@other.co.uk",
+        );
+        assert!(!e.spf_aligned && !e.dkim_aligned, "{e:?}");
     }
 }

@@ -116,7 +116,10 @@ pub(crate) async fn tls_mx(ip: Ipv4Addr, port: u16, tls: Arc<rustls::ServerConfi
     got
 }
 
-async fn smtp_after_tls<S: AsyncRead + AsyncWrite + Unpin>(mut s: BufReader<S>, got: Got) {
+pub(crate) async fn smtp_after_tls<S: AsyncRead + AsyncWrite + Unpin>(
+    mut s: BufReader<S>,
+    got: Got,
+) {
     let mut rcpts = Vec::new();
     loop {
         let mut line = String::new();
