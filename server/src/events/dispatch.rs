@@ -224,26 +224,53 @@ impl Dispatcher {
         // the webhook fall behind inbound mail. A crash before they are recorded only
         // repeats them (at-least-once).
         let mut delivered = Vec::new();
-        for (seq, ev) in events {
+        // Which events this webhook wants, and for whom (`None`: skipped).
+        let mut wanted = Vec::with_capacity(events.len());
+        for (_, ev) in &events {
+            let who = self.who(&mut orgs, &ev.agent)?;
+            let org = who.as_ref().map(|o| o.0.as_str());
+            let skip = !w.wants(&ev.kind, &ev.agent, org) || (!mail && is_message_event(&ev.kind));
+            wanted.push((!skip).then_some(who));
+        }
+        // The body of the next wanted event is rendered while the current one is in flight,
+        // so a webhook keeps up with inbound mail although it delivers one event at a time.
+        let mut ahead: Option<(usize, Vec<u8>)> = None;
+        for (i, (seq, ev)) in events.iter().enumerate() {
+            let seq = *seq;
             if stop.is_cancelled() {
                 self.save(id, &delivered, &p)?;
                 return Ok(Step::Stop);
             }
-            let who = self.who(&mut orgs, &ev.agent)?;
-            let org = who.as_ref().map(|o| o.0.as_str());
-            if !w.wants(&ev.kind, &ev.agent, org) || (!mail && is_message_event(&ev.kind)) {
+            let Some(who) = wanted[i].clone() else {
                 p.cursor = seq;
                 continue;
-            }
+            };
             if keys.is_none() {
                 // Once per batch: a rotation takes effect from the next one.
                 keys = Some(self.vault.webhook_signing_keys(&w.id)?);
             }
             let keys = keys.as_deref().unwrap_or_default();
-            match self
-                .deliver(&w, &mut p, (seq, &ev), who, keys, stop, &mut delivered)
-                .await?
-            {
+            let body = match ahead.take() {
+                Some((j, body)) if j == i => body,
+                _ => self.render(w.summary, seq, ev, who).await,
+            };
+            let next = (i + 1..events.len()).find(|&j| wanted[j].is_some());
+            let render_next = async {
+                match next {
+                    Some(j) => {
+                        let (nseq, nev) = &events[j];
+                        let nwho = wanted[j].clone().flatten();
+                        Some((j, self.render(w.summary, *nseq, nev, nwho).await))
+                    }
+                    None => None,
+                }
+            };
+            let (ended, rendered) = tokio::join!(
+                self.deliver(&w, &mut p, (seq, ev), body, keys, stop, &mut delivered),
+                render_next
+            );
+            ahead = rendered;
+            match ended? {
                 Ended::Done => p.cursor = seq,
                 Ended::Stop => {
                     self.save(id, &delivered, &p)?;
@@ -280,7 +307,7 @@ impl Dispatcher {
         w: &Webhook,
         p: &mut Progress,
         (seq, ev): (u64, &EventRecord),
-        who: Option<(String, Vec<String>)>,
+        body: Vec<u8>,
         keys: &[zeroize::Zeroizing<Vec<u8>>],
         stop: &CancellationToken,
         delivered: &mut Vec<(Vec<u8>, Delivery)>,
@@ -307,7 +334,6 @@ impl Dispatcher {
                 delivered_at_ms: None,
             },
         };
-        let body = self.render(w.summary, seq, ev, who).await;
         loop {
             let wait = d.next_attempt_ms - now_millis();
             if wait > 0 {
