@@ -268,7 +268,7 @@ mod tests {
             add: vec!["\\Flagged".into()],
             remove: vec![],
         });
-        mb.store_flags(&me, Folder::Inbox, &[a.id.clone()], &edit, None)
+        mb.store_flags(&me, Folder::Inbox, std::slice::from_ref(&a.id), &edit, None)
             .await
             .unwrap();
         let got = same(&mb);
