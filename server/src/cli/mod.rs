@@ -7,6 +7,7 @@
 
 mod admin;
 mod agent;
+mod arenas;
 mod audit;
 mod backup;
 mod config_file;
@@ -120,6 +121,9 @@ pub fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
+    if matches!(cli.cmd, Cmd::Serve) {
+        arenas::cap_for_serve();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(blocking_threads(cli.config.as_deref()))

@@ -333,6 +333,8 @@ impl MailboxService {
         if let Some(c) = content {
             self.recent.put(&rec.id, c, raw.len());
         }
+        // What a client syncing the mailbox asks first.
+        self.headers.put_from_raw(&rec.id, &raw);
         self.waiters.notify(&rec);
         self.bells.ring(agent, rec.modseq);
         Ok(rec)

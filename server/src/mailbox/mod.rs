@@ -20,8 +20,10 @@ mod error;
 mod events;
 pub mod flags;
 mod folder;
+mod headers;
 pub mod holds;
 mod index;
+mod light;
 mod list;
 mod model;
 mod parse;
@@ -41,6 +43,7 @@ pub use deliver::{parse_for, Parsed, TxHook};
 pub use error::MailboxError;
 pub use flags::{Delta, SetEdit};
 pub use folder::{AgentMailState, Folder, FolderState};
+pub use headers::header_len;
 pub use list::{ListPage, ListQuery};
 pub use model::{Change, ChangeKind, DeliveryMeta, Message, MessageContent, StoredMessage};
 pub use senders::{
@@ -69,6 +72,10 @@ pub struct MailboxService {
     sender_policy: std::sync::RwLock<senders::SenderPolicy>,
     /// Derived content of the newest deliveries (`recent`).
     recent: recent::RecentContent,
+    /// Top-level headers of recent and recently read messages (`headers`).
+    headers: headers::HeaderCache,
+    /// Numbers and flags of recently read folders (`light`).
+    light: light::LightIndex,
 }
 
 impl MailboxService {
@@ -82,6 +89,8 @@ impl MailboxService {
             bells: bell::Bells::default(),
             sender_policy: Default::default(),
             recent: Default::default(),
+            headers: Default::default(),
+            light: Default::default(),
         }
     }
 
@@ -242,23 +251,28 @@ impl MailboxService {
         folder: Folder,
         uids: &[u32],
     ) -> Result<Vec<StoredMessage>, MailboxError> {
-        self.records_by_uid_as(agent, folder, uids, false)
+        self.records_by_uid_store(agent, folder, uids, false)
     }
 
-    /// [`Self::records_by_uid`] reading only the numbers and flags of each record (UID,
-    /// modseq, flags, size, received time): the text fields come back empty. What a client
-    /// syncing flags (`FETCH 1:* (UID FLAGS)`) and a flag or date SEARCH need, at a fraction
-    /// of the decoding.
+    /// [`Self::records_by_uid`] with only the numbers and flags of each record (id, UID,
+    /// modseq, flags, size, received time, date): the text fields come back empty. What a
+    /// client syncing flags (`FETCH 1:* (UID FLAGS)`), a flag or date SEARCH and a FETCH of
+    /// bodies need, answered from the in-memory index of the folder (`light`) when it is
+    /// kept, else decoded from the store at a fraction of the cost of whole records.
     pub fn records_by_uid_light(
         &self,
         agent: &str,
         folder: Folder,
         uids: &[u32],
     ) -> Result<Vec<StoredMessage>, MailboxError> {
-        self.records_by_uid_as(agent, folder, uids, true)
+        match self.light_from_index(agent, folder, uids)? {
+            Some(recs) => Ok(recs),
+            None => self.records_by_uid_store(agent, folder, uids, true),
+        }
     }
 
-    fn records_by_uid_as(
+    /// The records of `uids` as the store holds them (see [`Self::records_by_uid`]).
+    fn records_by_uid_store(
         &self,
         agent: &str,
         folder: Folder,
@@ -317,6 +331,23 @@ impl MailboxService {
         self.store
             .blob_of(rec.id.as_bytes())?
             .ok_or(MailboxError::NotFound("message"))
+    }
+
+    /// The top-level header of a record just read for `agent` (IMAP `BODY[HEADER]`): from
+    /// memory when it was delivered or read lately, else from the blob (then kept).
+    pub fn raw_header_of_record(
+        &self,
+        agent: &str,
+        rec: &StoredMessage,
+    ) -> Result<Arc<[u8]>, MailboxError> {
+        if rec.agent_id != agent {
+            return Err(MailboxError::NotFound("message"));
+        }
+        if let Some(h) = self.headers.get(&rec.id) {
+            return Ok(h);
+        }
+        let raw = self.raw_of_record(agent, rec)?;
+        Ok(self.headers.put_from_raw(&rec.id, &raw))
     }
 
     /// A message's raw bytes as a blocking reader with its length (IMAP FETCH streams a

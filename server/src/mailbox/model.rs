@@ -124,16 +124,16 @@ impl MessageContent {
 /// skips what a struct does not name, without allocating it).
 #[derive(Debug, Deserialize)]
 pub(super) struct LightRecord {
-    id: String,
-    agent_id: String,
-    folder: Folder,
-    uid: u32,
-    modseq: u64,
-    flags: Vec<String>,
-    received_at_ms: i64,
-    size: u64,
+    pub id: String,
+    pub agent_id: String,
+    pub folder: Folder,
+    pub uid: u32,
+    pub modseq: u64,
+    pub flags: Vec<String>,
+    pub received_at_ms: i64,
+    pub size: u64,
     #[serde(default)]
-    date: Option<i64>,
+    pub date: Option<i64>,
 }
 
 impl LightRecord {

@@ -235,7 +235,9 @@ impl Store {
         t: Tree,
         key: &[u8],
     ) -> Result<Option<T>, StoreError> {
-        self.get(t, key)?.map(|v| decode(&v)).transpose()
+        // Decoded where the engine holds it: no copy of the value first (a bulk read of
+        // records, such as an IMAP FETCH of a whole mailbox, makes thousands).
+        self.tree(t).get(key)?.map(|v| decode(&v)).transpose()
     }
 
     /// A single write outside a transaction. Not durable until [`Store::commit`].
@@ -377,7 +379,7 @@ impl Store {
     }
 
     fn blob_id_of(&self, key: &[u8]) -> Result<Option<BlobId>, StoreError> {
-        match self.get(Tree::BlobRefs, key)? {
+        match self.tree(Tree::BlobRefs).get(key)? {
             Some(v) => BlobId::from_slice(&v)
                 .map(Some)
                 .ok_or_else(|| StoreError::Corrupt("blob reference".into())),

@@ -134,21 +134,10 @@ fn full_parse(raw: &[u8]) -> Message<'_> {
     }
 }
 
-/// The length of the top-level header with its terminating empty line (CRLF or bare LF).
+/// The length of the top-level header with its terminating empty line: the mailbox's
+/// header cache keeps exactly these bytes, so both must agree.
 fn header_end(raw: &[u8]) -> usize {
-    let mut i = 0;
-    while i < raw.len() {
-        let line_end = raw[i..]
-            .iter()
-            .position(|b| *b == b'\n')
-            .map_or(raw.len(), |p| i + p + 1);
-        let line = &raw[i..line_end];
-        if line == b"\r\n" || line == b"\n" {
-            return line_end;
-        }
-        i = line_end;
-    }
-    raw.len()
+    crate::mailbox::header_len(raw)
 }
 
 static EMPTY_PART: MessagePart<'static> = MessagePart {

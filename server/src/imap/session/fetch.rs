@@ -29,7 +29,11 @@ use std::sync::Arc;
 const STREAM_AT: u64 = 1024 * 1024;
 /// A batch ends after this many messages or this many response bytes.
 const BATCH_MESSAGES: usize = 64;
-const BATCH_BYTES: usize = 2 * 1024 * 1024;
+const BATCH_BYTES: usize = 1024 * 1024;
+/// Batches built ahead while the one before is written: the blocking pool reads and
+/// renders while the session writes, and on more than one core at once. A session holds at
+/// most this many batches plus the one it writes.
+const AHEAD: usize = 2;
 
 /// One message's output: encoded bytes, or bytes then a body streamed from the blob.
 enum Piece {
@@ -45,6 +49,9 @@ enum Piece {
 struct Plan {
     names: Vec<MessageDataItemName<'static>>,
     needs_raw: bool,
+    /// Every body item is the top-level header (`BODY[HEADER]`, `RFC822.HEADER`): what a
+    /// client syncing a mailbox asks, answered from the header alone.
+    header_only: bool,
     /// Items that can be as large as the message.
     content_items: u64,
     sets_seen: bool,
@@ -97,9 +104,22 @@ fn plan(
         N::Rfc822 | N::Rfc822Text => true,
         _ => false,
     });
+    let header_only = content_items > 0
+        && names.iter().all(|n| {
+            light(n)
+                || matches!(
+                    n,
+                    N::Rfc822Header
+                        | N::BodyExt {
+                            section: Some(imap_codec::imap_types::fetch::Section::Header(None)),
+                            ..
+                        }
+                )
+        });
     Ok(Plan {
         names,
         needs_raw: content_items > 0,
+        header_only,
         content_items: content_items as u64,
         sets_seen,
     })
@@ -285,12 +305,17 @@ fn build_batch(
             )
         });
         // A streamed message whose other items need no parse is never read whole here.
-        let raw = if plan.needs_raw && !(stream_whole && only_whole) {
-            mb.raw_of_record(agent, rec).ok()
-        } else {
+        let (whole, header);
+        let bytes: Option<&[u8]> = if !plan.needs_raw || (stream_whole && only_whole) {
             None
+        } else if plan.header_only {
+            header = mb.raw_header_of_record(agent, rec).ok();
+            header.as_deref()
+        } else {
+            whole = mb.raw_of_record(agent, rec).ok();
+            whole.as_deref()
         };
-        let view = raw.as_deref().map(MessageView::parse);
+        let view = bytes.map(MessageView::parse);
         let (mut items, streamed) = items_for(plan, rec, view.as_ref(), stream_whole, unknown_cte);
         // RFC 9051 §6.4.5: flags changed by reading (\Seen set) are reported with the data.
         if seen_now.contains(&rec.id) && !plan.names.contains(&MessageDataItemName::Flags) {
@@ -372,8 +397,9 @@ impl Session {
         }
         let mut unknown_cte = false;
         for chunk in uids.chunks(super::write::CHUNK) {
-            // Without body items only numbers and flags are read (a client syncing flags).
-            let mut recs = match self.records_for_as(chunk, !plan.needs_raw) {
+            // Only numbers, flags and the id are read: every item is rendered from those
+            // and the message's bytes.
+            let mut recs = match self.records_for_as(chunk, true) {
                 Ok(r) => r,
                 Err(r) => return r,
             };
@@ -479,14 +505,15 @@ impl Session {
             .into_iter()
             .filter_map(|r| sel.seq_of(r.uid).map(|s| (s, r)))
             .collect();
-        let mut unknown_cte = false;
-        let mut rest = numbered.as_slice();
-        while !rest.is_empty() {
-            let mut take = 0;
+        let mut batches: Vec<Vec<(u32, StoredMessage)>> = Vec::new();
+        let mut numbered = numbered.into_iter().peekable();
+        while numbered.peek().is_some() {
+            let mut batch = Vec::new();
             let mut bytes = 0u64;
-            while take < rest.len() && take < BATCH_MESSAGES && bytes < BATCH_BYTES as u64 {
+            while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES as u64 {
+                let Some(next) = numbered.next() else { break };
                 // Whole messages from the streaming size on are not built in memory.
-                let size = rest[take].1.size;
+                let size = next.1.size;
                 bytes += if !plan.needs_raw {
                     100
                 } else if size >= STREAM_AT {
@@ -495,19 +522,29 @@ impl Session {
                 } else {
                     size.saturating_mul(plan.content_items)
                 };
-                take += 1;
+                batch.push(next);
             }
-            let (batch, tail) = rest.split_at(take);
-            rest = tail;
-            let batch = batch.to_vec();
-            let (mb, agent2, plan2) = (self.ctx.mailbox.clone(), agent.to_string(), plan.clone());
+            batches.push(batch);
+        }
+        let mailbox = self.ctx.mailbox.clone();
+        let build = |batch: Vec<(u32, StoredMessage)>| {
+            let (mb, agent2, plan2) = (mailbox.clone(), agent.to_string(), plan.clone());
             let seen2 = seen_now.clone();
-            let built = tokio::task::spawn_blocking(move || {
+            tokio::task::spawn_blocking(move || {
                 let mut cte = false;
                 let pieces = build_batch(&mb, &agent2, &plan2, &batch, &seen2, &mut cte);
                 (pieces, cte)
             })
-            .await;
+        };
+        let mut batches = batches.into_iter();
+        let mut building: std::collections::VecDeque<_> =
+            batches.by_ref().take(AHEAD).map(build).collect();
+        let mut unknown_cte = false;
+        while let Some(next) = building.pop_front() {
+            let built = next.await;
+            if let Some(b) = batches.next() {
+                building.push_back(build(b));
+            }
             let Ok((pieces, cte)) = built else {
                 return Err(Reply::no("Fetch failed").code(other_code("SERVERBUG")));
             };

@@ -178,6 +178,20 @@ fn light_only(key: &SearchKey<'_>, depth: usize) -> bool {
     }
 }
 
+/// The part of `key` that [`light_only`] answers and every match must pass: the key itself
+/// when it is light, else the light members of a top-level AND (`SUBJECT x FLAGGED`). A
+/// search filters on it with light records first and reads whole records (and bodies) only
+/// for the messages that pass, so a flag narrows a text search before any text is decoded.
+fn light_filter<'k>(key: &'k SearchKey<'k>) -> Vec<&'k SearchKey<'k>> {
+    if light_only(key, 0) {
+        return vec![key];
+    }
+    match key {
+        SearchKey::And(v) => v.as_ref().iter().filter(|k| light_only(k, 1)).collect(),
+        _ => Vec::new(),
+    }
+}
+
 /// [`eval`] for a key that [`numbers_only`] accepts.
 fn eval_numbers(key: &SearchKey<'_>, seq: u32, uid: u32, b: &Bounds) -> bool {
     match key {
@@ -396,12 +410,34 @@ impl Session {
                 }
                 return Ok(hits);
             }
+            let filter = light_filter(&key);
             // A chunk of records at a time: a search of a large mailbox never holds them all.
             for chunk in uids.chunks(super::write::CHUNK) {
                 let recs = if light {
                     mb.records_by_uid_light(&agent, folder, chunk)?
-                } else {
+                } else if filter.is_empty() {
                     mb.records_by_uid(&agent, folder, chunk)?
+                } else {
+                    // Light records first; whole ones only of those the filter lets through.
+                    let pass: Vec<u32> = mb
+                        .records_by_uid_light(&agent, folder, chunk)?
+                        .iter()
+                        .filter(|rec| {
+                            let Ok(i) = uids.binary_search(&rec.uid) else {
+                                return false;
+                            };
+                            let c = Candidate {
+                                rec,
+                                seq: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                                view: None,
+                                body_lower: Default::default(),
+                                all_lower: Default::default(),
+                            };
+                            filter.iter().all(|k| eval(k, &c, &b))
+                        })
+                        .map(|rec| rec.uid)
+                        .collect();
+                    mb.records_by_uid(&agent, folder, &pass)?
                 };
                 for rec in &recs {
                     if gone.contains(&rec.uid) {

@@ -264,7 +264,7 @@ impl Session {
         touched.retain(|u| !sel.gone.contains(u));
         if !touched.is_empty() {
             let uids: Vec<u32> = touched.into_iter().collect();
-            match mb.records_by_uid(&agent, sel.folder, &uids) {
+            match mb.records_by_uid_light(&agent, sel.folder, &uids) {
                 Ok(recs) => {
                     for r in recs {
                         if let Some(d) = sel
@@ -331,7 +331,7 @@ impl Session {
             });
         }
         for chunk in changed.chunks(super::write::CHUNK) {
-            if let Ok(recs) = self.ctx.mailbox.records_by_uid(&agent, folder, chunk) {
+            if let Ok(recs) = self.ctx.mailbox.records_by_uid_light(&agent, folder, chunk) {
                 for r in recs {
                     if let Some(d) = sel.seq_of(r.uid).and_then(|s| flag_update(s, &r, true)) {
                         out.push(d);
@@ -381,7 +381,11 @@ impl Session {
         only: Option<&[u32]>,
     ) -> Result<Vec<String>, crate::mailbox::MailboxError> {
         let uids = only.unwrap_or(&sel.uids);
-        let recs = self.ctx.mailbox.records_by_uid(agent, sel.folder, uids)?;
+        // Flags only: the light records.
+        let recs = self
+            .ctx
+            .mailbox
+            .records_by_uid_light(agent, sel.folder, uids)?;
         Ok(recs
             .into_iter()
             .filter(|r| r.flags.iter().any(|f| f == crate::mailbox::flags::DELETED))
