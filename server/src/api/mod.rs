@@ -13,6 +13,7 @@ mod messages;
 mod public;
 mod queue;
 mod reports;
+mod send_policy;
 mod senders;
 pub mod serve;
 mod system;
@@ -53,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .merge(public::router())
         .merge(dns::router())
         .merge(senders::router())
+        .merge(send_policy::router())
         .merge(reports::router())
         .merge(threads::router())
         .merge(drafts::router())
