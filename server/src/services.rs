@@ -106,6 +106,7 @@ impl Services {
             audit.clone(),
             identity.clone(),
             &config.send_policy,
+            &config.server.domain,
         ));
         let queue = Arc::new(crate::queue::QueueService::new(
             store.clone(),

@@ -209,6 +209,11 @@ impl From<crate::policy::Refusal> for ApiError {
                 e
             }
             R::Denied { .. } => Self::new(StatusCode::FORBIDDEN, "policy_denied", r.to_string()),
+            R::Suppressed { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "suppressed",
+                r.to_string(),
+            ),
         }
     }
 }

@@ -16,6 +16,7 @@ mod reports;
 mod send_policy;
 mod senders;
 pub mod serve;
+mod suppressions;
 mod system;
 mod threads;
 mod vault;
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .merge(dns::router())
         .merge(senders::router())
         .merge(send_policy::router())
+        .merge(suppressions::router())
         .merge(reports::router())
         .merge(threads::router())
         .merge(drafts::router())

@@ -122,6 +122,7 @@ impl From<crate::queue::QueueError> for ToolError {
                 let code = match r {
                     crate::policy::Refusal::Limit { .. } => "send_limit",
                     crate::policy::Refusal::Denied { .. } => "policy_denied",
+                    crate::policy::Refusal::Suppressed { .. } => "suppressed",
                 };
                 Self::new(code, r.to_string())
             }

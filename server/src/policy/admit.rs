@@ -5,6 +5,7 @@
 //! the next one starts, so `Retry-After` is the time to that start.
 
 use super::model::{Effective, Refusal};
+use super::suppress::Suppression;
 use crate::config::FirstContact;
 use serde::{Deserialize, Serialize};
 
@@ -52,7 +53,7 @@ fn secs_until(end_ms: i64, now_ms: i64) -> u64 {
 
 /// Judges a send of `size` bytes to `rcpts` at `now_ms`. Accepted: the counters with this
 /// send added, to be stored. `is_contact` says whether the agent has exchanged mail with an
-/// address before.
+/// address before; `suppressed` gives the org's suppression entry of an address, if any.
 pub fn judge<E>(
     eff: &Effective,
     rcpts: &[Rcpt<'_>],
@@ -60,6 +61,7 @@ pub fn judge<E>(
     counters: &Counters,
     now_ms: i64,
     mut is_contact: impl FnMut(&str) -> Result<bool, E>,
+    mut suppressed: impl FnMut(&str) -> Result<Option<Suppression>, E>,
 ) -> Result<Result<Counters, Refusal>, E> {
     let deny = |rule, detail: String| Ok(Err(Refusal::Denied { rule, detail }));
     if size > eff.max_message_bytes {
@@ -95,6 +97,15 @@ pub fn judge<E>(
                     format!("{} is not in this agent's allowed domains", r.address),
                 );
             }
+        }
+    }
+    for r in rcpts {
+        if let Some(s) = suppressed(r.address)? {
+            return Ok(Err(Refusal::Suppressed {
+                address: r.address.to_string(),
+                since_ms: s.added_ms,
+                reason: s.reason,
+            }));
         }
     }
     if eff.first_contact != FirstContact::Allow {
@@ -161,7 +172,7 @@ mod tests {
     }];
 
     fn run(e: &Effective, c: &Counters, now: i64) -> Result<Counters, Refusal> {
-        judge::<()>(e, &R, 10, c, now, |_| Ok(true)).unwrap()
+        judge::<()>(e, &R, 10, c, now, |_| Ok(true), |_| Ok(None)).unwrap()
     }
 
     #[test]
@@ -217,9 +228,17 @@ mod tests {
             first_contact: Some(FirstContact::Hold),
             ..Default::default()
         });
-        let r = judge::<()>(&e, &R, 10, &Counters::default(), 0, |_| Ok(false))
-            .unwrap()
-            .unwrap_err();
+        let r = judge::<()>(
+            &e,
+            &R,
+            10,
+            &Counters::default(),
+            0,
+            |_| Ok(false),
+            |_| Ok(None),
+        )
+        .unwrap()
+        .unwrap_err();
         assert_eq!(r.rule(), "first_contact");
         assert!(
             r.to_string().contains("approvals are not available yet"),

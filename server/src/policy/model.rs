@@ -239,12 +239,20 @@ pub enum Refusal {
     },
     /// REST/MCP `403 policy_denied`; SMTP `550 5.7.1`.
     Denied { rule: &'static str, detail: String },
+    /// The address is on the org's suppression list: REST/MCP `422 suppressed`; SMTP
+    /// `550 5.7.1`. Says when and why it was added.
+    Suppressed {
+        address: String,
+        since_ms: i64,
+        reason: String,
+    },
 }
 
 impl Refusal {
     pub fn rule(&self) -> &'static str {
         match self {
             Refusal::Limit { rule, .. } | Refusal::Denied { rule, .. } => rule,
+            Refusal::Suppressed { .. } => "suppressed",
         }
     }
 }
@@ -261,6 +269,22 @@ impl fmt::Display for Refusal {
                 "send policy {rule} ({limit}) reached; try again in {retry_after_secs} s"
             ),
             Refusal::Denied { rule, detail } => write!(f, "send policy {rule}: {detail}"),
+            Refusal::Suppressed {
+                address,
+                since_ms,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "{address} is on the suppression list since {}",
+                    crate::util::rfc3339(since_ms / 1000)
+                )?;
+                if reason.is_empty() {
+                    Ok(())
+                } else {
+                    write!(f, ": {reason}")
+                }
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::admit::{judge, Counters, Rcpt};
 use super::model::{Effective, Refusal, SendPolicy};
+use super::suppress::suppression_key;
 use super::PolicyError;
 use crate::audit::{Audit, Outcome};
 use crate::config::SendPolicyConfig;
@@ -12,16 +13,19 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// The trees a queueing transaction must declare for [`PolicyService::admit_in`].
-pub const TX_TREES: [Tree; 2] = [Tree::SendCounters, Tree::SendContacts];
+pub const TX_TREES: [Tree; 3] = [Tree::SendCounters, Tree::SendContacts, Tree::Suppressions];
 
 /// Delegation is shallow in practice; a deeper (or circular, if the store were damaged)
 /// chain of parents stops here rather than looping.
 const MAX_DEPTH: usize = 16;
 
 pub struct PolicyService {
-    store: Store,
-    audit: Arc<Audit>,
-    identity: Arc<IdentityService>,
+    pub(super) store: Store,
+    pub(super) audit: Arc<Audit>,
+    pub(super) identity: Arc<IdentityService>,
+    /// `server.domain`: its org's suppression list is the one an admin request without an
+    /// org means.
+    pub(super) home_domain: String,
     /// `[send_policy]`: what an agent without a policy of its own gets.
     default: Effective,
     max_patterns: usize,
@@ -33,11 +37,13 @@ impl PolicyService {
         audit: Arc<Audit>,
         identity: Arc<IdentityService>,
         config: &SendPolicyConfig,
+        home_domain: &str,
     ) -> Self {
         Self {
             store,
             audit,
             identity,
+            home_domain: home_domain.to_string(),
             default: Effective::from_config(config),
             max_patterns: config.max_domain_patterns,
         }
@@ -159,23 +165,35 @@ impl PolicyService {
     /// [`admit_in`]: Self::admit_in
     pub fn precheck(
         &self,
-        agent_id: &str,
+        agent: &Agent,
         eff: &Effective,
         rcpts: &[Rcpt<'_>],
         size: u64,
         now_ms: i64,
     ) -> Result<Result<(), Refusal>, StoreError> {
+        let agent_id = agent.id.as_str();
         let counters: Counters = self
             .store
             .get_record(Tree::SendCounters, agent_id.as_bytes())?
             .unwrap_or_default();
-        let r = judge(eff, rcpts, size, &counters, now_ms, |addr| {
-            Ok::<_, StoreError>(
+        let r = judge(
+            eff,
+            rcpts,
+            size,
+            &counters,
+            now_ms,
+            |addr| {
+                Ok::<_, StoreError>(
+                    self.store
+                        .get(Tree::SendContacts, &contact_key(agent_id, addr))?
+                        .is_some(),
+                )
+            },
+            |addr| {
                 self.store
-                    .get(Tree::SendContacts, &contact_key(agent_id, addr))?
-                    .is_some(),
-            )
-        })?;
+                    .get_record(Tree::Suppressions, &suppression_key(&agent.org_id, addr))
+            },
+        )?;
         Ok(r.map(|_| ()))
     }
 
@@ -185,21 +203,30 @@ impl PolicyService {
     pub fn admit_in(
         &self,
         tx: &Tx<'_>,
-        agent_id: &str,
+        agent: &Agent,
         eff: &Effective,
         rcpts: &[Rcpt<'_>],
         size: u64,
         now_ms: i64,
     ) -> Result<Result<(), Refusal>, TxStoreError> {
+        let agent_id = agent.id.as_str();
         let counters: Counters = tx
             .get_record(Tree::SendCounters, agent_id.as_bytes())?
             .unwrap_or_default();
-        let r = judge(eff, rcpts, size, &counters, now_ms, |addr| {
-            Ok::<_, TxStoreError>(
-                tx.get(Tree::SendContacts, &contact_key(agent_id, addr))?
-                    .is_some(),
-            )
-        })?;
+        let r = judge(
+            eff,
+            rcpts,
+            size,
+            &counters,
+            now_ms,
+            |addr| {
+                Ok::<_, TxStoreError>(
+                    tx.get(Tree::SendContacts, &contact_key(agent_id, addr))?
+                        .is_some(),
+                )
+            },
+            |addr| tx.get_record(Tree::Suppressions, &suppression_key(&agent.org_id, addr)),
+        )?;
         match r {
             Ok(next) => {
                 tx.put_record(Tree::SendCounters, agent_id.as_bytes(), &next)?;

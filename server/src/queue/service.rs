@@ -432,10 +432,7 @@ impl QueueService {
         let size = raw.len() as u64;
         {
             let rcpts = policy_rcpts(&recipients);
-            if let Err(r) = self
-                .policy
-                .precheck(&agent.id, &policy, &rcpts, size, now)?
-            {
+            if let Err(r) = self.policy.precheck(agent, &policy, &rcpts, size, now)? {
                 return Err(self.refused(&audit, &agent.id, r).await);
             }
         }
@@ -480,7 +477,7 @@ impl QueueService {
         let write = |tx: &Tx<'_>, rec: &StoredMessage| -> Result<(), TxFail<MailboxError>> {
             if let Err(r) = self
                 .policy
-                .admit_in(tx, &agent.id, &policy, &rcpts, size, now)?
+                .admit_in(tx, agent, &policy, &rcpts, size, now)?
             {
                 *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
                 return Err(TxFail::Abort(MailboxError::HookRefused));
@@ -529,6 +526,7 @@ impl QueueService {
                 Tree::Meta,
                 crate::policy::TX_TREES[0],
                 crate::policy::TX_TREES[1],
+                crate::policy::TX_TREES[2],
             ],
             write: &write,
             before_commit: Some(&audit_entry),

@@ -121,10 +121,13 @@ pub enum Tree {
     /// agent \0 address (lower case) -> () : addresses the agent has exchanged mail with
     /// (sent to, or received authenticated mail from): "first contact" is any other
     SendContacts,
+    /// org id \0 address (lower case) -> suppression entry (`policy::suppress`): addresses
+    /// no agent of the org may send to
+    Suppressions,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 48] = [
+    pub const ALL: [Tree; 49] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -173,6 +176,7 @@ impl Tree {
         Tree::SendPolicies,
         Tree::SendCounters,
         Tree::SendContacts,
+        Tree::Suppressions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -225,6 +229,7 @@ impl Tree {
             Tree::SendPolicies => "send_policies",
             Tree::SendCounters => "send_counters",
             Tree::SendContacts => "send_contacts",
+            Tree::Suppressions => "suppressions",
         }
     }
 }

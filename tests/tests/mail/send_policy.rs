@@ -459,3 +459,106 @@ async fn malformed_send_policies_are_a_400_with_a_json_error() {
     assert_eq!(st, 401);
     s.stop().await;
 }
+
+#[tokio::test]
+async fn a_suppressed_address_is_refused_with_when_and_why_until_an_admin_removes_it() {
+    let s = start().await;
+    let admin = s.admin_token.clone();
+    let (_, key) = s.agent("ops", &["mail:send", "mail:read"]).await;
+
+    // Admins only; a malformed address is a 400.
+    let (st, e) = s
+        .call(
+            "POST",
+            "/v1/suppressions",
+            Some(&key),
+            Some(json!({"address": "gone@remote.test"})),
+        )
+        .await;
+    assert_eq!(st, 403, "{e}");
+    for bad in ["no-at-sign", "a@b@", "x@remote.test\r\nBcc: y@z.test", ""] {
+        let (st, e) = s
+            .call(
+                "POST",
+                "/v1/suppressions",
+                Some(&admin),
+                Some(json!({"address": bad})),
+            )
+            .await;
+        assert_eq!(st, 400, "{bad:?}: {e}");
+        assert_eq!(e["error"]["code"], "bad_request", "{e}");
+    }
+    let (st, v) = s
+        .call(
+            "POST",
+            "/v1/suppressions",
+            Some(&admin),
+            Some(json!({"address": "Gone@Remote.test", "reason": "mailbox closed"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["address"], "gone@remote.test", "{v}");
+    assert_eq!(v["source"], "manual", "{v}");
+    let (st, list) = s.call("GET", "/v1/suppressions", Some(&admin), None).await;
+    assert_eq!(st, 200, "{list}");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    let (st, _) = s.call("GET", "/v1/suppressions", Some(&key), None).await;
+    assert_eq!(st, 403);
+
+    // Every way in refuses it, saying since when and why; other recipients are unaffected.
+    let (st, e) = send(&s, &key, &["ok@remote.test", "GONE@remote.test"], "x").await;
+    assert_eq!(st, 422, "{e}");
+    assert_eq!(e["error"]["code"], "suppressed", "{e}");
+    let m = e["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        m.contains("since 20") && m.contains("mailbox closed"),
+        "{m}"
+    );
+    let r = mcp_tool(
+        &s,
+        &key,
+        "mail_send",
+        json!({"to": ["gone@remote.test"], "subject": "MCP", "text": "x"}),
+    )
+    .await;
+    assert_eq!(r["structuredContent"]["error"]["code"], "suppressed", "{r}");
+    let mut sub = submission(&s, "ops", &key).await;
+    let r = submit(&mut sub, "ops@agents.test", "gone@remote.test").await;
+    assert!(r.starts_with("550 5.7.1 "), "{r}");
+    assert!(r.contains("suppression list"), "{r}");
+    sub.cmd("QUIT").await;
+    let (st, v) = send(&s, &key, &["ok@remote.test"], "fine").await;
+    assert_eq!(st, 202, "{v}");
+
+    // Removed: sendable again; removing it twice is a 404.
+    let (st, _) = s
+        .call(
+            "DELETE",
+            "/v1/suppressions/gone@remote.test",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204);
+    let (st, e) = s
+        .call(
+            "DELETE",
+            "/v1/suppressions/gone@remote.test",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, 404, "{e}");
+    let (st, v) = send(&s, &key, &["gone@remote.test"], "back").await;
+    assert_eq!(st, 202, "{v}");
+    let (_, audit) = s
+        .call(
+            "GET",
+            "/v1/audit?action=suppression.&outcome=ok",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(audit["items"].as_array().map(Vec::len), Some(2), "{audit}");
+    s.stop().await;
+}
