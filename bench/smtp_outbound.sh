@@ -58,6 +58,12 @@ nameservers = ["127.0.0.1:$DEAD"]
 timeout_secs = 1
 [log]
 level = "warn"
+[send_policy]
+# The run sends N messages from one agent within minutes: caps far above N (the checks and
+# counter updates still run on every send).
+max_per_hour = ${LEGATE_SEND_MAX_PER_HOUR:-1000000000}
+max_per_day = ${LEGATE_SEND_MAX_PER_DAY:-1000000000}
+max_recipients_per_day = ${LEGATE_SEND_MAX_RCPTS_PER_DAY:-1000000000}
 [outbound]
 max_per_domain = ${LEGATE_MAX_PER_DOMAIN:-16}
 max_concurrent = 64

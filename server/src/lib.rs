@@ -23,6 +23,7 @@ pub mod mailbox;
 pub mod mcp;
 pub mod metrics;
 pub mod net;
+pub mod policy;
 pub mod queue;
 pub mod reports;
 pub mod services;

@@ -24,6 +24,8 @@ pub struct Services {
     pub vault: Arc<VaultService>,
     pub mailbox: Arc<MailboxService>,
     pub queue: Arc<crate::queue::QueueService>,
+    /// Send policies (`[send_policy]` and per agent), enforced by the queue.
+    pub policy: Arc<crate::policy::PolicyService>,
     /// Webhook registrations and their dispatcher (`events`).
     pub webhooks: Arc<crate::events::WebhookService>,
     /// The live event stream (SSE, WebSocket) over the outbox.
@@ -99,6 +101,13 @@ impl Services {
             metrics.clone(),
             crate::reports::ReportsSettings::from_config(&config),
         ));
+        let policy = Arc::new(crate::policy::PolicyService::new(
+            store.clone(),
+            audit.clone(),
+            identity.clone(),
+            &config.send_policy,
+            &config.server.domain,
+        ));
         let queue = Arc::new(crate::queue::QueueService::new(
             store.clone(),
             audit.clone(),
@@ -108,6 +117,7 @@ impl Services {
             metrics.clone(),
             crate::queue::QueueSettings::from_config(&config),
             outbound_transport(&config, &store, &metrics, reports.clone())?,
+            policy.clone(),
         ));
         let interrupted = queue.recover_drafts().context("cannot recover drafts")?;
         if interrupted > 0 {
@@ -155,6 +165,7 @@ impl Services {
             vault,
             mailbox,
             queue,
+            policy,
             metrics,
         })
     }

@@ -525,6 +525,8 @@ mod diskfull;
 mod drafts;
 #[path = "mail/search.rs"]
 mod search;
+#[path = "mail/send_policy.rs"]
+mod send_policy;
 #[path = "mail/senders.rs"]
 mod senders;
 #[path = "mail/threads.rs"]

@@ -30,6 +30,9 @@ pub const OPS: &[&str] = &[
     "queue.get",
     "queue.retry",
     "queue.cancel",
+    "suppression.list",
+    "suppression.add",
+    "suppression.remove",
     "dns.plan",
     "dns.check",
     "admin_token.list",
@@ -46,6 +49,30 @@ pub const OPS: &[&str] = &[
     "reports.generate",
     "reports.send",
 ];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuppressionList {
+    org: Option<String>,
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuppressionAdd {
+    address: String,
+    #[serde(default)]
+    reason: String,
+    org: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SuppressionRemove {
+    address: String,
+    org: Option<String>,
+}
 
 /// The arguments of `op`, or a clear error naming the operation.
 fn args<T: DeserializeOwned>(req: &Request) -> Result<T, AdminError> {
@@ -266,6 +293,31 @@ pub async fn handle(s: &Services, actor: &Actor, req: &Request) -> Result<Value,
         "queue.get" => s.queue.get_queued(actor, &args::<IdArg>(req)?.id)?,
         "queue.retry" => s.queue.retry_now(actor, &args::<IdArg>(req)?.id).await?,
         "queue.cancel" => s.queue.cancel(actor, &args::<IdArg>(req)?.id).await?,
+        "suppression.list" => {
+            let a: SuppressionList = args(req)?;
+            let (items, next) = s.policy.suppressions(
+                actor,
+                a.org.as_deref(),
+                a.limit.unwrap_or(100),
+                a.cursor.as_deref(),
+            )?;
+            let items: Vec<Value> = items.iter().map(|e| e.to_json()).collect();
+            json!({"items": items, "next_cursor": next})
+        }
+        "suppression.add" => {
+            let a: SuppressionAdd = args(req)?;
+            s.policy
+                .suppress(actor, a.org.as_deref(), &a.address, &a.reason)
+                .await?
+                .to_json()
+        }
+        "suppression.remove" => {
+            let a: SuppressionRemove = args(req)?;
+            s.policy
+                .unsuppress(actor, a.org.as_deref(), &a.address)
+                .await?;
+            json!({"removed": a.address})
+        }
         "dns.plan" => {
             let plan = crate::dns::DnsWizard::new(&s.config, &s.vault, &s.audit).plan(actor)?;
             serde_json::to_value(plan).map_err(|e| AdminError::Internal(e.to_string()))?

@@ -222,6 +222,19 @@ impl From<crate::queue::QueueError> for AdminError {
     }
 }
 
+impl From<crate::policy::PolicyError> for AdminError {
+    fn from(e: crate::policy::PolicyError) -> Self {
+        use crate::policy::PolicyError as P;
+        match e {
+            P::Denied(d) => d.into(),
+            P::NotFound(what) => AdminError::NotFound(what.into()),
+            P::BadRequest(m) => AdminError::Invalid(m),
+            P::Identity(i) => i.into(),
+            other => AdminError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<crate::vault::VaultError> for AdminError {
     fn from(e: crate::vault::VaultError) -> Self {
         use crate::vault::VaultError as V;

@@ -15,6 +15,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub required_scope: Option<&'static str>,
+    /// Seconds for a `Retry-After` header (a send cap, 429).
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -24,6 +26,7 @@ impl ApiError {
             code,
             message: message.into(),
             required_scope: None,
+            retry_after: None,
         }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
@@ -58,6 +61,10 @@ impl IntoResponse for ApiError {
             err["required_scope"] = s.into();
         }
         let mut resp = (self.status, Json(serde_json::json!({ "error": err }))).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
         if self.status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -79,6 +86,7 @@ impl From<Denied> for ApiError {
             code,
             message: d.to_string(),
             required_scope: d.required_scope().map(|s| s.as_str()),
+            retry_after: None,
         }
     }
 }
@@ -138,7 +146,9 @@ impl From<MailboxError> for ApiError {
                 e.to_string(),
             ),
             MailboxError::Identity(i) => i.into(),
-            MailboxError::Store(_) | MailboxError::Audit(_) => Self::internal(&e),
+            MailboxError::Store(_) | MailboxError::Audit(_) | MailboxError::HookRefused => {
+                Self::internal(&e)
+            }
         }
     }
 }
@@ -174,6 +184,7 @@ impl From<crate::queue::QueueError> for ApiError {
             Q::InvalidHeader(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_header", m),
             Q::Recipient(m) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_recipient", m),
             Q::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
+            Q::Policy(r) => r.into(),
             Q::TooLarge { .. } => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "message_too_large",
@@ -181,6 +192,40 @@ impl From<crate::queue::QueueError> for ApiError {
             ),
             Q::Mailbox(m) => m.into(),
             Q::Identity(i) => i.into(),
+            other => Self::internal(&other),
+        }
+    }
+}
+
+impl From<crate::policy::Refusal> for ApiError {
+    fn from(r: crate::policy::Refusal) -> Self {
+        use crate::policy::Refusal as R;
+        match &r {
+            R::Limit {
+                retry_after_secs, ..
+            } => {
+                let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "send_limit", r.to_string());
+                e.retry_after = Some(*retry_after_secs);
+                e
+            }
+            R::Denied { .. } => Self::new(StatusCode::FORBIDDEN, "policy_denied", r.to_string()),
+            R::Suppressed { .. } => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "suppressed",
+                r.to_string(),
+            ),
+        }
+    }
+}
+
+impl From<crate::policy::PolicyError> for ApiError {
+    fn from(e: crate::policy::PolicyError) -> Self {
+        use crate::policy::PolicyError as P;
+        match e {
+            P::Denied(d) => d.into(),
+            P::NotFound(what) => Self::not_found(what),
+            P::BadRequest(m) => Self::bad_request(m),
+            P::Identity(i) => i.into(),
             other => Self::internal(&other),
         }
     }

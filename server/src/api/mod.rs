@@ -13,8 +13,10 @@ mod messages;
 mod public;
 mod queue;
 mod reports;
+mod send_policy;
 mod senders;
 pub mod serve;
+mod suppressions;
 mod system;
 mod threads;
 mod vault;
@@ -53,6 +55,8 @@ pub fn router(state: AppState) -> Router {
         .merge(public::router())
         .merge(dns::router())
         .merge(senders::router())
+        .merge(send_policy::router())
+        .merge(suppressions::router())
         .merge(reports::router())
         .merge(threads::router())
         .merge(drafts::router())

@@ -24,6 +24,7 @@ mod reports;
 mod serve;
 mod session;
 mod store;
+mod suppressions;
 mod vault;
 
 use admin::AdminCmd;
@@ -41,6 +42,7 @@ use reports::ReportsCmd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use store::StoreCmd;
+use suppressions::SuppressionsCmd;
 use vault::VaultCmd;
 
 #[derive(Parser)]
@@ -76,6 +78,9 @@ enum Cmd {
     /// The outbound queue.
     #[command(subcommand)]
     Queue(QueueCmd),
+    /// The org's suppression list: addresses no agent may send to.
+    #[command(subcommand)]
+    Suppressions(SuppressionsCmd),
     /// DMARC aggregate and TLS-RPT reports: what others reported, what we would send.
     #[command(subcommand)]
     Reports(ReportsCmd),
@@ -169,6 +174,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Agent(c) => agent::agent(cfg()?, c, json).await,
         Cmd::Org(c) => org::org(cfg()?, c, json).await,
         Cmd::Queue(c) => queue::queue(cfg()?, c).await,
+        Cmd::Suppressions(c) => suppressions::suppressions(cfg()?, c).await,
         Cmd::Reports(c) => reports::reports(cfg()?, c).await,
         Cmd::Key(c) => key::key(cfg()?, c, json).await,
         Cmd::Admin(AdminCmd::Token(c)) => admin::admin_token(cfg()?, c, json).await,

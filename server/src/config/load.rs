@@ -68,6 +68,7 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "smtp" => cfg.smtp = section(key, value, &mut errs),
             "imap" => cfg.imap = section(key, value, &mut errs),
             "senders" => cfg.senders = section(key, value, &mut errs),
+            "send_policy" => cfg.send_policy = section(key, value, &mut errs),
             "reports" => cfg.reports = section(key, value, &mut errs),
             "dmarc" => cfg.dmarc = section(key, value, &mut errs),
             "identity" => cfg.identity = section(key, value, &mut errs),
@@ -212,6 +213,7 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
             "report intervals must be at least 60 seconds",
         ));
     }
+    validate_send_policy(c, errs);
     if c.senders.max_entries == 0 {
         errs.push(err("senders.max_entries", "must be at least 1"));
     }
@@ -438,6 +440,29 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
     }
 }
 
+fn validate_send_policy(c: &Config, errs: &mut Vec<ConfigError>) {
+    let p = &c.send_policy;
+    if p.max_domain_patterns == 0 {
+        errs.push(err("send_policy.max_domain_patterns", "must be at least 1"));
+    }
+    for (name, list) in [
+        ("allow_domains", &p.allow_domains),
+        ("block_domains", &p.block_domains),
+    ] {
+        if list.len() > p.max_domain_patterns {
+            errs.push(err(
+                format!("send_policy.{name}"),
+                format!("at most {} patterns", p.max_domain_patterns),
+            ));
+        }
+        for (i, d) in list.iter().enumerate() {
+            if let Err(e) = crate::policy::DomainPattern::parse(d) {
+                errs.push(err(format!("send_policy.{name}[{i}]"), e));
+            }
+        }
+    }
+}
+
 fn validate_acme(c: &Config, errs: &mut Vec<ConfigError>) {
     let a = &c.acme;
     if a.directory.is_empty() {
@@ -554,6 +579,26 @@ mod tests {
         assert_eq!(c.listen.smtp, "0.0.0.0:25");
         assert_eq!(c.listen.https, "0.0.0.0:443");
         assert_eq!(c.acme.renew_before_days, 30);
+        assert_eq!(c.send_policy, super::super::SendPolicyConfig::default());
+    }
+
+    #[test]
+    fn send_policy_patterns_and_keys_are_checked() {
+        let c = parse_str(
+            "[send_policy]\nmax_per_day=10\nblock_domains=['*.bad.test']\nfirst_contact='hold'\n",
+        )
+        .unwrap();
+        assert_eq!(c.send_policy.max_per_day, 10);
+        assert_eq!(
+            c.send_policy.first_contact,
+            super::super::FirstContact::Hold
+        );
+        let e = parse_str("[send_policy]\nallow_domains=['ok.test', 'bad pattern']\n").unwrap_err();
+        assert_eq!(e.0[0].path, "send_policy.allow_domains[1]");
+        let e = parse_str("[send_policy]\nmax_per_hours=1\n").unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
+        let e = parse_str("[send_policy]\nmax_per_hour=-1\n").unwrap_err();
+        assert_eq!(e.0.len(), 1, "{e}");
     }
 
     #[test]

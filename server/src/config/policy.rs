@@ -96,3 +96,58 @@ impl Default for DmarcConfig {
         }
     }
 }
+
+/// What an agent may do when mailing an address it has never exchanged mail with.
+/// Ordered from loosest to strictest, so attenuation keeps the larger value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirstContact {
+    Allow,
+    /// Wait for a human's approval. Until approvals exist (issue 24, item 2) a held send is
+    /// refused like `deny`, with a reason saying so.
+    Hold,
+    Deny,
+}
+
+/// The org-wide default send policy (`[send_policy]`): what an agent may send when neither
+/// it nor an ancestor sets a tighter rule (`/v1/agents/{id}/send-policy`). A sub-agent is
+/// never looser than its parent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SendPolicyConfig {
+    /// Messages per agent per clock hour.
+    pub max_per_hour: u64,
+    /// Messages per agent per UTC day.
+    pub max_per_day: u64,
+    /// Recipients (to, cc and bcc, after deduplication) of one message.
+    pub max_recipients_per_message: u64,
+    /// Recipients per agent per UTC day, summed over its messages.
+    pub max_recipients_per_day: u64,
+    /// Recipient domain patterns an agent may send to (empty: any). `example.com` covers
+    /// the domain and its subdomains, `*.example.com` the subdomains only.
+    pub allow_domains: Vec<String>,
+    /// Recipient domain patterns an agent may never send to (same patterns).
+    pub block_domains: Vec<String>,
+    /// Largest message an agent may send, in bytes, as submitted (before DKIM signing).
+    pub max_message_bytes: u64,
+    /// Mail to an address the agent never exchanged mail with: allow, hold or deny.
+    pub first_contact: FirstContact,
+    /// Patterns per allow or block list (of the default or of one agent).
+    pub max_domain_patterns: usize,
+}
+
+impl Default for SendPolicyConfig {
+    fn default() -> Self {
+        Self {
+            max_per_hour: 100,
+            max_per_day: 500,
+            max_recipients_per_message: 100,
+            max_recipients_per_day: 1000,
+            allow_domains: Vec::new(),
+            block_domains: Vec::new(),
+            max_message_bytes: 25 * 1024 * 1024,
+            first_contact: FirstContact::Allow,
+            max_domain_patterns: 256,
+        }
+    }
+}

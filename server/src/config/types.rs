@@ -1,6 +1,6 @@
 //! The configuration schema. Field names are a contract (DESIGN §11): add keys, never rename.
 
-use super::{DmarcConfig, ImapConfig, ReportsConfig, SendersConfig};
+use super::{DmarcConfig, ImapConfig, ReportsConfig, SendPolicyConfig, SendersConfig};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
@@ -19,6 +19,7 @@ pub struct Config {
     pub smtp: SmtpConfig,
     pub imap: ImapConfig,
     pub senders: SendersConfig,
+    pub send_policy: SendPolicyConfig,
     pub reports: ReportsConfig,
     pub dmarc: DmarcConfig,
     pub identity: IdentityConfig,

@@ -423,7 +423,7 @@ impl IdentityService {
     /// (for a sub-agent) its own parent acting through a key that holds `identity:sign`. Any
     /// other key of the parent, the sub-agent itself, its siblings and other agents are
     /// refused, and the refusal is audited.
-    fn require_subagent_authority(
+    pub fn require_subagent_authority(
         &self,
         actor: &Actor,
         target: &Agent,

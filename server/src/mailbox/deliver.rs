@@ -15,11 +15,11 @@ use super::senders::SenderVerdict;
 use super::slots::{index_in_folder, load_folder_for_insert, load_state, next_uid};
 use super::thread::{self, ThreadRefs};
 use super::{index, Folder, MailboxError, MailboxService};
-use crate::store::{Tree, Tx, TxFail, TxStoreError};
+use crate::store::{Tree, Tx, TxFail};
 use crate::util::{new_id, now_millis, now_unix};
 use std::sync::Arc;
 
-const TREES: [Tree; 11] = [
+const TREES: [Tree; 12] = [
     Tree::Messages,
     Tree::ThreadMessages,
     Tree::BlobRefs,
@@ -31,6 +31,7 @@ const TREES: [Tree; 11] = [
     Tree::MailThreads,
     Tree::SearchDocs,
     Tree::SearchPending,
+    Tree::SendContacts,
 ];
 
 /// A delivery that passed [`MailboxService::admit`]: its metadata, flags and labels
@@ -49,9 +50,10 @@ pub struct TxHook<'a> {
     /// Trees the hook writes, besides the mailbox's own.
     pub trees: &'a [Tree],
     /// Called once per transaction attempt (sled may retry on conflict), with the record as
-    /// it will be stored.
+    /// it will be stored. It may abort the whole delivery ([`MailboxError::HookRefused`]:
+    /// the queue's send policy, decided on the counters inside this transaction).
     #[allow(clippy::type_complexity)]
-    pub write: &'a (dyn Fn(&Tx<'_>, &StoredMessage) -> Result<(), TxStoreError> + Sync),
+    pub write: &'a (dyn Fn(&Tx<'_>, &StoredMessage) -> Result<(), TxFail<MailboxError>> + Sync),
     /// Called once the transaction is applied, before the commit that makes it durable:
     /// what must be durable with the message rides on that commit instead of a second one
     /// (the queue appends the sender's audit entry here). An error is returned after the
@@ -317,6 +319,7 @@ impl MailboxService {
             )?;
             if external {
                 tx.emit(&super::events::received(&rec))?;
+                super::contacts::record_received(tx, &rec)?;
             }
             if let Some(h) = &hook {
                 (h.write)(tx, &rec)?;

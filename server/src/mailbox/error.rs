@@ -42,6 +42,10 @@ pub enum MailboxError {
     /// is safe to give the sending server.
     #[error("{0}")]
     SenderRefused(&'static str),
+    /// A delivery hook refused the message inside the transaction (the queue's send policy);
+    /// the hook's owner carries the reason and answers it, this is never shown as it is.
+    #[error("refused by the delivery hook")]
+    HookRefused,
     #[error(transparent)]
     Identity(IdentityError),
     #[error(transparent)]

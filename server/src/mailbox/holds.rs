@@ -52,7 +52,9 @@ mod tests {
     use crate::mailbox::Folder;
 
     async fn held_delivery(mb: &MailboxService) -> crate::mailbox::StoredMessage {
-        let write = |tx: &Tx<'_>, rec: &crate::mailbox::StoredMessage| hold(tx, &rec.id);
+        let write = |tx: &Tx<'_>, rec: &crate::mailbox::StoredMessage| {
+            Ok::<_, crate::store::TxFail<crate::mailbox::MailboxError>>(hold(tx, &rec.id)?)
+        };
         let hook = TxHook {
             trees: &[Tree::BlobHolds],
             write: &write,

@@ -15,6 +15,7 @@
 
 mod batch;
 mod bell;
+mod contacts;
 mod deliver;
 mod error;
 mod events;
@@ -39,6 +40,7 @@ mod user_folders;
 mod wait;
 
 pub use batch::{Expunged, FlagsOutcome, Transfer, TransferMode};
+pub use contacts::contact_key;
 pub use deliver::{parse_for, Parsed, TxHook};
 pub use error::MailboxError;
 pub use flags::{Delta, SetEdit};

@@ -89,7 +89,9 @@ impl From<MailboxError> for ToolError {
             MailboxError::TooManyWaits(_) => Self::new("too_many_waits", e.to_string()),
             MailboxError::SenderRefused(_) => Self::new("sender_refused", e.to_string()),
             MailboxError::Identity(i) => i.into(),
-            MailboxError::Store(_) | MailboxError::Audit(_) => Self::internal(&e),
+            MailboxError::Store(_) | MailboxError::Audit(_) | MailboxError::HookRefused => {
+                Self::internal(&e)
+            }
         }
     }
 }
@@ -116,6 +118,14 @@ impl From<crate::queue::QueueError> for ToolError {
             Q::InvalidHeader(m) => Self::new("invalid_header", m),
             Q::Recipient(m) => Self::new("invalid_recipient", m),
             Q::Conflict(m) => Self::new("conflict", m),
+            Q::Policy(r) => {
+                let code = match r {
+                    crate::policy::Refusal::Limit { .. } => "send_limit",
+                    crate::policy::Refusal::Denied { .. } => "policy_denied",
+                    crate::policy::Refusal::Suppressed { .. } => "suppressed",
+                };
+                Self::new(code, r.to_string())
+            }
             Q::TooLarge { .. } => Self::new("message_too_large", e.to_string()),
             Q::Mailbox(m) => m.into(),
             Q::Identity(i) => i.into(),

@@ -24,6 +24,10 @@ pub enum QueueError {
     /// The thing changed or is busy (a draft being sent, or edited meanwhile): 409.
     #[error("{0}")]
     Conflict(String),
+    /// The agent's send policy refused the message (`policy`): 429 `send_limit` or 403
+    /// `policy_denied`; SMTP `452 4.5.3` or `550 5.7.1`.
+    #[error("{0}")]
+    Policy(crate::policy::Refusal),
     #[error("message too large: {size} bytes, the limit is {limit}")]
     TooLarge { size: usize, limit: usize },
     #[error(transparent)]
@@ -54,6 +58,20 @@ impl QueueError {
                 matches!(e, IdentityError::Store(_) | IdentityError::Audit(_))
             }
             _ => false,
+        }
+    }
+}
+
+impl From<crate::policy::PolicyError> for QueueError {
+    fn from(e: crate::policy::PolicyError) -> Self {
+        use crate::policy::PolicyError as P;
+        match e {
+            P::Denied(d) => QueueError::Denied(d),
+            P::NotFound(what) => QueueError::NotFound(what),
+            P::BadRequest(m) => QueueError::Invalid(m),
+            P::Identity(i) => QueueError::Identity(i),
+            P::Store(s) => QueueError::Store(s),
+            P::Audit(a) => QueueError::Audit(a),
         }
     }
 }

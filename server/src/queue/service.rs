@@ -13,7 +13,8 @@ use crate::mailbox::{
     holds, DeliveryMeta, Folder, MailboxError, MailboxService, StoredMessage, TxHook,
 };
 use crate::metrics::{Metrics, SendStage};
-use crate::store::{Store, Tree, Tx, TxStoreError};
+use crate::policy::{PolicyService, Rcpt, Refusal};
+use crate::store::{Store, Tree, Tx, TxFail};
 use crate::util::now_millis;
 use crate::vault::VaultService;
 use mail_parser::HeaderName;
@@ -138,6 +139,9 @@ pub struct QueueService {
     pub(super) metrics: Arc<Metrics>,
     pub(super) settings: QueueSettings,
     pub(super) transport: Arc<dyn Transport>,
+    /// The send policy: asked once per send, before anything is stored, and again inside
+    /// the queueing transaction, where its counters are updated.
+    pub(super) policy: Arc<PolicyService>,
     pub(super) nudge: Notify,
     /// Messages an attempt is running for; the scanner skips them.
     pub(super) inflight: Mutex<HashSet<String>>,
@@ -205,6 +209,17 @@ impl Accepted {
     }
 }
 
+/// The recipients as the send policy judges them.
+fn policy_rcpts(recipients: &[Recipient]) -> Vec<Rcpt<'_>> {
+    recipients
+        .iter()
+        .map(|r| Rcpt {
+            address: &r.address,
+            domain: &r.domain,
+        })
+        .collect()
+}
+
 impl QueueService {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -216,6 +231,7 @@ impl QueueService {
         metrics: Arc<Metrics>,
         settings: QueueSettings,
         transport: Arc<dyn Transport>,
+        policy: Arc<PolicyService>,
     ) -> Self {
         let all = Arc::new(Semaphore::new(settings.max_concurrent.max(1)));
         Self {
@@ -227,6 +243,7 @@ impl QueueService {
             metrics,
             settings,
             transport,
+            policy,
             nudge: Notify::new(),
             inflight: Mutex::new(HashSet::new()),
             per_domain: Mutex::new(HashMap::new()),
@@ -258,7 +275,11 @@ impl QueueService {
         };
         // Accepted: audited with the message (see `SendAudit`). Refused: audited here.
         let r = self.compose_and_queue(agent_id, req, audit).await;
-        if let Err(e) = &r {
+        // A policy refusal was audited as a denial where it was decided.
+        if let Err(e) = r.as_ref().map(|_| ()).or_else(|e| match e {
+            QueueError::Policy(_) => Ok(()),
+            e => Err(e),
+        }) {
             let detail = json!({"reason": e.to_string()});
             actor.audit(&self.audit, action, "", Outcome::Error, detail)?;
             self.audit.commit().await?;
@@ -406,6 +427,15 @@ impl QueueService {
                 limit: self.settings.max_message_size,
             });
         }
+        // The send policy, before any signing work; decided again in the transaction.
+        let policy = self.policy.effective(agent)?;
+        let size = raw.len() as u64;
+        {
+            let rcpts = policy_rcpts(&recipients);
+            if let Err(r) = self.policy.precheck(agent, &policy, &rcpts, size, now)? {
+                return Err(self.refused(&audit, &agent.id, r).await);
+            }
+        }
         // New mail: refused while the disk is below its reserve, before any signing work.
         self.mailbox.check_space(raw.len() as u64)?;
         let parsed = mail_parser::MessageParser::default().parse_headers(&raw);
@@ -442,7 +472,16 @@ impl QueueService {
         // memory (`fresh`): offered here, before the schedule entry that lets the worker
         // find the message is applied, and taken back if the transaction fails.
         let offered: Mutex<Option<String>> = Mutex::new(None);
-        let write = |tx: &Tx<'_>, rec: &StoredMessage| -> Result<(), TxStoreError> {
+        let refused: Mutex<Option<Refusal>> = Mutex::new(None);
+        let rcpts = policy_rcpts(&template.recipients);
+        let write = |tx: &Tx<'_>, rec: &StoredMessage| -> Result<(), TxFail<MailboxError>> {
+            if let Err(r) = self
+                .policy
+                .admit_in(tx, agent, &policy, &rcpts, size, now)?
+            {
+                *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                return Err(TxFail::Abort(MailboxError::HookRefused));
+            }
             let mut q = template.clone();
             q.id = rec.id.clone();
             tx.put_record(Tree::Queue, q.id.as_bytes(), &q)?;
@@ -485,6 +524,9 @@ impl QueueService {
                 Tree::QueueSchedule,
                 Tree::Events,
                 Tree::Meta,
+                crate::policy::TX_TREES[0],
+                crate::policy::TX_TREES[1],
+                crate::policy::TX_TREES[2],
             ],
             write: &write,
             before_commit: Some(&audit_entry),
@@ -507,6 +549,10 @@ impl QueueService {
                 if let Some(id) = offered.lock().unwrap_or_else(|p| p.into_inner()).take() {
                     self.fresh.take(&id);
                 }
+                let refusal = refused.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(r) = refusal {
+                    return Err(self.refused(&audit, &agent.id, r).await);
+                }
                 return Err(e.into());
             }
         };
@@ -520,6 +566,17 @@ impl QueueService {
             .inc_by(queued.recipients.len() as u64);
         self.nudge.notify_one();
         Ok(Accepted { message, queued })
+    }
+
+    /// A send the policy refused: audited as a denial naming the rule, made durable, and
+    /// turned into the error every front-end answers.
+    async fn refused(&self, audit: &SendAudit<'_>, agent_id: &str, r: Refusal) -> QueueError {
+        self.policy
+            .audit_refusal(audit.actor, audit.action, agent_id, &r);
+        if let Err(e) = self.audit.commit().await {
+            tracing::error!(error = %e, "could not commit the audit of a refused send");
+        }
+        QueueError::Policy(r)
     }
 
     /// The queue record of one of `agent`'s messages, if it was sent.

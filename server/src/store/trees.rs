@@ -113,10 +113,21 @@ pub enum Tree {
     ReportsTlsCounters,
     /// named counters and markers of the reports service (parse failures, last send day)
     ReportsState,
+    /// agent id -> the agent's own send policy (`policy`); absent: the org default
+    SendPolicies,
+    /// agent id -> its send counters in the current hour and day windows (`policy::admit`),
+    /// updated in the transaction that queues each message
+    SendCounters,
+    /// agent \0 address (lower case) -> () : addresses the agent has exchanged mail with
+    /// (sent to, or received authenticated mail from): "first contact" is any other
+    SendContacts,
+    /// org id \0 address (lower case) -> suppression entry (`policy::suppress`): addresses
+    /// no agent of the org may send to
+    Suppressions,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 45] = [
+    pub const ALL: [Tree; 49] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -162,6 +173,10 @@ impl Tree {
         Tree::ReportsDmarcEvents,
         Tree::ReportsTlsCounters,
         Tree::ReportsState,
+        Tree::SendPolicies,
+        Tree::SendCounters,
+        Tree::SendContacts,
+        Tree::Suppressions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -211,6 +226,10 @@ impl Tree {
             Tree::ReportsDmarcEvents => "reports_dmarc_events",
             Tree::ReportsTlsCounters => "reports_tls_counters",
             Tree::ReportsState => "reports_state",
+            Tree::SendPolicies => "send_policies",
+            Tree::SendCounters => "send_counters",
+            Tree::SendContacts => "send_contacts",
+            Tree::Suppressions => "suppressions",
         }
     }
 }

@@ -122,6 +122,26 @@ fn mutate(cfg: &str, tag: &str) {
     assert_eq!(v["ok"], true);
     let q = json_of(&cli(cfg, &["queue", "list"]));
     assert!(q["items"].is_array(), "{q}");
+    // The suppression list (issue 24 item 4): add, see, remove.
+    let gone = format!("gone{tag}@remote.test");
+    let e = json_of(&cli(
+        cfg,
+        &["suppressions", "add", &gone, "--reason", "mailbox closed"],
+    ));
+    assert_eq!(e["address"], gone.as_str(), "{e}");
+    assert_eq!(e["reason"], "mailbox closed", "{e}");
+    let l = json_of(&cli(cfg, &["suppressions", "list"]));
+    assert!(
+        l["items"]
+            .as_array()
+            .is_some_and(|i| i.iter().any(|x| x["address"] == gone.as_str())),
+        "{l}"
+    );
+    ok(&cli(cfg, &["suppressions", "remove", &gone]));
+    assert_eq!(
+        cli(cfg, &["suppressions", "remove", &gone]).status.code(),
+        Some(3)
+    );
     // Refusals: exit 3, the reason on stderr.
     for (args, says) in [
         (&["agent", "show", "nobody@sock.test"][..], "not found"),

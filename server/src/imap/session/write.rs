@@ -45,7 +45,7 @@ pub(super) fn mailbox_error(e: MailboxError) -> Reply {
         MailboxError::Identity(_) => {
             Reply::no("Credentials no longer valid").code(other_code("AUTHENTICATIONFAILED"))
         }
-        e @ (MailboxError::Store(_) | MailboxError::Audit(_)) => {
+        e @ (MailboxError::Store(_) | MailboxError::Audit(_) | MailboxError::HookRefused) => {
             tracing::error!(error = %e, "IMAP command failed in the store");
             Reply::no("Temporary server failure; try again").code(other_code("UNAVAILABLE"))
         }

@@ -335,6 +335,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 match e {
                     Q::Mailbox(MailboxError::InsufficientStorage) => reply::insufficient_storage(),
                     Q::TooLarge { .. } => Reply::new(552, "5.3.4", e.to_string()),
+                    Q::Policy(r @ crate::policy::Refusal::Limit { .. }) => {
+                        Reply::new(452, "4.5.3", r.to_string())
+                    }
+                    Q::Policy(r) => Reply::new(550, "5.7.1", r.to_string()),
                     Q::Recipient(m) => Reply::new(550, "5.1.1", m),
                     Q::Invalid(m) => Reply::new(550, "5.7.1", m),
                     Q::NotFound(_) | Q::Denied(_) => {
