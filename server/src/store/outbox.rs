@@ -218,7 +218,11 @@ mod tests {
         let mut ev = EventRecord::new("message.received", "ag_a", serde_json::json!({"m": 1}));
         ev.created_at_ms = 1_000;
         s.emit(&ev).unwrap();
-        assert!(rx.has_changed().unwrap());
+        // Queued: the writer thread rings once it is stored.
+        tokio::time::timeout(std::time::Duration::from_secs(5), rx.changed())
+            .await
+            .unwrap()
+            .unwrap();
         rx.borrow_and_update();
         ev.created_at_ms = 5_000;
         let seq = s
