@@ -28,25 +28,24 @@ impl GroupCommit {
         self.written.fetch_add(1, Ordering::SeqCst);
     }
 
-    pub(super) async fn commit(
-        &self,
-        db: &sled::Db,
-        events: &sled::Tree,
-    ) -> Result<(), StoreError> {
+    pub(super) async fn commit(&self, db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
         let ticket = self.written.load(Ordering::SeqCst);
         let _guard = self.lock.lock().await;
         if self.flushed.load(Ordering::SeqCst) >= ticket {
             return Ok(());
         }
         let db = db.clone();
-        let events = events.clone();
+        let meta = meta.clone();
         let written = self.written.clone();
         let (target, event) = tokio::task::spawn_blocking(move || {
             // Read under the flush: everything written before this point is covered.
             let target = written.load(Ordering::SeqCst);
-            let event = events
-                .last()?
-                .and_then(|(k, v)| super::outbox::page_last_seq(&k, &v))
+            // The outbox's counter, written in the same transaction as each page: a key read,
+            // not a page decoded on every flush.
+            let event = meta
+                .get(super::outbox::SEQ_KEY)?
+                .as_deref()
+                .and_then(super::keys::read_u64)
                 .unwrap_or(0);
             db.flush().map(|_| (target, event))
         })

@@ -79,9 +79,10 @@ impl Store {
 
     fn start_emit_writer(&self) -> std::io::Result<()> {
         let weak: Weak<super::Inner> = Arc::downgrade(&self.inner);
+        let batch = self.inner.emit_batch.clone();
         std::thread::Builder::new()
             .name("event-writer".into())
-            .spawn(move || emit_writer(weak))
+            .spawn(move || emit_writer(&batch, weak))
             .map(|_| ())
     }
 
@@ -96,23 +97,21 @@ impl Store {
                 st = b.written.wait(st).unwrap_or_else(|p| p.into_inner());
                 continue;
             }
-            self.write_rounds(st, usize::MAX)?;
+            self.write_queue(st)?;
             st = b.lock();
         }
         Ok(())
     }
 
-    /// Writes up to `rounds` batches from the queue as the one writer. A failed batch goes
-    /// back to the front of the queue for the next writer, and its error to this caller.
-    fn write_rounds<'a>(
-        &'a self,
-        mut st: MutexGuard<'a, State>,
-        rounds: usize,
-    ) -> Result<(), StoreError> {
+    /// Writes the queue, a batch per transaction, as the one writer: the caller checked
+    /// under `st` that nobody else is writing (two writers could commit batches out of
+    /// order). A failed batch goes back to the front of the queue, and its error to the
+    /// caller.
+    fn write_queue<'a>(&'a self, mut st: MutexGuard<'a, State>) -> Result<(), StoreError> {
         let b = &self.inner.emit_batch;
         st.writing = true;
         let mut result = Ok(());
-        for _ in 0..rounds {
+        loop {
             let n = st.queue.len().min(MAX_BATCH);
             if n == 0 {
                 break;
@@ -151,35 +150,33 @@ impl Store {
 }
 
 /// The writer thread: parks until events are queued, lets more gather for [`LINGER`], writes
-/// them all, and ends once its store is gone (holding only a weak reference, so it never
-/// keeps a closed database open). A failed batch stays queued and is tried again.
-fn emit_writer(weak: Weak<super::Inner>) {
-    loop {
-        let Some(inner) = weak.upgrade() else { return };
-        let b = &inner.emit_batch;
-        let mut st = b.lock();
-        if st.queue.is_empty() || st.writing {
-            st.parked = true;
-            let (g, _) = b
-                .wake
-                .wait_timeout(st, IDLE_CHECK)
-                .unwrap_or_else(|p| p.into_inner());
-            st = g;
-            st.parked = false;
-            let woken_for_events = !st.queue.is_empty();
-            drop(st);
-            drop(inner);
-            if woken_for_events {
-                std::thread::sleep(LINGER);
+/// them all, and ends once its store is gone. It holds the store only while writing, never
+/// while parked, so it never keeps a closed database open. A failed batch stays queued and
+/// is tried again.
+fn emit_writer(batch: &EmitBatch, weak: Weak<super::Inner>) {
+    while let Some(inner) = weak.upgrade() {
+        let store = Store { inner };
+        // Checked and written under one guard: a drain cannot start writing in between.
+        let st = batch.lock();
+        if !st.queue.is_empty() && !st.writing {
+            if let Err(e) = store.write_queue(st) {
+                tracing::error!(error = %e, "cannot write queued events; retrying");
+                std::thread::sleep(Duration::from_millis(100));
             }
             continue;
         }
+        drop(store);
+        let mut st = st;
+        st.parked = true;
+        let (mut st, _) = batch
+            .wake
+            .wait_timeout(st, IDLE_CHECK)
+            .unwrap_or_else(|p| p.into_inner());
+        st.parked = false;
+        let woken_for_events = !st.queue.is_empty();
         drop(st);
-        let store = Store { inner };
-        let st = store.inner.emit_batch.lock();
-        if let Err(e) = store.write_rounds(st, usize::MAX) {
-            tracing::error!(error = %e, "cannot write queued events; retrying");
-            std::thread::sleep(Duration::from_millis(100));
+        if woken_for_events {
+            std::thread::sleep(LINGER);
         }
     }
 }

@@ -58,7 +58,7 @@ struct Inner {
     /// Changed after every transaction that wrote the event outbox (`outbox`).
     events_rung: tokio::sync::watch::Sender<()>,
     /// Event-only writes, committed together (`emit_batch`).
-    emit_batch: emit_batch::EmitBatch,
+    emit_batch: Arc<emit_batch::EmitBatch>,
 }
 
 /// How to open the store; every field has a safe default.
@@ -403,7 +403,7 @@ impl Store {
         self.drain_emits()?;
         self.inner
             .commit
-            .commit(&self.inner.db, self.tree(Tree::Events))
+            .commit(&self.inner.db, self.tree(Tree::Meta))
             .await
     }
 

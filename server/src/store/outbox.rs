@@ -20,7 +20,7 @@ use std::ops::Bound;
 pub const EVENT_TREES: [Tree; 2] = [Tree::Events, Tree::Meta];
 
 /// `Meta` key of the last sequence number handed out.
-const SEQ_KEY: &[u8] = b"events_seq";
+pub(super) const SEQ_KEY: &[u8] = b"events_seq";
 
 /// One event as stored: compact (ids, never bodies or secrets); dispatchers render the rest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +71,7 @@ fn decode_page(v: &[u8]) -> Result<Vec<EventRecord>, StoreError> {
 }
 
 /// The sequence of the last event in the record `(k, v)`.
-pub(super) fn page_last_seq(k: &[u8], v: &[u8]) -> Option<u64> {
+fn page_last_seq(k: &[u8], v: &[u8]) -> Option<u64> {
     let first = keys::read_u64(k)?;
     let n = decode_page(v).ok()?.len() as u64;
     Some(first + n.max(1) - 1)

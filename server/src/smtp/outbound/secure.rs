@@ -43,31 +43,22 @@ pub(crate) enum Security<T> {
 }
 
 fn judge(records: &[Record], rtype: RecordType) -> Option<Proof> {
-    let proofs: Vec<Proof> = records
-        .iter()
-        .filter(|r| r.record_type() == rtype)
-        .map(|r| r.proof)
-        .collect();
-    if proofs.is_empty() {
-        return None;
-    }
-    if proofs.contains(&Proof::Bogus) {
-        return Some(Proof::Bogus);
-    }
-    if proofs.iter().all(|p| *p == Proof::Secure) {
-        return Some(Proof::Secure);
-    }
-    Some(Proof::Insecure)
+    verdict(records.iter().filter(|r| r.record_type() == rtype))
 }
 
 /// The verdict on a whole answer, the CNAME chain that led to the records included (RFC 7672
 /// §2.1.1: one insecure link makes everything after it insecure). Signatures do not count.
 fn judge_chain(records: &[Record]) -> Option<Proof> {
-    let proofs: Vec<Proof> = records
-        .iter()
-        .filter(|r| r.record_type() != RecordType::RRSIG)
-        .map(|r| r.proof)
-        .collect();
+    verdict(
+        records
+            .iter()
+            .filter(|r| r.record_type() != RecordType::RRSIG),
+    )
+}
+
+/// Bogus if any record is, secure if all are, else insecure; None for no records.
+fn verdict<'a>(records: impl Iterator<Item = &'a Record>) -> Option<Proof> {
+    let proofs: Vec<Proof> = records.map(|r| r.proof).collect();
     if proofs.is_empty() {
         return None;
     }
