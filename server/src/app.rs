@@ -76,15 +76,18 @@ fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound
 /// The REST API with MCP mounted at `/mcp`: the same on the HTTP and HTTPS listeners. Keys
 /// over plain non-loopback HTTP are refused for both.
 fn api_app(services: &Arc<Services>, shutdown: &CancellationToken) -> axum::Router {
-    crate::api::router(services.clone())
-        .nest_service(
-            "/mcp",
-            crate::mcp::router(services.clone(), shutdown.child_token()),
-        )
-        .layer(axum::middleware::from_fn_with_state(
-            services.clone(),
-            crate::api::require_tls_for_keys,
-        ))
+    let mut api = crate::api::router(services.clone());
+    if services.config.console.enabled {
+        api = crate::console::router(services.clone()).merge(api);
+    }
+    api.nest_service(
+        "/mcp",
+        crate::mcp::router(services.clone(), shutdown.child_token()),
+    )
+    .layer(axum::middleware::from_fn_with_state(
+        services.clone(),
+        crate::api::require_tls_for_keys,
+    ))
 }
 
 /// Binds every configured listener, then serves until [`Running::stop`].

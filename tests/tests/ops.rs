@@ -5,6 +5,8 @@
 mod admin_socket;
 #[path = "ops/backup.rs"]
 mod backup;
+#[path = "ops/console.rs"]
+mod console;
 #[path = "ops/doctor.rs"]
 mod doctor;
 #[path = "ops/upgrade.rs"]

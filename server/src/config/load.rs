@@ -79,6 +79,8 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "doctor" => cfg.doctor = section(key, value, &mut errs),
             "events" => cfg.events = section(key, value, &mut errs),
             "webhooks" => cfg.webhooks = section(key, value, &mut errs),
+            "console" => cfg.console = section(key, value, &mut errs),
+            "oauth" => cfg.oauth = section(key, value, &mut errs),
             other => errs.push(err(other, "unknown section")),
         }
     }
@@ -214,6 +216,7 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
         ));
     }
     validate_send_policy(c, errs);
+    validate_console(c, errs);
     if c.senders.max_entries == 0 {
         errs.push(err("senders.max_entries", "must be at least 1"));
     }
@@ -437,6 +440,35 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
         if !ok {
             errs.push(err(format!("{p}.next_hop"), "required: host:port"));
         }
+    }
+}
+
+fn validate_console(c: &Config, errs: &mut Vec<ConfigError>) {
+    let k = &c.console;
+    if k.idle_timeout_secs < 60 || k.idle_timeout_secs > k.max_session_secs {
+        errs.push(err(
+            "console.idle_timeout_secs",
+            "must be at least 60 and at most console.max_session_secs",
+        ));
+    }
+    if k.page_size == 0 || k.page_size > 500 {
+        errs.push(err("console.page_size", "must be between 1 and 500"));
+    }
+    let o = &c.oauth;
+    if o.access_token_secs < 60 || o.access_token_secs > 86_400 {
+        errs.push(err(
+            "oauth.access_token_secs",
+            "must be between 60 and 86400",
+        ));
+    }
+    if o.code_secs < 10 || o.code_secs > 600 {
+        errs.push(err("oauth.code_secs", "must be between 10 and 600"));
+    }
+    if o.refresh_token_secs < o.access_token_secs {
+        errs.push(err(
+            "oauth.refresh_token_secs",
+            "must be at least oauth.access_token_secs",
+        ));
     }
 }
 

@@ -5,6 +5,7 @@
 //! problem at once, each with its key path, because an operator fixing a config one error per
 //! restart is a miserable loop.
 
+mod console;
 mod events;
 mod imap;
 mod load;
@@ -12,6 +13,7 @@ mod ops;
 mod policy;
 mod types;
 
+pub use console::{ConsoleConfig, OAuthConfig};
 pub use events::{parse_duration, EventsConfig, WebhooksConfig};
 pub use imap::ImapConfig;
 pub use load::{load_file, parse_str, ConfigError, ConfigErrors};

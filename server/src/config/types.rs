@@ -30,6 +30,8 @@ pub struct Config {
     pub doctor: super::ops::DoctorConfig,
     pub events: super::events::EventsConfig,
     pub webhooks: super::events::WebhooksConfig,
+    pub console: super::console::ConsoleConfig,
+    pub oauth: super::console::OAuthConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

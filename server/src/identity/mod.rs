@@ -27,10 +27,14 @@ mod verdict;
 pub use agents::CreatedAgent;
 pub use keys::NewKey;
 pub use orgs::Bootstrap;
+mod console_ops;
 mod model;
 mod orgs;
+pub mod passwords;
 mod requests;
 pub mod scope;
+mod sessions;
+pub use sessions::{session_label, ConsoleSession, SessionLimits, SessionStage};
 
 pub use actor::{Actor, Principal};
 pub use admin_tokens::NewAdminToken;

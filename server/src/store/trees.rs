@@ -124,10 +124,21 @@ pub enum Tree {
     /// org id \0 address (lower case) -> suppression entry (`policy::suppress`): addresses
     /// no agent of the org may send to
     Suppressions,
+    /// human id -> the human's console password (argon2id PHC string) and when it was set
+    /// (`identity::passwords`)
+    HumanPasswords,
+    /// SHA-256(session id) -> console session: human, stage, CSRF token, times
+    /// (`identity::sessions`); the id itself is only in the browser's cookie
+    ConsoleSessions,
+    /// client id -> OAuth client registered by RFC 7591 dynamic registration (`identity::oauth`)
+    OAuthClients,
+    /// SHA-256(code or token) -> OAuth grant: an authorization code, a refresh token or an
+    /// access token, bound to one agent, its scopes and the consenting human
+    OAuthGrants,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 49] = [
+    pub const ALL: [Tree; 53] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -177,6 +188,10 @@ impl Tree {
         Tree::SendCounters,
         Tree::SendContacts,
         Tree::Suppressions,
+        Tree::HumanPasswords,
+        Tree::ConsoleSessions,
+        Tree::OAuthClients,
+        Tree::OAuthGrants,
     ];
 
     pub fn name(self) -> &'static str {
@@ -230,6 +245,10 @@ impl Tree {
             Tree::SendCounters => "send_counters",
             Tree::SendContacts => "send_contacts",
             Tree::Suppressions => "suppressions",
+            Tree::HumanPasswords => "human_passwords",
+            Tree::ConsoleSessions => "console_sessions",
+            Tree::OAuthClients => "oauth_clients",
+            Tree::OAuthGrants => "oauth_grants",
         }
     }
 }

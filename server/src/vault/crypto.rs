@@ -41,6 +41,8 @@ pub enum Purpose {
     DkimKey = 5,
     KeyCheck = 6,
     WebhookSecret = 7,
+    /// A human's console TOTP seed (`vault::human_totp`).
+    HumanTotp = 8,
 }
 
 /// A nonce and ciphertext (with tag).

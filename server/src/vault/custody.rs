@@ -391,6 +391,7 @@ pub(super) fn reseal_record(
             Ok(Some(crate::store::encode(&set)?))
         }
         ["webhook", owner, "secrets"] => Ok(Some(super::webhook::reseal(owner, bytes, old, new)?)),
+        ["human", owner, "totp"] => Ok(Some(super::human_totp::reseal(owner, bytes, old, new)?)),
         _ => Ok(None),
     }
 }

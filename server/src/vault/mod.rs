@@ -10,6 +10,7 @@ pub mod credential;
 pub mod crypto;
 mod custody;
 mod error;
+mod human_totp;
 pub mod otpauth;
 mod rootkey;
 mod rotate;

@@ -1,0 +1,57 @@
+//! `[console]` (the operator web console at `/console/`) and `[oauth]` (the OAuth 2.1
+//! authorization server MCP clients sign in through). Kept apart from `types.rs`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsoleConfig {
+    /// Serve the console at `/console/` on the API listeners.
+    pub enabled: bool,
+    /// A session unused for this long ends (seconds).
+    pub idle_timeout_secs: u64,
+    /// A session ends this long after sign-in however busy it is (seconds).
+    pub max_session_secs: u64,
+    /// Rows per page of the console's lists (agents, mail, audit, queue).
+    pub page_size: usize,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            idle_timeout_secs: 1800,
+            max_session_secs: 12 * 3600,
+            page_size: 50,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OAuthConfig {
+    /// Offer OAuth 2.1 to MCP clients (discovery documents, registration, authorize, token).
+    /// Off: `/mcp` takes API keys only.
+    pub enabled: bool,
+    /// Lifetime of an access token (seconds): short, since a bearer token cannot be
+    /// recalled from a client's memory, only refused at its next use.
+    pub access_token_secs: u64,
+    /// Lifetime of a refresh token (seconds); each use replaces it with a new one.
+    pub refresh_token_secs: u64,
+    /// Lifetime of an authorization code (seconds).
+    pub code_secs: u64,
+    /// Most clients dynamic registration keeps; past it registration answers 503.
+    pub max_clients: usize,
+}
+
+impl Default for OAuthConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            access_token_secs: 900,
+            refresh_token_secs: 30 * 24 * 3600,
+            code_secs: 60,
+            max_clients: 1000,
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The console's second factor: a TOTP seed per human, sealed under the root key like every
+//! other secret here and checked with the vault's own RFC 6238 code function ([`Totp`]).
+//!
+//! Enrolment is two steps: [`VaultService::begin_human_totp`] makes a pending seed and hands
+//! it out once (for the authenticator app); only a correct code from that app
+//! ([`VaultService::confirm_human_totp`]) switches it on, so a mistyped enrolment never locks
+//! the human out. A code is accepted for the current step and one step either side (clock
+//! skew), and never twice: the last accepted step is remembered.
+
+use super::crypto::{self, Purpose, Sealed};
+use super::totp::{Algorithm, Totp};
+use super::{VaultError, VaultService};
+use crate::identity::Actor;
+use crate::store::{keys, Tree};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+const SEED_BYTES: usize = 20;
+const DIGITS: u8 = 6;
+const PERIOD: u32 = 30;
+
+#[derive(Serialize, Deserialize)]
+struct HumanTotp {
+    sealed: Sealed,
+    /// Switched on by a first correct code.
+    confirmed: bool,
+    /// The last time step a code was accepted for (replay guard).
+    last_step: u64,
+}
+
+fn record_key(human_id: &str) -> Vec<u8> {
+    keys::join(&["human", human_id, "totp"])
+}
+
+impl VaultService {
+    fn human_totp(&self, human_id: &str) -> Result<Option<HumanTotp>, VaultError> {
+        Ok(self
+            .store
+            .get_record(Tree::KeyCustody, &record_key(human_id))?)
+    }
+
+    /// Whether the human signs in with a TOTP code after the password.
+    pub fn human_totp_enabled(&self, human_id: &str) -> Result<bool, VaultError> {
+        Ok(self.human_totp(human_id)?.is_some_and(|r| r.confirmed))
+    }
+
+    /// Starts enrolment for the acting human: a new pending seed, returned once as base32
+    /// for the authenticator. Enrolling again replaces the seed and leaves the factor off
+    /// until a code confirms the new one; the console offers it only to the signed-in human.
+    pub fn begin_human_totp(
+        &self,
+        actor: &Actor,
+        human_id: &str,
+    ) -> Result<Zeroizing<String>, VaultError> {
+        actor.require_admin(&self.audit, "console.totp_begin", human_id)?;
+        let root = self.root();
+        let seed: Zeroizing<[u8; SEED_BYTES]> = Zeroizing::new(crate::util::random_bytes());
+        let sealed = crypto::seal(&root, human_id, "totp", Purpose::HumanTotp, seed.as_ref());
+        let rec = HumanTotp {
+            sealed,
+            confirmed: false,
+            last_step: 0,
+        };
+        self.store
+            .put_record(Tree::KeyCustody, &record_key(human_id), &rec)?;
+        actor.audit(
+            &self.audit,
+            "console.totp_begin",
+            human_id,
+            crate::audit::Outcome::Ok,
+            serde_json::Value::Null,
+        )?;
+        Ok(Zeroizing::new(
+            data_encoding::BASE32_NOPAD.encode(seed.as_ref()),
+        ))
+    }
+
+    /// Checks `code` against the human's seed (pending or confirmed) at unix time `now`;
+    /// a match marks the step used and, for a pending seed, switches the factor on.
+    fn accept_code(&self, human_id: &str, code: &str, now: u64) -> Result<bool, VaultError> {
+        let code = code.trim();
+        if code.len() != usize::from(DIGITS) || !code.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(false);
+        }
+        let root = self.root();
+        let Some(mut rec) = self.human_totp(human_id)? else {
+            return Ok(false);
+        };
+        let seed = crypto::open(&root, human_id, "totp", Purpose::HumanTotp, &rec.sealed)?;
+        let totp = Totp::new(seed.to_vec(), Algorithm::Sha1, DIGITS, PERIOD);
+        let step = now / u64::from(PERIOD);
+        let mut found = None;
+        for s in [step.saturating_sub(1), step, step + 1] {
+            let expected = totp.code_at(s * u64::from(PERIOD));
+            let same: bool =
+                subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), code.as_bytes()).into();
+            if same && s > rec.last_step {
+                found = Some(s);
+            }
+        }
+        let Some(s) = found else {
+            return Ok(false);
+        };
+        rec.last_step = s;
+        rec.confirmed = true;
+        self.store
+            .put_record(Tree::KeyCustody, &record_key(human_id), &rec)?;
+        Ok(true)
+    }
+
+    /// Finishes enrolment with the first code from the authenticator.
+    pub fn confirm_human_totp(
+        &self,
+        actor: &Actor,
+        human_id: &str,
+        code: &str,
+        now: u64,
+    ) -> Result<bool, VaultError> {
+        actor.require_admin(&self.audit, "console.totp_confirm", human_id)?;
+        let ok = self.accept_code(human_id, code, now)?;
+        actor.audit(
+            &self.audit,
+            "console.totp_confirm",
+            human_id,
+            if ok {
+                crate::audit::Outcome::Ok
+            } else {
+                crate::audit::Outcome::Denied
+            },
+            serde_json::Value::Null,
+        )?;
+        Ok(ok)
+    }
+
+    /// The second factor of a sign-in: a confirmed seed and a fresh, correct code.
+    pub fn check_human_totp(
+        &self,
+        human_id: &str,
+        code: &str,
+        now: u64,
+    ) -> Result<bool, VaultError> {
+        if !self.human_totp_enabled(human_id)? {
+            return Ok(false);
+        }
+        self.accept_code(human_id, code, now)
+    }
+
+    /// Turns the second factor off for the acting human.
+    pub fn remove_human_totp(&self, actor: &Actor, human_id: &str) -> Result<(), VaultError> {
+        actor.require_admin(&self.audit, "console.totp_remove", human_id)?;
+        self.store.remove(Tree::KeyCustody, &record_key(human_id))?;
+        actor.audit(
+            &self.audit,
+            "console.totp_remove",
+            human_id,
+            crate::audit::Outcome::Ok,
+            serde_json::Value::Null,
+        )?;
+        Ok(())
+    }
+
+    /// The code a human's seed gives at `unix`, for tests (the seed never leaves the vault).
+    #[cfg(test)]
+    fn human_code_at(&self, human_id: &str, unix: u64) -> Result<String, VaultError> {
+        let root = self.root();
+        let rec = self.human_totp(human_id)?.ok_or(VaultError::NotFound)?;
+        let seed = crypto::open(&root, human_id, "totp", Purpose::HumanTotp, &rec.sealed)?;
+        Ok(Totp::new(seed.to_vec(), Algorithm::Sha1, DIGITS, PERIOD).code_at(unix))
+    }
+}
+
+/// Re-seals a human's seed under a new root key (`rotate`).
+pub(super) fn reseal(
+    owner: &str,
+    bytes: &[u8],
+    old: &crypto::Key32,
+    new: &crypto::Key32,
+) -> Result<Vec<u8>, VaultError> {
+    let mut rec: HumanTotp = crate::store::decode(bytes)?;
+    let p = crypto::open(old, owner, "totp", Purpose::HumanTotp, &rec.sealed)?;
+    rec.sealed = crypto::seal(new, owner, "totp", Purpose::HumanTotp, &p);
+    Ok(crate::store::encode(&rec)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Actor;
+
+    #[test]
+    fn enrolment_needs_a_code_and_codes_are_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let audit = std::sync::Arc::new(crate::audit::Audit::open(store.clone()).unwrap());
+        let vault = VaultService::with_root(
+            store,
+            audit,
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+            crypto::Key32::random(),
+        )
+        .unwrap();
+        let admin = Actor::cli("hu_1", "a@example.com");
+        let seed = vault.begin_human_totp(&admin, "hu_1").expect("begin");
+        assert_eq!(seed.len(), 32);
+        assert!(!vault.human_totp_enabled("hu_1").unwrap());
+        let now = 1_800_000_000;
+        assert!(!vault.check_human_totp("hu_1", "000000", now).unwrap());
+        let code = vault.human_code_at("hu_1", now).unwrap();
+        assert!(vault
+            .confirm_human_totp(&admin, "hu_1", &code, now)
+            .unwrap());
+        assert!(vault.human_totp_enabled("hu_1").unwrap());
+        // The step just used is spent; the next one works.
+        assert!(!vault.check_human_totp("hu_1", &code, now).unwrap());
+        let next = vault.human_code_at("hu_1", now + 30).unwrap();
+        assert!(vault.check_human_totp("hu_1", &next, now + 30).unwrap());
+        assert!(!vault.check_human_totp("hu_1", "12345", now + 60).unwrap());
+        vault.remove_human_totp(&admin, "hu_1").unwrap();
+        assert!(!vault.human_totp_enabled("hu_1").unwrap());
+    }
+}
