@@ -80,6 +80,7 @@ fn api_app(services: &Arc<Services>, shutdown: &CancellationToken) -> axum::Rout
     if services.config.console.enabled {
         api = crate::console::router(services.clone()).merge(api);
     }
+    api = crate::oauth::router(services.clone()).merge(api);
     api.nest_service(
         "/mcp",
         crate::mcp::router(services.clone(), shutdown.child_token()),

@@ -193,7 +193,19 @@ async fn a_missing_or_bad_key_is_401_with_the_rest_error_body() {
         }
         let resp = req.send().await.expect("send");
         assert_eq!(resp.status().as_u16(), 401, "{key:?}");
-        assert_eq!(resp.headers()["www-authenticate"], "Bearer");
+        let challenge = resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        if key.is_none() {
+            // No credentials at all: the OAuth discovery challenge (RFC 9728 §5.1).
+            assert!(
+                challenge.starts_with("Bearer resource_metadata=\"http://"),
+                "{challenge}"
+            );
+        } else {
+            assert_eq!(challenge, "Bearer");
+        }
         let v: Value = resp.json().await.expect("json body");
         assert!(
             v["error"]["code"].as_str().is_some_and(|c| !c.is_empty()),

@@ -9,5 +9,7 @@ mod backup;
 mod console;
 #[path = "ops/doctor.rs"]
 mod doctor;
+#[path = "ops/oauth.rs"]
+mod oauth;
 #[path = "ops/upgrade.rs"]
 mod upgrade;

@@ -55,3 +55,33 @@ impl Default for OAuthConfig {
         }
     }
 }
+
+/// The origin (`scheme://host[:port]`) clients reach this server at: `server.public_url`
+/// when set, else the request's `Host` over https (plain http only for a loopback host, where
+/// local development runs). OAuth metadata, the MCP resource URL (the audience of access
+/// tokens) and the `WWW-Authenticate` challenge are built from it.
+pub fn public_origin(config: &super::Config, host: Option<&str>) -> String {
+    if let Ok(u) = url::Url::parse(&config.server.public_url) {
+        if u.host_str().is_some() {
+            return u.origin().ascii_serialization();
+        }
+    }
+    let host = host
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        })
+        .unwrap_or(&config.server.domain)
+        .to_ascii_lowercase();
+    let name = host.rsplit_once(':').map_or(host.as_str(), |(n, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            n
+        } else {
+            host.as_str()
+        }
+    });
+    let loopback = matches!(name, "localhost" | "127.0.0.1" | "[::1]");
+    format!("{}://{host}", if loopback { "http" } else { "https" })
+}

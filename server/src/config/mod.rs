@@ -13,7 +13,7 @@ mod ops;
 mod policy;
 mod types;
 
-pub use console::{ConsoleConfig, OAuthConfig};
+pub use console::{public_origin, ConsoleConfig, OAuthConfig};
 pub use events::{parse_duration, EventsConfig, WebhooksConfig};
 pub use imap::ImapConfig;
 pub use load::{load_file, parse_str, ConfigError, ConfigErrors};

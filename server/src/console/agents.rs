@@ -25,6 +25,7 @@ pub fn router() -> Router<AppState> {
         .route("/agents/{id}/keys", post(create_key))
         .route("/agents/{id}/keys/{key}/revoke", post(revoke_key))
         .route("/agents/{id}/revoke", get(revoke_confirm).post(revoke))
+        .route("/agents/{id}/oauth/{client}/revoke", post(disconnect))
 }
 
 #[derive(Deserialize, Default)]
@@ -216,6 +217,7 @@ async fn one(
     let v = s.identity.agent_json(&a);
     let keys = s.identity.list_keys(&op.actor, &a.id)?;
     let did = v["did"].as_str().unwrap_or("");
+    let connections = s.identity.oauth_connections(&op.actor, &a.id)?;
     let body = html! {
         h1 { (a.address()) }
         (layout::notice(d.done.as_deref()))
@@ -258,6 +260,27 @@ async fn one(
                         }
                     }
                 }
+            }
+        }
+        h2 { "Connected OAuth clients" }
+        @if connections.is_empty() {
+            p.muted { "None." }
+        } @else {
+            table {
+                thead { tr { th scope="col" { "Client" } th scope="col" { "Scopes" } th scope="col" { "Last used" } th scope="col" { span.muted { "Action" } } } }
+                tbody { @for (c, sc) in &connections {
+                    tr {
+                        td { (c.name) br; code.muted { (c.id) } }
+                        td { (sc.names().join(" ")) }
+                        td { (c.last_used_at.map_or_else(|| "—".to_string(), |t| crate::util::rfc3339(t).replace('T', " "))) }
+                        td {
+                            form.inline method="post" action={"/console/agents/" (a.id) "/oauth/" (c.id) "/revoke"} data-confirm={"Disconnect " (c.name) "?"} {
+                                (csrf(&op.csrf))
+                                button.danger type="submit" aria-label={"Disconnect " (c.name)} { "Disconnect" }
+                            }
+                        }
+                    }
+                } }
             }
         }
         @if a.is_active() {
@@ -353,5 +376,20 @@ async fn revoke(
     Ok(Redirect::to(&format!(
         "/console/agents/{}?done=agent_revoked",
         layout::enc(&id)
+    )))
+}
+
+async fn disconnect(
+    State(s): State<AppState>,
+    op: Operator,
+    Path((id, client)): Path<(String, String)>,
+) -> ConsoleResult<Redirect> {
+    let a = s.identity.get_agent(&op.actor, &id)?;
+    s.identity
+        .revoke_oauth_connection(&op.actor, &a.id, &client)
+        .await?;
+    Ok(Redirect::to(&format!(
+        "/console/agents/{}?done=client_revoked",
+        layout::enc(&a.id)
     )))
 }

@@ -9,7 +9,7 @@ use super::layout::{bare, csrf};
 use super::session::{self, Operator};
 use super::AppState;
 use crate::identity::{Human, SessionStage};
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -63,7 +63,22 @@ fn with_pre(
         .into_response()
 }
 
-fn login_form(token: &str, error: Option<&str>) -> Html<String> {
+/// Where to go after signing in: only the OAuth consent page may be named (no open
+/// redirect); anything else is the overview.
+fn safe_next(next: &str) -> Option<&str> {
+    (next.starts_with("/console/oauth/authorize?")
+        && next.len() <= 4096
+        && next.bytes().all(|b| b.is_ascii_graphic() && b != b'\\'))
+    .then_some(next)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct NextParam {
+    next: String,
+}
+
+fn login_form(token: &str, error: Option<&str>, next: &str) -> Html<String> {
     bare(
         "Sign in",
         html! {
@@ -71,6 +86,7 @@ fn login_form(token: &str, error: Option<&str>) -> Html<String> {
             @if let Some(e) = error { p.error role="alert" { (e) } }
             form method="post" action="/console/login" {
                 (csrf(token))
+                @if let Some(n) = safe_next(next) { input type="hidden" name="next" value=(n); }
                 label for="email" { "Email" }
                 input type="email" id="email" name="email" autocomplete="username" required;
                 label for="password" { "Password" }
@@ -82,19 +98,27 @@ fn login_form(token: &str, error: Option<&str>) -> Html<String> {
     )
 }
 
-async fn login_page(State(s): State<AppState>, headers: HeaderMap) -> ConsoleResult<Response> {
+async fn login_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(n): Query<NextParam>,
+) -> ConsoleResult<Response> {
     if let Some((_, sess, _)) = session::lookup(&s, &headers)? {
         if sess.stage == SessionStage::Full {
-            return Ok(Redirect::to("/console/").into_response());
+            return Ok(Redirect::to(safe_next(&n.next).unwrap_or("/console/")).into_response());
         }
     }
-    Ok(with_pre(&s, StatusCode::OK, |t| login_form(t, None)))
+    Ok(with_pre(&s, StatusCode::OK, |t| {
+        login_form(t, None, &n.next)
+    }))
 }
 
 #[derive(Deserialize)]
 struct LoginForm {
     email: String,
     password: Zeroizing<String>,
+    #[serde(default)]
+    next: String,
 }
 
 fn throttled(s: &AppState) -> Response {
@@ -102,6 +126,7 @@ fn throttled(s: &AppState) -> Response {
         login_form(
             t,
             Some("Too many failed sign-ins from your address; wait a minute and try again."),
+            "",
         )
     })
 }
@@ -112,6 +137,7 @@ async fn open(
     headers: &HeaderMap,
     human: &Human,
     peer: &str,
+    next: &str,
 ) -> ConsoleResult<Response> {
     let totp = s.vault.human_totp_enabled(&human.id)?;
     let stage = if totp {
@@ -122,8 +148,11 @@ async fn open(
     let (sid, _) = s
         .identity
         .open_session(human, stage, &session::host(headers))?;
-    let next = if totp {
-        "/console/login/totp"
+    let to = if totp {
+        match safe_next(next) {
+            Some(n) => format!("/console/login/totp?next={}", super::layout::enc(n)),
+            None => "/console/login/totp".into(),
+        }
     } else {
         s.identity
             .audit_console(
@@ -133,14 +162,14 @@ async fn open(
                 serde_json::json!({"peer": peer, "factors": "password"}),
             )
             .await?;
-        "/console/"
+        safe_next(next).unwrap_or("/console/").to_string()
     };
     Ok((
         [(
             header::SET_COOKIE,
             session::session_cookie(&s.config, Some(&sid)),
         )],
-        Redirect::to(next),
+        Redirect::to(&to),
     )
         .into_response())
 }
@@ -156,23 +185,23 @@ async fn login(
     }
     let checker = s.clone();
     let p = peer.clone();
-    let result = tokio::task::spawn_blocking(move || {
-        checker.identity.check_password(&f.email, &f.password, &p)
-    })
-    .await
-    .map_err(|e| ConsoleError::internal(&e))?;
+    let (email, password) = (f.email.clone(), f.password.clone());
+    let result =
+        tokio::task::spawn_blocking(move || checker.identity.check_password(&email, &password, &p))
+            .await
+            .map_err(|e| ConsoleError::internal(&e))?;
     match result {
-        Ok(human) => open(&s, &headers, &human, &peer).await,
+        Ok(human) => open(&s, &headers, &human, &peer, &f.next).await,
         Err(crate::identity::IdentityError::Unauthorized(_)) => {
             Ok(with_pre(&s, StatusCode::UNAUTHORIZED, |t| {
-                login_form(t, Some("Wrong email or password."))
+                login_form(t, Some("Wrong email or password."), &f.next)
             }))
         }
         Err(e) => Err(e.into()),
     }
 }
 
-fn totp_form(token: &str, error: Option<&str>) -> Html<String> {
+fn totp_form(token: &str, error: Option<&str>, next: &str) -> Html<String> {
     bare(
         "Two-factor code",
         html! {
@@ -180,6 +209,7 @@ fn totp_form(token: &str, error: Option<&str>) -> Html<String> {
             @if let Some(e) = error { p.error role="alert" { (e) } }
             form method="post" action="/console/login/totp" {
                 (csrf(token))
+                @if let Some(n) = safe_next(next) { input type="hidden" name="next" value=(n); }
                 label for="code" { "6-digit code from your authenticator app" }
                 input type="text" id="code" name="code" inputmode="numeric" autocomplete="one-time-code" pattern="[0-9]{6}" maxlength="6" required;
                 p { button.primary type="submit" { "Continue" } }
@@ -189,10 +219,14 @@ fn totp_form(token: &str, error: Option<&str>) -> Html<String> {
     )
 }
 
-async fn totp_page(State(s): State<AppState>, headers: HeaderMap) -> ConsoleResult<Response> {
+async fn totp_page(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    Query(n): Query<NextParam>,
+) -> ConsoleResult<Response> {
     match session::lookup(&s, &headers)? {
         Some((_, sess, _)) if sess.stage == SessionStage::SecondFactor => {
-            Ok(totp_form(&sess.csrf, None).into_response())
+            Ok(totp_form(&sess.csrf, None, &n.next).into_response())
         }
         _ => Ok(Redirect::to("/console/login").into_response()),
     }
@@ -201,6 +235,8 @@ async fn totp_page(State(s): State<AppState>, headers: HeaderMap) -> ConsoleResu
 #[derive(Deserialize)]
 struct CodeForm {
     code: String,
+    #[serde(default)]
+    next: String,
 }
 
 async fn totp(
@@ -218,7 +254,11 @@ async fn totp(
     if s.audit.denials().throttle(&peer) {
         return Ok((
             StatusCode::TOO_MANY_REQUESTS,
-            totp_form(&sess.csrf, Some("Too many failed attempts; wait a minute.")),
+            totp_form(
+                &sess.csrf,
+                Some("Too many failed attempts; wait a minute."),
+                &f.next,
+            ),
         )
             .into_response());
     }
@@ -240,6 +280,7 @@ async fn totp(
             totp_form(
                 &sess.csrf,
                 Some("That code is not right (or was already used)."),
+                &f.next,
             ),
         )
             .into_response());
@@ -262,7 +303,7 @@ async fn totp(
             header::SET_COOKIE,
             session::session_cookie(&s.config, Some(&full)),
         )],
-        Redirect::to("/console/"),
+        Redirect::to(safe_next(&f.next).unwrap_or("/console/")),
     )
         .into_response())
 }
@@ -347,7 +388,7 @@ async fn first(
     })
     .await
     .map_err(|e| ConsoleError::internal(&e))??;
-    open(&s, &headers, &human, &peer).await
+    open(&s, &headers, &human, &peer, "").await
 }
 
 async fn logout(State(s): State<AppState>, op: Operator) -> ConsoleResult<Response> {

@@ -10,6 +10,7 @@
 mod agents;
 mod assets;
 mod audit;
+mod consent;
 mod csrf;
 mod dns;
 mod error;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .merge(queue::router())
         .merge(vault::router())
         .merge(settings::router())
+        .merge(consent::router())
         .merge(assets::router())
         .fallback(error::not_found);
     Router::new()

@@ -238,7 +238,7 @@ impl IdentityService {
 
     /// Key scopes narrowed by the agent's and each ancestor's; `None` if an ancestor is
     /// revoked (so a sub-agent can never outlive or out-scope its parent).
-    fn effective_scopes(
+    pub(super) fn effective_scopes(
         &self,
         agent: &Agent,
         key_scopes: ScopeSet,

@@ -29,6 +29,7 @@ pub use keys::NewKey;
 pub use orgs::Bootstrap;
 mod console_ops;
 mod model;
+pub mod oauth;
 mod orgs;
 pub mod passwords;
 mod requests;

@@ -31,6 +31,49 @@ pub async fn authenticate(
 ) -> Response {
     let peer = peer(req.extensions());
     let key = presented_key(req.headers()).unwrap_or("");
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origin = crate::config::public_origin(&s.config, host);
+    // OAuth 2.1 clients: an access token issued for this endpoint (audience = its URL),
+    // checked afresh on every request like an API key.
+    if s.config.oauth.enabled && key.starts_with(crate::identity::oauth::ACCESS_PREFIX) {
+        if s.audit.denials().throttle(&peer) {
+            return error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_auth_failures",
+                "too many failed authentications from your address; try again in a minute",
+            );
+        }
+        return match s.identity.oauth_actor(key, &format!("{origin}/mcp"), &peer) {
+            Ok(actor) => {
+                req.extensions_mut().insert(actor);
+                next.run(req).await
+            }
+            Err(IdentityError::Unauthorized(why)) => challenge(
+                &s,
+                &origin,
+                error(
+                    StatusCode::UNAUTHORIZED,
+                    why.code(),
+                    "the access token is not valid for this endpoint",
+                ),
+            ),
+            Err(e) => internal(&e),
+        };
+    }
+    if key.is_empty() && s.config.oauth.enabled {
+        return challenge(
+            &s,
+            &origin,
+            error(
+                StatusCode::UNAUTHORIZED,
+                "missing_credentials",
+                "sign in with OAuth (see the resource metadata) or send an API key (Authorization: Bearer lg_...)",
+            ),
+        );
+    }
     // The limiter REST, SMTP and IMAP share: past the limit only a valid key gets in.
     if s.audit.denials().throttle(&peer) {
         if let Some(actor) = s.identity.authenticate_valid_only(key) {
@@ -55,6 +98,20 @@ pub async fn authenticate(
         };
     req.extensions_mut().insert(actor);
     next.run(req).await
+}
+
+/// A 401 that names the protected-resource metadata (RFC 9728 §5.1), so an MCP client can
+/// discover the authorization server.
+fn challenge(s: &Services, origin: &str, mut resp: Response) -> Response {
+    if s.config.oauth.enabled {
+        let v = format!(
+            "Bearer resource_metadata=\"{origin}/.well-known/oauth-protected-resource/mcp\""
+        );
+        if let Ok(v) = HeaderValue::from_str(&v) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    resp
 }
 
 /// The client's IP, as authentication failures are recorded against it.

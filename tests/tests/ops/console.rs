@@ -10,21 +10,21 @@ use serde_json::Value;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-struct Browser {
+pub struct Browser {
     base: String,
-    http: reqwest::Client,
+    pub http: reqwest::Client,
     /// The cookies set so far (name=value).
     jar: Vec<(String, String)>,
 }
 
-struct Page {
-    status: u16,
-    headers: HeaderMap,
-    body: String,
+pub struct Page {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: String,
 }
 
 impl Page {
-    fn location(&self) -> &str {
+    pub fn location(&self) -> &str {
         self.headers
             .get(LOCATION)
             .and_then(|v| v.to_str().ok())
@@ -32,7 +32,7 @@ impl Page {
     }
 
     /// The form token of the page (every form carries the same one).
-    fn csrf(&self) -> String {
+    pub fn csrf(&self) -> String {
         let at = self
             .body
             .find("name=\"csrf\" value=\"")
@@ -47,7 +47,7 @@ impl Page {
 }
 
 impl Browser {
-    fn new(server: &TestServer) -> Browser {
+    pub fn new(server: &TestServer) -> Browser {
         Browser {
             base: server.base.clone(),
             http: reqwest::Client::builder()
@@ -96,18 +96,18 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub async fn get(&mut self, path: &str) -> Page {
         let req = self.http.get(format!("{}{path}", self.base));
         self.send(req).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let req = self.http.post(format!("{}{path}", self.base)).form(form);
         self.send(req).await
     }
 
     /// GETs `form_page`, then posts `form` to `action` with that page's token.
-    async fn submit(&mut self, form_page: &str, action: &str, form: &[(&str, &str)]) -> Page {
+    pub async fn submit(&mut self, form_page: &str, action: &str, form: &[(&str, &str)]) -> Page {
         let token = self.get(form_page).await.csrf();
         let mut fields = vec![("csrf", token.as_str())];
         fields.extend_from_slice(form);
@@ -116,7 +116,7 @@ impl Browser {
 }
 
 /// A browser signed in for the first time with the admin token (which sets the password).
-async fn first_sign_in(server: &TestServer) -> Browser {
+pub async fn first_sign_in(server: &TestServer) -> Browser {
     let mut b = Browser::new(server);
     let p = b
         .submit(
