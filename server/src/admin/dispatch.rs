@@ -101,6 +101,14 @@ struct IdArg {
     id: String,
 }
 
+/// `human.password`: the console password of a human (never logged; only its hash is kept).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordArg {
+    email: String,
+    password: zeroize::Zeroizing<String>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Page {
@@ -339,6 +347,11 @@ pub async fn handle(s: &Services, actor: &Actor, req: &Request) -> Result<Value,
             serde_json::to_value(report).map_err(|e| AdminError::Internal(e.to_string()))?
         }
         "admin_token.list" => json!({"items": id.list_admin_tokens(actor)?, "next_cursor": null}),
+        "human.password" => {
+            let a: PasswordArg = args(req)?;
+            let h = id.set_password(actor, &a.email, &a.password)?;
+            json!({"email": h.email, "password_set": true})
+        }
         "admin_token.create" => {
             let a: NewAdminToken = args(req)?;
             let (k, token) = id.create_admin_token(actor, &a).await?;

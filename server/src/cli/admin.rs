@@ -12,6 +12,13 @@ pub(super) enum AdminCmd {
     /// List, create, keep or revoke admin tokens.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// Set a human's console password (read from standard input, one line; at least 12
+    /// characters). Ends that human's console sessions.
+    Password {
+        /// The human's email; default: the first admin, admin@<server.domain>.
+        #[arg(long)]
+        email: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -72,6 +79,32 @@ pub(super) async fn admin_token(
                 println!("revoked admin token {id}");
             }
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `legate admin password`: the password comes from standard input, never the command line
+/// (which other local users can read in the process list).
+pub(super) async fn admin_password(
+    cfg: Config,
+    email: Option<String>,
+    as_json: bool,
+) -> anyhow::Result<ExitCode> {
+    let email = email.unwrap_or_else(|| format!("admin@{}", cfg.server.domain));
+    let mut line = zeroize::Zeroizing::new(String::new());
+    std::io::stdin().read_line(&mut line)?;
+    let password = zeroize::Zeroizing::new(line.trim_end_matches(['\r', '\n']).to_string());
+    let mut s = Session::open(&cfg).await?;
+    let r = s
+        .call(
+            "human.password",
+            json!({"email": email, "password": password.as_str()}),
+        )
+        .await?;
+    if as_json {
+        print_json(&r);
+    } else {
+        println!("console password set for {email}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -178,6 +178,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Reports(c) => reports::reports(cfg()?, c).await,
         Cmd::Key(c) => key::key(cfg()?, c, json).await,
         Cmd::Admin(AdminCmd::Token(c)) => admin::admin_token(cfg()?, c, json).await,
+        Cmd::Admin(AdminCmd::Password { email }) => {
+            admin::admin_password(cfg()?, email, json).await
+        }
         Cmd::Audit(c) => audit::audit(cfg()?, c, json).await,
         Cmd::Dns(c) => dns::dns(cfg()?, c, json).await,
         Cmd::Dkim(c) => dkim::dkim(cfg()?, c, json).await,

@@ -22,7 +22,7 @@ fn head(title: &str) -> Markup {
         (DOCTYPE)
         meta charset="utf-8";
         meta name="viewport" content="width=device-width, initial-scale=1";
-        meta name="referrer" content="no-referrer";
+        meta name="referrer" content="same-origin";
         title { (title) " · legate" }
         link rel="stylesheet" href="/console/assets/app.css";
         script src="/console/assets/app.js" defer {}

@@ -572,3 +572,61 @@ async fn every_page_renders_for_a_signed_in_operator() {
     assert!(p.body.contains("The chain is intact"), "{}", p.body);
     assert_eq!(b.get("/console/nowhere").await.status, 404);
 }
+
+/// `legate admin password` reads the password from standard input (over the admin socket
+/// when a server runs, on the store when none does); the console then accepts it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sets_a_console_password() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("d");
+    let init = legate_tests::cli_init(&data, "pw.test");
+    let cfg = super::admin_socket::served_config(init["config"].as_str().unwrap());
+    let cfg_path = dir.path().join("served.toml").display().to_string();
+    std::fs::write(&cfg_path, toml::to_string(&cfg).unwrap()).unwrap();
+    let set = move |password: &str| {
+        let mut child = std::process::Command::new(legate_tests::legate_bin())
+            .args(["--config", &cfg_path, "admin", "password"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run legate");
+        writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let short = set("short");
+    assert!(!short.status.success(), "a short password is refused");
+    let out = set(PASSWORD);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("admin@pw.test"));
+
+    let holder = tempfile::tempdir().unwrap();
+    let server = TestServer::start_with(holder, cfg).await;
+    let mut b = Browser::new(&server);
+    let p = b
+        .submit(
+            "/console/login",
+            "/console/login",
+            &[("email", "admin@pw.test"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(p.location(), "/console/");
+    // While it runs, the command goes through the admin socket and ends the sessions.
+    let new = "another long password";
+    let set2 = set.clone();
+    let out = tokio::task::spawn_blocking(move || set2(new))
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(b.get("/console/agents").await.status, 303);
+}
