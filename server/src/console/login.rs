@@ -139,6 +139,8 @@ async fn open(
     peer: &str,
     next: &str,
 ) -> ConsoleResult<Response> {
+    s.identity
+        .purge_expired_sessions(session::limits(&s.config))?;
     let totp = s.vault.human_totp_enabled(&human.id)?;
     let stage = if totp {
         SessionStage::SecondFactor

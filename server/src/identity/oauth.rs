@@ -247,8 +247,11 @@ impl IdentityService {
                 "pick at least one scope, all of them held by the agent".into(),
             ));
         }
-        let code = new_secret(CODE_PREFIX);
         let now = now_unix();
+        // Spent and expired grants are kept only to recognise replays until they expire;
+        // each consent sweeps the ones past expiry, so the tree stays the size of live use.
+        self.end_grants(|g| g.expires_at <= now)?;
+        let code = new_secret(CODE_PREFIX);
         let grant = Grant {
             kind: GrantKind::Code,
             client_id: client.id.clone(),

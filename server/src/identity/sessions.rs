@@ -166,6 +166,27 @@ impl IdentityService {
         Ok(doomed.len())
     }
 
+    /// Deletes sessions past either expiry (a session nobody presents again is otherwise
+    /// only removed when seen); run at each sign-in, so the tree stays the size of the live
+    /// sessions.
+    pub fn purge_expired_sessions(&self, limits: SessionLimits) -> Result<usize, IdentityError> {
+        let now = now_unix();
+        let mut doomed = Vec::new();
+        for r in self.store.scan_prefix(Tree::ConsoleSessions, &[]) {
+            let (k, v) = r?;
+            let expired = crate::store::decode::<ConsoleSession>(&v).map_or(true, |s| {
+                now - s.last_seen >= limits.idle_secs || now - s.created_at >= limits.absolute_secs
+            });
+            if expired {
+                doomed.push(k);
+            }
+        }
+        for k in &doomed {
+            self.store.remove(Tree::ConsoleSessions, k)?;
+        }
+        Ok(doomed.len())
+    }
+
     /// "Sign out everywhere": every console session of the acting human ends, this one too.
     pub async fn close_all_sessions(&self, actor: &Actor) -> Result<usize, IdentityError> {
         actor.require_admin(&self.audit, "console.logout_all", "")?;
@@ -293,6 +314,15 @@ mod tests {
             .console_session(&sid2, "console.test", absolute)
             .unwrap()
             .is_none());
+        // Expired sessions nobody presents again are swept.
+        let (_stale, _) = id
+            .open_session(&human, SessionStage::Full, "console.test")
+            .unwrap();
+        let none = SessionLimits {
+            idle_secs: 0,
+            absolute_secs: 0,
+        };
+        assert_eq!(id.purge_expired_sessions(none).unwrap(), 1);
         // Sign out everywhere ends every session of the human.
         let (a, _) = id
             .open_session(&human, SessionStage::Full, "console.test")
