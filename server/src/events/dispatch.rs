@@ -46,6 +46,64 @@ pub struct Dispatcher {
     root: Mutex<Option<CancellationToken>>,
     global: Arc<Semaphore>,
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The workers' own runtime (`webhooks.dispatch_threads`), set by [`Dispatcher::start`].
+    /// On the mail sessions' runtime every wake-up of a worker (the answer of a POST, the
+    /// next render) queued behind their work, and one agent's in-order deliveries fell
+    /// seconds behind a full-speed inbound load.
+    runtime: Mutex<Option<tokio::runtime::Handle>>,
+    /// Bodies rendered lately, by (event, summary): the SSE streams and every webhook that
+    /// wants an event read it at about the same time, and rendering a message (its summary
+    /// JSON with extracted text) once instead of once per reader halved what push cost
+    /// inbound mail.
+    rendered: Mutex<Rendered>,
+}
+
+/// A bounded map of recent renders; the oldest goes first.
+#[derive(Default)]
+struct Rendered {
+    bodies: HashMap<(u64, bool), Arc<[u8]>>,
+    order: std::collections::VecDeque<(u64, bool)>,
+}
+
+/// Renders kept for other readers of the same event.
+const RENDERED_KEPT: usize = 512;
+
+/// Starts the dispatchers' runtime on a thread of its own, which ends (and with it the
+/// runtime) at `shutdown`. One thread: a current-thread runtime driven by that thread.
+fn dispatch_runtime(
+    threads: usize,
+    shutdown: CancellationToken,
+) -> Result<tokio::runtime::Handle, EventsError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("webhooks".into())
+        .spawn(move || {
+            let built = if threads <= 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name("webhooks")
+                    .enable_all()
+                    .build()
+            };
+            let rt = match built {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = tx.send(Ok(rt.handle().clone()));
+            rt.block_on(shutdown.cancelled());
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })
+        .map_err(|e| EventsError::Internal(format!("cannot start the webhook thread: {e}")))?;
+    rx.recv()
+        .map_err(|_| EventsError::Internal("the webhook thread ended at once".into()))?
+        .map_err(|e| EventsError::Internal(format!("cannot start the webhook runtime: {e}")))
 }
 
 /// What a worker does next.
@@ -85,6 +143,8 @@ impl Dispatcher {
             workers: Mutex::default(),
             root: Mutex::default(),
             endpoints: Mutex::default(),
+            runtime: Mutex::default(),
+            rendered: Mutex::default(),
         })
     }
 
@@ -96,6 +156,8 @@ impl Dispatcher {
         retention: Duration,
         prune_every: Duration,
     ) -> Result<(), EventsError> {
+        let handle = dispatch_runtime(self.settings.dispatch_threads, shutdown.clone())?;
+        *self.runtime.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         *self.root.lock().unwrap_or_else(|p| p.into_inner()) = Some(shutdown.clone());
         let me = self.clone();
         tokio::spawn(async move {
@@ -145,7 +207,16 @@ impl Dispatcher {
         }
         let me = self.clone();
         let id = id.to_string();
-        tokio::spawn(async move { me.work(id, stop).await });
+        let work = async move { me.work(id, stop).await };
+        match self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(rt) => drop(rt.spawn(work)),
+            None => drop(tokio::spawn(work)),
+        }
     }
 
     async fn work(self: Arc<Self>, id: String, stop: CancellationToken) {
@@ -234,7 +305,7 @@ impl Dispatcher {
         }
         // The body of the next wanted event is rendered while the current one is in flight,
         // so a webhook keeps up with inbound mail although it delivers one event at a time.
-        let mut ahead: Option<(usize, Vec<u8>)> = None;
+        let mut ahead: Option<(usize, Arc<[u8]>)> = None;
         for (i, (seq, ev)) in events.iter().enumerate() {
             let seq = *seq;
             if stop.is_cancelled() {
@@ -307,7 +378,7 @@ impl Dispatcher {
         w: &Webhook,
         p: &mut Progress,
         (seq, ev): (u64, &EventRecord),
-        body: Vec<u8>,
+        body: Arc<[u8]>,
         keys: &[zeroize::Zeroizing<Vec<u8>>],
         stop: &CancellationToken,
         delivered: &mut Vec<(Vec<u8>, Delivery)>,
@@ -348,7 +419,7 @@ impl Dispatcher {
                     p = self.permits(&w.url) => p,
                 };
                 self.sender
-                    .post(&w.url, &d.event_id, keys, body.clone())
+                    .post(&w.url, &d.event_id, keys, body.to_vec())
                     .await
             };
             let at = now_millis();
@@ -522,6 +593,36 @@ impl Dispatcher {
     /// `GET /v1/messages/{id}` shows it (unless the webhook asked for `minimal`), rendered
     /// now from the id the outbox holds.
     pub(super) async fn render(
+        &self,
+        summary: Summary,
+        seq: u64,
+        ev: &EventRecord,
+        who: Option<(String, Vec<String>)>,
+    ) -> Arc<[u8]> {
+        let key = (seq, summary == Summary::Full);
+        if let Some(b) = self
+            .rendered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .bodies
+            .get(&key)
+        {
+            return b.clone();
+        }
+        let body: Arc<[u8]> = self.render_now(summary, seq, ev, who).await.into();
+        let mut r = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        if r.bodies.insert(key, body.clone()).is_none() {
+            r.order.push_back(key);
+            while r.order.len() > RENDERED_KEPT {
+                if let Some(old) = r.order.pop_front() {
+                    r.bodies.remove(&old);
+                }
+            }
+        }
+        body
+    }
+
+    async fn render_now(
         &self,
         summary: Summary,
         seq: u64,
