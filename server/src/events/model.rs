@@ -90,6 +90,10 @@ pub struct Progress {
     /// The last event sequence dealt with (delivered, skipped, or given up on).
     pub cursor: u64,
     pub consecutive_failures: u32,
+    /// Bumped whenever the cursor is moved from outside the worker (replay, re-enable): a
+    /// worker that read an older generation does not write its own position over it.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 pub fn progress_key(webhook: &str) -> Vec<u8> {

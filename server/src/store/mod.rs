@@ -416,6 +416,30 @@ impl Store {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Returns once every outbox event up to `seq` is durable: made so by the writers' own
+    /// commits if one completes within `patience`, else by a flush of the caller's. A
+    /// dispatcher that keeps up with the writers would otherwise flush for every few events
+    /// it reads, an fsync beside every mail session's own.
+    pub async fn durable_events(
+        &self,
+        seq: u64,
+        patience: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let note = self.inner.commit.flushed_note.notified();
+            tokio::pin!(note);
+            note.as_mut().enable();
+            if self.durable_event_seq() >= seq {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, note).await.is_err() {
+                break;
+            }
+        }
+        self.commit().await
+    }
+
     /// Blocking flush for shutdown and CLI paths that have no runtime.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         self.inner.db.flush()?;
