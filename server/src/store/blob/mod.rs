@@ -401,7 +401,7 @@ mod tests {
     #[test]
     fn large_bodies_are_compressed_and_read_back_whole_by_range_and_stream() {
         let (d, s) = open();
-        let body = "Subject: hi\r\n\r\nthe same line again and again\r\n".repeat(50);
+        let body = "Subject: hi\r\n\r\nthe same line again and again\r\n".repeat(200);
         let id = s.put(body.as_bytes()).unwrap().id();
         let listed = s.list().unwrap();
         assert_eq!(listed[0].id, id);
