@@ -42,6 +42,17 @@ pub struct ListArgs {
     pub cursor: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalArgs {
+    /// pending (default), approved, rejected, expired or all.
+    pub status: Option<String>,
+    /// Page size (default 50, at most 500).
+    pub limit: Option<usize>,
+    /// `next_cursor` from the previous page.
+    pub cursor: Option<String>,
+}
+
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdArgs {
@@ -234,6 +245,29 @@ impl LegateMcp {
             .reply(&actor, &a.id, &req)
             .await
             .map(|r| r.to_json()))
+    }
+
+    #[tool(
+        description = "List this agent's sends that wait for a human's approval (a message to \
+        a first contact, under a `hold` send policy), or with `status` the ones approved, \
+        rejected or expired: id, recipients, subject, rule, reason, created_at, expires_at, \
+        decided_at, decided_by, note. A held message is sent only once a human approves it; \
+        do not send it again meanwhile. Returns {items, next_cursor}.",
+        meta = requires(Scope::MailSend),
+        annotations(title = "List held sends", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn mail_list_approvals(
+        &self,
+        Caller(actor): Caller,
+        Parameters(a): Parameters<ApprovalArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let q = crate::queue::ApprovalQuery {
+            status: a.status,
+            agent: None,
+            limit: a.limit,
+            cursor: a.cursor,
+        };
+        ok(self.s.queue.approvals(&actor, &q))
     }
 
     #[tool(

@@ -3,6 +3,7 @@
 //! [`Transport`], retries on the DESIGN schedule, and DSNs on permanent failure.
 
 mod admin;
+pub mod approvals;
 pub mod compose;
 mod drafts;
 pub mod dsn;
@@ -18,6 +19,7 @@ pub mod transport;
 mod worker;
 
 pub use admin::QueueQuery;
+pub use approvals::{Approval, ApprovalQuery, ApprovalStatus};
 pub use compose::{AttachmentIn, Mailbox, SendRequest};
 pub use drafts::{Draft, DraftFields, DraftPatch};
 pub use error::QueueError;

@@ -32,6 +32,9 @@ impl QueueService {
         let tasks = TaskTracker::new();
         loop {
             let (started, mut next_due) = self.dispatch(&tasks);
+            if let Err(e) = self.expire_approvals(now_millis()) {
+                tracing::warn!(error = %e, "could not expire held messages");
+            }
             if let Some(d) = self.fire_due_drafts(&tasks) {
                 next_due = Some(next_due.map_or(d, |n| n.min(d)));
             }

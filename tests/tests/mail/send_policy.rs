@@ -304,12 +304,13 @@ async fn domains_size_recipients_and_first_contact_are_refused_naming_the_rule()
         r["structuredContent"]["error"]["code"], "policy_denied",
         "{r}"
     );
-    // `hold` is accepted, and refused until approvals exist, saying so.
+    // `hold` waits for a human (see outbound/approvals.rs): 202, held.
     let (st, v) = put_policy(&s, &admin, &ops_id, json!({"first_contact": "hold"})).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["effective"]["first_contact"], "hold", "{v}");
-    let (st, e) = send(&s, &key, &["f@remote.test"], "hello stranger").await;
-    assert_denied(st, &e, "approvals are not available yet");
+    let (st, v) = send(&s, &key, &["f@remote.test"], "hello stranger").await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["status"], "held", "{v}");
     s.stop().await;
 }
 
