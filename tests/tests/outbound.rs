@@ -16,6 +16,9 @@ mod dane;
 #[path = "outbound/approvals.rs"]
 mod approvals;
 
+#[path = "outbound/feedback.rs"]
+mod feedback;
+
 use legate_tests::TestServer;
 use serde_json::{json, Value};
 use std::time::Duration;

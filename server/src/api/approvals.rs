@@ -1,6 +1,7 @@
 //! Held sends and the circuit breaker (issue 24, items 2 and 5): the approval queue
 //! (`GET /v1/approvals`, approve, reject) and `POST /v1/agents/{id}/resume`. The rules and
-//! the audit are in `queue::approvals` and `policy::breaker`.
+//! the audit are in `queue::approvals` and `policy::breaker`. Also the bounce and complaint
+//! reports received (`GET /v1/feedback`, `queue::feedback`).
 
 use super::extract::{Auth, Path, Query};
 use super::{ApiError, ApiResult, AppState};
@@ -19,6 +20,16 @@ pub fn router() -> Router<AppState> {
         .route("/v1/approvals/{id}/reject", post(reject))
         .route("/v1/agents/{id}/resume", post(resume))
         .route("/v1/agents/{id}/breaker", get(breaker))
+        .route("/v1/feedback", get(feedback))
+}
+
+/// Bounce and complaint reports received (admins), linked or not.
+async fn feedback(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Query(q): Query<crate::queue::feedback::FeedbackQuery>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(s.queue.feedback_list(&actor, &q)?))
 }
 
 #[derive(Default, Deserialize)]

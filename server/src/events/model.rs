@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Every event type the outbox carries (DESIGN §14; issue 18).
-pub const EVENT_TYPES: [&str; 12] = [
+pub const EVENT_TYPES: [&str; 13] = [
     "message.received",
     "message.sent",
     "message.delivered",
@@ -19,6 +19,7 @@ pub const EVENT_TYPES: [&str; 12] = [
     "key.revoked",
     "vault.accessed",
     "message.held",
+    "message.complained",
 ];
 
 /// Message events carry mail content: a subscriber needs `mail:read`.

@@ -171,6 +171,11 @@ impl BreakerState {
 }
 
 impl PolicyService {
+    /// Whether a trip mails the owning human (`breaker.notify_owner`).
+    pub fn breaker_notifies(&self) -> bool {
+        self.breaker.notify_owner
+    }
+
     /// The agent's breaker record (absent: nothing observed yet).
     pub fn breaker(&self, agent_id: &str) -> Result<BreakerState, StoreError> {
         Ok(self

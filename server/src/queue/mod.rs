@@ -4,10 +4,12 @@
 
 mod admin;
 pub mod approvals;
+mod breaker;
 pub mod compose;
 mod drafts;
 pub mod dsn;
 mod error;
+pub mod feedback;
 mod fresh;
 pub mod longlines;
 pub mod model;

@@ -38,6 +38,10 @@ pub struct QueueSettings {
     pub scan_interval: Duration,
     pub max_message_size: usize,
     pub max_recipients: usize,
+    /// `feedback.verp`: per-recipient bounce addresses as the reverse-path.
+    pub verp: bool,
+    /// `feedback.keep_bytes`.
+    pub feedback_keep_bytes: usize,
 }
 
 impl QueueSettings {
@@ -58,6 +62,8 @@ impl QueueSettings {
             scan_interval: Duration::from_secs(c.outbound.scan_interval_secs),
             max_message_size: c.smtp.max_message_size,
             max_recipients: c.smtp.max_recipients,
+            verp: c.feedback.verp,
+            feedback_keep_bytes: c.feedback.keep_bytes,
         }
     }
 
@@ -509,6 +515,12 @@ impl QueueService {
         let refused: Mutex<Option<Refusal>> = Mutex::new(None);
         let rcpts = policy_rcpts(&template.recipients);
         let write = |tx: &Tx<'_>, rec: &StoredMessage| -> Result<(), TxFail<MailboxError>> {
+            if let Some(mid) = template.message_id.as_deref() {
+                let key = super::feedback::message_id_key(mid);
+                if !key.is_empty() {
+                    tx.put(Tree::SentMessageIds, key.as_bytes(), rec.id.as_bytes())?;
+                }
+            }
             if let Some((rule, reason)) = &held {
                 let mut q = template.clone();
                 q.id = rec.id.clone();
@@ -584,6 +596,7 @@ impl QueueService {
                 Tree::Approvals,
                 Tree::ApprovalsPending,
                 Tree::ApprovalExpiry,
+                Tree::SentMessageIds,
             ],
             write: &write,
             before_commit: Some(&audit_entry),
@@ -670,6 +683,7 @@ impl QueueService {
         if let Some(q) = self.queued(&m.meta.agent_id, id)? {
             v["delivery"] = Value::Array(q.recipients.iter().map(Recipient::to_json).collect());
         }
+        self.add_feedback(&mut v, &m.meta.agent_id, id)?;
         if let Some(a) = self.approval_of(&m.meta.agent_id, id)? {
             v["approval"] = a.to_json();
             if v.get("delivery").is_none() {

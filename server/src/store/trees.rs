@@ -138,10 +138,13 @@ pub enum Tree {
     FeedbackByMessage,
     /// agent id -> circuit breaker state (`policy::breaker`): recent outcomes, a pause
     BreakerState,
+    /// Message-ID (lower case, no brackets) -> message id of a message an agent sent: how
+    /// a complaint quoting only the original's Message-ID finds it (`queue::feedback`)
+    SentMessageIds,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 55] = [
+    pub const ALL: [Tree; 56] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -197,6 +200,7 @@ impl Tree {
         Tree::FeedbackReports,
         Tree::FeedbackByMessage,
         Tree::BreakerState,
+        Tree::SentMessageIds,
     ];
 
     pub fn name(self) -> &'static str {
@@ -256,6 +260,7 @@ impl Tree {
             Tree::FeedbackReports => "feedback_reports",
             Tree::FeedbackByMessage => "feedback_by_message",
             Tree::BreakerState => "breaker_state",
+            Tree::SentMessageIds => "sent_message_ids",
         }
     }
 }
