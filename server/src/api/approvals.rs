@@ -21,6 +21,30 @@ pub fn router() -> Router<AppState> {
         .route("/v1/agents/{id}/resume", post(resume))
         .route("/v1/agents/{id}/breaker", get(breaker))
         .route("/v1/feedback", get(feedback))
+        .route(
+            "/v1/agents/{id}/screening",
+            get(screening).put(set_screening),
+        )
+}
+
+/// Mail from first contacts to `Screened` (admins, or the agent with `mail:manage`).
+async fn screening(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(s.mailbox.screening_json(&actor, &id)?))
+}
+
+async fn set_screening(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult<axum::Json<Value>> {
+    let v: crate::mailbox::screening::Screening = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("invalid screening settings: {e}")))?;
+    Ok(axum::Json(s.mailbox.set_screening(&actor, &id, v).await?))
 }
 
 /// Bounce and complaint reports received (admins), linked or not.

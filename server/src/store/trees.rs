@@ -141,10 +141,12 @@ pub enum Tree {
     /// Message-ID (lower case, no brackets) -> message id of a message an agent sent: how
     /// a complaint quoting only the original's Message-ID finds it (`queue::feedback`)
     SentMessageIds,
+    /// agent id -> screening settings (`mailbox::screening`): first contacts to Screened
+    Screening,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 56] = [
+    pub const ALL: [Tree; 57] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -201,6 +203,7 @@ impl Tree {
         Tree::FeedbackByMessage,
         Tree::BreakerState,
         Tree::SentMessageIds,
+        Tree::Screening,
     ];
 
     pub fn name(self) -> &'static str {
@@ -261,6 +264,7 @@ impl Tree {
             Tree::FeedbackByMessage => "feedback_by_message",
             Tree::BreakerState => "breaker_state",
             Tree::SentMessageIds => "sent_message_ids",
+            Tree::Screening => "screening",
         }
     }
 }
