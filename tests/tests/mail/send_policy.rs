@@ -311,6 +311,11 @@ async fn domains_size_recipients_and_first_contact_are_refused_naming_the_rule()
     let (st, v) = send(&s, &key, &["f@remote.test"], "hello stranger").await;
     assert_eq!(st, 202, "{v}");
     assert_eq!(v["status"], "held", "{v}");
+    // Submission: accepted (250), held, saying so.
+    let mut sub = submission(&s, "ops", &key).await;
+    let r = submit(&mut sub, "ops@agents.test", "g@remote.test").await;
+    assert!(r.starts_with("250 2.0.0 OK held for approval"), "{r}");
+    sub.cmd("QUIT").await;
     s.stop().await;
 }
 
