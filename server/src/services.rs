@@ -101,13 +101,16 @@ impl Services {
             metrics.clone(),
             crate::reports::ReportsSettings::from_config(&config),
         ));
-        let policy = Arc::new(crate::policy::PolicyService::new(
-            store.clone(),
-            audit.clone(),
-            identity.clone(),
-            &config.send_policy,
-            &config.server.domain,
-        ));
+        let policy = Arc::new(
+            crate::policy::PolicyService::new(
+                store.clone(),
+                audit.clone(),
+                identity.clone(),
+                &config.send_policy,
+                &config.server.domain,
+            )
+            .with_breaker(&config.breaker),
+        );
         let queue = Arc::new(crate::queue::QueueService::new(
             store.clone(),
             audit.clone(),

@@ -2,6 +2,7 @@
 //! extractor. Handlers translate HTTP to service calls and back; they decide nothing.
 
 mod admin;
+mod approvals;
 mod audit;
 mod dns;
 mod drafts;
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .merge(senders::router())
         .merge(send_policy::router())
         .merge(suppressions::router())
+        .merge(approvals::router())
         .merge(reports::router())
         .merge(threads::router())
         .merge(drafts::router())

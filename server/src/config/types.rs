@@ -30,6 +30,8 @@ pub struct Config {
     pub doctor: super::ops::DoctorConfig,
     pub events: super::events::EventsConfig,
     pub webhooks: super::events::WebhooksConfig,
+    pub breaker: super::BreakerConfig,
+    pub feedback: super::FeedbackConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Every event type the outbox carries (DESIGN §14; issue 18).
-pub const EVENT_TYPES: [&str; 11] = [
+pub const EVENT_TYPES: [&str; 13] = [
     "message.received",
     "message.sent",
     "message.delivered",
@@ -18,6 +18,8 @@ pub const EVENT_TYPES: [&str; 11] = [
     "agent.revoked",
     "key.revoked",
     "vault.accessed",
+    "message.held",
+    "message.complained",
 ];
 
 /// Message events carry mail content: a subscriber needs `mail:read`.

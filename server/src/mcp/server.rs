@@ -319,6 +319,7 @@ mod tests {
                 "mail_delete_message",
                 "mail_get_message",
                 "mail_get_thread",
+                "mail_list_approvals",
                 "mail_list_drafts",
                 "mail_list_messages",
                 "mail_list_threads",
