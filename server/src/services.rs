@@ -80,6 +80,7 @@ impl Services {
         identity.add_hook(Arc::new(VaultHook(vault.clone())));
         identity.set_custody(vault.clone());
         identity.configure((&config.identity).into());
+        identity.set_public_origin(&config.server.public_url);
         let mailbox = Arc::new(MailboxService::new(
             store.clone(),
             audit.clone(),

@@ -465,3 +465,5 @@ async fn rotation_publishes_both_keys_then_drops_the_old() {
 mod surfaces;
 #[path = "identity/trust.rs"]
 mod trust;
+#[path = "identity/webbot.rs"]
+mod webbot;

@@ -165,7 +165,7 @@ impl IdentityService {
     }
 
     /// Built on first use, after the options are set at start-up.
-    fn fetcher(&self) -> Result<&DidFetcher, String> {
+    pub(super) fn fetcher(&self) -> Result<&DidFetcher, String> {
         self.fetcher
             .get_or_init(|| {
                 DidFetcher::new(FetchLimits {
