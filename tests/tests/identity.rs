@@ -461,6 +461,8 @@ async fn rotation_publishes_both_keys_then_drops_the_old() {
     s.stop().await;
 }
 
+#[path = "identity/card.rs"]
+mod card;
 #[path = "identity/surfaces.rs"]
 mod surfaces;
 #[path = "identity/trust.rs"]

@@ -3,7 +3,9 @@
 
 use super::extract::{Auth, Path};
 use super::{ApiError, ApiResult, AppState};
-use crate::identity::{Directory, HttpSignatureRequest, HttpVerifyRequest, DIRECTORY_CONTENT_TYPE};
+use crate::identity::{
+    Directory, HttpSignatureRequest, HttpVerifyRequest, PublicDoc, DIRECTORY_CONTENT_TYPE,
+};
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -28,6 +30,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/orgs/{domain}/agents/{local}/.well-known/http-message-signatures-directory",
             get(org_agent_directory),
+        )
+        .route(
+            "/agents/{local}/.well-known/agent-card.json",
+            get(agent_card),
+        )
+        .route(
+            "/orgs/{domain}/agents/{local}/.well-known/agent-card.json",
+            get(org_agent_card),
         )
 }
 
@@ -125,4 +135,25 @@ async fn org_agent_directory(
         .identity
         .agent_directory(Some(&domain), &local, &authority(&headers))?;
     Ok(directory(d))
+}
+
+/// A2A agent cards: 200 signed, or 410 with the card that says the agent is revoked.
+fn card(doc: PublicDoc) -> Response {
+    match doc {
+        PublicDoc::Active(v) => public(StatusCode::OK, "application/json", v.to_string(), None),
+        PublicDoc::Deactivated(v) => {
+            public(StatusCode::GONE, "application/json", v.to_string(), None)
+        }
+    }
+}
+
+async fn agent_card(State(s): State<AppState>, Path(local): Path<String>) -> ApiResult<Response> {
+    Ok(card(s.identity.agent_card(None, &local)?))
+}
+
+async fn org_agent_card(
+    State(s): State<AppState>,
+    Path((domain, local)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    Ok(card(s.identity.agent_card(Some(&domain), &local)?))
 }

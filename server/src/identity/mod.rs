@@ -11,6 +11,7 @@ mod admin_tokens;
 mod agents;
 pub mod apikey;
 mod auth;
+pub mod card;
 mod custody;
 pub mod did;
 pub mod envelope;
