@@ -463,6 +463,8 @@ async fn rotation_publishes_both_keys_then_drops_the_old() {
 
 #[path = "identity/card.rs"]
 mod card;
+#[path = "identity/mailsig.rs"]
+mod mailsig;
 #[path = "identity/surfaces.rs"]
 mod surfaces;
 #[path = "identity/trust.rs"]

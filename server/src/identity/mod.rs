@@ -20,6 +20,7 @@ pub mod fetch;
 pub mod httpsig;
 mod keys;
 mod login;
+pub mod mailsig;
 pub mod multibase;
 mod resolve;
 mod roles;
