@@ -36,6 +36,8 @@ pub struct Services {
     /// The disk reserve (`storage.min_free_mb`) of the data directory: the mailbox and
     /// queue refuse new mail below it; `/readyz` and `/metrics` report it.
     pub storage: Arc<crate::store::SpaceGuard>,
+    /// Agent reputation scores and the operator-signed attestation (issue 24 §6).
+    pub reputation: Arc<crate::reputation::ReputationService>,
 }
 
 impl Services {
@@ -154,7 +156,14 @@ impl Services {
             dispatcher,
         ));
         let storage = store.space().clone();
+        let reputation = Arc::new(crate::reputation::ReputationService::new(
+            store.clone(),
+            audit.clone(),
+            identity.clone(),
+            config.identity.reputation_jwt_per_minute,
+        ));
         Ok(Services {
+            reputation,
             webhooks,
             streams,
             reports,

@@ -465,6 +465,8 @@ async fn rotation_publishes_both_keys_then_drops_the_old() {
 mod card;
 #[path = "identity/mailsig.rs"]
 mod mailsig;
+#[path = "identity/reputation.rs"]
+mod reputation;
 #[path = "identity/surfaces.rs"]
 mod surfaces;
 #[path = "identity/trust.rs"]

@@ -6,6 +6,7 @@ use super::{ApiError, ApiResult, AppState};
 use crate::identity::{
     Directory, HttpSignatureRequest, HttpVerifyRequest, PublicDoc, DIRECTORY_CONTENT_TYPE,
 };
+use crate::reputation::ReputationError;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -39,6 +40,13 @@ pub fn router() -> Router<AppState> {
             "/orgs/{domain}/agents/{local}/.well-known/agent-card.json",
             get(org_agent_card),
         )
+        .route("/v1/agents/{id}/reputation", get(reputation))
+        .route("/agents/{local}/reputation.jwt", get(reputation_jwt))
+        .route(
+            "/orgs/{domain}/agents/{local}/reputation.jwt",
+            get(org_reputation_jwt),
+        )
+        .route("/.well-known/jwks.json", get(operator_jwks))
 }
 
 /// Bodies of these routes are parsed here so that every malformed input, a wrong type
@@ -156,4 +164,55 @@ async fn org_agent_card(
     Path((domain, local)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     Ok(card(s.identity.agent_card(Some(&domain), &local)?))
+}
+
+async fn reputation(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(id): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    Ok(axum::Json(s.reputation.reputation(&actor, &id)?))
+}
+
+fn attestation(r: Result<String, ReputationError>) -> ApiResult<Response> {
+    match r {
+        Ok(jwt) => Ok(public(StatusCode::OK, "application/jwt", jwt, None)),
+        Err(ReputationError::RateLimited) => {
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many reputation requests; try again in a minute",
+            )
+            .into_response();
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+            Ok(resp)
+        }
+        Err(ReputationError::Identity(e)) => Err(e.into()),
+    }
+}
+
+async fn reputation_jwt(
+    State(s): State<AppState>,
+    Path(local): Path<String>,
+) -> ApiResult<Response> {
+    attestation(s.reputation.attestation(None, &local))
+}
+
+async fn org_reputation_jwt(
+    State(s): State<AppState>,
+    Path((domain, local)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    attestation(s.reputation.attestation(Some(&domain), &local))
+}
+
+/// The operator's keys (`iss` of reputation attestations), also in `/.well-known/did.json`.
+async fn operator_jwks(State(s): State<AppState>) -> ApiResult<Response> {
+    let jwks = s.identity.operator_jwks()?;
+    Ok(public(
+        StatusCode::OK,
+        "application/json",
+        jwks.to_string(),
+        None,
+    ))
 }

@@ -22,6 +22,7 @@ mod keys;
 mod login;
 pub mod mailsig;
 pub mod multibase;
+mod operator;
 mod resolve;
 mod roles;
 pub mod sfv;

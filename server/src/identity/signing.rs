@@ -251,7 +251,7 @@ impl IdentityService {
     /// `GET /.well-known/did.json`.
     pub fn domain_did_document(&self) -> Value {
         let origin = format!("https://{}", self.did_host.replace("%3A", ":"));
-        did::domain_document(&self.domain_did(), &origin)
+        self.with_operator_keys(did::domain_document(&self.domain_did(), &origin))
     }
 }
 

@@ -1,7 +1,8 @@
 # Identity on the web (issue 25 §3, §4): RFC 9421 request signatures (Web Bot Auth) checked by
 # PyPI's http-message-signatures and Cloudflare's web-bot-auth against the key directory we
 # serve; A2A agent cards parsed by a2a-sdk's model and their JWS verified by a2a-sdk and by
-# joserfc; tampering, expiry and revocation fail.
+# joserfc; the operator-signed reputation JWT checked by PyJWT; tampering, expiry and
+# revocation fail.
 
 _webid_py() {
   cat <<'PY'
@@ -129,10 +130,37 @@ def card_revoked(base, local):
           status == 410 and raw["capabilities"]["extensions"][0]["params"]["status"] == "revoked"
           and "signatures" not in raw, (status, raw))
 
+def reputation(base, local):
+    import jwt
+    with urllib.request.urlopen(f"{base}/agents/{local}/reputation.jwt", timeout=5) as r:
+        token = r.read().decode()
+    _, _, ddoc = get(f"{base}/.well-known/did.json")
+    client = jwt.PyJWKClient(f"{base}/.well-known/jwks.json", cache_keys=False)
+    key = client.get_signing_key_from_jwt(token)
+    claims = jwt.decode(token, key.key, algorithms=["EdDSA"], issuer=ddoc["id"])
+    check("PyJWT verifies the reputation JWT with /.well-known/jwks.json (iss = the domain DID)",
+          0 <= claims["score"] <= 100 and claims["sub"].endswith(":agents:" + local), claims)
+    check("the domain DID document publishes the same key",
+          any(m["id"] == jwt.get_unverified_header(token)["kid"] for m in ddoc["verificationMethod"]), ddoc)
+    h, p, sig = token.split(".")
+    body = json.loads(b64u(p)); body["score"] = 100
+    forged = h + "." + base64.urlsafe_b64encode(json.dumps(body).encode()).rstrip(b"=").decode() + "." + sig
+    try:
+        jwt.decode(forged, key.key, algorithms=["EdDSA"], issuer=ddoc["id"])
+        check("PyJWT rejects a reputation JWT with a changed score", False, "accepted")
+    except jwt.InvalidSignatureError:
+        check("PyJWT rejects a reputation JWT with a changed score", True)
+    try:
+        jwt.decode(token, key.key, algorithms=["EdDSA"], issuer=ddoc["id"],
+                   options={"verify_iat": False, "verify_nbf": False}, leeway=-3601)
+        check("PyJWT rejects an expired reputation JWT", False, "accepted")
+    except jwt.ExpiredSignatureError:
+        check("PyJWT rejects an expired reputation JWT", True)
+
 import warnings; warnings.simplefilter("ignore")
 try:
     {"httpsig": httpsig, "expired": expired, "revoked": revoked, "card": card,
-     "card_revoked": card_revoked}[sys.argv[1]](*sys.argv[2:])
+     "card_revoked": card_revoked, "reputation": reputation}[sys.argv[1]](*sys.argv[2:])
 except Exception as e:
     check(f"{sys.argv[1]} ran", False, repr(e))
 PY
@@ -211,6 +239,7 @@ suite_22_webid() {
     "$(jq -c --arg u "$url" '{method:"GET",url:$u,headers:.headers}' "$dir/short.json")" | jq -r .reason)" = expired
 
   webid_check python3 "$dir/check.py" card "$base" crawler
+  webid_check python3 "$dir/check.py" reputation "$base" crawler
 
   _w_api DELETE "/v1/agents/$bot_id" "$token" > /dev/null
   webid_check python3 "$dir/check.py" revoked "$base" crawler "$(jq -r .keyid "$dir/default.json")"
