@@ -436,7 +436,7 @@ impl Default for IdentityConfig {
             danger_allow_http_did_resolution: false,
             reserved_locals: Vec::new(),
             postmaster_agent: "postmaster".into(),
-            reputation_jwt_per_minute: 600,
+            reputation_jwt_per_minute: 120,
         }
     }
 }

@@ -448,7 +448,8 @@ impl IdentityService {
         }
     }
 
-    /// `GET [/orgs/{domain}]/agents/{local}/.well-known/http-message-signatures-directory`;
+    /// `GET [/orgs/{domain}]/agents/{local}/.well-known/http-message-signatures-directory`
+    /// (`authority`: the request's Host, signed over when it is ours);
     /// `Deactivated` for a revoked agent (served 410, no keys).
     pub fn agent_directory(
         &self,
@@ -486,10 +487,16 @@ impl IdentityService {
     /// `"@authority";req` (the draft's response signature). A failure to sign leaves that
     /// signature out rather than failing the directory: the keys are public either way.
     fn sign_directory(&self, body: Value, signers: &[String], authority: &str) -> Directory {
-        let authority = if sane_authority(authority) {
+        // Only our own authority is signed over: a Host of another name (a proxy fetching
+        // with `Host: evil.example`) must not get our agents to vouch that their keys are
+        // served there.
+        let ours = url::Url::parse(&self.public_origin())
+            .map(|u| httpsig::authority(&u))
+            .unwrap_or_else(|_| self.did_host.replace("%3A", ":"));
+        let authority = if sane_authority(authority) && authority.eq_ignore_ascii_case(&ours) {
             authority.to_ascii_lowercase()
         } else {
-            self.did_host.replace("%3A", ":")
+            ours
         };
         let Ok(custody) = self.custody() else {
             return Directory {

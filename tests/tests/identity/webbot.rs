@@ -70,12 +70,15 @@ async fn signed_requests_verify_against_the_served_directory() {
     assert_eq!(r["expires"].as_i64().unwrap() - created, 300);
 
     // the agent's directory: a JWKS whose key thumbprint is the keyid, itself signed
+    // the directory signs over its own authority (did host), whatever Host a client sends
+    let authority = format!("agents.test:{}", s.base.rsplit(':').next().unwrap());
     let resp = s
         .http
         .get(format!(
             "{}/agents/crawler/.well-known/http-message-signatures-directory",
             s.base
         ))
+        .header("host", "evil.example")
         .send()
         .await
         .unwrap();
@@ -95,7 +98,6 @@ async fn signed_requests_verify_against_the_served_directory() {
         d_input.contains("tag=\"http-message-signatures-directory\"") && d_input.contains(&keyid),
         "{d_input}"
     );
-    let authority = s.base.trim_start_matches("http://");
     let d_base = format!(
         "\"@authority\";req: {authority}\n\"@signature-params\": {}",
         params_of(d_input)
