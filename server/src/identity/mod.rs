@@ -30,6 +30,7 @@ mod signing;
 mod token;
 mod verdict;
 mod webbot;
+mod webbot_verify;
 pub use agents::CreatedAgent;
 pub use keys::NewKey;
 pub use orgs::Bootstrap;
