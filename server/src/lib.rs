@@ -26,6 +26,7 @@ pub mod net;
 pub mod policy;
 pub mod queue;
 pub mod reports;
+pub mod reputation;
 pub mod services;
 pub mod smtp;
 pub mod store;

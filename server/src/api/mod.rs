@@ -22,6 +22,7 @@ mod system;
 mod threads;
 mod vault;
 mod webhooks;
+mod webid;
 mod whoami;
 
 pub use error::{ApiError, ApiResult};
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .merge(drafts::router())
         .merge(webhooks::router())
         .merge(events::router())
+        .merge(webid::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))

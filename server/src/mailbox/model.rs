@@ -269,8 +269,27 @@ impl StoredMessage {
         })
     }
 
+    /// `trust.agent`: the verdict on the message's Agent-Signature (identity::mailsig), kept
+    /// with the mailauth verdict at delivery; `None` when it carried none.
+    pub fn agent_trust(&self) -> Option<Value> {
+        // Most mail carries none: skip the parse for it (listings call this per item).
+        if !self.auth_json.as_deref()?.contains("\"agent\"") {
+            return None;
+        }
+        let a = self.auth().get("agent")?.clone();
+        a.is_object().then_some(a)
+    }
+
     /// The list item: everything but bodies and headers.
     pub fn summary_json(&self) -> Value {
+        let mut v = self.summary_fields();
+        if let Some(agent) = self.agent_trust() {
+            v["trust"]["agent"] = agent;
+        }
+        v
+    }
+
+    fn summary_fields(&self) -> Value {
         json!({
             "id": self.id,
             "thread_id": self.thread_id,

@@ -310,6 +310,7 @@ mod tests {
             names,
             [
                 "audit_list",
+                "identity_http_signature",
                 "identity_sign",
                 "identity_token",
                 "identity_verify",

@@ -495,6 +495,7 @@ impl QueueService {
                 .map(str::to_string)
         });
         drop(parsed);
+        let raw = self.with_agent_signature(agent, raw)?;
         let (signed, parsed) = self.sign(&agent.domain, raw, started).await?;
         let template = QueuedMessage {
             id: String::new(),

@@ -78,7 +78,14 @@ pub(super) async fn deliver(
     let date = crate::util::rfc2822(crate::util::now_unix());
     let client = format!("{helo} ({})", peer.ip());
     let auth_header = verdict.authentication_results_header(&ctx.hostname);
-    let auth_json = serde_json::to_value(&verdict).ok();
+    let mut auth_json = serde_json::to_value(&verdict).ok();
+    // An Agent-Signature header, checked against the sender's DID (issue 25 §5): kept with
+    // the verdict, shown as `trust.agent`.
+    if let Some(agent) = ctx.identity.verify_agent_mail(&body).await {
+        if let Some(serde_json::Value::Object(m)) = auth_json.as_mut() {
+            m.insert("agent".into(), agent);
+        }
+    }
     let mut failed_temp = false;
     let mut quota_full = 0;
     let mut refused: Option<&'static str> = None;
