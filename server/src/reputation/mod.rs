@@ -78,7 +78,9 @@ impl ReputationService {
             for rc in &m.recipients {
                 match rc.status {
                     RcptStatus::Delivered => h.delivered += 1,
-                    RcptStatus::PermanentFailure => h.bounced += 1,
+                    RcptStatus::PermanentFailure | RcptStatus::Bounced => h.bounced += 1,
+                    // Delivered, then reported as unwanted: a final outcome of its own.
+                    RcptStatus::Complained => h.complained += 1,
                     RcptStatus::TemporaryFailure => h.deferred += 1,
                     RcptStatus::Scheduled => h.pending += 1,
                     RcptStatus::Cancelled => {}
