@@ -310,6 +310,21 @@ impl Store {
         trees: &[Tree],
         f: impl Fn(&Tx<'_>) -> Result<R, TxFail<E>>,
     ) -> Result<R, TxError<E>> {
+        // Events queued before this transaction began were caused first: they are written
+        // first, so the outbox's order is the order things happened in (a vault read
+        // before a delivery must not come after its `message.received`).
+        if trees.contains(&Tree::Events) {
+            self.drain_emits().map_err(TxError::Store)?;
+        }
+        self.transact_now(trees, f)
+    }
+
+    /// [`Store::transact`] without writing queued events first: for the event writer itself.
+    fn transact_now<R, E>(
+        &self,
+        trees: &[Tree],
+        f: impl Fn(&Tx<'_>) -> Result<R, TxFail<E>>,
+    ) -> Result<R, TxError<E>> {
         // Blob references come with their counts.
         let mut names = trees.to_vec();
         if names.contains(&Tree::BlobRefs) && !names.contains(&Tree::BlobCounts) {
