@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Benchmark (issue 18): inbound mail at full speed (postfix's smtp-source, 20 sessions, 4 KB
 # messages) into one agent, without and then with one webhook endpoint (a fast loopback
-# receiver, bench/load's compiled webhook-sink) and one SSE client on /v1/events. Prints the inbound msg/s of both runs and what
-# the webhook costs, and the p50/p99 latency from an event's creation (the delivery's commit)
+# receiver, bench/load's compiled webhook-sink) and one SSE client on /v1/events (the compiled
+# sse-probe). Prints the inbound msg/s of both runs and what the webhook costs, and the p50/p99 latency from an event's creation (the delivery's commit)
 # to its arrival at the webhook and at the SSE client. Goals: webhooks cost at most 15% of
 # inbound throughput; p99 under 250 ms at that load. Release build; all on loopback.
 # Usage: bench/events.sh [messages=5000] [sessions=20] [size=4096]   (KEEP_WORK=1 keeps logs)
@@ -15,6 +15,7 @@ for c in smtp-source jq curl bc python3; do command -v "$c" >/dev/null || bash t
 BIN="${LEGATE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/legate}"
 cargo build --release --locked -p legate-bench >/dev/null 2>&1
 SINK="${CARGO_TARGET_DIR:-$ROOT/target}/release/webhook-sink"
+PROBE="${CARGO_TARGET_DIR:-$ROOT/target}/release/sse-probe"
 WORK=$(mktemp -d)
 PIDS=()
 cleanup() {
@@ -81,8 +82,7 @@ kill "$LPID"; wait "$LPID" 2>/dev/null || true
 start hooked
 : > "$WORK/webhook.lat"; : > "$WORK/sse.lat"
 "$SINK" "$WORK/webhook.lat" "$WORK/probe.port" > "$WORK/probe.log" 2>&1 & PIDS+=("$!")
-python3 bench/events_probe.py --sse-base "$BASE" --sse-key "$KEY" --out-sse "$WORK/sse.lat" \
-  > "$WORK/probe-sse.log" 2>&1 & PIDS+=("$!")
+"$PROBE" "$BASE" "$KEY" "$WORK/sse.lat" > "$WORK/probe-sse.log" 2>&1 & PIDS+=("$!")
 for _ in $(seq 1 100); do [ -s "$WORK/probe.port" ] && break; sleep 0.1; done
 curl -s -XPOST "$BASE/v1/webhooks" -H "Authorization: Bearer $KEY" -H 'content-type: application/json' \
   -d "{\"url\":\"http://127.0.0.1:$(cat "$WORK/probe.port")/hook\",\"event_types\":[\"message.received\"]}" > /dev/null

@@ -28,6 +28,7 @@ pub mod oauth;
 pub mod policy;
 pub mod queue;
 pub mod reports;
+pub mod reputation;
 pub mod services;
 pub mod smtp;
 pub mod store;

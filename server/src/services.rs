@@ -36,6 +36,8 @@ pub struct Services {
     /// The disk reserve (`storage.min_free_mb`) of the data directory: the mailbox and
     /// queue refuse new mail below it; `/readyz` and `/metrics` report it.
     pub storage: Arc<crate::store::SpaceGuard>,
+    /// Agent reputation scores and the operator-signed attestation (issue 24 §6).
+    pub reputation: Arc<crate::reputation::ReputationService>,
 }
 
 impl Services {
@@ -80,6 +82,7 @@ impl Services {
         identity.add_hook(Arc::new(VaultHook(vault.clone())));
         identity.set_custody(vault.clone());
         identity.configure((&config.identity).into());
+        identity.set_public_origin(&config.server.public_url);
         let mailbox = Arc::new(MailboxService::new(
             store.clone(),
             audit.clone(),
@@ -101,13 +104,16 @@ impl Services {
             metrics.clone(),
             crate::reports::ReportsSettings::from_config(&config),
         ));
-        let policy = Arc::new(crate::policy::PolicyService::new(
-            store.clone(),
-            audit.clone(),
-            identity.clone(),
-            &config.send_policy,
-            &config.server.domain,
-        ));
+        let policy = Arc::new(
+            crate::policy::PolicyService::new(
+                store.clone(),
+                audit.clone(),
+                identity.clone(),
+                &config.send_policy,
+                &config.server.domain,
+            )
+            .with_breaker(&config.breaker),
+        );
         let queue = Arc::new(crate::queue::QueueService::new(
             store.clone(),
             audit.clone(),
@@ -153,7 +159,14 @@ impl Services {
             dispatcher,
         ));
         let storage = store.space().clone();
+        let reputation = Arc::new(crate::reputation::ReputationService::new(
+            store.clone(),
+            audit.clone(),
+            identity.clone(),
+            config.identity.reputation_jwt_per_minute,
+        ));
         Ok(Services {
+            reputation,
             webhooks,
             streams,
             reports,

@@ -461,7 +461,15 @@ async fn rotation_publishes_both_keys_then_drops_the_old() {
     s.stop().await;
 }
 
+#[path = "identity/card.rs"]
+mod card;
+#[path = "identity/mailsig.rs"]
+mod mailsig;
+#[path = "identity/reputation.rs"]
+mod reputation;
 #[path = "identity/surfaces.rs"]
 mod surfaces;
 #[path = "identity/trust.rs"]
 mod trust;
+#[path = "identity/webbot.rs"]
+mod webbot;

@@ -257,7 +257,7 @@ async fn tools_are_listed_by_scope_and_out_of_scope_calls_name_the_scope() {
 
     let (_, full) = s.agent("full", &ALL).await;
     let mut f = Mcp::connect(&s, &full).await;
-    assert_eq!(f.tool_names().await.len(), 28);
+    assert_eq!(f.tool_names().await.len(), 30);
     // Each listed tool says what it needs and how it behaves.
     let v = f.rpc("tools/list", json!({})).await;
     let totp = v["result"]["tools"]
@@ -496,6 +496,23 @@ async fn every_tool_answers_what_its_rest_route_answers() {
     let mcp = c.ok("identity_token", aud).await;
     let differ = ["token", "jti", "issued_at", "expires_at"];
     assert_eq!(strip(mcp.clone(), &differ), strip(rest.clone(), &differ));
+
+    // Web Bot Auth: the same headers bar the nonce, time and signature.
+    let req =
+        json!({"method": "GET", "url": "https://shop.test/a", "headers": {"Accept": "text/html"}});
+    let (_, rest_h) = s
+        .call("POST", "/v1/identity/http-signature", k, Some(req.clone()))
+        .await;
+    let mcp_h = c.ok("identity_http_signature", req).await;
+    let differ = ["headers", "created", "expires", "signature_base"];
+    assert_eq!(
+        strip(mcp_h.clone(), &differ),
+        strip(rest_h.clone(), &differ)
+    );
+    assert_eq!(
+        mcp_h["headers"]["Signature-Agent"],
+        rest_h["headers"]["Signature-Agent"]
+    );
 
     let check = json!({"token": mcp["token"], "audience": "https://shop.test"});
     let (_, rest_v) = s

@@ -33,6 +33,10 @@ pub const OPS: &[&str] = &[
     "suppression.list",
     "suppression.add",
     "suppression.remove",
+    "approval.list",
+    "approval.approve",
+    "approval.reject",
+    "agent.resume",
     "dns.plan",
     "dns.check",
     "admin_token.list",
@@ -72,6 +76,13 @@ struct SuppressionAdd {
 struct SuppressionRemove {
     address: String,
     org: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApprovalDecision {
+    id: String,
+    note: Option<String>,
 }
 
 /// The arguments of `op`, or a clear error naming the operation.
@@ -325,6 +336,22 @@ pub async fn handle(s: &Services, actor: &Actor, req: &Request) -> Result<Value,
                 .unsuppress(actor, a.org.as_deref(), &a.address)
                 .await?;
             json!({"removed": a.address})
+        }
+        "approval.list" => {
+            let q: crate::queue::ApprovalQuery = args(req)?;
+            s.queue.approvals(actor, &q)?
+        }
+        "approval.approve" => {
+            let a: ApprovalDecision = args(req)?;
+            s.queue.approve(actor, &a.id, a.note.as_deref()).await?
+        }
+        "approval.reject" => {
+            let a: ApprovalDecision = args(req)?;
+            s.queue.reject(actor, &a.id, a.note.as_deref()).await?
+        }
+        "agent.resume" => {
+            let a: AgentArg = args(req)?;
+            s.policy.resume(actor, &a.agent).await?
         }
         "dns.plan" => {
             let plan = crate::dns::DnsWizard::new(&s.config, &s.vault, &s.audit).plan(actor)?;

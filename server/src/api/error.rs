@@ -214,6 +214,9 @@ impl From<crate::policy::Refusal> for ApiError {
                 "suppressed",
                 r.to_string(),
             ),
+            // A hold is answered 202 by the queue; one reaching here is a refusal to queue.
+            R::Hold { .. } => Self::new(StatusCode::FORBIDDEN, "policy_denied", r.to_string()),
+            R::Paused { .. } => Self::new(StatusCode::FORBIDDEN, "sending_paused", r.to_string()),
         }
     }
 }

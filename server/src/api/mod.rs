@@ -2,6 +2,7 @@
 //! extractor. Handlers translate HTTP to service calls and back; they decide nothing.
 
 mod admin;
+mod approvals;
 mod audit;
 mod dns;
 mod drafts;
@@ -21,6 +22,7 @@ mod system;
 mod threads;
 mod vault;
 mod webhooks;
+mod webid;
 mod whoami;
 
 pub use error::{ApiError, ApiResult};
@@ -57,11 +59,13 @@ pub fn router(state: AppState) -> Router {
         .merge(senders::router())
         .merge(send_policy::router())
         .merge(suppressions::router())
+        .merge(approvals::router())
         .merge(reports::router())
         .merge(threads::router())
         .merge(drafts::router())
         .merge(webhooks::router())
         .merge(events::router())
+        .merge(webid::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))

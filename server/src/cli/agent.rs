@@ -48,6 +48,10 @@ pub(super) enum AgentCmd {
         #[arg(long, default_value_t = legate::identity::DEFAULT_ROTATION_OVERLAP_SECS)]
         overlap_secs: i64,
     },
+    /// Lift a circuit-breaker pause: the agent may send again.
+    Resume {
+        agent: String,
+    },
 }
 
 /// The `NewAgent` JSON of `create` and `create-sub`.
@@ -125,6 +129,9 @@ pub(super) async fn agent(cfg: Config, c: AgentCmd, as_json: bool) -> anyhow::Re
             )
             .await?,
         ),
+        AgentCmd::Resume { agent } => {
+            print_json(&s.call("agent.resume", json!({"agent": agent})).await?)
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

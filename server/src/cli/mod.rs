@@ -7,6 +7,7 @@
 
 mod admin;
 mod agent;
+mod approvals;
 mod arenas;
 mod audit;
 mod backup;
@@ -29,6 +30,7 @@ mod vault;
 
 use admin::AdminCmd;
 use agent::AgentCmd;
+use approvals::ApprovalsCmd;
 use audit::AuditCmd;
 use clap::{Parser, Subcommand};
 use config_file::load_config;
@@ -81,6 +83,9 @@ enum Cmd {
     /// The org's suppression list: addresses no agent may send to.
     #[command(subcommand)]
     Suppressions(SuppressionsCmd),
+    /// Sends held for a human's approval: list, approve, reject.
+    #[command(subcommand)]
+    Approvals(ApprovalsCmd),
     /// DMARC aggregate and TLS-RPT reports: what others reported, what we would send.
     #[command(subcommand)]
     Reports(ReportsCmd),
@@ -175,6 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Cmd::Org(c) => org::org(cfg()?, c, json).await,
         Cmd::Queue(c) => queue::queue(cfg()?, c).await,
         Cmd::Suppressions(c) => suppressions::suppressions(cfg()?, c).await,
+        Cmd::Approvals(c) => approvals::approvals(cfg()?, c).await,
         Cmd::Reports(c) => reports::reports(cfg()?, c).await,
         Cmd::Key(c) => key::key(cfg()?, c, json).await,
         Cmd::Admin(AdminCmd::Token(c)) => admin::admin_token(cfg()?, c, json).await,

@@ -71,6 +71,10 @@ pub struct WebhooksConfig {
     /// The dispatchers are woken by every outbox write; they also rescan this often
     /// (seconds), a backstop.
     pub rescan_secs: u64,
+    /// Threads of the webhook dispatchers' own runtime. They wait on endpoints almost all
+    /// the time; on a runtime of their own their wake-ups are not queued behind the mail
+    /// sessions' work, which kept one agent's in-order deliveries behind inbound mail.
+    pub dispatch_threads: usize,
 }
 
 impl Default for WebhooksConfig {
@@ -88,6 +92,7 @@ impl Default for WebhooksConfig {
             max_per_owner: 20,
             rotation_overlap_secs: 86_400,
             rescan_secs: 30,
+            dispatch_threads: 1,
         }
     }
 }

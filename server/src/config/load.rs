@@ -79,6 +79,8 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "doctor" => cfg.doctor = section(key, value, &mut errs),
             "events" => cfg.events = section(key, value, &mut errs),
             "webhooks" => cfg.webhooks = section(key, value, &mut errs),
+            "breaker" => cfg.breaker = section(key, value, &mut errs),
+            "feedback" => cfg.feedback = section(key, value, &mut errs),
             "console" => cfg.console = section(key, value, &mut errs),
             "oauth" => cfg.oauth = section(key, value, &mut errs),
             other => errs.push(err(other, "unknown section")),
@@ -474,6 +476,25 @@ fn validate_console(c: &Config, errs: &mut Vec<ConfigError>) {
 
 fn validate_send_policy(c: &Config, errs: &mut Vec<ConfigError>) {
     let p = &c.send_policy;
+    if p.approval_ttl_secs == 0 {
+        errs.push(err("send_policy.approval_ttl_secs", "must be at least 1"));
+    }
+    let b = &c.breaker;
+    if b.window == 0 || b.window > 10_000 {
+        errs.push(err("breaker.window", "must be between 1 and 10000"));
+    }
+    if b.min_sends > b.window {
+        errs.push(err("breaker.min_sends", "must not exceed breaker.window"));
+    }
+    if b.max_hard_bounce_percent > 100 {
+        errs.push(err(
+            "breaker.max_hard_bounce_percent",
+            "must be at most 100",
+        ));
+    }
+    if b.max_complaints == 0 {
+        errs.push(err("breaker.max_complaints", "must be at least 1"));
+    }
     if p.max_domain_patterns == 0 {
         errs.push(err("send_policy.max_domain_patterns", "must be at least 1"));
     }

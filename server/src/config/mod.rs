@@ -18,5 +18,6 @@ pub use events::{parse_duration, EventsConfig, WebhooksConfig};
 pub use imap::ImapConfig;
 pub use load::{load_file, parse_str, ConfigError, ConfigErrors};
 pub use ops::{AdminConfig, DoctorConfig};
+pub use policy::{BreakerConfig, FeedbackConfig};
 pub use policy::{DmarcConfig, FirstContact, ReportsConfig, SendPolicyConfig, SendersConfig};
 pub use types::*;

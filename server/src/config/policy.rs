@@ -134,6 +134,12 @@ pub struct SendPolicyConfig {
     pub first_contact: FirstContact,
     /// Patterns per allow or block list (of the default or of one agent).
     pub max_domain_patterns: usize,
+    /// How long a held message waits for a human's approval before it expires (the agent
+    /// is told, as for a rejection).
+    pub approval_ttl_secs: u64,
+    /// Held messages one agent may have waiting at once; more are refused (429
+    /// send_limit), so an agent in a loop cannot fill the approval queue.
+    pub max_pending_approvals: u64,
 }
 
 impl Default for SendPolicyConfig {
@@ -148,6 +154,60 @@ impl Default for SendPolicyConfig {
             max_message_bytes: 25 * 1024 * 1024,
             first_contact: FirstContact::Allow,
             max_domain_patterns: 256,
+            approval_ttl_secs: 3 * 86_400,
+            max_pending_approvals: 100,
+        }
+    }
+}
+
+/// The circuit breaker (`[breaker]`, issue 24 item 5): an agent whose recent mail bounces
+/// too often, or draws complaints, stops sending until an admin resumes it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Trip automatically (off: outcomes are still recorded, nothing pauses).
+    pub enabled: bool,
+    /// Recipient outcomes (delivered or hard-bounced) the bounce rate is taken over.
+    pub window: usize,
+    /// Outcomes needed in the window before the rate can trip the breaker.
+    pub min_sends: usize,
+    /// Hard bounces in the window, in percent of its outcomes, that trip the breaker.
+    pub max_hard_bounce_percent: u32,
+    /// Complaints (ARF reports) since the last resume that trip the breaker; 1: any.
+    pub max_complaints: u64,
+    /// Mail a notice to the human at the head of the agent's delegation chain on a trip.
+    pub notify_owner: bool,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            window: 50,
+            min_sends: 10,
+            max_hard_bounce_percent: 10,
+            max_complaints: 1,
+            notify_owner: true,
+        }
+    }
+}
+
+/// Bounces and complaints coming back (`[feedback]`, issue 24 item 3).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedbackConfig {
+    /// Send with a per-recipient envelope sender (`local+b.<token>@domain`, VERP) so an
+    /// asynchronous bounce is tied to its message and recipient. Off: the agent's address.
+    pub verp: bool,
+    /// Bytes of each received report kept with it (the rest is cut, and says so).
+    pub keep_bytes: usize,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        Self {
+            verp: true,
+            keep_bytes: 64 * 1024,
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct Config {
     pub doctor: super::ops::DoctorConfig,
     pub events: super::events::EventsConfig,
     pub webhooks: super::events::WebhooksConfig,
+    pub breaker: super::BreakerConfig,
+    pub feedback: super::FeedbackConfig,
     pub console: super::console::ConsoleConfig,
     pub oauth: super::console::OAuthConfig,
 }
@@ -425,6 +427,9 @@ pub struct IdentityConfig {
     /// that receives `postmaster@` and `abuse@` of every hosted domain unless an agent of
     /// that name exists (RFC 5321 §4.5.1, RFC 2142). Created at start if missing.
     pub postmaster_agent: String,
+    /// Answers of the public `GET /agents/{local}/reputation.jwt` per minute, server-wide
+    /// (each one scans the agent's history and signs).
+    pub reputation_jwt_per_minute: u32,
 }
 
 impl Default for IdentityConfig {
@@ -435,6 +440,7 @@ impl Default for IdentityConfig {
             danger_allow_http_did_resolution: false,
             reserved_locals: Vec::new(),
             postmaster_agent: "postmaster".into(),
+            reputation_jwt_per_minute: 120,
         }
     }
 }

@@ -46,6 +46,92 @@ pub struct Dispatcher {
     root: Mutex<Option<CancellationToken>>,
     global: Arc<Semaphore>,
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// The workers' own runtime (`webhooks.dispatch_threads`), set by [`Dispatcher::start`].
+    /// On the mail sessions' runtime every wake-up of a worker (the answer of a POST, the
+    /// next render) queued behind their work, and one agent's in-order deliveries fell
+    /// seconds behind a full-speed inbound load.
+    runtime: Mutex<Option<tokio::runtime::Handle>>,
+    /// Bodies rendered lately, by (event, summary): the SSE streams and every webhook that
+    /// wants an event read it at about the same time, and rendering a message (its summary
+    /// JSON with extracted text) once instead of once per reader halved what push cost
+    /// inbound mail.
+    rendered: Mutex<Rendered>,
+}
+
+/// A bounded map of recent renders; the oldest goes first.
+#[derive(Default)]
+struct Rendered {
+    bodies: HashMap<(u64, bool), Arc<[u8]>>,
+    order: std::collections::VecDeque<(u64, bool)>,
+}
+
+/// Renders kept for other readers of the same event.
+const RENDERED_KEPT: usize = 512;
+
+/// Starts the dispatchers' runtime on a thread of its own, which ends (and with it the
+/// runtime) at `shutdown`. One thread: a current-thread runtime driven by that thread.
+fn dispatch_runtime(
+    threads: usize,
+    shutdown: CancellationToken,
+) -> Result<tokio::runtime::Handle, EventsError> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::Builder::new()
+        .name("webhooks".into())
+        .spawn(move || {
+            let built = if threads <= 1 {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads)
+                    .thread_name("webhooks")
+                    .enable_all()
+                    .build()
+            };
+            let rt = match built {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let _ = tx.send(Ok(rt.handle().clone()));
+            rt.block_on(shutdown.cancelled());
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })
+        .map_err(|e| EventsError::Internal(format!("cannot start the webhook thread: {e}")))?;
+    rx.recv()
+        .map_err(|_| EventsError::Internal("the webhook thread ended at once".into()))?
+        .map_err(|e| EventsError::Internal(format!("cannot start the webhook runtime: {e}")))
+}
+
+/// How long a worker waits for the writers' own commits to make an event durable before
+/// it flushes itself.
+const DURABLE_PATIENCE: Duration = Duration::from_millis(50);
+
+/// Successful deliveries are recorded at least this often while a worker is busy.
+const RECORD_EVERY: Duration = Duration::from_millis(250);
+
+/// A worker's position between batches: its progress is read from the store once, when it
+/// starts, and written with the deliveries it made.
+struct Worker {
+    progress: Option<Progress>,
+    delivered: Vec<(Vec<u8>, Delivery)>,
+    /// `progress` moved past what the store holds (skipped events, too).
+    unsaved: bool,
+    saved_at: std::time::Instant,
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Worker {
+            progress: None,
+            delivered: Vec::new(),
+            unsaved: false,
+            saved_at: std::time::Instant::now(),
+        }
+    }
 }
 
 /// What a worker does next.
@@ -85,6 +171,8 @@ impl Dispatcher {
             workers: Mutex::default(),
             root: Mutex::default(),
             endpoints: Mutex::default(),
+            runtime: Mutex::default(),
+            rendered: Mutex::default(),
         })
     }
 
@@ -96,6 +184,8 @@ impl Dispatcher {
         retention: Duration,
         prune_every: Duration,
     ) -> Result<(), EventsError> {
+        let handle = dispatch_runtime(self.settings.dispatch_threads, shutdown.clone())?;
+        *self.runtime.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle);
         *self.root.lock().unwrap_or_else(|p| p.into_inner()) = Some(shutdown.clone());
         let me = self.clone();
         tokio::spawn(async move {
@@ -145,18 +235,30 @@ impl Dispatcher {
         }
         let me = self.clone();
         let id = id.to_string();
-        tokio::spawn(async move { me.work(id, stop).await });
+        let work = async move { me.work(id, stop).await };
+        match self
+            .runtime
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            Some(rt) => drop(rt.spawn(work)),
+            None => drop(tokio::spawn(work)),
+        }
     }
 
     async fn work(self: Arc<Self>, id: String, stop: CancellationToken) {
         let mut rung = self.store.watch_events();
         let rescan = Duration::from_secs(self.settings.rescan_secs.max(1));
+        let mut st = Worker::default();
         loop {
             rung.borrow_and_update();
             let step = tokio::select! {
                 _ = stop.cancelled() => Step::Stop,
-                s = self.step(&id, &stop) => s.unwrap_or_else(|e| {
+                s = self.step(&id, stop.clone(), &mut st) => s.unwrap_or_else(|e| {
                     tracing::error!(webhook = %id, error = %e, "webhook dispatch failed; retrying");
+                    // Read the cursor afresh: what was not recorded is sent again.
+                    st = Worker::default();
                     Step::Idle
                 }),
             };
@@ -164,6 +266,11 @@ impl Dispatcher {
                 Step::More => continue,
                 Step::Stop => break,
                 Step::Idle => {
+                    // Nothing to send: record what was (the worker may sleep for long).
+                    if let Err(e) = self.record(&id, &mut st) {
+                        tracing::error!(webhook = %id, error = %e, "cannot record webhook deliveries");
+                        st = Worker::default();
+                    }
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = rung.changed() => {}
@@ -171,6 +278,9 @@ impl Dispatcher {
                     }
                 }
             }
+        }
+        if let Err(e) = self.record(&id, &mut st) {
+            tracing::error!(webhook = %id, error = %e, "cannot record webhook deliveries");
         }
         let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
         if workers
@@ -181,8 +291,27 @@ impl Dispatcher {
         }
     }
 
+    /// Writes the deliveries not yet recorded and the progress (if the worker has any).
+    fn record(&self, id: &str, st: &mut Worker) -> Result<(), EventsError> {
+        if let Some(p) = &st.progress {
+            if !st.delivered.is_empty() || st.unsaved {
+                self.save(id, &st.delivered, p)?;
+            }
+        }
+        st.delivered.clear();
+        st.unsaved = false;
+        st.saved_at = std::time::Instant::now();
+        Ok(())
+    }
+
     /// One batch of events for webhook `id`.
-    async fn step(&self, id: &str, stop: &CancellationToken) -> Result<Step, EventsError> {
+    async fn step(
+        &self,
+        id: &str,
+        stop: CancellationToken,
+        st: &mut Worker,
+    ) -> Result<Step, EventsError> {
+        let stop = &stop;
         let Some(w) = self
             .store
             .get_record::<Webhook>(Tree::Webhooks, id.as_bytes())?
@@ -201,29 +330,30 @@ impl Dispatcher {
                 _ => return Ok(Step::Stop),
             }
         }
-        let mut p: Progress = self
-            .store
-            .get_record(Tree::Meta, &progress_key(id))?
-            .unwrap_or_default();
+        if st.progress.is_none() {
+            st.progress = Some(
+                self.store
+                    .get_record(Tree::Meta, &progress_key(id))?
+                    .unwrap_or_default(),
+            );
+        }
+        let mut p = st.progress.clone().unwrap_or_default();
         let events = self.store.events_after(p.cursor, BATCH)?;
         if events.is_empty() {
             return Ok(Step::Idle);
         }
         // What the outbox says happened is durable before anyone is told it did: usually
-        // the writers' own commits made it so; if not, one flush does.
-        if events
-            .last()
-            .is_some_and(|e| e.0 > self.store.durable_event_seq())
-        {
-            self.store.commit().await?;
+        // the writers' own commits make it so within moments; if not, one flush does.
+        if let Some(last) = events.last().map(|e| e.0) {
+            self.store.durable_events(last, DURABLE_PATIENCE).await?;
         }
         let mut orgs: HashMap<String, Option<(String, Vec<String>)>> = HashMap::new();
         let mut keys = None;
-        // Deliveries that succeeded, recorded together at the end of the batch (or with the
-        // next record that must be written at once): one store transaction per event made
-        // the webhook fall behind inbound mail. A crash before they are recorded only
-        // repeats them (at-least-once).
-        let mut delivered = Vec::new();
+        // Deliveries that succeeded are recorded together (`st.delivered`, written every
+        // `BATCH` events or `RECORD_EVERY`, when idle, or with the next record that must be
+        // written at once): one store transaction per event made the webhook fall behind
+        // inbound mail. A crash before they are recorded only repeats them (at-least-once).
+        let mut delivered = std::mem::take(&mut st.delivered);
         // Which events this webhook wants, and for whom (`None`: skipped).
         let mut wanted = Vec::with_capacity(events.len());
         for (_, ev) in &events {
@@ -234,12 +364,13 @@ impl Dispatcher {
         }
         // The body of the next wanted event is rendered while the current one is in flight,
         // so a webhook keeps up with inbound mail although it delivers one event at a time.
-        let mut ahead: Option<(usize, Vec<u8>)> = None;
+        let mut ahead: Option<(usize, Arc<[u8]>)> = None;
+        let mut outcome = Step::More;
         for (i, (seq, ev)) in events.iter().enumerate() {
             let seq = *seq;
             if stop.is_cancelled() {
-                self.save(id, &delivered, &p)?;
-                return Ok(Step::Stop);
+                outcome = Step::Stop;
+                break;
             }
             let Some(who) = wanted[i].clone() else {
                 p.cursor = seq;
@@ -273,13 +404,21 @@ impl Dispatcher {
             match ended? {
                 Ended::Done => p.cursor = seq,
                 Ended::Stop => {
-                    self.save(id, &delivered, &p)?;
-                    return Ok(Step::Stop);
+                    outcome = Step::Stop;
+                    break;
                 }
             }
         }
-        self.save(id, &delivered, &p)?;
-        Ok(Step::More)
+        st.unsaved |= st.progress.as_ref() != Some(&p);
+        st.progress = Some(p);
+        st.delivered = delivered;
+        if matches!(outcome, Step::Stop)
+            || st.delivered.len() >= BATCH
+            || st.saved_at.elapsed() >= RECORD_EVERY
+        {
+            self.record(id, st)?;
+        }
+        Ok(outcome)
     }
 
     /// The org and chain of an event's agent (cached for the batch).
@@ -307,7 +446,7 @@ impl Dispatcher {
         w: &Webhook,
         p: &mut Progress,
         (seq, ev): (u64, &EventRecord),
-        body: Vec<u8>,
+        body: Arc<[u8]>,
         keys: &[zeroize::Zeroizing<Vec<u8>>],
         stop: &CancellationToken,
         delivered: &mut Vec<(Vec<u8>, Delivery)>,
@@ -348,7 +487,7 @@ impl Dispatcher {
                     p = self.permits(&w.url) => p,
                 };
                 self.sender
-                    .post(&w.url, &d.event_id, keys, body.clone())
+                    .post(&w.url, &d.event_id, keys, body.to_vec())
                     .await
             };
             let at = now_millis();
@@ -484,6 +623,13 @@ impl Dispatcher {
                 for (key, d) in deliveries {
                     tx.put_record(Tree::WebhookDeliveries, key, d)?;
                 }
+                // A replay or re-enable moved the cursor since this worker read it: its
+                // replacement is starting from there, and this worker's position is void.
+                // Nor does a stopped worker's last write take back its successor's.
+                let stored: Option<Progress> = tx.get_record(Tree::Meta, &progress_key(webhook))?;
+                if stored.is_some_and(|s| s.generation != p.generation || s.cursor > p.cursor) {
+                    return Ok(());
+                }
                 tx.put_record(Tree::Meta, &progress_key(webhook), p)?;
                 Ok(())
             },
@@ -522,6 +668,36 @@ impl Dispatcher {
     /// `GET /v1/messages/{id}` shows it (unless the webhook asked for `minimal`), rendered
     /// now from the id the outbox holds.
     pub(super) async fn render(
+        &self,
+        summary: Summary,
+        seq: u64,
+        ev: &EventRecord,
+        who: Option<(String, Vec<String>)>,
+    ) -> Arc<[u8]> {
+        let key = (seq, summary == Summary::Full);
+        if let Some(b) = self
+            .rendered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .bodies
+            .get(&key)
+        {
+            return b.clone();
+        }
+        let body: Arc<[u8]> = self.render_now(summary, seq, ev, who).await.into();
+        let mut r = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        if r.bodies.insert(key, body.clone()).is_none() {
+            r.order.push_back(key);
+            while r.order.len() > RENDERED_KEPT {
+                if let Some(old) = r.order.pop_front() {
+                    r.bodies.remove(&old);
+                }
+            }
+        }
+        body
+    }
+
+    async fn render_now(
         &self,
         summary: Summary,
         seq: u64,

@@ -21,6 +21,8 @@ pub enum EventsError {
     Vault(#[from] crate::vault::VaultError),
     #[error(transparent)]
     Identity(#[from] crate::identity::IdentityError),
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl<E> From<crate::store::TxError<E>> for EventsError

@@ -12,6 +12,9 @@ use crate::net::AllowPrivate;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The most of an endpoint's answer body read (and thrown away) to keep its connection.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
+
 /// What one attempt came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Sent {
@@ -101,8 +104,18 @@ impl Sender {
             .send()
             .await;
         match resp {
-            Ok(r) => {
+            Ok(mut r) => {
                 let code = r.status().as_u16();
+                // Read (a bounded amount of) the answer's body: a connection whose body
+                // was left unread is closed, not reused, and every event then paid a new
+                // connection (a TLS handshake on a real endpoint).
+                let mut seen = 0usize;
+                while let Ok(Some(chunk)) = r.chunk().await {
+                    seen += chunk.len();
+                    if seen > MAX_ANSWER_BYTES {
+                        break;
+                    }
+                }
                 match code {
                     200..=299 => Sent::Ok(code),
                     410 => Sent::Gone,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 /// Every event type the outbox carries (DESIGN §14; issue 18).
-pub const EVENT_TYPES: [&str; 11] = [
+pub const EVENT_TYPES: [&str; 13] = [
     "message.received",
     "message.sent",
     "message.delivered",
@@ -18,6 +18,8 @@ pub const EVENT_TYPES: [&str; 11] = [
     "agent.revoked",
     "key.revoked",
     "vault.accessed",
+    "message.held",
+    "message.complained",
 ];
 
 /// Message events carry mail content: a subscriber needs `mail:read`.
@@ -90,6 +92,10 @@ pub struct Progress {
     /// The last event sequence dealt with (delivered, skipped, or given up on).
     pub cursor: u64,
     pub consecutive_failures: u32,
+    /// Bumped whenever the cursor is moved from outside the worker (replay, re-enable): a
+    /// worker that read an older generation does not write its own position over it.
+    #[serde(default)]
+    pub generation: u64,
 }
 
 pub fn progress_key(webhook: &str) -> Vec<u8> {

@@ -150,6 +150,7 @@ impl WebhookService {
         let progress = Progress {
             cursor: self.store.last_event_seq()?,
             consecutive_failures: 0,
+            generation: 0,
         };
         self.store
             .transact::<_, EventsError>(&[Tree::Webhooks, Tree::Meta], |tx| {
@@ -223,6 +224,7 @@ impl WebhookService {
                             .get_record(Tree::Meta, &progress_key(id))?
                             .unwrap_or_default();
                         p.consecutive_failures = 0;
+                        p.generation += 1;
                         tx.put_record(Tree::Meta, &progress_key(id), &p)?;
                         w.disabled_reason = None;
                     }
@@ -321,6 +323,7 @@ impl WebhookService {
                 .get_record(Tree::Meta, &progress_key(id))?
                 .unwrap_or_default();
             p.cursor = cursor;
+            p.generation += 1;
             tx.put_record(Tree::Meta, &progress_key(id), &p)?;
             Ok(())
         })?;

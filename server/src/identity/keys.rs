@@ -79,6 +79,14 @@ impl IdentityService {
             .collect()
     }
 
+    /// An agent's API keys, for internal readers (reputation); no actor check.
+    pub fn agent_api_keys(&self, agent_id: &str) -> Result<Vec<ApiKey>, IdentityError> {
+        self.store
+            .scan_prefix(Tree::ApiKeys, &keys::prefix(&[agent_id]))
+            .map(|r| Ok(crate::store::decode(&r?.1)?))
+            .collect()
+    }
+
     pub async fn revoke_key(
         &self,
         actor: &Actor,

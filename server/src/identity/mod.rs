@@ -11,19 +11,26 @@ mod admin_tokens;
 mod agents;
 pub mod apikey;
 mod auth;
+pub mod card;
 mod custody;
 pub mod did;
 pub mod envelope;
 mod error;
 pub mod fetch;
+pub mod httpsig;
 mod keys;
 mod login;
+pub mod mailsig;
 pub mod multibase;
+mod operator;
 mod resolve;
 mod roles;
+pub mod sfv;
 mod signing;
 mod token;
 mod verdict;
+mod webbot;
+mod webbot_verify;
 pub use agents::CreatedAgent;
 pub use keys::NewKey;
 pub use orgs::Bootstrap;
@@ -53,6 +60,7 @@ pub use signing::{
 };
 pub use token::{act_claim, IssuedToken, DEFAULT_TTL_SECS};
 pub use verdict::{Reason, Verdict};
+pub use webbot::{Directory, HttpSignatureRequest, HttpVerifyRequest, DIRECTORY_CONTENT_TYPE};
 
 use crate::audit::Audit;
 use crate::store::{self, Store};
@@ -80,6 +88,8 @@ pub struct IdentityService {
     fetcher: OnceLock<Result<fetch::DidFetcher, String>>,
     /// The bootstrap org's domain, whose agents have the short DIDs.
     default_domain: OnceLock<String>,
+    /// `server.public_url`'s origin, for URLs we hand out (key directories, agent cards).
+    public_origin: OnceLock<String>,
 }
 
 impl IdentityService {
@@ -94,6 +104,7 @@ impl IdentityService {
             options: RwLock::new(IdentityOptions::default()),
             fetcher: OnceLock::new(),
             default_domain: OnceLock::new(),
+            public_origin: OnceLock::new(),
         }
     }
 

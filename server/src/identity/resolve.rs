@@ -87,6 +87,15 @@ impl IdentityService {
         &self,
         did_str: &str,
     ) -> Result<Vec<VerificationKey>, Verdict> {
+        self.resolve_agent(did_str).await.map(|(keys, _)| keys)
+    }
+
+    /// The keys `did` authorises and the mail addresses its document lists as `mailto:`
+    /// services (what binds a DID to a From address).
+    pub(super) async fn resolve_agent(
+        &self,
+        did_str: &str,
+    ) -> Result<(Vec<VerificationKey>, Vec<String>), Verdict> {
         let parsed =
             did::parse_did_web(did_str).map_err(|e| Verdict::fail(Reason::InvalidDid, e))?;
         if self.is_local(&parsed) {
@@ -132,17 +141,31 @@ impl IdentityService {
                 format!("the document at {url} has id {id:?}, not {did_str}"),
             ));
         }
-        Ok(did::verification_keys(&doc, id))
+        let emails = doc
+            .get("service")
+            .and_then(|s| s.as_array())
+            .map(|services| {
+                services
+                    .iter()
+                    .filter_map(|s| s.get("serviceEndpoint")?.as_str()?.strip_prefix("mailto:"))
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok((did::verification_keys(&doc, id), emails))
     }
 
-    fn local_keys(&self, parsed: &did::DidWeb) -> Result<Vec<VerificationKey>, Verdict> {
+    fn local_keys(
+        &self,
+        parsed: &did::DidWeb,
+    ) -> Result<(Vec<VerificationKey>, Vec<String>), Verdict> {
         let internal = |e: IdentityError| {
             tracing::error!(error = %e, "local DID resolution failed");
             Verdict::fail(Reason::ResolutionFailed, "internal error")
         };
         let Some((domain, local)) = parsed.agent_ref() else {
             // The domain DID carries no keys of its own.
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         };
         let agent = self
             .agent_by_did_path(domain, local)
@@ -154,18 +177,19 @@ impl IdentityService {
         let did = self.agent_did(&agent);
         let keys = self.custody().map_err(internal)?.public_keys(&agent.id);
         let keys = keys.map_err(|e| internal(IdentityError::Keys(e)))?;
-        Ok(keys
+        let keys = keys
             .into_iter()
             .map(|k| VerificationKey {
                 id: format!("{did}#{}", k.kid),
                 aliases: Vec::new(),
                 public: k.public,
             })
-            .collect())
+            .collect();
+        Ok((keys, vec![agent.address()]))
     }
 
     /// Built on first use, after the options are set at start-up.
-    fn fetcher(&self) -> Result<&DidFetcher, String> {
+    pub(super) fn fetcher(&self) -> Result<&DidFetcher, String> {
         self.fetcher
             .get_or_init(|| {
                 DidFetcher::new(FetchLimits {

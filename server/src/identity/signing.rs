@@ -215,12 +215,16 @@ impl IdentityService {
             return Ok(PublicDoc::Deactivated(did::deactivated_result(&did, &when)));
         }
         let keys = self.identity_keys(&agent.id)?;
-        Ok(PublicDoc::Active(did::agent_document(
-            &did,
-            &self.domain_did(),
-            &agent.address(),
-            &keys,
-        )))
+        let mut doc = did::agent_document(&did, &self.domain_did(), &agent.address(), &keys);
+        // The A2A agent card (issue 25 §4), found from the DID like any other service.
+        if let Some(services) = doc["service"].as_array_mut() {
+            services.push(serde_json::json!({
+                "id": format!("{did}#agent-card"),
+                "type": "AgentCard",
+                "serviceEndpoint": self.agent_card_url(&agent),
+            }));
+        }
+        Ok(PublicDoc::Active(doc))
     }
 
     /// `GET /agents/{local}/jwks.json`.
@@ -247,7 +251,7 @@ impl IdentityService {
     /// `GET /.well-known/did.json`.
     pub fn domain_did_document(&self) -> Value {
         let origin = format!("https://{}", self.did_host.replace("%3A", ":"));
-        did::domain_document(&self.domain_did(), &origin)
+        self.with_operator_keys(did::domain_document(&self.domain_did(), &origin))
     }
 }
 

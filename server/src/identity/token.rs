@@ -83,12 +83,12 @@ fn b64_json(v: &Value) -> String {
 }
 
 /// A decoded, not yet verified, compact JWS.
-struct Jwt<'a> {
-    header: Value,
-    claims: Value,
+pub(super) struct Jwt<'a> {
+    pub(super) header: Value,
+    pub(super) claims: Value,
     /// `header.payload` as received: what the signature covers.
-    signing_input: &'a str,
-    signature: [u8; 64],
+    pub(super) signing_input: &'a str,
+    pub(super) signature: [u8; 64],
 }
 
 fn decode_part(part: &str) -> Option<Value> {
@@ -97,7 +97,7 @@ fn decode_part(part: &str) -> Option<Value> {
     v.is_object().then_some(v)
 }
 
-fn parse(token: &str) -> Result<Jwt<'_>, Verdict> {
+pub(super) fn parse(token: &str) -> Result<Jwt<'_>, Verdict> {
     let malformed = |why: &str| Verdict::fail(Reason::Malformed, why);
     if token.len() > MAX_TOKEN_BYTES {
         return Err(malformed("the token is too long"));

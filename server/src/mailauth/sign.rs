@@ -14,7 +14,7 @@ use mail_auth::AuthenticatedMessage;
 
 /// The headers covered by our signatures. mail-auth lists absent ones in `h=` too
 /// ("over-signing"), so a Cc or Reply-To added in transit breaks the signature.
-pub const SIGNED_HEADERS: [&str; 11] = [
+pub const SIGNED_HEADERS: [&str; 12] = [
     "From",
     "To",
     "Cc",
@@ -26,6 +26,8 @@ pub const SIGNED_HEADERS: [&str; 11] = [
     "MIME-Version",
     "Content-Type",
     "Reply-To",
+    // The agent's own signature (identity::mailsig): DKIM vouches that the domain sent it.
+    "Agent-Signature",
 ];
 
 /// One signing identity: `d=`, `s=` and the key, ready to sign (relaxed/relaxed).

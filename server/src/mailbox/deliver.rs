@@ -257,6 +257,7 @@ impl MailboxService {
             envelope_from: meta.envelope_from,
             envelope_to: meta.envelope_to,
             external,
+            trust: None,
         };
         if let Some(org) = &senders {
             let from = base.from.as_ref().map(|a| a.email.as_str());
@@ -266,6 +267,18 @@ impl MailboxService {
                 SenderVerdict::Junk => base.folder = Folder::Junk,
                 SenderVerdict::Refuse(why) => return Err(MailboxError::SenderRefused(why)),
             }
+            // Trust labels (issue 24, item 7), read before this delivery records the sender
+            // as a contact; a stranger's mail goes to Screened when the agent asks for it.
+            let trust = self.trust_of(org, agent, from, proven)?;
+            if trust.first_contact
+                && base.folder == Folder::Inbox
+                && self.screening(agent)?.hold_first_contact
+            {
+                if let Some(f) = self.screened_folder(agent)? {
+                    base.folder = f;
+                }
+            }
+            base.trust = Some(trust);
         }
         let folder = base.folder;
         let (now, now_ms) = (now_unix(), now_millis());

@@ -47,6 +47,13 @@ pub struct ListQuery {
     pub label: Option<String>,
     pub limit: Option<usize>,
     pub cursor: Option<String>,
+    /// true: only mail from a sender this agent had never exchanged mail with (as it
+    /// arrived); false: only mail from known correspondents.
+    #[serde(default)]
+    pub first_contact: Option<bool>,
+    /// true: only mail whose proven sender is on the agent's or the org's allow list.
+    #[serde(default)]
+    pub allowlisted: Option<bool>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +79,8 @@ struct Filter {
     from: Option<SenderFilter>,
     authenticated: Option<bool>,
     label: Option<String>,
+    first_contact: Option<bool>,
+    allowlisted: Option<bool>,
 }
 
 impl Filter {
@@ -90,6 +99,8 @@ impl Filter {
                 .label
                 .as_deref()
                 .is_none_or(|l| m.labels.iter().any(|x| x.eq_ignore_ascii_case(l)))
+            && self.first_contact.is_none_or(|f| m.is_first_contact() == f)
+            && self.allowlisted.is_none_or(|a| m.is_allowlisted() == a)
     }
 }
 
@@ -139,6 +150,8 @@ impl MailboxService {
             unread: q.unread,
             from: SenderFilter::parse(q.from.as_deref())?,
             authenticated: q.authenticated,
+            first_contact: q.first_contact,
+            allowlisted: q.allowlisted,
             label: q.label.as_deref().map(str::trim).map(str::to_string),
         };
         let since = parse_since(q.since.as_deref())?;

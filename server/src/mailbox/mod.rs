@@ -30,6 +30,7 @@ mod model;
 mod parse;
 mod read;
 mod recent;
+pub mod screening;
 pub mod search;
 mod senders;
 mod slots;
@@ -47,7 +48,7 @@ pub use flags::{Delta, SetEdit};
 pub use folder::{AgentMailState, Folder, FolderState};
 pub use headers::header_len;
 pub use list::{ListPage, ListQuery};
-pub use model::{Change, ChangeKind, DeliveryMeta, Message, MessageContent, StoredMessage};
+pub use model::{Change, ChangeKind, DeliveryMeta, Message, MessageContent, StoredMessage, Trust};
 pub use senders::{
     lists_json as sender_lists_json, normalize_entry, AgentBlockAction, SenderEntry, SenderList,
     SenderOwner, SenderPolicy,

@@ -60,6 +60,21 @@ pub struct StoredMessage {
     /// Written by someone other than this agent (everything but its Sent and Drafts copies):
     /// its text is data, not instructions.
     pub external: bool,
+    /// What delivery knew of the sender (issue 24, item 7); absent on the agent's own copies
+    /// and on mail stored before: neither a first contact nor allowlisted.
+    #[serde(default)]
+    pub trust: Option<Trust>,
+}
+
+/// Inbound trust labels decided at delivery: whether the sender was new to this agent, and
+/// whether its proven address is on the agent's or the org's allow list. `authenticated`
+/// is read from the stored verdict ([`StoredMessage::sender_authenticated`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trust {
+    #[serde(default)]
+    pub first_contact: bool,
+    #[serde(default)]
+    pub allowlisted: bool,
 }
 
 /// Derived content (`MessageContent` tree): computed once at delivery for mail from others;
@@ -162,6 +177,7 @@ impl LightRecord {
             envelope_from: String::new(),
             envelope_to: Vec::new(),
             external: false,
+            trust: None,
         }
     }
 }
@@ -253,8 +269,27 @@ impl StoredMessage {
         })
     }
 
+    /// `trust.agent`: the verdict on the message's Agent-Signature (identity::mailsig), kept
+    /// with the mailauth verdict at delivery; `None` when it carried none.
+    pub fn agent_trust(&self) -> Option<Value> {
+        // Most mail carries none: skip the parse for it (listings call this per item).
+        if !self.auth_json.as_deref()?.contains("\"agent\"") {
+            return None;
+        }
+        let a = self.auth().get("agent")?.clone();
+        a.is_object().then_some(a)
+    }
+
     /// The list item: everything but bodies and headers.
     pub fn summary_json(&self) -> Value {
+        let mut v = self.summary_fields();
+        if let Some(agent) = self.agent_trust() {
+            v["trust"]["agent"] = agent;
+        }
+        v
+    }
+
+    fn summary_fields(&self) -> Value {
         json!({
             "id": self.id,
             "thread_id": self.thread_id,
@@ -276,7 +311,26 @@ impl StoredMessage {
             "message_id": self.message_id,
             "external_content": self.external,
             "auth": self.auth_summary(),
+            "trust": self.trust_json(),
         })
+    }
+
+    /// `trust` of a message: `{authenticated, first_contact, allowlisted}`.
+    pub fn trust_json(&self) -> Value {
+        let t = self.trust.unwrap_or_default();
+        json!({
+            "authenticated": self.sender_authenticated(),
+            "first_contact": t.first_contact,
+            "allowlisted": t.allowlisted,
+        })
+    }
+
+    pub fn is_first_contact(&self) -> bool {
+        self.trust.is_some_and(|t| t.first_contact)
+    }
+
+    pub fn is_allowlisted(&self) -> bool {
+        self.trust.is_some_and(|t| t.allowlisted)
     }
 
     pub(super) fn change(&self, kind: ChangeKind, modseq: u64, at_ms: i64) -> Change {
@@ -359,6 +413,7 @@ mod tests {
             envelope_from: "bob@b.test".into(),
             envelope_to: vec!["a@agents.test".into()],
             external: true,
+            trust: None,
         }
     }
 

@@ -343,7 +343,7 @@ impl MailboxService {
         Ok(())
     }
 
-    fn listed(
+    pub(super) fn listed(
         &self,
         owner: &SenderOwner,
         list: SenderList,

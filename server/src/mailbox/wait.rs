@@ -43,6 +43,12 @@ pub struct WaitQuery {
     pub since: Option<String>,
     /// Seconds, at most 300; default 30.
     pub timeout: Option<u64>,
+    /// true: only mail from a first contact; false: only from known correspondents.
+    #[serde(default)]
+    pub first_contact: Option<bool>,
+    /// true: only mail whose proven sender is allowlisted.
+    #[serde(default)]
+    pub allowlisted: Option<bool>,
 }
 
 #[derive(Default)]
@@ -127,6 +133,8 @@ struct Filter {
     from: Option<SenderFilter>,
     authenticated: Option<bool>,
     subject: Option<String>,
+    first_contact: Option<bool>,
+    allowlisted: Option<bool>,
 }
 
 impl Filter {
@@ -140,6 +148,8 @@ impl Filter {
                 .subject
                 .as_deref()
                 .is_none_or(|s| m.subject.to_lowercase().contains(s))
+            && self.first_contact.is_none_or(|f| m.is_first_contact() == f)
+            && self.allowlisted.is_none_or(|a| m.is_allowlisted() == a)
     }
 }
 
@@ -185,6 +195,8 @@ impl MailboxService {
             from: SenderFilter::parse(q.from.as_deref())?,
             authenticated: q.authenticated,
             subject: lower(&q.subject),
+            first_contact: q.first_contact,
+            allowlisted: q.allowlisted,
         };
         let started = std::time::Instant::now();
         let found = self
@@ -299,6 +311,7 @@ mod tests {
             since: None,
             authenticated: None,
             timeout: Some(timeout),
+            ..Default::default()
         }
     }
 

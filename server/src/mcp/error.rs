@@ -123,6 +123,8 @@ impl From<crate::queue::QueueError> for ToolError {
                     crate::policy::Refusal::Limit { .. } => "send_limit",
                     crate::policy::Refusal::Denied { .. } => "policy_denied",
                     crate::policy::Refusal::Suppressed { .. } => "suppressed",
+                    crate::policy::Refusal::Hold { .. } => "policy_denied",
+                    crate::policy::Refusal::Paused { .. } => "sending_paused",
                 };
                 Self::new(code, r.to_string())
             }

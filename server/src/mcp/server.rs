@@ -310,6 +310,7 @@ mod tests {
             names,
             [
                 "audit_list",
+                "identity_http_signature",
                 "identity_sign",
                 "identity_token",
                 "identity_verify",
@@ -319,6 +320,7 @@ mod tests {
                 "mail_delete_message",
                 "mail_get_message",
                 "mail_get_thread",
+                "mail_list_approvals",
                 "mail_list_drafts",
                 "mail_list_messages",
                 "mail_list_threads",

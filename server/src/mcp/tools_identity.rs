@@ -3,7 +3,7 @@
 //! `/v1/identity/*` and `/v1/audit`.
 
 use super::server::{ok, requires, Caller, LegateMcp};
-use crate::identity::{b64_field, AuditParams, Scope, VerifyRequest};
+use crate::identity::{b64_field, AuditParams, HttpSignatureRequest, Scope, VerifyRequest};
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::CallToolResult;
 use rmcp::{schemars, tool, tool_router, ErrorData};
@@ -60,6 +60,23 @@ pub struct AuditArgs {
     pub limit: Option<usize>,
     /// `next_cursor` from the previous page.
     pub cursor: Option<String>,
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSignatureArgs {
+    /// The HTTP method of the request you are about to make (GET, POST, ...).
+    pub method: String,
+    /// The full request URL (https://site.example/path?query).
+    pub url: String,
+    /// Headers of that request that the signature should be able to cover, name -> value.
+    #[serde(default)]
+    pub headers: std::collections::BTreeMap<String, String>,
+    /// Components to cover (RFC 9421), e.g. ["@authority", "@path", "content-type",
+    /// "signature-agent;key=sig1"]. Default: @authority and the Signature-Agent member.
+    pub components: Option<Vec<String>>,
+    /// Seconds the signature stays valid (default 300).
+    pub expires_in: Option<u64>,
 }
 
 #[tool_router(router = identity_tools, vis = "pub(super)")]
@@ -147,6 +164,34 @@ impl LegateMcp {
             .issue_token(&actor, &a.audience, a.ttl_seconds)
             .await;
         ok(r.map(|t| t.to_json()))
+    }
+
+    #[tool(
+        description = "Sign an HTTP request you are about to make (RFC 9421 HTTP Message \
+        Signatures, Web Bot Auth profile) with this agent's Ed25519 key, so the website can tell \
+        which agent is calling and check it against your published key directory. Returns \
+        {headers: {Signature-Input, Signature, Signature-Agent}}: add all three to the request, \
+        unchanged, before it expires (default 300 s).",
+        meta = requires(Scope::IdentitySign),
+        annotations(title = "Sign HTTP request", read_only_hint = true, idempotent_hint = false, open_world_hint = false)
+    )]
+    async fn identity_http_signature(
+        &self,
+        Caller(actor): Caller,
+        Parameters(a): Parameters<HttpSignatureArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let req = HttpSignatureRequest {
+            method: a.method,
+            url: a.url,
+            headers: a
+                .headers
+                .into_iter()
+                .map(|(k, v)| (k, serde_json::Value::String(v)))
+                .collect(),
+            components: a.components,
+            expires_in: a.expires_in,
+        };
+        ok(self.s.identity.http_signature(&actor, &req).await)
     }
 
     #[tool(

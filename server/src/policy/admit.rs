@@ -54,8 +54,15 @@ fn secs_until(end_ms: i64, now_ms: i64) -> u64 {
 /// Judges a send of `size` bytes to `rcpts` at `now_ms`. Accepted: the counters with this
 /// send added, to be stored. `is_contact` says whether the agent has exchanged mail with an
 /// address before; `suppressed` gives the org's suppression entry of an address, if any.
+/// `approved`: a human approved this send (a held message being released), so a hold rule
+/// no longer applies; every other rule does, and the send is counted now.
+///
+/// A hold ([`Refusal::Hold`]) is decided after every rule that refuses outright, and
+/// before the caps: a held message is counted when it is released, not when it is held.
+#[allow(clippy::too_many_arguments)]
 pub fn judge<E>(
     eff: &Effective,
+    approved: bool,
     rcpts: &[Rcpt<'_>],
     size: u64,
     counters: &Counters,
@@ -108,23 +115,25 @@ pub fn judge<E>(
             }));
         }
     }
-    if eff.first_contact != FirstContact::Allow {
+    let hold_applies = eff.first_contact == FirstContact::Hold && !approved;
+    if eff.first_contact == FirstContact::Deny || hold_applies {
         for r in rcpts {
             if is_contact(r.address)? {
                 continue;
             }
-            let detail = match eff.first_contact {
-                FirstContact::Hold => format!(
-                    "first contact with {} needs a human's approval, and approvals are not \
-                     available yet",
-                    r.address
-                ),
-                _ => format!(
+            if hold_applies {
+                return Ok(Err(Refusal::Hold {
+                    rule: "first_contact",
+                    detail: format!("first contact with {} needs a human's approval", r.address),
+                }));
+            }
+            return deny(
+                "first_contact",
+                format!(
                     "{} has never exchanged mail with this agent, and first contact is denied",
                     r.address
                 ),
-            };
-            return deny("first_contact", detail);
+            );
         }
     }
     let c = counters.at(now_ms);
@@ -172,7 +181,7 @@ mod tests {
     }];
 
     fn run(e: &Effective, c: &Counters, now: i64) -> Result<Counters, Refusal> {
-        judge::<()>(e, &R, 10, c, now, |_| Ok(true), |_| Ok(None)).unwrap()
+        judge::<()>(e, false, &R, 10, c, now, |_| Ok(true), |_| Ok(None)).unwrap()
     }
 
     #[test]
@@ -228,22 +237,31 @@ mod tests {
             first_contact: Some(FirstContact::Hold),
             ..Default::default()
         });
-        let r = judge::<()>(
-            &e,
-            &R,
-            10,
-            &Counters::default(),
-            0,
-            |_| Ok(false),
-            |_| Ok(None),
-        )
-        .unwrap()
-        .unwrap_err();
+        let first = |approved, counters: &Counters| {
+            judge::<()>(
+                &e,
+                approved,
+                &R,
+                10,
+                counters,
+                0,
+                |_| Ok(false),
+                |_| Ok(None),
+            )
+            .unwrap()
+        };
+        let r = first(false, &Counters::default()).unwrap_err();
+        assert!(matches!(r, Refusal::Hold { .. }), "{r}");
         assert_eq!(r.rule(), "first_contact");
-        assert!(
-            r.to_string().contains("approvals are not available yet"),
-            "{r}"
-        );
+        // Approved: the hold is lifted and the send counted; the caps still apply.
+        assert_eq!(first(true, &Counters::default()).unwrap().hour, 1);
+        let full = Counters {
+            hour: 100,
+            ..Default::default()
+        };
+        assert_eq!(first(true, &full).unwrap_err().rule(), "max_per_hour");
+        // A held send is not counted, so the caps do not hold it back either.
+        assert!(matches!(first(false, &full), Err(Refusal::Hold { .. })));
         let e = eff(SendPolicy {
             max_message_bytes: Some(9),
             ..Default::default()

@@ -6,6 +6,7 @@
 //! org's suppression list (`suppress`) is judged in the same place.
 
 mod admit;
+pub mod breaker;
 mod error;
 mod model;
 mod pattern;
@@ -13,6 +14,7 @@ mod service;
 mod suppress;
 
 pub use admit::{Counters, Rcpt};
+pub use breaker::{is_hard_bounce, BreakerState, Observation, Pause};
 pub use error::PolicyError;
 pub use model::{Effective, Refusal, SendPolicy};
 pub use pattern::DomainPattern;

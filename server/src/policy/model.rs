@@ -246,13 +246,23 @@ pub enum Refusal {
         since_ms: i64,
         reason: String,
     },
+    /// Not a refusal but a wait: a rule (`first_contact = hold`) wants a human's approval.
+    /// The queue stores the message in the approval queue (REST `202` `"status": "held"`,
+    /// SMTP `250`); it is never an error answer.
+    Hold { rule: &'static str, detail: String },
+    /// The circuit breaker paused the agent's sending (`policy::breaker`) until an admin
+    /// resumes it: REST/MCP `403 sending_paused`; SMTP `550 5.7.1`.
+    Paused { reason: String, since_ms: i64 },
 }
 
 impl Refusal {
     pub fn rule(&self) -> &'static str {
         match self {
-            Refusal::Limit { rule, .. } | Refusal::Denied { rule, .. } => rule,
+            Refusal::Limit { rule, .. }
+            | Refusal::Denied { rule, .. }
+            | Refusal::Hold { rule, .. } => rule,
             Refusal::Suppressed { .. } => "suppressed",
+            Refusal::Paused { .. } => "sending_paused",
         }
     }
 }
@@ -285,6 +295,14 @@ impl fmt::Display for Refusal {
                     write!(f, ": {reason}")
                 }
             }
+            Refusal::Hold { rule, detail } => {
+                write!(f, "held for a human's approval ({rule}): {detail}")
+            }
+            Refusal::Paused { reason, since_ms } => write!(
+                f,
+                "this agent's sending is paused since {} until an admin resumes it: {reason}",
+                crate::util::rfc3339(since_ms / 1000)
+            ),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Reading and setting agents' send policies, and judging sends against them.
 
 use super::admit::{judge, Counters, Rcpt};
+use super::breaker::{BreakerState, Pause};
 use super::model::{Effective, Refusal, SendPolicy};
 use super::suppress::suppression_key;
 use super::PolicyError;
@@ -13,7 +14,12 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 /// The trees a queueing transaction must declare for [`PolicyService::admit_in`].
-pub const TX_TREES: [Tree; 3] = [Tree::SendCounters, Tree::SendContacts, Tree::Suppressions];
+pub const TX_TREES: [Tree; 4] = [
+    Tree::SendCounters,
+    Tree::SendContacts,
+    Tree::Suppressions,
+    Tree::BreakerState,
+];
 
 /// Delegation is shallow in practice; a deeper (or circular, if the store were damaged)
 /// chain of parents stops here rather than looping.
@@ -29,6 +35,11 @@ pub struct PolicyService {
     /// `[send_policy]`: what an agent without a policy of its own gets.
     default: Effective,
     max_patterns: usize,
+    /// `[breaker]` (see `breaker`).
+    pub(super) breaker: crate::config::BreakerConfig,
+    /// `send_policy.approval_ttl_secs` and `max_pending_approvals`.
+    pub approval_ttl_ms: i64,
+    pub max_pending_approvals: u64,
 }
 
 impl PolicyService {
@@ -46,7 +57,16 @@ impl PolicyService {
             home_domain: home_domain.to_string(),
             default: Effective::from_config(config),
             max_patterns: config.max_domain_patterns,
+            breaker: crate::config::BreakerConfig::default(),
+            approval_ttl_ms: (config.approval_ttl_secs.min(10 * 365 * 86_400) * 1000) as i64,
+            max_pending_approvals: config.max_pending_approvals,
         }
+    }
+
+    /// The circuit breaker's thresholds (`[breaker]`).
+    pub fn with_breaker(mut self, c: &crate::config::BreakerConfig) -> Self {
+        self.breaker = c.clone();
+        self
     }
 
     /// `GET /v1/send-policy/default`: any authenticated caller may read the org default.
@@ -79,7 +99,7 @@ impl PolicyService {
 
     /// The agent a policy route names, if the caller may see it: an admin, the agent itself
     /// (reading only) or its parent through a key with `identity:sign`.
-    fn target(
+    pub(super) fn target(
         &self,
         actor: &Actor,
         id: &str,
@@ -167,17 +187,25 @@ impl PolicyService {
         &self,
         agent: &Agent,
         eff: &Effective,
+        approved: bool,
         rcpts: &[Rcpt<'_>],
         size: u64,
         now_ms: i64,
     ) -> Result<Result<(), Refusal>, StoreError> {
         let agent_id = agent.id.as_str();
+        let breaker: Option<BreakerState> = self
+            .store
+            .get_record(Tree::BreakerState, agent_id.as_bytes())?;
+        if let Some(p) = breaker.and_then(|b| b.paused) {
+            return Ok(Err(paused(p)));
+        }
         let counters: Counters = self
             .store
             .get_record(Tree::SendCounters, agent_id.as_bytes())?
             .unwrap_or_default();
         let r = judge(
             eff,
+            approved,
             rcpts,
             size,
             &counters,
@@ -200,7 +228,35 @@ impl PolicyService {
     /// The decision inside the queueing transaction: judged on the counters as they are in
     /// this transaction; when accepted, the counters and the agent's contacts are updated by
     /// it, so two nodes sending for one agent at once cannot both take the last slot.
+    #[allow(clippy::too_many_arguments)]
     pub fn admit_in(
+        &self,
+        tx: &Tx<'_>,
+        agent: &Agent,
+        eff: &Effective,
+        approved: bool,
+        rcpts: &[Rcpt<'_>],
+        size: u64,
+        now_ms: i64,
+    ) -> Result<Result<(), Refusal>, TxStoreError> {
+        let r = self.judge_in(tx, agent, eff, approved, rcpts, size, now_ms)?;
+        match r {
+            Ok(next) => {
+                tx.put_record(Tree::SendCounters, agent.id.as_bytes(), &next)?;
+                for r in rcpts {
+                    tx.put(Tree::SendContacts, &contact_key(&agent.id, r.address), &[])?;
+                }
+                Ok(Ok(()))
+            }
+            Err(refusal) => Ok(Err(refusal)),
+        }
+    }
+
+    /// The decision on a send about to be held, inside the transaction that holds it: every
+    /// rule that refuses outright, nothing counted (the send is counted when released).
+    /// `Ok` also when the hold no longer applies: the message waits for its human anyway.
+    #[allow(clippy::too_many_arguments)]
+    pub fn hold_in(
         &self,
         tx: &Tx<'_>,
         agent: &Agent,
@@ -209,12 +265,36 @@ impl PolicyService {
         size: u64,
         now_ms: i64,
     ) -> Result<Result<(), Refusal>, TxStoreError> {
+        match self.judge_in(tx, agent, eff, false, rcpts, size, now_ms)? {
+            Ok(_) | Err(Refusal::Hold { .. }) => Ok(Ok(())),
+            Err(Refusal::Limit { .. }) => Ok(Ok(())),
+            Err(r) => Ok(Err(r)),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn judge_in(
+        &self,
+        tx: &Tx<'_>,
+        agent: &Agent,
+        eff: &Effective,
+        approved: bool,
+        rcpts: &[Rcpt<'_>],
+        size: u64,
+        now_ms: i64,
+    ) -> Result<Result<Counters, Refusal>, TxStoreError> {
         let agent_id = agent.id.as_str();
+        let breaker: Option<BreakerState> =
+            tx.get_record(Tree::BreakerState, agent_id.as_bytes())?;
+        if let Some(p) = breaker.and_then(|b| b.paused) {
+            return Ok(Err(paused(p)));
+        }
         let counters: Counters = tx
             .get_record(Tree::SendCounters, agent_id.as_bytes())?
             .unwrap_or_default();
-        let r = judge(
+        judge(
             eff,
+            approved,
             rcpts,
             size,
             &counters,
@@ -226,17 +306,7 @@ impl PolicyService {
                 )
             },
             |addr| tx.get_record(Tree::Suppressions, &suppression_key(&agent.org_id, addr)),
-        )?;
-        match r {
-            Ok(next) => {
-                tx.put_record(Tree::SendCounters, agent_id.as_bytes(), &next)?;
-                for r in rcpts {
-                    tx.put(Tree::SendContacts, &contact_key(agent_id, r.address), &[])?;
-                }
-                Ok(Ok(()))
-            }
-            Err(refusal) => Ok(Err(refusal)),
-        }
+        )
     }
 
     /// Audits a refused send as a denial naming the rule (the caller's send action).
@@ -246,5 +316,12 @@ impl PolicyService {
         {
             tracing::error!(error = %e, action, "could not audit a refused send");
         }
+    }
+}
+
+fn paused(p: Pause) -> Refusal {
+    Refusal::Paused {
+        reason: p.reason,
+        since_ms: p.since_ms,
     }
 }

@@ -3,10 +3,13 @@
 //! [`Transport`], retries on the DESIGN schedule, and DSNs on permanent failure.
 
 mod admin;
+pub mod approvals;
+mod breaker;
 pub mod compose;
 mod drafts;
 pub mod dsn;
 mod error;
+pub mod feedback;
 mod fresh;
 pub mod longlines;
 pub mod model;
@@ -18,6 +21,7 @@ pub mod transport;
 mod worker;
 
 pub use admin::QueueQuery;
+pub use approvals::{Approval, ApprovalQuery, ApprovalStatus};
 pub use compose::{AttachmentIn, Mailbox, SendRequest};
 pub use drafts::{Draft, DraftFields, DraftPatch};
 pub use error::QueueError;

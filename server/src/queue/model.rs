@@ -19,13 +19,22 @@ pub enum RcptStatus {
     PermanentFailure,
     /// Withdrawn by an operator before delivery.
     Cancelled,
+    /// Accepted by the next hop, then bounced: a DSN came back to its VERP address
+    /// (`queue::feedback`). Final; the report is kept under the message.
+    Bounced,
+    /// A complaint (ARF) about it came back. Final.
+    Complained,
 }
 
 impl RcptStatus {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            RcptStatus::Delivered | RcptStatus::PermanentFailure | RcptStatus::Cancelled
+            RcptStatus::Delivered
+                | RcptStatus::PermanentFailure
+                | RcptStatus::Cancelled
+                | RcptStatus::Bounced
+                | RcptStatus::Complained
         )
     }
 
@@ -36,6 +45,8 @@ impl RcptStatus {
             RcptStatus::Delivered => "delivered",
             RcptStatus::PermanentFailure => "permanent_failure",
             RcptStatus::Cancelled => "cancelled",
+            RcptStatus::Bounced => "bounced",
+            RcptStatus::Complained => "complained",
         }
     }
 }

@@ -38,6 +38,10 @@ pub struct QueueSettings {
     pub scan_interval: Duration,
     pub max_message_size: usize,
     pub max_recipients: usize,
+    /// `feedback.verp`: per-recipient bounce addresses as the reverse-path.
+    pub verp: bool,
+    /// `feedback.keep_bytes`.
+    pub feedback_keep_bytes: usize,
 }
 
 impl QueueSettings {
@@ -58,6 +62,8 @@ impl QueueSettings {
             scan_interval: Duration::from_secs(c.outbound.scan_interval_secs),
             max_message_size: c.smtp.max_message_size,
             max_recipients: c.smtp.max_recipients,
+            verp: c.feedback.verp,
+            feedback_keep_bytes: c.feedback.keep_bytes,
         }
     }
 
@@ -169,15 +175,29 @@ pub struct SendAudit<'a> {
 }
 
 impl SendAudit<'_> {
-    fn append(&self, audit: &Audit, id: &str, q: &QueuedMessage) -> Result<(), AuditError> {
+    /// `held`: the rule that holds the message; it is then recorded as `mail.hold`, and
+    /// the `mail.send` entry is written when a human releases it.
+    fn append(
+        &self,
+        audit: &Audit,
+        id: &str,
+        q: &QueuedMessage,
+        held: Option<&str>,
+    ) -> Result<(), AuditError> {
         let mut detail = json!({"message_id": q.message_id, "recipients": q.recipients.len()});
         if let (Value::Object(d), Value::Object(extra)) = (&mut detail, &self.extra) {
             d.extend(extra.clone());
         }
-        match self
-            .actor
-            .audit(audit, self.action, id, Outcome::Ok, detail)
-        {
+        let action = match held {
+            Some(rule) => {
+                detail["status"] = "held".into();
+                detail["rule"] = rule.into();
+                detail["held_action"] = self.action.into();
+                "mail.hold"
+            }
+            None => self.action,
+        };
+        match self.actor.audit(audit, action, id, Outcome::Ok, detail) {
             Ok(_) => Ok(()),
             Err(e) if self.best_effort => {
                 tracing::error!(error = %e, id, "could not audit a sent message");
@@ -193,19 +213,34 @@ impl SendAudit<'_> {
 pub struct Accepted {
     pub message: StoredMessage,
     pub queued: QueuedMessage,
+    /// Held for a human's approval (`first_contact = hold`): the rule and why. Nothing is
+    /// queued until an admin approves it (`queue::approvals`).
+    pub held: Option<(String, String)>,
 }
 
 impl Accepted {
     /// The 202 body of `POST /v1/messages/send` and `/reply`.
     pub fn to_json(&self) -> Value {
-        json!({
+        let mut v = json!({
             "id": self.message.id,
             "message_id": self.queued.message_id,
             "thread_id": self.message.thread_id,
             "folder": self.message.folder.name(),
-            "status": "queued",
+            "status": if self.held.is_some() { "held" } else { "queued" },
             "recipients": self.queued.recipients.iter().map(Recipient::to_json).collect::<Vec<_>>(),
-        })
+        });
+        if let Some((rule, reason)) = &self.held {
+            v["approval"] = json!({
+                "id": self.message.id, "status": "pending", "rule": rule, "reason": reason,
+            });
+            if let Some(rs) = v["recipients"].as_array_mut() {
+                for r in rs {
+                    r["status"] = "held".into();
+                    r["next_attempt_at"] = Value::Null;
+                }
+            }
+        }
+        v
     }
 }
 
@@ -430,12 +465,17 @@ impl QueueService {
         // The send policy, before any signing work; decided again in the transaction.
         let policy = self.policy.effective(agent)?;
         let size = raw.len() as u64;
-        {
+        let held = {
             let rcpts = policy_rcpts(&recipients);
-            if let Err(r) = self.policy.precheck(agent, &policy, &rcpts, size, now)? {
-                return Err(self.refused(&audit, &agent.id, r).await);
+            match self
+                .policy
+                .precheck(agent, &policy, false, &rcpts, size, now)?
+            {
+                Ok(()) => None,
+                Err(Refusal::Hold { rule, detail }) => Some((rule.to_string(), detail)),
+                Err(r) => return Err(self.refused(&audit, &agent.id, r).await),
             }
-        }
+        };
         // New mail: refused while the disk is below its reserve, before any signing work.
         self.mailbox.check_space(raw.len() as u64)?;
         let parsed = mail_parser::MessageParser::default().parse_headers(&raw);
@@ -455,6 +495,7 @@ impl QueueService {
                 .map(str::to_string)
         });
         drop(parsed);
+        let raw = self.with_agent_signature(agent, raw)?;
         let (signed, parsed) = self.sign(&agent.domain, raw, started).await?;
         let template = QueuedMessage {
             id: String::new(),
@@ -475,9 +516,33 @@ impl QueueService {
         let refused: Mutex<Option<Refusal>> = Mutex::new(None);
         let rcpts = policy_rcpts(&template.recipients);
         let write = |tx: &Tx<'_>, rec: &StoredMessage| -> Result<(), TxFail<MailboxError>> {
+            if let Some(mid) = template.message_id.as_deref() {
+                let key = super::feedback::message_id_key(mid);
+                if !key.is_empty() {
+                    tx.put(Tree::SentMessageIds, key.as_bytes(), rec.id.as_bytes())?;
+                }
+            }
+            if let Some((rule, reason)) = &held {
+                let mut q = template.clone();
+                q.id = rec.id.clone();
+                let hold = super::approvals::NewHold {
+                    agent,
+                    eff: &policy,
+                    rcpts: &rcpts,
+                    size,
+                    now,
+                    rule,
+                    reason,
+                };
+                if let Err(r) = self.hold_in(tx, &hold, q)? {
+                    *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+                    return Err(TxFail::Abort(MailboxError::HookRefused));
+                }
+                return Ok(());
+            }
             if let Err(r) = self
                 .policy
-                .admit_in(tx, agent, &policy, &rcpts, size, now)?
+                .admit_in(tx, agent, &policy, false, &rcpts, size, now)?
             {
                 *refused.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
                 return Err(TxFail::Abort(MailboxError::HookRefused));
@@ -513,7 +578,8 @@ impl QueueService {
         };
         let audit_entry = |rec: &StoredMessage| -> Result<(), MailboxError> {
             let auditing = Instant::now();
-            audit.append(&self.audit, &rec.id, &template)?;
+            let rule = held.as_ref().map(|(rule, _)| rule.as_str());
+            audit.append(&self.audit, &rec.id, &template, rule)?;
             self.metrics.send_stages.done(SendStage::Audit, auditing);
             Ok(())
         };
@@ -527,6 +593,11 @@ impl QueueService {
                 crate::policy::TX_TREES[0],
                 crate::policy::TX_TREES[1],
                 crate::policy::TX_TREES[2],
+                crate::policy::TX_TREES[3],
+                Tree::Approvals,
+                Tree::ApprovalsPending,
+                Tree::ApprovalExpiry,
+                Tree::SentMessageIds,
             ],
             write: &write,
             before_commit: Some(&audit_entry),
@@ -557,20 +628,40 @@ impl QueueService {
             }
         };
         self.metrics.send_stages.done(SendStage::Store, storing);
-        self.fresh.stamp(&message.id);
         let mut queued = template;
         queued.id = message.id.clone();
+        if held.is_some() {
+            self.metrics
+                .queue_events
+                .with_label_values(&["held"])
+                .inc_by(queued.recipients.len() as u64);
+            return Ok(Accepted {
+                message,
+                queued,
+                held,
+            });
+        }
+        self.fresh.stamp(&message.id);
         self.metrics
             .queue_events
             .with_label_values(&["queued"])
             .inc_by(queued.recipients.len() as u64);
         self.nudge.notify_one();
-        Ok(Accepted { message, queued })
+        Ok(Accepted {
+            message,
+            queued,
+            held: None,
+        })
     }
 
     /// A send the policy refused: audited as a denial naming the rule, made durable, and
     /// turned into the error every front-end answers.
-    async fn refused(&self, audit: &SendAudit<'_>, agent_id: &str, r: Refusal) -> QueueError {
+    pub(super) async fn refused(
+        &self,
+        audit: &SendAudit<'_>,
+        agent_id: &str,
+        r: Refusal,
+    ) -> QueueError {
         self.policy
             .audit_refusal(audit.actor, audit.action, agent_id, &r);
         if let Err(e) = self.audit.commit().await {
@@ -592,6 +683,13 @@ impl QueueService {
         let mut v = m.to_json();
         if let Some(q) = self.queued(&m.meta.agent_id, id)? {
             v["delivery"] = Value::Array(q.recipients.iter().map(Recipient::to_json).collect());
+        }
+        self.add_feedback(&mut v, &m.meta.agent_id, id)?;
+        if let Some(a) = self.approval_of(&m.meta.agent_id, id)? {
+            v["approval"] = a.to_json();
+            if v.get("delivery").is_none() {
+                v["delivery"] = Value::Array(a.recipients_json());
+            }
         }
         Ok(v)
     }

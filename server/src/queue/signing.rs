@@ -72,6 +72,25 @@ impl QueueService {
         Ok((signed, parsed))
     }
 
+    /// Prepends the agent's `Agent-Signature:` (identity::mailsig) so DKIM, signed next,
+    /// covers it. A message without Message-ID or Date (raw submission) goes without.
+    pub(super) fn with_agent_signature(
+        &self,
+        agent: &crate::identity::Agent,
+        raw: Vec<u8>,
+    ) -> Result<Vec<u8>, QueueError> {
+        match self.identity.agent_mail_signature(agent, &raw) {
+            Ok(Some(h)) => {
+                let mut out = Vec::with_capacity(h.len() + raw.len());
+                out.extend_from_slice(h.as_bytes());
+                out.extend_from_slice(&raw);
+                Ok(out)
+            }
+            Ok(None) => Ok(raw),
+            Err(e) => Err(QueueError::Signing(e.to_string())),
+        }
+    }
+
     fn signers_for(&self, domain: &str) -> Result<Arc<Vec<DkimSigning>>, QueueError> {
         {
             let cache = self.signers.lock().unwrap_or_else(|p| p.into_inner());

@@ -13,6 +13,7 @@ use super::{DeliveryReport, Envelope, QueueError, RcptOutcome};
 use crate::audit::{ActorRef, NewEntry, Outcome};
 use crate::mailbox::{DeliveryMeta, Folder, MailboxError};
 use crate::metrics::SendStage;
+use crate::policy::{is_hard_bounce, Observation};
 use crate::store::Tree;
 use crate::util::{now_millis, now_unix};
 use serde_json::json;
@@ -32,6 +33,9 @@ impl QueueService {
         let tasks = TaskTracker::new();
         loop {
             let (started, mut next_due) = self.dispatch(&tasks);
+            if let Err(e) = self.expire_approvals(now_millis()) {
+                tracing::warn!(error = %e, "could not expire held messages");
+            }
             if let Some(d) = self.fire_due_drafts(&tasks) {
                 next_due = Some(next_due.map_or(d, |n| n.min(d)));
             }
@@ -194,7 +198,8 @@ impl QueueService {
         raw: &[u8],
     ) -> super::recorder::Results {
         let mut out = Vec::new();
-        let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+        // One envelope per domain; with VERP, one per recipient (each its own reverse-path).
+        let mut remote: BTreeMap<(String, Option<usize>), Vec<usize>> = BTreeMap::new();
         for &i in due {
             let r = &msg.recipients[i];
             match &r.local_agent {
@@ -207,14 +212,20 @@ impl QueueService {
                     };
                     out.push((i, outcome, via));
                 }
-                None => remote.entry(r.domain.clone()).or_default().push(i),
+                None => {
+                    let own = (self.settings.verp && !msg.mail_from.is_empty()).then_some(i);
+                    remote.entry((r.domain.clone(), own)).or_default().push(i)
+                }
             }
         }
-        let attempts = remote.into_iter().map(|(domain, idx)| async move {
+        let attempts = remote.into_iter().map(|((domain, own), idx)| async move {
             let slot = self.domain_slot(&domain);
             let _permit = slot.acquire_owned().await;
             let env = Envelope {
-                mail_from: msg.mail_from.clone(),
+                mail_from: match own {
+                    Some(i) => self.reverse_path(msg, i),
+                    None => msg.mail_from.clone(),
+                },
                 rcpts: idx
                     .iter()
                     .map(|i| msg.recipients[*i].address.clone())
@@ -361,6 +372,18 @@ impl QueueService {
                 outcome: outcome_kind,
                 detail: json!({"recipient": rcpt, "result": result, "reply": outcome.reply()}),
             })?;
+        }
+        for (i, outcome, _) in &results {
+            let obs = match outcome {
+                RcptOutcome::Delivered { .. } => Some(Observation::Delivered),
+                RcptOutcome::Permanent { reply } if is_hard_bounce(reply) => {
+                    Some(Observation::HardBounce)
+                }
+                _ => None,
+            };
+            if let Some(obs) = obs {
+                self.observe(&msg, *i, obs).await;
+            }
         }
         // No fsync here: a delivery result lost in a crash means the message is delivered
         // again (a duplicate, never a loss), and sled flushes on its own within 500 ms.

@@ -20,6 +20,8 @@ pub(super) struct GroupCommit {
     /// is durable. Lets the event dispatchers act on what the writers made durable already,
     /// without a flush of their own.
     pub(super) durable_event: AtomicU64,
+    /// Woken after every completed flush, for those waiting on `durable_event`.
+    pub(super) flushed_note: tokio::sync::Notify,
     lock: tokio::sync::Mutex<()>,
 }
 
@@ -53,6 +55,7 @@ impl GroupCommit {
         .map_err(|e| StoreError::Io(format!("the flush task failed: {e}")))??;
         self.flushed.fetch_max(target, Ordering::SeqCst);
         self.durable_event.fetch_max(event, Ordering::SeqCst);
+        self.flushed_note.notify_waiters();
         Ok(())
     }
 }

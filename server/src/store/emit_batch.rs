@@ -138,7 +138,7 @@ impl Store {
     }
 
     fn write_events(&self, batch: &[EventRecord]) -> Result<(), StoreError> {
-        self.transact::<_, ()>(&EVENT_TREES, |tx| {
+        self.transact_now::<_, ()>(&EVENT_TREES, |tx| {
             tx.emit_all(batch)?;
             Ok(())
         })

@@ -310,6 +310,21 @@ impl Store {
         trees: &[Tree],
         f: impl Fn(&Tx<'_>) -> Result<R, TxFail<E>>,
     ) -> Result<R, TxError<E>> {
+        // Events queued before this transaction began were caused first: they are written
+        // first, so the outbox's order is the order things happened in (a vault read
+        // before a delivery must not come after its `message.received`).
+        if trees.contains(&Tree::Events) {
+            self.drain_emits().map_err(TxError::Store)?;
+        }
+        self.transact_now(trees, f)
+    }
+
+    /// [`Store::transact`] without writing queued events first: for the event writer itself.
+    fn transact_now<R, E>(
+        &self,
+        trees: &[Tree],
+        f: impl Fn(&Tx<'_>) -> Result<R, TxFail<E>>,
+    ) -> Result<R, TxError<E>> {
         // Blob references come with their counts.
         let mut names = trees.to_vec();
         if names.contains(&Tree::BlobRefs) && !names.contains(&Tree::BlobCounts) {
@@ -414,6 +429,30 @@ impl Store {
             .commit
             .durable_event
             .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Returns once every outbox event up to `seq` is durable: made so by the writers' own
+    /// commits if one completes within `patience`, else by a flush of the caller's. A
+    /// dispatcher that keeps up with the writers would otherwise flush for every few events
+    /// it reads, an fsync beside every mail session's own.
+    pub async fn durable_events(
+        &self,
+        seq: u64,
+        patience: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        let deadline = tokio::time::Instant::now() + patience;
+        loop {
+            let note = self.inner.commit.flushed_note.notified();
+            tokio::pin!(note);
+            note.as_mut().enable();
+            if self.durable_event_seq() >= seq {
+                return Ok(());
+            }
+            if tokio::time::timeout_at(deadline, note).await.is_err() {
+                break;
+            }
+        }
+        self.commit().await
     }
 
     /// Blocking flush for shutdown and CLI paths that have no runtime.

@@ -124,6 +124,25 @@ pub enum Tree {
     /// org id \0 address (lower case) -> suppression entry (`policy::suppress`): addresses
     /// no agent of the org may send to
     Suppressions,
+    /// message id -> approval (`policy::approvals`): a held send waiting for a human, and
+    /// what was decided
+    Approvals,
+    /// agent \0 message id -> () : the agent's pending approvals
+    ApprovalsPending,
+    /// expiry ms (BE) \0 message id -> () : pending approvals by the time they expire
+    ApprovalExpiry,
+    /// report id -> a bounce or complaint report received (`queue::feedback`), linked to
+    /// the message it is about or kept unlinked for an admin
+    FeedbackReports,
+    /// message id \0 report id -> () : the reports linked to a sent message
+    FeedbackByMessage,
+    /// agent id -> circuit breaker state (`policy::breaker`): recent outcomes, a pause
+    BreakerState,
+    /// Message-ID (lower case, no brackets) -> message id of a message an agent sent: how
+    /// a complaint quoting only the original's Message-ID finds it (`queue::feedback`)
+    SentMessageIds,
+    /// agent id -> screening settings (`mailbox::screening`): first contacts to Screened
+    Screening,
     /// human id -> the human's console password (argon2id PHC string) and when it was set
     /// (`identity::passwords`)
     HumanPasswords,
@@ -138,7 +157,7 @@ pub enum Tree {
 }
 
 impl Tree {
-    pub const ALL: [Tree; 53] = [
+    pub const ALL: [Tree; 61] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -188,6 +207,14 @@ impl Tree {
         Tree::SendCounters,
         Tree::SendContacts,
         Tree::Suppressions,
+        Tree::Approvals,
+        Tree::ApprovalsPending,
+        Tree::ApprovalExpiry,
+        Tree::FeedbackReports,
+        Tree::FeedbackByMessage,
+        Tree::BreakerState,
+        Tree::SentMessageIds,
+        Tree::Screening,
         Tree::HumanPasswords,
         Tree::ConsoleSessions,
         Tree::OAuthClients,
@@ -245,6 +272,14 @@ impl Tree {
             Tree::SendCounters => "send_counters",
             Tree::SendContacts => "send_contacts",
             Tree::Suppressions => "suppressions",
+            Tree::Approvals => "approvals",
+            Tree::ApprovalsPending => "approvals_pending",
+            Tree::ApprovalExpiry => "approval_expiry",
+            Tree::FeedbackReports => "feedback_reports",
+            Tree::FeedbackByMessage => "feedback_by_message",
+            Tree::BreakerState => "breaker_state",
+            Tree::SentMessageIds => "sent_message_ids",
+            Tree::Screening => "screening",
             Tree::HumanPasswords => "human_passwords",
             Tree::ConsoleSessions => "console_sessions",
             Tree::OAuthClients => "oauth_clients",

@@ -16,6 +16,7 @@ mod rootkey;
 mod rotate;
 mod service;
 pub mod totp;
+mod verp;
 mod webhook;
 
 pub use credential::{CredentialInput, CredentialKind, CredentialMeta, CredentialView};

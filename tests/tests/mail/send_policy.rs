@@ -304,12 +304,18 @@ async fn domains_size_recipients_and_first_contact_are_refused_naming_the_rule()
         r["structuredContent"]["error"]["code"], "policy_denied",
         "{r}"
     );
-    // `hold` is accepted, and refused until approvals exist, saying so.
+    // `hold` waits for a human (see outbound/approvals.rs): 202, held.
     let (st, v) = put_policy(&s, &admin, &ops_id, json!({"first_contact": "hold"})).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["effective"]["first_contact"], "hold", "{v}");
-    let (st, e) = send(&s, &key, &["f@remote.test"], "hello stranger").await;
-    assert_denied(st, &e, "approvals are not available yet");
+    let (st, v) = send(&s, &key, &["f@remote.test"], "hello stranger").await;
+    assert_eq!(st, 202, "{v}");
+    assert_eq!(v["status"], "held", "{v}");
+    // Submission: accepted (250), held, saying so.
+    let mut sub = submission(&s, "ops", &key).await;
+    let r = submit(&mut sub, "ops@agents.test", "g@remote.test").await;
+    assert!(r.starts_with("250 2.0.0 OK held for approval"), "{r}");
+    sub.cmd("QUIT").await;
     s.stop().await;
 }
 

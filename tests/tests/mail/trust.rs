@@ -283,3 +283,104 @@ async fn small_routes_refuse_large_bodies() {
     assert_ne!(st, 413, "send takes api.max_body_bytes: {v}");
     s.stop().await;
 }
+
+/// Issue 24 item 7: every summary carries `trust: {authenticated, first_contact,
+/// allowlisted}`, list and wait filter on them, and `hold_first_contact` files mail from
+/// strangers in `Screened`.
+#[tokio::test]
+async fn trust_labels_filters_and_screening_of_first_contacts() {
+    let s = TestServer::start_smtp(dns()).await;
+    let (_, key) = s.agent("ops", &["mail:read", "mail:manage"]).await;
+    let (screen, skey) = s.agent("screen", &["mail:read", "mail:manage"]).await;
+    let screen_id = screen["id"].as_str().unwrap().to_string();
+    let k = Some(key.as_str());
+    let (st, v) = s
+        .call(
+            "POST",
+            "/v1/senders",
+            k,
+            Some(serde_json::json!({"list": "allow", "entry": "bank.test"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    // Only the agent itself (or an admin) sets its screening.
+    let path = format!("/v1/agents/{screen_id}/screening");
+    let on = serde_json::json!({"hold_first_contact": true});
+    let (st, _) = s.call("PUT", &path, k, Some(on.clone())).await;
+    assert_eq!(st, 404, "another agent's settings do not exist for ops");
+    let (st, v) = s.call("PUT", &path, Some(&skey), Some(on)).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["hold_first_contact"], true);
+
+    let (mut c, _) = SmtpClient::connect(s.smtp_addr()).await;
+    c.cmd("EHLO client.test").await;
+    for (code, subject) in [("1", "first"), ("2", "second")] {
+        let r = c
+            .send_mail(
+                "alerts@bank.test",
+                &["ops@agents.test"],
+                &message("Bank <alerts@bank.test>", subject, code),
+            )
+            .await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    for (code, subject) in [("3", "stranger one"), ("4", "stranger two")] {
+        let r = c
+            .send_mail(
+                "x@attacker.test",
+                &["screen@agents.test"],
+                &message("Stranger <x@attacker.test>", subject, code),
+            )
+            .await;
+        assert!(r.starts_with("250"), "{r}");
+    }
+    c.cmd("QUIT").await;
+
+    let (_, l) = s.call("GET", "/v1/messages", k, None).await;
+    assert_eq!(subjects(&l), ["second", "first"]);
+    let trust = |i: usize| l["items"][i]["trust"].clone();
+    assert_eq!(
+        trust(1),
+        serde_json::json!({"authenticated": true, "first_contact": true, "allowlisted": true})
+    );
+    assert_eq!(
+        trust(0)["first_contact"],
+        false,
+        "proven mail made a contact"
+    );
+    for (q, want) in [
+        ("first_contact=true", vec!["first"]),
+        ("first_contact=false", vec!["second"]),
+        ("allowlisted=true", vec!["second", "first"]),
+        ("allowlisted=false", vec![]),
+    ] {
+        let (st, l) = s.call("GET", &format!("/v1/messages?{q}"), k, None).await;
+        assert_eq!(st, 200, "{q}: {l}");
+        assert_eq!(subjects(&l), want, "{q}");
+    }
+    let (st, m) = s
+        .call(
+            "GET",
+            "/v1/messages/wait?first_contact=false&since=1000&timeout=1",
+            k,
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{m}");
+    assert_eq!(m["subject"], "second");
+
+    // Strangers' mail waits in Screened, never in INBOX; unproven mail makes no contact.
+    let sk = Some(skey.as_str());
+    let (_, inbox) = s.call("GET", "/v1/messages?folder=INBOX", sk, None).await;
+    assert!(subjects(&inbox).is_empty(), "{inbox}");
+    let (st, scr) = s
+        .call("GET", "/v1/messages?folder=Screened", sk, None)
+        .await;
+    assert_eq!(st, 200, "{scr}");
+    assert_eq!(subjects(&scr), ["stranger two", "stranger one"]);
+    assert_eq!(
+        scr["items"][0]["trust"],
+        serde_json::json!({"authenticated": false, "first_contact": true, "allowlisted": false})
+    );
+    s.stop().await;
+}

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -19,7 +19,23 @@ fn free_port() -> u16 {
 }
 
 /// A server for `domain` whose SMTP listens on `smtp_port` and routes `routes` statically.
-async fn server(domain: &str, smtp_port: u16, dns: &TestDns, routes: &[(&str, u16)]) -> TestServer {
+pub(crate) async fn server(
+    domain: &str,
+    smtp_port: u16,
+    dns: &TestDns,
+    routes: &[(&str, u16)],
+) -> TestServer {
+    server_with(domain, smtp_port, dns, routes, |_| {}).await
+}
+
+/// [`server`] with `tweak` applied to its config last.
+pub(crate) async fn server_with(
+    domain: &str,
+    smtp_port: u16,
+    dns: &TestDns,
+    routes: &[(&str, u16)],
+    tweak: impl FnOnce(&mut legate::config::Config),
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = test_config(dir.path());
     cfg.server.domain = domain.into();
@@ -37,11 +53,12 @@ async fn server(domain: &str, smtp_port: u16, dns: &TestDns, routes: &[(&str, u1
             require_tls: false,
         });
     }
+    tweak(&mut cfg);
     TestServer::start_with(dir, cfg).await
 }
 
 /// Publishes SPF, DMARC p=reject and every DKIM key of `s`'s domain.
-fn publish(dns: &StaticDns, s: &TestServer, domain: &str) {
+pub(crate) fn publish(dns: &StaticDns, s: &TestServer, domain: &str) {
     dns.add_txt(domain, "v=spf1 ip4:127.0.0.1 -all");
     dns.add_txt(&format!("_dmarc.{domain}"), "v=DMARC1; p=reject");
     for k in s.services().vault.dkim_records(domain).unwrap() {
@@ -130,6 +147,8 @@ pub(crate) struct Sink {
     pub(crate) port: u16,
     pub(crate) got: Arc<Mutex<Vec<String>>>,
     pub(crate) attempts: Arc<Mutex<usize>>,
+    /// The reverse-path of every MAIL command, in order.
+    pub(crate) froms: Arc<Mutex<Vec<String>>>,
 }
 
 pub(crate) async fn sink(rcpt_replies: Vec<&'static str>) -> Sink {
@@ -137,11 +156,12 @@ pub(crate) async fn sink(rcpt_replies: Vec<&'static str>) -> Sink {
     let port = l.local_addr().unwrap().port();
     let got = Arc::new(Mutex::new(Vec::new()));
     let attempts = Arc::new(Mutex::new(0usize));
-    let (g, at) = (got.clone(), attempts.clone());
+    let froms = Arc::new(Mutex::new(Vec::new()));
+    let (g, at, fr) = (got.clone(), attempts.clone(), froms.clone());
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
-            let (g, at, replies) = (g.clone(), at.clone(), rcpt_replies.clone());
+            let (g, at, fr, replies) = (g.clone(), at.clone(), fr.clone(), rcpt_replies.clone());
             tokio::spawn(async move {
                 let mut s = BufReader::new(s);
                 let _ = s.get_mut().write_all(b"220 sink ESMTP\r\n").await;
@@ -163,6 +183,11 @@ pub(crate) async fn sink(rcpt_replies: Vec<&'static str>) -> Sink {
                         continue;
                     }
                     let up = line.to_ascii_uppercase();
+                    if up.starts_with("MAIL FROM:") {
+                        let path = line[10..].trim().trim_start_matches('<');
+                        let path = path.split('>').next().unwrap_or("").to_string();
+                        fr.lock().unwrap().push(path);
+                    }
                     let reply = if up.starts_with("EHLO") {
                         "250-sink\r\n250 8BITMIME\r\n".to_string()
                     } else if up.starts_with("RCPT") {
@@ -190,6 +215,7 @@ pub(crate) async fn sink(rcpt_replies: Vec<&'static str>) -> Sink {
         port,
         got,
         attempts,
+        froms,
     }
 }
 

@@ -258,6 +258,19 @@ fn encode_fetch(seq: u32, items: Vec<MessageDataItem<'_>>) -> Option<Vec<u8>> {
 }
 
 /// Builds one batch's output in the blocking pool.
+/// RFC822 or BODY[] (PEEK or not): the whole message as it is stored.
+fn is_whole(n: &MessageDataItemName) -> bool {
+    matches!(n, MessageDataItemName::Rfc822)
+        || matches!(
+            n,
+            MessageDataItemName::BodyExt {
+                section: None,
+                partial: None,
+                ..
+            }
+        )
+}
+
 fn build_batch(
     mb: &MailboxService,
     agent: &str,
@@ -268,17 +281,7 @@ fn build_batch(
 ) -> Vec<Piece> {
     let mut out = Vec::with_capacity(batch.len());
     for (seq, rec) in batch {
-        let whole_wanted = plan.names.iter().any(|n| {
-            matches!(n, MessageDataItemName::Rfc822)
-                || matches!(
-                    n,
-                    MessageDataItemName::BodyExt {
-                        section: None,
-                        partial: None,
-                        ..
-                    }
-                )
-        });
+        let whole_wanted = plan.names.iter().any(is_whole);
         let stream_whole = whole_wanted && rec.size >= STREAM_AT;
         let only_whole = plan.names.iter().all(|n| {
             !matches!(
@@ -315,8 +318,19 @@ fn build_batch(
             whole = mb.raw_of_record(agent, rec).ok();
             whole.as_deref()
         };
+        // A whole message already in memory goes on the wire as it is, after the encoded
+        // items, like a streamed one: handing it to the encoder as a literal copied it
+        // twice more, a fifth of a bulk FETCH's time.
+        let wholes = plan.names.iter().filter(|n| is_whole(n)).count();
+        let inline_whole = wholes == 1 && !stream_whole && bytes.is_some();
         let view = bytes.map(MessageView::parse);
-        let (mut items, streamed) = items_for(plan, rec, view.as_ref(), stream_whole, unknown_cte);
+        let (mut items, streamed) = items_for(
+            plan,
+            rec,
+            view.as_ref(),
+            stream_whole || inline_whole,
+            unknown_cte,
+        );
         // RFC 9051 §6.4.5: flags changed by reading (\Seen set) are reported with the data.
         if seen_now.contains(&rec.id) && !plan.names.contains(&MessageDataItemName::Flags) {
             items.push(MessageDataItem::Flags(super::selected::flags_of(rec)));
@@ -339,6 +353,13 @@ fn build_batch(
                     continue;
                 }
                 b.truncate(b.len() - 6);
+                if let (true, Some(raw)) = (inline_whole, bytes) {
+                    b.extend_from_slice(format!("{{{}}}\r\n", raw.len()).as_bytes());
+                    b.extend_from_slice(raw);
+                    b.extend_from_slice(b")\r\n");
+                    out.push(Piece::Bytes(b));
+                    continue;
+                }
                 b.extend_from_slice(format!("{{{}}}\r\n", rec.size).as_bytes());
                 out.push(Piece::Stream {
                     head: b,

@@ -46,6 +46,13 @@ pub(super) async fn deliver(
         .with_label_values(&["dmarc", verdict.dmarc.result.as_str()])
         .inc();
     ctx.reports.record_dmarc(&verdict, &txn.mail_from);
+    // Bounces and complaints are read before the DMARC policy: a real bounce from a domain
+    // with a broken setup must still reach its message (linking needs a valid token).
+    if !txn.feedback.is_empty() {
+        if let Some(r) = feedback(ctx, peer, &txn, &body).await {
+            return r;
+        }
+    }
     let folder = match verdict.action() {
         PolicyAction::Reject => {
             ctx.metrics
@@ -71,7 +78,14 @@ pub(super) async fn deliver(
     let date = crate::util::rfc2822(crate::util::now_unix());
     let client = format!("{helo} ({})", peer.ip());
     let auth_header = verdict.authentication_results_header(&ctx.hostname);
-    let auth_json = serde_json::to_value(&verdict).ok();
+    let mut auth_json = serde_json::to_value(&verdict).ok();
+    // An Agent-Signature header, checked against the sender's DID (issue 25 §5): kept with
+    // the verdict, shown as `trust.agent`.
+    if let Some(agent) = ctx.identity.verify_agent_mail(&body).await {
+        if let Some(serde_json::Value::Object(m)) = auth_json.as_mut() {
+            m.insert("agent".into(), agent);
+        }
+    }
     let mut failed_temp = false;
     let mut quota_full = 0;
     let mut refused: Option<&'static str> = None;
@@ -213,6 +227,50 @@ async fn reports(ctx: &Inbound, peer: SocketAddr, txn: &Txn, body: &[u8]) -> Opt
     ctx.metrics
         .smtp_messages
         .with_label_values(&[outcome, reason])
+        .inc();
+    Some(reply)
+}
+
+/// Hands the message to the queue's feedback reader for each bounce address (and
+/// `abuse@`) it came to. With no mailbox recipient besides, the answer is ours: 250 once
+/// kept (linked or not: nothing is lost), 451 when it could not be stored.
+async fn feedback(ctx: &Inbound, peer: SocketAddr, txn: &Txn, body: &[u8]) -> Option<Reply> {
+    // abuse@ mail that is no complaint report is only mail for the abuse mailbox.
+    let only_abuse = txn
+        .feedback
+        .iter()
+        .all(|a| crate::queue::feedback::verp::tag_of(a).is_none());
+    if only_abuse && crate::queue::feedback::parse::parse(body).is_err() {
+        return None;
+    }
+    let inc = crate::queue::feedback::Incoming {
+        raw: body,
+        rcpts: &txn.feedback,
+        envelope_from: &txn.mail_from,
+        peer: peer.ip().to_string(),
+    };
+    let r = ctx.queue.receive_feedback(inc).await;
+    let mailbox_too = !txn.rcpts.is_empty() || !txn.reports.is_empty();
+    let reply = match r {
+        Ok(_) => Reply::new(250, "2.0.0", "OK: report received"),
+        Err(e) => {
+            tracing::error!(error = %e, "could not store a bounce or complaint report");
+            reply::temp_failure()
+        }
+    };
+    if mailbox_too && reply.code == 250 {
+        return None;
+    }
+    ctx.metrics
+        .smtp_messages
+        .with_label_values(&[
+            if reply.code == 250 {
+                "accepted"
+            } else {
+                "tempfail"
+            },
+            "feedback",
+        ])
         .inc();
     Some(reply)
 }

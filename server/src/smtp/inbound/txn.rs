@@ -25,6 +25,10 @@ pub(super) struct Txn {
     pub refusal_class: Option<String>,
     /// Report addresses named (`dmarc-reports@`, `tls-reports@`), once each.
     pub reports: Vec<crate::reports::ReportKind>,
+    /// Bounce addresses (`local+b.<token>@`) and `abuse@` named: what arrives is handed to
+    /// the queue's feedback reader (`queue::feedback`), never to a mailbox, except that
+    /// `abuse@` also keeps its mailbox copy.
+    pub feedback: Vec<String>,
     /// Submission: recipients anywhere, checked by the queue.
     pub submit_rcpts: Vec<String>,
     /// RCPTs answered 250, duplicates included: `max_recipients` bounds the commands.

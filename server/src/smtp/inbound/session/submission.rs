@@ -324,7 +324,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                     .smtp_messages
                     .with_label_values(&["accepted", "submission"])
                     .inc();
-                Reply::new(250, "2.0.0", format!("OK queued as {}", a.message.id))
+                match &a.held {
+                    // Accepted, waiting for a human's approval (`first_contact = hold`).
+                    Some((rule, _)) => Reply::new(
+                        250,
+                        "2.0.0",
+                        format!("OK held for approval ({rule}) as {}", a.message.id),
+                    ),
+                    None => Reply::new(250, "2.0.0", format!("OK queued as {}", a.message.id)),
+                }
             }
             Err(e) => {
                 self.ctx

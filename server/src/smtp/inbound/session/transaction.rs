@@ -92,6 +92,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             rcpts: Vec::new(),
             refusal_class: None,
             reports: Vec::new(),
+            feedback: Vec::new(),
             submit_rcpts: Vec::new(),
             rcpt_count: 0,
             body: Spool::new(limits.spool_threshold, limits.spool_dir.clone()),
@@ -143,6 +144,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Reply::new(554, "5.7.1", "Relay access denied");
         }
         let address = format!("{local}@{domain}");
+        // A bounce address of ours: accepted whatever its token (a forged one is read, kept
+        // unlinked and shown to an admin, never delivered to the agent).
+        if let Some(t) = tag
+            .as_deref()
+            .filter(|t| t.starts_with(crate::queue::feedback::verp::TAG))
+        {
+            let full = format!("{local}+{t}@{domain}");
+            txn.rcpt_count += 1;
+            if txn.feedback.len() < 8 && !txn.feedback.contains(&full) {
+                txn.feedback.push(full);
+            }
+            return Reply::new(250, "2.1.5", "Recipient OK");
+        }
+        // abuse@: complaint reports are read too (the mailbox copy still goes to abuse@).
+        if local == "abuse" && txn.feedback.len() < 8 && !txn.feedback.contains(&address) {
+            txn.feedback.push(address.clone());
+        }
         // The report addresses our DNS plan publishes as rua= are always accepted: the
         // reports service reads what arrives, whether or not an agent also has the address
         // (then it gets its copy too).
@@ -230,7 +248,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
     pub(super) fn ready_for_data(&self) -> Result<(), Reply> {
         match &self.txn {
             None => Err(reply::bad_sequence("Send MAIL first")),
-            Some(t) if t.rcpts.is_empty() && t.submit_rcpts.is_empty() && t.reports.is_empty() => {
+            Some(t)
+                if t.rcpts.is_empty()
+                    && t.submit_rcpts.is_empty()
+                    && t.reports.is_empty()
+                    && t.feedback.is_empty() =>
+            {
                 Err(Reply::new(554, "5.5.1", "No valid recipients"))
             }
             Some(_) => Ok(()),
