@@ -251,6 +251,17 @@ impl Audit {
             checkpoint: None,
             warnings: Vec::new(),
         };
+        self.sync_blocking();
+        // A log this process began has no checkpoint until its writer's first one (up to a
+        // second after the first entries): checkpoint the head it appended now, or a
+        // verify in that second cries truncation. The head is this process's own record
+        // of what it appended, so a log cut short under it still fails below.
+        if let Some(a) = lock(&self.anchor).clone() {
+            let (seq, hash) = self.head();
+            if seq > 0 && matches!(a.read(), anchor::Found::Missing) {
+                writer::anchor(&self.shared, &self.store, seq, &hash);
+            }
+        }
         let found = lock(&self.anchor).as_ref().map(|a| a.read());
         let cp_seq = match &found {
             Some(anchor::Found::Valid(cp)) => Some(cp.seq),

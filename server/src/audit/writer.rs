@@ -129,7 +129,7 @@ pub(super) fn run(shared: Arc<Shared>, store: Store) {
 /// Records `seq`/`hash` as the head, after making the log durable up to it: a checkpoint
 /// must never be ahead of what a crash would leave in the store, or verify would cry
 /// truncation after every power cut.
-fn anchor(shared: &Shared, store: &Store, seq: u64, hash: &str) {
+pub(super) fn anchor(shared: &Shared, store: &Store, seq: u64, hash: &str) {
     let Some(anchor) = shared
         .anchor
         .lock()
