@@ -212,6 +212,18 @@ async fn check_fixture(fixture: &Path) {
     assert_eq!(got["audit"]["ok"], true);
     assert!(got["audit"]["at_least"].as_u64() >= expected["audit"]["at_least"].as_u64());
     got["audit"] = expected["audit"].clone();
+    // Derived from the agent, not stored, and added after the first fixture was made
+    // (issue 25): the DID document's link to the agent card.
+    let mut expected = expected;
+    for v in [&mut got, &mut expected] {
+        if let Some(agents) = v["agents"].as_object_mut() {
+            for a in agents.values_mut() {
+                if let Some(services) = a["did"]["service"].as_array_mut() {
+                    services.retain(|s| s["type"] != "AgentCard");
+                }
+            }
+        }
+    }
     if got != expected {
         let at = tmp.path().join("got.json");
         std::fs::write(&at, serde_json::to_vec_pretty(&got).unwrap()).unwrap();
