@@ -16,6 +16,7 @@ pub mod codec;
 mod commit;
 #[cfg(test)]
 mod conformance;
+pub mod copy;
 mod emit_batch;
 mod error;
 pub mod keys;

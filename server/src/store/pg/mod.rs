@@ -218,6 +218,19 @@ impl PgEngine {
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    /// Moves the id sequence past `n` (never back).
+    pub(super) fn advance_ids(&self, n: u64) -> Result<(), StoreError> {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.ops.run(move |c| {
+            c.query(
+                "SELECT setval('legate_ids', greatest($1, (SELECT last_value FROM legate_ids)))",
+                &[&n],
+            )
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
     /// Answers a trivial query (readiness).
     pub(super) fn ping(&self) -> Result<(), StoreError> {
         self.ops.run(|c| c.batch("SELECT 1"))?;
