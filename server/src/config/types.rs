@@ -557,6 +557,10 @@ pub struct OutboundConfig {
     pub mta_sts_max_bytes: usize,
     /// Most policies cached (by recipient domain).
     pub mta_sts_cache_entries: usize,
+    /// With several nodes on one store (PostgreSQL), a node attempting a queued message holds
+    /// its lease this long; a node that dies mid-attempt has its messages taken over by the
+    /// others once it expires. Longer than an attempt can take (timeouts included).
+    pub lease_secs: u64,
 }
 
 /// `outbound.trust_roots`.
@@ -589,6 +593,7 @@ impl Default for OutboundConfig {
             mta_sts_timeout_secs: 10,
             mta_sts_max_bytes: 64 * 1024,
             mta_sts_cache_entries: 10_000,
+            lease_secs: 900,
         }
     }
 }

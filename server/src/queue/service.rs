@@ -38,6 +38,8 @@ pub struct QueueSettings {
     pub scan_interval: Duration,
     pub max_message_size: usize,
     pub max_recipients: usize,
+    /// How long an attempt holds a message's lease when several nodes share the store.
+    pub lease: Duration,
 }
 
 impl QueueSettings {
@@ -58,6 +60,7 @@ impl QueueSettings {
             scan_interval: Duration::from_secs(c.outbound.scan_interval_secs),
             max_message_size: c.smtp.max_message_size,
             max_recipients: c.smtp.max_recipients,
+            lease: Duration::from_secs(c.outbound.lease_secs),
         }
     }
 

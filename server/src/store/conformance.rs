@@ -504,6 +504,53 @@ fn copies_round_trip_through_the_other_engine(f: &Fixture) {
     assert_eq!((v.entries, v.first_broken), (20, None));
 }
 
+fn leases_are_held_by_one_node_until_released_or_expired(f: &Fixture) {
+    let a = f.open();
+    if !a.is_shared() {
+        // One process owns a sled database: every lease is its own.
+        assert!(a
+            .try_lease(b"q", std::time::Duration::from_secs(60))
+            .unwrap());
+        a.release_lease(b"q").unwrap();
+        assert!(a.is_empty(Tree::Leases));
+        return;
+    }
+    // A second handle on the same database is a second node.
+    let b = f.open();
+    let long = std::time::Duration::from_secs(60);
+    assert!(a.try_lease(b"q", long).unwrap());
+    assert!(!b.try_lease(b"q", long).unwrap());
+    assert!(a.try_lease(b"q", long).unwrap(), "the holder renews");
+    b.release_lease(b"q").unwrap();
+    assert!(
+        !b.try_lease(b"q", long).unwrap(),
+        "only the holder releases"
+    );
+    a.release_lease(b"q").unwrap();
+    assert!(b.try_lease(b"q", long).unwrap());
+    assert!(!a.try_lease(b"q", long).unwrap());
+    // A holder that never comes back loses the lease at its expiry.
+    assert!(a
+        .try_lease(b"dead", std::time::Duration::from_millis(1))
+        .unwrap());
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert!(b.try_lease(b"dead", long).unwrap());
+    // Racing for one lease: exactly one of many wins.
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let s = f.open();
+            std::thread::spawn(move || s.try_lease(b"race", long).unwrap())
+        })
+        .collect();
+    let won = handles
+        .into_iter()
+        .filter(|_| true)
+        .map(|h| h.join().unwrap())
+        .filter(|w| *w)
+        .count();
+    assert_eq!(won, 1);
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sled_backend {
@@ -537,4 +584,5 @@ conformance!(
     ids_are_unique_and_increasing,
     snapshots_hold_whole_transactions_and_restore,
     copies_round_trip_through_the_other_engine,
+    leases_are_held_by_one_node_until_released_or_expired,
 );

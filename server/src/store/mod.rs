@@ -20,6 +20,7 @@ pub mod copy;
 mod emit_batch;
 mod error;
 pub mod keys;
+mod lease;
 pub mod outbox;
 mod pg;
 mod schema;
@@ -67,6 +68,8 @@ struct Inner {
     events_rung: tokio::sync::watch::Sender<()>,
     /// Event-only writes, committed together (`emit_batch`).
     emit_batch: Arc<emit_batch::EmitBatch>,
+    /// This handle's name among the nodes sharing the store (`lease`).
+    node_id: String,
 }
 
 /// The storage engine.
@@ -193,6 +196,7 @@ impl Store {
                 gate: Default::default(),
                 events_rung: tokio::sync::watch::channel(()).0,
                 emit_batch: Default::default(),
+                node_id: crate::util::new_id("node"),
             }),
         };
         schema::migrate(&store)?;

@@ -124,10 +124,13 @@ pub enum Tree {
     /// org id \0 address (lower case) -> suppression entry (`policy::suppress`): addresses
     /// no agent of the org may send to
     Suppressions,
+    /// lease name -> (holder node, expiry): work several nodes sharing one store could pick
+    /// up at once, held by one (`store::lease`)
+    Leases,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 49] = [
+    pub const ALL: [Tree; 50] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -177,6 +180,7 @@ impl Tree {
         Tree::SendCounters,
         Tree::SendContacts,
         Tree::Suppressions,
+        Tree::Leases,
     ];
 
     pub fn name(self) -> &'static str {
@@ -230,6 +234,7 @@ impl Tree {
             Tree::SendCounters => "send_counters",
             Tree::SendContacts => "send_contacts",
             Tree::Suppressions => "suppressions",
+            Tree::Leases => "leases",
         }
     }
 }
