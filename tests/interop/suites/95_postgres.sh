@@ -8,7 +8,14 @@
 # shellcheck source=/dev/null
 source tests/interop/lib/pg.sh
 
-_pg_config() { # DIR HTTP SMTP IMAP URL_FILE
+_pg_config() { # DIR HTTP SMTP IMAP URL_FILE [SINK_PORT]
+  local route=""
+  [ -z "${6:-}" ] || route="lease_secs = 4
+scan_interval_secs = 1
+[[outbound.route]]
+domain = \"sink.test\"
+next_hop = \"127.0.0.1:$6\"
+require_tls = false"
   cat > "$1/config.toml" <<CFG
 [server]
 domain = "agents.test"
@@ -31,6 +38,8 @@ nameservers = ["127.0.0.1:9"]
 timeout_secs = 1
 [log]
 level = "warn"
+[outbound]
+$route
 CFG
 }
 
@@ -158,5 +167,45 @@ PY
   check "a node on the copied database serves all 302 messages" \
     test "$(_pg_count "http://127.0.0.1:$hc" "$key")" -eq 302
   kill -TERM "$pid_c"; wait "$pid_c" 2>/dev/null || true
+
+  # (5) queue leases: two nodes with short leases and 1 s rescans deliver to a sink that holds
+  # each DATA for 1.5 s; node A is killed with -9 mid-delivery. Every message reaches the
+  # sink exactly once: node B never attempts what A holds, and takes A's over after expiry.
+  _pg_queue_leases "$dir" "$url2" "$key"
   pg_stop
+}
+
+_pg_queue_leases() { # DIR URL KEY
+  local dir=$1 key=$3 q="$1/q"; mkdir -p "$q/a" "$q/b"
+  (umask 077; printf '%s\n' "$2" > "$q/url")
+  python3 tests/interop/tools/counting_sink.py --port-file "$q/sink.port" --log "$q/sink.log" --hold 1.5 \
+    > /dev/null 2> "$q/sink.err" &
+  PIDS+=("$!")
+  for _ in $(seq 1 100); do [ -s "$q/sink.port" ] && break; sleep 0.1; done
+  local sink; sink=$(cat "$q/sink.port"); touch "$q/sink.log"
+  local ha sa ia hb sb ib
+  ha=$(free_port); sa=$(free_port); ia=$(free_port); hb=$(free_port); sb=$(free_port); ib=$(free_port)
+  _pg_config "$q/a" "$ha" "$sa" "$ia" "$q/url" "$sink"
+  _pg_config "$q/b" "$hb" "$sb" "$ib" "$q/url" "$sink"
+  start_legate "$q/a/config.toml" --wait "http://127.0.0.1:$ha" || { bad "queue node A starts"; return; }
+  local pid_a=$LEGATE_PID
+  start_legate "$q/b/config.toml" --wait "http://127.0.0.1:$hb" || { bad "queue node B starts"; return; }
+  local pid_b=$LEGATE_PID
+  local i n=12 sent=0
+  for i in $(seq 1 $n); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' -XPOST "http://127.0.0.1:$ha/v1/messages/send" \
+      -H "Authorization: Bearer $key" -H 'content-type: application/json' \
+      -d "{\"to\":[\"x@sink.test\"],\"subject\":\"lease $i\",\"text\":\"hello $i\"}")" = 202 ] && sent=$((sent+1))
+  done
+  check "$n messages queued through node A" test "$sent" -eq "$n"
+  sleep 2.5
+  kill -9 "$pid_a"; wait "$pid_a" 2>/dev/null || true
+  local before; before=$(wc -l < "$q/sink.log")
+  for _ in $(seq 1 120); do [ "$(wc -l < "$q/sink.log")" -ge "$n" ] && break; sleep 0.5; done
+  sleep 3
+  check "node A delivered some and was killed mid-delivery (the sink had $before of $n)" \
+    test "$before" -gt 0 -a "$before" -lt "$n"
+  check "node B delivered the rest after the leases expired: each message exactly once at the sink" \
+    test "$(sort "$q/sink.log" | uniq | wc -l) $(wc -l < "$q/sink.log")" = "$n $n"
+  kill -TERM "$pid_b"; wait "$pid_b" 2>/dev/null || true
 }
