@@ -131,6 +131,24 @@ PY
   check "node B lists the mail delivered through node A (and its own)" test "$subj_b" = "via A,via B"
   check "node A lists the mail delivered through node B (and its own)" test "$subj_a" = "via A,via B"
 
+  # revocation on node A holds on node B at the next request (no auth cache across nodes)
+  local tmp tid tkey
+  tmp=$(curl -s -XPOST "$A/v1/agents" -H "Authorization: Bearer $token" -H 'content-type: application/json' \
+      -d '{"local":"temp","scopes":["mail:read","vault:read","vault:write"]}')
+  tid=$(echo "$tmp" | jq -r .id); tkey=$(echo "$tmp" | jq -r .api_key.key)
+  curl -s -o /dev/null -XPUT "$B/v1/vault/site" -H "Authorization: Bearer $tkey" -H 'content-type: application/json' \
+    -d '{"kind":"login","username":"u","password":"p1"}'
+  check "node B serves the second agent (its key now warm there)" \
+    test "$(curl -s -o /dev/null -w '%{http_code}' "$B/v1/whoami" -H "Authorization: Bearer $tkey")" = 200
+  curl -s -o /dev/null -XPUT "$A/v1/vault/site" -H "Authorization: Bearer $tkey" -H 'content-type: application/json' \
+    -d '{"kind":"login","username":"u","password":"p2"}'
+  check "a credential changed on node A reads changed on node B" \
+    test "$(curl -s "$B/v1/vault/site" -H "Authorization: Bearer $tkey" | jq -r '.password // .secret.password // empty')" = p2
+  check "revoking on node A" \
+    test "$(curl -s -o /dev/null -w '%{http_code}' -XDELETE "$A/v1/agents/$tid" -H "Authorization: Bearer $token")" -lt 300
+  check "node B refuses the revoked agent's key at the next request" \
+    test "$(curl -s -o /dev/null -w '%{http_code}' "$B/v1/whoami" -H "Authorization: Bearer $tkey")" = 401
+
   # (3) both nodes deliver to the same agent at once
   timeout 300 smtp-source -s 10 -m 150 -l 2048 -d -f load@source.test -t ops@agents.test "127.0.0.1:$sa" > "$dir/src_a.log" 2>&1 &
   local s1=$!
