@@ -551,6 +551,34 @@ fn leases_are_held_by_one_node_until_released_or_expired(f: &Fixture) {
     assert_eq!(won, 1);
 }
 
+fn outbox_writes_wake_every_node(f: &Fixture) {
+    let a = f.open();
+    // On PostgreSQL a second handle is a second node; sled has only the one.
+    let b = if a.is_shared() { f.open() } else { a.clone() };
+    let mut rx = b.watch_events();
+    rx.borrow_and_update();
+    let ev = EventRecord::new("x", "", serde_json::json!({}));
+    a.transact::<_, ()>(&EVENT_TREES, |tx| Ok(tx.emit(&ev).map(|_| ())?))
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !rx.has_changed().unwrap() {
+        assert!(std::time::Instant::now() < deadline, "no wake-up");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(b.last_event_seq().unwrap(), 1);
+    // An aborted transaction wakes nobody.
+    rx.borrow_and_update();
+    let r: Result<(), TxError<()>> = a.transact(&EVENT_TREES, |tx| {
+        tx.emit(&ev)?;
+        Err(TxFail::Abort(()))
+    });
+    assert!(r.is_err());
+    if a.is_shared() {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        assert!(!rx.has_changed().unwrap());
+    }
+}
+
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {
         mod sled_backend {
@@ -585,4 +613,5 @@ conformance!(
     snapshots_hold_whole_transactions_and_restore,
     copies_round_trip_through_the_other_engine,
     leases_are_held_by_one_node_until_released_or_expired,
+    outbox_writes_wake_every_node,
 );

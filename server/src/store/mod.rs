@@ -64,8 +64,9 @@ struct Inner {
     space: Arc<SpaceGuard>,
     /// Every write passes it; a snapshot closes it for a consistent copy (`snapshot`).
     gate: snapshot::WriteGate,
-    /// Changed after every transaction that wrote the event outbox (`outbox`).
-    events_rung: tokio::sync::watch::Sender<()>,
+    /// Changed after every transaction that wrote the event outbox (`outbox`); on
+    /// PostgreSQL also when another node's did (LISTEN/NOTIFY, `pg::listen`).
+    events_rung: Arc<tokio::sync::watch::Sender<()>>,
     /// Event-only writes, committed together (`emit_batch`).
     emit_batch: Arc<emit_batch::EmitBatch>,
     /// This handle's name among the nodes sharing the store (`lease`).
@@ -184,9 +185,12 @@ impl Store {
     /// schema is migrated first.
     pub fn open_with(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
+        let events_rung = Arc::new(tokio::sync::watch::channel(()).0);
         let engine = match &opts.backend {
             Backend::Sled => Engine::Sled(SledEngine::open(dir, opts)?),
-            Backend::Postgres(p) => Engine::Pg(Arc::new(PgEngine::open(p)?)),
+            Backend::Postgres(p) => {
+                Engine::Pg(Arc::new(PgEngine::open(p, Arc::downgrade(&events_rung))?))
+            }
         };
         let store = Store {
             inner: Arc::new(Inner {
@@ -194,7 +198,7 @@ impl Store {
                 commit: GroupCommit::default(),
                 space: Arc::new(SpaceGuard::new(dir, opts.min_free_bytes)),
                 gate: Default::default(),
-                events_rung: tokio::sync::watch::channel(()).0,
+                events_rung,
                 emit_batch: Default::default(),
                 node_id: crate::util::new_id("node"),
             }),

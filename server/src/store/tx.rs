@@ -242,6 +242,10 @@ pub(super) fn run_pg<R, E>(
             };
             f(&tx)
         };
+        if out.is_ok() && names.contains(&Tree::Events) {
+            // Fails only with the transaction, which `failed` then reports.
+            let _ = ptx.notify_events();
+        }
         let failed = ptx.failed.borrow_mut().take();
         let err = match (out, failed) {
             (Ok(r), None) => match ptx.commit() {

@@ -7,6 +7,7 @@
 //! them. Clients run on connection threads of their own ([`conn`]).
 
 mod conn;
+mod listen;
 pub(super) mod schema;
 mod tls;
 pub(super) mod tx;
@@ -79,7 +80,10 @@ const KV_PUT: &str = "INSERT INTO legate_kv (tree, key, value) VALUES ($1, $2, $
 const KV_DEL: &str = "DELETE FROM legate_kv WHERE tree = $1 AND key = $2";
 
 impl PgEngine {
-    pub(super) fn open(opts: &PgOptions) -> Result<PgEngine, StoreError> {
+    pub(super) fn open(
+        opts: &PgOptions,
+        events_rung: std::sync::Weak<tokio::sync::watch::Sender<()>>,
+    ) -> Result<PgEngine, StoreError> {
         let url = match &opts.url_file {
             Some(p) => Zeroizing::new(
                 std::fs::read_to_string(p)
@@ -115,6 +119,7 @@ impl PgEngine {
         let ops = Pool::new(ops_n, "op", &connect)?;
         let txs = Pool::new(size - ops_n, "tx", &connect)?;
         let (found_version, ids) = txs.lease()?.run(|c| Ok(schema::migrate(c)))??;
+        listen::spawn(connect.clone(), events_rung)?;
         Ok(PgEngine {
             ops,
             txs,

@@ -53,6 +53,12 @@ impl<'a> PgTx<'a> {
         r
     }
 
+    /// Tells every node, once this transaction commits, that the outbox changed.
+    pub(in crate::store) fn notify_events(&self) -> Result<(), PgError> {
+        let sql = format!("NOTIFY {}", super::listen::CHANNEL);
+        self.run(move |c| c.batch(&sql))
+    }
+
     pub(in crate::store) fn rollback(self) {
         let _ = self.lease.run(|c| c.batch("ROLLBACK"));
         self.lease.in_tx.set(false);
