@@ -85,8 +85,12 @@ fn migrate_in_tx(c: &mut Conn) -> Result<(i32, Vec<i16>), StoreError> {
             supported: CURRENT as u32,
         });
     }
-    for v in found..CURRENT {
-        c.batch(MIGRATIONS[v as usize])?;
+    for v in found.max(0)..CURRENT {
+        let step = usize::try_from(v)
+            .ok()
+            .and_then(|i| MIGRATIONS.get(i))
+            .ok_or_else(|| StoreError::Corrupt(format!("no database migration {v}")))?;
+        c.batch(step)?;
         c.execute(
             "INSERT INTO legate_migrations (version) VALUES ($1)",
             &[&(v + 1)],
