@@ -33,7 +33,40 @@ pub fn test_config(dir: &Path) -> Config {
     // Never the internet: DNS goes to a closed loopback port unless a test seeds a server.
     c.dns.nameservers = vec!["127.0.0.1:9".into()];
     c.dns.timeout_secs = 1;
+    if let Ok(url) = std::env::var("LEGATE_TEST_PG_URL") {
+        c.storage.backend = "postgres".into();
+        c.storage.url = fresh_pg_database(&url);
+        c.storage.sslmode = "disable".into();
+    }
     c
+}
+
+/// Creates an empty database on the server `admin_url` names (a user that may create
+/// databases) and returns its URL.
+pub fn fresh_pg_database(admin_url: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let name = format!(
+        "legate_e2e_{}_{}_{}",
+        std::process::id(),
+        nanos,
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let admin = admin_url.to_string();
+    let create = format!("CREATE DATABASE {name}");
+    // The blocking client cannot run on a tokio thread: one of its own.
+    std::thread::spawn(move || {
+        let mut c = postgres::Client::connect(&admin, postgres::NoTls).expect("connect");
+        c.batch_execute(&create).expect("create database");
+    })
+    .join()
+    .expect("create database");
+    let (base, _) = admin_url.rsplit_once('/').expect("URL with a database");
+    format!("{base}/{name}")
 }
 
 impl TestServer {

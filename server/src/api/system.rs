@@ -31,13 +31,28 @@ async fn healthz() -> Json<serde_json::Value> {
 
 /// Readiness: the store answers reads (200, else 503). A disk below its reserve does not
 /// make the server unready (reads, deletes and queued deliveries still work; a probe that
-/// restarted it would only lose them): it shows as `accepting_mail: false`.
+/// restarted it would only lose them): it shows as `accepting_mail: false`. `database` names
+/// the engine and whether it answered (PostgreSQL: a query within 5 s; its error, which
+/// could name hosts, goes to the log, not to this unauthenticated answer).
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
     let space = s.storage.status();
-    let readable = matches!(
-        s.store.get(crate::store::Tree::Meta, b"schema_version"),
-        Ok(Some(_))
-    );
+    let store = s.store.clone();
+    let probe = tokio::task::spawn_blocking(move || {
+        store.ping()?;
+        store.get(crate::store::Tree::Meta, b"schema_version")
+    });
+    let readable = match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
+        Ok(Ok(Ok(Some(_)))) => true,
+        Ok(Ok(Err(e))) => {
+            tracing::warn!(error = %e, "readiness: the database did not answer");
+            false
+        }
+        Err(_) => {
+            tracing::warn!("readiness: the database did not answer within 5 s");
+            false
+        }
+        _ => false,
+    };
     let (status, word) = if readable {
         (StatusCode::OK, "ready")
     } else {
@@ -50,6 +65,10 @@ async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
             "disk_free_bytes": space.free_bytes,
             "disk_reserve_bytes": space.reserve_bytes,
             "accepting_mail": space.accepting,
+            "database": {
+                "backend": s.store.backend_name(),
+                "reachable": readable,
+            },
         })),
     )
 }

@@ -81,12 +81,13 @@ impl Audit {
             }
             None => (1, GENESIS.to_string()),
         };
-        let (written, _) = watch::channel(next_seq - 1);
+        let (written, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 next_seq,
                 prev_hash,
                 pending: Vec::new(),
+                appended: 0,
                 stop: false,
                 writer_waiting: false,
             }),
@@ -128,6 +129,7 @@ impl Audit {
         };
         entry.hash = entry.compute_hash();
         st.next_seq += 1;
+        st.appended += 1;
         st.prev_hash = entry.hash.clone();
         st.pending.push(entry.clone());
         let wake = st.writer_waiting;
@@ -190,7 +192,7 @@ impl Audit {
     }
 
     fn last_appended(&self) -> u64 {
-        self.shared.lock().next_seq - 1
+        self.shared.lock().appended
     }
 
     /// Waits until every entry appended so far is stored.
@@ -472,6 +474,41 @@ mod tests {
         store.put_record(Tree::Audit, &key, &p).unwrap();
         let r = audit.verify().unwrap();
         assert_eq!(r.first_broken, Some(3));
+    }
+
+    /// Two nodes on one store (PostgreSQL in production; here two writers on one store):
+    /// appending at once, they still make one valid chain.
+    #[test]
+    fn two_writers_on_one_store_keep_one_chain() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let a = Arc::new(Audit::open(store.clone()).unwrap());
+        let b = Arc::new(Audit::open(store.clone()).unwrap());
+        let threads: Vec<_> = [a.clone(), b.clone()]
+            .into_iter()
+            .enumerate()
+            .map(|(n, au)| {
+                std::thread::spawn(move || {
+                    for i in 0..300 {
+                        au.append(entry(&format!("node{n}.{i}"))).unwrap();
+                        if i % 7 == 0 {
+                            std::thread::sleep(std::time::Duration::from_micros(300));
+                        }
+                    }
+                    au.sync_blocking();
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        a.sync_blocking();
+        b.sync_blocking();
+        let r = a.verify().unwrap();
+        assert_eq!(r.first_broken, None, "{:?}", r.reason);
+        assert_eq!(r.entries, 600);
+        // Each node's view of the head is where the chain is.
+        assert_eq!(b.verify().unwrap().entries, 600);
     }
 
     #[test]

@@ -50,7 +50,8 @@ pub(super) fn print_json(v: &serde_json::Value) {
 /// keys) behind. No disk reserve, so it works on a full disk.
 pub(super) fn open_existing_store(cfg: &Config) -> anyhow::Result<legate::store::Store> {
     let path = &cfg.storage.path;
-    if !path.join("db").is_dir() {
+    // A PostgreSQL store lives in its database, not under `path`.
+    if cfg.storage.backend != "postgres" && !path.join("db").is_dir() {
         anyhow::bail!(
             "no data directory at {}: run `legate init` first, or pass the config it wrote \
              (--config <data>/config.toml)",

@@ -1,4 +1,7 @@
-//! `legate store …`: blob store checks and storage statistics.
+//! `legate store …`: blob store checks, storage statistics, schema migrations, and copying
+//! a store between engines.
+
+mod copy;
 
 use super::offline::print_json;
 use anyhow::Context;
@@ -24,11 +27,29 @@ pub(super) enum StoreCmd {
     /// Print, as JSON, each tree's live entries and key/value bytes, the database's size on
     /// disk and the blob store's: what grows with the mailbox.
     Stats,
+    /// Bring the configured store's schema up to date (PostgreSQL: the versioned database
+    /// migrations; both: the data migrations), then print the versions as JSON. `serve` runs
+    /// them too; this runs them alone, e.g. before starting several nodes.
+    Migrate,
+    /// Copy every tree and every message body from one store into another, empty one, then
+    /// verify entry counts per tree, blob counts and the audit chain. Each side is a sled
+    /// data directory or a PostgreSQL URL (`postgres://…`), or `@FILE` for a URL kept in a
+    /// file; TLS to PostgreSQL follows `[storage] sslmode` and `ca_file`. Stop the servers
+    /// using the source first.
+    Copy {
+        #[arg(long)]
+        from: String,
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// `legate store …`: opens the store alone (no services), without the start-up sweep, so
 /// orphans are reported rather than silently removed.
 pub(super) fn store_cmd(cfg: Config, c: StoreCmd) -> anyhow::Result<ExitCode> {
+    if let StoreCmd::Copy { from, to } = &c {
+        return copy::copy(&cfg, from, to);
+    }
     // No disk reserve: the tools must work on a full disk.
     let opts = legate::store::StoreOptions {
         min_free_bytes: 0,
@@ -58,5 +79,16 @@ pub(super) fn store_cmd(cfg: Config, c: StoreCmd) -> anyhow::Result<ExitCode> {
             print_json(&serde_json::to_value(store.stats()?)?);
             Ok(ExitCode::SUCCESS)
         }
+        StoreCmd::Migrate => {
+            let (found, now) = store.database_schema();
+            print_json(&serde_json::json!({
+                "backend": store.backend_name(),
+                "database_schema_found": found,
+                "database_schema": now,
+                "schema_version": legate::store::SCHEMA_VERSION,
+            }));
+            Ok(ExitCode::SUCCESS)
+        }
+        StoreCmd::Copy { .. } => Ok(ExitCode::FAILURE),
     }
 }

@@ -255,6 +255,25 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
     if c.limits.blocking_threads == 0 || c.limits.blocking_threads > 4096 {
         errs.push(err("limits.blocking_threads", "must be between 1 and 4096"));
     }
+    let st = &c.storage;
+    if !matches!(st.backend.as_str(), "sled" | "postgres") {
+        errs.push(err("storage.backend", "must be \"sled\" or \"postgres\""));
+    }
+    if !matches!(st.sslmode.as_str(), "verify-full" | "disable") {
+        errs.push(err(
+            "storage.sslmode",
+            "must be \"verify-full\" or \"disable\"",
+        ));
+    }
+    if st.backend == "postgres" && st.url.is_empty() == st.url_file.is_empty() {
+        errs.push(err(
+            "storage.url",
+            "backend = \"postgres\" needs exactly one of url and url_file",
+        ));
+    }
+    if st.pool_size < 2 || st.pool_size > 1024 {
+        errs.push(err("storage.pool_size", "must be between 2 and 1024"));
+    }
     if c.storage.cache_mb == 0 || c.storage.cache_mb > 1 << 20 {
         errs.push(err("storage.cache_mb", "must be between 1 and 1048576"));
     }

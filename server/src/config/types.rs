@@ -58,7 +58,7 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct StorageConfig {
     pub path: PathBuf,
@@ -75,6 +75,23 @@ pub struct StorageConfig {
     /// at any time.
     pub compression: bool,
     pub compression_min_bytes: u64,
+    /// `"sled"` (embedded, the default) or `"postgres"` (several nodes on one database).
+    pub backend: String,
+    /// PostgreSQL connection URL (`postgres://user:password@host:port/db`). Prefer
+    /// `url_file` for one holding a password. Redacted in Debug.
+    #[serde(skip_serializing)]
+    pub url: String,
+    /// A file holding the URL (mode 0600), read when the store opens.
+    pub url_file: String,
+    /// Connections to PostgreSQL (each on a thread of its own).
+    pub pool_size: u32,
+    /// `"verify-full"` (TLS, certificate and host name verified; the default) or
+    /// `"disable"` (only for loopback or a Unix socket, unless `danger_plaintext`).
+    pub sslmode: String,
+    /// PEM roots for verifying the database's certificate; empty: the system's.
+    pub ca_file: String,
+    /// Allow `sslmode = "disable"` to a database across a network.
+    pub danger_plaintext: bool,
 }
 
 impl Default for StorageConfig {
@@ -85,7 +102,41 @@ impl Default for StorageConfig {
             min_free_mb: 256,
             compression: true,
             compression_min_bytes: 1024,
+            backend: "sled".into(),
+            url: String::new(),
+            url_file: String::new(),
+            pool_size: 8,
+            sslmode: "verify-full".into(),
+            ca_file: String::new(),
+            danger_plaintext: false,
         }
+    }
+}
+
+impl std::fmt::Debug for StorageConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry the database password.
+        f.debug_struct("StorageConfig")
+            .field("path", &self.path)
+            .field("cache_mb", &self.cache_mb)
+            .field("min_free_mb", &self.min_free_mb)
+            .field("compression", &self.compression)
+            .field("compression_min_bytes", &self.compression_min_bytes)
+            .field("backend", &self.backend)
+            .field(
+                "url",
+                &if self.url.is_empty() {
+                    ""
+                } else {
+                    "<redacted>"
+                },
+            )
+            .field("url_file", &self.url_file)
+            .field("pool_size", &self.pool_size)
+            .field("sslmode", &self.sslmode)
+            .field("ca_file", &self.ca_file)
+            .field("danger_plaintext", &self.danger_plaintext)
+            .finish()
     }
 }
 
@@ -104,7 +155,28 @@ impl StorageConfig {
             min_free_bytes: self.min_free_bytes(),
             compress: self.compression,
             compress_min_bytes: usize::try_from(self.compression_min_bytes).unwrap_or(usize::MAX),
+            backend: self.backend(),
         }
+    }
+
+    /// The engine `backend` names (validated at load: anything but "postgres" is sled).
+    pub fn backend(&self) -> crate::store::Backend {
+        if self.backend != "postgres" {
+            return crate::store::Backend::Sled;
+        }
+        let opt_path = |s: &str| (!s.is_empty()).then(|| PathBuf::from(s));
+        crate::store::Backend::Postgres(crate::store::PgOptions {
+            url: zeroize::Zeroizing::new(self.url.clone()),
+            url_file: opt_path(&self.url_file),
+            pool_size: usize::try_from(self.pool_size).unwrap_or(8),
+            sslmode: if self.sslmode == "disable" {
+                crate::store::SslMode::Disable
+            } else {
+                crate::store::SslMode::VerifyFull
+            },
+            ca_file: opt_path(&self.ca_file),
+            danger_plaintext: self.danger_plaintext,
+        })
     }
 }
 
@@ -493,6 +565,10 @@ pub struct OutboundConfig {
     pub mta_sts_max_bytes: usize,
     /// Most policies cached (by recipient domain).
     pub mta_sts_cache_entries: usize,
+    /// With several nodes on one store (PostgreSQL), a node attempting a queued message holds
+    /// its lease this long; a node that dies mid-attempt has its messages taken over by the
+    /// others once it expires. Longer than an attempt can take (timeouts included).
+    pub lease_secs: u64,
 }
 
 /// `outbound.trust_roots`.
@@ -525,6 +601,7 @@ impl Default for OutboundConfig {
             mta_sts_timeout_secs: 10,
             mta_sts_max_bytes: 64 * 1024,
             mta_sts_cache_entries: 10_000,
+            lease_secs: 900,
         }
     }
 }

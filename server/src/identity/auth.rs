@@ -20,7 +20,8 @@ const AUTH_CACHE_MAX: usize = 10_000;
 /// A cache of successful authentications keyed by token hash. Every change to a key or an
 /// agent bumps the epoch (synchronously, before the change is acknowledged), which voids all
 /// entries; expiry is still checked on every use. Saves three record reads per request.
-/// A multi-node store backend must broadcast the epoch (see DESIGN §11, scale-out).
+/// Not used when other nodes share the store (PostgreSQL): a revocation made on another
+/// node never bumps this process's epoch, so there every request reads the records.
 #[derive(Default)]
 pub(super) struct AuthCache {
     epoch: std::sync::atomic::AtomicU64,
@@ -122,7 +123,9 @@ impl IdentityService {
         }
         let hash = apikey::hash(token);
         let now = now_unix();
-        if let Some(actor) = self.auth_cache.get(&hash, now) {
+        // Several nodes: another one may have revoked this key a moment ago.
+        let cached = !self.store.is_shared();
+        if let Some(actor) = self.auth_cache.get(&hash, now).filter(|_| cached) {
             return Ok(actor);
         }
         // Read the epoch before the records: a change racing with this read voids the entry.
@@ -144,8 +147,10 @@ impl IdentityService {
             return Err((AuthFailure::Unknown, None));
         }
         let actor = self.actor_of(&key, now)?;
-        self.auth_cache
-            .put(hash, epoch, &actor, key.expires_at, now);
+        if cached {
+            self.auth_cache
+                .put(hash, epoch, &actor, key.expires_at, now);
+        }
         if key
             .last_used_at
             .is_none_or(|t| now - t >= LAST_USED_GRANULARITY)

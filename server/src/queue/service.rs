@@ -42,6 +42,8 @@ pub struct QueueSettings {
     pub verp: bool,
     /// `feedback.keep_bytes`.
     pub feedback_keep_bytes: usize,
+    /// How long an attempt holds a message's lease when several nodes share the store.
+    pub lease: Duration,
 }
 
 impl QueueSettings {
@@ -64,6 +66,7 @@ impl QueueSettings {
             max_recipients: c.smtp.max_recipients,
             verp: c.feedback.verp,
             feedback_keep_bytes: c.feedback.keep_bytes,
+            lease: Duration::from_secs(c.outbound.lease_secs),
         }
     }
 

@@ -14,7 +14,7 @@ use crate::audit::{ActorRef, NewEntry, Outcome};
 use crate::mailbox::{DeliveryMeta, Folder, MailboxError};
 use crate::metrics::SendStage;
 use crate::policy::{is_hard_bounce, Observation};
-use crate::store::Tree;
+use crate::store::{keys, Tree};
 use crate::util::{now_millis, now_unix};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -98,8 +98,28 @@ impl QueueService {
             let this = self.clone();
             tasks.spawn(async move {
                 let permit = this.all.clone().acquire_owned().await;
-                if let Err(e) = this.attempt(&id).await {
-                    tracing::warn!(id, error = %e, "delivery attempt failed; will retry");
+                // Nodes sharing the store attempt a message one at a time (`store::lease`).
+                let lease = keys::join(&["queue", &id]);
+                match this.store.try_lease(&lease, this.settings.lease) {
+                    Ok(true) => {
+                        if let Err(e) = this.attempt(&id).await {
+                            tracing::warn!(id, error = %e, "delivery attempt failed; will retry");
+                        }
+                        if let Err(e) = this.store.release_lease(&lease) {
+                            tracing::warn!(id, error = %e, "cannot release a queue lease; it expires");
+                        }
+                    }
+                    Ok(false) => {
+                        // Another node is attempting it: its outcome reschedules it. No
+                        // nudge, or the scanner would only find it here again at once.
+                        drop(permit);
+                        this.inflight
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&id);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(id, error = %e, "cannot take a queue lease; will retry"),
                 }
                 drop(permit);
                 this.inflight

@@ -7,6 +7,8 @@
 //! The flush runs on tokio's blocking pool rather than through sled's `flush_async`: that
 //! hands each flush to sled's own pool, whose every job wakes all of its idle threads
 //! (`notify_all`), and under load that was a flush's worth of context switches per commit.
+//! The flush itself is the engine's (`Store::commit` passes it in): sled's fsync, or
+//! nothing on PostgreSQL, whose commits are durable already.
 
 use super::StoreError;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,26 +32,22 @@ impl GroupCommit {
         self.written.fetch_add(1, Ordering::SeqCst);
     }
 
-    pub(super) async fn commit(&self, db: &sled::Db, meta: &sled::Tree) -> Result<(), StoreError> {
+    /// Runs `flush` (which returns the outbox sequence it read before flushing) unless a
+    /// flush that started after this caller's write has completed.
+    pub(super) async fn commit(
+        &self,
+        flush: impl FnOnce() -> Result<u64, StoreError> + Send + 'static,
+    ) -> Result<(), StoreError> {
         let ticket = self.written.load(Ordering::SeqCst);
         let _guard = self.lock.lock().await;
         if self.flushed.load(Ordering::SeqCst) >= ticket {
             return Ok(());
         }
-        let db = db.clone();
-        let meta = meta.clone();
         let written = self.written.clone();
         let (target, event) = tokio::task::spawn_blocking(move || {
             // Read under the flush: everything written before this point is covered.
             let target = written.load(Ordering::SeqCst);
-            // The outbox's counter, written in the same transaction as each page: a key read,
-            // not a page decoded on every flush.
-            let event = meta
-                .get(super::outbox::SEQ_KEY)?
-                .as_deref()
-                .and_then(super::keys::read_u64)
-                .unwrap_or(0);
-            db.flush().map(|_| (target, event))
+            flush().map(|event| (target, event))
         })
         .await
         .map_err(|e| StoreError::Io(format!("the flush task failed: {e}")))??;

@@ -4,17 +4,27 @@
 //! [`codec`], transactions through [`Tx`], and [`Store::commit`] for durability. That surface
 //! is deliberately what an ordered key-value store with multi-key transactions offers
 //! (FoundationDB directly; PostgreSQL as one table of `(tree, key, value)`), so a scale-out
-//! backend can replace sled without any caller changing. Today the engine is sled 0.34, which
-//! calls itself beta: one more reason to keep it behind this wall.
+//! backend can replace sled without any caller changing. Two engines sit behind it, chosen
+//! by `storage.backend`: sled 0.34 (embedded, the zero-setup default; it calls itself beta:
+//! one more reason to keep it behind this wall) and PostgreSQL ([`pg`], several nodes on
+//! one database). [`Store`] dispatches on an enum, not a trait object: callers are
+//! unchanged and the sled path costs one match more than before. Both pass one conformance
+//! suite (`conformance`).
 
 pub mod blob;
 pub mod codec;
 mod commit;
+#[cfg(test)]
+mod conformance;
+pub mod copy;
 mod emit_batch;
 mod error;
 pub mod keys;
+mod lease;
 pub mod outbox;
+mod pg;
 mod schema;
+mod sled_engine;
 pub mod snapshot;
 pub mod space;
 pub mod stats;
@@ -26,14 +36,17 @@ pub use blob::{BlobId, BlobPin, BlobReader};
 pub use codec::{decode, encode};
 pub use error::StoreError;
 pub use outbox::{EventRecord, EVENT_TREES};
+pub use pg::{PgOptions, SslMode};
 pub use schema::{CURRENT as SCHEMA_VERSION, SEARCH_BACKFILL_KEY};
 pub use space::{SpaceGuard, SpaceStatus};
 pub use trees::Tree;
 pub use tx::{Tx, TxError, TxFail, TxStoreError};
 
-use blob::BlobStore;
+use blob::Pins;
 use commit::GroupCommit;
+use pg::PgEngine;
 use serde::{de::DeserializeOwned, Serialize};
+use sled_engine::SledEngine;
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::Arc;
@@ -45,20 +58,34 @@ pub struct Store {
 }
 
 struct Inner {
-    db: sled::Db,
-    /// Opened trees, indexed by `Tree as usize`.
-    trees: Vec<sled::Tree>,
+    engine: Engine,
     commit: GroupCommit,
-    /// Message bodies (`store::blob`), under `<data>/blobs`.
-    blobs: Arc<BlobStore>,
     /// The disk reserve of the data directory, consulted before new mail is accepted.
     space: Arc<SpaceGuard>,
     /// Every write passes it; a snapshot closes it for a consistent copy (`snapshot`).
     gate: snapshot::WriteGate,
-    /// Changed after every transaction that wrote the event outbox (`outbox`).
-    events_rung: tokio::sync::watch::Sender<()>,
+    /// Changed after every transaction that wrote the event outbox (`outbox`); on
+    /// PostgreSQL also when another node's did (LISTEN/NOTIFY, `pg::listen`).
+    events_rung: Arc<tokio::sync::watch::Sender<()>>,
     /// Event-only writes, committed together (`emit_batch`).
     emit_batch: Arc<emit_batch::EmitBatch>,
+    /// This handle's name among the nodes sharing the store (`lease`).
+    node_id: String,
+}
+
+/// The storage engine.
+enum Engine {
+    Sled(SledEngine),
+    Pg(Arc<PgEngine>),
+}
+
+/// Which engine to open.
+#[derive(Debug, Clone, Default)]
+pub enum Backend {
+    /// sled under `<data>/db`, bodies under `<data>/blobs`.
+    #[default]
+    Sled,
+    Postgres(PgOptions),
 }
 
 /// How to open the store; every field has a safe default.
@@ -78,6 +105,8 @@ pub struct StoreOptions {
     /// (sled fixes that choice for a database's life; an existing one keeps its own).
     pub compress: bool,
     pub compress_min_bytes: usize,
+    /// `storage.backend`.
+    pub backend: Backend,
 }
 
 impl Default for StoreOptions {
@@ -88,6 +117,7 @@ impl Default for StoreOptions {
             min_free_bytes: 0,
             compress: true,
             compress_min_bytes: 1024,
+            backend: Backend::Sled,
         }
     }
 }
@@ -124,55 +154,24 @@ impl BlobReport {
     }
 }
 
-/// Opens sled under `dir/db`, waiting a little for a lock a process that is still exiting
-/// may hold. Page compression is chosen when the database is created: sled refuses to open
-/// one with the other setting, so an existing database is reopened with the setting it has.
-fn open_db(dir: &Path, opts: &StoreOptions) -> Result<sled::Db, StoreError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
-    let mut compress = opts.compress;
-    let mut flipped = false;
-    loop {
-        let opened = sled::Config::new()
-            .path(dir.join("db"))
-            .cache_capacity(cache_bytes(opts.cache_mb, compress))
-            .use_compression(compress)
-            .compression_factor(SLED_ZSTD_LEVEL)
-            .open();
-        match opened {
-            Err(sled::Error::Unsupported(m)) if m.contains("compression") && !flipped => {
-                tracing::info!(
-                    compression = !compress,
-                    "the database keeps the page compression it was created with"
-                );
-                compress = !compress;
-                flipped = true;
-            }
-            Err(e) => match StoreError::from_open(e) {
-                StoreError::Locked if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                }
-                e => return Err(e),
-            },
-            Ok(db) => return Ok(db),
+/// One key/value pair returned by scans.
+pub type Entry = (Vec<u8>, Vec<u8>);
+
+/// A scan over either engine.
+enum Scan<'a> {
+    Sled(sled_engine::SledScan<'a>),
+    Pg(pg::PgScan<'a>),
+}
+
+impl Iterator for Scan<'_> {
+    type Item = Result<Entry, StoreError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Scan::Sled(s) => s.next(),
+            Scan::Pg(s) => s.next(),
         }
     }
 }
-
-/// sled's cache capacity for `cache_mb` of memory. sled counts a cached page at its size
-/// on disk, which for compressed pages is a fraction of what the page takes in memory: in
-/// the storage benchmark (50,000 messages) a capacity of 64 MiB held about 2.2 MiB of heap
-/// per MiB counted, on top of the node overhead. A quarter keeps `cache_mb` what it says.
-fn cache_bytes(cache_mb: u64, compressed: bool) -> u64 {
-    let mb = if compressed { cache_mb / 4 } else { cache_mb };
-    mb.max(1).saturating_mul(1024 * 1024)
-}
-
-/// sled's zstd level for pages. Its cost is dominated by creating a context per page
-/// write, not by the level, and 1 compresses the small records nearly as well as 3.
-const SLED_ZSTD_LEVEL: i32 = 1;
-
-/// One key/value pair returned by scans.
-pub type Entry = (Vec<u8>, Vec<u8>);
 
 impl Store {
     /// Opens (or creates) the database in `dir` and brings its schema up to date.
@@ -181,33 +180,37 @@ impl Store {
     }
 
     /// [`Store::open`] with options. Also removes blob files a crash left unreferenced (the
-    /// database lock guarantees no delivery is in flight).
+    /// database lock guarantees no delivery is in flight). With PostgreSQL, `dir` still
+    /// holds the node's own files (keys, certificates, the admin socket); the database
+    /// schema is migrated first.
     pub fn open_with(dir: &Path, opts: &StoreOptions) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io(e.to_string()))?;
-        let db = open_db(dir, opts)?;
-        let trees = Tree::ALL
-            .iter()
-            .map(|t| db.open_tree(t.name()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let blobs = Arc::new(BlobStore::open(
-            &dir.join("blobs"),
-            opts.compress.then_some(opts.compress_min_bytes),
-        )?);
+        let events_rung = Arc::new(tokio::sync::watch::channel(()).0);
+        let engine = match &opts.backend {
+            Backend::Sled => Engine::Sled(SledEngine::open(dir, opts)?),
+            Backend::Postgres(p) => {
+                Engine::Pg(Arc::new(PgEngine::open(p, Arc::downgrade(&events_rung))?))
+            }
+        };
         let store = Store {
             inner: Arc::new(Inner {
-                db,
-                trees,
+                engine,
                 commit: GroupCommit::default(),
-                blobs,
                 space: Arc::new(SpaceGuard::new(dir, opts.min_free_bytes)),
                 gate: Default::default(),
-                events_rung: tokio::sync::watch::channel(()).0,
+                events_rung,
                 emit_batch: Default::default(),
+                node_id: crate::util::new_id("node"),
             }),
         };
         schema::migrate(&store)?;
         let swept = if opts.sweep_on_open {
-            store.sweep_blobs(std::time::Duration::ZERO)?
+            // On PostgreSQL other nodes may be linking blobs right now: only old orphans go.
+            let grace = match store.inner.engine {
+                Engine::Sled(_) => std::time::Duration::ZERO,
+                Engine::Pg(_) => std::time::Duration::from_secs(3600),
+            };
+            store.sweep_blobs(grace)?
         } else {
             0
         };
@@ -222,12 +225,44 @@ impl Store {
         &self.inner.space
     }
 
-    fn tree(&self, t: Tree) -> &sled::Tree {
-        &self.inner.trees[t as usize]
+    /// `"sled"` or `"postgres"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.inner.engine {
+            Engine::Sled(_) => "sled",
+            Engine::Pg(_) => "postgres",
+        }
+    }
+
+    /// Checks that the database answers (readiness): a read on sled, a query on PostgreSQL.
+    pub fn ping(&self) -> Result<(), StoreError> {
+        match &self.inner.engine {
+            Engine::Sled(e) => e.tree(Tree::Meta).get(b"schema_version").map(|_| ())?,
+            Engine::Pg(e) => e.ping()?,
+        }
+        Ok(())
+    }
+
+    /// The database schema migrations: (version found at open, version now). sled has
+    /// none of its own (its data migrations are [`SCHEMA_VERSION`]'s): `(0, 0)`.
+    pub fn database_schema(&self) -> (i32, i32) {
+        match &self.inner.engine {
+            Engine::Sled(_) => (0, 0),
+            Engine::Pg(e) => (e.found_version, pg::schema::CURRENT),
+        }
+    }
+
+    fn pins(&self) -> &Arc<Pins> {
+        match &self.inner.engine {
+            Engine::Sled(e) => e.blobs.pins(),
+            Engine::Pg(e) => &e.pins,
+        }
     }
 
     pub fn get(&self, t: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree(t).get(key)?.map(|v| v.to_vec()))
+        match &self.inner.engine {
+            Engine::Sled(e) => Ok(e.tree(t).get(key)?.map(|v| v.to_vec())),
+            Engine::Pg(e) => e.get(t, key),
+        }
     }
 
     pub fn get_record<T: DeserializeOwned>(
@@ -235,15 +270,23 @@ impl Store {
         t: Tree,
         key: &[u8],
     ) -> Result<Option<T>, StoreError> {
-        // Decoded where the engine holds it: no copy of the value first (a bulk read of
-        // records, such as an IMAP FETCH of a whole mailbox, makes thousands).
-        self.tree(t).get(key)?.map(|v| decode(&v)).transpose()
+        match &self.inner.engine {
+            // Decoded where the engine holds it: no copy of the value first (a bulk read of
+            // records, such as an IMAP FETCH of a whole mailbox, makes thousands).
+            Engine::Sled(e) => e.tree(t).get(key)?.map(|v| decode(&v)).transpose(),
+            Engine::Pg(e) => e.get(t, key)?.map(|v| decode(&v)).transpose(),
+        }
     }
 
     /// A single write outside a transaction. Not durable until [`Store::commit`].
     pub fn put(&self, t: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {
         let _pass = self.inner.gate.enter();
-        self.tree(t).insert(key, value)?;
+        match &self.inner.engine {
+            Engine::Sled(e) => {
+                e.tree(t).insert(key, value)?;
+            }
+            Engine::Pg(e) => e.put(t, key, value)?,
+        }
         self.inner.commit.wrote();
         Ok(())
     }
@@ -254,7 +297,12 @@ impl Store {
 
     pub fn remove(&self, t: Tree, key: &[u8]) -> Result<(), StoreError> {
         let _pass = self.inner.gate.enter();
-        self.tree(t).remove(key)?;
+        match &self.inner.engine {
+            Engine::Sled(e) => {
+                e.tree(t).remove(key)?;
+            }
+            Engine::Pg(e) => e.remove(t, key)?,
+        }
         self.inner.commit.wrote();
         Ok(())
     }
@@ -265,9 +313,10 @@ impl Store {
         t: Tree,
         prefix: &[u8],
     ) -> impl Iterator<Item = Result<Entry, StoreError>> + 'a {
-        self.tree(t)
-            .scan_prefix(prefix)
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into))
+        match &self.inner.engine {
+            Engine::Sled(e) => Scan::Sled(e.scan(t, prefix)),
+            Engine::Pg(e) => Scan::Pg(e.scan(t, prefix)),
+        }
     }
 
     /// Entries in a key range, forwards or backwards. Lets lists page by cursor in time
@@ -279,28 +328,41 @@ impl Store {
         to: Bound<Vec<u8>>,
         reverse: bool,
     ) -> Box<dyn Iterator<Item = Result<Entry, StoreError>> + 'a> {
-        let it = self
-            .tree(t)
-            .range((from, to))
-            .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(Into::into));
-        if reverse {
-            Box::new(it.rev())
-        } else {
-            Box::new(it)
-        }
+        Box::new(match &self.inner.engine {
+            Engine::Sled(e) => Scan::Sled(e.range(t, from, to, reverse)),
+            Engine::Pg(e) => Scan::Pg(e.range(t, from, to, reverse)),
+        })
     }
 
     /// The entry with the greatest key, if any.
     pub fn last(&self, t: Tree) -> Result<Option<Entry>, StoreError> {
-        Ok(self.tree(t).last()?.map(|(k, v)| (k.to_vec(), v.to_vec())))
+        match &self.inner.engine {
+            Engine::Sled(e) => Ok(e.tree(t).last()?.map(|(k, v)| (k.to_vec(), v.to_vec()))),
+            Engine::Pg(e) => e.last(t),
+        }
     }
 
+    /// Entries in the tree (on PostgreSQL a count over the tree: not for request paths).
+    /// A database that cannot answer counts 0.
     pub fn len(&self, t: Tree) -> usize {
-        self.tree(t).len()
+        match &self.inner.engine {
+            Engine::Sled(e) => e.tree(t).len(),
+            Engine::Pg(e) => e.len(t).unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "cannot count a tree");
+                0
+            }),
+        }
     }
 
+    /// Whether the tree is empty. A database that cannot answer says empty.
     pub fn is_empty(&self, t: Tree) -> bool {
-        self.tree(t).is_empty()
+        match &self.inner.engine {
+            Engine::Sled(e) => e.tree(t).is_empty(),
+            Engine::Pg(e) => e.is_empty(t).unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "cannot read a tree");
+                true
+            }),
+        }
     }
 
     /// Runs `f` atomically over `trees` (serializable; retried on conflict, so `f` may run
@@ -330,42 +392,50 @@ impl Store {
         if names.contains(&Tree::BlobRefs) && !names.contains(&Tree::BlobCounts) {
             names.push(Tree::BlobCounts);
         }
-        let handles: Vec<&sled::Tree> = names.iter().map(|t| self.tree(*t)).collect();
-        let (r, freed) = {
-            let _pass = self.inner.gate.enter();
-            tx::run(&handles, &names, f)?
+        let (r, freed) = match &self.inner.engine {
+            Engine::Sled(e) => {
+                let handles: Vec<&sled::Tree> = names.iter().map(|t| e.tree(*t)).collect();
+                let _pass = self.inner.gate.enter();
+                tx::run(&handles, &names, f)?
+            }
+            Engine::Pg(e) => {
+                let _pass = self.inner.gate.enter();
+                (tx::run_pg(e, &names, f)?, Vec::new())
+            }
         };
         self.inner.commit.wrote();
         if names.contains(&Tree::Events) {
             self.ring_events();
         }
-        for id in freed {
-            // Best effort: a file left behind is an orphan for the next sweep, never a loss.
-            let counts = self.tree(Tree::BlobCounts);
-            if let Err(e) = self
-                .inner
-                .blobs
-                .delete_if(&id, || Ok(counts.get(id.0)?.is_none()))
-            {
-                tracing::warn!(error = %e, "could not delete an unreferenced blob");
+        if let Engine::Sled(e) = &self.inner.engine {
+            for id in freed {
+                // Best effort: a file left behind is an orphan for the next sweep, never a loss.
+                let counts = e.tree(Tree::BlobCounts);
+                if let Err(err) = e.blobs.delete_if(&id, || Ok(counts.get(id.0)?.is_none())) {
+                    tracing::warn!(error = %err, "could not delete an unreferenced blob");
+                }
             }
         }
         Ok(r)
     }
 
     /// Stores a message body durably in the blob store, before the transaction that links
-    /// it ([`Tx::link_blob`]); keep the pin until that transaction is over. Blocking.
+    /// it ([`Tx::link_blob`]); keep the pin until that transaction is over. Blocking. On
+    /// PostgreSQL the pin keeps the body and the linking transaction writes it.
     pub fn put_blob(&self, bytes: &[u8]) -> Result<BlobPin, StoreError> {
-        self.inner.blobs.put(bytes)
+        match &self.inner.engine {
+            Engine::Sled(e) => e.blobs.put(bytes),
+            Engine::Pg(e) => Ok(e
+                .pins
+                .pin(BlobId::of(bytes), Some(Arc::new(bytes.to_vec())))),
+        }
     }
 
     /// The blob linked under `key` (a message id), whole.
     pub fn blob_of(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         match self.blob_id_of(key)? {
             Some(id) => self
-                .inner
-                .blobs
-                .get(&id)?
+                .blob_by_id(&id)?
                 .map(Some)
                 .ok_or_else(|| StoreError::Corrupt(format!("blob {} is missing", id.hex()))),
             None => Ok(None),
@@ -375,7 +445,12 @@ impl Store {
     /// A reader over the blob linked under `key`, to stream it.
     pub fn blob_reader_of(&self, key: &[u8]) -> Result<Option<blob::BlobReader>, StoreError> {
         match self.blob_id_of(key)? {
-            Some(id) => self.inner.blobs.reader(&id),
+            Some(id) => match &self.inner.engine {
+                Engine::Sled(e) => e.blobs.reader(&id),
+                Engine::Pg(e) => Ok(e
+                    .blob_get(&id)?
+                    .map(|b| BlobReader::Memory(std::io::Cursor::new(b)))),
+            },
             None => Ok(None),
         }
     }
@@ -388,13 +463,16 @@ impl Store {
         len: u64,
     ) -> Result<Option<Vec<u8>>, StoreError> {
         match self.blob_id_of(key)? {
-            Some(id) => self.inner.blobs.range(&id, offset, len),
+            Some(id) => match &self.inner.engine {
+                Engine::Sled(e) => e.blobs.range(&id, offset, len),
+                Engine::Pg(e) => e.blob_range(&id, offset, len),
+            },
             None => Ok(None),
         }
     }
 
     fn blob_id_of(&self, key: &[u8]) -> Result<Option<BlobId>, StoreError> {
-        match self.tree(Tree::BlobRefs).get(key)? {
+        match self.get(Tree::BlobRefs, key)? {
             Some(v) => BlobId::from_slice(&v)
                 .map(Some)
                 .ok_or_else(|| StoreError::Corrupt("blob reference".into())),
@@ -402,23 +480,47 @@ impl Store {
         }
     }
 
+    /// Every stored blob (files, or database rows), by id.
+    fn blob_list(&self) -> Result<Vec<blob::Listed>, StoreError> {
+        match &self.inner.engine {
+            Engine::Sled(e) => e.blobs.list(),
+            Engine::Pg(e) => e.blob_list(),
+        }
+    }
+
     /// Removes blob files nothing references that are older than `grace`.
     pub fn sweep_blobs(&self, grace: std::time::Duration) -> Result<u64, StoreError> {
-        let counts = self.tree(Tree::BlobCounts);
-        let n = self
-            .inner
-            .blobs
-            .sweep(grace, |id| Ok(counts.get(id.0)?.is_some()))?;
-        Ok(n as u64)
+        match &self.inner.engine {
+            Engine::Sled(e) => {
+                let counts = e.tree(Tree::BlobCounts);
+                let n = e.blobs.sweep(grace, |id| Ok(counts.get(id.0)?.is_some()))?;
+                Ok(n as u64)
+            }
+            Engine::Pg(e) => e.sweep(grace),
+        }
     }
 
     /// Makes every write completed before this call durable. Concurrent callers share one
     /// flush (group commit): whoever flushes covers everyone whose write preceded the flush.
+    /// On PostgreSQL every committed write is durable already; this only drains queued
+    /// events and notes the outbox position.
     pub async fn commit(&self) -> Result<(), StoreError> {
         self.drain_emits()?;
+        let store = self.clone();
         self.inner
             .commit
-            .commit(&self.inner.db, self.tree(Tree::Meta))
+            .commit(move || {
+                // Read under the flush: everything written before this point is covered.
+                // The outbox's counter, written in the same transaction as each page: a key
+                // read, not a page decoded on every flush.
+                let event = store
+                    .get(Tree::Meta, outbox::SEQ_KEY)?
+                    .as_deref()
+                    .and_then(keys::read_u64)
+                    .unwrap_or(0);
+                store.flush_blocking()?;
+                Ok(event)
+            })
             .await
     }
 
@@ -457,18 +559,26 @@ impl Store {
 
     /// Blocking flush for shutdown and CLI paths that have no runtime.
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
-        self.inner.db.flush()?;
+        if let Engine::Sled(e) = &self.inner.engine {
+            e.db.flush()?;
+        }
         Ok(())
     }
 
     /// A monotonically increasing number unique within this database (for sequence keys).
     pub fn next_id(&self) -> Result<u64, StoreError> {
-        Ok(self.inner.db.generate_id()?)
+        match &self.inner.engine {
+            Engine::Sled(e) => Ok(e.db.generate_id()?),
+            Engine::Pg(e) => e.next_id(),
+        }
     }
 
     /// Bytes the database occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
-        self.inner.db.size_on_disk().unwrap_or(0)
+        match &self.inner.engine {
+            Engine::Sled(e) => e.db.size_on_disk().unwrap_or(0),
+            Engine::Pg(e) => e.size_on_disk().unwrap_or(0),
+        }
     }
 }
 
@@ -548,7 +658,7 @@ mod tests {
         link(b"m1", b"body");
         link(b"m2", b"body");
         link(b"m3", b"else");
-        let files = || s.inner.blobs.list().unwrap().len();
+        let files = || s.blob_list().unwrap().len();
         assert_eq!(files(), 2);
         assert_eq!(s.blob_of(b"m2").unwrap().unwrap(), b"body");
         assert_eq!(s.blob_range_of(b"m3", 1, 2).unwrap().unwrap(), b"ls");

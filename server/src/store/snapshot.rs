@@ -27,7 +27,7 @@
 //! within a transaction's closure) passes again without waiting.
 
 use super::blob::{BlobId, BlobPin};
-use super::{Store, StoreError, Tree};
+use super::{Engine, Store, StoreError, Tree};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
@@ -188,25 +188,49 @@ impl Store {
     ) -> Result<SnapshotBlobs, E> {
         let _closed = self.inner.gate.close()?;
         let mut ids = std::collections::BTreeSet::new();
-        for t in Tree::ALL {
-            for item in self.tree(t).iter() {
-                let (k, v) = item.map_err(StoreError::from)?;
-                if t == Tree::BlobRefs {
-                    if let Some(id) = BlobId::from_slice(&v) {
-                        ids.insert(id);
+        let mut failed: Option<E> = None;
+        let mut visit = |t: Tree, k: &[u8], v: &[u8]| -> Result<(), StoreError> {
+            if t == Tree::BlobRefs {
+                if let Some(id) = BlobId::from_slice(v) {
+                    ids.insert(id);
+                }
+            }
+            each(t, k, v).map_err(|e| {
+                failed = Some(e);
+                StoreError::Io("snapshot stopped".into())
+            })
+        };
+        let walked = match &self.inner.engine {
+            Engine::Sled(e) => (|| -> Result<(), StoreError> {
+                for t in Tree::ALL {
+                    for item in e.tree(t).iter() {
+                        let (k, v) = item?;
+                        visit(t, &k, &v)?;
                     }
                 }
-                each(t, &k, &v)?;
-            }
+                Ok(())
+            })(),
+            // One REPEATABLE READ transaction: the gate only holds this node's writers.
+            Engine::Pg(e) => e.snapshot(&mut visit),
+        };
+        if let Some(e) = failed {
+            return Err(e);
         }
+        walked?;
         at_point()?;
-        let pins = ids.into_iter().map(|id| self.inner.blobs.pin(id)).collect();
+        let pins = ids
+            .into_iter()
+            .map(|id| self.pins().pin(id, None))
+            .collect();
         Ok(SnapshotBlobs { pins })
     }
 
     /// A blob's bytes by id (a snapshot's pinned blobs).
     pub fn blob_by_id(&self, id: &BlobId) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.blobs.get(id)
+        match &self.inner.engine {
+            Engine::Sled(e) => e.blobs.get(id),
+            Engine::Pg(e) => e.blob_get(id),
+        }
     }
 
     /// Writes one entry of a snapshot into this store, as it was (restore into an empty
@@ -227,7 +251,10 @@ impl Store {
                 id.hex()
             )));
         }
-        drop(self.put_blob(bytes)?);
+        match &self.inner.engine {
+            Engine::Sled(e) => drop(e.blobs.put(bytes)?),
+            Engine::Pg(e) => e.blob_insert(id, bytes)?,
+        }
         Ok(())
     }
 }

@@ -32,7 +32,7 @@ impl Store {
                 tree: t.name(),
                 ..Default::default()
             };
-            for kv in self.tree(t).iter() {
+            for kv in self.scan_prefix(t, &[]) {
                 let (k, v) = kv?;
                 s.entries += 1;
                 s.key_bytes += k.len() as u64;
@@ -46,7 +46,7 @@ impl Store {
         out.trees
             .sort_by_key(|s| std::cmp::Reverse(s.key_bytes + s.value_bytes));
         out.db_bytes_on_disk = self.size_on_disk();
-        let listed = self.inner.blobs.list()?;
+        let listed = self.blob_list()?;
         out.blobs = listed.len() as u64;
         out.blob_bytes = listed.iter().map(|l| l.len).sum();
         Ok(out)

@@ -154,10 +154,13 @@ pub enum Tree {
     /// SHA-256(code or token) -> OAuth grant: an authorization code, a refresh token or an
     /// access token, bound to one agent, its scopes and the consenting human
     OAuthGrants,
+    /// lease name -> (holder node, expiry): work several nodes sharing one store could pick
+    /// up at once, held by one (`store::lease`)
+    Leases,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 61] = [
+    pub const ALL: [Tree; 62] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -219,6 +222,7 @@ impl Tree {
         Tree::ConsoleSessions,
         Tree::OAuthClients,
         Tree::OAuthGrants,
+        Tree::Leases,
     ];
 
     pub fn name(self) -> &'static str {
@@ -284,6 +288,7 @@ impl Tree {
             Tree::ConsoleSessions => "console_sessions",
             Tree::OAuthClients => "oauth_clients",
             Tree::OAuthGrants => "oauth_grants",
+            Tree::Leases => "leases",
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Transactions across trees, with caller-defined abort errors.
 
 use super::blob::BlobId;
+use super::pg::{tx::PgTx, PgError};
 use super::{codec, StoreError, Tree};
 use serde::{de::DeserializeOwned, Serialize};
 use sled::transaction::{
@@ -22,6 +23,7 @@ pub struct TxStoreError(Inner);
 enum Inner {
     Engine(UnabortableTransactionError),
     Codec(StoreError),
+    Pg(PgError),
 }
 
 impl<E> From<TxStoreError> for TxFail<E> {
@@ -45,29 +47,38 @@ impl<E> From<StoreError> for TxError<E> {
 
 /// The view a transaction body works through.
 pub struct Tx<'a> {
-    trees: &'a [TransactionalTree],
+    engine: TxEngine<'a>,
     names: &'a [Tree],
     /// Blobs whose last reference this run removed: deleted after the commit (a retried
     /// run starts with a fresh `Tx`, so only the committed run's list counts).
     freed: RefCell<Vec<BlobId>>,
 }
 
+enum TxEngine<'a> {
+    Sled(&'a [TransactionalTree]),
+    Pg(&'a PgTx<'a>),
+}
+
 impl Tx<'_> {
-    fn t(&self, tree: Tree) -> &TransactionalTree {
-        // A body naming a tree it did not ask for is a programming error, caught by tests.
-        let i = self
-            .names
+    /// The position of `tree` among the declared ones. Both backends check, so a body that
+    /// names a tree it did not ask for fails the same way on either (a programming error,
+    /// caught by tests).
+    fn pos(&self, tree: Tree) -> usize {
+        self.names
             .iter()
             .position(|n| *n == tree)
-            .unwrap_or_else(|| panic!("transaction did not declare tree {tree:?}"));
-        &self.trees[i]
+            .unwrap_or_else(|| panic!("transaction did not declare tree {tree:?}"))
     }
 
     pub fn get(&self, tree: Tree, key: &[u8]) -> Result<Option<Vec<u8>>, TxStoreError> {
-        self.t(tree)
-            .get(key)
-            .map(|v| v.map(|v| v.to_vec()))
-            .map_err(|e| TxStoreError(Inner::Engine(e)))
+        let i = self.pos(tree);
+        match &self.engine {
+            TxEngine::Sled(trees) => trees[i]
+                .get(key)
+                .map(|v| v.map(|v| v.to_vec()))
+                .map_err(|e| TxStoreError(Inner::Engine(e))),
+            TxEngine::Pg(p) => p.get(tree, key).map_err(|e| TxStoreError(Inner::Pg(e))),
+        }
     }
 
     pub fn get_record<T: DeserializeOwned>(
@@ -84,10 +95,16 @@ impl Tx<'_> {
     }
 
     pub fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), TxStoreError> {
-        self.t(tree)
-            .insert(key, value)
-            .map(|_| ())
-            .map_err(|e| TxStoreError(Inner::Engine(e)))
+        let i = self.pos(tree);
+        match &self.engine {
+            TxEngine::Sled(trees) => trees[i]
+                .insert(key, value)
+                .map(|_| ())
+                .map_err(|e| TxStoreError(Inner::Engine(e))),
+            TxEngine::Pg(p) => p
+                .put(tree, key, value)
+                .map_err(|e| TxStoreError(Inner::Pg(e))),
+        }
     }
 
     pub fn put_record<T: Serialize>(
@@ -101,10 +118,14 @@ impl Tx<'_> {
     }
 
     pub fn remove(&self, tree: Tree, key: &[u8]) -> Result<(), TxStoreError> {
-        self.t(tree)
-            .remove(key)
-            .map(|_| ())
-            .map_err(|e| TxStoreError(Inner::Engine(e)))
+        let i = self.pos(tree);
+        match &self.engine {
+            TxEngine::Sled(trees) => trees[i]
+                .remove(key)
+                .map(|_| ())
+                .map_err(|e| TxStoreError(Inner::Engine(e))),
+            TxEngine::Pg(p) => p.remove(tree, key).map_err(|e| TxStoreError(Inner::Pg(e))),
+        }
     }
 
     /// Makes `key` (a message id) a holder of blob `id`, which a [`super::Store::put_blob`]
@@ -119,6 +140,12 @@ impl Tx<'_> {
         }
         self.put(Tree::BlobRefs, key, &id.0)?;
         let n = self.count(id)?;
+        if n == 0 {
+            if let TxEngine::Pg(p) = &self.engine {
+                // The database keeps the body: its first holder's transaction writes it.
+                p.ensure_blob(id).map_err(|e| TxStoreError(Inner::Pg(e)))?;
+            }
+        }
         self.put(Tree::BlobCounts, &id.0, &(n + 1).to_be_bytes())
     }
 
@@ -134,7 +161,11 @@ impl Tx<'_> {
         match self.count(&id)? {
             0 | 1 => {
                 self.remove(Tree::BlobCounts, &id.0)?;
-                self.freed.borrow_mut().push(id);
+                match &self.engine {
+                    TxEngine::Sled(_) => self.freed.borrow_mut().push(id),
+                    // In the database the body goes with its last reference, atomically.
+                    TxEngine::Pg(p) => p.drop_blob(&id).map_err(|e| TxStoreError(Inner::Pg(e)))?,
+                }
             }
             n => self.put(Tree::BlobCounts, &id.0, &(n - 1).to_be_bytes())?,
         }
@@ -163,7 +194,7 @@ pub(super) fn run<R, E>(
 ) -> Result<(R, Vec<BlobId>), TxError<E>> {
     let r = handles.transaction(|trees: &Vec<TransactionalTree>| {
         let tx = Tx {
-            trees: trees.as_slice(),
+            engine: TxEngine::Sled(trees.as_slice()),
             names,
             freed: RefCell::new(Vec::new()),
         };
@@ -174,6 +205,9 @@ pub(super) fn run<R, E>(
             Err(TxFail::Store(TxStoreError(Inner::Codec(e)))) => {
                 Err(ConflictableTransactionError::Abort(Abort::Codec(e)))
             }
+            Err(TxFail::Store(TxStoreError(Inner::Pg(e)))) => {
+                Err(ConflictableTransactionError::Abort(Abort::Codec(e.into())))
+            }
         }
     });
     match r {
@@ -182,4 +216,67 @@ pub(super) fn run<R, E>(
         Err(TransactionError::Abort(Abort::Codec(e))) => Err(TxError::Store(e)),
         Err(TransactionError::Storage(e)) => Err(TxError::Store(e.into())),
     }
+}
+
+/// Runs the transaction on PostgreSQL (see `pg::tx`): the body runs against a SERIALIZABLE
+/// transaction, and again, after a short wait, when the database reports a serialization
+/// failure or deadlock, up to `pg::tx::MAX_ATTEMPTS` times. Blob rows are written and
+/// deleted inside it, so nothing is left to free afterwards.
+pub(super) fn run_pg<R, E>(
+    eng: &super::pg::PgEngine,
+    names: &[Tree],
+    f: impl Fn(&Tx<'_>) -> Result<R, TxFail<E>>,
+) -> Result<R, TxError<E>> {
+    let lease = eng.txs().lease()?;
+    let mut last = String::new();
+    for n in 0..super::pg::tx::MAX_ATTEMPTS {
+        let ptx = match PgTx::begin(eng, &lease) {
+            Ok(p) => p,
+            Err(e) => return Err(TxError::Store(e.into())),
+        };
+        let out = {
+            let tx = Tx {
+                engine: TxEngine::Pg(&ptx),
+                names,
+                freed: RefCell::new(Vec::new()),
+            };
+            f(&tx)
+        };
+        if out.is_ok() && names.contains(&Tree::Events) {
+            // Fails only with the transaction, which `failed` then reports.
+            let _ = ptx.notify_events();
+        }
+        let failed = ptx.failed.borrow_mut().take();
+        let err = match (out, failed) {
+            (Ok(r), None) => match ptx.commit() {
+                Ok(()) => return Ok(r),
+                Err(e) => e,
+            },
+            // A statement failed: whatever the body made of it, the transaction is over.
+            (_, Some(e)) => {
+                ptx.rollback();
+                e
+            }
+            (Err(TxFail::Abort(e)), None) => {
+                ptx.rollback();
+                return Err(TxError::Abort(e));
+            }
+            (Err(TxFail::Store(TxStoreError(inner))), None) => {
+                ptx.rollback();
+                return Err(TxError::Store(match inner {
+                    Inner::Codec(e) => e,
+                    Inner::Pg(e) => e.into(),
+                    Inner::Engine(e) => StoreError::Io(format!("{e:?}")),
+                }));
+            }
+        };
+        if !err.retry {
+            return Err(TxError::Store(err.into()));
+        }
+        last = err.msg;
+        super::pg::tx::backoff(n);
+    }
+    Err(TxError::Store(StoreError::Io(format!(
+        "database: a transaction kept conflicting ({last})"
+    ))))
 }

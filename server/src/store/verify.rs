@@ -20,7 +20,7 @@ impl Store {
                 *refs.entry(id).or_insert(0) += 1;
             }
         }
-        let files = self.inner.blobs.list()?;
+        let files = self.blob_list()?;
         let present: std::collections::HashSet<BlobId> = files.iter().map(|l| l.id).collect();
         for e in self.scan_prefix(Tree::Messages, &[]) {
             let (k, _) = e?;
@@ -39,7 +39,7 @@ impl Store {
             }
         }
         for (id, n) in &refs {
-            if self.tree(Tree::BlobCounts).get(id.0)?.is_none() {
+            if self.get(Tree::BlobCounts, &id.0)?.is_none() {
                 r.bad_counts
                     .push(format!("{} (0 stored, {n} found)", id.hex()));
             }
@@ -52,9 +52,7 @@ impl Store {
             }
             if deep {
                 let ok = self
-                    .inner
-                    .blobs
-                    .get(&l.id)?
+                    .blob_by_id(&l.id)?
                     .is_some_and(|b| BlobId::of(&b) == l.id);
                 if !ok {
                     r.corrupt.push(l.id.hex());
@@ -65,7 +63,7 @@ impl Store {
         if let Some(grace) = sweep {
             r.swept = self.sweep_blobs(grace)?;
             let kept: std::collections::HashSet<BlobId> =
-                self.inner.blobs.list()?.into_iter().map(|l| l.id).collect();
+                self.blob_list()?.into_iter().map(|l| l.id).collect();
             r.orphans
                 .retain(|h| BlobId::from_hex(h).is_some_and(|id| kept.contains(&id)));
         }

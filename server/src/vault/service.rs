@@ -97,15 +97,25 @@ fn tombstone_key(agent: &str) -> Vec<u8> {
 impl VaultService {
     /// The agent's key, made on first use (never after the agent is revoked or shredded).
     pub(super) fn agent_key(&self, agent_id: &str, create: bool) -> Result<Key32, VaultError> {
+        // Several nodes on one store: another node may shred this key at any moment, so
+        // none is kept here (and every use reads the tombstone with the key).
+        let shared = self.store.is_shared();
         if let Some(k) = self
             .keks
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(agent_id)
+            .filter(|_| !shared)
         {
             return Ok(k.clone());
         }
         let key = self.load_agent_key(agent_id, create)?;
+        if shared {
+            if self.is_shredded(agent_id)? {
+                return Err(VaultError::Shredded);
+            }
+            return Ok(key);
+        }
         let mut cache = self.keks.write().unwrap_or_else(|p| p.into_inner());
         // A shred that committed while this request loaded the key must not be undone by
         // caching it: `shred` empties the cache only after its transaction commits, and this
@@ -237,7 +247,9 @@ impl VaultService {
     ) -> Result<std::sync::Arc<CredentialRecord>, VaultError> {
         self.ensure_live(agent)?;
         let k = cred_key(agent, name);
-        if let Some(r) = self.records.get(&k) {
+        // Several nodes: another one may have changed the record; read it every time.
+        let shared = self.store.is_shared();
+        if let Some(r) = self.records.get(&k).filter(|_| !shared) {
             return Ok(r);
         }
         let read_at = self.records.generation();
@@ -247,7 +259,9 @@ impl VaultService {
         {
             Some(r) => {
                 let r = std::sync::Arc::new(r);
-                self.records.put(k, r.clone(), read_at);
+                if !shared {
+                    self.records.put(k, r.clone(), read_at);
+                }
                 Ok(r)
             }
             None => {

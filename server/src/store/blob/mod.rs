@@ -60,15 +60,54 @@ pub struct BlobStore {
     /// Bodies of at least this many bytes are compressed ([`zst`]); None: never.
     compress_min: Option<usize>,
     /// Hashes with a put in flight (count of puts): not to be deleted meanwhile.
-    pins: Mutex<HashMap<BlobId, usize>>,
+    pins: Arc<Pins>,
     /// The form the last read found: tried first by the next. A bulk FETCH reads thousands
     /// of bodies of one kind, and a failed open is a path lookup spent for nothing.
     plain_last: std::sync::atomic::AtomicBool,
 }
 
+/// Blobs in use in this process: pinned hashes with their pin counts, and for a backend
+/// that writes a body in the transaction that links it (PostgreSQL), the body itself until
+/// then.
+#[derive(Default)]
+pub struct Pins(Mutex<PinMap>);
+
+/// Pin count, and the body kept for its linking transaction.
+type PinMap = HashMap<BlobId, (usize, Option<Arc<Vec<u8>>>)>;
+
+impl Pins {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, PinMap> {
+        // A panic while holding this lock leaves the map consistent (single operations).
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Pins `id`, keeping `body` (if given) for the transaction that links it.
+    pub(crate) fn pin(self: &Arc<Self>, id: BlobId, body: Option<Arc<Vec<u8>>>) -> BlobPin {
+        let mut map = self.lock();
+        let e = map.entry(id).or_insert((0, None));
+        e.0 += 1;
+        if body.is_some() {
+            e.1 = body;
+        }
+        BlobPin {
+            pins: self.clone(),
+            id,
+        }
+    }
+
+    pub(crate) fn contains(&self, id: &BlobId) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    /// The body a pin keeps, if any.
+    pub(crate) fn body(&self, id: &BlobId) -> Option<Arc<Vec<u8>>> {
+        self.lock().get(id).and_then(|e| e.1.clone())
+    }
+}
+
 /// Keeps a freshly written blob from being deleted until its linking transaction is over.
 pub struct BlobPin {
-    store: Arc<BlobStore>,
+    pins: Arc<Pins>,
     id: BlobId,
 }
 
@@ -80,10 +119,10 @@ impl BlobPin {
 
 impl Drop for BlobPin {
     fn drop(&mut self) {
-        let mut pins = self.store.lock_pins();
+        let mut pins = self.pins.lock();
         if let Some(n) = pins.get_mut(&self.id) {
-            *n -= 1;
-            if *n == 0 {
+            n.0 -= 1;
+            if n.0 == 0 {
                 pins.remove(&self.id);
             }
         }
@@ -114,14 +153,9 @@ impl BlobStore {
         Ok(BlobStore {
             root: root.to_path_buf(),
             compress_min,
-            pins: Mutex::new(HashMap::new()),
+            pins: Default::default(),
             plain_last: std::sync::atomic::AtomicBool::new(false),
         })
-    }
-
-    fn lock_pins(&self) -> std::sync::MutexGuard<'_, HashMap<BlobId, usize>> {
-        // A panic while holding this lock leaves the map consistent (single operations).
-        self.pins.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn path(&self, id: &BlobId) -> PathBuf {
@@ -149,11 +183,7 @@ impl BlobStore {
     /// Blocking: call it off the async runtime's worker threads.
     pub fn put(self: &Arc<Self>, bytes: &[u8]) -> Result<BlobPin, StoreError> {
         let id = BlobId::of(bytes);
-        *self.lock_pins().entry(id).or_insert(0) += 1;
-        let pin = BlobPin {
-            store: self.clone(),
-            id,
-        };
+        let pin = self.pins.pin(id, None);
         if self.find(&id).is_some() {
             return Ok(pin);
         }
@@ -190,14 +220,15 @@ impl BlobStore {
         Ok(pin)
     }
 
+    /// The hashes pinned in this process.
+    pub(crate) fn pins(&self) -> &Arc<Pins> {
+        &self.pins
+    }
+
     /// Keeps an existing blob from being deleted until the pin is dropped (a backup
     /// copying it).
     pub fn pin(self: &Arc<Self>, id: BlobId) -> BlobPin {
-        *self.lock_pins().entry(id).or_insert(0) += 1;
-        BlobPin {
-            store: self.clone(),
-            id,
-        }
+        self.pins.pin(id, None)
     }
 
     /// The whole blob, or None if its file is missing.
@@ -280,7 +311,7 @@ impl BlobStore {
         id: &BlobId,
         unreferenced: impl FnOnce() -> Result<bool, StoreError>,
     ) -> Result<bool, StoreError> {
-        let pins = self.lock_pins();
+        let pins = self.pins.lock();
         if pins.contains_key(id) || !unreferenced()? {
             return Ok(false);
         }
@@ -352,6 +383,8 @@ impl BlobStore {
 pub enum BlobReader {
     Plain(File),
     Packed(Box<dyn Read + Send>),
+    /// A body read from the database whole (PostgreSQL keeps bodies as `bytea`).
+    Memory(std::io::Cursor<Vec<u8>>),
 }
 
 impl Read for BlobReader {
@@ -359,6 +392,7 @@ impl Read for BlobReader {
         match self {
             BlobReader::Plain(f) => f.read(buf),
             BlobReader::Packed(r) => r.read(buf),
+            BlobReader::Memory(r) => r.read(buf),
         }
     }
 }

@@ -1,0 +1,76 @@
+//! Leases: work that every node sharing a store could pick up (a queued message due for an
+//! attempt) is done by the one holding its lease. A lease is a record in [`Tree::Leases`]
+//! naming the holder (this store handle's node id) and an expiry, taken in a transaction,
+//! so two nodes never both hold it; a node that dies holding one loses it at the expiry.
+//! On sled one process holds the database lock, so no other node exists: taking a lease
+//! writes nothing and always succeeds.
+
+use super::{Engine, Store, StoreError, Tree, TxError, TxFail};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+#[derive(Serialize, Deserialize)]
+struct Lease {
+    holder: String,
+    expires_ms: i64,
+}
+
+impl Store {
+    /// Whether other processes may share this store (PostgreSQL).
+    pub fn is_shared(&self) -> bool {
+        matches!(self.inner.engine, Engine::Pg(_))
+    }
+
+    /// Takes (or renews) the lease `name` for `ttl`; false when another node holds it and
+    /// its lease has not expired.
+    pub fn try_lease(&self, name: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        if !self.is_shared() {
+            return Ok(true);
+        }
+        let now = crate::util::now_millis();
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let me = &self.inner.node_id;
+        let r = self.transact::<_, ()>(&[Tree::Leases], |tx| {
+            if let Some(l) = tx.get_record::<Lease>(Tree::Leases, name)? {
+                if l.holder != *me && l.expires_ms > now {
+                    return Err(TxFail::Abort(()));
+                }
+            }
+            tx.put_record(
+                Tree::Leases,
+                name,
+                &Lease {
+                    holder: me.clone(),
+                    expires_ms: now.saturating_add(ttl_ms),
+                },
+            )?;
+            Ok(())
+        });
+        match r {
+            Ok(()) => Ok(true),
+            Err(TxError::Abort(())) => Ok(false),
+            Err(TxError::Store(e)) => Err(e),
+        }
+    }
+
+    /// Gives the lease up, if this node holds it.
+    pub fn release_lease(&self, name: &[u8]) -> Result<(), StoreError> {
+        if !self.is_shared() {
+            return Ok(());
+        }
+        let me = &self.inner.node_id;
+        self.transact::<_, ()>(&[Tree::Leases], |tx| {
+            if tx
+                .get_record::<Lease>(Tree::Leases, name)?
+                .is_some_and(|l| l.holder == *me)
+            {
+                tx.remove(Tree::Leases, name)?;
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            TxError::Store(e) => e,
+            TxError::Abort(()) => StoreError::Io("lease release aborted".into()),
+        })
+    }
+}
