@@ -276,7 +276,14 @@ impl StoredMessage {
         if !self.auth_json.as_deref()?.contains("\"agent\"") {
             return None;
         }
-        let a = self.auth().get("agent")?.clone();
+        let mut a = self.auth().get("agent")?.clone();
+        // A DID document may list any address, so the signature alone cannot vouch for the
+        // From domain: that takes the From domain's own proof (DMARC, or our own sender).
+        // Without it, `did:web:evil.example` listing `ceo@bank.example` would verify.
+        if a["verified"] == true && !self.sender_authenticated() {
+            a["verified"] = false.into();
+            a["reason"] = "the From domain is not authenticated (no aligned DMARC pass)".into();
+        }
         a.is_object().then_some(a)
     }
 

@@ -88,8 +88,10 @@ impl MailboxService {
         let allowlisted = proven
             && (self.listed(&SenderOwner::Agent(agent.into()), SenderList::Allow, from)?
                 || self.listed(&SenderOwner::Org(org.into()), SenderList::Allow, from)?);
+        // Likewise a known contact: anyone can forge the From of someone the agent talks to,
+        // so an unproven sender is a first contact (and screened) whoever it claims to be.
         Ok(Trust {
-            first_contact: !known,
+            first_contact: !(known && proven),
             allowlisted,
         })
     }

@@ -521,7 +521,9 @@ impl QueueService {
         let write = |tx: &Tx<'_>, rec: &StoredMessage| -> Result<(), TxFail<MailboxError>> {
             if let Some(mid) = template.message_id.as_deref() {
                 let key = super::feedback::message_id_key(mid);
-                if !key.is_empty() {
+                // The first message to use a Message-ID keeps it: a later one (an agent picks
+                // its own Message-IDs) must not take over where reports about it are linked.
+                if !key.is_empty() && tx.get(Tree::SentMessageIds, key.as_bytes())?.is_none() {
                     tx.put(Tree::SentMessageIds, key.as_bytes(), rec.id.as_bytes())?;
                 }
             }

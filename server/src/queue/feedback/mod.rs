@@ -114,6 +114,11 @@ pub struct Incoming<'a> {
 struct Link {
     message: QueuedMessage,
     index: Option<usize>,
+    /// Linked through a bounce token (a MAC we made for that message and recipient). A
+    /// complaint matched by its quoted Message-ID alone could come from anyone who saw the
+    /// message and name any of its recipients: it is kept under the message, but changes
+    /// no delivery, suppresses nothing and counts nowhere.
+    verified: bool,
     outcome: &'static str,
     hard: bool,
     status: Option<String>,
@@ -136,6 +141,12 @@ const REPORT_TREES: [Tree; 10] = [
 impl QueueService {
     fn verp_mac(&self) -> impl Fn(&[u8]) -> [u8; 32] + '_ {
         |m: &[u8]| self.vault.verp_mac(m)
+    }
+
+    /// Whether a bounce-address tag (`b.<id>.<index>.<mac>`) carries a MAC we made: checked
+    /// at RCPT, so mail to a made-up bounce address is refused instead of stored.
+    pub fn is_bounce_tag(&self, tag: &str) -> bool {
+        verp::parse(tag, self.verp_mac()).is_some()
     }
 
     /// The reverse-path for recipient `index` of `msg` (the agent's address when VERP is
@@ -264,6 +275,7 @@ impl QueueService {
                 Ok(Link {
                     message: q,
                     index: Some(index),
+                    verified: true,
                     outcome: if failed { "bounced" } else { "noted" },
                     hard,
                     status: Some(d.status.clone()).filter(|s| !s.is_empty()),
@@ -279,10 +291,10 @@ impl QueueService {
                 let tok = token(rcpt)
                     .or_else(|| original_mail_from.as_deref().and_then(token))
                     .or_else(|| original.return_path.as_deref().and_then(token));
-                let (q, index) = match tok {
+                let (q, index, verified) = match tok {
                     Some(t) => {
                         let (id, index) = t?;
-                        (found(&id)?, Some(index))
+                        (found(&id)?, Some(index), true)
                     }
                     None => {
                         let mid = original
@@ -305,7 +317,7 @@ impl QueueService {
                             .iter()
                             .position(|r| named.iter().any(|n| n.eq_ignore_ascii_case(&r.address)));
                         let index = index.or((q.recipients.len() == 1).then_some(0));
-                        (q, index)
+                        (q, index, false)
                     }
                 };
                 if let (Some(quoted), Some(ours)) = (&original.message_id, &q.message_id) {
@@ -319,6 +331,7 @@ impl QueueService {
                 Ok(Link {
                     message: q,
                     index,
+                    verified,
                     outcome: "complained",
                     hard: false,
                     status: None,
@@ -343,7 +356,7 @@ impl QueueService {
         let agent = self.identity.agent(&l.message.agent_id)?;
         let org = agent.as_ref().map(|a| a.org_id.clone()).unwrap_or_default();
         let complaint = l.outcome == "complained";
-        let suppress = (l.hard || complaint) && recipient.is_some();
+        let suppress = l.verified && (l.hard || complaint) && recipient.is_some();
         r.reason = match l.outcome {
             "bounced" => format!(
                 "bounced{}: {}",
@@ -352,6 +365,10 @@ impl QueueService {
                     .clone()
                     .or(l.status.clone())
                     .unwrap_or_default()
+            ),
+            "complained" if !l.verified => format!(
+                "unverified complaint ({}): matched by Message-ID only, no bounce token; kept, not acted on",
+                r.feedback_type.clone().unwrap_or_default()
             ),
             "complained" => format!(
                 "complaint ({})",
@@ -364,7 +381,8 @@ impl QueueService {
         };
         let changed = self.store.transact(&REPORT_TREES, |tx| {
             let mut changed = false;
-            if let (Some(i), Some(mut m)) = (
+            if let (true, Some(i), Some(mut m)) = (
+                l.verified,
                 l.index,
                 tx.get_record::<QueuedMessage>(Tree::Queue, id.as_bytes())?,
             ) {
@@ -446,10 +464,10 @@ impl QueueService {
             ("bounced", true) => Some(Observation::HardBounce),
             _ => None,
         };
-        if let (Some(obs), Some(i)) = (obs, l.index) {
+        // Counted once per recipient and outcome: a repeated report changes nothing and must
+        // not push the breaker again.
+        if let (Some(obs), Some(i), true) = (obs, l.index, changed) {
             self.observe(&l.message, i, obs).await;
-        } else if let Some(obs) = obs {
-            self.observe(&l.message, usize::MAX, obs).await;
         }
         Ok(r.id)
     }

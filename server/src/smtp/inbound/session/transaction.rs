@@ -144,12 +144,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
             return Reply::new(554, "5.7.1", "Relay access denied");
         }
         let address = format!("{local}@{domain}");
-        // A bounce address of ours: accepted whatever its token (a forged one is read, kept
-        // unlinked and shown to an admin, never delivered to the agent).
+        // A bounce address of ours, if its token carries our MAC: a made-up one is refused
+        // here (anyone may send to such an address, and each report is stored), never
+        // delivered to the agent either way.
         if let Some(t) = tag
             .as_deref()
             .filter(|t| t.starts_with(crate::queue::feedback::verp::TAG))
         {
+            if !self.ctx.queue.is_bounce_tag(t) {
+                return Reply::new(550, "5.1.1", "No such bounce address");
+            }
             let full = format!("{local}+{t}@{domain}");
             txn.rcpt_count += 1;
             if txn.feedback.len() < 8 && !txn.feedback.contains(&full) {
