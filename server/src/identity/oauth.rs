@@ -333,13 +333,24 @@ impl IdentityService {
 
     /// Marks a code or refresh token spent in one transaction: of two concurrent uses,
     /// exactly one wins; the loser (and any later replay) gets the grant back as spent.
-    fn spend(&self, key: &[u8; 32]) -> Result<Option<(Grant, bool)>, IdentityError> {
+    /// Marks the grant under `key` used, if `ok` (the presenter's client, redirect, PKCE
+    /// and expiry all check out), and says whether it was used before. A presentation that
+    /// fails `ok` spends nothing and is no replay: the caller's checks refuse it, and a thief
+    /// holding a code or token without the rest cannot end the rightful client's grant.
+    fn spend(
+        &self,
+        key: &[u8; 32],
+        ok: impl Fn(&Grant) -> bool,
+    ) -> Result<Option<(Grant, bool)>, IdentityError> {
         Ok(self
             .store
             .transact::<_, IdentityError>(&[Tree::OAuthGrants], |tx| {
                 let Some(mut g) = tx.get_record::<Grant>(Tree::OAuthGrants, key)? else {
                     return Ok(None);
                 };
+                if !ok(&g) {
+                    return Ok(Some((g, false)));
+                }
                 let was_used = g.used;
                 if !was_used {
                     g.used = true;
@@ -384,7 +395,16 @@ impl IdentityService {
             .oauth_client(client_id)
             .map_err(internal)?
             .ok_or(GrantError::InvalidClient)?;
-        let Some((g, replay)) = self.spend(&digest(code)).map_err(internal)? else {
+        let now = now_unix();
+        let presented = |g: &Grant| {
+            g.kind == GrantKind::Code
+                && g.client_id == client.id
+                && g.expires_at > now
+                && g.redirect_uri == redirect_uri
+                && !verifier.is_empty()
+                && pkce_ok(verifier, &g.challenge)
+        };
+        let Some((g, replay)) = self.spend(&digest(code), presented).map_err(internal)? else {
             return Err(GrantError::InvalidGrant("unknown code"));
         };
         if g.kind != GrantKind::Code || g.client_id != client.id {
@@ -454,7 +474,11 @@ impl IdentityService {
             .oauth_client(client_id)
             .map_err(internal)?
             .ok_or(GrantError::InvalidClient)?;
-        let Some((g, replay)) = self.spend(&digest(refresh)).map_err(internal)? else {
+        let now = now_unix();
+        let presented = |g: &Grant| {
+            g.kind == GrantKind::Refresh && g.client_id == client.id && g.expires_at > now
+        };
+        let Some((g, replay)) = self.spend(&digest(refresh), presented).map_err(internal)? else {
             return Err(GrantError::InvalidGrant("unknown refresh token"));
         };
         if g.kind != GrantKind::Refresh || g.client_id != client.id {

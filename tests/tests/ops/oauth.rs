@@ -252,8 +252,11 @@ async fn an_mcp_client_signs_in_with_oauth_and_acts_only_as_its_agent() {
         "{v}"
     );
 
-    // The right verifier: tokens for agent alpha with mail:read only.
+    // The right verifier: tokens for agent alpha with mail:read only. A thief's try with
+    // the code and a wrong verifier first spends nothing.
     let code = consent(&mut browser, &client, a_id, &["mail:read"], &verifier).await;
+    let (st, _) = exchange(&s, &client, &code, &"z".repeat(43)).await;
+    assert_eq!(st, 400);
     let (st, t) = exchange(&s, &client, &code, &verifier).await;
     assert_eq!(st, 200, "{t}");
     assert_eq!(t["token_type"], "Bearer");
