@@ -145,14 +145,9 @@ async fn show(
     Query(p): Query<AuthorizeParams>,
 ) -> ConsoleResult<Response> {
     let (client, uri) = checked_client(&s, &p)?;
-    if let Some((code, why)) = protocol_error(&s, &headers, &p) {
-        return Ok(back(
-            &uri,
-            &[("error", code), ("error_description", why)],
-            p.state.as_deref(),
-            &origin(&s, &headers),
-        ));
-    }
+    // Sign-in comes before any redirect to the client: with open registration, an error
+    // redirect to a freshly registered URI would otherwise be an open redirect that needs no
+    // one signed in (RFC 9700 §4.11.1).
     let op = match session::lookup(&s, &headers)? {
         Some((sid, sess, human)) if sess.stage == crate::identity::SessionStage::Full => Operator {
             actor: crate::identity::IdentityService::session_actor(&human, &sid),
@@ -170,6 +165,14 @@ async fn show(
             .into_response());
         }
     };
+    if let Some((code, why)) = protocol_error(&s, &headers, &p) {
+        return Ok(back(
+            &uri,
+            &[("error", code), ("error_description", why)],
+            p.state.as_deref(),
+            &origin(&s, &headers),
+        ));
+    }
     let (agents, _) = s.identity.list_agents(&op.actor, 500, None)?;
     let agents: Vec<_> = agents.into_iter().filter(|a| a.is_active()).collect();
     let requested = match parse_scopes(&p.scope) {

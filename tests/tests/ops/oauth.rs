@@ -219,6 +219,17 @@ async fn an_mcp_client_signs_in_with_oauth_and_acts_only_as_its_agent() {
         "{}",
         p.location()
     );
+    // A protocol error sends no one to the client before sign-in (with open registration
+    // that would be an open redirect): the signed-out browser is sent to sign in.
+    let p = anon
+        .get(&q.replace("response_type=code", "response_type=token"))
+        .await;
+    assert_eq!(p.status, 303);
+    assert!(
+        p.location().starts_with("/console/login?"),
+        "{}",
+        p.location()
+    );
     // An unregistered redirect URI is an error page, never a redirect.
     let p = browser
         .get(&q.replace("127.0.0.1%3A9", "127.0.0.1%3A10"))
