@@ -277,6 +277,10 @@ async fn totp(
                 detail: serde_json::json!({"reason": "bad_totp", "peer": peer}),
             },
         )?;
+        if !s.identity.note_failed_code(&sid)? {
+            // Too many wrong codes: back to the password.
+            return Ok(Redirect::to("/console/login").into_response());
+        }
         return Ok((
             StatusCode::UNAUTHORIZED,
             totp_form(

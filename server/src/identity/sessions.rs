@@ -39,7 +39,14 @@ pub struct ConsoleSession {
     pub csrf: String,
     pub created_at: i64,
     pub last_seen: i64,
+    /// Wrong second-factor codes presented in this session: at [`MAX_CODE_TRIES`] it ends,
+    /// so guessing a code takes a password per few tries, whatever addresses it comes from.
+    #[serde(default)]
+    pub failed_codes: u32,
 }
+
+/// Wrong TOTP codes a signing-in session may present before it is closed.
+pub const MAX_CODE_TRIES: u32 = 5;
 
 impl std::fmt::Debug for ConsoleSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -97,6 +104,7 @@ impl IdentityService {
             csrf: data_encoding::BASE64URL_NOPAD.encode(&crate::util::random_bytes::<32>()),
             created_at: now,
             last_seen: now,
+            failed_codes: 0,
         };
         self.store
             .put_record(Tree::ConsoleSessions, &session_key(&sid), &session)?;
@@ -138,6 +146,30 @@ impl IdentityService {
             self.store.put_record(Tree::ConsoleSessions, &key, &s)?;
         }
         Ok(Some((s, human)))
+    }
+
+    /// Counts a wrong second-factor code against session `sid`; past [`MAX_CODE_TRIES`] the
+    /// session is closed. Returns whether it is still open.
+    pub fn note_failed_code(&self, sid: &str) -> Result<bool, IdentityError> {
+        if !well_formed(sid) {
+            return Ok(false);
+        }
+        let key = session_key(sid);
+        Ok(self
+            .store
+            .transact::<_, IdentityError>(&[Tree::ConsoleSessions], |tx| {
+                let Some(mut s) = tx.get_record::<ConsoleSession>(Tree::ConsoleSessions, &key)?
+                else {
+                    return Ok(false);
+                };
+                s.failed_codes += 1;
+                if s.failed_codes >= MAX_CODE_TRIES {
+                    tx.remove(Tree::ConsoleSessions, &key)?;
+                    return Ok(false);
+                }
+                tx.put_record(Tree::ConsoleSessions, &key, &s)?;
+                Ok(true)
+            })?)
     }
 
     /// Ends one session (sign-out, or the first stage of a two-factor sign-in).

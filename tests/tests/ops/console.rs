@@ -519,6 +519,32 @@ async fn totp_is_a_second_factor_once_enrolled() {
         )
         .await;
     assert_eq!(p.status, 401);
+    // Five wrong codes in one session end it: guessing goes back to the password.
+    for _ in 0..3 {
+        let p = b3
+            .post(
+                "/console/login/totp",
+                &[("csrf", &form.csrf()), ("code", "000001")],
+            )
+            .await;
+        assert_eq!(p.status, 401);
+    }
+    let p = b3
+        .post(
+            "/console/login/totp",
+            &[("csrf", &form.csrf()), ("code", "000001")],
+        )
+        .await;
+    assert_eq!((p.status, p.location()), (303, "/console/login"));
+    let p = b3
+        .post(
+            "/console/login/totp",
+            &[("csrf", &form.csrf()), ("code", &totp.code_at(now + 60))],
+        )
+        .await;
+    // The session is gone: even the right code is refused, and nothing opens.
+    assert_eq!(p.status, 403);
+    assert_eq!(b3.get("/console/agents").await.status, 303);
 }
 
 #[tokio::test]
