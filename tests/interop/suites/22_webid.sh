@@ -228,9 +228,10 @@ suite_22_webid() {
   # web-bot-auth 0.1.3 (the npm release) predates the dictionary form and reads the whole
   # Signature-Agent field even for "signature-agent";key="sig1", so it checks the whole-field
   # signature; the current Cloudflare source follows RFC 9421 §2.1.2 like our default.
-  if [ -f "$WEBBOTAUTH_DIR/node_modules/web-bot-auth/package.json" ]; then
-    _webid_node > "$WEBBOTAUTH_DIR/check.mjs"
-    webid_check node "$WEBBOTAUTH_DIR/check.mjs" "$dir/whole.json" "$dir/directory.json" "$url" "whole Signature-Agent field"
+  local wba=${WEBBOTAUTH_DIR:-/opt/legate-interop/web-bot-auth}
+  if [ -f "$wba/node_modules/web-bot-auth/package.json" ]; then
+    _webid_node > "$wba/check.mjs"
+    webid_check node "$wba/check.mjs" "$dir/whole.json" "$dir/directory.json" "$url" "whole Signature-Agent field"
   else
     echo "  (web-bot-auth is not installed: skipped)"
   fi
