@@ -464,3 +464,51 @@ impl SmtpClient {
         self.read_reply().await
     }
 }
+
+/// One `tools/call` over a fresh stateless MCP exchange: the tool result.
+pub async fn mcp_tool(s: &TestServer, key: &str, name: &str, args: Value) -> Value {
+    let mut result = Value::Null;
+    for (id, method, params) in [
+        (
+            Some(1),
+            "initialize",
+            serde_json::json!({"protocolVersion": "2025-06-18", "capabilities": {},
+                   "clientInfo": {"name": "legate-tests", "version": "1"}}),
+        ),
+        (None, "notifications/initialized", serde_json::json!({})),
+        (
+            Some(2),
+            "tools/call",
+            serde_json::json!({"name": name, "arguments": args}),
+        ),
+    ] {
+        let mut msg = serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params});
+        if let Some(id) = id {
+            msg["id"] = id.into();
+        }
+        let resp = s
+            .http
+            .post(format!("{}/mcp", s.base))
+            .bearer_auth(key)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&msg)
+            .send()
+            .await
+            .expect("mcp post");
+        assert!(resp.status().is_success(), "{method}: {}", resp.status());
+        let text = resp.text().await.unwrap_or_default();
+        let body = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .chain(std::iter::once(text.as_str()))
+            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
+            .find(|v| v.get("jsonrpc").is_some())
+            .unwrap_or(Value::Null);
+        if id == Some(2) {
+            result = body["result"].clone();
+        }
+    }
+    assert!(result.is_object(), "{name}: no result");
+    result
+}

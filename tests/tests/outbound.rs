@@ -19,6 +19,7 @@ mod approvals;
 #[path = "outbound/feedback.rs"]
 mod feedback;
 
+pub(crate) use legate_tests::mcp_tool;
 use legate_tests::TestServer;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -42,54 +43,6 @@ pub(crate) async fn wait_for(s: &TestServer, key: &str, folder: &str, n: usize) 
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("{folder} never reached {n} messages");
-}
-
-/// One `tools/call` over a fresh stateless MCP exchange: the tool result.
-pub(crate) async fn mcp_tool(s: &TestServer, key: &str, name: &str, args: Value) -> Value {
-    let mut result = Value::Null;
-    for (id, method, params) in [
-        (
-            Some(1),
-            "initialize",
-            json!({"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "legate-tests", "version": "1"}}),
-        ),
-        (None, "notifications/initialized", json!({})),
-        (
-            Some(2),
-            "tools/call",
-            json!({"name": name, "arguments": args}),
-        ),
-    ] {
-        let mut msg = json!({"jsonrpc": "2.0", "method": method, "params": params});
-        if let Some(id) = id {
-            msg["id"] = id.into();
-        }
-        let resp = s
-            .http
-            .post(format!("{}/mcp", s.base))
-            .bearer_auth(key)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-06-18")
-            .json(&msg)
-            .send()
-            .await
-            .expect("mcp post");
-        assert!(resp.status().is_success(), "{method}: {}", resp.status());
-        let text = resp.text().await.unwrap_or_default();
-        let body = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .chain(std::iter::once(text.as_str()))
-            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .find(|v| v.get("jsonrpc").is_some())
-            .unwrap_or(Value::Null);
-        if id == Some(2) {
-            result = body["result"].clone();
-        }
-    }
-    assert!(result.is_object(), "{name}: no result");
-    result
 }
 
 /// `GET /v1/messages/{id}`: the full record as `key` sees it.

@@ -7,8 +7,8 @@
 use super::{id_of, plain};
 use legate::mailauth::StaticDns;
 use legate::mailbox::Folder;
-use legate_tests::{SmtpClient, TestServer};
-use serde_json::{json, Value};
+use legate_tests::{mcp_tool, SmtpClient, TestServer};
+use serde_json::json;
 use std::sync::Arc;
 
 /// 1 PiB in MiB: more than any test machine has free.
@@ -76,55 +76,6 @@ async fn begin(c: &mut SmtpClient, from: &str, to: &str) {
 async fn end(c: &mut SmtpClient, body: &str) -> String {
     c.write(format!("{body}\r\n.\r\n").as_bytes()).await;
     c.read_reply().await
-}
-
-/// One `tools/call` over a fresh stateless MCP exchange: the tool result.
-async fn mcp_tool(s: &TestServer, key: &str, name: &str, args: Value) -> Value {
-    let mut result = Value::Null;
-    for (id, method, params) in [
-        (
-            Some(1),
-            "initialize",
-            json!({"protocolVersion": "2025-06-18", "capabilities": {},
-                   "clientInfo": {"name": "legate-tests", "version": "1"}}),
-        ),
-        (None, "notifications/initialized", json!({})),
-        (
-            Some(2),
-            "tools/call",
-            json!({"name": name, "arguments": args}),
-        ),
-    ] {
-        let mut msg = json!({"jsonrpc": "2.0", "method": method, "params": params});
-        if let Some(id) = id {
-            msg["id"] = id.into();
-        }
-        let resp = s
-            .http
-            .post(format!("{}/mcp", s.base))
-            .bearer_auth(key)
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-protocol-version", "2025-06-18")
-            .json(&msg)
-            .send()
-            .await
-            .expect("mcp post");
-        assert!(resp.status().is_success(), "{method}: {}", resp.status());
-        let text = resp.text().await.unwrap_or_default();
-        // Plain JSON, or an SSE stream whose `data:` line carries the JSON-RPC message.
-        let body = text
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .chain(std::iter::once(text.as_str()))
-            .filter_map(|d| serde_json::from_str::<Value>(d.trim()).ok())
-            .find(|v| v.get("jsonrpc").is_some())
-            .unwrap_or(Value::Null);
-        if id == Some(2) {
-            result = body["result"].clone();
-        }
-    }
-    assert!(result.is_object(), "{name}: no result");
-    result
 }
 
 /// The subjects in an agent's INBOX, waiting a little for queued local deliveries.
