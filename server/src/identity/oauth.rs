@@ -360,6 +360,18 @@ impl IdentityService {
             })?)
     }
 
+    /// A spent code or token presented again: the whole family it began is revoked, and
+    /// the attempt audited (best effort: the caller refuses it either way).
+    fn replayed(&self, g: &Grant, reason: &str) {
+        let _ = self.end_family(&g.family);
+        let _ = self.grant_audit(
+            g,
+            "oauth.token",
+            Outcome::Denied,
+            serde_json::json!({ "reason": reason }),
+        );
+    }
+
     fn grant_audit(
         &self,
         g: &Grant,
@@ -412,13 +424,7 @@ impl IdentityService {
         }
         if replay {
             // A code presented twice: whatever the first use made is suspect too.
-            let _ = self.end_family(&g.family);
-            let _ = self.grant_audit(
-                &g,
-                "oauth.token",
-                Outcome::Denied,
-                serde_json::json!({"reason": "code_replayed"}),
-            );
+            self.replayed(&g, "code_replayed");
             return Err(GrantError::InvalidGrant("code already used"));
         }
         if g.expires_at <= now_unix() {
@@ -485,13 +491,7 @@ impl IdentityService {
             return Err(GrantError::InvalidGrant("unknown refresh token"));
         }
         if replay {
-            let _ = self.end_family(&g.family);
-            let _ = self.grant_audit(
-                &g,
-                "oauth.token",
-                Outcome::Denied,
-                serde_json::json!({"reason": "refresh_replayed"}),
-            );
+            self.replayed(&g, "refresh_replayed");
             return Err(GrantError::InvalidGrant(
                 "refresh token already used; the grant is revoked",
             ));
