@@ -1,0 +1,109 @@
+//! Event bodies: rendered once, shared by the SSE streams and every webhook.
+
+use super::Dispatcher;
+use crate::events::model::Summary;
+use crate::events::EventsError;
+use crate::store::outbox::event_id;
+use crate::store::EventRecord;
+use crate::util::rfc3339_millis;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A bounded map of recent renders; the oldest goes first.
+#[derive(Default)]
+pub(super) struct Rendered {
+    bodies: HashMap<(u64, bool), Arc<[u8]>>,
+    order: std::collections::VecDeque<(u64, bool)>,
+}
+
+/// Renders kept for other readers of the same event.
+const RENDERED_KEPT: usize = 512;
+
+impl Dispatcher {
+    /// The org and chain of an event's agent (cached for the batch).
+    pub(in crate::events) fn who(
+        &self,
+        cache: &mut HashMap<String, Option<(String, Vec<String>)>>,
+        agent: &str,
+    ) -> Result<Option<(String, Vec<String>)>, EventsError> {
+        if agent.is_empty() {
+            return Ok(None);
+        }
+        if let Some(v) = cache.get(agent) {
+            return Ok(v.clone());
+        }
+        let v = self.identity.agent(agent)?.map(|a| (a.org_id, a.chain));
+        cache.insert(agent.to_string(), v.clone());
+        Ok(v)
+    }
+
+    /// The JSON body of an event: its envelope, and for message events the message as
+    /// `GET /v1/messages/{id}` shows it (unless the webhook asked for `minimal`), rendered
+    /// now from the id the outbox holds.
+    pub(in crate::events) async fn render(
+        &self,
+        summary: Summary,
+        seq: u64,
+        ev: &EventRecord,
+        who: Option<(String, Vec<String>)>,
+    ) -> Arc<[u8]> {
+        let key = (seq, summary == Summary::Full);
+        if let Some(b) = self
+            .rendered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .bodies
+            .get(&key)
+        {
+            return b.clone();
+        }
+        let body: Arc<[u8]> = self.render_now(summary, seq, ev, who).await.into();
+        let mut r = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        if r.bodies.insert(key, body.clone()).is_none() {
+            r.order.push_back(key);
+            while r.order.len() > RENDERED_KEPT {
+                if let Some(old) = r.order.pop_front() {
+                    r.bodies.remove(&old);
+                }
+            }
+        }
+        body
+    }
+
+    async fn render_now(
+        &self,
+        summary: Summary,
+        seq: u64,
+        ev: &EventRecord,
+        who: Option<(String, Vec<String>)>,
+    ) -> Vec<u8> {
+        let compact = ev.data_json();
+        let mut data = compact.clone();
+        let message_id = compact["message_id"].as_str();
+        if let (Summary::Full, Some(mid)) = (summary, message_id) {
+            if ev.kind.starts_with("message.") {
+                if let Ok(m) = self.mailbox.message(&ev.agent, mid).await {
+                    let mut full = m.to_json();
+                    if let (Value::Object(f), Value::Object(c)) = (&mut full, &compact) {
+                        for (k, v) in c {
+                            f.entry(k.clone()).or_insert(v.clone());
+                        }
+                    }
+                    data = full;
+                }
+            }
+        }
+        let (org, chain) = who.unwrap_or_default();
+        let body = json!({
+            "id": event_id(seq),
+            "type": ev.kind,
+            "created_at": rfc3339_millis(ev.created_at_ms),
+            "agent": (!ev.agent.is_empty()).then_some(&ev.agent),
+            "org": (!org.is_empty()).then_some(org),
+            "chain": chain,
+            "data": data,
+        });
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+}
