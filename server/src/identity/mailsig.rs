@@ -175,7 +175,12 @@ impl IdentityService {
 
     /// `trust.agent` for a received message: `None` when it carries no Agent-Signature,
     /// else `{did, chain, verified, reason, detail?}`.
-    pub async fn verify_agent_mail(&self, raw: &[u8]) -> Option<Value> {
+    ///
+    /// `from_authenticated`: the From domain passed DMARC aligned. Without that no signature
+    /// can verify (a DID document may list any address), so a DID on another host is not
+    /// resolved: otherwise anyone could make this server fetch from any host once per
+    /// message they send it, and hold their own SMTP transaction open while it does.
+    pub async fn verify_agent_mail(&self, raw: &[u8], from_authenticated: bool) -> Option<Value> {
         let values = header_values(raw);
         let first = values.first()?;
         let (did, chain, verdict) = if values.len() > 1 {
@@ -185,7 +190,7 @@ impl IdentityService {
                 Verdict::fail(Reason::Malformed, "more than one Agent-Signature header"),
             )
         } else {
-            self.check_agent_mail(first, raw).await
+            self.check_agent_mail(first, raw, from_authenticated).await
         };
         let mut v = json!({
             "did": did,
@@ -199,7 +204,12 @@ impl IdentityService {
         Some(v)
     }
 
-    async fn check_agent_mail(&self, value: &str, raw: &[u8]) -> (Value, Value, Verdict) {
+    async fn check_agent_mail(
+        &self,
+        value: &str,
+        raw: &[u8],
+        from_authenticated: bool,
+    ) -> (Value, Value, Verdict) {
         let (did, jws) = match parse_value(value) {
             Ok(x) => x,
             Err(e) => {
@@ -239,6 +249,12 @@ impl IdentityService {
         let iss = jwt.claims.get("iss").and_then(Value::as_str).unwrap_or("");
         if !super::did::same_did_url(kid_did, &did) || !super::did::same_did_url(iss, &did) {
             return fail(Reason::DidMismatch, "did, the kid's DID and iss must agree");
+        }
+        if !from_authenticated && !self.is_local_did(&did) {
+            return fail(
+                Reason::FromNotAuthenticated,
+                "the From domain is not authenticated (no aligned DMARC pass): the DID was not resolved",
+            );
         }
         let (keys, emails) = match self.resolve_agent(&did).await {
             Ok(x) => x,

@@ -90,6 +90,11 @@ impl IdentityService {
         self.resolve_agent(did_str).await.map(|(keys, _)| keys)
     }
 
+    /// `did` is a did:web of this server (resolved without a fetch).
+    pub(super) fn is_local_did(&self, did_str: &str) -> bool {
+        did::parse_did_web(did_str).is_ok_and(|d| self.is_local(&d))
+    }
+
     /// The keys `did` authorises and the mail addresses its document lists as `mailto:`
     /// services (what binds a DID to a From address).
     pub(super) async fn resolve_agent(

@@ -29,6 +29,9 @@ pub enum Reason {
     RemoteResolutionDisabled,
     /// The remote document could not be fetched (network, TLS, timeout, size, redirects, JSON).
     ResolutionFailed,
+    /// Not resolved: a received message whose From domain did not authenticate (no aligned
+    /// DMARC pass) cannot be vouched for by any DID, so its host is not fetched from.
+    FromNotAuthenticated,
 }
 
 impl Reason {
@@ -48,6 +51,7 @@ impl Reason {
             Reason::DidMismatch => "did_mismatch",
             Reason::RemoteResolutionDisabled => "remote_resolution_disabled",
             Reason::ResolutionFailed => "resolution_failed",
+            Reason::FromNotAuthenticated => "from_not_authenticated",
         }
     }
 }

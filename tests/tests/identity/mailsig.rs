@@ -131,7 +131,10 @@ async fn agents_of_two_installations_recognise_each_other() {
     );
     assert!(raw.split("\r\n").all(|l| l.len() <= 998));
 
-    // the same header on another message (replay), and one signed with another key (forgery)
+    // the same header on another message (replay), and one signed with another key (forgery),
+    // from a domain that authenticates (SPF-aligned DMARC pass): only then is the DID resolved
+    dns.records().add_txt("c.test", "v=spf1 ip4:127.0.0.1 -all");
+    dns.records().add_txt("_dmarc.c.test", "v=DMARC1; p=none");
     let (mut c, _) = SmtpClient::connect(b.smtp_addr()).await;
     c.cmd("EHLO c.test").await;
     let date = "Sun, 6 Dec 2026 12:00:00 +0000";
@@ -189,6 +192,29 @@ async fn agents_of_two_installations_recognise_each_other() {
     );
     assert!(by_subject("Hello B")["verified"].as_bool().unwrap());
 
+    // from a domain that does not authenticate, the DID's host is not even asked
+    let r = c
+        .send_mail(
+            "eve@d.test",
+            &["bob@b.test"],
+            &replayed
+                .replace("mallory@c.test", "eve@d.test")
+                .replace("replay", "unauthenticated"),
+        )
+        .await;
+    assert!(r.starts_with("250"), "{r}");
+    let all = inbox(&b, &kb, 4).await;
+    let v = all
+        .iter()
+        .find(|m| m["subject"] == "unauthenticated")
+        .unwrap()["trust"]["agent"]
+        .clone();
+    assert_eq!(
+        (v["verified"].as_bool(), v["reason"].as_str()),
+        (Some(false), Some("from_not_authenticated")),
+        "{v}"
+    );
+
     // revoked at A: the next message's signature no longer verifies at B
     let (st, _) = a
         .call(
@@ -207,7 +233,7 @@ async fn agents_of_two_installations_recognise_each_other() {
         )
         .await;
     assert!(r.starts_with("250"), "{r}");
-    let all = inbox(&b, &kb, 4).await;
+    let all = inbox(&b, &kb, 5).await;
     let v = all.iter().find(|m| m["subject"] == "after-revoke").unwrap()["trust"]["agent"].clone();
     assert_eq!(
         (v["verified"].as_bool(), v["reason"].as_str()),

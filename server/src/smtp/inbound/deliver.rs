@@ -81,7 +81,13 @@ pub(super) async fn deliver(
     let mut auth_json = serde_json::to_value(&verdict).ok();
     // An Agent-Signature header, checked against the sender's DID (issue 25 §5): kept with
     // the verdict, shown as `trust.agent`.
-    if let Some(agent) = ctx.identity.verify_agent_mail(&body).await {
+    let from_authenticated =
+        verdict.dmarc.result.is_pass() && !verdict.dmarc.from_domain.is_empty();
+    if let Some(agent) = ctx
+        .identity
+        .verify_agent_mail(&body, from_authenticated)
+        .await
+    {
         if let Some(serde_json::Value::Object(m)) = auth_json.as_mut() {
             m.insert("agent".into(), agent);
         }
