@@ -78,7 +78,8 @@ impl VaultService {
                 name: name.into(),
                 kind: CredentialKind::Oauth,
                 username: None,
-                url,
+                // A replacement keeps the provider URL the credential was made with.
+                url: url.or_else(|| existing.as_ref().and_then(|r| r.meta.url.clone())),
                 has_totp: false,
                 version,
                 created_at,

@@ -77,12 +77,16 @@ suite_25_connections() {
   check "an expiring access token is refreshed" \
     bash -c "[ \"\$(echo '$t3' | jq -r .access_token)\" != \"\$(echo '$t1' | jq -r .access_token)\" ]"
   sleep 4
-  local i; for i in 1 2 3 4 5; do _c_api POST /v1/vault/github/token "$key" > "$dir/par$i.json" & done; wait
+  local i pids=() before_burst; before_burst=$(grep -c "^POST /token 200" "$dir/op.log")
+  for i in 1 2 3 4 5; do _c_api POST /v1/vault/github/token "$key" > "$dir/par$i.json" & pids+=($!); done
+  wait "${pids[@]}"
   local distinct; distinct=$(cat "$dir"/par*.json | jq -r .access_token | sort -u | grep -cv null)
-  check "five concurrent requests after expiry get one new token (one refresh)" test "$distinct" = 1
+  check "five concurrent requests after expiry get one new token" test "$distinct" = 1
+  check "... from one refresh at the provider (serialised per connection)" \
+    test "$(( $(grep -c "^POST /token 200" "$dir/op.log") - before_burst ))" = 1
   local audit; audit=$(_c_api GET "/v1/audit?action=connection.token&limit=100" "$admin")
-  check "each refresh used the rotated refresh token (two refreshes, both rotated)" \
-    test "$(echo "$audit" | jq '[.items[] | select(.target=="github" and .detail.refreshed==true and .detail.rotated==true)] | length')" = 2
+  check "every refresh used the rotated refresh token kept from the one before (at least two, all rotated)" \
+    test "$(echo "$audit" | jq -r '[.items[] | select(.target=="github" and .detail.refreshed==true)] | if length >= 2 and all(.detail.rotated==true) then "yes" else length end')" = yes
   check "audit of github uses names the admin who granted it" \
     test "$(echo "$audit" | jq -r '[.items[] | select(.target=="github") | .chain[0]] | unique | join(",")')" = "human:admin@localhost"
   check "audit of linear uses names bob (human:bob > org > agent)" \
@@ -90,7 +94,7 @@ suite_25_connections() {
     "human:bob@example.net > $(echo "$agent" | jq -r '.chain[1:] | join(" > ")')"
 
   # 5. the user revokes the app at the provider: invalid_grant -> needs_consent, bob told
-  curl -s -X POST "$issuer/test/kill" > /dev/null
+  curl -s -X POST "$issuer/test/kill?client=legate-two" > /dev/null
   sleep 4
   local nc; nc=$(_c_api POST /v1/vault/linear/token "$key")
   check "invalid_grant: the token request answers needs_consent" test "$(echo "$nc" | jq -r .error.code)" = needs_consent

@@ -7,15 +7,15 @@
 // Every request is logged to LOG_FILE ("METHOD PATH STATUS"), as are grant revocations
 // ("EVENT grant.revoked") and each refresh token issued ("RT <value>"), so the suite can
 // check what reached the provider and grep legate's files for the refresh tokens.
-// POST /test/kill destroys every refresh token issued so far (the next refresh is then
-// refused with invalid_grant, as when a user revokes the app at the provider).
+// POST /test/kill?client=ID destroys every refresh token issued to that client so far (its
+// next refresh is refused with invalid_grant, as when a user revokes the app at the provider).
 import Provider from "oidc-provider";
 import http from "node:http";
 import { appendFileSync } from "node:fs";
 
 const [port, redirect, logFile] = process.argv.slice(2);
 const log = (line) => appendFileSync(logFile, line + "\n");
-const issued = new Set();
+const issued = new Map(); // refresh token -> client id
 
 const clients = ["legate-one", "legate-two"].map((id) => ({
   client_id: id,
@@ -41,7 +41,7 @@ const provider = new Provider(`http://127.0.0.1:${port}`, {
 provider.proxy = false;
 
 provider.on("grant.revoked", (ctx, grantId) => log(`EVENT grant.revoked ${grantId}`));
-provider.on("refresh_token.saved", (token) => { issued.add(token.jti); log(`RT ${token.jti}`); });
+provider.on("refresh_token.saved", (token) => { issued.set(token.jti, token.clientId); log(`RT ${token.jti}`); });
 provider.on("server_error", (ctx, err) => log(`ERROR ${err}`));
 
 provider.use(async (ctx, next) => {
@@ -71,12 +71,14 @@ const server = http.createServer(async (req, res) => {
       await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
       return;
     }
-    if (req.method === "POST" && req.url === "/test/kill") {
-      for (const jti of issued) {
+    if (req.method === "POST" && req.url.startsWith("/test/kill?client=")) {
+      const client = new URL(req.url, "http://x").searchParams.get("client");
+      for (const [jti, owner] of issued) {
+        if (owner !== client) continue;
         const t = await provider.RefreshToken.find(jti);
         if (t) await t.destroy();
       }
-      log("KILLED refresh tokens");
+      log(`KILLED refresh tokens of ${client}`);
       res.writeHead(204).end();
       return;
     }
