@@ -11,6 +11,7 @@ pub mod app;
 pub mod audit;
 pub mod backup;
 pub mod config;
+pub mod connections;
 pub mod console;
 pub mod dns;
 pub mod doctor;

@@ -38,6 +38,8 @@ pub struct Services {
     pub storage: Arc<crate::store::SpaceGuard>,
     /// Agent reputation scores and the operator-signed attestation (issue 24 §6).
     pub reputation: Arc<crate::reputation::ReputationService>,
+    /// Connected OAuth accounts of agents (issue 25).
+    pub connections: Arc<crate::connections::ConnectionsService>,
 }
 
 impl Services {
@@ -79,6 +81,21 @@ impl Services {
         vault
             .ensure_dkim(&config.server.domain, &config.dkim.selector_prefix)
             .context("cannot create the DKIM keys")?;
+        let connections = Arc::new(
+            crate::connections::ConnectionsService::new(
+                store.clone(),
+                audit.clone(),
+                identity.clone(),
+                vault.clone(),
+                config.connections.clone(),
+            )
+            .map_err(|e| anyhow::anyhow!("connections: {e}"))?,
+        );
+        // Before the vault's hook: an agent's connections are revoked at their providers
+        // while their tokens still exist, then the vault shreds them.
+        identity.add_hook(Arc::new(crate::connections::ConnectionsHook(
+            connections.clone(),
+        )));
         identity.add_hook(Arc::new(VaultHook(vault.clone())));
         identity.set_custody(vault.clone());
         identity.configure((&config.identity).into());
@@ -158,6 +175,7 @@ impl Services {
             config.webhooks.clone(),
             dispatcher,
         ));
+        connections.set_notifier(Arc::new(crate::queue::QueueNotifier(queue.clone())));
         let storage = store.space().clone();
         let reputation = Arc::new(crate::reputation::ReputationService::new(
             store.clone(),
@@ -166,6 +184,7 @@ impl Services {
             config.identity.reputation_jwt_per_minute,
         ));
         Ok(Services {
+            connections,
             reputation,
             webhooks,
             streams,

@@ -463,6 +463,8 @@ async fn rotation_publishes_both_keys_then_drops_the_old() {
 
 #[path = "identity/card.rs"]
 mod card;
+#[path = "identity/connections.rs"]
+mod connections;
 #[path = "identity/mailsig.rs"]
 mod mailsig;
 #[path = "identity/reputation.rs"]

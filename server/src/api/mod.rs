@@ -4,6 +4,7 @@
 mod admin;
 mod approvals;
 mod audit;
+mod connections;
 mod dns;
 mod drafts;
 pub mod error;
@@ -66,6 +67,7 @@ pub fn router(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(events::router())
         .merge(webid::router())
+        .merge(connections::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_json))

@@ -83,6 +83,7 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "feedback" => cfg.feedback = section(key, value, &mut errs),
             "console" => cfg.console = section(key, value, &mut errs),
             "oauth" => cfg.oauth = section(key, value, &mut errs),
+            "connections" => cfg.connections = section(key, value, &mut errs),
             other => errs.push(err(other, "unknown section")),
         }
     }
@@ -219,6 +220,17 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
     }
     validate_send_policy(c, errs);
     validate_console(c, errs);
+    let k = &c.connections;
+    if k.timeout_secs == 0
+        || k.max_response_bytes < 1024
+        || k.pending_grant_secs < 60
+        || k.max_per_agent == 0
+    {
+        errs.push(err(
+            "connections",
+            "timeout_secs and max_per_agent must be at least 1, max_response_bytes at least 1024, pending_grant_secs at least 60",
+        ));
+    }
     if c.senders.max_entries == 0 {
         errs.push(err("senders.max_entries", "must be at least 1"));
     }

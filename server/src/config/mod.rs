@@ -5,6 +5,7 @@
 //! problem at once, each with its key path, because an operator fixing a config one error per
 //! restart is a miserable loop.
 
+mod connections;
 mod console;
 mod events;
 mod imap;
@@ -13,6 +14,7 @@ mod ops;
 mod policy;
 mod types;
 
+pub use connections::ConnectionsConfig;
 pub use console::{public_origin, ConsoleConfig, OAuthConfig};
 pub use events::{parse_duration, EventsConfig, WebhooksConfig};
 pub use imap::ImapConfig;

@@ -34,6 +34,7 @@ pub struct Config {
     pub feedback: super::FeedbackConfig,
     pub console: super::console::ConsoleConfig,
     pub oauth: super::console::OAuthConfig,
+    pub connections: super::connections::ConnectionsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -9,6 +9,9 @@ use serde_json::Value;
 pub enum Principal {
     /// An operator-side human holding an admin token.
     Human { id: String, email: String },
+    /// A human who is no admin, holding an owner token: may act only on the agents it owns
+    /// (their owners and connected accounts, their revocation), checked by each service.
+    Owner { id: String, email: String },
     Agent {
         id: String,
         address: String,
@@ -43,7 +46,7 @@ impl Actor {
 
     pub fn actor_ref(&self) -> ActorRef {
         match &self.principal {
-            Principal::Human { id, .. } => ActorRef::human(id),
+            Principal::Human { id, .. } | Principal::Owner { id, .. } => ActorRef::human(id),
             Principal::Agent { id, .. } => ActorRef::agent(id),
         }
     }
@@ -51,7 +54,15 @@ impl Actor {
     pub fn agent_id(&self) -> Option<&str> {
         match &self.principal {
             Principal::Agent { id, .. } => Some(id),
-            Principal::Human { .. } => None,
+            Principal::Human { .. } | Principal::Owner { .. } => None,
+        }
+    }
+
+    /// The human behind this actor (admin or owner): id and email.
+    pub fn human(&self) -> Option<(&str, &str)> {
+        match &self.principal {
+            Principal::Human { id, email } | Principal::Owner { id, email } => Some((id, email)),
+            Principal::Agent { .. } => None,
         }
     }
 

@@ -40,6 +40,10 @@ impl IdentityService {
         let mut out = Vec::new();
         for h in self.store.scan_prefix(Tree::Humans, &[]) {
             let human: Human = crate::store::decode(&h?.1)?;
+            // An owner's token is no admin token (`identity::owners`).
+            if !human.admin {
+                continue;
+            }
             for r in self
                 .store
                 .scan_prefix(Tree::ApiKeys, &keys::prefix(&[&human.id]))

@@ -168,6 +168,9 @@ impl IdentityService {
         let action = "agent.create_subagent";
         match &actor.principal {
             Principal::Human { .. } => {}
+            Principal::Owner { .. } => {
+                actor.require_admin(&self.audit, action, parent_id)?;
+            }
             Principal::Agent { id, .. } if id == parent_id => {
                 actor.require(&self.audit, Scope::IdentitySign, action, parent_id)?;
             }
@@ -429,7 +432,7 @@ impl IdentityService {
         target: &Agent,
         action: &str,
     ) -> Result<(), IdentityError> {
-        if actor.is_admin() {
+        if actor.is_admin() || self.owns(actor, &target.id)? {
             return Ok(());
         }
         let is_parent = target.parent.is_some() && target.parent.as_deref() == actor.agent_id();

@@ -189,11 +189,13 @@ impl IdentityService {
                 {
                     return Err((AuthFailure::Superseded, owner));
                 }
+                let (id, email) = (human.id, human.email);
                 Actor {
-                    chain: vec![format!("human:{}", human.email)],
-                    principal: Principal::Human {
-                        id: human.id,
-                        email: human.email,
+                    chain: vec![format!("human:{email}")],
+                    principal: if human.admin {
+                        Principal::Human { id, email }
+                    } else {
+                        Principal::Owner { id, email }
                     },
                     key_id: key.id.clone(),
                     scopes: key.scopes,
@@ -271,11 +273,12 @@ impl IdentityService {
     /// `GET /v1/whoami`.
     pub fn whoami(&self, actor: &Actor) -> Result<serde_json::Value, IdentityError> {
         let v = match &actor.principal {
-            Principal::Human { id, email } => serde_json::json!({
+            Principal::Human { id, email } | Principal::Owner { id, email } => serde_json::json!({
                 "kind": "human",
                 "id": id,
                 "email": email,
-                "admin": true,
+                "admin": actor.is_admin(),
+                "owns": self.owned_agents(id)?,
                 "key_id": actor.key_id,
                 "scopes": actor.scopes,
                 "chain": actor.chain,

@@ -59,7 +59,7 @@ impl IdentityService {
             Principal::Agent { address: a, .. } => {
                 address::normalize_address(login).is_ok_and(|(l, d)| format!("{l}@{d}") == *a)
             }
-            Principal::Human { .. } => false,
+            Principal::Human { .. } | Principal::Owner { .. } => false,
         };
         if !matches {
             // The key is valid but not this login's: say nothing more than "invalid".
@@ -101,7 +101,7 @@ impl IdentityService {
             Principal::Agent { address: a, .. } => {
                 address::normalize_address(login).is_ok_and(|(l, d)| format!("{l}@{d}") == *a)
             }
-            Principal::Human { .. } => false,
+            Principal::Human { .. } | Principal::Owner { .. } => false,
         };
         (matches && actor.scopes.contains(scope)).then_some(actor)
     }

@@ -23,6 +23,7 @@ mod login;
 pub mod mailsig;
 pub mod multibase;
 mod operator;
+pub mod owners;
 mod resolve;
 mod roles;
 pub mod sfv;

@@ -9,6 +9,15 @@ pub struct Human {
     pub email: String,
     pub name: String,
     pub created_at: i64,
+    /// Whether this human's tokens are admin tokens. Humans added only as owners of agents
+    /// (`POST /v1/agents/{id}/owners`) are not: they act on the agents they own, nothing else.
+    /// Records written before owners existed were all admins.
+    #[serde(default = "yes")]
+    pub admin: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -65,6 +65,7 @@ impl IdentityService {
             email: email.to_ascii_lowercase(),
             name: email.to_string(),
             created_at: now,
+            admin: true,
         };
         let org = Org {
             id: new_id("org"),
@@ -212,17 +213,16 @@ impl IdentityService {
         Ok(())
     }
 
-    /// The first human: the operator the command line acts as.
+    /// The first admin human: the operator the command line acts as (owners added later
+    /// are no operators).
     pub fn first_human(&self) -> Result<Option<Human>, IdentityError> {
-        match self
-            .store
-            .scan_prefix(Tree::Humans, &[])
-            .next()
-            .transpose()?
-        {
-            Some((_, v)) => Ok(Some(crate::store::decode(&v)?)),
-            None => Ok(None),
+        for r in self.store.scan_prefix(Tree::Humans, &[]) {
+            let h: Human = crate::store::decode(&r?.1)?;
+            if h.admin {
+                return Ok(Some(h));
+            }
         }
+        Ok(None)
     }
 
     pub fn human(&self, id: &str) -> Result<Option<Human>, IdentityError> {
@@ -244,7 +244,7 @@ impl IdentityService {
             ));
         }
         let human_id = match &actor.principal {
-            super::Principal::Human { id, .. } => id.clone(),
+            super::Principal::Human { id, .. } | super::Principal::Owner { id, .. } => id.clone(),
             super::Principal::Agent { id, .. } => id.clone(),
         };
         let org = Org {

@@ -30,7 +30,7 @@ impl ToolError {
     }
 
     /// Logs the cause under a fresh id; the caller sees only that id.
-    fn internal(cause: &dyn std::fmt::Display) -> Self {
+    pub(super) fn internal(cause: &dyn std::fmt::Display) -> Self {
         let id = crate::util::new_id("err");
         tracing::error!(error_id = %id, error = %cause, "internal error in an MCP tool");
         Self::new("internal_error", format!("internal error (id {id})"))

@@ -338,6 +338,7 @@ mod tests {
                 "vault_get",
                 "vault_list",
                 "vault_store",
+                "vault_token",
                 "vault_totp",
             ]
         );

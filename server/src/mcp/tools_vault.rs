@@ -1,4 +1,5 @@
-//! Vault tools: `vault_store`, `vault_get`, `vault_list`, `vault_delete`, `vault_totp`. Same
+//! Vault tools: `vault_store`, `vault_get`, `vault_list`, `vault_delete`, `vault_totp`,
+//! `vault_token` (a connected account's access token). Same
 //! service calls and JSON as `/v1/vault*`. TOTP seeds go in and never come out: only codes.
 
 use super::error::ToolError;
@@ -182,6 +183,43 @@ impl LegateMcp {
         Parameters(a): Parameters<TotpArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         ok::<VaultError>(self.s.vault.totp(&actor, &a.name, a.at).map(|c| json!(c)))
+    }
+
+    #[tool(
+        description = "Get a usable OAuth access token for a connected account (a vault \
+        credential of kind `oauth`, e.g. \"github\", that a human connected to this agent). \
+        Returns {access_token, token_type, expires_in}; legate refreshes it when needed and \
+        never reveals the refresh token. Send it as `Authorization: Bearer <access_token>` to \
+        the service. An error `needs_consent` means the human must connect it again.",
+        meta = requires(Scope::VaultRead),
+        annotations(title = "OAuth access token", read_only_hint = true, open_world_hint = true)
+    )]
+    async fn vault_token(
+        &self,
+        Caller(actor): Caller,
+        Parameters(a): Parameters<NameArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let r = self.s.connections.token(&actor, &a.name).await;
+        ok(r.map(|t| t.to_json()))
+    }
+}
+
+impl From<crate::connections::ConnectionsError> for ToolError {
+    fn from(e: crate::connections::ConnectionsError) -> Self {
+        use crate::connections::ConnectionsError as C;
+        match e {
+            C::Denied(d) => d.into(),
+            C::NotFound(what) => Self::new("not_found", format!("{what} not found")),
+            C::BadRequest(m) => Self::new("bad_request", m),
+            C::Invalid(m) => Self::invalid(m),
+            C::InvalidState(m) => Self::new("invalid_state", m),
+            C::NeedsConsent(_) => Self::new("needs_consent", e.to_string()),
+            C::NotActive(m) => Self::new("connection_not_active", m),
+            C::Provider(m) => Self::new("provider_error", format!("the provider: {m}")),
+            C::Identity(e) => e.into(),
+            C::Vault(e) => e.into(),
+            other => Self::internal(&other),
+        }
     }
 }
 

@@ -13,6 +13,8 @@ pub mod feedback;
 mod fresh;
 pub mod longlines;
 pub mod model;
+mod notice;
+pub use notice::QueueNotifier;
 mod recorder;
 mod reply;
 mod service;

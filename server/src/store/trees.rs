@@ -157,10 +157,17 @@ pub enum Tree {
     /// lease name -> (holder node, expiry): work several nodes sharing one store could pick
     /// up at once, held by one (`store::lease`)
     Leases,
+    /// agent id \0 human id -> owner record: the humans who own an agent (`identity::owners`)
+    AgentOwners,
+    /// agent id \0 connection id -> connected account metadata, no secret
+    /// (`connections`); its tokens are a vault credential of kind `oauth`
+    Connections,
+    /// SHA-256(state) -> pending OAuth grant of a connection (single use, expiring)
+    ConnectionGrants,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 62] = [
+    pub const ALL: [Tree; 65] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -223,6 +230,9 @@ impl Tree {
         Tree::OAuthClients,
         Tree::OAuthGrants,
         Tree::Leases,
+        Tree::AgentOwners,
+        Tree::Connections,
+        Tree::ConnectionGrants,
     ];
 
     pub fn name(self) -> &'static str {
@@ -289,6 +299,9 @@ impl Tree {
             Tree::OAuthClients => "oauth_clients",
             Tree::OAuthGrants => "oauth_grants",
             Tree::Leases => "leases",
+            Tree::AgentOwners => "agent_owners",
+            Tree::Connections => "connections",
+            Tree::ConnectionGrants => "connection_grants",
         }
     }
 }

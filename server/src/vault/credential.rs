@@ -18,6 +18,9 @@ pub enum CredentialKind {
     Totp,
     Note,
     Custom,
+    /// A connected account (issue 25): client secret and tokens, made and used only through
+    /// `connections`; its secrets are never shown by `GET /v1/vault/{name}`.
+    Oauth,
 }
 
 /// The request body. Secret-bearing fields are zeroized when it is dropped.
@@ -51,6 +54,9 @@ pub struct SecretPayload {
     pub notes: Option<Zeroizing<String>>,
     pub fields: BTreeMap<String, Zeroizing<String>>,
     pub totp: Option<Totp>,
+    /// The secrets of an `oauth` credential (`vault::oauth`).
+    #[serde(default)]
+    pub oauth: Option<super::oauth::OauthSecrets>,
 }
 
 impl std::fmt::Debug for SecretPayload {
@@ -142,6 +148,9 @@ impl CredentialInput {
                 return Err("a totp credential needs totp (an otpauth:// URI or an object)".into())
             }
             CredentialKind::Note if self.notes.is_none() => return Err("a note needs notes".into()),
+            CredentialKind::Oauth => {
+                return Err("oauth credentials are made by connecting an account: POST /v1/agents/{id}/connections".into())
+            }
             _ => {}
         }
         if let Some(u) = &self.url {
@@ -171,6 +180,7 @@ impl CredentialInput {
                 notes: self.notes,
                 fields,
                 totp,
+                oauth: None,
             },
         ))
     }

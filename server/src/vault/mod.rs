@@ -11,6 +11,7 @@ pub mod crypto;
 mod custody;
 mod error;
 mod human_totp;
+pub mod oauth;
 pub mod otpauth;
 mod rootkey;
 mod rotate;

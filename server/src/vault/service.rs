@@ -27,6 +27,10 @@ pub(super) struct CredentialRecord {
 /// to check a clock or cover a code that just rolled over, never enough to precompute.
 pub const TOTP_AT_WINDOW_PERIODS: u64 = 2;
 
+/// Why the vault routes do not replace or delete an `oauth` credential: its tokens must be
+/// revoked at the provider first, which only the connection's owners may ask for.
+const OAUTH_IS_A_CONNECTION: &str = "this credential is a connected account; an admin or an owner of the agent removes it with DELETE /v1/agents/{id}/connections/{cid}";
+
 /// Most cached records; past it the cache starts over.
 const RECORD_CACHE_MAX: usize = 10_000;
 
@@ -60,7 +64,7 @@ impl RecordCache {
         }
         m.insert(k, r);
     }
-    fn forget(&self, k: &[u8]) {
+    pub(super) fn forget(&self, k: &[u8]) {
         let mut m = self.map.write().unwrap_or_else(|p| p.into_inner());
         self.generation
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -75,7 +79,7 @@ impl RecordCache {
 }
 
 /// `vault.accessed`: which credential and what was done, never a secret field.
-fn accessed(agent: &str, name: &str, action: &str) -> crate::store::EventRecord {
+pub(super) fn accessed(agent: &str, name: &str, action: &str) -> crate::store::EventRecord {
     crate::store::EventRecord::new(
         "vault.accessed",
         agent,
@@ -83,7 +87,7 @@ fn accessed(agent: &str, name: &str, action: &str) -> crate::store::EventRecord 
     )
 }
 
-fn cred_key(agent: &str, name: &str) -> Vec<u8> {
+pub(super) fn cred_key(agent: &str, name: &str) -> Vec<u8> {
     keys::join(&[agent, name])
 }
 
@@ -137,7 +141,7 @@ impl VaultService {
 
     /// Fails every operation of a shredded vault, even one that an authentication made just
     /// before the revocation let through.
-    fn ensure_live(&self, agent_id: &str) -> Result<(), VaultError> {
+    pub(super) fn ensure_live(&self, agent_id: &str) -> Result<(), VaultError> {
         if self.is_shredded(agent_id)? {
             self.count("any", "shredded");
             return Err(VaultError::Shredded);
@@ -278,7 +282,11 @@ impl VaultService {
         }
     }
 
-    fn decrypt(&self, agent: &str, rec: &CredentialRecord) -> Result<SecretPayload, VaultError> {
+    pub(super) fn decrypt(
+        &self,
+        agent: &str,
+        rec: &CredentialRecord,
+    ) -> Result<SecretPayload, VaultError> {
         let kek = self.agent_key(agent, false)?;
         let id = &rec.meta.id;
         let dek = crypto::unwrap(&kek, agent, id, Purpose::DataKeyWrap, &rec.wrapped_dek)?;
@@ -356,6 +364,11 @@ impl VaultService {
                 }
                 // Another writer replaced it meanwhile: the later version number must still win.
                 if let Some(cur) = tx.get_record::<CredentialRecord>(Tree::VaultCredentials, &k)? {
+                    if cur.meta.kind == super::CredentialKind::Oauth {
+                        return Err(TxFail::Abort(VaultError::Invalid(
+                            OAUTH_IS_A_CONNECTION.into(),
+                        )));
+                    }
                     if cur.meta.version >= version {
                         return Err(TxFail::Abort(VaultError::Invalid(
                             "concurrent update; retry".into(),
@@ -460,7 +473,10 @@ impl VaultService {
         let agent = actor
             .require(&self.audit, Scope::VaultWrite, "vault.delete", name)?
             .to_string();
-        self.load(actor, "vault.delete", &agent, name)?;
+        let rec = self.load(actor, "vault.delete", &agent, name)?;
+        if rec.meta.kind == super::CredentialKind::Oauth {
+            return Err(VaultError::Invalid(OAUTH_IS_A_CONNECTION.into()));
+        }
         let k = cred_key(&agent, name);
         self.store.transact::<_, VaultError>(
             &[Tree::VaultCredentials, Tree::Events, Tree::Meta],

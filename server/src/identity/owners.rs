@@ -1,0 +1,322 @@
+//! Co-owners of an agent (issue 25 §2): several humans may own one agent. An owner manages
+//! that agent's owners and connected accounts and may revoke it; nothing else. A human added
+//! as an owner who is not yet known is created as a non-admin human with an owner token
+//! (shown once), so each owner's actions are audited as theirs (`human:<email>`).
+
+use super::error::{Denied, IdentityError};
+use super::model::{Agent, ApiKey, Human, KeyOwner};
+use super::{apikey, Actor, IdentityService, ScopeSet};
+use crate::audit::Outcome;
+use crate::store::{keys, Tree};
+use crate::util::{new_id, now_unix, rfc3339};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+/// Longest email address accepted (RFC 5321 §4.5.3.1.3 path limit less the brackets).
+const MAX_EMAIL: usize = 254;
+/// Most owners one agent may have.
+const MAX_OWNERS: usize = 64;
+
+/// `POST /v1/agents/{id}/owners` body.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOwner {
+    pub email: String,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// One ownership: stored under (agent id, human id).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OwnerRecord {
+    pub human_id: String,
+    pub email: String,
+    /// Human id of whoever added it.
+    pub added_by: String,
+    pub added_at: i64,
+}
+
+impl OwnerRecord {
+    pub fn to_json(&self) -> Value {
+        json!({
+            "human_id": self.human_id, "email": self.email,
+            "added_by": self.added_by, "added_at": rfc3339(self.added_at),
+        })
+    }
+}
+
+/// What adding an owner made: the ownership, and the owner token when the human is new.
+pub struct AddedOwner {
+    pub owner: OwnerRecord,
+    pub created_human: bool,
+    pub token: Option<Zeroizing<String>>,
+}
+
+/// A plain `local@domain` email, lower-cased: printable ASCII, no spaces or controls (so it
+/// can sit in a header or a log line), one `@`, both sides non-empty.
+pub fn normalize_email(email: &str) -> Result<String, IdentityError> {
+    let e = email.trim();
+    let bad = || {
+        IdentityError::BadRequest(format!(
+            "\"email\" must be an address local@domain of at most {MAX_EMAIL} printable characters"
+        ))
+    };
+    if e.is_empty() || e.len() > MAX_EMAIL || !e.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad());
+    }
+    match e.split_once('@') {
+        Some((l, d)) if !l.is_empty() && !d.is_empty() && !d.contains('@') => {
+            Ok(e.to_ascii_lowercase())
+        }
+        _ => Err(bad()),
+    }
+}
+
+fn owner_key(agent_id: &str, human_id: &str) -> Vec<u8> {
+    keys::join(&[agent_id, human_id])
+}
+
+impl IdentityService {
+    /// Whether `human_id` owns `agent_id`.
+    pub fn is_owner(&self, agent_id: &str, human_id: &str) -> Result<bool, IdentityError> {
+        Ok(self
+            .store
+            .get(Tree::AgentOwners, &owner_key(agent_id, human_id))?
+            .is_some())
+    }
+
+    /// Whether the actor is a human owning `agent_id` (admins are not asked: they may anyway).
+    pub fn owns(&self, actor: &Actor, agent_id: &str) -> Result<bool, IdentityError> {
+        match actor.human() {
+            Some((id, _)) => self.is_owner(agent_id, id),
+            None => Ok(false),
+        }
+    }
+
+    /// The ids of the agents a human owns.
+    pub fn owned_agents(&self, human_id: &str) -> Result<Vec<String>, IdentityError> {
+        let mut out = Vec::new();
+        for r in self.store.scan_prefix(Tree::AgentOwners, &[]) {
+            let (k, v) = r?;
+            let rec: OwnerRecord = crate::store::decode(&v)?;
+            if rec.human_id == human_id {
+                let end = k.iter().position(|b| *b == 0).unwrap_or(k.len());
+                out.push(String::from_utf8_lossy(&k[..end]).into_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The gate of every owner action on an agent: an admin, or a human owning it. Anything
+    /// else is refused and audited. Returns the agent (found by id or address).
+    pub fn require_owner_or_admin(
+        &self,
+        actor: &Actor,
+        agent: &str,
+        action: &str,
+    ) -> Result<Agent, IdentityError> {
+        let found = self.find_agent(agent)?;
+        if actor.is_admin() {
+            return found.ok_or(IdentityError::NotFound("agent"));
+        }
+        let owner = match (&found, actor.human()) {
+            (Some(a), Some((h, _))) => self.is_owner(&a.id, h)?,
+            _ => false,
+        };
+        match found {
+            Some(a) if owner => Ok(a),
+            // An owner of another agent (or an agent) learns nothing about this one: the same
+            // refusal whether it exists or not.
+            _ => Err(actor
+                .refuse(
+                    &self.audit,
+                    action,
+                    agent,
+                    Denied::Other("only an admin or an owner of this agent may do this".into()),
+                )
+                .into()),
+        }
+    }
+
+    /// `GET /v1/agents/{id}/owners`.
+    pub fn list_owners(&self, actor: &Actor, agent: &str) -> Result<Vec<Value>, IdentityError> {
+        let a = self.require_owner_or_admin(actor, agent, "agent.owners.list")?;
+        let mut out = Vec::new();
+        for r in self
+            .store
+            .scan_prefix(Tree::AgentOwners, &keys::prefix(&[&a.id]))
+        {
+            let rec: OwnerRecord = crate::store::decode(&r?.1)?;
+            let mut v = rec.to_json();
+            let h = self.human(&rec.human_id)?;
+            v["name"] = json!(h.as_ref().map(|h| h.name.clone()));
+            v["admin"] = json!(h.is_some_and(|h| h.admin));
+            out.push(v);
+        }
+        Ok(out)
+    }
+
+    /// `POST /v1/agents/{id}/owners`: adds a human (made, with an owner token, if unknown).
+    pub async fn add_owner(
+        &self,
+        actor: &Actor,
+        agent: &str,
+        req: &NewOwner,
+    ) -> Result<AddedOwner, IdentityError> {
+        let action = "agent.owners.add";
+        let a = self.require_owner_or_admin(actor, agent, action)?;
+        let email = normalize_email(&req.email)?;
+        let name = match &req.name {
+            Some(n) if n.trim().is_empty() || n.len() > 256 || n.chars().any(char::is_control) => {
+                return Err(IdentityError::BadRequest(
+                    "\"name\" must be 1 to 256 characters without control characters".into(),
+                ))
+            }
+            Some(n) => n.trim().to_string(),
+            None => email.clone(),
+        };
+        if !a.is_active() {
+            return Err(IdentityError::Invalid("the agent is revoked".into()));
+        }
+        let (adder, _) = actor
+            .human()
+            .ok_or_else(|| IdentityError::Invalid("only humans add owners".into()))?;
+        let now = now_unix();
+        let new_human = Human {
+            id: new_id("hu"),
+            email: email.clone(),
+            name,
+            created_at: now,
+            admin: false,
+        };
+        let token = apikey::generate();
+        let key = ApiKey::issue(
+            KeyOwner::Human(new_human.id.clone()),
+            "owner".into(),
+            ScopeSet::default(),
+            &token,
+            None,
+        );
+        let key_path = keys::join(&[&new_human.id, &key.id]);
+        // Counted before the transaction: a race may pass the cap by one or two, harmlessly.
+        if self
+            .store
+            .scan_prefix(Tree::AgentOwners, &keys::prefix(&[&a.id]))
+            .count()
+            >= MAX_OWNERS
+        {
+            return Err(IdentityError::Invalid(format!(
+                "an agent has at most {MAX_OWNERS} owners"
+            )));
+        }
+        let (rec, created) = self.store.transact::<_, IdentityError>(
+            &[
+                Tree::Humans,
+                Tree::HumanEmail,
+                Tree::AgentOwners,
+                Tree::ApiKeys,
+                Tree::ApiKeyHash,
+            ],
+            |tx| {
+                let (human_id, created) = match tx.get(Tree::HumanEmail, email.as_bytes())? {
+                    Some(id) => (String::from_utf8_lossy(&id).into_owned(), false),
+                    None => {
+                        tx.put_record(Tree::Humans, new_human.id.as_bytes(), &new_human)?;
+                        tx.put(Tree::HumanEmail, email.as_bytes(), new_human.id.as_bytes())?;
+                        tx.put_record(Tree::ApiKeys, &key_path, &key)?;
+                        tx.put(Tree::ApiKeyHash, &key.hash, &key_path)?;
+                        (new_human.id.clone(), true)
+                    }
+                };
+                let k = owner_key(&a.id, &human_id);
+                if let Some(cur) = tx.get_record::<OwnerRecord>(Tree::AgentOwners, &k)? {
+                    return Ok((cur, false));
+                }
+                let rec = OwnerRecord {
+                    human_id,
+                    email: email.clone(),
+                    added_by: adder.to_string(),
+                    added_at: now,
+                };
+                tx.put_record(Tree::AgentOwners, &k, &rec)?;
+                Ok((rec, created))
+            },
+        )?;
+        actor.audit_on_agent(
+            &self.audit,
+            action,
+            &a.id,
+            Outcome::Ok,
+            json!({"owner": rec.human_id, "email": rec.email, "created_human": created}),
+        )?;
+        self.audit.commit().await?;
+        Ok(AddedOwner {
+            owner: rec,
+            created_human: created,
+            token: created.then_some(token),
+        })
+    }
+
+    /// `DELETE /v1/agents/{id}/owners/{human}` (`human`: id or email).
+    pub async fn remove_owner(
+        &self,
+        actor: &Actor,
+        agent: &str,
+        human: &str,
+    ) -> Result<(), IdentityError> {
+        let action = "agent.owners.remove";
+        let a = self.require_owner_or_admin(actor, agent, action)?;
+        let human_id = if human.contains('@') {
+            let email = normalize_email(human)?;
+            match self.store.get(Tree::HumanEmail, email.as_bytes())? {
+                Some(id) => String::from_utf8_lossy(&id).into_owned(),
+                None => return Err(IdentityError::NotFound("owner")),
+            }
+        } else {
+            human.to_string()
+        };
+        let k = owner_key(&a.id, &human_id);
+        let removed = self
+            .store
+            .transact::<_, IdentityError>(&[Tree::AgentOwners], |tx| {
+                let had = tx.get(Tree::AgentOwners, &k)?.is_some();
+                tx.remove(Tree::AgentOwners, &k)?;
+                Ok(had)
+            })?;
+        if !removed {
+            return Err(IdentityError::NotFound("owner"));
+        }
+        actor.audit_on_agent(
+            &self.audit,
+            action,
+            &a.id,
+            Outcome::Ok,
+            json!({"owner": human_id}),
+        )?;
+        self.audit.commit().await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        assert_eq!(normalize_email(" Bob@Acme.COM ").unwrap(), "bob@acme.com");
+        for bad in [
+            "",
+            "bob",
+            "@a",
+            "a@",
+            "a@b@c",
+            "a b@c",
+            "a\r\n@b",
+            &"x".repeat(300),
+        ] {
+            assert!(normalize_email(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,102 @@
+//! Notices to a human (a connected account needs consent again, issue 25): mail from the
+//! postmaster mailbox through the queue like any other mail, as the circuit breaker's notice
+//! (`breaker`) is. Undeliverable to the human, the notice is filed with the postmaster.
+
+use super::compose::{compose, SendRequest};
+use super::service::{QueueService, SendAudit};
+use crate::identity::{Actor, Principal, ScopeSet};
+use serde_json::json;
+use std::sync::Arc;
+
+/// `connections::Notifier` over the queue.
+pub struct QueueNotifier(pub Arc<QueueService>);
+
+impl crate::connections::Notifier for QueueNotifier {
+    fn notify<'a>(
+        &'a self,
+        to: &'a str,
+        subject: &'a str,
+        text: &'a str,
+        agent_id: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            self.0
+                .notice(to, subject, text, agent_id)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
+impl QueueService {
+    /// Mails `text` to the human `to` from the postmaster (audited as `connection.notice`).
+    pub async fn notice(
+        &self,
+        to: &str,
+        subject: &str,
+        text: &str,
+        agent_id: &str,
+    ) -> Result<(), super::QueueError> {
+        let Some(pm) = self.identity.postmaster()? else {
+            return Ok(());
+        };
+        let req = SendRequest {
+            to: vec![to.to_string()],
+            subject: subject.to_string(),
+            text: Some(text.to_string()),
+            ..Default::default()
+        };
+        let composed = compose(
+            &req,
+            &pm.address(),
+            "Postmaster",
+            &self.settings.hostname,
+            crate::util::now_unix(),
+        )?;
+        let actor = Actor {
+            principal: Principal::Agent {
+                id: pm.id.clone(),
+                address: pm.address(),
+                org_id: pm.org_id.clone(),
+            },
+            key_id: "connections".into(),
+            scopes: ScopeSet::all(),
+            chain: pm.chain.clone(),
+        };
+        let audit = SendAudit {
+            actor: &actor,
+            action: "connection.notice",
+            extra: json!({"agent": agent_id, "to": to}),
+            best_effort: true,
+        };
+        let raw = composed.raw.clone();
+        match self
+            .enqueue(
+                &pm,
+                &composed.rcpts,
+                composed.raw,
+                Some(composed.message_id),
+                audit,
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if !e.is_temporary() => {
+                tracing::warn!(error = %e, "connection notice undeliverable to the human; filed with the postmaster");
+                let meta = crate::mailbox::DeliveryMeta {
+                    received_at_ms: crate::util::now_millis(),
+                    labels: vec!["connections".into()],
+                    auth: Some(json!({"internal": true, "sender": "connections"})),
+                    envelope_from: String::new(),
+                    envelope_to: vec![pm.address()],
+                    flags: vec![],
+                };
+                self.mailbox
+                    .deliver(&pm.id, crate::mailbox::Folder::Inbox, raw, meta)
+                    .await?;
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
