@@ -11,6 +11,9 @@ use std::ops::Bound;
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
     pub agent: Option<String>,
+    /// Who acted: the actor's id (`ag_…`, a human's email, an admin token id, a peer IP) or
+    /// `kind:id` (`human:alice@acme.com`), ASCII case-insensitive.
+    pub actor: Option<String>,
     /// Exact action, or a prefix when it ends with `.` or `*` (`vault.*`).
     pub action: Option<String>,
     pub outcome: Option<Outcome>,
@@ -21,6 +24,15 @@ pub struct Filter {
 
 impl Filter {
     fn matches(&self, e: &Entry) -> bool {
+        if let Some(a) = &self.actor {
+            let id = a
+                .split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case(&e.actor.kind))
+                .map_or(a.as_str(), |(_, id)| id);
+            if !id.eq_ignore_ascii_case(&e.actor.id) {
+                return false;
+            }
+        }
         if let Some(a) = &self.action {
             let ok = match a.strip_suffix('*') {
                 Some(prefix) => e.action.starts_with(prefix),
@@ -194,6 +206,22 @@ mod tests {
             vec![5, 3, 1]
         );
         assert!(p2.next_cursor.is_none());
+
+        let f = Filter {
+            actor: Some("AGENT:ag_odd".into()),
+            ..Default::default()
+        };
+        let p = audit.query(&f, 10, None).unwrap();
+        assert_eq!(
+            p.items.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            vec![10, 8, 6, 4, 2]
+        );
+        let f = Filter {
+            actor: Some("ag_even".into()),
+            outcome: Some(Outcome::Denied),
+            ..Default::default()
+        };
+        assert!(audit.query(&f, 10, None).unwrap().items.is_empty());
 
         let f = Filter {
             action: Some("vault.*".into()),
