@@ -258,8 +258,8 @@ async def run(base, admin):
                                              "client_id": client_id})
     check("a revoked client's refresh token is refused", r.status_code == 400 and r.json().get("error") == "invalid_grant",
           r.text)
-    r = await api.post(f"/console/agents/{a_id}/oauth/{client_id}/revoke", data={})
-    check("a console form without the CSRF token is refused", r.status_code == 403, r.status_code)
+    r = await human.http.post(f"/console/agents/{a_id}/oauth/{client_id}/revoke", data={})
+    check("a console form without its CSRF token is refused (signed in)", r.status_code == 403, r.status_code)
 
     # ---- PKCE by hand -------------------------------------------------------------------
     reg = (await api.post("/oauth/register", json={"client_name": "pkce probe", "redirect_uris": [REDIRECT]})).json()

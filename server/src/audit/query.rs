@@ -23,6 +23,14 @@ pub struct Filter {
 }
 
 impl Filter {
+    /// The agent an actor filter names (`agent:ag_…` or a bare `ag_…` id): every entry an
+    /// agent made is in its per-agent index, so such a filter walks that, not the whole log.
+    fn actor_agent(&self) -> Option<&str> {
+        let a = self.actor.as_deref()?;
+        let id = a.strip_prefix("agent:").unwrap_or(a);
+        id.starts_with("ag_").then_some(id)
+    }
+
     fn matches(&self, e: &Entry) -> bool {
         if let Some(a) = &self.actor {
             let id = a
@@ -126,7 +134,8 @@ pub(super) fn run(
     } else {
         before.saturating_add(1)
     };
-    for item in pages(store, filter.agent.as_deref(), start) {
+    let walk = filter.agent.as_deref().or_else(|| filter.actor_agent());
+    for item in pages(store, walk, start) {
         let (page, seqs) = item?;
         for e in page.entries.into_iter().rev() {
             if e.seq >= before || seqs.as_ref().is_some_and(|s| !s.contains(&e.seq)) {
