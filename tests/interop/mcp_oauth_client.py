@@ -136,7 +136,9 @@ class Human:
             raise RuntimeError(f"agent {agent_id} is not offered: {form['options']}")
         data = list(form["hidden"].items()) + [("agent", agent_id), ("decision", decision)]
         data += [("scopes", s) for s in scopes]
-        r = await self.http.post("/console/oauth/authorize", data=data)
+        # Repeated names (one "scopes" per box): form-encoded by hand, httpx wants a dict.
+        r = await self.http.post("/console/oauth/authorize", content=urlencode(data),
+                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
         return r.headers.get("location", f"status {r.status_code}")
 
     async def csrf_of(self, path):
@@ -159,8 +161,8 @@ async def mcp_raw(base, token):
     init = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "probe", "version": "1"}}
     async with httpx2.AsyncClient(timeout=30) as h:
         r = await h.post(f"{base}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
-                         headers={"Authorization": f"Bearer {token}", "Accept": "application/json, text/event-stream",
-                                  "MCP-Protocol-Version": "2025-06-18"})
+                         headers={**({"Authorization": f"Bearer {token}"} if token else {}),
+                                  "Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2025-06-18"})
         return r.status_code, r.headers.get("www-authenticate", "")
 
 
