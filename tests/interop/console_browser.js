@@ -103,7 +103,7 @@ async function visit(page, url, name) {
     const img = document.querySelector("p.qr img");
     return img ? { w: img.naturalWidth, src: img.getAttribute("src").slice(0, 26), alt: img.alt } : null;
   });
-  check("TOTP set-up shows a QR code (server-rendered SVG)", qr && qr.w > 0 && qr.src === "data:image/svg+xml;base64" && qr.alt.length > 0,
+  check("TOTP set-up shows a QR code (server-rendered SVG)", qr && qr.w > 0 && qr.src === "data:image/svg+xml;base64," && qr.alt.length > 0,
     JSON.stringify(qr));
   await axeCheck(page, "totp-setup");
   await page.screenshot({ path: path.join(shots, "totp-setup.png") });
