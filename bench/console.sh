@@ -74,12 +74,19 @@ NEXT=$(curl -s -b "$JAR" "$BASE/console/mail?agent=$AGENT" | sed -n 's|.*&amp;cu
 
 [ "$(curl -s -o /dev/null -b "$JAR" -w '%{http_code}' "$BASE/console/mail/$AGENT/$MSG")" = 200 ] \
   || { echo "console sign-in failed" >&2; exit 1; }
-printf '%-28s %10s %10s\n' page median_ms max_ms
+THREAD=$(curl -s -b "$JAR" "$BASE/console/mail/$AGENT/$MSG" | sed -n "s|.*href=\"/console/mail/$AGENT/thread/\([^\"]*\)\".*|\1|p" | head -1)
+# A webhook, so the webhooks pages list something (its deliveries fail: nothing listens).
+HOOK=$(curl -sf -XPOST "$BASE/v1/webhooks" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
+  -d '{"url":"https://hooks.remote.test/bench"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+printf '%-36s %10s %10s\n' page median_ms max_ms
 for page in "/console/" "/console/agents" "/console/mail?agent=$AGENT" \
             "/console/mail?agent=$AGENT&folder=INBOX" "/console/mail?agent=$AGENT&folder=&q=&cursor=$NEXT" \
-            "/console/mail/$AGENT/$MSG" "/console/audit"; do
+            "/console/mail/$AGENT/$MSG" "/console/mail/$AGENT/thread/$THREAD" "/console/agents/$AGENT" \
+            "/console/audit" "/console/audit?actor=$AGENT" "/console/audit?agent=$AGENT" \
+            "/console/webhooks" "/console/webhooks/$HOOK" "/console/queue" "/console/vault?agent=$AGENT" \
+            "/console/dns" "/console/settings"; do
   times=$(for _ in $(seq 1 20); do curl -s -o /dev/null -b "$JAR" -w '%{time_starttransfer}\n' "$BASE$page"; done | sort -n)
   med=$(echo "$times" | sed -n '10p'); max=$(echo "$times" | tail -1)
-  label=$(echo "$page" | sed "s/$AGENT/AGENT/g; s/$MSG/MSG/g" | cut -c1-28)
-  printf '%-28s %10.1f %10.1f\n' "$label" "$(echo "$med * 1000" | bc -l)" "$(echo "$max * 1000" | bc -l)"
+  label=$(echo "$page" | sed "s/$AGENT/AGENT/g; s/$MSG/MSG/g; s/$THREAD/THREAD/g; s/$HOOK/HOOK/g" | cut -c1-36)
+  printf '%-36s %10.1f %10.1f\n' "$label" "$(echo "$med * 1000" | bc -l)" "$(echo "$max * 1000" | bc -l)"
 done

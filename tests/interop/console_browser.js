@@ -5,7 +5,9 @@
 // the code highlighted, a key revoked, the DNS check, the audit chain verified, sign-out.
 // It checks that a form post without its token is refused and that the session cookie does
 // not work on another host, runs axe-core on every page (no serious or critical
-// violations), and writes a screenshot of each page.
+// violations), and writes a screenshot of each page. Also: the TOTP QR code, a thread view,
+// an attachment served only as a download, the audit log filtered by actor, and the
+// webhooks page (a webhook disabled and re-enabled there).
 //
 // Usage: console_browser.js BASE_URL ADMIN_TOKEN SMTP_PORT SCREENSHOT_DIR
 "use strict";
@@ -97,6 +99,13 @@ async function visit(page, url, name) {
   await page.goto(base + "/console/settings");
   await page.click("text=Set up two-factor sign-in");
   const seed = (await page.textContent("#totp-seed")).trim();
+  const qr = await page.evaluate(() => {
+    const img = document.querySelector("p.qr img");
+    return img ? { w: img.naturalWidth, src: img.getAttribute("src").slice(0, 26), alt: img.alt } : null;
+  });
+  check("TOTP set-up shows a QR code (server-rendered SVG)", qr && qr.w > 0 && qr.src === "data:image/svg+xml;base64," && qr.alt.length > 0,
+    JSON.stringify(qr));
+  await axeCheck(page, "totp-setup");
   await page.screenshot({ path: path.join(shots, "totp-setup.png") });
   const now = Math.floor(Date.now() / 1000);
   await page.fill("#code", totp(seed, now));
@@ -137,6 +146,68 @@ async function visit(page, url, name) {
   check("sender HTML is not rendered", !(await page.title()).includes("pwned"));
   await page.screenshot({ path: path.join(shots, "message.png"), fullPage: true });
   await axeCheck(page, "message");
+
+  // A thread of two messages, the first with an attachment: the thread view, and the
+  // attachment served only as a download.
+  const boundary = "b-legate-1";
+  await smtpSend(smtpPort, "shop@remote.test", "browser@agents.test",
+    "From: Shop <shop@remote.test>\r\nTo: browser@agents.test\r\nSubject: Order 1042\r\n" +
+    "Message-ID: <order1042@remote.test>\r\nMIME-Version: 1.0\r\n" +
+    `Content-Type: multipart/mixed; boundary="${boundary}"\r\n\r\n` +
+    `--${boundary}\r\nContent-Type: text/plain\r\n\r\nYour order is confirmed; the invoice is attached.\r\n` +
+    `--${boundary}\r\nContent-Type: text/html; name="invoice.html"\r\nContent-Disposition: attachment; filename="invoice.html"\r\n\r\n` +
+    `<script>alert(1)</script><p>Invoice</p>\r\n--${boundary}--`);
+  await smtpSend(smtpPort, "shop@remote.test", "browser@agents.test",
+    "From: Shop <shop@remote.test>\r\nTo: browser@agents.test\r\nSubject: Re: Order 1042\r\n" +
+    "Message-ID: <order1042-shipped@remote.test>\r\nIn-Reply-To: <order1042@remote.test>\r\n" +
+    "References: <order1042@remote.test>\r\n\r\nYour order has shipped.");
+  await page.goto(`${base}/console/mail?agent=${who.id}`);
+  await page.click("text=Order 1042 >> nth=-1");
+  const dl = await page.getAttribute("a[download]", "href").catch(() => null);
+  check("the message lists its attachment as a download link", !!dl, dl);
+  if (dl) {
+    const a = await page.evaluate(async (u) => {
+      const r = await fetch(u);
+      return { status: r.status, cd: r.headers.get("content-disposition"), ct: r.headers.get("content-type"),
+        nosniff: r.headers.get("x-content-type-options"), csp: r.headers.get("content-security-policy"), body: await r.text() };
+    }, dl);
+    check("an attachment is served as a download, never inline",
+      a.status === 200 && /^attachment; filename="invoice.html"$/.test(a.cd || "") && a.ct === "application/octet-stream" &&
+      a.nosniff === "nosniff" && /^sandbox/.test(a.csp || "") && a.body.includes("<p>Invoice</p>"), JSON.stringify(a));
+  }
+  await page.click("text=Show the thread");
+  check("the thread view opens", page.url().includes("/thread/"), page.url());
+  const inThread = await page.$$eval("ol.thread > li", (l) => l.length).catch(() => 0);
+  check("the thread view shows both messages", inThread === 2, String(inThread));
+  await page.screenshot({ path: path.join(shots, "thread.png"), fullPage: true });
+  await axeCheck(page, "thread");
+
+  // The audit log filtered by actor: only the signed-in human's entries.
+  await page.goto(`${base}/console/audit?actor=${encodeURIComponent("human:admin@agents.test")}`);
+  const actors = await page.$$eval("tbody tr td:nth-child(3) code", (c) => c.map((x) => x.textContent));
+  check("the audit log filters by actor (the human's email names its id)",
+    actors.length > 0 && actors[0].startsWith("human:hu_") && actors.every((a) => a === actors[0]),
+    JSON.stringify(actors.slice(0, 5)));
+  await axeCheck(page, "audit-by-actor");
+
+  // Webhooks: one made over REST, shown, disabled and re-enabled in the console.
+  const hook = await (await fetch(base + "/v1/webhooks", {
+    method: "POST", headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+    body: JSON.stringify({ url: "https://hooks.remote.test/legate", event_types: ["message.received"] }),
+  })).json();
+  check("a webhook is created over REST", typeof hook.id === "string", JSON.stringify(hook));
+  await visit(page, "/console/webhooks", "webhooks");
+  await page.click("text=https://hooks.remote.test/legate");
+  page.once("dialog", (d) => d.accept());
+  await page.click("button:has-text('Disable')");
+  check("the console disables the webhook", (await page.content()).includes("The webhook is disabled"));
+  let state = await (await fetch(`${base}/v1/webhooks/${hook.id}`, { headers: { authorization: `Bearer ${adminToken}` } })).json();
+  check("REST sees it disabled", state.enabled === false, JSON.stringify(state));
+  await page.click("button:has-text('Re-enable')");
+  state = await (await fetch(`${base}/v1/webhooks/${hook.id}`, { headers: { authorization: `Bearer ${adminToken}` } })).json();
+  check("the console re-enables the webhook", state.enabled === true, JSON.stringify(state));
+  await page.screenshot({ path: path.join(shots, "webhook.png"), fullPage: true });
+  await axeCheck(page, "webhook");
 
   // The agent page, then revoke the key.
   await visit(page, `/console/agents/${who.id}`, "agent");

@@ -7,6 +7,8 @@ mod admin_socket;
 mod backup;
 #[path = "ops/console.rs"]
 mod console;
+#[path = "ops/console_pages.rs"]
+mod console_pages;
 #[path = "ops/doctor.rs"]
 mod doctor;
 #[path = "ops/oauth.rs"]

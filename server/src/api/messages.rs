@@ -138,7 +138,7 @@ fn read_in_chunks(
 }
 
 /// A filename that is safe inside a quoted header parameter and on any file system.
-fn safe_filename(name: Option<&str>, aid: u32) -> String {
+pub(crate) fn safe_filename(name: Option<&str>, aid: u32) -> String {
     let cleaned: String = name
         .unwrap_or("")
         .rsplit(['/', '\\'])

@@ -27,6 +27,8 @@ mod webid;
 mod whoami;
 
 pub use error::{ApiError, ApiResult};
+/// The console's attachment downloads name files the same way.
+pub(crate) use messages::safe_filename;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{Method, StatusCode, Uri};

@@ -14,6 +14,9 @@ pub struct ConsoleConfig {
     pub max_session_secs: u64,
     /// Rows per page of the console's lists (agents, mail, audit, queue).
     pub page_size: usize,
+    /// Largest attachment the console serves as a download (bytes); bigger ones are
+    /// refused with a pointer to the REST route.
+    pub max_attachment_bytes: u64,
 }
 
 impl Default for ConsoleConfig {
@@ -23,6 +26,7 @@ impl Default for ConsoleConfig {
             idle_timeout_secs: 1800,
             max_session_secs: 12 * 3600,
             page_size: 50,
+            max_attachment_bytes: 25 * 1024 * 1024,
         }
     }
 }
@@ -42,6 +46,10 @@ pub struct OAuthConfig {
     pub code_secs: u64,
     /// Most clients dynamic registration keeps; past it registration answers 503.
     pub max_clients: usize,
+    /// A registered client no human has consented to is deleted after this many seconds
+    /// (checked at each registration): anyone may register, so without it unconsented
+    /// registrations could hold `max_clients` full for good. 0 keeps them forever.
+    pub unused_client_ttl: u64,
 }
 
 impl Default for OAuthConfig {
@@ -52,6 +60,7 @@ impl Default for OAuthConfig {
             refresh_token_secs: 30 * 24 * 3600,
             code_secs: 60,
             max_clients: 1000,
+            unused_client_ttl: 24 * 3600,
         }
     }
 }

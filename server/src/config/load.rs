@@ -503,6 +503,13 @@ fn validate_console(c: &Config, errs: &mut Vec<ConfigError>) {
             "must be at least oauth.access_token_secs",
         ));
     }
+    if o.unused_client_ttl != 0 && o.unused_client_ttl < 600 {
+        // A human needs time to reach the consent page after the client registers.
+        errs.push(err(
+            "oauth.unused_client_ttl",
+            "must be 0 (never) or at least 600",
+        ));
+    }
 }
 
 fn validate_send_policy(c: &Config, errs: &mut Vec<ConfigError>) {

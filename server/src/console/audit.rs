@@ -1,4 +1,4 @@
-//! Audit: the log filtered by agent, action, outcome and time, a page at a time (the audit
+//! Audit: the log filtered by actor, agent, action, outcome and time, a page at a time (the audit
 //! service's cursor), and "verify chain", which recomputes every hash and shows the head and
 //! its signed checkpoint.
 
@@ -23,6 +23,7 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct Filters {
+    actor: String,
     agent: String,
     action: String,
     outcome: String,
@@ -43,6 +44,7 @@ async fn list(
 ) -> ConsoleResult<Html<String>> {
     let params = AuditParams {
         agent: opt(&f.agent),
+        actor: opt(&f.actor),
         action: opt(&f.action),
         outcome: opt(&f.outcome),
         since: opt(&f.since),
@@ -53,7 +55,8 @@ async fn list(
     let page_v = s.identity.audit_trail(&op.actor, &params)?;
     let next = page_v["next_cursor"].as_str().map(str::to_string);
     let query = format!(
-        "agent={}&action={}&outcome={}&since={}&until={}",
+        "actor={}&agent={}&action={}&outcome={}&since={}&until={}",
+        layout::enc(&f.actor),
         layout::enc(&f.agent),
         layout::enc(&f.action),
         layout::enc(&f.outcome),
@@ -63,6 +66,7 @@ async fn list(
     let body = html! {
         h1 { "Audit log" }
         form.filters method="get" action="/console/audit" role="search" {
+            div { label for="actor" { "Actor" } input type="text" id="actor" name="actor" value=(f.actor) placeholder="human:alice@acme.com"; }
             div { label for="agent" { "Agent (id or address)" } input type="text" id="agent" name="agent" value=(f.agent); }
             div { label for="action" { "Action" } input type="text" id="action" name="action" value=(f.action) placeholder="agent.create"; }
             div {
@@ -88,7 +92,11 @@ async fn list(
                     tr {
                         td.num { (layout::text(&e["seq"])) }
                         td { (when(&e["ts"])) }
-                        td { code { (layout::text(&e["actor"]["kind"])) ":" (layout::text(&e["actor"]["id"])) } br; span.muted { (layout::text(&e["detail"]["key_id"])) } }
+                        td {
+                            @let who = format!("{}:{}", layout::text(&e["actor"]["kind"]), layout::text(&e["actor"]["id"]));
+                            a href={"/console/audit?actor=" (layout::enc(&who))} { code { (who) } }
+                            br; span.muted { (layout::text(&e["detail"]["key_id"])) }
+                        }
                         td { code { (layout::text(&e["action"])) } }
                         td { (layout::text(&e["target"])) }
                         td {

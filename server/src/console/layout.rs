@@ -14,6 +14,7 @@ const NAV: &[(&str, &str)] = &[
     ("dns", "DNS"),
     ("queue", "Queue"),
     ("vault", "Vault"),
+    ("webhooks", "Webhooks"),
     ("settings", "Settings"),
 ];
 
@@ -100,6 +101,10 @@ pub fn notice(done: Option<&str>) -> Markup {
         Some("cancelled") => "Delivery cancelled.",
         Some("deleted") => "Deleted.",
         Some("client_revoked") => "The client's access was revoked.",
+        Some("webhook_enabled") => "The webhook is enabled again; its failure count starts over.",
+        Some("webhook_disabled") => "The webhook is disabled: no events are posted to it.",
+        Some("webhook_test_ok") => "The test event was accepted by the endpoint.",
+        Some("webhook_test_failed") => "The test event was not accepted by the endpoint.",
         _ => return html! {},
     };
     html! { p.notice role="status" { (text) } }

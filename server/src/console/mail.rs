@@ -1,5 +1,6 @@
 //! Mail: an agent's folders and messages (one index page at a time: the listing's cost is
-//! the page, never the mailbox), a message view and its raw source.
+//! the page, never the mailbox), a message view and its raw source (threads and attachment
+//! downloads: `mail_parts`).
 //!
 //! Sender HTML is never rendered here: a message shows its extracted text (or plain text),
 //! escaped, with the verification codes and links the extractor found highlighted as text.
@@ -30,7 +31,11 @@ pub fn router() -> Router<AppState> {
         .route("/mail/{agent}/{id}/raw", get(raw))
 }
 
-fn reader(s: &AppState, op: &Operator, agent: &str) -> ConsoleResult<crate::identity::Actor> {
+pub(super) fn reader(
+    s: &AppState,
+    op: &Operator,
+    agent: &str,
+) -> ConsoleResult<crate::identity::Actor> {
     let mut scopes = ScopeSet::default();
     scopes.insert(Scope::MailRead);
     Ok(s.identity.operator_for_agent(&op.actor, agent, scopes)?)
@@ -130,14 +135,14 @@ async fn index(
     Ok(page(&op, "mail", "Mail", body))
 }
 
-fn subject(v: &Value) -> String {
+pub(super) fn subject(v: &Value) -> String {
     match v["subject"].as_str() {
         Some(s) if !s.trim().is_empty() => s.to_string(),
         _ => "(no subject)".into(),
     }
 }
 
-fn from_text(v: &Value) -> String {
+pub(super) fn from_text(v: &Value) -> String {
     let email = v["email"].as_str().unwrap_or("");
     match v["name"].as_str() {
         Some(n) if !n.is_empty() => format!("{n} <{email}>"),
@@ -145,7 +150,7 @@ fn from_text(v: &Value) -> String {
     }
 }
 
-fn verified_badge(ok: bool) -> Markup {
+pub(super) fn verified_badge(ok: bool) -> Markup {
     html! {
         @if ok { span.badge.ok { "verified sender" } } @else { span.badge.none { "unverified sender" } }
     }
@@ -267,6 +272,9 @@ async fn message(
             dt { "Date" } dd { (when(&m["date"])) }
             dt { "Received" } dd { (when(&m["received_at"])) }
             dt { "Folder" } dd { (layout::text(&m["folder"])) }
+            @if let Some(t) = m["thread_id"].as_str().filter(|t| !t.is_empty()) {
+                dt { "Thread" } dd { a href=(super::mail_parts::thread_href(&a.id, t)) { "Show the thread" } }
+            }
             dt { "Authentication" } dd {
                 (auth_badge("SPF", &auth["spf"]))
                 (auth_badge("DKIM", &auth["dkim"]))
@@ -296,7 +304,11 @@ async fn message(
             table {
                 thead { tr { th scope="col" { "File" } th scope="col" { "Type" } th.num scope="col" { "Bytes" } } }
                 tbody { @for x in att {
-                    tr { td { (layout::text(&x["filename"])) } td { (layout::text(&x["content_type"])) } td.num { (layout::text(&x["size"])) } }
+                    tr {
+                        td { a href=(super::mail_parts::attachment_href(&a.id, &id, &x["id"])) download { "Download " (layout::text(&x["filename"])) } }
+                        td { (layout::text(&x["content_type"])) }
+                        td.num { (layout::text(&x["size"])) }
+                    }
                 } }
             }
         }

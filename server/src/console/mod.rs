@@ -19,11 +19,14 @@ mod headers;
 mod layout;
 mod login;
 mod mail;
+mod mail_parts;
 mod overview;
 mod queue;
 mod session;
 mod settings;
+mod totp;
 mod vault;
+mod webhooks;
 
 pub use error::ConsoleError;
 
@@ -47,10 +50,12 @@ pub fn router(state: AppState) -> Router {
         .merge(login::router())
         .merge(agents::router())
         .merge(mail::router())
+        .merge(mail_parts::router())
         .merge(audit::router())
         .merge(dns::router())
         .merge(queue::router())
         .merge(vault::router())
+        .merge(webhooks::router())
         .merge(settings::router())
         .merge(consent::router())
         .merge(assets::router())

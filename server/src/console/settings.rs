@@ -140,17 +140,13 @@ async fn password(
 
 async fn totp_begin(State(s): State<AppState>, op: Operator) -> ConsoleResult<Html<String>> {
     let seed = s.vault.begin_human_totp(&op.actor, &op.human.id)?;
-    let issuer = layout::enc(&format!("legate {}", s.config.server.domain));
-    let uri = format!(
-        "otpauth://totp/{issuer}:{}?secret={}&issuer={issuer}&algorithm=SHA1&digits=6&period=30",
-        layout::enc(&op.human.email),
-        seed.as_str()
-    );
+    let uri = super::totp::otpauth_uri(&s.config.server.domain, &op.human.email, seed.as_str());
     let body = html! {
         h1 { "Set up two-factor sign-in" }
         ol {
-            li { "Add this key to your authenticator app (or open the otpauth link on a phone):" }
+            li { "Scan this QR code with your authenticator app, or add the key below by hand (or open the otpauth link on a phone):" }
         }
+        (super::totp::qr_image(&uri))
         div.secret {
             p { "Key: " code.mono id="totp-seed" { (seed.as_str()) } " " (copy_button("totp-seed")) }
             p { "Link: " code.mono id="totp-uri" { (uri) } " " (copy_button("totp-uri")) }

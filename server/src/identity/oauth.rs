@@ -32,6 +32,10 @@ pub struct OAuthClient {
     pub created_at: i64,
     #[serde(default)]
     pub last_used_at: Option<i64>,
+    /// When a human first consented to it; a client never consented to expires
+    /// (`oauth.unused_client_ttl`).
+    #[serde(default)]
+    pub consented_at: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,12 +148,15 @@ fn valid_redirect(uri: &str) -> bool {
 
 impl IdentityService {
     /// RFC 7591 dynamic registration of a public client (no secret). Anyone may register;
-    /// a client can do nothing until a signed-in human consents.
+    /// a client can do nothing until a signed-in human consents. Registrations nobody
+    /// consented to within `unused_ttl` seconds (0: never) are deleted first, so anonymous
+    /// registrations cannot keep `max_clients` full.
     pub fn register_oauth_client(
         &self,
         name: &str,
         redirect_uris: &[String],
         max_clients: usize,
+        unused_ttl: u64,
         peer: &str,
     ) -> Result<OAuthClient, IdentityError> {
         if redirect_uris.is_empty() || redirect_uris.len() > MAX_REDIRECTS {
@@ -162,6 +169,7 @@ impl IdentityService {
                 "redirect URI not allowed: {bad:.200} (https, http on loopback, or an app scheme)"
             )));
         }
+        self.expire_unused_clients(unused_ttl)?;
         if self
             .store
             .scan_prefix(Tree::OAuthClients, &[])
@@ -189,6 +197,7 @@ impl IdentityService {
             redirect_uris: redirect_uris.to_vec(),
             created_at: now_unix(),
             last_used_at: None,
+            consented_at: None,
         };
         self.store
             .put_record(Tree::OAuthClients, client.id.as_bytes(), &client)?;
@@ -201,6 +210,35 @@ impl IdentityService {
             detail: serde_json::json!({"name": client.name, "redirect_uris": client.redirect_uris}),
         })?;
         Ok(client)
+    }
+
+    /// Deletes the clients registered more than `ttl` seconds ago that no human ever
+    /// consented to (and that were never used). Returns how many.
+    pub fn expire_unused_clients(&self, ttl: u64) -> Result<usize, IdentityError> {
+        if ttl == 0 {
+            return Ok(0);
+        }
+        let cutoff = now_unix().saturating_sub(i64::try_from(ttl).unwrap_or(i64::MAX));
+        let mut doomed = Vec::new();
+        for r in self.store.scan_prefix(Tree::OAuthClients, &[]) {
+            let (k, v) = r?;
+            let Ok(c) = crate::store::decode::<OAuthClient>(&v) else {
+                continue;
+            };
+            if c.consented_at.is_none() && c.last_used_at.is_none() && c.created_at <= cutoff {
+                doomed.push(k);
+            }
+        }
+        for k in &doomed {
+            self.store.remove(Tree::OAuthClients, k)?;
+        }
+        if !doomed.is_empty() {
+            tracing::info!(
+                clients = doomed.len(),
+                "expired OAuth clients nobody consented to"
+            );
+        }
+        Ok(doomed.len())
     }
 
     pub fn oauth_client(&self, id: &str) -> Result<Option<OAuthClient>, IdentityError> {
@@ -248,6 +286,12 @@ impl IdentityService {
             ));
         }
         let now = now_unix();
+        if client.consented_at.is_none() {
+            let mut c = client.clone();
+            c.consented_at = Some(now);
+            self.store
+                .put_record(Tree::OAuthClients, c.id.as_bytes(), &c)?;
+        }
         // Spent and expired grants are kept only to recognise replays until they expire;
         // each consent sweeps the ones past expiry, so the tree stays the size of live use.
         self.end_grants(|g| g.expires_at <= now)?;
@@ -689,6 +733,38 @@ mod tests {
         ));
         assert!(!pkce_ok("short", "x"));
         assert!(!pkce_ok(&"a".repeat(129), "x"));
+    }
+
+    #[test]
+    fn unconsented_registrations_expire_and_free_their_places() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let audit = std::sync::Arc::new(crate::audit::Audit::open(store.clone()).unwrap());
+        let id = IdentityService::new(store, audit, "agents.test".into());
+        let uris = vec!["http://127.0.0.1/cb".to_string()];
+        let register = |name: &str| id.register_oauth_client(name, &uris, 2, 600, "test");
+        let age = |c: &OAuthClient, consented: bool| {
+            let mut c = c.clone();
+            c.created_at -= 601;
+            c.consented_at = consented.then_some(c.created_at);
+            id.store
+                .put_record(Tree::OAuthClients, c.id.as_bytes(), &c)
+                .unwrap();
+        };
+        let old = register("old").unwrap();
+        let kept = register("kept").unwrap();
+        // Full, and nothing is old enough yet.
+        assert!(matches!(register("x"), Err(IdentityError::Conflict(_))));
+        age(&old, false);
+        age(&kept, true);
+        let new = register("new").unwrap();
+        assert!(id.oauth_client(&old.id).unwrap().is_none());
+        assert!(id.oauth_client(&kept.id).unwrap().is_some());
+        assert!(id.oauth_client(&new.id).unwrap().is_some());
+        // ttl 0 never expires anything.
+        age(&new, false);
+        assert_eq!(id.expire_unused_clients(0).unwrap(), 0);
+        assert_eq!(id.expire_unused_clients(600).unwrap(), 1);
     }
 
     #[test]

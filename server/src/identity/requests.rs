@@ -24,6 +24,9 @@ pub struct VerifyRequest {
 #[serde(deny_unknown_fields)]
 pub struct AuditParams {
     pub agent: Option<String>,
+    /// Who acted: an id, or `kind:id` (`human:alice@acme.com`).
+    #[serde(default)]
+    pub actor: Option<String>,
     pub action: Option<String>,
     pub outcome: Option<String>,
     /// RFC 3339 or unix seconds.
@@ -104,8 +107,29 @@ impl IdentityService {
                 None => None,
             },
         };
+        // A human is logged by id; an operator knows the email: `human:alice@acme.com` and
+        // a bare address both name that human (an address of an agent is its `ag_` id).
+        let actor_filter = match p.actor.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(a) => {
+                let bare = a
+                    .strip_prefix("human:")
+                    .or_else(|| a.strip_prefix("agent:"))
+                    .unwrap_or(a);
+                if !bare.contains('@') {
+                    Some(a.to_string())
+                } else if let Some(h) = self.human_by_email(bare)? {
+                    Some(format!("human:{}", h.id))
+                } else if let Some(ag) = self.find_agent(bare)? {
+                    Some(format!("agent:{}", ag.id))
+                } else {
+                    Some(a.to_string())
+                }
+            }
+        };
         let filter = Filter {
             agent,
+            actor: actor_filter,
             action: p.action.clone(),
             outcome,
             since: time_param("since", &p.since)?,

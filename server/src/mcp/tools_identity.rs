@@ -208,6 +208,7 @@ impl LegateMcp {
     ) -> Result<CallToolResult, ErrorData> {
         let p = AuditParams {
             agent: a.agent,
+            actor: None,
             action: a.action,
             outcome: a.outcome,
             since: a.since,

@@ -171,6 +171,7 @@ async fn register(
         reg.client_name.as_deref().unwrap_or(""),
         &reg.redirect_uris,
         s.config.oauth.max_clients,
+        s.config.oauth.unused_client_ttl,
         &peer,
     ) {
         Ok(c) => no_store(
