@@ -395,7 +395,7 @@ impl QueueService {
         }
         let approver = actor.chain.first().cloned().unwrap_or_default();
         let mut trees = DECIDE_TREES.to_vec();
-        trees.extend([Tree::Queue, Tree::QueueSchedule]);
+        trees.extend([Tree::Queue, Tree::QueueSchedule, Tree::ReputationTally]);
         trees.extend(crate::policy::TX_TREES);
         let r = self.store.transact(&trees, |tx| {
             let Some(mut cur) = tx.get_record::<Approval>(Tree::Approvals, id.as_bytes())? else {
@@ -419,6 +419,7 @@ impl QueueService {
                     now,
                 );
             }
+            crate::reputation::tally::record_change(tx, None, Some(&q))?;
             tx.put_record(Tree::Queue, id.as_bytes(), &q)?;
             tx.put(Tree::QueueSchedule, &schedule_key(now, id), &[])?;
             tx.emit(&EventRecord::new(

@@ -554,6 +554,7 @@ impl QueueService {
             }
             let mut q = template.clone();
             q.id = rec.id.clone();
+            crate::reputation::tally::record_change(tx, None, Some(&q))?;
             tx.put_record(Tree::Queue, q.id.as_bytes(), &q)?;
             holds::hold(tx, &q.id)?;
             tx.put(Tree::QueueSchedule, &schedule_key(now, &q.id), &[])?;
@@ -603,6 +604,7 @@ impl QueueService {
                 Tree::ApprovalsPending,
                 Tree::ApprovalExpiry,
                 Tree::SentMessageIds,
+                Tree::ReputationTally,
             ],
             write: &write,
             before_commit: Some(&audit_entry),

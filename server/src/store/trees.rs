@@ -157,10 +157,14 @@ pub enum Tree {
     /// lease name -> (holder node, expiry): work several nodes sharing one store could pick
     /// up at once, held by one (`store::lease`)
     Leases,
+    /// agent \0 UTC day (BE) of the message's queueing -> the recipients of the agent's
+    /// messages queued that day, by outcome (`reputation::tally`): kept in the transactions
+    /// that write queue records, so a reputation score reads days, not the whole queue
+    ReputationTally,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 62] = [
+    pub const ALL: [Tree; 63] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -223,6 +227,7 @@ impl Tree {
         Tree::OAuthClients,
         Tree::OAuthGrants,
         Tree::Leases,
+        Tree::ReputationTally,
     ];
 
     pub fn name(self) -> &'static str {
@@ -289,6 +294,7 @@ impl Tree {
             Tree::OAuthClients => "oauth_clients",
             Tree::OAuthGrants => "oauth_grants",
             Tree::Leases => "leases",
+            Tree::ReputationTally => "reputation_tally",
         }
     }
 }
