@@ -185,7 +185,11 @@ fn reputation_text(r: &Value) -> String {
         text(&r["window"]["since"])
     );
     let lines = [
-        ("age", format!("{} days", text(&f["age"]["days"])), &f["age"]),
+        (
+            "age",
+            format!("{} days", text(&f["age"]["days"])),
+            &f["age"],
+        ),
         (
             "volume",
             format!(
@@ -256,9 +260,18 @@ mod tests {
               "dmarc": {"pass": 0, "fail": 0, "points": 5.0},
               "conduct": {"policy_refusals": 3, "denied_requests": 4, "revoked_keys": 1, "points": 12.0}}});
         let t = reputation_text(&r);
-        assert!(t.starts_with("agt_1\tscore 56/100\t30 days from 2026-11-07T00:00:00Z\n"), "{t}");
-        assert!(t.contains("  delivery\t24.0\t40 delivered, 50 deferred, 10 bounced, 0 complained\n"), "{t}");
-        assert!(t.contains("  conduct\t12.0\t3 refused sends, 4 denied requests, 1 revoked keys\n"), "{t}");
+        assert!(
+            t.starts_with("agt_1\tscore 56/100\t30 days from 2026-11-07T00:00:00Z\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  delivery\t24.0\t40 delivered, 50 deferred, 10 bounced, 0 complained\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  conduct\t12.0\t3 refused sends, 4 denied requests, 1 revoked keys\n"),
+            "{t}"
+        );
         assert!(!t.contains("revoked:"));
     }
 

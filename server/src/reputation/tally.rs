@@ -98,10 +98,22 @@ pub fn record_change(
         }
         (old, new) => {
             if let Some((a, ta)) = old {
-                shift(tx, &a.agent_id, day_of(a.created_ms), &ta, &Tally::default())?;
+                shift(
+                    tx,
+                    &a.agent_id,
+                    day_of(a.created_ms),
+                    &ta,
+                    &Tally::default(),
+                )?;
             }
             if let Some((b, tb)) = new {
-                shift(tx, &b.agent_id, day_of(b.created_ms), &Tally::default(), &tb)?;
+                shift(
+                    tx,
+                    &b.agent_id,
+                    day_of(b.created_ms),
+                    &Tally::default(),
+                    &tb,
+                )?;
             }
         }
     }
@@ -135,7 +147,9 @@ fn shift(
         return Ok(());
     }
     let k = key(agent, day);
-    let mut t: Tally = tx.get_record(Tree::ReputationTally, &k)?.unwrap_or_default();
+    let mut t: Tally = tx
+        .get_record(Tree::ReputationTally, &k)?
+        .unwrap_or_default();
     t.sub(minus);
     t.add(plus);
     if t == Tally::default() {
@@ -316,7 +330,12 @@ mod tests {
         check(&store);
         // Determinism: a backfill over the same queue rebuilds the same buckets.
         let mut kept: Vec<_> = store
-            .range(Tree::ReputationTally, Bound::Unbounded, Bound::Unbounded, false)
+            .range(
+                Tree::ReputationTally,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                false,
+            )
             .map(|r| r.unwrap())
             .collect();
         for (k, _) in &kept {
@@ -324,7 +343,12 @@ mod tests {
         }
         assert_eq!(backfill(&store).unwrap(), msgs.len());
         let rebuilt: Vec<_> = store
-            .range(Tree::ReputationTally, Bound::Unbounded, Bound::Unbounded, false)
+            .range(
+                Tree::ReputationTally,
+                Bound::Unbounded,
+                Bound::Unbounded,
+                false,
+            )
             .map(|r| r.unwrap())
             .collect();
         kept.sort();
