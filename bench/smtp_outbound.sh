@@ -12,11 +12,20 @@
 # clock: under load it includes waiting for a CPU). Release build.
 # With LEGATE_PERF=1, legate is also profiled (perf record) through both loads and its CPU is
 # split by stage (bench/send_stages.py).
+# POLICY=unlimited runs the same load with `send_policy.danger_unchecked` (no send policy,
+# suppression list or circuit breaker checked or counted); the default (POLICY=on) checks
+# all of them on every send with caps far above N: compare the two for what the checks cost.
 # Usage: bench/smtp_outbound.sh [messages=5000] [size=4096] [sessions=16]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 N=${1:-5000}; SIZE=${2:-4096}; SESS=${3:-16}
+export POLICY=${POLICY:-on}
+case $POLICY in
+  on) UNCHECKED=false ;;
+  unlimited) UNCHECKED=true ;;
+  *) echo "POLICY must be on or unlimited" >&2; exit 2 ;;
+esac
 command -v smtp-sink >/dev/null && command -v swaks >/dev/null || bash tests/interop/setup.sh
 [ -n "${LEGATE_BIN:-}" ] || cargo build --release --locked -p legate >/dev/null 2>&1
 cargo build --release --locked -p legate-bench >/dev/null 2>&1
@@ -64,6 +73,7 @@ level = "warn"
 max_per_hour = ${LEGATE_SEND_MAX_PER_HOUR:-1000000000}
 max_per_day = ${LEGATE_SEND_MAX_PER_DAY:-1000000000}
 max_recipients_per_day = ${LEGATE_SEND_MAX_RCPTS_PER_DAY:-1000000000}
+danger_unchecked = $UNCHECKED
 [outbound]
 max_per_domain = ${LEGATE_MAX_PER_DOMAIN:-16}
 max_concurrent = 64
@@ -165,7 +175,7 @@ t0, t1, lsub, t2, t3, s0, s1 = map(float, sys.argv[4:11])
 cores = sys.argv[11]
 acc = int(sys.argv[12]); r0, r1, r2 = map(float, sys.argv[13:16])
 lg, pf = n / (t1 - t0), n / (t3 - t2)
-print(f"messages={n} size={size}B sessions={sess} cores={cores}")
+print(f"messages={n} size={size}B sessions={sess} cores={cores} policy={__import__('os').environ.get('POLICY', 'on')}")
 print(f"legate  (submission STARTTLS+AUTH, dual DKIM, queue -> smtp-sink): {lg:8.1f} msg/s  "
       f"({t1 - t0:.2f} s; submissions done after {lsub:.2f} s)")
 print(f"postfix (smtp-source plain SMTP, relay unsigned -> smtp-sink):    {pf:8.1f} msg/s  "

@@ -183,6 +183,15 @@ impl Services {
             identity.clone(),
             config.identity.reputation_jwt_per_minute,
         ));
+        let counted = reputation
+            .backfill()
+            .context("cannot build the reputation tally")?;
+        if counted > 0 {
+            tracing::info!(
+                messages = counted,
+                "counted earlier sends into the per-agent reputation tally"
+            );
+        }
         Ok(Services {
             connections,
             reputation,

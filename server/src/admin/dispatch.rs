@@ -37,6 +37,7 @@ pub const OPS: &[&str] = &[
     "approval.approve",
     "approval.reject",
     "agent.resume",
+    "agent.reputation",
     "dns.plan",
     "dns.check",
     "admin_token.list",
@@ -352,6 +353,10 @@ pub async fn handle(s: &Services, actor: &Actor, req: &Request) -> Result<Value,
         "agent.resume" => {
             let a: AgentArg = args(req)?;
             s.policy.resume(actor, &a.agent).await?
+        }
+        "agent.reputation" => {
+            let a: AgentArg = args(req)?;
+            s.reputation.reputation(actor, &a.agent)?
         }
         "dns.plan" => {
             let plan = crate::dns::DnsWizard::new(&s.config, &s.vault, &s.audit).plan(actor)?;

@@ -192,18 +192,29 @@ fn attestation(r: Result<String, ReputationError>) -> ApiResult<Response> {
     }
 }
 
+/// The request's peer address: the public attestation route is limited per client.
+fn client_ip(ext: &axum::http::Extensions) -> Option<std::net::IpAddr> {
+    ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 async fn reputation_jwt(
     State(s): State<AppState>,
+    ext: axum::http::Extensions,
     Path(local): Path<String>,
 ) -> ApiResult<Response> {
-    attestation(s.reputation.attestation(None, &local))
+    attestation(s.reputation.attestation(None, &local, client_ip(&ext)))
 }
 
 async fn org_reputation_jwt(
     State(s): State<AppState>,
+    ext: axum::http::Extensions,
     Path((domain, local)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    attestation(s.reputation.attestation(Some(&domain), &local))
+    attestation(
+        s.reputation
+            .attestation(Some(&domain), &local, client_ip(&ext)),
+    )
 }
 
 /// The operator's keys (`iss` of reputation attestations), also in `/.well-known/did.json`.

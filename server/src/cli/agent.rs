@@ -52,6 +52,11 @@ pub(super) enum AgentCmd {
     Resume {
         agent: String,
     },
+    /// The agent's reputation: its 0-100 score and the factors behind it (README:
+    /// Reputation score). With --json, the whole answer of GET /v1/agents/{id}/reputation.
+    Reputation {
+        agent: String,
+    },
 }
 
 /// The `NewAgent` JSON of `create` and `create-sub`.
@@ -132,6 +137,14 @@ pub(super) async fn agent(cfg: Config, c: AgentCmd, as_json: bool) -> anyhow::Re
         AgentCmd::Resume { agent } => {
             print_json(&s.call("agent.resume", json!({"agent": agent})).await?)
         }
+        AgentCmd::Reputation { agent } => {
+            let r = s.call("agent.reputation", json!({"agent": agent})).await?;
+            if as_json {
+                print_json(&r);
+            } else {
+                print!("{}", reputation_text(&r));
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -159,6 +172,73 @@ fn agent_line(a: &Value) -> String {
     )
 }
 
+/// `agent reputation` without --json: the score, the window, then one line per factor.
+fn reputation_text(r: &Value) -> String {
+    let f = &r["factors"];
+    let d = &f["delivery"];
+    let c = &f["conduct"];
+    let mut out = format!(
+        "{}\tscore {}/100\t{} days from {}\n",
+        text(&r["agent"]),
+        text(&r["score"]),
+        text(&r["window"]["days"]),
+        text(&r["window"]["since"])
+    );
+    let lines = [
+        (
+            "age",
+            format!("{} days", text(&f["age"]["days"])),
+            &f["age"],
+        ),
+        (
+            "volume",
+            format!(
+                "{} recipients, {} pending",
+                text(&f["volume"]["recipients"]),
+                text(&f["volume"]["pending"])
+            ),
+            &f["volume"],
+        ),
+        (
+            "delivery",
+            format!(
+                "{} delivered, {} deferred, {} bounced, {} complained",
+                text(&d["delivered"]),
+                text(&d["deferred"]),
+                text(&d["bounced"]),
+                text(&d["complained"])
+            ),
+            d,
+        ),
+        (
+            "dmarc",
+            format!(
+                "{} pass, {} fail",
+                text(&f["dmarc"]["pass"]),
+                text(&f["dmarc"]["fail"])
+            ),
+            &f["dmarc"],
+        ),
+        (
+            "conduct",
+            format!(
+                "{} refused sends, {} denied requests, {} revoked keys",
+                text(&c["policy_refusals"]),
+                text(&c["denied_requests"]),
+                text(&c["revoked_keys"])
+            ),
+            c,
+        ),
+    ];
+    for (name, what, v) in lines {
+        out.push_str(&format!("  {name}\t{}\t{what}\n", text(&v["points"])));
+    }
+    if f["revoked"] == Value::Bool(true) {
+        out.push_str("  revoked: the score is 0\n");
+    }
+    out
+}
+
 pub(super) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
@@ -170,6 +250,30 @@ pub(super) fn text(v: &Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reputation_prints_the_score_and_each_factor() {
+        let r = json!({"agent": "agt_1", "score": 56, "window": {"days": 30, "since": "2026-11-07T00:00:00Z"},
+            "factors": {"revoked": false, "age": {"days": 45.0, "points": 10.0},
+              "volume": {"recipients": 50, "pending": 0, "points": 5.0},
+              "delivery": {"delivered": 40, "deferred": 50, "bounced": 10, "complained": 0, "points": 24.0},
+              "dmarc": {"pass": 0, "fail": 0, "points": 5.0},
+              "conduct": {"policy_refusals": 3, "denied_requests": 4, "revoked_keys": 1, "points": 12.0}}});
+        let t = reputation_text(&r);
+        assert!(
+            t.starts_with("agt_1\tscore 56/100\t30 days from 2026-11-07T00:00:00Z\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  delivery\t24.0\t40 delivered, 50 deferred, 10 bounced, 0 complained\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  conduct\t12.0\t3 refused sends, 4 denied requests, 1 revoked keys\n"),
+            "{t}"
+        );
+        assert!(!t.contains("revoked:"));
+    }
 
     #[test]
     fn list_lines_keep_their_shape() {

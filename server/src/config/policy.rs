@@ -140,6 +140,10 @@ pub struct SendPolicyConfig {
     /// Held messages one agent may have waiting at once; more are refused (429
     /// send_limit), so an agent in a loop cannot fill the approval queue.
     pub max_pending_approvals: u64,
+    /// DANGER: no send policy, suppression list or circuit breaker is checked at all (the
+    /// counters are not kept either). Only for measuring what the checks cost
+    /// (`bench/smtp_outbound.sh` with POLICY=unlimited); never on a server that sends mail.
+    pub danger_unchecked: bool,
 }
 
 impl Default for SendPolicyConfig {
@@ -156,6 +160,7 @@ impl Default for SendPolicyConfig {
             max_domain_patterns: 256,
             approval_ttl_secs: 3 * 86_400,
             max_pending_approvals: 100,
+            danger_unchecked: false,
         }
     }
 }

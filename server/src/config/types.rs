@@ -500,8 +500,8 @@ pub struct IdentityConfig {
     /// that receives `postmaster@` and `abuse@` of every hosted domain unless an agent of
     /// that name exists (RFC 5321 §4.5.1, RFC 2142). Created at start if missing.
     pub postmaster_agent: String,
-    /// Answers of the public `GET /agents/{local}/reputation.jwt` per minute, server-wide
-    /// (each one scans the agent's history and signs).
+    /// Answers of the public `GET /agents/{local}/reputation.jwt` per minute to each client
+    /// address (an IPv6 client by its /64), so one client cannot use up everyone's answers.
     pub reputation_jwt_per_minute: u32,
 }
 

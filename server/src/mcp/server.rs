@@ -311,6 +311,7 @@ mod tests {
             [
                 "audit_list",
                 "identity_http_signature",
+                "identity_reputation",
                 "identity_sign",
                 "identity_token",
                 "identity_verify",

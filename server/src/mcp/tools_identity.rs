@@ -1,6 +1,6 @@
 //! Identity and audit tools: `identity_whoami`, `identity_sign`, `identity_verify`,
-//! `identity_token`, `audit_list`. Same service calls and JSON as `/v1/whoami`,
-//! `/v1/identity/*` and `/v1/audit`.
+//! `identity_token`, `identity_reputation`, `audit_list`. Same service calls and JSON as
+//! `/v1/whoami`, `/v1/identity/*`, `/v1/agents/{id}/reputation` and `/v1/audit`.
 
 use super::server::{ok, requires, Caller, LegateMcp};
 use crate::identity::{b64_field, AuditParams, HttpSignatureRequest, Scope, VerifyRequest};
@@ -79,6 +79,13 @@ pub struct HttpSignatureArgs {
     pub expires_in: Option<u64>,
 }
 
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReputationArgs {
+    /// The agent (id or address); default: this agent. Another agent's needs an admin key.
+    pub agent: Option<String>,
+}
+
 #[tool_router(router = identity_tools, vis = "pub(super)")]
 impl LegateMcp {
     #[tool(
@@ -89,6 +96,30 @@ impl LegateMcp {
     )]
     async fn identity_whoami(&self, Caller(actor): Caller) -> Result<CallToolResult, ErrorData> {
         ok(self.s.identity.whoami(&actor))
+    }
+
+    #[tool(
+        description = "This agent's sending reputation: a 0-100 score and the factors behind \
+        it (age, volume, delivered/deferred/bounced/complained rates, DMARC results, refused \
+        sends, denied requests, revoked keys) over the stated window; the same record always \
+        gives the same score. Others can check it, signed by the operator, at \
+        /agents/{local}/reputation.jwt. Returns {score, factors, window, did}.",
+        annotations(title = "Reputation", read_only_hint = true, open_world_hint = false)
+    )]
+    async fn identity_reputation(
+        &self,
+        Caller(actor): Caller,
+        Parameters(a): Parameters<ReputationArgs>,
+    ) -> Result<CallToolResult, ErrorData> {
+        let id = match a.agent.or_else(|| actor.agent_id().map(str::to_string)) {
+            Some(id) => id,
+            None => {
+                return ok::<crate::identity::IdentityError>(Err(
+                    crate::identity::IdentityError::NotFound("agent"),
+                ))
+            }
+        };
+        ok(self.s.reputation.reputation(&actor, &id))
     }
 
     #[tool(

@@ -40,6 +40,8 @@ pub struct PolicyService {
     /// `send_policy.approval_ttl_secs` and `max_pending_approvals`.
     pub approval_ttl_ms: i64,
     pub max_pending_approvals: u64,
+    /// `send_policy.danger_unchecked`: nothing is judged (benchmarks only).
+    pub unchecked: bool,
 }
 
 impl PolicyService {
@@ -60,6 +62,7 @@ impl PolicyService {
             breaker: crate::config::BreakerConfig::default(),
             approval_ttl_ms: (config.approval_ttl_secs.min(10 * 365 * 86_400) * 1000) as i64,
             max_pending_approvals: config.max_pending_approvals,
+            unchecked: config.danger_unchecked,
         }
     }
 
@@ -67,6 +70,11 @@ impl PolicyService {
     pub fn with_breaker(mut self, c: &crate::config::BreakerConfig) -> Self {
         self.breaker = c.clone();
         self
+    }
+
+    /// The org default as judged (for a send nothing is judged for: `danger_unchecked`).
+    pub fn default_effective(&self) -> Effective {
+        self.default.clone()
     }
 
     /// `GET /v1/send-policy/default`: any authenticated caller may read the org default.

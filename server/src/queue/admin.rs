@@ -106,7 +106,9 @@ impl QueueService {
             if let Some(d) = m.next_due_ms() {
                 tx.remove(Tree::QueueSchedule, &schedule_key(d, id))?;
             }
+            let before = crate::reputation::tally::Tally::of(&m);
             edit(&mut m);
+            crate::reputation::tally::record_tallied(tx, &m, before)?;
             match m.next_due_ms() {
                 Some(d) => tx.put(Tree::QueueSchedule, &schedule_key(d, id), &[])?,
                 None => crate::mailbox::holds::release(tx, id)?,

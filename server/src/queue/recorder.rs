@@ -16,8 +16,9 @@ use super::{QueueError, QueueSettings, RcptOutcome, TlsLevel};
 /// A record/rewrite transaction's trees: the queue's own, and what releasing a hold touches.
 /// Here, with the writes they guard, so the worker and the admin commands depend on the
 /// recorder and never the other way round.
-pub(super) const RECORD_TREES: [Tree; 7] = [
+pub(super) const RECORD_TREES: [Tree; 8] = [
     Tree::Queue,
+    Tree::ReputationTally,
     Tree::QueueSchedule,
     holds::RELEASE_TREES[0],
     holds::RELEASE_TREES[1],
@@ -148,6 +149,7 @@ fn apply(
         return Ok(None);
     };
     let old_due = msg.next_due_ms();
+    let before = crate::reputation::tally::Tally::of(&msg);
     for (i, outcome, via) in &job.results {
         let Some(r) = msg.recipients.get_mut(*i) else {
             continue;
@@ -195,6 +197,7 @@ fn apply(
         Some(d) => tx.put(Tree::QueueSchedule, &schedule_key(d, id), &[])?,
         None => holds::release(tx, id)?,
     }
+    crate::reputation::tally::record_tallied(tx, &msg, before)?;
     tx.put_record(Tree::Queue, id.as_bytes(), &msg)?;
     Ok(Some(msg))
 }

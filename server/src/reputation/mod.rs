@@ -6,19 +6,25 @@
 //! with no key, `GET /agents/{local}/reputation.jwt`: a short-lived EdDSA JWT signed by the
 //! operator (`iss` = the domain's did:web, keys in `/.well-known/did.json` and
 //! `/.well-known/jwks.json`), not by the agent it describes. The public route is rate-limited
-//! (`identity.reputation_jwt_per_minute`, server-wide), as each answer scans the agent's
-//! history and signs.
+//! per client address (`identity.reputation_jwt_per_minute`, see `limit`), as each answer
+//! reads the agent's history and signs.
+//!
+//! The mail outcomes come from per-agent day buckets kept as queue records are written
+//! (`tally`), never from a scan of the whole queue: the window is whole UTC days, the
+//! current one and the `WINDOW_DAYS - 1` before it.
 
+mod limit;
 pub mod score;
+pub mod tally;
 
 use crate::audit::{Audit, Filter, Outcome};
 use crate::identity::{Actor, Agent, IdentityError, IdentityService};
-use crate::queue::{QueuedMessage, RcptStatus};
-use crate::store::{Store, Tree};
+use crate::store::Store;
 use crate::util::{new_id, now_millis, now_unix};
 use score::{History, WINDOW_DAYS};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
+use std::sync::Arc;
 
 /// Lifetime of a reputation attestation.
 pub const JWT_TTL_SECS: i64 = 3600;
@@ -37,9 +43,8 @@ pub struct ReputationService {
     store: Store,
     audit: Arc<Audit>,
     identity: Arc<IdentityService>,
-    per_minute: u32,
-    /// (minute, answers in it) for the public route.
-    window: Mutex<(i64, u32)>,
+    /// The public route's answers per client and minute.
+    limit: limit::PerClient,
 }
 
 impl ReputationService {
@@ -53,43 +58,36 @@ impl ReputationService {
             store,
             audit,
             identity,
-            per_minute,
-            window: Mutex::new((0, 0)),
+            limit: limit::PerClient::new(per_minute),
         }
+    }
+
+    /// Counts queue records written before the per-agent tally existed (once per store;
+    /// at start, before mail is accepted).
+    pub fn backfill(&self) -> Result<usize, crate::store::StoreError> {
+        tally::backfill(&self.store)
+    }
+
+    /// The first instant of the window at `now_ms`: 00:00 UTC, `WINDOW_DAYS - 1` days ago.
+    pub fn window_start_ms(now_ms: i64) -> i64 {
+        (tally::day_of(now_ms) as i64 - (WINDOW_DAYS - 1)).max(0) * tally::DAY_MS
     }
 
     /// The agent's history over the window, from the store.
     fn history(&self, agent: &Agent, now_ms: i64) -> Result<History, IdentityError> {
-        let since = now_ms - WINDOW_DAYS * 86_400_000;
+        let since = Self::window_start_ms(now_ms);
+        let t = tally::since(&self.store, &agent.id, tally::day_of(since))
+            .map_err(IdentityError::Store)?;
         let mut h = History {
             age_days: ((now_ms / 1000 - agent.created_at).max(0)) as f64 / 86_400.0,
             revoked: !agent.is_active(),
+            delivered: t.delivered,
+            deferred: t.deferred,
+            bounced: t.bounced,
+            complained: t.complained,
+            pending: t.pending,
             ..Default::default()
         };
-        let all = std::ops::Bound::Unbounded;
-        for r in self.store.range(Tree::Queue, all.clone(), all, false) {
-            let (_, v) = r.map_err(IdentityError::Store)?;
-            let Ok(m) = crate::store::decode::<QueuedMessage>(&v) else {
-                continue;
-            };
-            if m.agent_id != agent.id || m.created_ms < since {
-                continue;
-            }
-            for rc in &m.recipients {
-                match rc.status {
-                    RcptStatus::Delivered => h.delivered += 1,
-                    RcptStatus::PermanentFailure | RcptStatus::Bounced => h.bounced += 1,
-                    // Delivered, then reported as unwanted: a final outcome of its own.
-                    RcptStatus::Complained => h.complained += 1,
-                    RcptStatus::TemporaryFailure => h.deferred += 1,
-                    RcptStatus::Scheduled => h.pending += 1,
-                    RcptStatus::Cancelled => {}
-                }
-                if rc.status.is_final() && rc.attempts > 1 {
-                    h.deferred += 1;
-                }
-            }
-        }
         let denied = Filter {
             agent: Some(agent.id.clone()),
             outcome: Some(Outcome::Denied),
@@ -124,7 +122,7 @@ impl ReputationService {
             "did": self.identity.agent_did(agent),
             "score": r.score,
             "factors": r.factors,
-            "window": {"days": WINDOW_DAYS, "since": crate::util::rfc3339(now / 1000 - WINDOW_DAYS * 86_400),
+            "window": {"days": WINDOW_DAYS, "since": crate::util::rfc3339(Self::window_start_ms(now) / 1000),
                        "until": crate::util::rfc3339(now / 1000)},
             "formula": "README: Reputation score",
         }))
@@ -142,22 +140,16 @@ impl ReputationService {
         self.report(&agent)
     }
 
-    /// `GET [/orgs/{domain}]/agents/{local}/reputation.jwt`: no key needed, rate-limited.
+    /// `GET [/orgs/{domain}]/agents/{local}/reputation.jwt`: no key needed, rate-limited per
+    /// client address (`client`: the peer of the request).
     pub fn attestation(
         &self,
         domain: Option<&str>,
         local: &str,
+        client: Option<IpAddr>,
     ) -> Result<String, ReputationError> {
-        {
-            let minute = now_unix() / 60;
-            let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-            if w.0 != minute {
-                *w = (minute, 0);
-            }
-            if w.1 >= self.per_minute {
-                return Err(ReputationError::RateLimited);
-            }
-            w.1 += 1;
+        if !self.limit.allow(client, now_unix() / 60) {
+            return Err(ReputationError::RateLimited);
         }
         let agent = self
             .identity

@@ -164,10 +164,14 @@ pub enum Tree {
     Connections,
     /// SHA-256(state) -> pending OAuth grant of a connection (single use, expiring)
     ConnectionGrants,
+    /// agent \0 UTC day (BE) of the message's queueing -> the recipients of the agent's
+    /// messages queued that day, by outcome (`reputation::tally`): kept in the transactions
+    /// that write queue records, so a reputation score reads days, not the whole queue
+    ReputationTally,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 65] = [
+    pub const ALL: [Tree; 66] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -233,6 +237,7 @@ impl Tree {
         Tree::AgentOwners,
         Tree::Connections,
         Tree::ConnectionGrants,
+        Tree::ReputationTally,
     ];
 
     pub fn name(self) -> &'static str {
@@ -302,6 +307,7 @@ impl Tree {
             Tree::AgentOwners => "agent_owners",
             Tree::Connections => "connections",
             Tree::ConnectionGrants => "connection_grants",
+            Tree::ReputationTally => "reputation_tally",
         }
     }
 }

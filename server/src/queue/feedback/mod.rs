@@ -125,8 +125,9 @@ struct Link {
     diagnostic: Option<String>,
 }
 
-const REPORT_TREES: [Tree; 10] = [
+const REPORT_TREES: [Tree; 11] = [
     Tree::Queue,
+    Tree::ReputationTally,
     Tree::QueueSchedule,
     Tree::BlobHolds,
     Tree::Messages,
@@ -394,6 +395,7 @@ impl QueueService {
                 if let (Some(new), Some(rc)) = (new, m.recipients.get(i).map(|x| x.status)) {
                     if rc != new && rc != RcptStatus::Cancelled {
                         let old_due = m.next_due_ms();
+                        let before = crate::reputation::tally::Tally::of(&m);
                         if let Some(x) = m.recipients.get_mut(i) {
                             x.status = new;
                             x.last_reply = Some(r.reason.chars().take(500).collect());
@@ -405,6 +407,7 @@ impl QueueService {
                             Some(d) => tx.put(Tree::QueueSchedule, &schedule_key(d, &id), &[])?,
                             None => crate::mailbox::holds::release(tx, &id)?,
                         }
+                        crate::reputation::tally::record_tallied(tx, &m, before)?;
                         tx.put_record(Tree::Queue, id.as_bytes(), &m)?;
                         changed = true;
                     }
