@@ -65,7 +65,9 @@ except helm.HelmError as e:
     print("conflict refused:", str(e).splitlines()[0][:120])
 
 # Several replicas on sled, or postgres without its Secret, must be refused too.
-for bad in ({"replicaCount": 2}, {"storage": {"backend": "postgres"}, "replicaCount": 2}):
+for bad in ({"replicaCount": 2}, {"storage": {"backend": "postgres"}, "replicaCount": 2},
+            {"storage": {"backend": "postgres", "postgres": {"existingSecret": "db"}}, "replicaCount": 2,
+             "acme": {"directory": "https://ca/dir"}}):
     try:
         chart.render(bad, name="legate", namespace="mail", is_install=True)
         print("chart accepted", bad)
