@@ -235,6 +235,13 @@ _pg_queue_leases() { # DIR URL KEY
 
 _pg_now() { date +%s%N; }
 _pg_ms() { echo $(( ($(_pg_now) - $1) / 1000000 )); } # START_NS: milliseconds since
+# Milliseconds until PID exits (at most 10 s). Measured from when the SMTP delivery got its 250
+# (the delivery's own DNS lookups, which time out here, are not the wake-up's latency).
+_pg_exit_ms() { # PID
+  local t0; t0=$(_pg_now)
+  for _ in $(seq 1 200); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+  _pg_ms "$t0"; wait "$1" 2>/dev/null || true
+}
 
 # Long-polls and live sessions on node B wake for mail delivered through node A (signals over
 # LISTEN/NOTIFY), well before their 30 s timeouts and the 5 s SSE rescan.
@@ -248,10 +255,9 @@ _pg_wakeups() { # DIR A B SMTP_A IMAP_B TOKEN
 
   # REST wait on B
   curl -s -m 40 "$B/v1/messages/wait?timeout=30&subject=rest-wake" -H "Authorization: Bearer $key" > "$w/rest.json" &
-  local cpid=$! t0
-  sleep 1; t0=$(_pg_now); _pg_send_a rest-wake; wait "$cpid"
-  local ms; ms=$(_pg_ms "$t0")
-  check "REST wait on node B returns the mail delivered through node A within 3 s (${ms} ms)" \
+  local cpid=$! t0 ms
+  sleep 1; _pg_send_a rest-wake; ms=$(_pg_exit_ms "$cpid")
+  check "REST wait on node B returns the mail delivered through node A within 3 s of its 250 (${ms} ms)" \
     test "$(jq -r .subject "$w/rest.json" 2>/dev/null)" = rest-wake -a "$ms" -lt 3000
 
   # MCP mail_wait_for_message on B (stateless Streamable HTTP: one POST)
@@ -260,18 +266,18 @@ _pg_wakeups() { # DIR A B SMTP_A IMAP_B TOKEN
     -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"mail_wait_for_message","arguments":{"subject":"mcp-wake","timeout":30}}}' \
     > "$w/mcp.json" &
   cpid=$!
-  sleep 1; t0=$(_pg_now); _pg_send_a mcp-wake; wait "$cpid"; ms=$(_pg_ms "$t0")
-  check "MCP mail_wait_for_message on node B wakes for mail through node A within 3 s (${ms} ms)" \
+  sleep 1; _pg_send_a mcp-wake; ms=$(_pg_exit_ms "$cpid")
+  check "MCP mail_wait_for_message on node B wakes for mail through node A within 3 s of its 250 (${ms} ms)" \
     sh -c "grep -q 'mcp-wake' '$w/mcp.json' && test $ms -lt 3000"
 
   # SSE on B
   curl -s -N -m 15 "$B/v1/events?types=message.received" -H "Authorization: Bearer $key" > "$w/sse.txt" &
   cpid=$!
-  sleep 1; t0=$(_pg_now); _pg_send_a sse-wake
+  sleep 1; _pg_send_a sse-wake; t0=$(_pg_now)
   local seen=""
   for _ in $(seq 1 100); do grep -q sse-wake "$w/sse.txt" 2>/dev/null && { seen=$(_pg_ms "$t0"); break; }; sleep 0.05; done
   kill "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null
-  check "SSE on node B streams message.received for mail through node A within 3 s (${seen:-none} ms)" \
+  check "SSE on node B streams message.received for mail through node A within 3 s of its 250 (${seen:-none} ms)" \
     test -n "$seen" -a "${seen:-9999}" -lt 3000
 
   # IMAP IDLE on B (python imaplib)
@@ -301,8 +307,8 @@ M.logout()
 PY
   cpid=$!
   for _ in $(seq 1 100); do [ -s "$w/idle.ready" ] && break; sleep 0.1; done
-  t0=$(_pg_now); _pg_send_a idle-wake; wait "$cpid"; ms=$(_pg_ms "$t0")
-  check "IMAP IDLE on node B sees EXISTS for mail through node A within 3 s (${ms} ms)" \
+  _pg_send_a idle-wake; ms=$(_pg_exit_ms "$cpid")
+  check "IMAP IDLE on node B sees EXISTS for mail through node A within 3 s of its 250 (${ms} ms)" \
     sh -c "grep -q '^exists' '$w/idle.out' && test $ms -lt 3000"
 }
 
@@ -319,8 +325,11 @@ _pg_dkim_shared() { # DIR CONFIG_A B TOKEN
         | jq -r --arg s "$1" '[.items[] | select(.subject == $s)][0].id // empty')
       [ -n "$id" ] && break; sleep 0.2
     done
-    curl -s "$B/v1/messages/$id/raw" -H "Authorization: Bearer $key" \
-      | tr -d '\r' | awk '/^$/{exit} {print}' | grep -o 's=[^;]*' | sed 's/^s=//' | sort | tr '\n' ' '
+    curl -s "$B/v1/messages/$id/raw" -H "Authorization: Bearer $key" | python3 -c '
+import email, re, sys
+m = email.message_from_binary_file(sys.stdin.buffer)
+sels = sorted(re.search(r"(?:^|;)\s*s=([^;\s]+)", re.sub(r"\s+", " ", h)).group(1) for h in m.get_all("DKIM-Signature") or [])
+print(" ".join(sels))'
   }
   _pg_send_b() { curl -s -o /dev/null -w '%{http_code}' -XPOST "$B/v1/messages/send" -H "Authorization: Bearer $key" \
       -H 'content-type: application/json' -d "{\"to\":[\"someone@example.net\"],\"subject\":\"$1\",\"text\":\"hi\"}"; }
@@ -334,5 +343,5 @@ _pg_dkim_shared() { # DIR CONFIG_A B TOKEN
   local after; after=$(_pg_sent_selectors dkim-after)
   check "node B signed with the old selectors before ($before)" test -n "$before"
   check "node B signs with the selectors node A rotated to ($after = $active)" \
-    test -n "$after" -a "$after" != "$before" -a "${after% }" = "$active"
+    test -n "$after" -a "$after" != "$before" -a "$after" = "$active"
 }
