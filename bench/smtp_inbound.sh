@@ -13,6 +13,10 @@
 # masters); their instances use their own config, queue and state directories under a temp dir.
 # Usage: bench/smtp_inbound.sh [messages=5000] [sessions=20] [size=4096] [rounds=3]
 # (PERF_OUT=file records a perf profile of legate; KEEP_WORK=1 keeps logs.)
+# BACKEND=postgres stores in a throwaway PostgreSQL cluster (tests/interop/lib/pg.sh, fsync
+# on) instead of sled; with NODES=2 two legate processes share that database and the load is
+# split between them (half the sessions and messages each, at once).
+BACKEND=${BACKEND:-sled}; NODES=${NODES:-1}
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -28,8 +32,11 @@ BIN="${LEGATE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/legate}"
 WORK=$(mktemp -d); chmod 755 "$WORK"   # dovecot delivers as nobody under $WORK
 PF="$WORK/postfix"; DV="$WORK/dovecot"
 PIDS=()
+# shellcheck source=tests/interop/lib/pg.sh
+source tests/interop/lib/pg.sh
 cleanup() {
   for p in "${PIDS[@]:-}"; do [ -n "$p" ] && kill "$p" 2>/dev/null || true; done
+  pg_stop
   postfix -c "$PF" stop >/dev/null 2>&1 || true
   [ -f "$DV/dovecot.conf" ] && doveadm -c "$DV/dovecot.conf" stop >/dev/null 2>&1 || true
   [ -n "${KEEP_WORK:-}" ] && echo "work dir kept: $WORK" || rm -rf "$WORK"
@@ -48,6 +55,19 @@ load() {
   echo "$t1 - $t0" | bc -l
 }
 rate() { echo "scale=0; $N / $1" | bc -l; }
+# legate: one node takes the whole load; two nodes take half each, at once.
+load_legate() {
+  [ "$NODES" -gt 1 ] || { load "127.0.0.1:$SMTP" "$1"; return; }
+  local t0 t1 p1 p2
+  t0=$(now)
+  smtp-source -s $((S / 2)) -m $((N / 2)) -l "$SIZE" -d -M source.test -f load@source.test -t ops@agents.test \
+    "127.0.0.1:$SMTP" > "$WORK/source-$1-a.log" 2>&1 & p1=$!
+  smtp-source -s $((S - S / 2)) -m $((N - N / 2)) -l "$SIZE" -d -M source.test -f load@source.test -t ops@agents.test \
+    "127.0.0.1:$SMTP2" > "$WORK/source-$1-b.log" 2>&1 & p2=$!
+  wait "$p1" && wait "$p2" || { echo "smtp-source against legate failed" >&2; exit 1; }
+  t1=$(now)
+  echo "$t1 - $t0" | bc -l
+}
 
 # --- 1. smtp-sink --------------------------------------------------------------------------
 SINK=$(free_port)
@@ -56,16 +76,27 @@ sleep 0.3
 
 # --- 2. legate -----------------------------------------------------------------------------
 start_dns source.test
-HTTP=$(free_port); SMTP=$(free_port)
-cat > "$WORK/legate.toml" <<CFG
+STORAGE=""
+if [ "$BACKEND" = postgres ]; then
+  pg_start >/dev/null
+  PGURL=$(pg_createdb legate_bench)
+  (umask 077; printf '%s\n' "$PGURL" > "$WORK/pg.url")
+  STORAGE="backend = \"postgres\"
+url_file = \"$WORK/pg.url\"
+sslmode = \"disable\"
+pool_size = 16"
+fi
+legate_conf() { # NAME HTTP SMTP
+  cat > "$WORK/$1.toml" <<CFG
 [server]
 domain = "agents.test"
 hostname = "mx.agents.test"
 [storage]
-path = "$WORK/legate"
+path = "$WORK/$1"
+$STORAGE
 [listen]
-http = "127.0.0.1:$HTTP"
-smtp = "127.0.0.1:$SMTP"
+http = "127.0.0.1:$2"
+smtp = "127.0.0.1:$3"
 submission = ""
 imap = ""
 [dns]
@@ -73,11 +104,21 @@ nameservers = ["127.0.0.1:$DNS_PORT"]
 [log]
 level = "warn"
 CFG
+}
+HTTP=$(free_port); SMTP=$(free_port)
+legate_conf legate "$HTTP" "$SMTP"
 TOKEN="lg_$(head -c 32 /dev/urandom | base32 | tr -d '=\n')"
 LEGATE_BOOTSTRAP_ADMIN_TOKEN=$TOKEN "$BIN" --config "$WORK/legate.toml" serve > "$WORK/legate.log" 2>&1 & LPID=$!
 PIDS+=("$LPID")
 BASE="http://127.0.0.1:$HTTP"
 for _ in $(seq 1 100); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 0.1; done
+if [ "$NODES" -gt 1 ]; then
+  [ "$BACKEND" = postgres ] || { echo "NODES=2 needs BACKEND=postgres" >&2; exit 2; }
+  HTTP2=$(free_port); SMTP2=$(free_port)
+  legate_conf legate2 "$HTTP2" "$SMTP2"
+  "$BIN" --config "$WORK/legate2.toml" serve > "$WORK/legate2.log" 2>&1 & PIDS+=("$!")
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$HTTP2/healthz" >/dev/null && break; sleep 0.1; done
+fi
 KEY=$(curl -s -XPOST "$BASE/v1/agents" -H "Authorization: Bearer $TOKEN" -H 'content-type: application/json' \
   -d '{"local":"ops","scopes":["mail:read"]}' | jq -r .api_key.key)
 # --- 3. postfix -> LMTP -> dovecot ---------------------------------------------------------
@@ -142,7 +183,7 @@ if [ -n "${PERF_OUT:-}" ]; then perf record -F 999 -g -p "$LPID" -o "$PERF_OUT" 
 : > "$WORK/rounds"
 for r in $(seq 1 "$ROUNDS"); do
   t_sink=$(load "127.0.0.1:$SINK" "sink-$r")
-  t_legate=$(load "127.0.0.1:$SMTP" "legate-$r")
+  t_legate=$(load_legate "legate-$r")
   before=$(delivered); t0=$(now)
   t_accept=$(load "127.0.0.1:$PFPORT" "postfix-$r")
   for _ in $(seq 1 3000); do [ "$(delivered)" -ge $((before + N)) ] && break; sleep 0.1; done
@@ -165,7 +206,7 @@ median() { awk -v c="$1" '{print $c}' "$WORK/rounds" | sort -n | awk '{a[NR]=$1}
 R_SINK=$(median 1); R_LEGATE=$(median 2); R_PFA=$(median 3); R_PFD=$(median 4)
 echo "messages=$N per round x $ROUNDS rounds, sessions=$S size=${SIZE}B cores=$(nproc) (loopback; median round)"
 printf '%-44s %8s msg/s\n' "smtp-sink (no storage, ceiling)" "$R_SINK"
-printf '%-44s %8s msg/s   stored %s/%s\n' "legate (verified + stored before 250)" "$R_LEGATE" "$STORED" "$TOTAL"
+printf '%-44s %8s msg/s   stored %s/%s\n' "legate $BACKEND x$NODES (verified + stored before 250)" "$R_LEGATE" "$STORED" "$TOTAL"
 printf '%-44s %8s msg/s\n' "postfix queued (smtp-source done)" "$R_PFA"
 printf '%-44s %8s msg/s   in Maildir %s/%s\n' "postfix -> LMTP -> dovecot (delivered)" "$R_PFD" "$DELIVERED" "$TOTAL"
 python3 - "$R_LEGATE" "$R_PFD" "$R_PFA" "$R_SINK" <<'PY'

@@ -308,6 +308,16 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         // Not in `tasks`: an order in flight is abandoned at shutdown, not drained.
         tokio::spawn(acme.run(shutdown.clone()));
     }
+    // Several nodes on one store: what another node changed wakes and reloads here too.
+    crate::nodes::follow(
+        &services.store,
+        crate::nodes::Followers {
+            mailbox: services.mailbox.clone(),
+            queue: services.queue.clone(),
+            certificate: None,
+        },
+        shutdown.clone(),
+    );
     tracing::info!(http = ?http_addr, https = ?https_addr, smtp = ?smtp_addr, submission = ?submission_addr, submissions = ?submissions_addr, imap = ?imap_addr, imaps = ?imaps_addr, domain = %services.config.server.domain, "legate started");
     Ok(Running {
         services,

@@ -25,6 +25,7 @@ pub mod mailbox;
 pub mod mcp;
 pub mod metrics;
 pub mod net;
+pub mod nodes;
 pub mod oauth;
 pub mod policy;
 pub mod queue;

@@ -406,6 +406,7 @@ pub async fn handle(s: &Services, actor: &Actor, req: &Request) -> Result<Value,
             let r = s
                 .vault
                 .rotate_dkim(domain, &s.config.dkim.selector_prefix)?;
+            dkim_changed(s, domain);
             audit_ok(s, actor, "dkim.rotate", domain)?;
             dkim_json(s, r)
         }
@@ -413,6 +414,7 @@ pub async fn handle(s: &Services, actor: &Actor, req: &Request) -> Result<Value,
             let a: SelectorArg = args(req)?;
             actor.require_admin(&s.audit, "dkim.remove", &a.selector)?;
             let r = s.vault.remove_dkim(&s.config.server.domain, &a.selector)?;
+            dkim_changed(s, &s.config.server.domain);
             audit_ok(s, actor, "dkim.remove", &a.selector)?;
             dkim_json(s, r)
         }
@@ -506,6 +508,14 @@ fn audit_ok(s: &Services, actor: &Actor, action: &str, target: &str) -> Result<(
 }
 
 /// The DKIM selectors as `legate dkim records --json` prints them.
+/// The domain's DKIM keys changed: signers are read again here and on every other node
+/// sharing the store (the queue caches them).
+fn dkim_changed(s: &Services, domain: &str) {
+    s.queue.reload_signers();
+    s.store
+        .signal(&crate::nodes::Signal::Dkim { domain }.to_string());
+}
+
 fn dkim_json(s: &Services, records: Vec<crate::vault::DkimKeyRecord>) -> Value {
     let domain = &s.config.server.domain;
     let items: Vec<Value> = records

@@ -337,7 +337,7 @@ impl MailboxService {
     async fn finish(&self, agent: &str, last_modseq: Option<u64>) -> Result<(), MailboxError> {
         if let Some(m) = last_modseq {
             self.audit.commit().await?;
-            self.bells.ring(agent, m);
+            self.rang(agent, m);
         }
         Ok(())
     }

@@ -34,6 +34,15 @@ impl Bells {
             }
         }
     }
+
+    /// Rings every bell with its last value: listeners look at their feed again.
+    pub(super) fn ring_all(&self) {
+        let mut map = self.by_agent.lock().unwrap_or_else(|p| p.into_inner());
+        map.retain(|_, tx| tx.receiver_count() > 0);
+        for tx in map.values() {
+            tx.send_modify(|_| {});
+        }
+    }
 }
 
 #[cfg(test)]

@@ -351,8 +351,7 @@ impl MailboxService {
         }
         // What a client syncing the mailbox asks first.
         self.headers.put_from_raw(&rec.id, &raw);
-        self.waiters.notify(&rec);
-        self.bells.ring(agent, rec.modseq);
+        self.delivered(&rec);
         Ok(rec)
     }
 

@@ -27,6 +27,7 @@ mod index;
 mod light;
 mod list;
 mod model;
+mod nodes;
 mod parse;
 mod read;
 mod recent;

@@ -193,7 +193,7 @@ impl MailboxService {
         self.own(agent, id)?;
         let done = self.apply_uncommitted(agent, id, edit)?;
         self.audit.commit().await?;
-        self.bells.ring(agent, done.record().modseq);
+        self.rang(agent, done.record().modseq);
         Ok(match done {
             Applied::Purged(r) => Deleted::Purged(r),
             Applied::Kept(r) | Applied::Changed(r) | Applied::Modified(r) => Deleted::Trashed(r),

@@ -125,7 +125,7 @@ impl MailboxService {
         self.drop_folder_state(agent, folder)?;
         self.audit.commit().await?;
         if let Ok(Some(st)) = self.usage(agent) {
-            self.bells.ring(agent, st.modseq);
+            self.rang(agent, st.modseq);
         }
         actor.audit(
             &self.audit,
@@ -168,7 +168,7 @@ impl MailboxService {
         }
         self.audit.commit().await?;
         if let Ok(Some(st)) = self.usage(agent) {
-            self.bells.ring(agent, st.modseq);
+            self.rang(agent, st.modseq);
         }
         actor.audit(
             &self.audit,

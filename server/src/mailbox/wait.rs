@@ -60,6 +60,8 @@ pub(super) struct Waiters {
     /// wait holds a connection and a task for up to five minutes, so one key could
     /// otherwise pin thousands of them.
     max_per_agent: AtomicUsize,
+    /// Woken when signals from other nodes may have been lost: waiters look in the store.
+    rescan: tokio::sync::Notify,
 }
 
 /// A subscription that removes its agent's channel when the last waiter leaves.
@@ -114,6 +116,17 @@ impl Waiters {
             // No receiver left is not an error: the last waiter just timed out.
             let _ = tx.send(Arc::new(rec.clone()));
         }
+    }
+
+    /// Whether `agent` has a waiter now.
+    pub(super) fn has(&self, agent: &str) -> bool {
+        let map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(agent).is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
+    /// Every waiter looks in the store again (`nodes`).
+    pub(super) fn rescan_all(&self) {
+        self.rescan.notify_waiters();
     }
 
     pub(super) fn close(&self) {
@@ -253,6 +266,11 @@ impl MailboxService {
             tokio::select! {
                 _ = self.waiters.closed.cancelled() => return Ok(None),
                 _ = tokio::time::sleep_until(deadline) => return Ok(None),
+                _ = self.waiters.rescan.notified() => {
+                    if let Some(id) = self.first_since(agent, threshold, filter)? {
+                        return Ok(Some(id));
+                    }
+                }
                 r = rx.recv() => match r {
                     Ok(m) if filter.matches(&m) => return Ok(Some(m.id.clone())),
                     Ok(_) => {}

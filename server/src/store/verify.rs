@@ -1,7 +1,39 @@
 //! `legate store verify`: every message record has its blob and every blob a holder.
 
 use super::blob::BlobId;
-use super::{BlobReport, Store, StoreError, Tree};
+use super::{Store, StoreError, Tree};
+
+/// What `legate store verify` found. Clean when every list is empty.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct BlobReport {
+    /// Message records checked.
+    pub records: u64,
+    /// Blob files found, and their total size.
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    /// Message ids whose record has no blob reference, or whose blob file is missing.
+    pub missing: Vec<String>,
+    /// Blob files no reference names (hex ids).
+    pub orphans: Vec<String>,
+    /// Blobs whose stored reference count disagrees with the references found.
+    pub bad_counts: Vec<String>,
+    /// Blobs whose content no longer hashes to their name (with `deep`).
+    pub corrupt: Vec<String>,
+    /// Raw bodies still in the schema-2 tree (an upgrade that has not finished).
+    pub unmigrated: u64,
+    /// Orphans removed (with `sweep`).
+    pub swept: u64,
+}
+
+impl BlobReport {
+    pub fn is_clean(&self) -> bool {
+        self.missing.is_empty()
+            && self.orphans.is_empty()
+            && self.bad_counts.is_empty()
+            && self.corrupt.is_empty()
+            && self.unmigrated == 0
+    }
+}
 
 impl Store {
     /// Checks that every message record has its blob and every blob a holder (and, with

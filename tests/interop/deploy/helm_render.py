@@ -34,6 +34,13 @@ VALUES = {
         "service": {"type": "ClusterIP"},
         "legate": {"extraConfig": "[[outbound.route]]\ndomain = \"b.test\"\nnext_hop = \"127.0.0.1:25\"\n"},
     },
+    # Several nodes on one PostgreSQL database (issue 20): a Deployment, the URL from a Secret.
+    "postgres": {
+        "storage": {"backend": "postgres",
+                    "postgres": {"existingSecret": "legate-db", "caSecret": "legate-db-ca"}},
+        "replicaCount": 3,
+        "tls": {"existingSecret": "legate-tls"},
+    },
 }
 
 chart = helm.Chart.load(chart_dir)
@@ -56,3 +63,14 @@ try:
     sys.exit(1)
 except helm.HelmError as e:
     print("conflict refused:", str(e).splitlines()[0][:120])
+
+# Several replicas on sled, or postgres without its Secret, must be refused too.
+for bad in ({"replicaCount": 2}, {"storage": {"backend": "postgres"}, "replicaCount": 2},
+            {"storage": {"backend": "postgres", "postgres": {"existingSecret": "db"}}, "replicaCount": 2,
+             "acme": {"directory": "https://ca/dir"}}):
+    try:
+        chart.render(bad, name="legate", namespace="mail", is_install=True)
+        print("chart accepted", bad)
+        sys.exit(1)
+    except helm.HelmError as e:
+        print("refused:", str(e).splitlines()[0][:120])

@@ -3,6 +3,7 @@
 # unprivileged user (nobody, when run as root) in a temp directory, listening on a free
 # loopback port with password (SCRAM) authentication, and sets PG_URL (a superuser URL to
 # the `postgres` database) and PG_DIR; `pg_stop` stops it and removes the directory.
+# PG_EXTRA_OPTS adds server options (bench/store.sh: pg_stat_statements).
 # Sourced by interop suites; also usable by hand: `source tests/interop/lib/pg.sh; pg_start`.
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1; }
@@ -25,7 +26,7 @@ pg_start() {
     --pwfile="$PG_DIR/pw" -E UTF8 > "$PG_DIR/initdb.log" 2>&1 || { cat "$PG_DIR/initdb.log" >&2; return 1; }
   rm -f "$PG_DIR/pw"
   pg_as "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 30 \
-    -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$PG_DIR -c fsync=on -c max_connections=200" \
+    -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$PG_DIR -c fsync=on -c max_connections=200 ${PG_EXTRA_OPTS:-}" \
     start > /dev/null || { cat "$PG_DIR/server.log" >&2; return 1; }
   PG_URL="postgres://legate:$PG_PASSWORD@127.0.0.1:$PG_PORT/postgres"
   export PG_URL PG_DIR PG_PORT PG_BIN

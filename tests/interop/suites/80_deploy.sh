@@ -174,7 +174,7 @@ suite_80_deploy_helm() {
   else
     bad "helm lint and render (see $dir/render.log)"; return
   fi
-  for f in default acme files; do
+  for f in default acme files postgres; do
     check "chart ($f values) validates against Kubernetes schemas" kubernetes-validate --strict --quiet "$dir/$f.yaml"
   done
   check "chart renders one StatefulSet replica with a PVC template" python3 -c "
@@ -188,8 +188,24 @@ assert c['livenessProbe']['httpGet']['path']=='/healthz' and c['readinessProbe']
 ports=sorted(p['port'] for d in docs if d['kind']=='Service' and d['spec'].get('type')=='LoadBalancer' for p in d['spec']['ports'])
 assert ports==[25,80,143,443,465,587,993], ports
 "
+  check "chart with storage.backend=postgres renders a Deployment of 3 replicas reading the URL from a Secret" python3 -c "
+import yaml
+docs=[d for d in yaml.safe_load_all(open('$dir/postgres.yaml')) if d]
+assert not [d for d in docs if d['kind']=='StatefulSet']
+dep=[d for d in docs if d['kind']=='Deployment'][0]
+assert dep['spec']['replicas']==3
+pod=dep['spec']['template']['spec']
+vols={v['name']: v for v in pod['volumes']}
+srcs=[s['secret'] for s in vols['db']['projected']['sources']]
+assert srcs[0]['name']=='legate-db' and srcs[0]['items'][0]['path']=='url', srcs
+assert 'emptyDir' in vols['data']
+mounts={m['name']: m['mountPath'] for m in pod['containers'][0]['volumeMounts']}
+assert mounts['db']=='/etc/legate/db', mounts
+toml=[d for d in docs if d['kind']=='ConfigMap'][0]['data']['config.toml']
+assert 'backend = \"postgres\"' in toml and 'url_file = \"/etc/legate/db/url\"' in toml, toml
+"
   check "ServiceMonitor only when enabled" sh -c "grep -q 'kind: ServiceMonitor' '$dir/acme.yaml' && ! grep -q 'kind: ServiceMonitor' '$dir/default.yaml'"
-  # The rendered config.toml is one legate accepts.
+  # The rendered config.toml is one legate accepts (postgres: checked above, it needs a database).
   for f in default acme files; do
     python3 -c "
 import yaml

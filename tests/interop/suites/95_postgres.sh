@@ -2,7 +2,9 @@
 # unprivileged by lib/pg.sh): the store conformance suite on it; two legate nodes serving
 # one domain from one database (mail delivered through either node is read through the
 # other; concurrent deliveries to one agent through both get unique, gap-free UIDs and
-# distinct MODSEQs); /readyz; `legate store migrate`; `legate store copy` from PostgreSQL to
+# distinct MODSEQs); a REST and an MCP `wait`, IMAP IDLE and an SSE stream on node B wake
+# within moments for mail delivered through node A; a DKIM rotation on node A is what node
+# B signs with at once; /readyz; `legate store migrate`; `legate store copy` from PostgreSQL to
 # sled and back, verified, with a node serving the copy.
 
 # shellcheck source=/dev/null
@@ -161,6 +163,9 @@ PY
   check "IMAP on node A: 302 UIDs, 1..302 without gaps or duplicates, distinct MODSEQs" test "$uids" = "302 yes yes"
   uids=$(_pg_imap_uids "$ib" ops@agents.test "$key" 2>> "$dir/imap.err")
   check "IMAP on node B sees the same mailbox" test "$uids" = "302 yes yes"
+  # (2b) wake-ups across nodes, and DKIM keys rotated on A used by B
+  _pg_wakeups "$dir" "$A" "$B" "$sa" "$ib" "$token"
+  _pg_dkim_shared "$dir" "$a/config.toml" "$B" "$token"
   check "no panic in the nodes' logs" sh -c "! grep -q panicked '$a/err' '$b/err'"
   kill -TERM "$pid_a" "$pid_b"; wait "$pid_a" "$pid_b" 2>/dev/null || true
 
@@ -226,4 +231,117 @@ _pg_queue_leases() { # DIR URL KEY
   check "node B delivered the rest after the leases expired: each message exactly once at the sink" \
     test "$(sort "$q/sink.log" | uniq | wc -l) $(wc -l < "$q/sink.log")" = "$n $n"
   kill -TERM "$pid_b"; wait "$pid_b" 2>/dev/null || true
+}
+
+_pg_now() { date +%s%N; }
+_pg_ms() { echo $(( ($(_pg_now) - $1) / 1000000 )); } # START_NS: milliseconds since
+# Milliseconds until PID exits (at most 10 s). Measured from when the SMTP delivery got its 250
+# (the delivery's own DNS lookups, which time out here, are not the wake-up's latency).
+_pg_exit_ms() { # PID
+  local t0; t0=$(_pg_now)
+  for _ in $(seq 1 200); do kill -0 "$1" 2>/dev/null || break; sleep 0.05; done
+  _pg_ms "$t0"; wait "$1" 2>/dev/null || true
+}
+
+# Long-polls and live sessions on node B wake for mail delivered through node A (signals over
+# LISTEN/NOTIFY), well before their 30 s timeouts and the 5 s SSE rescan.
+_pg_wakeups() { # DIR A B SMTP_A IMAP_B TOKEN
+  local dir=$1 A=$2 B=$3 sa=$4 ib=$5 token=$6 w="$1/wake"; mkdir -p "$w"
+  local key; key=$(curl -s -XPOST "$A/v1/agents" -H "Authorization: Bearer $token" -H 'content-type: application/json' \
+      -d '{"local":"waker","scopes":["mail:read","mail:send"]}' | jq -r .api_key.key)
+  check "an agent for the wake-up checks" test -n "$key" -a "$key" != null
+  _pg_send_a() { swaks --server "127.0.0.1:$sa" --from peer@example.net --to waker@agents.test \
+      --header "Subject: $1" --body "wake" > "$w/swaks-$1.log" 2>&1; }
+
+  # REST wait on B
+  curl -s -m 40 "$B/v1/messages/wait?timeout=30&subject=rest-wake" -H "Authorization: Bearer $key" > "$w/rest.json" &
+  local cpid=$! t0 ms
+  sleep 1; _pg_send_a rest-wake; ms=$(_pg_exit_ms "$cpid")
+  check "REST wait on node B returns the mail delivered through node A within 3 s of its 250 (${ms} ms)" \
+    test "$(jq -r .subject "$w/rest.json" 2>/dev/null)" = rest-wake -a "$ms" -lt 3000
+
+  # MCP mail_wait_for_message on B (stateless Streamable HTTP: one POST)
+  curl -s -m 40 -XPOST "$B/mcp" -H "Authorization: Bearer $key" -H 'content-type: application/json' \
+    -H 'accept: application/json, text/event-stream' -H 'mcp-protocol-version: 2025-06-18' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"mail_wait_for_message","arguments":{"subject":"mcp-wake","timeout":30}}}' \
+    > "$w/mcp.json" &
+  cpid=$!
+  sleep 1; _pg_send_a mcp-wake; ms=$(_pg_exit_ms "$cpid")
+  check "MCP mail_wait_for_message on node B wakes for mail through node A within 3 s of its 250 (${ms} ms)" \
+    sh -c "grep -q 'mcp-wake' '$w/mcp.json' && test $ms -lt 3000"
+
+  # SSE on B
+  curl -s -N -m 15 "$B/v1/events?types=message.received" -H "Authorization: Bearer $key" > "$w/sse.txt" &
+  cpid=$!
+  sleep 1; _pg_send_a sse-wake; t0=$(_pg_now)
+  local seen=""
+  for _ in $(seq 1 100); do grep -q sse-wake "$w/sse.txt" 2>/dev/null && { seen=$(_pg_ms "$t0"); break; }; sleep 0.05; done
+  kill "$cpid" 2>/dev/null; wait "$cpid" 2>/dev/null
+  check "SSE on node B streams message.received for mail through node A within 3 s of its 250 (${seen:-none} ms)" \
+    test -n "$seen" -a "${seen:-9999}" -lt 3000
+
+  # IMAP IDLE on B (python imaplib)
+  python3 - "$ib" waker@agents.test "$key" "$w/idle.ready" > "$w/idle.out" 2> "$w/idle.err" <<'PY' &
+import imaplib, socket, ssl, sys, time
+port, user, key, ready = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+M = imaplib.IMAP4("127.0.0.1", port)
+M.starttls(ssl_context=ssl._create_unverified_context())
+M.login(user, key)
+typ, data = M.select("INBOX")
+before = int(data[0])
+tag = M._new_tag().decode()
+M.send(f"{tag} IDLE\r\n".encode())
+assert M.readline().startswith(b"+")
+M.sock.settimeout(30)
+open(ready, "w").write("ready")
+start = time.monotonic()
+while True:
+    line = M.readline()
+    if not line:
+        print("closed"); break
+    if line.startswith(b"* ") and line.rstrip().endswith(b"EXISTS") and int(line.split()[1]) > before:
+        print("exists", int((time.monotonic() - start) * 1000)); break
+M.send(b"DONE\r\n")
+M.readline()
+M.logout()
+PY
+  cpid=$!
+  for _ in $(seq 1 100); do [ -s "$w/idle.ready" ] && break; sleep 0.1; done
+  _pg_send_a idle-wake; ms=$(_pg_exit_ms "$cpid")
+  check "IMAP IDLE on node B sees EXISTS for mail through node A within 3 s of its 250 (${ms} ms)" \
+    sh -c "grep -q '^exists' '$w/idle.out' && test $ms -lt 3000"
+}
+
+# DKIM: node B signs with its cached keys; `legate dkim rotate` on node A; node B's next
+# message is signed with the new selectors (not after the signer cache's 60 s).
+_pg_dkim_shared() { # DIR CONFIG_A B TOKEN
+  local dir=$1 cfg_a=$2 B=$3 token=$4 d="$1/dkim"; mkdir -p "$d"
+  local key; key=$(curl -s -XPOST "$B/v1/agents" -H "Authorization: Bearer $token" -H 'content-type: application/json' \
+      -d '{"local":"signer","scopes":["mail:read","mail:send"]}' | jq -r .api_key.key)
+  _pg_sent_selectors() { # SUBJECT: the s= of the DKIM-Signatures on B's Sent copy
+    local id="" i
+    for i in $(seq 1 50); do
+      id=$(curl -s "$B/v1/messages?folder=sent&limit=20" -H "Authorization: Bearer $key" \
+        | jq -r --arg s "$1" '[.items[] | select(.subject == $s)][0].id // empty')
+      [ -n "$id" ] && break; sleep 0.2
+    done
+    curl -s "$B/v1/messages/$id/raw" -H "Authorization: Bearer $key" | python3 -c '
+import email, re, sys
+m = email.message_from_binary_file(sys.stdin.buffer)
+sels = sorted(re.search(r"(?:^|;)\s*s=([^;\s]+)", re.sub(r"\s+", " ", h)).group(1) for h in m.get_all("DKIM-Signature") or [])
+print(" ".join(sels))'
+  }
+  _pg_send_b() { curl -s -o /dev/null -w '%{http_code}' -XPOST "$B/v1/messages/send" -H "Authorization: Bearer $key" \
+      -H 'content-type: application/json' -d "{\"to\":[\"someone@example.net\"],\"subject\":\"$1\",\"text\":\"hi\"}"; }
+  check "node B sends (before the rotation)" test "$(_pg_send_b dkim-before)" = 202
+  local before; before=$(_pg_sent_selectors dkim-before)
+  "$BIN" --config "$cfg_a" dkim rotate > "$d/rotate.out" 2> "$d/rotate.err"
+  check "legate dkim rotate on node A" test $? -eq 0
+  local active; active=$("$BIN" --config "$cfg_a" dkim records --json 2> "$d/records.err" \
+    | jq -r '[.[] | select(.active) | .selector] | sort | join(" ")')
+  check "node B sends (right after the rotation)" test "$(_pg_send_b dkim-after)" = 202
+  local after; after=$(_pg_sent_selectors dkim-after)
+  check "node B signed with the old selectors before ($before)" test -n "$before"
+  check "node B signs with the selectors node A rotated to ($after = $active)" \
+    test -n "$after" -a "$after" != "$before" -a "$after" = "$active"
 }

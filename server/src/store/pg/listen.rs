@@ -3,12 +3,16 @@
 //! LISTENs on a connection of its own and rings its in-process outbox bell, so event
 //! dispatchers (webhooks, SSE, WebSocket) on one node wake for changes made on another.
 //! A lost notification costs only latency: the dispatchers also rescan on a timer.
+//!
+//! The same connection LISTENs for other nodes' signals ([`super::signal`]) and hands them
+//! to this node's receivers (`Store::signals`), skipping its own.
 
 use super::conn::Connector;
 use crate::store::StoreError;
 use postgres::fallible_iterator::FallibleIterator;
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tokio::sync::broadcast;
 
 /// The channel name.
 pub(super) const CHANNEL: &str = "legate_events";
@@ -16,18 +20,26 @@ pub(super) const CHANNEL: &str = "legate_events";
 /// How often the listener checks that its store still exists (and reconnects after an error).
 const TICK: Duration = Duration::from_secs(1);
 
-pub(super) fn spawn(
-    connect: Connector,
-    rung: Weak<tokio::sync::watch::Sender<()>>,
-) -> Result<(), StoreError> {
+/// Where received notifications go.
+pub(super) struct Ears {
+    /// The outbox bell; the thread ends once the store (its only strong holder) is gone.
+    pub(super) rung: Weak<tokio::sync::watch::Sender<()>>,
+    pub(super) signals: broadcast::Sender<Arc<str>>,
+    /// This node's id: its own signals are not handed back to it.
+    pub(super) node: String,
+}
+
+pub(super) fn spawn(connect: Connector, ears: Ears) -> Result<(), StoreError> {
     std::thread::Builder::new()
         .name("legate-pg-listen".into())
-        .spawn(move || run(connect, rung))
+        .spawn(move || run(connect, ears))
         .map(|_| ())
         .map_err(|e| StoreError::Io(format!("cannot start the database listener: {e}")))
 }
 
-fn run(connect: Connector, rung: Weak<tokio::sync::watch::Sender<()>>) {
+fn run(connect: Connector, ears: Ears) {
+    let rung = &ears.rung;
+    let mut first = true;
     while rung.strong_count() > 0 {
         let mut client = match connect() {
             Ok(c) => c,
@@ -37,16 +49,33 @@ fn run(connect: Connector, rung: Weak<tokio::sync::watch::Sender<()>>) {
                 continue;
             }
         };
-        if let Err(e) = client.batch_execute(&format!("LISTEN {CHANNEL}")) {
+        let listen = format!("LISTEN {CHANNEL}; LISTEN {}", super::signal::CHANNEL);
+        if let Err(e) = client.batch_execute(&listen) {
             tracing::warn!(error = %e, "database listener cannot LISTEN; retrying");
             std::thread::sleep(TICK);
             continue;
+        }
+        if !std::mem::take(&mut first) {
+            // Whatever was signalled while this node was not listening is lost: look again.
+            let _ = ears.signals.send(Arc::from(crate::store::signal::RESYNC));
+            if let Some(tx) = rung.upgrade() {
+                tx.send_replace(());
+            }
         }
         loop {
             let Some(tx) = rung.upgrade() else { return };
             let mut n = client.notifications();
             let mut it = n.timeout_iter(TICK);
             match it.next() {
+                Ok(Some(n)) if n.channel() == super::signal::CHANNEL => {
+                    let (node, lines) = super::signal::parse(n.payload());
+                    if node != ears.node {
+                        for l in lines {
+                            // No receiver yet is not an error.
+                            let _ = ears.signals.send(Arc::from(l));
+                        }
+                    }
+                }
                 Ok(Some(_)) => {
                     tx.send_replace(());
                 }

@@ -9,6 +9,7 @@
 mod conn;
 mod listen;
 pub(super) mod schema;
+mod signal;
 mod tls;
 pub(super) mod tx;
 
@@ -72,6 +73,8 @@ pub(super) struct PgEngine {
     pub(super) pins: Arc<Pins>,
     /// The database schema version found when opening (before migrating).
     pub(super) found_version: i32,
+    /// Signals to the other nodes (`Store::signal`).
+    signaller: signal::Publisher,
 }
 
 const KV_GET: &str = "SELECT value FROM legate_kv WHERE tree = $1 AND key = $2";
@@ -83,6 +86,8 @@ impl PgEngine {
     pub(super) fn open(
         opts: &PgOptions,
         events_rung: std::sync::Weak<tokio::sync::watch::Sender<()>>,
+        signals: tokio::sync::broadcast::Sender<Arc<str>>,
+        node: &str,
     ) -> Result<PgEngine, StoreError> {
         let url = match &opts.url_file {
             Some(p) => Zeroizing::new(
@@ -119,14 +124,27 @@ impl PgEngine {
         let ops = Pool::new(ops_n, "op", &connect)?;
         let txs = Pool::new(size - ops_n, "tx", &connect)?;
         let (found_version, ids) = txs.lease()?.run(|c| Ok(schema::migrate(c)))??;
-        listen::spawn(connect.clone(), events_rung)?;
+        listen::spawn(
+            connect.clone(),
+            listen::Ears {
+                rung: events_rung,
+                signals,
+                node: node.to_string(),
+            },
+        )?;
+        let signaller = signal::Publisher::spawn(connect.clone(), node.to_string())?;
         Ok(PgEngine {
             ops,
             txs,
             ids,
             pins: Default::default(),
             found_version,
+            signaller,
         })
+    }
+
+    pub(super) fn signal(&self, line: &str) {
+        self.signaller.send(line);
     }
 
     pub(super) fn id(&self, t: Tree) -> i16 {
