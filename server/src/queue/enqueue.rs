@@ -3,27 +3,18 @@
 //! queue record (or the approval a held send waits in), the hold on the bytes and the
 //! schedule entry.
 
-use super::compose::{compose, SendRequest};
 use super::model::{schedule_key, QueuedMessage, Recipient};
 use super::service::{Accepted, QueueService, SendAudit};
-use super::{QueueError, Transport};
-use crate::audit::{Audit, AuditError, Outcome};
-use crate::identity::envelope::{check_rcpt, Checked};
-use crate::identity::{Actor, Agent, IdentityService, Scope};
-use crate::mailbox::{
-    holds, DeliveryMeta, Folder, MailboxError, MailboxService, StoredMessage, TxHook,
-};
-use crate::metrics::{Metrics, SendStage};
-use crate::policy::{PolicyService, Rcpt, Refusal};
-use crate::store::{Store, Tree, Tx, TxFail};
+use super::QueueError;
+use crate::identity::Agent;
+use crate::mailbox::{holds, DeliveryMeta, Folder, MailboxError, StoredMessage, TxHook};
+use crate::metrics::SendStage;
+use crate::policy::{Rcpt, Refusal};
+use crate::store::{Tree, Tx, TxFail};
 use crate::util::now_millis;
-use crate::vault::VaultService;
 use mail_parser::HeaderName;
-use serde_json::{json, Value};
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use tokio::sync::{Notify, Semaphore};
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// Header fields RFC 5322 §3.6 allows at most once. A message with two of one of them is
 /// read differently by different readers (which From, which Subject), so none is sent.
@@ -112,7 +103,7 @@ impl QueueService {
 
     /// [`enqueue`](Self::enqueue) for a message whose composition began at `started` (the
     /// `compose` stage runs from there to signing).
-    async fn enqueue_since(
+    pub(super) async fn enqueue_since(
         &self,
         agent: &Agent,
         rcpts: &[String],

@@ -4,24 +4,20 @@
 //! entry in ONE store transaction and returns only once that is durable.
 
 use super::compose::{compose, SendRequest};
-use super::model::{schedule_key, QueuedMessage, Recipient};
-use super::{QueueError, Transport};
+use super::model::{QueuedMessage, Recipient};
+use super::{QueueError, QueueSettings, Transport};
 use crate::audit::{Audit, AuditError, Outcome};
 use crate::identity::envelope::{check_rcpt, Checked};
 use crate::identity::{Actor, Agent, IdentityService, Scope};
-use crate::mailbox::{
-    holds, DeliveryMeta, Folder, MailboxError, MailboxService, StoredMessage, TxHook,
-};
-use crate::metrics::{Metrics, SendStage};
-use crate::policy::{PolicyService, Rcpt, Refusal};
-use crate::store::{Store, Tree, Tx, TxFail};
-use crate::util::now_millis;
+use crate::mailbox::{MailboxService, StoredMessage};
+use crate::metrics::Metrics;
+use crate::policy::PolicyService;
+use crate::store::{Store, Tree};
 use crate::vault::VaultService;
-use mail_parser::HeaderName;
 use serde_json::{json, Value};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{Notify, Semaphore};
 
 pub struct QueueService {
