@@ -432,7 +432,7 @@ impl IdentityService {
         target: &Agent,
         action: &str,
     ) -> Result<(), IdentityError> {
-        if actor.is_admin() || self.owns(actor, &target.id)? {
+        if actor.is_admin() {
             return Ok(());
         }
         let is_parent = target.parent.is_some() && target.parent.as_deref() == actor.agent_id();
@@ -502,7 +502,11 @@ impl IdentityService {
         let target = self
             .find_agent(id)?
             .ok_or(IdentityError::NotFound("agent"))?;
-        self.require_subagent_authority(actor, &target, "agent.revoke")?;
+        // An owner may revoke the agents it owns (issue 25: one operation ends the agent and
+        // all its connections), and nothing else of this authority (send policy, changes).
+        if !self.owns(actor, &target.id)? {
+            self.require_subagent_authority(actor, &target, "agent.revoke")?;
+        }
         let mut todo = vec![target];
         let mut done = Vec::new();
         let all: Vec<Agent> = self

@@ -36,13 +36,9 @@ impl IdentityService {
                 ));
             }
         }
-        if let Some((_, first)) = self
-            .store
-            .scan_prefix(Tree::Humans, &[])
-            .next()
-            .transpose()?
-        {
-            let human: Human = crate::store::decode(&first)?;
+        // The first admin: a co-owner (a non-admin human, issue 25) never takes the
+        // environment's admin token.
+        if let Some(human) = self.first_human()? {
             if let Some(t) = token {
                 let known = self
                     .store

@@ -1,6 +1,7 @@
 //! Request shapes that REST and MCP both accept, decoded and dispatched here once so the two
 //! front-ends cannot drift: `verify` (token or detached signature) and the caller's audit trail.
 
+use super::Denied;
 use super::{decode_b64, Actor, IdentityError, IdentityService, Verdict};
 use crate::audit::{AuditError, Filter, Outcome};
 use serde::Deserialize;
@@ -98,6 +99,14 @@ impl IdentityService {
         };
         let agent = match actor.agent_id() {
             Some(own) => Some(own.to_string()),
+            // Not an agent: only an admin reads others' trails (an owner token is neither).
+            None if !actor.is_admin() => {
+                return Err(actor
+                    .require_admin(&self.audit, "audit.list", "audit")
+                    .err()
+                    .unwrap_or(Denied::AdminOnly)
+                    .into());
+            }
             None => match &p.agent {
                 Some(a) => Some(
                     self.find_agent(a)?

@@ -109,6 +109,13 @@ async fn owners_act_on_their_agents_only_and_are_audited_as_themselves() {
         ("/v1/agents".to_string(), "GET", None),
         ("/v1/admin/tokens".to_string(), "GET", None),
         ("/v1/orgs".to_string(), "GET", None),
+        // owning an agent is not an admin's authority over it, nor over the audit trail
+        ("/v1/audit?limit=5".to_string(), "GET", None),
+        (
+            format!("/v1/agents/{a_id}/send-policy"),
+            "PUT",
+            Some(json!({"max_per_day": 1000000})),
+        ),
     ] {
         let (st, v) = s.call(method, &path, Some(&bob), body).await;
         assert_eq!(st, 403, "bob {method} {path}: {v}");
