@@ -94,7 +94,7 @@ impl Services {
         // Before the vault's hook: an agent's connections are revoked at their providers
         // while their tokens still exist, then the vault shreds them.
         identity.add_hook(Arc::new(crate::connections::ConnectionsHook(
-            connections.clone(),
+            Arc::downgrade(&connections),
         )));
         identity.add_hook(Arc::new(VaultHook(vault.clone())));
         identity.set_custody(vault.clone());
@@ -175,7 +175,9 @@ impl Services {
             config.webhooks.clone(),
             dispatcher,
         ));
-        connections.set_notifier(Arc::new(crate::queue::QueueNotifier(queue.clone())));
+        connections.set_notifier(Arc::new(crate::queue::QueueNotifier(Arc::downgrade(
+            &queue,
+        ))));
         let storage = store.space().clone();
         let reputation = Arc::new(crate::reputation::ReputationService::new(
             store.clone(),

@@ -123,7 +123,9 @@ impl ConnectionsService {
 
 /// Revokes an agent's connections at their providers before the vault hook shreds the
 /// tokens (it is registered first).
-pub struct ConnectionsHook(pub Arc<ConnectionsService>);
+/// Holds the service weakly: the service holds identity, which holds its hooks, and a strong
+/// reference here closed that cycle (the store then stayed open after shutdown).
+pub struct ConnectionsHook(pub std::sync::Weak<ConnectionsService>);
 
 impl LifecycleHook for ConnectionsHook {
     fn agent_created(&self, _agent: &Agent) -> Result<(), String> {
@@ -131,7 +133,9 @@ impl LifecycleHook for ConnectionsHook {
     }
 
     fn agent_revoked(&self, agent: &Agent) -> Result<(), String> {
-        let svc = self.0.clone();
+        let Some(svc) = self.0.upgrade() else {
+            return Err("the server is shutting down".into());
+        };
         let agent = agent.clone();
         // The hook is synchronous; on the server's multi-threaded runtime the calls to the
         // providers are made here, before the shred. Elsewhere (a current-thread runtime in

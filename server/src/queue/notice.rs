@@ -6,10 +6,13 @@ use super::compose::{compose, SendRequest};
 use super::service::{QueueService, SendAudit};
 use crate::identity::{Actor, Principal, ScopeSet};
 use serde_json::json;
-use std::sync::Arc;
 
 /// `connections::Notifier` over the queue.
-pub struct QueueNotifier(pub Arc<QueueService>);
+///
+/// Holds the queue weakly: the connections service that keeps this notifier is reachable
+/// from the queue (through identity's revocation hooks), and a strong reference closed that
+/// cycle, so the store stayed open after shutdown.
+pub struct QueueNotifier(pub std::sync::Weak<QueueService>);
 
 impl crate::connections::Notifier for QueueNotifier {
     fn notify<'a>(
@@ -20,7 +23,10 @@ impl crate::connections::Notifier for QueueNotifier {
         agent_id: &'a str,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
         Box::pin(async move {
-            self.0
+            let Some(queue) = self.0.upgrade() else {
+                return Err("the server is shutting down".to_string());
+            };
+            queue
                 .notice(to, subject, text, agent_id)
                 .await
                 .map_err(|e| e.to_string())
