@@ -236,6 +236,7 @@ async fn tools_are_listed_by_scope_and_out_of_scope_calls_name_the_scope() {
         c.tool_names().await,
         sorted(&[
             "identity_whoami",
+            "identity_reputation",
             "audit_list",
             "mail_list_messages",
             "mail_get_message",
@@ -257,7 +258,7 @@ async fn tools_are_listed_by_scope_and_out_of_scope_calls_name_the_scope() {
 
     let (_, full) = s.agent("full", &ALL).await;
     let mut f = Mcp::connect(&s, &full).await;
-    assert_eq!(f.tool_names().await.len(), 31);
+    assert_eq!(f.tool_names().await.len(), 32);
     // Each listed tool says what it needs and how it behaves.
     let v = f.rpc("tools/list", json!({})).await;
     let totp = v["result"]["tools"]

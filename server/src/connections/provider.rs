@@ -416,7 +416,7 @@ mod tests {
         let c = BASE64URL_NOPAD.encode(&Sha256::digest(
             b"dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
         ));
-        assert_eq!(c, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URB2FN5YtSm0CM");
+        assert_eq!(c, "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM");
         assert_ne!(new_state().as_str(), new_state().as_str());
     }
 

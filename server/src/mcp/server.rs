@@ -366,7 +366,8 @@ mod tests {
                 t.name,
                 p.input_schema
             );
-            let unscoped = ["identity_whoami", "audit_list"].contains(&t.name.as_ref());
+            let unscoped =
+                ["identity_whoami", "audit_list", "identity_reputation"].contains(&t.name.as_ref());
             assert_eq!(tool_scope(t).is_none(), unscoped, "{}: scope", t.name);
         }
         let scope_of = |n: &str| tools.iter().find(|t| t.name == n).and_then(tool_scope);

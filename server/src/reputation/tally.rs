@@ -203,7 +203,9 @@ pub fn backfill(store: &Store) -> Result<usize, StoreError> {
         if tx.get(Tree::Meta, BACKFILLED)?.is_some() {
             return Ok(false);
         }
-        for (k, t) in &buckets {
+        // A day whose recipients all count for nothing (cancelled) keeps no bucket, as the
+        // incremental path removes one that falls to zero.
+        for (k, t) in buckets.iter().filter(|(_, t)| **t != Tally::default()) {
             tx.put_record(Tree::ReputationTally, k, t)?;
         }
         tx.put(Tree::Meta, BACKFILLED, b"1")?;
