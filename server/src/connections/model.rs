@@ -170,7 +170,7 @@ impl NewConnection {
         }
         for s in &self.scopes {
             // RFC 6749 §3.3 scope-token: %x21 / %x23-5B / %x5D-7E
-            if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| printable_scope(b)) {
+            if s.is_empty() || s.len() > 128 || !s.bytes().all(printable_scope) {
                 return Err(bad(format!(
                     "scope {:?} is not an OAuth scope token (1 to 128 of printable ASCII without space, '\"' or '\\\\')",
                     s.chars().take(40).collect::<String>()
