@@ -3,11 +3,9 @@
 //! mailed to the human at the head of the agent's delegation chain, from the postmaster
 //! mailbox, through the queue like any other mail.
 
-use super::compose::{compose, SendRequest};
 use super::model::QueuedMessage;
-use super::service::{QueueService, SendAudit};
+use super::service::QueueService;
 use crate::audit::{ActorRef, NewEntry, Outcome};
-use crate::identity::{Actor, Principal, ScopeSet};
 use crate::policy::{Observation, Pause};
 use serde_json::json;
 
@@ -62,91 +60,41 @@ impl QueueService {
         else {
             return Ok(());
         };
-        let Some(pm) = self.identity.postmaster()? else {
-            return Ok(());
-        };
         let agent = self.identity.agent(&msg.agent_id)?;
         let who = agent
             .as_ref()
             .map(|a| a.address())
             .unwrap_or_else(|| msg.agent_id.clone());
-        let req = SendRequest {
-            to: vec![owner.clone()],
-            subject: format!("Sending paused for {who}"),
-            text: Some(format!(
-                "The circuit breaker paused outbound mail of the agent {who} ({}).\n\n\
+        let subject = format!("Sending paused for {who}");
+        let text = format!(
+            "The circuit breaker paused outbound mail of the agent {who} ({}).\n\n\
                  Rule: {}\nWhy: {}\nSince: {}\n\n\
                  Reading mail still works. Once the cause is fixed, an admin resumes it:\n\
                  POST /v1/agents/{}/resume, or `legate agent resume {}`.\n",
-                msg.agent_id,
-                p.rule,
-                p.reason,
-                crate::util::rfc3339(p.since_ms / 1000),
-                msg.agent_id,
-                msg.agent_id,
-            )),
-            ..Default::default()
-        };
-        let composed = compose(
-            &req,
-            &pm.address(),
-            "Postmaster",
-            &self.settings.hostname,
-            crate::util::now_unix(),
-        )?;
-        let actor = Actor {
-            principal: Principal::Agent {
-                id: pm.id.clone(),
-                address: pm.address(),
-                org_id: pm.org_id.clone(),
-            },
-            key_id: "breaker".into(),
-            scopes: ScopeSet::all(),
-            chain: pm.chain.clone(),
-        };
-        let audit = SendAudit {
-            actor: &actor,
+            msg.agent_id,
+            p.rule,
+            p.reason,
+            crate::util::rfc3339(p.since_ms / 1000),
+            msg.agent_id,
+            msg.agent_id,
+        );
+        let from = super::notice::NoticeFrom {
+            source: "breaker",
             action: "breaker.notice",
-            extra: json!({"agent": msg.agent_id}),
-            best_effort: true,
         };
-        let raw = composed.raw.clone();
-        match self
-            .enqueue(
-                &pm,
-                &composed.rcpts,
-                composed.raw,
-                Some(composed.message_id),
-                audit,
-            )
-            .await
+        let extra = json!({"agent": msg.agent_id});
+        if let Some(actor) = self
+            .postmaster_notice(&from, &owner, &subject, &text, extra)
+            .await?
         {
-            Ok(_) => Ok(()),
-            // The owner's address is no deliverable one (an address on our own domain that
-            // is no agent, say): the notice goes to the operator mailbox instead.
-            Err(e) if !e.is_temporary() => {
-                tracing::warn!(error = %e, %owner, "breaker notice undeliverable to the owner; filed with the postmaster");
-                let meta = crate::mailbox::DeliveryMeta {
-                    received_at_ms: crate::util::now_millis(),
-                    labels: vec!["breaker".into()],
-                    auth: Some(json!({"internal": true, "sender": "breaker"})),
-                    envelope_from: String::new(),
-                    envelope_to: vec![pm.address()],
-                    flags: vec![],
-                };
-                self.mailbox
-                    .deliver(&pm.id, crate::mailbox::Folder::Inbox, raw, meta)
-                    .await?;
-                actor.audit(
-                    &self.audit,
-                    "breaker.notice",
-                    &pm.id,
-                    Outcome::Ok,
-                    json!({"agent": msg.agent_id, "owner": owner, "filed_with_postmaster": true}),
-                )?;
-                Ok(())
-            }
-            Err(e) => Err(e),
+            actor.audit(
+                &self.audit,
+                "breaker.notice",
+                actor.agent_id().unwrap_or_default(),
+                Outcome::Ok,
+                json!({"agent": msg.agent_id, "owner": owner, "filed_with_postmaster": true}),
+            )?;
         }
+        Ok(())
     }
 }

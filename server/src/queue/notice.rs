@@ -34,6 +34,13 @@ impl crate::connections::Notifier for QueueNotifier {
     }
 }
 
+/// Who sends a notice: its audit action, and the name its actor's key id, its delivery
+/// label and its internal sender carry.
+pub(super) struct NoticeFrom {
+    pub source: &'static str,
+    pub action: &'static str,
+}
+
 impl QueueService {
     /// Mails `text` to the human `to` from the postmaster (audited as `connection.notice`).
     pub async fn notice(
@@ -43,8 +50,31 @@ impl QueueService {
         text: &str,
         agent_id: &str,
     ) -> Result<(), super::QueueError> {
+        let from = NoticeFrom {
+            source: "connections",
+            action: "connection.notice",
+        };
+        let extra = json!({"agent": agent_id, "to": to});
+        self.postmaster_notice(&from, to, subject, text, extra)
+            .await
+            .map(|_| ())
+    }
+
+    /// A notice from the postmaster mailbox to a human, through the queue like any mail
+    /// (audited as `from.action`). Undeliverable to the human (an address no agent has on our
+    /// own domain, say), it is filed in the postmaster's INBOX instead. Returns the postmaster
+    /// actor when it was filed there, so the caller can audit that; nothing is sent when no
+    /// postmaster mailbox exists.
+    pub(super) async fn postmaster_notice(
+        &self,
+        from: &NoticeFrom,
+        to: &str,
+        subject: &str,
+        text: &str,
+        extra: serde_json::Value,
+    ) -> Result<Option<Actor>, super::QueueError> {
         let Some(pm) = self.identity.postmaster()? else {
-            return Ok(());
+            return Ok(None);
         };
         let req = SendRequest {
             to: vec![to.to_string()],
@@ -65,14 +95,14 @@ impl QueueService {
                 address: pm.address(),
                 org_id: pm.org_id.clone(),
             },
-            key_id: "connections".into(),
+            key_id: from.source.into(),
             scopes: ScopeSet::all(),
             chain: pm.chain.clone(),
         };
         let audit = SendAudit {
             actor: &actor,
-            action: "connection.notice",
-            extra: json!({"agent": agent_id, "to": to}),
+            action: from.action,
+            extra,
             best_effort: true,
         };
         let raw = composed.raw.clone();
@@ -86,13 +116,13 @@ impl QueueService {
             )
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(None),
             Err(e) if !e.is_temporary() => {
-                tracing::warn!(error = %e, "connection notice undeliverable to the human; filed with the postmaster");
+                tracing::warn!(error = %e, %to, source = from.source, "notice undeliverable to the human; filed with the postmaster");
                 let meta = crate::mailbox::DeliveryMeta {
                     received_at_ms: crate::util::now_millis(),
-                    labels: vec!["connections".into()],
-                    auth: Some(json!({"internal": true, "sender": "connections"})),
+                    labels: vec![from.source.into()],
+                    auth: Some(json!({"internal": true, "sender": from.source})),
                     envelope_from: String::new(),
                     envelope_to: vec![pm.address()],
                     flags: vec![],
@@ -100,7 +130,7 @@ impl QueueService {
                 self.mailbox
                     .deliver(&pm.id, crate::mailbox::Folder::Inbox, raw, meta)
                     .await?;
-                Ok(())
+                Ok(Some(actor))
             }
             Err(e) => Err(e),
         }
