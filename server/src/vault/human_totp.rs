@@ -75,17 +75,29 @@ impl VaultService {
         ))
     }
 
-    /// Checks `code` against the human's seed (pending or confirmed) at unix time `now`;
-    /// a match marks the step used and, for a pending seed, switches the factor on.
-    fn accept_code(&self, human_id: &str, code: &str, now: u64) -> Result<bool, VaultError> {
+    /// Checks `code` against the human's seed (pending, or only a confirmed one when
+    /// `confirmed_only`) at unix time `now`; a match marks the step used and, for a pending
+    /// seed, switches the factor on. The step is spent in a transaction that re-reads the
+    /// record: two sign-ins racing with one code cannot both see the step unused, and a
+    /// seed replaced meanwhile (enrolment started again) is not confirmed by the old code.
+    fn accept_code(
+        &self,
+        human_id: &str,
+        code: &str,
+        now: u64,
+        confirmed_only: bool,
+    ) -> Result<bool, VaultError> {
         let code = code.trim();
         if code.len() != usize::from(DIGITS) || !code.bytes().all(|b| b.is_ascii_digit()) {
             return Ok(false);
         }
         let root = self.root();
-        let Some(mut rec) = self.human_totp(human_id)? else {
+        let Some(rec) = self.human_totp(human_id)? else {
             return Ok(false);
         };
+        if confirmed_only && !rec.confirmed {
+            return Ok(false);
+        }
         let seed = crypto::open(&root, human_id, "totp", Purpose::HumanTotp, &rec.sealed)?;
         let totp = Totp::new(seed.to_vec(), Algorithm::Sha1, DIGITS, PERIOD);
         let step = now / u64::from(PERIOD);
@@ -94,18 +106,32 @@ impl VaultService {
             let expected = totp.code_at(s * u64::from(PERIOD));
             let same: bool =
                 subtle::ConstantTimeEq::ct_eq(expected.as_bytes(), code.as_bytes()).into();
-            if same && s > rec.last_step {
+            if same {
                 found = Some(s);
             }
         }
         let Some(s) = found else {
             return Ok(false);
         };
-        rec.last_step = s;
-        rec.confirmed = true;
-        self.store
-            .put_record(Tree::KeyCustody, &record_key(human_id), &rec)?;
-        Ok(true)
+        let key = record_key(human_id);
+        let spent = self
+            .store
+            .transact::<_, VaultError>(&[Tree::KeyCustody], |tx| {
+                let Some(mut cur) = tx.get_record::<HumanTotp>(Tree::KeyCustody, &key)? else {
+                    return Ok(false);
+                };
+                if cur.sealed != rec.sealed
+                    || s <= cur.last_step
+                    || (confirmed_only && !cur.confirmed)
+                {
+                    return Ok(false);
+                }
+                cur.last_step = s;
+                cur.confirmed = true;
+                tx.put_record(Tree::KeyCustody, &key, &cur)?;
+                Ok(true)
+            })?;
+        Ok(spent)
     }
 
     /// Finishes enrolment with the first code from the authenticator.
@@ -117,7 +143,7 @@ impl VaultService {
         now: u64,
     ) -> Result<bool, VaultError> {
         actor.require_admin(&self.audit, "console.totp_confirm", human_id)?;
-        let ok = self.accept_code(human_id, code, now)?;
+        let ok = self.accept_code(human_id, code, now, false)?;
         actor.audit(
             &self.audit,
             "console.totp_confirm",
@@ -139,10 +165,7 @@ impl VaultService {
         code: &str,
         now: u64,
     ) -> Result<bool, VaultError> {
-        if !self.human_totp_enabled(human_id)? {
-            return Ok(false);
-        }
-        self.accept_code(human_id, code, now)
+        self.accept_code(human_id, code, now, true)
     }
 
     /// Turns the second factor off for the acting human.
@@ -216,6 +239,70 @@ mod tests {
         assert!(vault.check_human_totp("hu_1", &next, now + 30).unwrap());
         assert!(!vault.check_human_totp("hu_1", "12345", now + 60).unwrap());
         vault.remove_human_totp(&admin, "hu_1").unwrap();
+        assert!(!vault.human_totp_enabled("hu_1").unwrap());
+    }
+
+    /// One code, many sign-ins at once: exactly one spends the step.
+    #[test]
+    fn a_code_races_to_one_sign_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let audit = std::sync::Arc::new(crate::audit::Audit::open(store.clone()).unwrap());
+        let vault = std::sync::Arc::new(
+            VaultService::with_root(
+                store,
+                audit,
+                std::sync::Arc::new(crate::metrics::Metrics::new()),
+                crypto::Key32::random(),
+            )
+            .unwrap(),
+        );
+        let admin = Actor::cli("hu_1", "a@example.com");
+        vault.begin_human_totp(&admin, "hu_1").unwrap();
+        let now = 1_800_000_000;
+        let first = vault.human_code_at("hu_1", now).unwrap();
+        assert!(vault.confirm_human_totp(&admin, "hu_1", &first, now).unwrap());
+        let code = vault.human_code_at("hu_1", now + 30).unwrap();
+        let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+        let wins: usize = (0..8)
+            .map(|_| {
+                let (v, b, c) = (vault.clone(), barrier.clone(), code.clone());
+                std::thread::spawn(move || {
+                    b.wait();
+                    v.check_human_totp("hu_1", &c, now + 30).unwrap()
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| usize::from(h.join().unwrap()))
+            .sum();
+        assert_eq!(wins, 1);
+    }
+
+    /// A code of the seed being replaced does not confirm the new pending seed.
+    #[test]
+    fn a_replaced_seed_is_not_confirmed_by_the_old_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = crate::store::Store::open(dir.path()).unwrap();
+        let audit = std::sync::Arc::new(crate::audit::Audit::open(store.clone()).unwrap());
+        let vault = VaultService::with_root(
+            store,
+            audit,
+            std::sync::Arc::new(crate::metrics::Metrics::new()),
+            crypto::Key32::random(),
+        )
+        .unwrap();
+        let admin = Actor::cli("hu_1", "a@example.com");
+        vault.begin_human_totp(&admin, "hu_1").unwrap();
+        let now = 1_800_000_000;
+        let old = vault.human_code_at("hu_1", now).unwrap();
+        vault.begin_human_totp(&admin, "hu_1").unwrap();
+        let new = vault.human_code_at("hu_1", now).unwrap();
+        if old != new {
+            assert!(!vault.confirm_human_totp(&admin, "hu_1", &old, now).unwrap());
+        }
+        // A pending seed never passes a sign-in check.
+        assert!(!vault.check_human_totp("hu_1", &new, now).unwrap());
         assert!(!vault.human_totp_enabled("hu_1").unwrap());
     }
 }
