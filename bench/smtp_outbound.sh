@@ -11,7 +11,7 @@
 # message of each stage of legate's send path (legate_send_stage_seconds in /metrics, wall
 # clock: under load it includes waiting for a CPU). Release build.
 # With LEGATE_PERF=1, legate is also profiled (perf record) through both loads and its CPU is
-# split by stage (bench/send_stages.py).
+# split by stage (bench/send_stages.py); PERF_OUT=FILE keeps the profile for perf report.
 # POLICY=unlimited runs the same load with `send_policy.danger_unchecked` (no send policy,
 # suppression list or circuit breaker checked or counted); the default (POLICY=on) checks
 # all of them on every send with caps far above N: compare the two for what the checks cost.
@@ -200,6 +200,7 @@ if counts:
     print("  " + ", ".join(f"{k} {1e6 * sums[k] / counts[k]:.0f} us" for k in counts if counts[k]))
 PY
 if [ -f "$WORK/perf.data" ]; then
+  [ -z "${PERF_OUT:-}" ] || cp "$WORK/perf.data" "$PERF_OUT"
   perf script -i "$WORK/perf.data" -F comm,ip,sym --no-inline 2>/dev/null \
     | python3 bench/send_stages.py $((2 * N)) "$LCPU"
 fi

@@ -92,10 +92,11 @@ impl IdentityService {
         } else {
             agent.name.clone()
         };
+        let chain = self.public_chain(agent);
         let mut params = json!({
             "did": did,
             "email": address,
-            "chain": agent.chain,
+            "chain": chain,
             "status": if revoked { "revoked" } else { "active" },
             "didDocument": format!("{}/did.json", self.agent_base_url(agent)),
         });
@@ -104,7 +105,7 @@ impl IdentityService {
             params["revokedAt"] = json!(when);
             format!("REVOKED on {when}: {address} no longer acts for its operator. Do not trust messages or requests signed by {did}.")
         } else {
-            format!("{name}, an AI agent at {address}, acting under the delegation chain {}. Identity: {did}.", agent.chain.join(" > "))
+            format!("{name}, an AI agent at {address}, acting under the delegation chain {}. Identity: {did}.", chain.join(" > "))
         };
         json!({
             "name": name,

@@ -144,7 +144,7 @@ impl IdentityService {
         let custody = self.custody()?;
         let claims = json!({
             "iss": did, "sub": did, "mid": c.mid, "from": c.from, "date": c.date,
-            "chain": agent.chain, "iat": now_unix(),
+            "chain": self.public_chain(agent), "iat": now_unix(),
         });
         for _ in 0..3 {
             let keys = custody

@@ -24,6 +24,7 @@ pub mod mailsig;
 pub mod multibase;
 mod operator;
 pub mod owners;
+mod publish;
 mod resolve;
 mod roles;
 pub mod sfv;

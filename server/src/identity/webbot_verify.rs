@@ -124,7 +124,7 @@ impl IdentityService {
         if let Some(a) = &who {
             claims["did"] = json!(self.agent_did(a));
             claims["address"] = json!(a.address());
-            claims["chain"] = json!(a.chain);
+            claims["chain"] = json!(self.public_chain(a));
         }
         Verdict {
             reason: Reason::Ok,

@@ -37,7 +37,15 @@ async fn agent_cards_are_signed_linked_and_revocable() {
     assert!(ifaces[1]["url"].as_str().unwrap().ends_with("/mcp"));
     let ext = &card["capabilities"]["extensions"][0];
     assert_eq!(ext["params"]["did"], did);
-    assert_eq!(ext["params"]["chain"], a["chain"]);
+    // The public chain names the human by id, never by email.
+    let public = ext["params"]["chain"].as_array().unwrap();
+    assert!(
+        public[0].as_str().unwrap().starts_with("human:hu_"),
+        "{public:?}"
+    );
+    assert_eq!(public[1..], a["chain"].as_array().unwrap()[1..]);
+    let email = a["chain"][0].as_str().unwrap().trim_start_matches("human:");
+    assert!(!card.to_string().contains(email), "{card}");
     assert_eq!(ext["params"]["status"], "active");
 
     // the detached JWS: protected header + JCS(card without signatures), EdDSA, kid = DID URL
