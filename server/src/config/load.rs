@@ -239,14 +239,11 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
         ));
     }
     let o = &c.owners;
-    if o.key_ttl_secs < 60 || o.key_ttl_secs > 10 * 365 * 86400 {
-        errs.push(err("owners.key_ttl_secs", "must be 60 seconds to 10 years"));
+    if o.key_ttl_secs == 0 || o.key_ttl_secs > 10 * 365 * 86400 {
+        errs.push(err("owners.key_ttl_secs", "must be 1 second to 10 years"));
     }
-    if o.invite_ttl_secs < 60 || o.invite_ttl_secs > 30 * 86400 {
-        errs.push(err(
-            "owners.invite_ttl_secs",
-            "must be 60 seconds to 30 days",
-        ));
+    if o.invite_ttl_secs == 0 || o.invite_ttl_secs > 30 * 86400 {
+        errs.push(err("owners.invite_ttl_secs", "must be 1 second to 30 days"));
     }
     if c.senders.max_entries == 0 {
         errs.push(err("senders.max_entries", "must be at least 1"));
