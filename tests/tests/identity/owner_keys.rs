@@ -108,6 +108,14 @@ async fn an_added_owner_gets_an_invite_by_mail_and_only_it_gives_their_key() {
     assert_eq!(r["human"]["email"], "bob@agents.test");
     let (st, v) = redeem(&s, &code).await;
     assert_eq!(st, 401, "a used invite: {v}");
+    let (_, doc) = s.call("GET", "/openapi.json", None, None).await;
+    for p in [
+        "/v1/invites/redeem",
+        "/v1/humans/{human}/keys",
+        "/v1/humans/{human}/keys/{key_id}",
+    ] {
+        assert!(doc["paths"][p].is_object(), "{p} missing from openapi.json");
+    }
     let (_, who) = s.call("GET", "/v1/whoami", Some(&bob), None).await;
     assert_eq!(
         (who["kind"].as_str(), who["admin"].as_bool()),
