@@ -685,6 +685,8 @@ mod tests {
         assert_eq!(c.listen.https, "0.0.0.0:443");
         assert_eq!(c.acme.renew_before_days, 30);
         assert_eq!(c.send_policy, super::super::SendPolicyConfig::default());
+        assert_eq!(c.owners, super::super::OwnersConfig::default());
+        assert_eq!(c.connections, super::super::ConnectionsConfig::default());
     }
 
     #[test]
