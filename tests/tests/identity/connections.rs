@@ -4,6 +4,7 @@
 //! refresh, rotation, revocation, invalid_grant) is the interop suite `25_connections`,
 //! against npm's oidc-provider.
 
+use super::owner_keys::add_owner;
 use super::*;
 
 async fn connections_server(danger: bool) -> TestServer {
@@ -11,95 +12,6 @@ async fn connections_server(danger: bool) -> TestServer {
     let mut cfg = test_config(dir.path());
     cfg.connections.danger_allow_private = danger;
     TestServer::start_with(dir, cfg).await
-}
-
-/// Adds `email` as an owner of `agent` (by `by`); the adder's answer carries no token, only
-/// `invited`; the new owner's token comes from redeeming the invite mailed to them.
-pub(super) async fn add_owner(s: &TestServer, by: &str, agent: &str, email: &str) -> String {
-    let (st, v) = s
-        .call(
-            "POST",
-            &format!("/v1/agents/{agent}/owners"),
-            Some(by),
-            Some(json!({"email": email})),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
-    assert_eq!(v["created_human"], true);
-    assert_eq!(v["invited"], true, "{v}");
-    assert!(v.get("token").is_none(), "{v}");
-    let shown = v.to_string();
-    assert!(
-        !shown.contains("lg_") && !shown.contains("lgi_"),
-        "no token nor code for the adder: {v}"
-    );
-    let code = invite_code(s, email).await;
-    let (st, r) = s
-        .call(
-            "POST",
-            "/v1/invites/redeem",
-            None,
-            Some(json!({"code": code})),
-        )
-        .await;
-    assert_eq!(st, 201, "{r}");
-    r["key"].as_str().expect("the owner's own key").to_string()
-}
-
-/// The invite code mailed to `email` (the only one). The tests' owners have addresses on our
-/// own domain that no agent has, so the postmaster's notice is filed in its own INBOX, read
-/// here with a key an admin gives it.
-pub(super) async fn invite_code(s: &TestServer, email: &str) -> String {
-    let codes = invite_codes(s, email).await;
-    assert_eq!(codes.len(), 1, "one invite mailed to {email}: {codes:?}");
-    codes[0].clone()
-}
-
-/// Every invite code mailed to `email`, as found in the postmaster's INBOX.
-pub(super) async fn invite_codes(s: &TestServer, email: &str) -> Vec<String> {
-    let (st, k) = s
-        .call(
-            "POST",
-            "/v1/agents/postmaster@agents.test/keys",
-            Some(&s.admin_token),
-            Some(json!({"name": "read", "scopes": ["mail:read"]})),
-        )
-        .await;
-    assert_eq!(st, 201, "{k}");
-    let pm = k["key"].as_str().unwrap().to_string();
-    let (_, list) = s
-        .call(
-            "GET",
-            "/v1/messages?folder=INBOX&limit=100",
-            Some(&pm),
-            None,
-        )
-        .await;
-    let mut found = Vec::new();
-    for m in list["items"].as_array().expect("messages") {
-        let (_, full) = s
-            .call(
-                "GET",
-                &format!("/v1/messages/{}", m["id"].as_str().unwrap()),
-                Some(&pm),
-                None,
-            )
-            .await;
-        let text = full["text"].as_str().unwrap_or_default();
-        if !text.to_lowercase().contains(&email.to_lowercase()) {
-            continue;
-        }
-        if let Some(i) = text.find("lgi_") {
-            found.push(
-                text[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect(),
-            );
-        }
-    }
-    assert!(!found.is_empty(), "no invite mailed to {email}: {list}");
-    found
 }
 
 fn explicit(name: &str) -> Value {
