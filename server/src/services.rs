@@ -99,6 +99,7 @@ impl Services {
         identity.add_hook(Arc::new(VaultHook(vault.clone())));
         identity.set_custody(vault.clone());
         identity.configure((&config.identity).into());
+        identity.configure_owners(config.owners.clone());
         identity.set_public_origin(&config.server.public_url);
         let mailbox = Arc::new(MailboxService::new(
             store.clone(),
@@ -176,6 +177,9 @@ impl Services {
             dispatcher,
         ));
         connections.set_notifier(Arc::new(crate::queue::QueueNotifier(Arc::downgrade(
+            &queue,
+        ))));
+        identity.set_mailer(Arc::new(crate::queue::QueueNotifier(Arc::downgrade(
             &queue,
         ))));
         let storage = store.space().clone();

@@ -465,8 +465,12 @@ async fn rotation_publishes_both_keys_then_drops_the_old() {
 mod card;
 #[path = "identity/connections.rs"]
 mod connections;
+#[path = "identity/connections_provider.rs"]
+mod connections_provider;
 #[path = "identity/mailsig.rs"]
 mod mailsig;
+#[path = "identity/owner_keys.rs"]
+mod owner_keys;
 #[path = "identity/reputation.rs"]
 mod reputation;
 #[path = "identity/surfaces.rs"]

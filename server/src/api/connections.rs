@@ -27,6 +27,9 @@ pub fn router() -> Router<AppState> {
         .route("/v1/vault/{name}/token", post(token))
         .route("/v1/agents/{id}/owners", get(list_owners).post(add_owner))
         .route("/v1/agents/{id}/owners/{human}", delete(remove_owner))
+        .route("/v1/invites/redeem", post(redeem_invite))
+        .route("/v1/humans/{human}/keys", get(list_human_keys))
+        .route("/v1/humans/{human}/keys/{key_id}", delete(revoke_human_key))
 }
 
 impl From<ConnectionsError> for ApiError {
@@ -38,6 +41,7 @@ impl From<ConnectionsError> for ApiError {
             C::BadRequest(m) => ApiError::bad_request(m),
             C::Invalid(m) => ApiError::invalid(m),
             C::InvalidState(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_state", m),
+            C::IssuerMismatch(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_issuer", m),
             C::NeedsConsent(_) => {
                 ApiError::new(StatusCode::CONFLICT, "needs_consent", e.to_string())
             }
@@ -93,7 +97,9 @@ struct CallbackParams {
     state: Option<String>,
     code: Option<String>,
     error: Option<String>,
-    // Anything else providers add (iss, scope, error_description, ...) is ignored.
+    /// RFC 9207: checked against the connection's issuer.
+    iss: Option<String>,
+    // Anything else providers add (scope, error_description, ...) is ignored.
 }
 
 /// Where the provider sends the human's browser back. No API key: the single-use `state`
@@ -108,6 +114,7 @@ async fn callback(
             state: p.state.as_deref(),
             code: p.code.as_deref(),
             error: p.error.as_deref(),
+            iss: p.iss.as_deref(),
         })
         .await?;
     Ok(axum::Json(json!({
@@ -149,8 +156,10 @@ async fn add_owner(
     let added = s.identity.add_owner(&actor, &id, &req).await?;
     let mut v = added.owner.to_json();
     v["created_human"] = json!(added.created_human);
-    if let Some(t) = &added.token {
-        v["token"] = json!(t.as_str());
+    // Never the invite's code nor a token: only the invited human gets those, by mail.
+    v["invited"] = json!(added.invited);
+    if let Some(e) = &added.invite_error {
+        v["invite_error"] = json!(e);
     }
     Ok((StatusCode::CREATED, axum::Json(v)))
 }
@@ -162,4 +171,51 @@ async fn remove_owner(
 ) -> ApiResult<StatusCode> {
     s.identity.remove_owner(&actor, &id, &human).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RedeemBody {
+    code: zeroize::Zeroizing<String>,
+}
+
+/// No API key: the invite's code is the credential. Failures count against the caller's
+/// address like failed authentications; past the limit, 429.
+async fn redeem_invite(
+    State(s): State<AppState>,
+    parts: axum::http::request::Parts,
+    Json(body): Json<RedeemBody>,
+) -> ApiResult<(StatusCode, HeaderMap, axum::Json<Value>)> {
+    let peer = super::extract::peer(&parts);
+    if s.audit.denials().throttle(&peer) {
+        return Err(super::extract::too_many_failures());
+    }
+    let r = s.identity.redeem_invite(&body.code, &peer).await?;
+    let mut v = r.key.to_json();
+    v["key"] = json!(r.token.as_str());
+    v["human"] = json!({"id": r.human.id, "email": r.human.email});
+    let mut h = HeaderMap::new();
+    h.insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok((StatusCode::CREATED, h, axum::Json(v)))
+}
+
+async fn list_human_keys(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path(human): Path<String>,
+) -> ApiResult<axum::Json<Value>> {
+    let items = s.identity.list_human_keys(&actor, &human)?;
+    Ok(axum::Json(json!({"items": items, "next_cursor": null})))
+}
+
+async fn revoke_human_key(
+    State(s): State<AppState>,
+    Auth(actor): Auth,
+    Path((human, key_id)): Path<(String, String)>,
+) -> ApiResult<axum::Json<Value>> {
+    let v = s.identity.revoke_human_key(&actor, &human, &key_id).await?;
+    Ok(axum::Json(v))
 }

@@ -24,6 +24,10 @@ pub struct ConnectionsConfig {
     pub refresh_skew_secs: u64,
     /// Most connections one agent may have (pending, active or needing consent).
     pub max_per_agent: usize,
+    /// Revoking an agent revokes all its connections at their providers at once; each
+    /// connection's revocation is given at most this many seconds (its tokens are destroyed
+    /// either way), so one slow provider cannot hold up the agent's revocation.
+    pub revoke_timeout_secs: u64,
 }
 
 impl Default for ConnectionsConfig {
@@ -35,6 +39,27 @@ impl Default for ConnectionsConfig {
             pending_grant_secs: 600,
             refresh_skew_secs: 60,
             max_per_agent: 32,
+            revoke_timeout_secs: 15,
+        }
+    }
+}
+
+/// `[owners]`: the humans added as co-owners of agents (issue 25 §2).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OwnersConfig {
+    /// Lifetime of an owner's API key, in seconds from its issue: a non-admin human's key
+    /// stops working then (a co-owner re-adds them to send a new invite).
+    pub key_ttl_secs: u64,
+    /// How long an owner invite (mailed to the human) can be redeemed, in seconds. Single use.
+    pub invite_ttl_secs: u64,
+}
+
+impl Default for OwnersConfig {
+    fn default() -> Self {
+        Self {
+            key_ttl_secs: 30 * 86400,
+            invite_ttl_secs: 3 * 86400,
         }
     }
 }

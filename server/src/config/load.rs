@@ -84,6 +84,7 @@ pub fn parse_str(text: &str) -> Result<Config, ConfigErrors> {
             "console" => cfg.console = section(key, value, &mut errs),
             "oauth" => cfg.oauth = section(key, value, &mut errs),
             "connections" => cfg.connections = section(key, value, &mut errs),
+            "owners" => cfg.owners = section(key, value, &mut errs),
             other => errs.push(err(other, "unknown section")),
         }
     }
@@ -230,6 +231,19 @@ fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
             "connections",
             "timeout_secs and max_per_agent must be at least 1, max_response_bytes at least 1024, pending_grant_secs at least 60",
         ));
+    }
+    if k.revoke_timeout_secs == 0 || k.revoke_timeout_secs > 3600 {
+        errs.push(err(
+            "connections.revoke_timeout_secs",
+            "must be 1 to 3600 seconds",
+        ));
+    }
+    let o = &c.owners;
+    if o.key_ttl_secs == 0 || o.key_ttl_secs > 10 * 365 * 86400 {
+        errs.push(err("owners.key_ttl_secs", "must be 1 second to 10 years"));
+    }
+    if o.invite_ttl_secs == 0 || o.invite_ttl_secs > 30 * 86400 {
+        errs.push(err("owners.invite_ttl_secs", "must be 1 second to 30 days"));
     }
     if c.senders.max_entries == 0 {
         errs.push(err("senders.max_entries", "must be at least 1"));
@@ -671,6 +685,8 @@ mod tests {
         assert_eq!(c.listen.https, "0.0.0.0:443");
         assert_eq!(c.acme.renew_before_days, 30);
         assert_eq!(c.send_policy, super::super::SendPolicyConfig::default());
+        assert_eq!(c.owners, super::super::OwnersConfig::default());
+        assert_eq!(c.connections, super::super::ConnectionsConfig::default());
     }
 
     #[test]

@@ -14,7 +14,7 @@ mod ops;
 mod policy;
 mod types;
 
-pub use connections::ConnectionsConfig;
+pub use connections::{ConnectionsConfig, OwnersConfig};
 pub use console::{public_origin, ConsoleConfig, OAuthConfig};
 pub use events::{parse_duration, EventsConfig, WebhooksConfig};
 pub use imap::ImapConfig;

@@ -35,6 +35,7 @@ pub struct Config {
     pub console: super::console::ConsoleConfig,
     pub oauth: super::console::OAuthConfig,
     pub connections: super::connections::ConnectionsConfig,
+    pub owners: super::connections::OwnersConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

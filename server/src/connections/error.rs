@@ -21,6 +21,9 @@ pub enum ConnectionsError {
     /// The `state` of a callback is unknown, used already, or expired.
     #[error("{0}")]
     InvalidState(&'static str),
+    /// The callback's `iss` does not name the connection's provider (RFC 9207).
+    #[error("{0}")]
+    IssuerMismatch(&'static str),
     /// The provider refused the refresh token: a human must grant the connection again.
     #[error("the connection {0} needs a new consent: its granting human was told")]
     NeedsConsent(String),

@@ -27,6 +27,8 @@ pub struct Callback<'a> {
     pub state: Option<&'a str>,
     pub code: Option<&'a str>,
     pub error: Option<&'a str>,
+    /// RFC 9207's issuer identification.
+    pub iss: Option<&'a str>,
 }
 
 impl ConnectionsService {
@@ -74,6 +76,8 @@ impl ConnectionsService {
                     token_endpoint: input.token_endpoint.clone().unwrap_or_default(),
                     revocation_endpoint: input.revocation_endpoint.clone(),
                     token_auth: "client_secret_basic".into(),
+                    metadata_issuer: None,
+                    iss_parameter: false,
                 };
                 self.provider.check_endpoints(&e)?;
                 e
@@ -167,7 +171,7 @@ impl ConnectionsService {
             .ok_or(ConnectionsError::InvalidState(
                 "the callback has no valid state",
             ))?;
-        for v in [cb.code, cb.error].into_iter().flatten() {
+        for v in [cb.code, cb.error, cb.iss].into_iter().flatten() {
             if v.len() > MAX_PARAM || v.chars().any(char::is_control) {
                 return Err(ConnectionsError::BadRequest(
                     "callback parameters must be printable and at most 4096 characters".into(),
@@ -198,6 +202,12 @@ impl ConnectionsService {
             return Err(ConnectionsError::InvalidState(
                 "this grant is no longer pending",
             ));
+        }
+        // Before anything else, an error answer included: a response from another provider
+        // (a mix-up) must not be taken for this one's (RFC 9207 §2.4).
+        if let Err(why) = conn.endpoints.check_iss(cb.iss) {
+            self.fail(&mut conn, why).await?;
+            return Err(ConnectionsError::IssuerMismatch(why));
         }
         if pending.expires_at < now_unix() {
             self.fail(&mut conn, "consent not given in time").await?;

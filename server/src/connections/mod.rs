@@ -12,6 +12,7 @@ mod error;
 mod grant;
 pub mod model;
 mod provider;
+mod revoke;
 mod tokens;
 
 pub use error::ConnectionsError;
@@ -145,12 +146,12 @@ impl LifecycleHook for ConnectionsHook {
                 tokio::task::block_in_place(|| h.block_on(svc.revoke_all(&agent)))
             }
             Ok(h) => {
-                let pending = svc.take_all(&agent)?;
+                let pending = svc.take_all_now(&agent)?;
                 h.spawn(async move { svc.revoke_taken(&agent, pending).await });
                 Ok(())
             }
             Err(_) => {
-                let pending = svc.take_all(&agent)?;
+                let pending = svc.take_all_now(&agent)?;
                 let rt = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()

@@ -43,6 +43,35 @@ pub struct Endpoints {
     pub revocation_endpoint: Option<String>,
     /// `client_secret_basic` (the default of RFC 6749 §2.3.1) or `client_secret_post`.
     pub token_auth: String,
+    /// The issuer identifier exactly as the provider's metadata gives it (discovery only):
+    /// an `iss` in the callback must equal it (RFC 9207 §2.4, simple string comparison).
+    #[serde(default)]
+    pub metadata_issuer: Option<String>,
+    /// The metadata advertises `authorization_response_iss_parameter_supported`: a callback
+    /// without `iss` is then refused too.
+    #[serde(default)]
+    pub iss_parameter: bool,
+}
+
+impl Endpoints {
+    /// RFC 9207: whether the authorization response's `iss` fits the provider the request
+    /// went to. A mismatching `iss` is always refused (a mix-up: the code came from another
+    /// provider); a missing one only when the provider says it sends one. With no known
+    /// issuer (endpoints given explicitly) there is nothing to compare with.
+    pub fn check_iss(&self, iss: Option<&str>) -> Result<(), &'static str> {
+        let expected = self.metadata_issuer.as_deref().or(self.issuer.as_deref());
+        match (iss, expected) {
+            (Some(got), Some(want)) if got == want => Ok(()),
+            (Some(_), Some(_)) => {
+                Err("the callback's iss names another issuer than this connection's (RFC 9207)")
+            }
+            (Some(_), None) => Ok(()),
+            (None, _) if self.iss_parameter => Err(
+                "the provider sends iss with its responses (RFC 9207) and this callback has none",
+            ),
+            (None, _) => Ok(()),
+        }
+    }
 }
 
 /// A connected account of an agent. Its secrets are the vault credential `name`.
@@ -257,6 +286,8 @@ mod tests {
                 token_endpoint: "https://t".into(),
                 revocation_endpoint: None,
                 token_auth: "client_secret_basic".into(),
+                metadata_issuer: None,
+                iss_parameter: false,
             },
             client_id: "c".into(),
             scopes: vec![],
@@ -281,5 +312,44 @@ mod tests {
             ["human:bob@acme.test", "org:acme", "agent:ops@a.test"]
         );
         assert!(!c.to_json().to_string().contains("secret"));
+    }
+
+    #[test]
+    fn the_callbacks_iss_must_name_the_connections_issuer() {
+        let mut e = Endpoints {
+            issuer: Some("https://op.example".into()),
+            authorization_endpoint: "https://op.example/auth".into(),
+            token_endpoint: "https://op.example/token".into(),
+            revocation_endpoint: None,
+            token_auth: "client_secret_basic".into(),
+            metadata_issuer: Some("https://op.example".into()),
+            iss_parameter: true,
+        };
+        assert!(e.check_iss(Some("https://op.example")).is_ok());
+        for bad in [
+            "https://evil.example",
+            "https://op.example/",
+            "",
+            "https://OP.example",
+        ] {
+            assert!(e.check_iss(Some(bad)).is_err(), "{bad}");
+        }
+        assert!(e.check_iss(None).is_err(), "advertised: iss required");
+        e.iss_parameter = false;
+        assert!(e.check_iss(None).is_ok());
+        assert!(
+            e.check_iss(Some("https://evil.example")).is_err(),
+            "mismatch: always"
+        );
+        e.metadata_issuer = None;
+        assert!(
+            e.check_iss(Some("https://op.example")).is_ok(),
+            "records made before"
+        );
+        e.issuer = None;
+        assert!(
+            e.check_iss(Some("https://any.example")).is_ok(),
+            "no issuer known"
+        );
     }
 }

@@ -270,6 +270,11 @@ impl Provider {
             token_endpoint,
             revocation_endpoint,
             token_auth: token_auth.into(),
+            metadata_issuer: text("issuer"),
+            iss_parameter: doc
+                .get("authorization_response_iss_parameter_supported")
+                .and_then(|v| v.as_bool())
+                .unwrap_or(false),
         };
         self.check_endpoints(&e)?;
         Ok(e)

@@ -1,11 +1,10 @@
-//! Using and ending connections: the agent's access token (refreshed here, never the refresh
-//! token itself), the owners' list, and revocation at the provider before the tokens are
-//! destroyed.
+//! Using connections: the agent's access token (refreshed here, never the refresh token
+//! itself), the needs-consent path and the owners' list. Ending them is `revoke`.
 
 use super::model::{Connection, Status};
 use super::provider::{ClientAuth, TokenFailure};
 use super::{ConnectionsError, ConnectionsService};
-use crate::audit::{ActorRef, NewEntry, Outcome};
+use crate::audit::Outcome;
 use crate::identity::{Actor, Agent, Scope};
 use crate::util::now_unix;
 use crate::vault::oauth::OauthSecrets;
@@ -54,6 +53,13 @@ impl ConnectionsService {
             .identity
             .agent(&agent_id)?
             .ok_or(ConnectionsError::NotFound("agent"))?;
+        if !agent.is_active() {
+            return Err(ConnectionsError::Identity(
+                crate::identity::IdentityError::Unauthorized(
+                    crate::identity::AuthFailure::AgentRevoked,
+                ),
+            ));
+        }
         let found = self.by_name(&agent_id, name)?;
         let lock = self.lock_for(&found.id);
         let _held = lock.lock().await;
@@ -112,6 +118,22 @@ impl ConnectionsService {
                 .await;
             match answer {
                 Ok(t) => {
+                    let fresh = OauthSecrets {
+                        client_secret: secrets.client_secret.clone(),
+                        access_token: Some(t.access_token.clone()),
+                        refresh_token: t.refresh_token.clone(),
+                        ..Default::default()
+                    };
+                    // Revoked while the provider answered (and the revocation could not wait
+                    // for this lock): these new tokens were never read by it, so they are
+                    // revoked here rather than left live at the provider.
+                    if !self.still_live(&agent_id, &conn.id) {
+                        self.revoke_fresh(&conn, &fresh).await;
+                        return Err(ConnectionsError::NotActive(format!(
+                            "the connection {} was revoked",
+                            conn.name
+                        )));
+                    }
                     secrets.access_expires_at =
                         t.expires_in.map(|s| now + s.clamp(0, 10 * 365 * 86400));
                     if t.token_type.is_some() {
@@ -124,8 +146,14 @@ impl ConnectionsService {
                     }
                     // Stored before anything is handed out: a rotated refresh token is the
                     // only way back in, and the old one is already spent.
-                    self.vault
-                        .oauth_put(&agent_id, &conn.name, None, &secrets, false)?;
+                    if let Err(e) = self
+                        .vault
+                        .oauth_put(&agent_id, &conn.name, None, &secrets, false)
+                    {
+                        // Not kept (the vault was shredded meanwhile): not left live either.
+                        self.revoke_fresh(&conn, &fresh).await;
+                        return Err(e.into());
+                    }
                     refreshed = true;
                 }
                 Err(TokenFailure::InvalidGrant(m)) => {
@@ -247,6 +275,22 @@ impl ConnectionsService {
         Ok(())
     }
 
+    /// Whether the agent is active and the connection live, read now.
+    fn still_live(&self, agent_id: &str, cid: &str) -> bool {
+        let agent_ok = matches!(self.identity.agent(agent_id), Ok(Some(a)) if a.is_active());
+        agent_ok && self.get(agent_id, cid).is_ok_and(|c| c.status.is_live())
+    }
+
+    /// Revokes tokens just obtained that will not be kept (bounded by the revocation
+    /// timeout; a failure is logged: there is nobody else to tell).
+    async fn revoke_fresh(&self, conn: &Connection, fresh: &OauthSecrets) {
+        let wait = std::time::Duration::from_secs(self.settings.revoke_timeout_secs);
+        let r = tokio::time::timeout(wait, self.revoke_at_provider(conn, Some(fresh))).await;
+        if !matches!(r, Ok(Some(true))) {
+            tracing::warn!(connection = %conn.id, "tokens refreshed during a revocation may remain live at the provider");
+        }
+    }
+
     /// `GET /v1/agents/{id}/connections`: each with its granting human, scopes and status.
     pub fn list(&self, actor: &Actor, agent: &str) -> Result<Vec<Value>, ConnectionsError> {
         let a = self
@@ -257,135 +301,5 @@ impl ConnectionsService {
             .iter()
             .map(Connection::to_json)
             .collect())
-    }
-
-    /// `DELETE /v1/agents/{id}/connections/{cid}`: revoked at the provider where it offers
-    /// that, then the tokens are destroyed.
-    pub async fn revoke(
-        &self,
-        actor: &Actor,
-        agent: &str,
-        cid: &str,
-    ) -> Result<Connection, ConnectionsError> {
-        let action = "connection.revoke";
-        let a = self.identity.require_owner_or_admin(actor, agent, action)?;
-        let lock = self.lock_for(cid);
-        let _held = lock.lock().await;
-        let conn = self.get(&a.id, cid)?;
-        if !conn.status.is_live() {
-            return Ok(conn);
-        }
-        let secrets = self.vault.oauth_open(&a.id, &conn.name).ok();
-        let conn = self.end(conn, secrets).await?;
-        actor.audit_on_agent(
-            &self.audit,
-            action,
-            &a.id,
-            Outcome::Ok,
-            json!({"connection": conn.id, "name": conn.name, "granted_by": conn.granted_by_email,
-                   "provider_revoked": conn.provider_revoked}),
-        )?;
-        self.audit.commit().await?;
-        Ok(conn)
-    }
-
-    /// Revokes at the provider (refresh token first: most providers end the whole grant
-    /// with it), then removes the credential and records the outcome.
-    async fn end(
-        &self,
-        mut conn: Connection,
-        secrets: Option<OauthSecrets>,
-    ) -> Result<Connection, ConnectionsError> {
-        let mut confirmed = None;
-        if let (Some(endpoint), Some(s)) = (&conn.endpoints.revocation_endpoint, &secrets) {
-            let auth = ClientAuth {
-                client_id: &conn.client_id,
-                client_secret: s.client_secret.as_deref().map(|x| x.as_str()),
-                method: &conn.endpoints.token_auth,
-            };
-            let mut all_ok = true;
-            let mut any = false;
-            for (tok, hint) in [
-                (&s.refresh_token, "refresh_token"),
-                (&s.access_token, "access_token"),
-            ] {
-                if let Some(t) = tok {
-                    any = true;
-                    if let Err(e) = self.provider.revoke(endpoint, &auth, t, hint).await {
-                        tracing::warn!(connection = %conn.id, error = %e, "revocation at the provider failed");
-                        all_ok = false;
-                    }
-                }
-            }
-            confirmed = any.then_some(all_ok);
-        }
-        self.vault.oauth_remove(&conn.agent_id, &conn.name)?;
-        let now = now_unix();
-        conn.status = Status::Revoked;
-        conn.revoked_at = Some(now);
-        conn.updated_at = now;
-        conn.provider_revoked = confirmed;
-        self.put(&conn)?;
-        Ok(conn)
-    }
-
-    /// An agent is being revoked: every live connection of it, with its secrets read before
-    /// the vault is shredded, and marked revoked.
-    pub(super) fn take_all(
-        &self,
-        agent: &Agent,
-    ) -> Result<Vec<(Connection, Option<OauthSecrets>)>, String> {
-        let conns = self.connections_of(&agent.id).map_err(|e| e.to_string())?;
-        Ok(conns
-            .into_iter()
-            .filter(|c| c.status.is_live())
-            .map(|c| {
-                let s = self.vault.oauth_open(&agent.id, &c.name).ok();
-                (c, s)
-            })
-            .collect())
-    }
-
-    pub(super) async fn revoke_taken(
-        &self,
-        agent: &Agent,
-        taken: Vec<(Connection, Option<OauthSecrets>)>,
-    ) {
-        for (c, s) in taken {
-            let chain = c.chain(&agent.chain);
-            let r = self.end(c, s).await;
-            let (outcome, detail) = match &r {
-                Ok(c) => (
-                    Outcome::Ok,
-                    json!({"connection": c.id, "name": c.name, "granted_by": c.granted_by_email,
-                    "provider_revoked": c.provider_revoked, "reason": "agent_revoked",
-                    (crate::audit::SUBJECT_AGENT): agent.id}),
-                ),
-                Err(e) => (
-                    Outcome::Error,
-                    json!({"reason": "agent_revoked", "error": e.to_string(),
-                    (crate::audit::SUBJECT_AGENT): agent.id}),
-                ),
-            };
-            if let Err(e) = self.audit.append(NewEntry {
-                actor: ActorRef::system(),
-                chain,
-                action: "connection.revoke".into(),
-                target: agent.id.clone(),
-                outcome,
-                detail,
-            }) {
-                tracing::error!(error = %e, "could not audit a connection revocation");
-            }
-        }
-        if let Err(e) = self.audit.commit().await {
-            tracing::error!(error = %e, "could not commit connection revocations");
-        }
-    }
-
-    pub(super) async fn revoke_all(&self, agent: &Agent) -> Result<(), String> {
-        let taken = self.take_all(agent)?;
-        self.revoke_taken(agent, taken).await;
-        Ok(())
     }
 }

@@ -148,8 +148,17 @@ impl IdentityService {
         }
         let actor = self.actor_of(&key, now)?;
         if cached {
-            self.auth_cache
-                .put(hash, epoch, &actor, key.expires_at, now);
+            // An owner's key also ends `owners.key_ttl_secs` after its issue (keys made before
+            // owner keys had an expiry included): the cache must not outlive that either.
+            let expires_at = match actor.principal {
+                Principal::Owner { .. } => Some(
+                    key.created_at
+                        .saturating_add(self.owner_key_ttl())
+                        .min(key.expires_at.unwrap_or(i64::MAX)),
+                ),
+                _ => key.expires_at,
+            };
+            self.auth_cache.put(hash, epoch, &actor, expires_at, now);
         }
         if key
             .last_used_at
@@ -182,6 +191,11 @@ impl IdentityService {
                     .get_record(Tree::Humans, id.as_bytes())
                     .map_err(internal)?
                     .ok_or((AuthFailure::Unknown, owner.clone()))?;
+                // A non-admin human's (owner's) key lives `owners.key_ttl_secs` at most,
+                // whatever it was issued with: checked here, at every use.
+                if !human.admin && key.created_at.saturating_add(self.owner_key_ttl()) <= now {
+                    return Err((AuthFailure::Expired, owner));
+                }
                 if key.bootstrap
                     && self
                         .has_listed_admin_token()

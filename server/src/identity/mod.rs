@@ -37,6 +37,8 @@ pub use agents::CreatedAgent;
 pub use keys::NewKey;
 pub use orgs::Bootstrap;
 mod console_ops;
+mod human_keys;
+pub mod invites;
 mod model;
 pub mod oauth;
 mod orgs;
@@ -75,6 +77,17 @@ pub trait LifecycleHook: Send + Sync {
     fn agent_revoked(&self, agent: &Agent) -> Result<(), String>;
 }
 
+/// Mails a human (an owner invite): implemented by the queue (the postmaster's notice),
+/// registered at start-up, so identity needs no upward import.
+pub trait HumanMailer: Send + Sync {
+    fn mail_human<'a>(
+        &'a self,
+        to: &'a str,
+        subject: &'a str,
+        text: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+}
+
 pub struct IdentityService {
     store: Store,
     audit: Arc<Audit>,
@@ -92,6 +105,10 @@ pub struct IdentityService {
     default_domain: OnceLock<String>,
     /// `server.public_url`'s origin, for URLs we hand out (key directories, agent cards).
     public_origin: OnceLock<String>,
+    /// Owner key and invite lifetimes (`[owners]`).
+    owners: RwLock<crate::config::OwnersConfig>,
+    /// Sends owner invites, registered at start-up.
+    mailer: OnceLock<Arc<dyn HumanMailer>>,
 }
 
 impl IdentityService {
@@ -107,7 +124,25 @@ impl IdentityService {
             fetcher: OnceLock::new(),
             default_domain: OnceLock::new(),
             public_origin: OnceLock::new(),
+            owners: RwLock::new(crate::config::OwnersConfig::default()),
+            mailer: OnceLock::new(),
         }
+    }
+
+    /// Set once at start-up (`[owners]`).
+    pub fn configure_owners(&self, owners: crate::config::OwnersConfig) {
+        *self.owners.write().unwrap_or_else(|p| p.into_inner()) = owners;
+    }
+
+    fn owners_config(&self) -> crate::config::OwnersConfig {
+        self.owners
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_mailer(&self, m: Arc<dyn HumanMailer>) {
+        let _ = self.mailer.set(m);
     }
 
     /// Set once at start-up, before the first remote resolution.

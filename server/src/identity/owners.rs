@@ -1,17 +1,19 @@
 //! Co-owners of an agent (issue 25 §2): several humans may own one agent. An owner manages
 //! that agent's owners and connected accounts and may revoke it; nothing else. A human added
-//! as an owner who is not yet known is created as a non-admin human with an owner token
-//! (shown once), so each owner's actions are audited as theirs (`human:<email>`).
+//! as an owner who is not yet known is created as a non-admin human; one without a working
+//! key is sent an invite by mail (`invites`), never a token in the adder's answer, so each
+//! owner's actions are audited as theirs (`human:<email>`) and only they hold their key.
+//! Owner keys expire (`owners.key_ttl_secs`); removing a human's last ownership revokes them.
 
 use super::error::{Denied, IdentityError};
+use super::invites::invite_key;
 use super::model::{Agent, ApiKey, Human, KeyOwner};
-use super::{apikey, Actor, IdentityService, ScopeSet};
+use super::{Actor, IdentityService};
 use crate::audit::Outcome;
 use crate::store::{keys, Tree};
 use crate::util::{new_id, now_unix, rfc3339};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use zeroize::Zeroizing;
 
 /// Longest email address accepted (RFC 5321 §4.5.3.1.3 path limit less the brackets).
 const MAX_EMAIL: usize = 254;
@@ -46,11 +48,14 @@ impl OwnerRecord {
     }
 }
 
-/// What adding an owner made: the ownership, and the owner token when the human is new.
+/// What adding an owner made: the ownership, whether the human is new, and whether an
+/// invite was mailed to them (never its code: only the human gets that).
 pub struct AddedOwner {
     pub owner: OwnerRecord,
     pub created_human: bool,
-    pub token: Option<Zeroizing<String>>,
+    pub invited: bool,
+    /// Why the invite could not be mailed (the ownership stands; adding again retries).
+    pub invite_error: Option<String>,
 }
 
 /// A plain `local@domain` email, lower-cased: printable ASCII, no spaces or controls (so it
@@ -157,7 +162,8 @@ impl IdentityService {
         Ok(out)
     }
 
-    /// `POST /v1/agents/{id}/owners`: adds a human (made, with an owner token, if unknown).
+    /// `POST /v1/agents/{id}/owners`: adds a human (made, as a non-admin, if unknown). A
+    /// non-admin human with no working key and no pending invite is mailed a new invite.
     pub async fn add_owner(
         &self,
         actor: &Actor,
@@ -179,26 +185,37 @@ impl IdentityService {
         if !a.is_active() {
             return Err(IdentityError::Invalid("the agent is revoked".into()));
         }
-        let (adder, _) = actor
+        let (adder, adder_email) = actor
             .human()
             .ok_or_else(|| IdentityError::Invalid("only humans add owners".into()))?;
         let now = now_unix();
-        let new_human = Human {
+        // Who the human is, and whether they need an invite: new, or a non-admin whose key
+        // expired or was revoked and who has no invite pending (so re-adding re-invites).
+        let existing: Option<Human> = match self.store.get(Tree::HumanEmail, email.as_bytes())? {
+            Some(id) => self.human(&String::from_utf8_lossy(&id))?,
+            None => None,
+        };
+        let human = existing.clone().unwrap_or_else(|| Human {
             id: new_id("hu"),
             email: email.clone(),
             name,
             created_at: now,
             admin: false,
+        });
+        let needs_invite = match &existing {
+            None => true,
+            Some(h) => {
+                !h.admin
+                    && !self.has_working_key(&h.id)?
+                    && !self.invites()?.iter().any(|(_, i)| i.human_id == h.id)
+            }
         };
-        let token = apikey::generate();
-        let key = ApiKey::issue(
-            KeyOwner::Human(new_human.id.clone()),
-            "owner".into(),
-            ScopeSet::default(),
-            &token,
-            None,
-        );
-        let key_path = keys::join(&[&new_human.id, &key.id]);
+        if needs_invite && !self.can_invite() {
+            return Err(IdentityError::Invalid(
+                "owner invites are mailed by the running server; add owners through the API".into(),
+            ));
+        }
+        let invite = needs_invite.then(|| self.new_invite(&human, &a.id, adder));
         // Counted before the transaction: a race may pass the cap by one or two, harmlessly.
         if self
             .store
@@ -215,20 +232,23 @@ impl IdentityService {
                 Tree::Humans,
                 Tree::HumanEmail,
                 Tree::AgentOwners,
-                Tree::ApiKeys,
-                Tree::ApiKeyHash,
+                Tree::OwnerInvites,
             ],
             |tx| {
                 let (human_id, created) = match tx.get(Tree::HumanEmail, email.as_bytes())? {
                     Some(id) => (String::from_utf8_lossy(&id).into_owned(), false),
                     None => {
-                        tx.put_record(Tree::Humans, new_human.id.as_bytes(), &new_human)?;
-                        tx.put(Tree::HumanEmail, email.as_bytes(), new_human.id.as_bytes())?;
-                        tx.put_record(Tree::ApiKeys, &key_path, &key)?;
-                        tx.put(Tree::ApiKeyHash, &key.hash, &key_path)?;
-                        (new_human.id.clone(), true)
+                        tx.put_record(Tree::Humans, human.id.as_bytes(), &human)?;
+                        tx.put(Tree::HumanEmail, email.as_bytes(), human.id.as_bytes())?;
+                        (human.id.clone(), true)
                     }
                 };
+                // Made concurrently by another request: that one's invite is the one.
+                if let Some((code, inv)) = &invite {
+                    if inv.human_id == human_id {
+                        tx.put_record(Tree::OwnerInvites, &invite_key(code), inv)?;
+                    }
+                }
                 let k = owner_key(&a.id, &human_id);
                 if let Some(cur) = tx.get_record::<OwnerRecord>(Tree::AgentOwners, &k)? {
                     return Ok((cur, false));
@@ -243,18 +263,44 @@ impl IdentityService {
                 Ok((rec, created))
             },
         )?;
+        let invite = invite.filter(|(_, i)| i.human_id == rec.human_id);
         actor.audit_on_agent(
             &self.audit,
             action,
             &a.id,
             Outcome::Ok,
-            json!({"owner": rec.human_id, "email": rec.email, "created_human": created}),
+            json!({"owner": rec.human_id, "email": rec.email, "created_human": created,
+                   "invited": invite.is_some()}),
         )?;
         self.audit.commit().await?;
+        let mut invite_error = None;
+        if let Some((code, inv)) = &invite {
+            let sent = self.mail_invite(&a, adder_email, code, inv).await;
+            let outcome = match &sent {
+                Ok(()) => Outcome::Ok,
+                Err(_) => Outcome::Error,
+            };
+            if let Err(e) = &sent {
+                // Not mailed: not redeemable either, so adding again sends a fresh one.
+                tracing::warn!(error = %e, owner = %inv.human_id, "could not mail an owner invite");
+                self.store.remove(Tree::OwnerInvites, &invite_key(code))?;
+                invite_error = Some(format!("the invite could not be mailed: {e}"));
+            }
+            actor.audit_on_agent(
+                &self.audit,
+                "owner.invite.create",
+                &a.id,
+                outcome,
+                json!({"owner": inv.human_id, "email": inv.email,
+                       "expires_at": rfc3339(inv.expires_at), "error": invite_error}),
+            )?;
+            self.audit.commit().await?;
+        }
         Ok(AddedOwner {
             owner: rec,
             created_human: created,
-            token: created.then_some(token),
+            invited: invite.is_some() && invite_error.is_none(),
+            invite_error,
         })
     }
 
@@ -277,13 +323,58 @@ impl IdentityService {
             human.to_string()
         };
         let k = owner_key(&a.id, &human_id);
-        let removed = self
-            .store
-            .transact::<_, IdentityError>(&[Tree::AgentOwners], |tx| {
+        // A non-admin human left owning nothing keeps no key and no invite: read here, and
+        // each record read again and changed in the removing transaction. (An ownership
+        // added elsewhere meanwhile errs on the safe side: re-adding sends a new invite.)
+        let admin = self.human(&human_id)?.is_some_and(|h| h.admin);
+        let orphaned = !admin
+            && self
+                .owned_agents(&human_id)?
+                .iter()
+                .all(|other| *other == a.id);
+        let key_paths: Vec<Vec<u8>> = if orphaned {
+            self.store
+                .scan_prefix(Tree::ApiKeys, &keys::prefix(&[&human_id]))
+                .map(|r| r.map(|(k, _)| k.to_vec()))
+                .collect::<Result<_, _>>()?
+        } else {
+            Vec::new()
+        };
+        let invite_keys: Vec<Vec<u8>> = self
+            .invites()?
+            .into_iter()
+            .filter(|(_, i)| i.human_id == human_id && (orphaned || i.agent_id == a.id))
+            .map(|(k, _)| k)
+            .collect();
+        let now = now_unix();
+        let (removed, revoked) = self.store.transact::<_, IdentityError>(
+            &[Tree::AgentOwners, Tree::ApiKeys, Tree::OwnerInvites],
+            |tx| {
                 let had = tx.get(Tree::AgentOwners, &k)?.is_some();
+                if !had {
+                    return Ok((false, Vec::new()));
+                }
                 tx.remove(Tree::AgentOwners, &k)?;
-                Ok(had)
-            })?;
+                let mut revoked = Vec::new();
+                for p in &key_paths {
+                    if let Some(mut key) = tx.get_record::<ApiKey>(Tree::ApiKeys, p)? {
+                        if key.revoked_at.is_none() && matches!(key.owner, KeyOwner::Human(_)) {
+                            key.revoked_at = Some(now);
+                            tx.put_record(Tree::ApiKeys, p, &key)?;
+                            revoked.push(key.id);
+                        }
+                    }
+                }
+                for ik in &invite_keys {
+                    tx.remove(Tree::OwnerInvites, ik)?;
+                }
+                Ok((true, revoked))
+            },
+        )?;
+        if !revoked.is_empty() {
+            // The next request with one of them is refused: no cached authentication survives.
+            self.invalidate_auth();
+        }
         if !removed {
             return Err(IdentityError::NotFound("owner"));
         }
@@ -292,7 +383,8 @@ impl IdentityService {
             action,
             &a.id,
             Outcome::Ok,
-            json!({"owner": human_id}),
+            json!({"owner": human_id, "revoked_keys": revoked,
+                   "cancelled_invites": invite_keys.len()}),
         )?;
         self.audit.commit().await?;
         Ok(())

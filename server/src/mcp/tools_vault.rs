@@ -213,6 +213,7 @@ impl From<crate::connections::ConnectionsError> for ToolError {
             C::BadRequest(m) => Self::new("bad_request", m),
             C::Invalid(m) => Self::invalid(m),
             C::InvalidState(m) => Self::new("invalid_state", m),
+            C::IssuerMismatch(m) => Self::new("invalid_issuer", m),
             C::NeedsConsent(_) => Self::new("needs_consent", e.to_string()),
             C::NotActive(m) => Self::new("connection_not_active", m),
             C::Provider(m) => Self::new("provider_error", format!("the provider: {m}")),

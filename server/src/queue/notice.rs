@@ -34,6 +34,42 @@ impl crate::connections::Notifier for QueueNotifier {
     }
 }
 
+/// Owner invites (`identity::invites`), from the postmaster like the other notices.
+impl crate::identity::HumanMailer for QueueNotifier {
+    fn mail_human<'a>(
+        &'a self,
+        to: &'a str,
+        subject: &'a str,
+        text: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>> {
+        Box::pin(async move {
+            let Some(queue) = self.0.upgrade() else {
+                return Err("the server is shutting down".to_string());
+            };
+            // An invite nobody can send must not look sent: the inviter is told.
+            if queue
+                .identity
+                .postmaster()
+                .map_err(|e| e.to_string())?
+                .is_none()
+            {
+                return Err(
+                    "no postmaster mailbox to send it from (identity.postmaster_agent)".into(),
+                );
+            }
+            let from = NoticeFrom {
+                source: "owners",
+                action: "owner.invite.notice",
+            };
+            queue
+                .postmaster_notice(&from, to, subject, text, json!({"to": to}))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+    }
+}
+
 /// Who sends a notice: its audit action, and the name its actor's key id, its delivery
 /// label and its internal sender carry.
 pub(super) struct NoticeFrom {

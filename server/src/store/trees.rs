@@ -168,10 +168,13 @@ pub enum Tree {
     /// messages queued that day, by outcome (`reputation::tally`): kept in the transactions
     /// that write queue records, so a reputation score reads days, not the whole queue
     ReputationTally,
+    /// SHA-256(invite code) -> a pending owner invite (`identity::invites`): single use,
+    /// expiring; redeemed for the invited human's own API key
+    OwnerInvites,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 66] = [
+    pub const ALL: [Tree; 67] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -238,6 +241,7 @@ impl Tree {
         Tree::Connections,
         Tree::ConnectionGrants,
         Tree::ReputationTally,
+        Tree::OwnerInvites,
     ];
 
     pub fn name(self) -> &'static str {
@@ -308,6 +312,7 @@ impl Tree {
             Tree::Connections => "connections",
             Tree::ConnectionGrants => "connection_grants",
             Tree::ReputationTally => "reputation_tally",
+            Tree::OwnerInvites => "owner_invites",
         }
     }
 }

@@ -4,6 +4,7 @@
 //! refresh, rotation, revocation, invalid_grant) is the interop suite `25_connections`,
 //! against npm's oidc-provider.
 
+use super::owner_keys::add_owner;
 use super::*;
 
 async fn connections_server(danger: bool) -> TestServer {
@@ -11,24 +12,6 @@ async fn connections_server(danger: bool) -> TestServer {
     let mut cfg = test_config(dir.path());
     cfg.connections.danger_allow_private = danger;
     TestServer::start_with(dir, cfg).await
-}
-
-/// Adds `email` as an owner of `agent` (by `by`); returns the new owner's token.
-async fn add_owner(s: &TestServer, by: &str, agent: &str, email: &str) -> String {
-    let (st, v) = s
-        .call(
-            "POST",
-            &format!("/v1/agents/{agent}/owners"),
-            Some(by),
-            Some(json!({"email": email})),
-        )
-        .await;
-    assert_eq!(st, 201, "{v}");
-    assert_eq!(v["created_human"], true);
-    v["token"]
-        .as_str()
-        .expect("a new owner's token")
-        .to_string()
 }
 
 fn explicit(name: &str) -> Value {
@@ -49,8 +32,8 @@ async fn owners_act_on_their_agents_only_and_are_audited_as_themselves() {
     let (b, _) = s.agent("beta", ALL).await;
     let (a_id, b_id) = (a["id"].as_str().unwrap(), b["id"].as_str().unwrap());
     let admin = s.admin_token.clone();
-    let bob = add_owner(&s, &admin, a_id, "Bob@Acme.test").await;
-    let dave = add_owner(&s, &admin, b_id, "dave@acme.test").await;
+    let bob = add_owner(&s, &admin, a_id, "Bob@agents.test").await;
+    let dave = add_owner(&s, &admin, b_id, "dave@agents.test").await;
 
     // bob owns alpha: he lists and adds its owners, and they are audited as his
     let (st, v) = s
@@ -62,9 +45,9 @@ async fn owners_act_on_their_agents_only_and_are_audited_as_themselves() {
         )
         .await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!(v["items"][0]["email"], "bob@acme.test");
+    assert_eq!(v["items"][0]["email"], "bob@agents.test");
     assert_eq!(v["items"][0]["admin"], false);
-    let carol = add_owner(&s, &bob, a_id, "carol@acme.test").await;
+    let carol = add_owner(&s, &bob, a_id, "carol@agents.test").await;
     let (_, who) = s.call("GET", "/v1/whoami", Some(&carol), None).await;
     assert_eq!(who["kind"], "human");
     assert_eq!(who["admin"], false);
@@ -81,9 +64,9 @@ async fn owners_act_on_their_agents_only_and_are_audited_as_themselves() {
         .as_array()
         .unwrap()
         .iter()
-        .find(|e| e["detail"]["email"] == "carol@acme.test")
+        .find(|e| e["detail"]["email"] == "carol@agents.test")
         .expect("the addition is audited");
-    assert_eq!(by_bob["chain"], json!(["human:bob@acme.test"]));
+    assert_eq!(by_bob["chain"], json!(["human:bob@agents.test"]));
     assert_eq!(by_bob["actor"]["kind"], "human");
 
     // ... but not beta, nor anything an admin does; dave (beta's owner) not alpha
@@ -92,7 +75,7 @@ async fn owners_act_on_their_agents_only_and_are_audited_as_themselves() {
         (
             format!("/v1/agents/{b_id}/owners"),
             "POST",
-            Some(json!({"email": "x@acme.test"})),
+            Some(json!({"email": "x@agents.test"})),
         ),
         (format!("/v1/agents/{b_id}/connections"), "GET", None),
         (
@@ -101,7 +84,7 @@ async fn owners_act_on_their_agents_only_and_are_audited_as_themselves() {
             Some(explicit("gh")),
         ),
         (
-            format!("/v1/agents/{b_id}/owners/dave@acme.test"),
+            format!("/v1/agents/{b_id}/owners/dave@agents.test"),
             "DELETE",
             None,
         ),
@@ -141,7 +124,7 @@ async fn owners_act_on_their_agents_only_and_are_audited_as_themselves() {
             "POST",
             &format!("/v1/agents/{a_id}/owners"),
             Some(&a_key),
-            Some(json!({"email": "e@acme.test"})),
+            Some(json!({"email": "e@agents.test"})),
         )
         .await;
     assert_eq!(st, 403);
@@ -163,7 +146,7 @@ async fn owners_act_on_their_agents_only_and_are_audited_as_themselves() {
 
     // bad input is a 400 JSON error
     for bad in [
-        json!({"email": "a\r\nb@acme.test"}),
+        json!({"email": "a\r\nb@agents.test"}),
         json!({"email": "no-at"}),
         json!({"email": "x".repeat(300) + "@a.test"}),
         json!({"email": "a@b", "colour": 1}),
@@ -184,13 +167,14 @@ async fn owners_act_on_their_agents_only_and_are_audited_as_themselves() {
     let (st, _) = s
         .call(
             "DELETE",
-            &format!("/v1/agents/{a_id}/owners/carol@acme.test"),
+            &format!("/v1/agents/{a_id}/owners/carol@agents.test"),
             Some(&bob),
             None,
         )
         .await;
     assert_eq!(st, 204);
-    let (st, _) = s
+    // carol owned nothing else: her owner key went with her last ownership
+    let (st, v) = s
         .call(
             "GET",
             &format!("/v1/agents/{a_id}/owners"),
@@ -198,11 +182,12 @@ async fn owners_act_on_their_agents_only_and_are_audited_as_themselves() {
             None,
         )
         .await;
-    assert_eq!(st, 403);
+    assert_eq!(st, 401, "{v}");
+    assert_eq!(v["error"]["code"], "key_revoked", "{v}");
     let (st, _) = s
         .call(
             "DELETE",
-            &format!("/v1/agents/{a_id}/owners/carol@acme.test"),
+            &format!("/v1/agents/{a_id}/owners/carol@agents.test"),
             Some(&bob),
             None,
         )
@@ -224,7 +209,7 @@ async fn a_grant_is_validated_bound_to_one_state_and_never_shows_secrets() {
     let (a, key) = s.agent("ops", ALL).await;
     let id = a["id"].as_str().unwrap();
     let admin = s.admin_token.clone();
-    let bob = add_owner(&s, &admin, id, "bob@acme.test").await;
+    let bob = add_owner(&s, &admin, id, "bob@agents.test").await;
 
     // malformed requests: 400 with a JSON error, nothing stored
     let mut crlf = explicit("gh");
@@ -279,7 +264,7 @@ async fn a_grant_is_validated_bound_to_one_state_and_never_shows_secrets() {
         .await;
     assert_eq!(st, 201, "{c}");
     assert_eq!(c["status"], "pending");
-    assert_eq!(c["granted_by"]["email"], "bob@acme.test");
+    assert_eq!(c["granted_by"]["email"], "bob@agents.test");
     let url = url::Url::parse(c["authorization_url"].as_str().unwrap()).unwrap();
     let q: std::collections::HashMap<String, String> = url.query_pairs().into_owned().collect();
     assert_eq!(url.path(), "/authorize");
