@@ -261,7 +261,9 @@ mod tests {
         vault.begin_human_totp(&admin, "hu_1").unwrap();
         let now = 1_800_000_000;
         let first = vault.human_code_at("hu_1", now).unwrap();
-        assert!(vault.confirm_human_totp(&admin, "hu_1", &first, now).unwrap());
+        assert!(vault
+            .confirm_human_totp(&admin, "hu_1", &first, now)
+            .unwrap());
         let code = vault.human_code_at("hu_1", now + 30).unwrap();
         let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
         let wins: usize = (0..8)
