@@ -79,6 +79,9 @@ sleep 0.3
 # --- 2. legate -----------------------------------------------------------------------------
 start_dns source.test
 STORAGE=""; LOGLEVEL=warn
+# One root key for every node: the vault lives in the shared database (a node with a dev key
+# of its own refuses to open it).
+head -c 32 /dev/urandom > "$WORK/master.key"; chmod 600 "$WORK/master.key"
 if [ "$BACKEND" = postgres ]; then
   LOGLEVEL="warn,legate::store::pg=debug"
   pg_start >/dev/null
@@ -102,6 +105,8 @@ http = "127.0.0.1:$2"
 smtp = "127.0.0.1:$3"
 submission = ""
 imap = ""
+[vault]
+master_key_file = "$WORK/master.key"
 [dns]
 nameservers = ["127.0.0.1:$DNS_PORT"]
 [log]
