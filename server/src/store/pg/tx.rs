@@ -150,11 +150,8 @@ impl<'a> PgTx<'a> {
             self.lease.in_tx.set(true);
         }
         let r = self.lease.run(move |c| {
-            match expect {
-                Some(g) if c.generation != g => {
-                    return Err(PgError::new("the connection broke during the transaction"))
-                }
-                _ => {}
+            if expect.is_some_and(|g| c.generation != g) {
+                return Err(PgError::new("the connection broke during the transaction"));
             }
             if let Some(b) = begin {
                 c.batch(&b)?;
