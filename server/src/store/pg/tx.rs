@@ -33,6 +33,12 @@ const LOCK_CLASSES: [(Tree, &str); 2] = [
     (Tree::Audit, "legate_lock_audit"),
 ];
 
+/// Writes by (tree, key): a value, or None for a removal.
+type Writes = BTreeMap<(i16, Vec<u8>), Option<Vec<u8>>>;
+
+/// Blob rows by id: the body to write, or None to delete.
+type Blobs = BTreeMap<Vec<u8>, Option<Arc<Vec<u8>>>>;
+
 /// The longest a transaction waits for its class's lock.
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -45,9 +51,9 @@ pub(in crate::store) struct PgTx<'a> {
     /// The connection it began on (None: nothing sent yet).
     generation: Cell<Option<u64>>,
     /// Writes not yet sent, by (tree, key): a value, or None for a removal.
-    writes: RefCell<BTreeMap<(i16, Vec<u8>), Option<Vec<u8>>>>,
+    writes: RefCell<Writes>,
     /// Blob rows to write (the body) or delete (None), by id.
-    blobs: RefCell<BTreeMap<Vec<u8>, Option<Arc<Vec<u8>>>>>,
+    blobs: RefCell<Blobs>,
     /// Tell every node the outbox changed, once this commits.
     notify: Cell<bool>,
     /// The first statement that failed: the database has aborted the transaction, so it
@@ -253,11 +259,7 @@ struct Flush {
 }
 
 impl Flush {
-    fn of(
-        writes: BTreeMap<(i16, Vec<u8>), Option<Vec<u8>>>,
-        blobs: BTreeMap<Vec<u8>, Option<Arc<Vec<u8>>>>,
-        notify: bool,
-    ) -> Option<Flush> {
+    fn of(writes: Writes, blobs: Blobs, notify: bool) -> Option<Flush> {
         if writes.is_empty() && blobs.is_empty() {
             return None;
         }
