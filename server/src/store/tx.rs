@@ -227,13 +227,14 @@ pub(super) fn run_pg<R, E>(
     names: &[Tree],
     f: impl Fn(&Tx<'_>) -> Result<R, TxFail<E>>,
 ) -> Result<R, TxError<E>> {
+    use std::sync::atomic::Ordering::Relaxed;
     let lease = eng.txs().lease()?;
     let mut last = String::new();
     for n in 0..super::pg::tx::MAX_ATTEMPTS {
-        let ptx = match PgTx::begin(eng, &lease) {
-            Ok(p) => p,
-            Err(e) => return Err(TxError::Store(e.into())),
-        };
+        if n > 0 {
+            eng.counters.retries.fetch_add(1, Relaxed);
+        }
+        let ptx = PgTx::begin(eng, &lease, names);
         let out = {
             let tx = Tx {
                 engine: TxEngine::Pg(&ptx),
@@ -243,13 +244,15 @@ pub(super) fn run_pg<R, E>(
             f(&tx)
         };
         if out.is_ok() && names.contains(&Tree::Events) {
-            // Fails only with the transaction, which `failed` then reports.
-            let _ = ptx.notify_events();
+            ptx.notify_events();
         }
         let failed = ptx.failed.borrow_mut().take();
         let err = match (out, failed) {
             (Ok(r), None) => match ptx.commit() {
-                Ok(()) => return Ok(r),
+                Ok(()) => {
+                    eng.counters.transactions.fetch_add(1, Relaxed);
+                    return Ok(r);
+                }
                 Err(e) => e,
             },
             // A statement failed: whatever the body made of it, the transaction is over.

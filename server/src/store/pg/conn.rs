@@ -11,6 +11,7 @@ use super::super::StoreError;
 use postgres::types::ToSql;
 use postgres::{Client, Row, Statement};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -57,6 +58,34 @@ impl From<PgError> for StoreError {
     }
 }
 
+/// What this node asked of the database, counted on the client: a round trip is one
+/// request and its answer (a prepared statement, a batch of simple statements, a prepare).
+/// The cost model in docs/scaling.md and `bench/` read it from the debug log
+/// (`legate::store::pg`).
+#[derive(Default)]
+pub(in crate::store) struct Counters {
+    pub(in crate::store) round_trips: AtomicU64,
+    /// Store transactions committed.
+    pub(in crate::store) transactions: AtomicU64,
+    /// Transaction attempts run again after a serialization failure or deadlock.
+    pub(in crate::store) retries: AtomicU64,
+}
+
+impl Counters {
+    fn trip(&self) {
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// (round trips, transactions, retries).
+    pub(in crate::store) fn read(&self) -> (u64, u64, u64) {
+        (
+            self.round_trips.load(Ordering::Relaxed),
+            self.transactions.load(Ordering::Relaxed),
+            self.retries.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// Opens a client; shared by every connection thread.
 pub(super) type Connector = Arc<dyn Fn() -> Result<Client, PgError> + Send + Sync>;
 
@@ -69,6 +98,7 @@ pub(in crate::store) struct Conn {
     /// so a connection that broke and was replaced mid-transaction can never run the rest of
     /// that transaction's statements outside it.
     pub(in crate::store) generation: u64,
+    counters: Arc<Counters>,
 }
 
 impl Conn {
@@ -76,6 +106,7 @@ impl Conn {
         if let Some(s) = self.stmts.get(sql) {
             return Ok(s.clone());
         }
+        self.counters.trip();
         let s = self.client.prepare(sql)?;
         self.stmts.insert(sql.to_string(), s.clone());
         Ok(s)
@@ -87,6 +118,7 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, PgError> {
         let s = self.stmt(sql)?;
+        self.counters.trip();
         Ok(self.client.query(&s, params)?)
     }
 
@@ -96,11 +128,13 @@ impl Conn {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, PgError> {
         let s = self.stmt(sql)?;
+        self.counters.trip();
         Ok(self.client.execute(&s, params)?)
     }
 
     /// Statements without parameters (BEGIN, COMMIT, DDL).
     pub(in crate::store) fn batch(&mut self, sql: &str) -> Result<(), PgError> {
+        self.counters.trip();
         Ok(self.client.batch_execute(sql)?)
     }
 }
@@ -120,15 +154,22 @@ pub(in crate::store) struct Pool {
 
 impl Pool {
     /// Starts `n` connection threads; each connects on its first job (and again after its
-    /// connection broke).
-    pub(super) fn new(n: usize, name: &str, connect: &Connector) -> Result<Pool, StoreError> {
+    /// connection broke), then runs `init` (session settings) once.
+    pub(super) fn new(
+        n: usize,
+        name: &str,
+        connect: &Connector,
+        init: &'static str,
+        counters: &Arc<Counters>,
+    ) -> Result<Pool, StoreError> {
         let mut idle = Vec::with_capacity(n);
         for i in 0..n.max(1) {
             let (tx, rx) = mpsc::channel::<Job>();
             let connect = connect.clone();
+            let counters = counters.clone();
             std::thread::Builder::new()
                 .name(format!("legate-pg-{name}-{i}"))
-                .spawn(move || serve(rx, connect))
+                .spawn(move || serve(rx, connect, init, counters))
                 .map_err(|e| StoreError::Io(format!("cannot start a database thread: {e}")))?;
             idle.push(Worker { jobs: tx });
         }
@@ -221,7 +262,7 @@ impl Drop for Lease<'_> {
 }
 
 /// A connection thread: connects when needed, runs jobs in order, ends with its pool.
-fn serve(rx: mpsc::Receiver<Job>, connect: Connector) {
+fn serve(rx: mpsc::Receiver<Job>, connect: Connector, init: &str, counters: Arc<Counters>) {
     let mut conn: Option<Conn> = None;
     let mut generation = 0u64;
     while let Ok(job) = rx.recv() {
@@ -229,13 +270,19 @@ fn serve(rx: mpsc::Receiver<Job>, connect: Connector) {
             conn = None;
         }
         if conn.is_none() {
-            match connect() {
+            match connect().and_then(|mut client| {
+                if !init.is_empty() {
+                    client.batch_execute(init)?;
+                }
+                Ok(client)
+            }) {
                 Ok(client) => {
                     generation += 1;
                     conn = Some(Conn {
                         client,
                         stmts: HashMap::new(),
                         generation,
+                        counters: counters.clone(),
                     })
                 }
                 Err(e) => {

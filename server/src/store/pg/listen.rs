@@ -27,7 +27,12 @@ pub(super) struct Ears {
     pub(super) signals: broadcast::Sender<Arc<str>>,
     /// This node's id: its own signals are not handed back to it.
     pub(super) node: String,
+    /// Logged when they changed, at most every [`USE_LOG`] (debug, `legate::store::pg`).
+    pub(super) counters: Arc<super::conn::Counters>,
 }
+
+/// How often the database use is logged (when it changed).
+const USE_LOG: Duration = Duration::from_secs(5);
 
 pub(super) fn spawn(connect: Connector, ears: Ears) -> Result<(), StoreError> {
     std::thread::Builder::new()
@@ -40,6 +45,7 @@ pub(super) fn spawn(connect: Connector, ears: Ears) -> Result<(), StoreError> {
 fn run(connect: Connector, ears: Ears) {
     let rung = &ears.rung;
     let mut first = true;
+    let mut logged = ((0, 0, 0), std::time::Instant::now());
     while rung.strong_count() > 0 {
         let mut client = match connect() {
             Ok(c) => c,
@@ -64,6 +70,14 @@ fn run(connect: Connector, ears: Ears) {
         }
         loop {
             let Some(tx) = rung.upgrade() else { return };
+            if logged.1.elapsed() >= USE_LOG {
+                let now = ears.counters.read();
+                if now != logged.0 {
+                    let (round_trips, transactions, retries) = now;
+                    tracing::debug!(round_trips, transactions, retries, "database use");
+                }
+                logged = (now, std::time::Instant::now());
+            }
             let mut n = client.notifications();
             let mut it = n.timeout_iter(TICK);
             match it.next() {

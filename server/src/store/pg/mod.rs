@@ -16,7 +16,7 @@ pub(super) mod tx;
 use super::blob::{BlobId, Listed, Pins};
 use super::{Entry, StoreError, Tree};
 pub(super) use conn::PgError;
-use conn::{Connector, Pool};
+use conn::{Connector, Counters, Pool};
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -75,6 +75,7 @@ pub(super) struct PgEngine {
     pub(super) found_version: i32,
     /// Signals to the other nodes (`Store::signal`).
     signaller: signal::Publisher,
+    pub(super) counters: Arc<Counters>,
 }
 
 const KV_GET: &str = "SELECT value FROM legate_kv WHERE tree = $1 AND key = $2";
@@ -121,8 +122,17 @@ impl PgEngine {
         };
         let size = opts.pool_size.max(2);
         let ops_n = (size / 4).max(1);
-        let ops = Pool::new(ops_n, "op", &connect)?;
-        let txs = Pool::new(size - ops_n, "tx", &connect)?;
+        let counters = Arc::new(Counters::default());
+        let ops = Pool::new(ops_n, "op", &connect, "", &counters)?;
+        // Serializable by default, so a transaction with no read before its writes runs as
+        // one statement without a BEGIN, at the same isolation as the others (`tx`).
+        let txs = Pool::new(
+            size - ops_n,
+            "tx",
+            &connect,
+            "SET default_transaction_isolation TO 'serializable'",
+            &counters,
+        )?;
         let (found_version, ids) = txs.lease()?.run(|c| Ok(schema::migrate(c)))??;
         listen::spawn(
             connect.clone(),
@@ -130,6 +140,7 @@ impl PgEngine {
                 rung: events_rung,
                 signals,
                 node: node.to_string(),
+                counters: counters.clone(),
             },
         )?;
         let signaller = signal::Publisher::spawn(connect.clone(), node.to_string())?;
@@ -140,6 +151,7 @@ impl PgEngine {
             pins: Default::default(),
             found_version,
             signaller,
+            counters,
         })
     }
 

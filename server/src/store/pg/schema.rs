@@ -36,6 +36,10 @@ const MIGRATIONS: &[&str] = &[
          created_at timestamptz NOT NULL DEFAULT now()
      );
      CREATE SEQUENCE legate_ids;",
+    // 2: empty tables locked (LOCK TABLE, which takes no snapshot) by the transactions of a
+    // class that all write one hot row, so they queue instead of failing each other (`tx`).
+    "CREATE TABLE legate_lock_events ();
+     CREATE TABLE legate_lock_audit ();",
 ];
 
 /// The database schema version this binary writes.
@@ -47,7 +51,9 @@ const LOCK_KEY: i64 = 0x6c65_6761_7465_0001;
 /// Applies the missing migrations and numbers any new tree; returns the version found
 /// before, and the database id of every tree in `Tree::ALL` order.
 pub(super) fn migrate(c: &mut Conn) -> Result<(i32, Vec<i16>), StoreError> {
-    c.batch("BEGIN")?;
+    // Read committed: what follows the advisory lock must see what the node that held it
+    // before committed (a serializable snapshot would be taken before the wait).
+    c.batch("BEGIN ISOLATION LEVEL READ COMMITTED")?;
     let r = migrate_in_tx(c);
     match r {
         Ok(v) => {
