@@ -9,9 +9,10 @@ use super::{PolicyError, PolicyService};
 use crate::audit::Outcome;
 use crate::config::BreakerConfig;
 use crate::identity::Actor;
-use crate::store::{StoreError, Tree, TxFail};
+use crate::store::{StoreError, Tree, Tx, TxFail, TxStoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 
 /// What happened to one recipient of one message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,7 +171,73 @@ impl BreakerState {
     }
 }
 
+/// The breaker records one store transaction observes, each read once and written once
+/// when it ends (`finish`): the delivery recorder observes every outcome of a batch of
+/// deliveries in the batch's own transaction, so a delivery costs one transaction, not two,
+/// and a batch of one agent's deliveries reads and writes its record once, not per message.
+/// Make one per run of the transaction body (a retried run starts afresh).
+pub struct BreakerBatch<'c> {
+    cfg: &'c BreakerConfig,
+    now_ms: i64,
+    /// By agent: its record as changed so far, or `None` when the stored one is unreadable
+    /// (then nothing is observed for it: an outcome is never refused for the breaker).
+    states: BTreeMap<String, Option<BreakerState>>,
+}
+
+impl<'c> BreakerBatch<'c> {
+    pub fn new(cfg: &'c BreakerConfig, now_ms: i64) -> Self {
+        Self {
+            cfg,
+            now_ms,
+            states: BTreeMap::new(),
+        }
+    }
+
+    /// Records `obs` of recipient `key` for `agent_id`; returns the pause it caused, if any.
+    pub fn observe(
+        &mut self,
+        tx: &Tx<'_>,
+        agent_id: &str,
+        key: &str,
+        obs: Observation,
+    ) -> Result<Option<Pause>, TxStoreError> {
+        if !self.states.contains_key(agent_id) {
+            let st = match tx.get(Tree::BreakerState, agent_id.as_bytes())? {
+                None => Some(BreakerState::default()),
+                Some(v) => match crate::store::decode::<BreakerState>(&v) {
+                    Ok(st) => Some(st),
+                    Err(e) => {
+                        tracing::warn!(error = %e, agent = agent_id, "unreadable breaker record; outcomes not counted");
+                        None
+                    }
+                },
+            };
+            self.states.insert(agent_id.to_string(), st);
+        }
+        Ok(match self.states.get_mut(agent_id) {
+            Some(Some(st)) => st.observe(key, obs, self.cfg, self.now_ms),
+            _ => None,
+        })
+    }
+
+    /// Writes every record observed (in the same transaction).
+    pub fn finish(self, tx: &Tx<'_>) -> Result<(), TxStoreError> {
+        for (agent, st) in &self.states {
+            if let Some(st) = st {
+                tx.put_record(Tree::BreakerState, agent.as_bytes(), st)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl PolicyService {
+    /// The thresholds a [`BreakerBatch`] observes with; `None` under `danger_unchecked`
+    /// (no breaker is kept).
+    pub fn breaker_config(&self) -> Option<&BreakerConfig> {
+        (!self.unchecked).then_some(&self.breaker)
+    }
+
     /// Whether a trip mails the owning human (`breaker.notify_owner`).
     pub fn breaker_notifies(&self) -> bool {
         self.breaker.notify_owner
@@ -184,8 +251,9 @@ impl PolicyService {
             .unwrap_or_default())
     }
 
-    /// Records one outcome for `agent_id` in its own transaction. Returns the pause it
-    /// caused (the caller audits it and notifies the owner).
+    /// Records one outcome for `agent_id` in its own transaction (a report that arrives
+    /// after delivery; delivery outcomes go through a [`BreakerBatch`] in the recorder's).
+    /// Returns the pause it caused (the caller audits it and notifies the owner).
     pub fn observe(
         &self,
         agent_id: &str,
@@ -194,11 +262,9 @@ impl PolicyService {
     ) -> Result<Option<Pause>, StoreError> {
         let now = crate::util::now_millis();
         let r = self.store.transact::<_, ()>(&[Tree::BreakerState], |tx| {
-            let mut st: BreakerState = tx
-                .get_record(Tree::BreakerState, agent_id.as_bytes())?
-                .unwrap_or_default();
-            let p = st.observe(key, obs, &self.breaker, now);
-            tx.put_record(Tree::BreakerState, agent_id.as_bytes(), &st)?;
+            let mut batch = BreakerBatch::new(&self.breaker, now);
+            let p = batch.observe(tx, agent_id, key, obs)?;
+            batch.finish(tx)?;
             Ok(p)
         });
         match r {

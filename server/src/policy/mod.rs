@@ -14,7 +14,7 @@ mod service;
 mod suppress;
 
 pub use admit::{Counters, Rcpt};
-pub use breaker::{is_hard_bounce, BreakerState, Observation, Pause};
+pub use breaker::{is_hard_bounce, BreakerBatch, BreakerState, Observation, Pause};
 pub use error::PolicyError;
 pub use model::{Effective, Refusal, SendPolicy};
 pub use pattern::DomainPattern;

@@ -10,8 +10,10 @@ use crate::policy::{Observation, Pause};
 use serde_json::json;
 
 impl QueueService {
-    /// Records one outcome of recipient `index` of `msg`; on a trip, audits it and notifies
-    /// the owner. Failures are logged: an outcome is never refused for them.
+    /// Records one outcome of recipient `index` of `msg` reported after delivery (a DSN, a
+    /// complaint); on a trip, audits it and notifies the owner. Failures are logged: an
+    /// outcome is never refused for them. (Delivery outcomes are observed by the recorder,
+    /// in its transaction.)
     pub(super) async fn observe(&self, msg: &QueuedMessage, index: usize, obs: Observation) {
         // Our own DSNs are no agent's sending; `danger_unchecked` keeps no breaker.
         if msg.mail_from.is_empty() || self.policy.unchecked {
@@ -27,7 +29,8 @@ impl QueueService {
         }
     }
 
-    async fn tripped(&self, msg: &QueuedMessage, p: &Pause) {
+    /// A trip: audited, and the owner notified.
+    pub(super) async fn tripped(&self, msg: &QueuedMessage, p: &Pause) {
         tracing::warn!(agent = %msg.agent_id, rule = %p.rule, "circuit breaker: sending paused");
         let _ = self.audit.append(NewEntry {
             actor: ActorRef::system(),

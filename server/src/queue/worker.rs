@@ -13,7 +13,6 @@ use super::{DeliveryReport, Envelope, QueueError, RcptOutcome};
 use crate::audit::{ActorRef, NewEntry, Outcome};
 use crate::mailbox::{DeliveryMeta, Folder, MailboxError};
 use crate::metrics::SendStage;
-use crate::policy::{is_hard_bounce, Observation};
 use crate::store::{keys, Tree};
 use crate::util::{now_millis, now_unix};
 use serde_json::json;
@@ -363,13 +362,14 @@ impl QueueService {
             .record(
                 &self.store,
                 &self.settings,
+                self.policy.breaker_config(),
                 &before.id,
                 now_millis(),
                 results.clone(),
             )
             .await?;
         // Cancelled meanwhile: nothing left to report on.
-        let Some(msg) = recorded else {
+        let Some(super::recorder::Written { msg, tripped }) = recorded else {
             return Ok(());
         };
         for (i, outcome, _) in &results {
@@ -393,17 +393,9 @@ impl QueueService {
                 detail: json!({"recipient": rcpt, "result": result, "reply": outcome.reply()}),
             })?;
         }
-        for (i, outcome, _) in &results {
-            let obs = match outcome {
-                RcptOutcome::Delivered { .. } => Some(Observation::Delivered),
-                RcptOutcome::Permanent { reply } if is_hard_bounce(reply) => {
-                    Some(Observation::HardBounce)
-                }
-                _ => None,
-            };
-            if let Some(obs) = obs {
-                self.observe(&msg, *i, obs).await;
-            }
+        // The breaker observed the outcomes in the recorder's transaction; a trip is told.
+        if let Some(p) = &tripped {
+            self.tripped(&msg, p).await;
         }
         // No fsync here: a delivery result lost in a crash means the message is delivered
         // again (a duplicate, never a loss), and sled flushes on its own within 500 ms.

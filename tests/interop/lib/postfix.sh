@@ -3,6 +3,9 @@
 # queue and data directories, its own master.cf listener, started and stopped with -c.
 # pf_start DIR PORT TRANSPORT_MAP  -> runs postfix with config in DIR/etc, smtpd on 127.0.0.1:PORT.
 #   TRANSPORT_MAP is an inline: map body, e.g. "pf.test=smtp:[127.0.0.1]:2526".
+#   The transport `nouser:` accepts a recipient and then bounces it as a mailbox host does for
+#   an unknown user (a DSN with 5.1.1 to the envelope sender), e.g. "{ nouser@pf.test = nouser: }".
+#   (`error:` cannot do this: smtpd already refuses such a recipient at RCPT time.)
 # pf_stop DIR                      -> stops it (safe to call twice).
 pf_start() {
   local dir=$1 port=$2 transport=$3
@@ -14,6 +17,8 @@ pf_start() {
   # The master.cf smtpd listener moves from :25 to our port; nothing runs chrooted.
   sed -i -E "s/^smtp([[:space:]]+)inet/127.0.0.1:$port\1inet/" "$dir/etc/master.cf"
   postconf -c "$dir/etc" -F '*/*/chroot = n'
+  # pipe(8) maps exit 67 (EX_NOUSER) to a bounce with status 5.1.1 "user unknown".
+  postconf -c "$dir/etc" -M 'nouser/unix=nouser unix - n n - - pipe flags=q user=nobody argv=/bin/sh -c { exit 67 }'
   postconf -c "$dir/etc" -e \
     "queue_directory = $dir/spool" \
     "data_directory = $dir/data" \

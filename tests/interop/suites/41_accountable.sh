@@ -77,7 +77,7 @@ CFG
   smtp-sink -u postfix -d "$dir/sink/m." 127.0.0.1:"$sink" 64 > "$dir/sink.out" 2>&1 &
   PIDS+=("$!")
   if ! pf_start "$dir/pf" "$pfport" \
-    "{ nouser@pf.test = error:5.1.1 user unknown }, pf.test=smtp:[127.0.0.1]:$sink, agents.test=smtp:[127.0.0.1]:$smtp"; then
+    "{ nouser@pf.test = nouser: }, pf.test=smtp:[127.0.0.1]:$sink, agents.test=smtp:[127.0.0.1]:$smtp"; then
     bad "private postfix starts"; cat "$dir/pf/start.log" >&2; kill -TERM "$pid"; return
   fi
   PIDS+=("$(tr -d ' ' < "$dir/pf/spool/pid/master.pid")")
@@ -117,9 +117,21 @@ CFG
 
   # b. A bounce from postfix, through legate's MX.
   api PUT "/v1/agents/$cid/send-policy" "$token" '{"first_contact":"allow"}' > /dev/null
-  # (A postfix bounce of nouser@pf.test back through our MX is not checked here yet: the
-  # error-transport setup did not produce the DSN in the first run. The outbound e2e suite
-  # covers DSN linking, suppression and the 422 over real SMTP.)
+  r=$(send "$bkey" nouser@pf.test "to nobody"); id=$(echo "$r" | jq -r .id)
+  check "postfix's DSN marks the recipient bounced" status_is "$bkey" "$id" bounced
+  check "postfix accepted, then bounced and sent its DSN to legate" sh -c "grep -q 'to=<nouser@pf.test>.*dsn=5.1.1, status=bounced' '$dir/pf/maillog' \
+    && grep -q 'to=<bob+b\..*@agents.test>, relay=127.0.0.1.*status=sent' '$dir/pf/maillog'"
+  check "the address is suppressed" sh -c "curl -s '$base/v1/suppressions' -H 'Authorization: Bearer $token' \
+    | jq -e '[.items[] | select(.address == \"nouser@pf.test\")] | length == 1' >/dev/null"
+  check "the bounce is kept under the message, not in the INBOX" sh -c "curl -s '$base/v1/messages/$id' \
+    -H 'Authorization: Bearer $bkey' | jq -e '.feedback | length >= 1' >/dev/null && \
+    curl -s '$base/v1/messages' -H 'Authorization: Bearer $bkey' | jq -e '[.items[] | select(.folder == \"INBOX\")] | length == 0' >/dev/null"
+  local code
+  code=$(curl -s -o "$dir/suppressed.json" -w '%{http_code}' -XPOST "$base/v1/messages/send" \
+    -H "Authorization: Bearer $bkey" -H 'content-type: application/json' \
+    -d '{"to":["nouser@pf.test"],"subject":"again","text":"x"}')
+  check "the next send to it is refused with 422 suppressed" \
+    sh -c "[ '$code' = 422 ] && jq -e '.error.code == \"suppressed\"' '$dir/suppressed.json' >/dev/null"
 
   # ARF through postfix to abuse@, as a provider's feedback loop sends it.
   r=$(send "$bkey" reader@pf.test "to a reader"); id=$(echo "$r" | jq -r .id)
@@ -180,8 +192,8 @@ CFG
 
   # Reputation over the CLI (the running server's admin socket) reflects it all.
   "$BIN" --config "$dir/config.toml" agent reputation bob@agents.test > "$dir/rep.txt" 2>&1
-  check "legate agent reputation prints the score and the complaint" \
-    sh -c "grep -q 'score [0-9]*/100' '$dir/rep.txt' && grep -q '1 complained' '$dir/rep.txt'"
+  check "legate agent reputation prints the score and the bounce and complaint" \
+    sh -c "grep -q 'score [0-9]*/100' '$dir/rep.txt' && grep -q '1 bounced, 1 complained' '$dir/rep.txt'"
 
   pf_stop "$dir/pf"
   kill -TERM "$pid"; wait "$pid" || true

@@ -19,8 +19,16 @@ struct World {
 }
 
 async fn world(tweak: impl FnOnce(&mut legate::config::Config)) -> World {
+    world_with(vec!["250 2.1.5 ok"], tweak).await
+}
+
+/// The world, its receiver answering RCPT with `replies` in turn (the last repeats).
+async fn world_with(
+    replies: Vec<&'static str>,
+    tweak: impl FnOnce(&mut legate::config::Config),
+) -> World {
     let dns = TestDns::start(StaticDns::new()).await.unwrap();
-    let sk = sink(vec!["250 2.1.5 ok"]).await;
+    let sk = sink(replies).await;
     let s = server_with("a.test", free_port(), &dns, &[("x.test", sk.port)], tweak).await;
     let (agent, key) = s.agent("ops", &["mail:send", "mail:read"]).await;
     let agent_id = agent["id"].as_str().unwrap().to_string();
@@ -398,4 +406,80 @@ async fn the_hard_bounce_rate_trips_the_breaker_at_its_threshold() {
             .is_some_and(|m| m.contains("hard-bounced")),
         "{e}"
     );
+}
+
+/// Hard bounces at delivery (the receiver refuses RCPT with 5.1.1) are observed by the
+/// breaker in the delivery recorder's own transaction: it trips at the threshold, not
+/// before, and the trip is audited as when a late DSN trips it.
+#[tokio::test]
+async fn hard_bounces_at_delivery_trip_the_breaker_at_its_threshold() {
+    let w = world_with(
+        vec![
+            "250 2.1.5 ok",
+            "550 5.1.1 no such user",
+            "250 2.1.5 ok",
+            "550 5.1.1 no such user",
+        ],
+        |c| {
+            c.breaker.window = 4;
+            c.breaker.min_sends = 4;
+            c.breaker.max_hard_bounce_percent = 50;
+            c.breaker.notify_owner = false;
+        },
+    )
+    .await;
+    let send = |to: &'static str| {
+        let w = &w;
+        async move {
+            w.s.call(
+                "POST",
+                "/v1/messages/send",
+                Some(&w.key),
+                Some(json!({"to": [to], "subject": "x", "text": "x"})),
+            )
+            .await
+        }
+    };
+    for (to, want) in [
+        ("b1@x.test", "delivered"),
+        ("b2@x.test", "permanent_failure"),
+        ("b3@x.test", "delivered"),
+    ] {
+        let (st, v) = send(to).await;
+        // One hard bounce in at most three outcomes: below the minimum of four.
+        assert_eq!(st, 202, "{to}: {v}");
+        let id = v["id"].as_str().unwrap();
+        super::remote::delivery_of(&w.s, &w.key, id, want).await;
+    }
+    let (st, v) = send("b4@x.test").await;
+    assert_eq!(st, 202, "{v}");
+    let id = v["id"].as_str().unwrap();
+    super::remote::delivery_of(&w.s, &w.key, id, "permanent_failure").await;
+    // Two of four: 50 %, tripped by the recorded outcome itself.
+    let (st, e) = send("b5@x.test").await;
+    assert_eq!(st, 403, "{e}");
+    assert_eq!(e["error"]["code"], "sending_paused", "{e}");
+    let (_, b) =
+        w.s.call(
+            "GET",
+            &format!("/v1/agents/{}/breaker", w.agent_id),
+            Some(&w.s.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(b["paused"]["rule"], "hard_bounce_rate", "{b}");
+    assert_eq!(b["recent_outcomes"], 4, "{b}");
+    assert_eq!(b["recent_hard_bounces"], 2, "{b}");
+    assert_eq!(b["delivered_total"], 2, "{b}");
+    let (_, audit) =
+        w.s.call(
+            "GET",
+            "/v1/audit?action=agent.sending_paused",
+            Some(&w.s.admin_token),
+            None,
+        )
+        .await;
+    let items = audit["items"].as_array().cloned().unwrap_or_default();
+    assert_eq!(items.len(), 1, "{audit}");
+    assert_eq!(items[0]["detail"]["rule"], "hard_bounce_rate", "{audit}");
 }
