@@ -9,6 +9,7 @@
 #       BODY.PEEK[], STORE a flag, UID SEARCH SUBJECT+FLAGGED, NOOP; total ops/s, and the
 #       client-side seconds spent per command (where the time goes);
 #   (c) one client alone: the median latency of each command of the mixed load;
+# each with the CPU seconds the server used (on a shared machine more stable than ops/s);
 # then the ratios legate/dovecot and legate's RSS (VmRSS): its peak while the clients are
 # logged in (sampled every 0.5 s) and at the end. Both servers in clear text on loopback (legate with
 # imap.danger_allow_plaintext_login) so that neither pays for TLS.
@@ -120,16 +121,48 @@ CFG
 dovecot -c "$DV/dovecot.conf"
 for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$IMAP_D") 2>/dev/null && break; sleep 0.1; done
 
+# After a burst of deliveries sled cleans its log segments in the background for a while
+# (rewriting pages, compressing them): work of the deliveries, not of IMAP. The reads are
+# measured once legate is idle (under 2% of a core over a second), as dovecot is.
+for _ in $(seq 1 120); do
+  a=$(sed 's/.*) //' "/proc/$LPID/stat" | awk '{print $12 + $13}'); sleep 1
+  b=$(sed 's/.*) //' "/proc/$LPID/stat" | awk '{print $12 + $13}')
+  [ $((b - a)) -le $(($(getconf CLK_TCK) / 50)) ] && break
+done
+echo "legate: idle $(echo "$(date +%s.%N) - $t1" | bc -l | cut -c1-5) s after the deliveries (dovecot set up meanwhile)"
+
+# CPU seconds a server has used so far: the process and its live descendants, with the time
+# of the children it reaped (dovecot runs one imap process per login, reaped by its master).
+# On a shared machine ops/s depend on what else runs; CPU seconds per phase much less.
+TCK=$(getconf CLK_TCK)
+cpu_ticks() {
+  local p t=0 kids
+  kids=$(ps -o pid= --ppid "$1" 2>/dev/null || true)
+  for p in "$1" $kids; do
+    [ -r "/proc/$p/stat" ] || continue
+    t=$((t + $(sed 's/.*) //' "/proc/$p/stat" | awk '{print $12 + $13 + $14 + $15}')))
+  done
+  echo "$t"
+}
+cpu_of() { if [ "$1" = legate ]; then cpu_ticks "$LPID"; else cpu_ticks "$(cat "$DV/run/master.pid")"; fi; }
+cpu_since() { echo "scale=2; ($(cpu_of "$1") - $2) / $TCK" | bc -l; }
+
 # --- (a) fetch all headers, then all bodies --------------------------------------------------
-declare -A F
+declare -A F C
 for srv in legate dovecot; do
   if [ "$srv" = legate ]; then port=$IMAP_L; user=ops@agents.test; pw=$KEY
   else port=$IMAP_D; user=ops; pw=$PASS_DV; fi
-  while read -r what got secs rate; do
+  for only in headers bodies; do
+    c0=$(cpu_of "$srv")
+    out=$($LOAD fetch 127.0.0.1 "$port" "$user" "$pw" "$only")
+    sleep 0.3 # dovecot's master reaps the imap process after LOGOUT
+    C[$srv.$only]=$(cpu_since "$srv" "$c0")
+    read -r what got secs rate <<< "$out"
     [ "$got" -eq "$N" ] || echo "  warning: $srv $what fetched $got of $N"
     F[$srv.$what]=$rate
-    printf "  %-8s FETCH 1:* %-20s %6d msgs in %6.3f s = %7d msg/s\n" "$srv" "$what" "$got" "$secs" "$rate"
-  done < <($LOAD fetch 127.0.0.1 "$port" "$user" "$pw")
+    printf "  %-8s FETCH 1:* %-8s %6d msgs in %6.3f s = %7d msg/s; server CPU %5.2f s (login, warm-up, 3 runs)\n" \
+      "$srv" "$what" "$got" "$secs" "$rate" "${C[$srv.$only]}"
+  done
 done
 
 # --- (b) mixed load --------------------------------------------------------------------------
@@ -139,7 +172,10 @@ for srv in legate dovecot; do
   if [ "$srv" = legate ]; then port=$IMAP_L; user=ops@agents.test; pw=$KEY
   else port=$IMAP_D; user=ops; pw=$PASS_DV; fi
   if [ "$srv" = legate ]; then sample_rss > "$WORK/rss.samples" & SPID=$!; fi
+  c0=$(cpu_of "$srv")
   out=$($LOAD mixed 127.0.0.1 "$port" "$user" "$pw" "$CLIENTS" "$SECS")
+  sleep 0.3
+  C[$srv.mixed]=$(cpu_since "$srv" "$c0")
   if [ "$srv" = legate ]; then
     kill "$SPID" 2>/dev/null || true
     peak=$(sort -n "$WORK/rss.samples" | tail -1)
@@ -147,7 +183,7 @@ for srv in legate dovecot; do
   fi
   F[$srv.mixed]=$(echo "$out" | awk '/^ops/ {print $4}')
   echo "  $srv mixed load, $CLIENTS clients for ${SECS}s: $(echo "$out" | awk '/^ops/ {print $2}') ops = ${F[$srv.mixed]} ops/s"
-  echo "    client-side seconds by command: $(echo "$out" | sed -n 's/^time-by-command //p')"
+  echo "    server CPU ${C[$srv.mixed]} s; client-side seconds by command: $(echo "$out" | sed -n 's/^time-by-command //p')"
 done
 # --- (c) one client: latency of each command ---------------------------------------------------
 $LOAD latency 127.0.0.1 "$IMAP_L" ops@agents.test "$KEY" > "$WORK/lat.legate"
@@ -161,4 +197,12 @@ echo "== legate / dovecot (goal >= 1.5)"
 echo "  fetch headers  $(ratio headers)x"
 echo "  fetch bodies   $(ratio bodies)x"
 echo "  mixed load     $(ratio mixed)x"
+# Work per unit: CPU seconds per 1,000 messages fetched / per 1,000 mixed-load operations.
+per_k() { echo "scale=3; ${C[$1.$2]} * 1000 / $3" | bc -l; }
+echo "== server CPU per unit (less is better; a fetch phase is 3 FETCH 1:* of $N, plus login and warm-up)"
+for w in headers bodies; do
+  echo "  $w: legate $(per_k legate "$w" $((3 * N))) s, dovecot $(per_k dovecot "$w" $((3 * N))) s per 1000 msgs"
+done
+echo "  mixed: legate $(per_k legate mixed "$(echo "${F[legate.mixed]} * $SECS" | bc)") s," \
+  "dovecot $(per_k dovecot mixed "$(echo "${F[dovecot.mixed]} * $SECS" | bc)") s per 1000 ops"
 echo "== legate RSS: peak $peak MB with $CLIENTS clients (goal < 100 MB), $END_RSS MB at the end"

@@ -6,7 +6,7 @@ far less than the server it measures.
   imap_load.py messages N DIR               write N messages as DIR/NNNNN.eml (the corpus)
   imap_load.py maildir CORPUS MAILDIR       copy the corpus into MAILDIR/new as Maildir files
   imap_load.py smtp CORPUS HOST PORT RCPT   deliver the corpus over SMTP (8 connections)
-  imap_load.py fetch HOST PORT USER PASS    time FETCH 1:* headers, then bodies
+  imap_load.py fetch HOST PORT USER PASS [headers|bodies]   time FETCH 1:* headers, bodies
   imap_load.py mixed HOST PORT USER PASS CLIENTS SECS   mixed load, prints ops/s
   imap_load.py latency HOST PORT USER PASS  one client: median ms of each mixed-load command
 """
@@ -99,13 +99,17 @@ class Client:
         self.cmd(f'LOGIN "{user}" "{pw}"')
 
 
-def fetch(host, port, user, pw):
+def fetch(host, port, user, pw, only=None):
+    """Headers then bodies (`only`: just one of them, so the caller can account the server's
+    CPU time to each)."""
     c = Client(host, port)
     c.login(user, pw)
     _, n = c.cmd("SELECT INBOX")
     # Warm-up: both servers build or load their indexes before the timed runs.
     _, total = c.cmd("FETCH 1:* (UID FLAGS)")
     for what, item in (("headers", "BODY.PEEK[HEADER]"), ("bodies", "BODY.PEEK[]")):
+        if only and what != only:
+            continue
         runs = []
         for _ in range(3):
             t = time.perf_counter()
@@ -242,7 +246,7 @@ def main():
         for t in ts:
             t.join()
     elif cmd == "fetch":
-        fetch(args[0], int(args[1]), args[2], args[3])
+        fetch(args[0], int(args[1]), args[2], args[3], args[4] if len(args) > 4 else None)
     elif cmd == "latency":
         latency(args[0], int(args[1]), args[2], args[3])
     elif cmd == "mixed":

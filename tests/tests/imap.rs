@@ -45,6 +45,8 @@ async fn session(s: &TestServer, key: &str) -> ImapClient {
 
 #[path = "imap/basics.rs"]
 mod basics;
+#[path = "imap/bulk.rs"]
+mod bulk;
 #[path = "imap/concurrency.rs"]
 mod concurrency;
 #[path = "imap/limits.rs"]

@@ -242,8 +242,9 @@ impl Conn {
                 .map_err(|_| ConnError::TimedOut)??;
             self.bytes_out += self.out.len() as u64;
             self.out.clear();
-            // A buffer grown by one large response is not kept for the session's life.
-            if self.out.capacity() > 4 * FLUSH_AT {
+            // A buffer grown by one large response (or a FETCH batch taken over by
+            // `send_owned`) is not kept for the session's life.
+            if self.out.capacity() > FLUSH_AT {
                 self.out = Vec::with_capacity(4096);
             }
         }

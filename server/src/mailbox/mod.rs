@@ -337,6 +337,22 @@ impl MailboxService {
             .ok_or(MailboxError::NotFound("message"))
     }
 
+    /// [`Self::raw_of_record`] appended to `out` (a bulk FETCH reads bodies straight into
+    /// the batch of responses it builds); the bytes appended.
+    pub fn raw_into_of_record(
+        &self,
+        agent: &str,
+        rec: &StoredMessage,
+        out: &mut Vec<u8>,
+    ) -> Result<usize, MailboxError> {
+        if rec.agent_id != agent {
+            return Err(MailboxError::NotFound("message"));
+        }
+        self.store
+            .blob_into(rec.id.as_bytes(), out, rec.size)?
+            .ok_or(MailboxError::NotFound("message"))
+    }
+
     /// The top-level header of a record just read for `agent` (IMAP `BODY[HEADER]`): from
     /// memory when it was delivered or read lately, else from the blob (then kept).
     pub fn raw_header_of_record(

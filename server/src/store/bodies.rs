@@ -30,6 +30,28 @@ impl Store {
         }
     }
 
+    /// Appends the blob linked under `key` to `out` (see [`blob::BlobStore::read_into`]);
+    /// the bytes appended, or None if nothing is linked. `size`: its recorded length.
+    pub fn blob_into(
+        &self,
+        key: &[u8],
+        out: &mut Vec<u8>,
+        size: u64,
+    ) -> Result<Option<usize>, StoreError> {
+        let Some(id) = self.blob_id_of(key)? else {
+            return Ok(None);
+        };
+        let n = match &self.inner.engine {
+            Engine::Sled(e) => e.blobs.read_into(&id, out, size)?,
+            Engine::Pg(e) => e.blob_get(&id)?.map(|b| {
+                out.extend_from_slice(&b);
+                b.len()
+            }),
+        };
+        n.map(Some)
+            .ok_or_else(|| StoreError::Corrupt(format!("blob {} is missing", id.hex())))
+    }
+
     /// A reader over the blob linked under `key`, to stream it.
     pub fn blob_reader_of(&self, key: &[u8]) -> Result<Option<blob::BlobReader>, StoreError> {
         match self.blob_id_of(key)? {
@@ -117,6 +139,10 @@ mod tests {
         let files = || s.blob_list().unwrap().len();
         assert_eq!(files(), 2);
         assert_eq!(s.blob_of(b"m2").unwrap().unwrap(), b"body");
+        let mut out = b">".to_vec();
+        assert_eq!(s.blob_into(b"m3", &mut out, 4).unwrap(), Some(4));
+        assert_eq!(s.blob_into(b"none", &mut out, 4).unwrap(), None);
+        assert_eq!(out, b">else");
         assert_eq!(s.blob_range_of(b"m3", 1, 2).unwrap().unwrap(), b"ls");
         assert!(s.verify_blobs(true, None).unwrap().is_clean());
         unlink(b"m1");

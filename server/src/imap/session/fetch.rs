@@ -27,8 +27,10 @@ use std::sync::Arc;
 
 /// Whole messages at least this large are streamed from the blob.
 const STREAM_AT: u64 = 1024 * 1024;
-/// A batch ends after this many messages or this many response bytes.
-const BATCH_MESSAGES: usize = 64;
+/// A batch ends after this many messages or this many response bytes. Each batch is a
+/// hand-off to the blocking pool and back: on a loaded machine every one waits its turn for
+/// a core, so a bulk FETCH of small messages wants few of them.
+const BATCH_MESSAGES: usize = 128;
 const BATCH_BYTES: usize = 1024 * 1024;
 /// Batches built ahead while the one before is written: the blocking pool reads and
 /// renders while the session writes, and on more than one core at once. A session holds at
@@ -279,37 +281,50 @@ fn build_batch(
     seen_now: &std::collections::HashSet<String>,
     unknown_cte: &mut bool,
 ) -> Vec<Piece> {
-    let mut out = Vec::with_capacity(batch.len());
+    let mut out = Vec::new();
+    // The batch's responses in one buffer (a body read straight into it), cut only where a
+    // large body is streamed: one allocation and one write per batch, not per message.
+    let estimate: u64 = batch
+        .iter()
+        .map(|(_, r)| 96 + if r.size < STREAM_AT { r.size } else { 0 })
+        .sum();
+    let mut buf: Vec<u8> =
+        Vec::with_capacity(usize::try_from(estimate.min(2 * BATCH_BYTES as u64)).unwrap_or(0));
+    let whole_wanted = plan.names.iter().any(is_whole);
+    let wholes = plan.names.iter().filter(|n| is_whole(n)).count();
+    let only_whole = plan.names.iter().all(|n| {
+        !matches!(
+            n,
+            MessageDataItemName::Envelope
+                | MessageDataItemName::Body
+                | MessageDataItemName::BodyStructure
+                | MessageDataItemName::Rfc822Header
+                | MessageDataItemName::Rfc822Text
+                | MessageDataItemName::Binary { .. }
+                | MessageDataItemName::BinarySize { .. }
+        ) && !matches!(
+            n,
+            MessageDataItemName::BodyExt {
+                section: Some(_),
+                ..
+            }
+        ) && !matches!(
+            n,
+            MessageDataItemName::BodyExt {
+                partial: Some(_),
+                ..
+            }
+        )
+    });
     for (seq, rec) in batch {
-        let whole_wanted = plan.names.iter().any(is_whole);
         let stream_whole = whole_wanted && rec.size >= STREAM_AT;
-        let only_whole = plan.names.iter().all(|n| {
-            !matches!(
-                n,
-                MessageDataItemName::Envelope
-                    | MessageDataItemName::Body
-                    | MessageDataItemName::BodyStructure
-                    | MessageDataItemName::Rfc822Header
-                    | MessageDataItemName::Rfc822Text
-                    | MessageDataItemName::Binary { .. }
-                    | MessageDataItemName::BinarySize { .. }
-            ) && !matches!(
-                n,
-                MessageDataItemName::BodyExt {
-                    section: Some(_),
-                    ..
-                }
-            ) && !matches!(
-                n,
-                MessageDataItemName::BodyExt {
-                    partial: Some(_),
-                    ..
-                }
-            )
-        });
+        // The whole message and nothing that needs its parse: its bytes go from the blob
+        // into the output as they are, without being held apart (`BODY.PEEK[]`, what a
+        // client downloading a mailbox asks).
+        let direct = wholes == 1 && only_whole && !stream_whole;
         // A streamed message whose other items need no parse is never read whole here.
         let (whole, header);
-        let bytes: Option<&[u8]> = if !plan.needs_raw || (stream_whole && only_whole) {
+        let bytes: Option<&[u8]> = if !plan.needs_raw || (stream_whole && only_whole) || direct {
             None
         } else if plan.header_only {
             header = mb.raw_header_of_record(agent, rec).ok();
@@ -321,53 +336,78 @@ fn build_batch(
         // A whole message already in memory goes on the wire as it is, after the encoded
         // items, like a streamed one: handing it to the encoder as a literal copied it
         // twice more, a fifth of a bulk FETCH's time.
-        let wholes = plan.names.iter().filter(|n| is_whole(n)).count();
         let inline_whole = wholes == 1 && !stream_whole && bytes.is_some();
         let view = bytes.map(MessageView::parse);
         let (mut items, streamed) = items_for(
             plan,
             rec,
             view.as_ref(),
-            stream_whole || inline_whole,
+            stream_whole || inline_whole || direct,
             unknown_cte,
         );
         // RFC 9051 §6.4.5: flags changed by reading (\Seen set) are reported with the data.
         if seen_now.contains(&rec.id) && !plan.names.contains(&MessageDataItemName::Flags) {
             items.push(MessageDataItem::Flags(super::selected::flags_of(rec)));
         }
-        match streamed {
-            None => {
-                if let Some(b) = encode_fetch(*seq, items) {
-                    out.push(Piece::Bytes(b));
+        let Some(s) = streamed else {
+            if let Some(b) = encode_fetch(*seq, items) {
+                buf.extend_from_slice(&b);
+            }
+            continue;
+        };
+        items.push(s);
+        let Some(b) = encode_fetch(*seq, items) else {
+            continue;
+        };
+        // The placeholder is the last item: `... NIL)\r\n` becomes `... {n}\r\n`, the
+        // body, `)\r\n`.
+        let Some(head) = b.strip_suffix(b"NIL)\r\n") else {
+            continue;
+        };
+        if direct {
+            let mark = buf.len();
+            buf.extend_from_slice(head);
+            let literal_at = buf.len();
+            buf.extend_from_slice(format!("{{{}}}\r\n", rec.size).as_bytes());
+            let body_at = buf.len();
+            match mb.raw_into_of_record(agent, rec, &mut buf) {
+                Ok(n) if n as u64 == rec.size => {}
+                Ok(n) => {
+                    // The record's size is not the body's: the literal says what is sent.
+                    let body = buf.split_off(body_at);
+                    buf.truncate(literal_at);
+                    buf.extend_from_slice(format!("{{{n}}}\r\n").as_bytes());
+                    buf.extend_from_slice(&body);
+                }
+                Err(_) => {
+                    // Gone since the records were read: left out, as a failed read is.
+                    buf.truncate(mark);
+                    continue;
                 }
             }
-            Some(s) => {
-                let mut items = items;
-                items.push(s);
-                let Some(mut b) = encode_fetch(*seq, items) else {
-                    continue;
-                };
-                // The placeholder is the last item: `... NIL)\r\n` becomes `... {n}\r\n`,
-                // the body, `)\r\n`.
-                if !b.ends_with(b"NIL)\r\n") {
-                    continue;
-                }
-                b.truncate(b.len() - 6);
-                if let (true, Some(raw)) = (inline_whole, bytes) {
-                    b.extend_from_slice(format!("{{{}}}\r\n", raw.len()).as_bytes());
-                    b.extend_from_slice(raw);
-                    b.extend_from_slice(b")\r\n");
-                    out.push(Piece::Bytes(b));
-                    continue;
-                }
-                b.extend_from_slice(format!("{{{}}}\r\n", rec.size).as_bytes());
-                out.push(Piece::Stream {
-                    head: b,
-                    id: rec.id.clone(),
-                    size: rec.size,
-                });
-            }
+            buf.extend_from_slice(b")\r\n");
+            continue;
         }
+        if let (true, Some(raw)) = (inline_whole, bytes) {
+            buf.extend_from_slice(head);
+            buf.extend_from_slice(format!("{{{}}}\r\n", raw.len()).as_bytes());
+            buf.extend_from_slice(raw);
+            buf.extend_from_slice(b")\r\n");
+            continue;
+        }
+        let mut head = head.to_vec();
+        head.extend_from_slice(format!("{{{}}}\r\n", rec.size).as_bytes());
+        if !buf.is_empty() {
+            out.push(Piece::Bytes(std::mem::take(&mut buf)));
+        }
+        out.push(Piece::Stream {
+            head,
+            id: rec.id.clone(),
+            size: rec.size,
+        });
+    }
+    if !buf.is_empty() {
+        out.push(Piece::Bytes(buf));
     }
     out
 }
