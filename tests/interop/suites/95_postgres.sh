@@ -100,7 +100,7 @@ suite_95_postgres() {
   _pg_config "$b" "$hb" "$sb" "$ib" "$dir/url"
   "$BIN" --config "$a/config.toml" store migrate > "$dir/migrate.json" 2> "$dir/migrate.err"
   check "legate store migrate applies the database schema" \
-    test "$(jq -r '"\(.backend) \(.database_schema)"' "$dir/migrate.json" 2>/dev/null)" = "postgres 1"
+    test "$(jq -r '"\(.backend) \(.database_schema)"' "$dir/migrate.json" 2>/dev/null)" = "postgres 2"
   local token; token=$(new_token)
   start_legate "$a/config.toml" --token "$token" --wait "http://127.0.0.1:$ha" || { bad "node A starts on PostgreSQL"; pg_stop; return; }
   local pid_a=$LEGATE_PID
