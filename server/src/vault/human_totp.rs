@@ -210,8 +210,8 @@ mod tests {
     use super::*;
     use crate::identity::Actor;
 
-    #[test]
-    fn enrolment_needs_a_code_and_codes_are_not_replayed() {
+    /// A vault on a fresh store (the directory lives as long as the returned guard).
+    fn vault() -> (tempfile::TempDir, VaultService) {
         let dir = tempfile::tempdir().unwrap();
         let store = crate::store::Store::open(dir.path()).unwrap();
         let audit = std::sync::Arc::new(crate::audit::Audit::open(store.clone()).unwrap());
@@ -222,6 +222,12 @@ mod tests {
             crypto::Key32::random(),
         )
         .unwrap();
+        (dir, vault)
+    }
+
+    #[test]
+    fn enrolment_needs_a_code_and_codes_are_not_replayed() {
+        let (_dir, vault) = vault();
         let admin = Actor::cli("hu_1", "a@example.com");
         let seed = vault.begin_human_totp(&admin, "hu_1").expect("begin");
         assert_eq!(seed.len(), 32);
@@ -245,18 +251,8 @@ mod tests {
     /// One code, many sign-ins at once: exactly one spends the step.
     #[test]
     fn a_code_races_to_one_sign_in() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(dir.path()).unwrap();
-        let audit = std::sync::Arc::new(crate::audit::Audit::open(store.clone()).unwrap());
-        let vault = std::sync::Arc::new(
-            VaultService::with_root(
-                store,
-                audit,
-                std::sync::Arc::new(crate::metrics::Metrics::new()),
-                crypto::Key32::random(),
-            )
-            .unwrap(),
-        );
+        let (_dir, vault) = vault();
+        let vault = std::sync::Arc::new(vault);
         let admin = Actor::cli("hu_1", "a@example.com");
         vault.begin_human_totp(&admin, "hu_1").unwrap();
         let now = 1_800_000_000;
@@ -284,16 +280,7 @@ mod tests {
     /// A code of the seed being replaced does not confirm the new pending seed.
     #[test]
     fn a_replaced_seed_is_not_confirmed_by_the_old_code() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = crate::store::Store::open(dir.path()).unwrap();
-        let audit = std::sync::Arc::new(crate::audit::Audit::open(store.clone()).unwrap());
-        let vault = VaultService::with_root(
-            store,
-            audit,
-            std::sync::Arc::new(crate::metrics::Metrics::new()),
-            crypto::Key32::random(),
-        )
-        .unwrap();
+        let (_dir, vault) = vault();
         let admin = Actor::cli("hu_1", "a@example.com");
         vault.begin_human_totp(&admin, "hu_1").unwrap();
         let now = 1_800_000_000;
