@@ -61,12 +61,14 @@ fn run(connect: Connector, ears: Ears) {
             std::thread::sleep(TICK);
             continue;
         }
+        // Whatever was signalled while this node was not listening is lost: look again. That
+        // holds for the first LISTEN too: an outbox write another node committed between this
+        // store's opening and its LISTEN rang no bell here (a spurious ring costs one look).
         if !std::mem::take(&mut first) {
-            // Whatever was signalled while this node was not listening is lost: look again.
             let _ = ears.signals.send(Arc::from(crate::store::signal::RESYNC));
-            if let Some(tx) = rung.upgrade() {
-                tx.send_replace(());
-            }
+        }
+        if let Some(tx) = rung.upgrade() {
+            tx.send_replace(());
         }
         loop {
             let Some(tx) = rung.upgrade() else { return };
