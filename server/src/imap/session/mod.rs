@@ -4,6 +4,7 @@
 
 mod auth;
 mod fetch;
+mod fetch_items;
 mod folders;
 mod idle;
 mod reply;
