@@ -17,6 +17,10 @@ import sys
 # listed before what calls it (recording a result runs a store transaction; the worker's
 # attempt calls the transport and the recorder).
 RULES = [
+    # The send policy, suppression list and circuit breaker (issue 24), with the store reads
+    # and writes they make inside the send's transaction: what POLICY=unlimited saves.
+    ("policy", ["policy::", "PolicyService", "BreakerBatch"]),
+    ("reputation tally", ["reputation::"]),
     ("dkim", ["mailauth::sign::dkim_sign"]),
     ("parse", ["mailbox::deliver::parse_for"]),
     ("compose", ["queue::compose::", "longlines::", "plan_recipients", "check_identity_headers",
