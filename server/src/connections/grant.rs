@@ -209,6 +209,14 @@ impl ConnectionsService {
             self.fail(&mut conn, why).await?;
             return Err(ConnectionsError::IssuerMismatch(why));
         }
+        if !self
+            .identity
+            .may_delegate(&conn.agent_id, &conn.granted_by)?
+        {
+            let why = "the human who started this grant no longer owns the agent";
+            self.fail(&mut conn, why).await?;
+            return Err(ConnectionsError::InvalidState(why));
+        }
         if pending.expires_at < now_unix() {
             self.fail(&mut conn, "consent not given in time").await?;
             return Err(ConnectionsError::InvalidState(

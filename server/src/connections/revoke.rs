@@ -94,7 +94,7 @@ impl ConnectionsService {
 
     /// Revokes at the provider (within the revocation timeout), then removes the credential
     /// and records the outcome.
-    async fn end(
+    pub(super) async fn end(
         &self,
         mut conn: Connection,
         secrets: Option<OauthSecrets>,

@@ -85,6 +85,27 @@ impl ConnectionsService {
                 )));
             }
         }
+        // The granting human was removed as an owner since: what they delegated ends here,
+        // revoked at the provider like a deleted connection.
+        if !self.identity.may_delegate(&agent_id, &conn.granted_by)? {
+            let secrets = self.vault.oauth_open(&agent_id, &conn.name).ok();
+            let name = conn.name.clone();
+            let ended = self.end(conn, secrets).await?;
+            user.audit_on_agent(
+                &self.audit,
+                "connection.revoke",
+                &agent_id,
+                Outcome::Ok,
+                json!({"connection": ended.id, "name": ended.name, "reason": "granter_removed",
+                       "granted_by": ended.granted_by_email,
+                       "provider_revoked": ended.provider_revoked}),
+            )?;
+            self.audit.commit().await?;
+            return Err(ConnectionsError::NotActive(format!(
+                "the connection {name} was granted by a human who no longer owns this agent; \
+                 it is revoked, and an owner must connect it again"
+            )));
+        }
         let mut secrets = self.vault.oauth_open(&agent_id, &conn.name)?;
         let now = now_unix();
         let skew = self.settings.refresh_skew_secs as i64;

@@ -539,6 +539,10 @@ impl IdentityService {
                 ))?;
                 Ok(cur)
             })?;
+            // At once, not after the hooks: revoking connections at their providers can take
+            // `connections.revoke_timeout_secs`, and a key still cached as live meanwhile
+            // would let the revoked agent read its vault or send.
+            self.invalidate_auth();
             let mut hook_errors = Vec::new();
             for hook in self.hooks() {
                 if let Err(e) = hook.agent_revoked(&revoked) {

@@ -92,6 +92,16 @@ impl IdentityService {
     }
 
     /// Whether the actor is a human owning `agent_id` (admins are not asked: they may anyway).
+    /// Whether the human `human_id` may still delegate to `agent_id`: an admin, or one of its
+    /// owners. Re-checked wherever a delegation is used (a connection's token, a grant's
+    /// completion), so removing an owner ends what they granted.
+    pub fn may_delegate(&self, agent_id: &str, human_id: &str) -> Result<bool, IdentityError> {
+        if self.human(human_id)?.is_some_and(|h| h.admin) {
+            return Ok(true);
+        }
+        self.is_owner(agent_id, human_id)
+    }
+
     pub fn owns(&self, actor: &Actor, agent_id: &str) -> Result<bool, IdentityError> {
         match actor.human() {
             Some((id, _)) => self.is_owner(agent_id, id),
@@ -304,6 +314,29 @@ impl IdentityService {
         })
     }
 
+    /// Revokes `human_id`'s owner keys other than those at `seen`, each in one transaction.
+    fn revoke_human_keys(
+        &self,
+        human_id: &str,
+        seen: &[Vec<u8>],
+        now: i64,
+    ) -> Result<Vec<String>, IdentityError> {
+        let late: Vec<Vec<u8>> = self
+            .store
+            .scan_prefix(Tree::ApiKeys, &keys::prefix(&[human_id]))
+            .map(|r| r.map(|(k, _)| k.to_vec()))
+            .filter(|r| r.as_ref().map_or(true, |k| !seen.contains(k)))
+            .collect::<Result<_, _>>()?;
+        if late.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .store
+            .transact::<_, IdentityError>(&[Tree::ApiKeys], |tx| {
+                Ok(revoke_keys_in(tx, &late, now)?)
+            })?)
+    }
+
     /// `DELETE /v1/agents/{id}/owners/{human}` (`human`: id or email).
     pub async fn remove_owner(
         &self,
@@ -355,22 +388,19 @@ impl IdentityService {
                     return Ok((false, Vec::new()));
                 }
                 tx.remove(Tree::AgentOwners, &k)?;
-                let mut revoked = Vec::new();
-                for p in &key_paths {
-                    if let Some(mut key) = tx.get_record::<ApiKey>(Tree::ApiKeys, p)? {
-                        if key.revoked_at.is_none() && matches!(key.owner, KeyOwner::Human(_)) {
-                            key.revoked_at = Some(now);
-                            tx.put_record(Tree::ApiKeys, p, &key)?;
-                            revoked.push(key.id);
-                        }
-                    }
-                }
+                let revoked = revoke_keys_in(tx, &key_paths, now)?;
                 for ik in &invite_keys {
                     tx.remove(Tree::OwnerInvites, ik)?;
                 }
                 Ok((true, revoked))
             },
         )?;
+        let mut revoked = revoked;
+        if removed && orphaned {
+            // A key redeemed between the scan above and that transaction was not seen by it;
+            // none can be redeemed after it (redemption needs the ownership, now gone).
+            revoked.extend(self.revoke_human_keys(&human_id, &key_paths, now)?);
+        }
         if !revoked.is_empty() {
             // The next request with one of them is refused: no cached authentication survives.
             self.invalidate_auth();
@@ -389,6 +419,25 @@ impl IdentityService {
         self.audit.commit().await?;
         Ok(())
     }
+}
+
+/// Revokes the live human keys at `paths`; returns their ids.
+fn revoke_keys_in(
+    tx: &crate::store::Tx<'_>,
+    paths: &[Vec<u8>],
+    now: i64,
+) -> Result<Vec<String>, crate::store::TxStoreError> {
+    let mut revoked = Vec::new();
+    for p in paths {
+        if let Some(mut key) = tx.get_record::<ApiKey>(Tree::ApiKeys, p)? {
+            if key.revoked_at.is_none() && matches!(key.owner, KeyOwner::Human(_)) {
+                key.revoked_at = Some(now);
+                tx.put_record(Tree::ApiKeys, p, &key)?;
+                revoked.push(key.id);
+            }
+        }
+    }
+    Ok(revoked)
 }
 
 #[cfg(test)]

@@ -159,7 +159,7 @@ impl MailboxService {
                     terms: Vec::new(),
                 }
             });
-        self.store_parsed(agent, folder, raw, parsed, admitted, hook)
+        self.store_parsed(agent, folder, raw, parsed, admitted, hook, true)
             .await
     }
 
@@ -182,8 +182,35 @@ impl MailboxService {
             )));
         }
         let admitted = self.admit(agent, meta, raw.len() as u64)?;
-        self.store_parsed(agent, folder, raw, parsed, admitted, hook)
+        self.store_parsed(agent, folder, raw, parsed, admitted, hook, true)
             .await
+    }
+
+    /// [`deliver_parsed`](Self::deliver_parsed) for a sent message that no mailbox keeps:
+    /// its bytes are stored durably and `hook` runs in the transaction that links them, but
+    /// no record, index entry or change is written, so no surface (REST, MCP, IMAP, events)
+    /// ever shows it. For mail carrying a secret for its recipient only (an owner invite):
+    /// the sender's Sent copy would hand that secret to whoever reads the sender's mail.
+    /// The hook must hold the bytes (`holds::hold`): releasing the hold removes them.
+    pub async fn store_unfiled(
+        &self,
+        agent: &str,
+        raw: Arc<[u8]>,
+        parsed: Parsed,
+        meta: DeliveryMeta,
+        hook: TxHook<'_>,
+    ) -> Result<StoredMessage, MailboxError> {
+        let admitted = self.admit(agent, meta, raw.len() as u64)?;
+        self.store_parsed(
+            agent,
+            Folder::Sent,
+            raw,
+            parsed,
+            admitted,
+            Some(hook),
+            false,
+        )
+        .await
     }
 
     /// The checks before anything is parsed or stored: agent id, flags and labels, quota
@@ -203,6 +230,8 @@ impl MailboxService {
         })
     }
 
+    /// `filed`: false for [`store_unfiled`](Self::store_unfiled).
+    #[allow(clippy::too_many_arguments)]
     async fn store_parsed(
         &self,
         agent: &str,
@@ -211,6 +240,7 @@ impl MailboxService {
         parsed: Parsed,
         admitted: Admitted,
         hook: Option<TxHook<'_>>,
+        filed: bool,
     ) -> Result<StoredMessage, MailboxError> {
         let Admitted {
             meta,
@@ -301,6 +331,15 @@ impl MailboxService {
         trees.sort();
         trees.dedup();
         let rec = self.store.transact(&trees, |tx| {
+            if !filed {
+                let mut rec = base.clone();
+                rec.thread_id = fresh_thread.clone();
+                tx.link_blob(id.as_bytes(), &blob.id())?;
+                if let Some(h) = &hook {
+                    (h.write)(tx, &rec)?;
+                }
+                return Ok(rec);
+            }
             let mut st = load_state(tx, agent, now)?;
             if quota > 0 && st.used_bytes.saturating_add(size) > quota {
                 return Err(TxFail::Abort(MailboxError::QuotaExceeded {
@@ -346,6 +385,9 @@ impl MailboxService {
         };
         self.audit.commit().await?;
         hooked?;
+        if !filed {
+            return Ok(rec);
+        }
         if let Some(c) = content {
             self.recent.put(&rec.id, c, raw.len());
         }

@@ -374,6 +374,11 @@ impl Message {
                 for (k, v) in verdict {
                     sum.entry(k).or_insert(v);
                 }
+                // The Agent-Signature verdict as `trust.agent` states it: a signature copied
+                // onto mail whose From domain is not authenticated does not vouch for it.
+                if let Some(a) = self.meta.agent_trust() {
+                    sum.insert("agent".into(), a);
+                }
             }
             m.insert("auth".into(), auth);
             m.insert("headers".into(), Value::Array(headers));
@@ -480,6 +485,25 @@ mod tests {
             crate::store::decode::<MessageContent>(&bytes).unwrap(),
             m.content
         );
+    }
+
+    /// An Agent-Signature copied onto mail whose From domain did not pass DMARC: the whole
+    /// message's `auth.agent` says unverified, as `trust.agent` does.
+    #[test]
+    fn a_signature_on_unauthenticated_mail_is_unverified_in_the_full_view_too() {
+        let mut meta = sample();
+        meta.auth_json = Some(
+            r#"{"dmarc":{"result":"fail"},"agent":{"did":"did:web:agents.test:agents:ops","verified":true,"reason":"ok"}}"#
+                .into(),
+        );
+        assert!(!meta.sender_authenticated());
+        let m = Message {
+            meta,
+            content: MessageContent::default(),
+        };
+        let v = m.to_json();
+        assert_eq!(v["auth"]["agent"]["verified"], false, "{v}");
+        assert_eq!(v["trust"]["agent"]["verified"], false, "{v}");
     }
 
     #[test]

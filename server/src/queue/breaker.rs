@@ -84,6 +84,7 @@ impl QueueService {
         let from = super::notice::NoticeFrom {
             source: "breaker",
             action: "breaker.notice",
+            secret: false,
         };
         let extra = json!({"agent": msg.agent_id});
         if let Some(actor) = self

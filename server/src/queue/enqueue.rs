@@ -274,17 +274,22 @@ impl QueueService {
             before_commit: Some(&audit_entry),
         };
         let storing = Instant::now();
-        let stored = self
-            .mailbox
-            .deliver_parsed(
-                &agent.id,
-                Folder::Sent,
-                signed.clone(),
-                parsed,
-                meta,
-                Some(hook),
-            )
-            .await;
+        let stored = if audit.sent_copy {
+            self.mailbox
+                .deliver_parsed(
+                    &agent.id,
+                    Folder::Sent,
+                    signed.clone(),
+                    parsed,
+                    meta,
+                    Some(hook),
+                )
+                .await
+        } else {
+            self.mailbox
+                .store_unfiled(&agent.id, signed.clone(), parsed, meta, hook)
+                .await
+        };
         let message = match stored {
             Ok(m) => m,
             Err(e) => {

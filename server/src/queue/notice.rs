@@ -60,6 +60,7 @@ impl crate::identity::HumanMailer for QueueNotifier {
             let from = NoticeFrom {
                 source: "owners",
                 action: "owner.invite.notice",
+                secret: true,
             };
             queue
                 .postmaster_notice(&from, to, subject, text, json!({"to": to}))
@@ -75,6 +76,10 @@ impl crate::identity::HumanMailer for QueueNotifier {
 pub(super) struct NoticeFrom {
     pub source: &'static str,
     pub action: &'static str,
+    /// The text carries a secret for the human alone (an invite code): the postmaster keeps
+    /// no Sent copy, and a notice it cannot send fails rather than being filed in its INBOX,
+    /// since whoever reads the postmaster's mail must not be able to redeem it.
+    pub secret: bool,
 }
 
 impl QueueService {
@@ -89,6 +94,7 @@ impl QueueService {
         let from = NoticeFrom {
             source: "connections",
             action: "connection.notice",
+            secret: false,
         };
         let extra = json!({"agent": agent_id, "to": to});
         self.postmaster_notice(&from, to, subject, text, extra)
@@ -98,7 +104,8 @@ impl QueueService {
 
     /// A notice from the postmaster mailbox to a human, through the queue like any mail
     /// (audited as `from.action`). Undeliverable to the human (an address no agent has on our
-    /// own domain, say), it is filed in the postmaster's INBOX instead. Returns the postmaster
+    /// own domain, say), it is filed in the postmaster's INBOX instead, unless it carries a secret
+    /// (`from.secret`), when the failure is returned. Returns the postmaster
     /// actor when it was filed there, so the caller can audit that; nothing is sent when no
     /// postmaster mailbox exists.
     pub(super) async fn postmaster_notice(
@@ -140,6 +147,7 @@ impl QueueService {
             action: from.action,
             extra,
             best_effort: true,
+            sent_copy: !from.secret,
         };
         let raw = composed.raw.clone();
         match self
@@ -153,7 +161,7 @@ impl QueueService {
             .await
         {
             Ok(_) => Ok(None),
-            Err(e) if !e.is_temporary() => {
+            Err(e) if !e.is_temporary() && !from.secret => {
                 tracing::warn!(error = %e, %to, source = from.source, "notice undeliverable to the human; filed with the postmaster");
                 let meta = crate::mailbox::DeliveryMeta {
                     received_at_ms: crate::util::now_millis(),

@@ -56,6 +56,10 @@ pub struct SendAudit<'a> {
     /// A failure to append is logged rather than returned: for SMTP, where refusing a
     /// message already queued would make the client send it again.
     pub best_effort: bool,
+    /// Whether the sender's Sent folder keeps a copy. False only for mail carrying a secret
+    /// meant for the recipient alone (an owner invite): the queue still holds the bytes
+    /// until it is done, but no surface of the sender's mailbox shows them.
+    pub sent_copy: bool,
 }
 
 impl SendAudit<'_> {
@@ -180,6 +184,7 @@ impl QueueService {
             action,
             extra: Value::Null,
             best_effort: false,
+            sent_copy: true,
         };
         // Accepted: audited with the message (see `SendAudit`). Refused: audited here.
         let r = self.compose_and_queue(agent_id, req, audit).await;

@@ -312,6 +312,7 @@ impl ReportsService {
             action: "reports.send",
             extra: serde_json::json!({"kind": kind.as_str()}),
             best_effort: true,
+            sent_copy: true,
         };
         out.queue
             .enqueue(&agent, &[to.to_string()], raw, None, audit)

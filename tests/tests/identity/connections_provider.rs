@@ -141,11 +141,22 @@ async fn server(revoke_timeout: u64) -> TestServer {
 
 /// Starts a grant of `name` at the provider; returns the connection id and its state.
 async fn start(s: &TestServer, agent: &str, p: &Provider, name: &str) -> (String, String) {
+    start_as(s, &s.admin_token, agent, p, name).await
+}
+
+/// [`start`] by the human whose key is `by`.
+async fn start_as(
+    s: &TestServer,
+    by: &str,
+    agent: &str,
+    p: &Provider,
+    name: &str,
+) -> (String, String) {
     let (st, c) = s
         .call(
             "POST",
             &format!("/v1/agents/{agent}/connections"),
-            Some(&s.admin_token),
+            Some(by),
             Some(
                 json!({"name": name, "issuer": p.base, "client_id": "legate",
                         "client_secret": "client-secret-value", "scopes": ["read"]}),
@@ -311,6 +322,96 @@ async fn an_agents_connections_are_revoked_at_their_providers_at_once_within_the
             "timed out, so not confirmed: {c}"
         );
     }
+}
+
+/// While a revoked agent's connections are still being revoked at a slow provider, its keys
+/// are already dead: a key cached as live just before must not read the vault meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_agents_keys_die_before_its_connections_are_revoked_at_the_provider() {
+    let p = provider(Steer {
+        revoke_delay: Duration::from_secs(4),
+        ..Default::default()
+    })
+    .await;
+    let s = server(5).await;
+    let (a, key) = s.agent("ops", ALL).await;
+    let id = a["id"].as_str().unwrap();
+    let (_, state) = start(&s, id, &p, "slow").await;
+    let (st, v) = callback(&s, &state, Some(&p.base)).await;
+    assert_eq!(st, 200, "{v}");
+    // the key is used, so it is cached as live
+    let (st, _) = s.call("GET", "/v1/whoami", Some(&key), None).await;
+    assert_eq!(st, 200);
+    let t0 = Instant::now();
+    let path = format!("/v1/agents/{id}");
+    let revoke = async {
+        let r = s.call("DELETE", &path, Some(&s.admin_token), None).await;
+        (r, t0.elapsed())
+    };
+    let meanwhile = async {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let during = s.call("GET", "/v1/whoami", Some(&key), None).await;
+        (during, t0.elapsed())
+    };
+    let (((st, v), took), ((during, _), at)) = tokio::join!(revoke, meanwhile);
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        took > at,
+        "the revocation ({took:?}) was over before the key was tried ({at:?})"
+    );
+    assert_eq!(during, 401, "the revoked agent's key worked at {at:?}");
+}
+
+/// A removed owner's delegations end with the ownership: the connection they granted is
+/// revoked (at the provider too) when the agent next asks for its token, and a grant they
+/// started completes no more.
+#[tokio::test]
+async fn a_removed_owners_connections_and_grants_end_with_the_ownership() {
+    let p = provider(Steer::default()).await;
+    let s = server(5).await;
+    let (a, key) = s.agent("ops", ALL).await;
+    let id = a["id"].as_str().unwrap();
+    let admin = s.admin_token.clone();
+    let bob = super::owner_keys::add_owner(&s, &admin, id, "bob@agents.test").await;
+    let (cid, state) = start_as(&s, &bob, id, &p, "linear").await;
+    let (st, v) = callback(&s, &state, Some(&p.base)).await;
+    assert_eq!(st, 200, "{v}");
+    let (st, t) = s
+        .call("POST", "/v1/vault/linear/token", Some(&key), None)
+        .await;
+    assert_eq!(st, 200, "{t}");
+    let (_, pending_state) = start_as(&s, &bob, id, &p, "github").await;
+
+    let (st, _) = s
+        .call(
+            "DELETE",
+            &format!("/v1/agents/{id}/owners/bob@agents.test"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(st, 204);
+    let (st, t) = s
+        .call("POST", "/v1/vault/linear/token", Some(&key), None)
+        .await;
+    assert_eq!(st, 409, "{t}");
+    assert!(t["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("no longer owns")));
+    let c = status_of(&s, id, &cid).await;
+    assert_eq!(c["status"], "revoked", "{c}");
+    assert!(
+        !p.seen.lock().unwrap().revoked.is_empty(),
+        "not revoked at the provider"
+    );
+    let before = p.seen.lock().unwrap().grants.len();
+    let (st, v) = callback(&s, &pending_state, Some(&p.base)).await;
+    assert_eq!(st, 400, "{v}");
+    assert_eq!(
+        p.seen.lock().unwrap().grants.len(),
+        before,
+        "bob's grant spent a code"
+    );
 }
 
 /// A token request refreshes (slowly) while the agent is revoked: the rotated refresh token

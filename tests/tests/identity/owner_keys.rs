@@ -8,6 +8,7 @@ use super::*;
 /// Adds `email` as an owner of `agent` (by `by`); the adder's answer carries no token, only
 /// `invited`; the new owner's token comes from redeeming the invite mailed to them.
 pub(super) async fn add_owner(s: &TestServer, by: &str, agent: &str, email: &str) -> String {
+    human_inbox(s, email).await;
     let (st, v) = s
         .call(
             "POST",
@@ -38,60 +39,95 @@ pub(super) async fn add_owner(s: &TestServer, by: &str, agent: &str, email: &str
     r["key"].as_str().expect("the owner's own key").to_string()
 }
 
-/// The invite code mailed to `email` (the only one). The tests' owners have addresses on our
-/// own domain that no agent has, so the postmaster's notice is filed in its own INBOX, read
-/// here with a key an admin gives it.
+/// The invite code mailed to `email` (the only one).
 pub(super) async fn invite_code(s: &TestServer, email: &str) -> String {
-    let codes = invite_codes(s, email).await;
+    let codes = invite_codes(s, email, 1).await;
     assert_eq!(codes.len(), 1, "one invite mailed to {email}: {codes:?}");
     codes[0].clone()
 }
 
-/// Every invite code mailed to `email`, as found in the postmaster's INBOX.
-pub(super) async fn invite_codes(s: &TestServer, email: &str) -> Vec<String> {
+/// A `mail:read` key to the mailbox of the human `email`: the tests' owners have addresses on
+/// our own domain, each the address of an agent made here, so their invites are delivered
+/// to a mailbox the test reads (the postmaster keeps no copy, and an address nobody has
+/// fails the invite). Call it before the owner is added.
+pub(super) async fn human_inbox(s: &TestServer, email: &str) -> String {
+    let local = email.split('@').next().unwrap_or_default().to_lowercase();
+    let (st, v) = s
+        .call(
+            "POST",
+            "/v1/agents",
+            Some(&s.admin_token),
+            Some(json!({"local": local, "scopes": ["mail:read"]})),
+        )
+        .await;
+    if st == 201 {
+        return v["api_key"]["key"].as_str().expect("key").to_string();
+    }
     let (st, k) = s
         .call(
             "POST",
-            "/v1/agents/postmaster@agents.test/keys",
+            &format!("/v1/agents/{local}@agents.test/keys"),
             Some(&s.admin_token),
-            Some(json!({"name": "read", "scopes": ["mail:read"]})),
+            Some(json!({"name": "inbox", "scopes": ["mail:read"]})),
         )
         .await;
     assert_eq!(st, 201, "{k}");
-    let pm = k["key"].as_str().unwrap().to_string();
+    k["key"].as_str().expect("key").to_string()
+}
+
+/// The texts of the messages in the mailbox behind `key`'s `folder`.
+pub(super) async fn texts(s: &TestServer, key: &str, folder: &str) -> Vec<String> {
     let (_, list) = s
         .call(
             "GET",
-            "/v1/messages?folder=INBOX&limit=100",
-            Some(&pm),
+            &format!("/v1/messages?folder={folder}&limit=100"),
+            Some(key),
             None,
         )
         .await;
-    let mut found = Vec::new();
+    let mut out = Vec::new();
     for m in list["items"].as_array().expect("messages") {
         let (_, full) = s
             .call(
                 "GET",
                 &format!("/v1/messages/{}", m["id"].as_str().unwrap()),
-                Some(&pm),
+                Some(key),
                 None,
             )
             .await;
-        let text = full["text"].as_str().unwrap_or_default();
-        if !text.to_lowercase().contains(&email.to_lowercase()) {
-            continue;
-        }
-        if let Some(i) = text.find("lgi_") {
-            found.push(
-                text[i..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect(),
-            );
-        }
+        out.push(full["text"].as_str().unwrap_or_default().to_string());
     }
-    assert!(!found.is_empty(), "no invite mailed to {email}: {list}");
-    found
+    out
+}
+
+/// Every invite code mailed to `email`, as found in its INBOX once it holds `at_least` of
+/// them (delivered by the queue, so waited for).
+pub(super) async fn invite_codes(s: &TestServer, email: &str, at_least: usize) -> Vec<String> {
+    let key = human_inbox(s, email).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let found: Vec<String> = texts(s, &key, "INBOX")
+            .await
+            .iter()
+            .filter_map(|text| {
+                let i = text.find("lgi_")?;
+                Some(
+                    text[i..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                        .collect(),
+                )
+            })
+            .collect();
+        if found.len() >= at_least.max(1) {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no invite mailed to {email}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
 }
 
 async fn owners_server(key_ttl: u64, invite_ttl: u64) -> TestServer {
@@ -146,6 +182,7 @@ async fn an_added_owner_gets_an_invite_by_mail_and_only_it_gives_their_key() {
     let admin = s.admin_token.clone();
 
     // the adder's answer: invited, no token, no code
+    human_inbox(&s, "bob@agents.test").await;
     let (st, v) = s
         .call(
             "POST",
@@ -255,6 +292,7 @@ async fn an_added_owner_gets_an_invite_by_mail_and_only_it_gives_their_key() {
     );
 
     // bob (an owner) invites carol; removed before she redeems, her invite is void
+    human_inbox(&s, "carol@agents.test").await;
     let (st, v) = s
         .call(
             "POST",
@@ -276,6 +314,54 @@ async fn an_added_owner_gets_an_invite_by_mail_and_only_it_gives_their_key() {
     assert_eq!(st, 204);
     let (st, v) = redeem(&s, &carol_code).await;
     assert_eq!(st, 401, "a cancelled invite: {v}");
+}
+
+/// Whoever reads the postmaster's mail must not be able to redeem an invite: it keeps no Sent
+/// copy of one, and an invite it cannot deliver fails rather than being filed in its INBOX.
+#[tokio::test]
+async fn an_invite_leaves_no_copy_with_the_postmaster_and_an_undeliverable_one_fails() {
+    let s = owners_server(30 * 86400, 3 * 86400).await;
+    let (a, _) = s.agent("alpha", ALL).await;
+    let a_id = a["id"].as_str().unwrap();
+    let admin = s.admin_token.clone();
+    let bob = add_owner(&s, &admin, a_id, "bob@agents.test").await;
+    assert!(bob.starts_with("lg_"));
+
+    // nobody has this address: the owner is added, but no invite exists to be read anywhere
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/v1/agents/{a_id}/owners"),
+            Some(&admin),
+            Some(json!({"email": "nobody@agents.test"})),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["invited"], false, "{v}");
+    assert!(v["invite_error"].is_string(), "{v}");
+
+    let (st, k) = s
+        .call(
+            "POST",
+            "/v1/agents/postmaster@agents.test/keys",
+            Some(&admin),
+            Some(json!({"name": "read", "scopes": ["mail:read"]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{k}");
+    let pm = k["key"].as_str().unwrap();
+    for folder in ["Sent", "INBOX"] {
+        for text in texts(&s, pm, folder).await {
+            assert!(
+                !text.contains("lgi_"),
+                "an invite code in the postmaster's {folder}"
+            );
+        }
+    }
+    let (_, raw_list) = s
+        .call("GET", "/v1/messages?limit=100", Some(pm), None)
+        .await;
+    assert!(!raw_list.to_string().contains("lgi_"), "{raw_list}");
 }
 
 #[tokio::test]
@@ -425,6 +511,7 @@ async fn owner_keys_are_listed_revoked_by_their_human_or_an_admin_and_die_with_t
 
 /// Adds a known human again; they have no working key, so a new invite is mailed.
 async fn add_owner_again(s: &TestServer, by: &str, agent: &str, email: &str) -> String {
+    let before = invite_codes(s, email, 1).await.len();
     let (st, v) = s
         .call(
             "POST",
@@ -436,7 +523,7 @@ async fn add_owner_again(s: &TestServer, by: &str, agent: &str, email: &str) -> 
     assert_eq!((st, v["invited"].as_bool()), (201, Some(true)), "{v}");
     // the earlier invite is spent or expired: exactly one of them redeems
     let mut keys = Vec::new();
-    for code in invite_codes(s, email).await {
+    for code in invite_codes(s, email, before + 1).await {
         let (st, r) = redeem(s, &code).await;
         if st == 201 {
             keys.push(r["key"].as_str().unwrap().to_string());
@@ -456,6 +543,7 @@ async fn owner_keys_and_invites_expire_at_their_ttl() {
     let (st, _) = s.call("GET", "/v1/whoami", Some(&frank), None).await;
     assert_eq!(st, 200);
     // gina's invite is left to expire meanwhile
+    human_inbox(&s, "gina@agents.test").await;
     let (st, v) = s
         .call(
             "POST",

@@ -310,6 +310,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Session<S> {
                 "via": "smtp", "peer": self.peer.ip().to_string(), "session": self.id,
             }),
             best_effort: true,
+            sent_copy: true,
         };
         use crate::queue::QueueError as Q;
         match self
