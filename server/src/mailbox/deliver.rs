@@ -383,13 +383,16 @@ impl MailboxService {
             Some(f) => f(&rec),
             None => Ok(()),
         };
+        // Before the commit, which is what lets the event dispatchers see this message: they
+        // render it at once, and found nothing here when this came after (a parse each).
+        // Content never changes for an id, so an entry for a commit that fails is harmless.
+        if let Some(c) = content.filter(|_| filed) {
+            self.recent.put(&rec.id, c, raw.len());
+        }
         self.audit.commit().await?;
         hooked?;
         if !filed {
             return Ok(rec);
-        }
-        if let Some(c) = content {
-            self.recent.put(&rec.id, c, raw.len());
         }
         // What a client syncing the mailbox asks first.
         self.headers.put_from_raw(&rec.id, &raw);

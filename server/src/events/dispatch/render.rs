@@ -13,7 +13,9 @@ use std::sync::Arc;
 /// A bounded map of recent renders; the oldest goes first.
 #[derive(Default)]
 pub(super) struct Rendered {
-    bodies: HashMap<(u64, bool), Arc<[u8]>>,
+    /// A cell per event: readers that ask at the same moment (the SSE streams and the
+    /// webhooks do) wait for one render instead of each making its own.
+    bodies: HashMap<(u64, bool), Arc<tokio::sync::OnceCell<Arc<[u8]>>>>,
     order: std::collections::VecDeque<(u64, bool)>,
 }
 
@@ -49,25 +51,27 @@ impl Dispatcher {
         who: Option<(String, Vec<String>)>,
     ) -> Arc<[u8]> {
         let key = (seq, summary == Summary::Full);
-        if let Some(b) = self
-            .rendered
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .bodies
-            .get(&key)
-        {
-            return b.clone();
-        }
-        let body: Arc<[u8]> = self.render_now(summary, seq, ev, who).await.into();
-        let mut r = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
-        if r.bodies.insert(key, body.clone()).is_none() {
-            r.order.push_back(key);
-            while r.order.len() > RENDERED_KEPT {
-                if let Some(old) = r.order.pop_front() {
-                    r.bodies.remove(&old);
+        let cell = {
+            let mut r = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+            match r.bodies.get(&key) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = Arc::new(tokio::sync::OnceCell::new());
+                    r.bodies.insert(key, c.clone());
+                    r.order.push_back(key);
+                    while r.order.len() > RENDERED_KEPT {
+                        if let Some(old) = r.order.pop_front() {
+                            r.bodies.remove(&old);
+                        }
+                    }
+                    c
                 }
             }
-        }
+        };
+        let body = cell
+            .get_or_init(|| async { self.render_now(summary, seq, ev, who).await.into() })
+            .await
+            .clone();
         body
     }
 
