@@ -50,7 +50,7 @@ async fn bind(what: &str, addr: &str) -> anyhow::Result<Option<TcpListener>> {
 
 /// A mail-listener TLS config over the configured certificate (see [`crate::tls::Tls`]).
 pub fn tls_config(config: &Config) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    Ok(crate::tls::Tls::from_config(config)?.mail_config()?)
+    Ok(crate::tls::Tls::from_config(config, None)?.mail_config()?)
 }
 
 fn inbound_context(s: &Services) -> anyhow::Result<crate::smtp::inbound::Inbound> {
@@ -117,7 +117,8 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
     // Everything that can fail or take time happens before any listener serves.
-    let tls = crate::tls::Tls::from_config(&services.config)?;
+    let tls =
+        crate::tls::Tls::from_config(&services.config, Some((&services.store, &services.vault)))?;
     use crate::smtp::inbound::Kind;
     let mut smtp_listeners = Vec::new();
     for (l, kind) in [
@@ -314,7 +315,11 @@ pub async fn start(config: Config, opts: StartOptions) -> anyhow::Result<Running
         crate::nodes::Followers {
             mailbox: services.mailbox.clone(),
             queue: services.queue.clone(),
-            certificate: None,
+            certificate: tls.acme.clone().map(|acme| {
+                Arc::new(move || {
+                    acme.reload();
+                }) as Arc<dyn Fn() + Send + Sync>
+            }),
         },
         shutdown.clone(),
     );

@@ -123,7 +123,8 @@ pub enum AcmeChallenge {
 }
 
 /// Certificates from an ACME CA (Let's Encrypt...). Used when `directory` is set and
-/// `[tls]` is not; kept in `<storage.path>/acme/` and renewed in the background.
+/// `[tls]` is not; kept in the store (keys sealed by the vault, shared by the nodes on one
+/// database) and renewed in the background.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AcmeConfig {

@@ -81,8 +81,8 @@ pub fn certificate(cfg: &Config, now: i64) -> Check {
     let (pem_path, source) = if !cfg.tls.cert.is_empty() {
         (Path::new(&cfg.tls.cert).to_path_buf(), "tls.cert")
     } else if !cfg.acme.directory.is_empty() {
-        match crate::tls::acme::Acme::load_stored(cfg) {
-            Ok(Some((_, Some(v)))) => return validity_check(cfg, name, "ACME certificate", v, now),
+        match crate::tls::acme::Acme::mirrored_validity(cfg) {
+            Ok(Some(Some(v))) => return validity_check(cfg, name, "ACME certificate", v, now),
             Ok(_) => {
                 return Check::warn(
                     name,

@@ -171,10 +171,14 @@ pub enum Tree {
     /// SHA-256(invite code) -> a pending owner invite (`identity::invites`): single use,
     /// expiring; redeemed for the invited human's own API key
     OwnerInvites,
+    /// `cert` -> the ACME certificate chain served by every node, its names and validity;
+    /// `lease` -> which node is ordering; `http01` \0 token -> a pending HTTP-01 answer
+    /// (`tls::acme::shared`). The keys are sealed in [`Tree::KeyCustody`].
+    AcmeState,
 }
 
 impl Tree {
-    pub const ALL: [Tree; 67] = [
+    pub const ALL: [Tree; 68] = [
         Tree::Meta,
         Tree::Humans,
         Tree::HumanEmail,
@@ -242,6 +246,7 @@ impl Tree {
         Tree::ConnectionGrants,
         Tree::ReputationTally,
         Tree::OwnerInvites,
+        Tree::AcmeState,
     ];
 
     pub fn name(self) -> &'static str {
@@ -313,6 +318,7 @@ impl Tree {
             Tree::ConnectionGrants => "connection_grants",
             Tree::ReputationTally => "reputation_tally",
             Tree::OwnerInvites => "owner_invites",
+            Tree::AcmeState => "acme_state",
         }
     }
 }

@@ -180,9 +180,13 @@ pub struct Tls {
 }
 
 impl Tls {
-    /// The starting certificate: `[tls]` files; else, with `[acme]`, the last issued one; else
-    /// (and until ACME's first order completes) the self-signed one in the data directory.
-    pub fn from_config(config: &Config) -> Result<Tls, TlsError> {
+    /// The starting certificate: `[tls]` files; else, with `[acme]` and the store, the one
+    /// the nodes sharing it last stored; else (and until ACME's first order completes) the
+    /// self-signed one in the data directory. Without the store (tools), ACME is off.
+    pub fn from_config(
+        config: &Config,
+        acme_state: Option<(&crate::store::Store, &Arc<crate::vault::VaultService>)>,
+    ) -> Result<Tls, TlsError> {
         if !config.tls.cert.is_empty() {
             let ck = load_files(Path::new(&config.tls.cert), Path::new(&config.tls.key))?;
             return Ok(Tls {
@@ -190,28 +194,16 @@ impl Tls {
                 acme: None,
             });
         }
-        let fallback = || -> Result<Arc<CertifiedKey>, TlsError> {
-            let names = vec![config.server.hostname.clone(), config.server.domain.clone()];
-            let (c, k) = self_signed(&config.storage.path, &names)?;
-            load_files(&c, &k)
+        let names = vec![config.server.hostname.clone(), config.server.domain.clone()];
+        let (c, k) = self_signed(&config.storage.path, &names)?;
+        let resolver = Arc::new(CertResolver::new(load_files(&c, &k)?));
+        let acme = match acme_state {
+            Some((store, vault)) if !config.acme.directory.is_empty() => Some(Arc::new(
+                acme::Acme::open(config, resolver.clone(), store.clone(), vault.clone()),
+            )),
+            _ => None,
         };
-        if config.acme.directory.is_empty() {
-            return Ok(Tls {
-                resolver: Arc::new(CertResolver::new(fallback()?)),
-                acme: None,
-            });
-        }
-        let stored = acme::Acme::load_stored(config)?;
-        let (ck, validity) = match stored {
-            Some((ck, v)) => (ck, v),
-            None => (fallback()?, None),
-        };
-        let resolver = Arc::new(CertResolver::new(ck));
-        let acme = acme::Acme::new(config, resolver.clone(), validity);
-        Ok(Tls {
-            resolver,
-            acme: Some(Arc::new(acme)),
-        })
+        Ok(Tls { resolver, acme })
     }
 
     /// For SMTP and IMAP: no ALPN.
@@ -263,7 +255,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::default();
         cfg.storage.path = dir.path().to_path_buf();
-        let tls = Tls::from_config(&cfg).unwrap();
+        let tls = Tls::from_config(&cfg, None).unwrap();
         assert!(tls.acme.is_none());
         assert!(dir.path().join("tls-cert.pem").exists());
         let https = tls.https_config().unwrap();

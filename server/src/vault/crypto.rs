@@ -43,6 +43,10 @@ pub enum Purpose {
     WebhookSecret = 7,
     /// A human's console TOTP seed (`vault::human_totp`).
     HumanTotp = 8,
+    /// The private key of the ACME-issued TLS certificate (`vault::acme`).
+    AcmeCertKey = 9,
+    /// The ACME account credentials (`vault::acme`).
+    AcmeAccount = 10,
 }
 
 /// A nonce and ciphertext (with tag).

@@ -392,6 +392,7 @@ pub(super) fn reseal_record(
         }
         ["webhook", owner, "secrets"] => Ok(Some(super::webhook::reseal(owner, bytes, old, new)?)),
         ["human", owner, "totp"] => Ok(Some(super::human_totp::reseal(owner, bytes, old, new)?)),
+        ["acme", record, "key"] => super::acme::reseal(record, bytes, old, new),
         _ => Ok(None),
     }
 }

@@ -5,6 +5,7 @@
 //! box to (owner, record, purpose). Raw key material never leaves this module: other modules
 //! get operations (sign, public keys, DKIM signers, TOTP codes).
 
+mod acme;
 mod anchor;
 pub mod credential;
 pub mod crypto;

@@ -126,7 +126,9 @@ CFG
   fi
   check "HTTP-01: the same certificate on SMTP STARTTLS" test "$(served_cert "127.0.0.1:$a_smtp" mx.a.test smtp)" = "$first"
   check "HTTP-01: the certificate names both names" sh -c "echo | openssl s_client -connect 127.0.0.1:$a_https -servername a.test 2>/dev/null | openssl x509 -noout -ext subjectAltName | grep -q 'DNS:a.test'"
-  check "ACME key and account are mode 0600" test "$(stat -c %a "$dir/a/acme/key.pem")$(stat -c %a "$dir/a/acme/account.json")" = 600600
+  check "ACME key and account are sealed in the store, not on disk" \
+    test ! -e "$dir/a/acme/key.pem" -a ! -e "$dir/a/acme/account.json"
+  check "the public copy of the chain is mode 0600" test "$(stat -c %a "$dir/a/acme/cert.pem")" = 600
   kill -TERM "$apid"; wait "$apid" || true
   start_legate "$dir/a.toml" --log "$dir/a2." --wait "http://127.0.0.1:$a_http" >/dev/null
   apid=$LEGATE_PID

@@ -1,7 +1,11 @@
 //! Answers to ACME challenges while an order is validated: HTTP-01 tokens served on the plain
 //! HTTP listener, and TLS-ALPN-01 certificates handed to the shared resolver. Each answer is
-//! registered through a guard that withdraws it when the order ends, failed or not.
+//! registered through a guard that withdraws it when the order ends, failed or not. HTTP-01
+//! answers are also written to the store (`shared`), so behind a load balancer every node
+//! sharing it answers the CA, not only the one that placed the order.
 
+use super::shared;
+use crate::store::{Store, StoreError};
 use crate::tls::{CertResolver, TlsError};
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -11,28 +15,61 @@ use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-/// HTTP-01 key authorizations by token.
-#[derive(Debug, Default)]
+/// Longest token looked up (RFC 8555 tokens are 43 base64url characters; pebble's too).
+const MAX_TOKEN: usize = 128;
+
+/// HTTP-01 key authorizations by token: this node's own, and (with a store) every node's.
+#[derive(Default)]
 pub struct Http01Tokens {
     map: RwLock<HashMap<String, String>>,
+    store: Option<Store>,
+}
+
+impl std::fmt::Debug for Http01Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Http01Tokens").finish_non_exhaustive()
+    }
 }
 
 impl Http01Tokens {
+    /// Tokens shared through `store` with the other nodes.
+    pub fn shared(store: Store) -> Self {
+        Self {
+            map: Default::default(),
+            store: Some(store),
+        }
+    }
+
     fn get(&self, token: &str) -> Option<String> {
-        self.map
+        if let Some(ka) = self
+            .map
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .get(token)
-            .cloned()
+        {
+            return Some(ka.clone());
+        }
+        if token.len() > MAX_TOKEN {
+            return None;
+        }
+        let store = self.store.as_ref()?;
+        shared::token(store, token).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "acme: cannot read a shared HTTP-01 answer");
+            None
+        })
     }
 
-    /// Serves `key_auth` at `/.well-known/acme-challenge/<token>` until the guard drops.
-    pub fn publish(self: &Arc<Self>, token: &str, key_auth: &str) -> Withdraw {
+    /// Serves `key_auth` at `/.well-known/acme-challenge/<token>` on every node until the
+    /// guard drops.
+    pub fn publish(self: &Arc<Self>, token: &str, key_auth: &str) -> Result<Withdraw, StoreError> {
+        if let Some(store) = &self.store {
+            shared::put_token(store, token, key_auth)?;
+        }
         self.map
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(token.to_string(), key_auth.to_string());
-        Withdraw::Http01(self.clone(), token.to_string())
+        Ok(Withdraw::Http01(self.clone(), token.to_string()))
     }
 }
 
@@ -67,6 +104,12 @@ impl Drop for Withdraw {
                     .write()
                     .unwrap_or_else(|e| e.into_inner())
                     .remove(token);
+                if let Some(store) = &t.store {
+                    if let Err(e) = shared::remove_token(store, token) {
+                        // The next order's holder clears what is left (`shared::clear_tokens`).
+                        tracing::warn!(error = %e, "acme: cannot withdraw a shared HTTP-01 answer");
+                    }
+                }
             }
             Withdraw::TlsAlpn01(r, domain) => r.remove_challenge(domain),
         }
@@ -123,7 +166,7 @@ mod tests {
         let tokens = Arc::new(Http01Tokens::default());
         let app = router(tokens.clone());
         assert_eq!(fetch(app.clone(), "tok").await.0, StatusCode::NOT_FOUND);
-        let guard = tokens.publish("tok", "tok.thumb");
+        let guard = tokens.publish("tok", "tok.thumb").unwrap();
         assert_eq!(
             fetch(app.clone(), "tok").await,
             (StatusCode::OK, "tok.thumb".to_string())
@@ -131,6 +174,25 @@ mod tests {
         assert_eq!(fetch(app.clone(), "other").await.0, StatusCode::NOT_FOUND);
         drop(guard);
         assert_eq!(fetch(app, "tok").await.0, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn a_token_published_by_another_node_is_served_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Two nodes' token maps over one store: B serves what A published.
+        let a = Arc::new(Http01Tokens::shared(store.clone()));
+        let b = Arc::new(Http01Tokens::shared(store));
+        let app_b = router(b);
+        let guard = a.publish("tokA", "tokA.thumb").unwrap();
+        assert_eq!(
+            fetch(app_b.clone(), "tokA").await,
+            (StatusCode::OK, "tokA.thumb".to_string())
+        );
+        drop(guard);
+        assert_eq!(fetch(app_b.clone(), "tokA").await.0, StatusCode::NOT_FOUND);
+        let long = "x".repeat(MAX_TOKEN + 1);
+        assert_eq!(fetch(app_b, &long).await.0, StatusCode::NOT_FOUND);
     }
 
     #[test]
