@@ -35,8 +35,9 @@ async fn list(
     State(s): State<AppState>,
     Auth(actor): Auth,
     Query(q): Query<ListQuery>,
-) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(s.mailbox.list(&actor, &q)?.to_json()))
+) -> ApiResult<Response> {
+    let page = s.mailbox.list(&actor, &q)?;
+    Ok(axum::Json(page.view()).into_response())
 }
 
 /// A wait may outlast its key: when it ends, the caller is authenticated again from the same

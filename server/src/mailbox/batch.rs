@@ -15,7 +15,7 @@ use super::{index, Folder, MailboxError, MailboxService};
 use crate::audit::Outcome;
 use crate::identity::{Actor, Scope};
 use crate::store::{BlobId, Tree, TxFail};
-use crate::util::{new_id, now_millis, now_unix};
+use crate::util::{now_millis, now_unix};
 
 /// Audit details name at most this many message ids.
 const AUDITED_IDS: usize = 50;
@@ -265,7 +265,7 @@ impl MailboxService {
         to: Folder,
     ) -> Result<Transfer, MailboxError> {
         let (now, now_ms) = (now_unix(), now_millis());
-        let new = new_id("msg");
+        let new = index::new_message_id(now);
         let quota = self.quota_bytes;
         let t = self.store.transact(&TREES, |tx| {
             let src: StoredMessage = tx

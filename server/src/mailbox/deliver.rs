@@ -251,7 +251,7 @@ impl MailboxService {
         let mut ex = parsed.ex;
         let terms = parsed.terms;
         let size = raw.len() as u64;
-        let id = new_id("msg");
+        let id = index::new_message_id(now_unix());
         let fresh_thread = new_id("th");
         let refs = ThreadRefs::of(&ex);
         let external = !is_own(folder);

@@ -11,6 +11,7 @@
 //! and the other filters apply to those candidates. Cursors have one shape for both.
 
 use super::search::{tokens, Window};
+use super::summary::Summary;
 use super::{
     index, parse_since, Folder, MailboxError, MailboxService, SenderFilter, StoredMessage,
 };
@@ -18,7 +19,7 @@ use crate::audit::Outcome;
 use crate::identity::{Actor, Scope};
 use crate::store::Tree;
 use data_encoding::BASE64URL_NOPAD;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::ops::Bound;
 
 /// Index entries one request may examine.
@@ -64,11 +65,25 @@ pub struct ListPage {
     pub scanned: usize,
 }
 
+/// `{items, next_cursor}` with list items (no bodies), borrowing the page: REST serialises
+/// it straight to the response body.
+#[derive(Serialize)]
+pub struct PageView<'a> {
+    items: Vec<Summary<'a>>,
+    next_cursor: Option<&'a str>,
+}
+
 impl ListPage {
-    /// `{items, next_cursor}` with list items (no bodies): the REST and MCP answer.
+    pub fn view(&self) -> PageView<'_> {
+        PageView {
+            items: self.items.iter().map(StoredMessage::summary).collect(),
+            next_cursor: self.next_cursor.as_deref(),
+        }
+    }
+
+    /// The same as a JSON value: the MCP answer.
     pub fn to_json(&self) -> serde_json::Value {
-        let items: Vec<_> = self.items.iter().map(|m| m.summary_json()).collect();
-        serde_json::json!({"items": items, "next_cursor": self.next_cursor})
+        serde_json::to_value(self.view()).unwrap_or(serde_json::Value::Null)
     }
 }
 
@@ -281,6 +296,62 @@ mod tests {
         assert_eq!(page.items.len(), 5);
         assert_eq!(page.items[0].id, ids[0]);
         assert!(page.scanned <= 6);
+    }
+
+    #[tokio::test]
+    async fn same_millisecond_mail_pages_in_arrival_order_and_deleted_mail_leaves() {
+        let (_d, mb) = service(0);
+        let at = tick();
+        let mut ids = Vec::new();
+        for i in 0..60 {
+            let raw = simple("x", &format!("same ms {i}"));
+            ids.push(
+                mb.deliver("ag_a", Folder::Inbox, raw, meta(at))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        // Ids sort in creation order, so records delivered together sit together in the
+        // Messages tree and a tie on the received time breaks by arrival.
+        let mut sorted = ids.clone();
+        sorted.sort();
+        assert_eq!(sorted, ids);
+        let gone = ids.remove(25);
+        mb.delete(&reader("ag_a"), &gone).await.unwrap();
+        ids.reverse();
+        let (mut seen, mut cursor) = (Vec::new(), None);
+        loop {
+            let query = ListQuery {
+                limit: Some(7),
+                cursor: cursor.take(),
+                ..q()
+            };
+            let page = mb.list_for("ag_a", &query).unwrap();
+            assert!(page.items.len() <= 7 && page.scanned <= 8);
+            seen.extend(page.items.into_iter().map(|m| m.id));
+            match page.next_cursor {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        assert_eq!(seen, ids);
+        assert!(!seen.contains(&gone));
+        // The JSON page REST sends is the MCP one, item for item.
+        let page = mb
+            .list_for(
+                "ag_a",
+                &ListQuery {
+                    limit: Some(3),
+                    ..q()
+                },
+            )
+            .unwrap();
+        let rest = serde_json::to_value(page.view()).unwrap();
+        assert_eq!(rest, page.to_json());
+        assert_eq!(rest["items"][0]["id"], ids[0].as_str());
+        assert_eq!(rest["items"][0], page.items[0].summary_json());
+        assert!(rest["next_cursor"].is_string());
     }
 
     #[tokio::test]

@@ -35,6 +35,7 @@ pub mod screening;
 pub mod search;
 mod senders;
 mod slots;
+mod summary;
 mod thread;
 mod threads;
 mod update;
@@ -48,12 +49,13 @@ pub use error::MailboxError;
 pub use flags::{Delta, SetEdit};
 pub use folder::{AgentMailState, Folder, FolderState};
 pub use headers::header_len;
-pub use list::{ListPage, ListQuery};
+pub use list::{ListPage, ListQuery, PageView};
 pub use model::{Change, ChangeKind, DeliveryMeta, Message, MessageContent, StoredMessage, Trust};
 pub use senders::{
     lists_json as sender_lists_json, normalize_entry, AgentBlockAction, SenderEntry, SenderList,
     SenderOwner, SenderPolicy,
 };
+pub use summary::Summary;
 pub use threads::{ThreadSummary, MAX_THREAD_MESSAGES};
 pub use update::{Deleted, MessagePatch};
 pub use wait::WaitQuery;

@@ -4,7 +4,6 @@
 use super::flags::SEEN;
 use super::Folder;
 use crate::extract::{Addr, AttachmentInfo, Code, Link};
-use crate::util::{rfc3339, rfc3339_millis};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -244,34 +243,27 @@ impl StoredMessage {
     /// Anything else, including records stored before the verdict was kept in this form, is
     /// false: unauthenticated is the safe reading.
     pub fn sender_authenticated(&self) -> bool {
-        let (Some(email), Some(domain)) = (self.from.as_ref(), self.from_domain()) else {
-            return false;
-        };
-        let auth = self.auth();
-        let dmarc = &auth["dmarc"];
-        if dmarc["result"] == "pass" {
-            let evaluated = dmarc["from_domain"].as_str().unwrap_or("");
-            return evaluated
-                .trim_end_matches('.')
-                .eq_ignore_ascii_case(&domain);
-        }
-        auth["internal"] == true
-            && auth["sender"]
-                .as_str()
-                .is_some_and(|s| !s.is_empty() && s.eq_ignore_ascii_case(&email.email))
+        self.proven_for(self.from_domain().as_deref())
     }
 
     /// `auth` of a list item: whether the sender is proven, and for which domain.
     fn auth_summary(&self) -> Value {
-        json!({
-            "sender_authenticated": self.sender_authenticated(),
-            "from_domain": self.from_domain(),
-        })
+        serde_json::to_value(self.auth_summary_parts()).unwrap_or(Value::Null)
     }
 
     /// `trust.agent`: the verdict on the message's Agent-Signature (identity::mailsig), kept
     /// with the mailauth verdict at delivery; `None` when it carried none.
     pub fn agent_trust(&self) -> Option<Value> {
+        self.agent_trust_with(|| self.sender_authenticated())
+    }
+
+    /// [`StoredMessage::agent_trust`] for a caller that already knows whether the sender is
+    /// proven.
+    pub(super) fn agent_trust_given(&self, sender_authenticated: bool) -> Option<Value> {
+        self.agent_trust_with(|| sender_authenticated)
+    }
+
+    fn agent_trust_with(&self, proven: impl FnOnce() -> bool) -> Option<Value> {
         // Most mail carries none: skip the parse for it (listings call this per item).
         if !self.auth_json.as_deref()?.contains("\"agent\"") {
             return None;
@@ -280,46 +272,17 @@ impl StoredMessage {
         // A DID document may list any address, so the signature alone cannot vouch for the
         // From domain: that takes the From domain's own proof (DMARC, or our own sender).
         // Without it, `did:web:evil.example` listing `ceo@bank.example` would verify.
-        if a["verified"] == true && !self.sender_authenticated() {
+        if a["verified"] == true && !proven() {
             a["verified"] = false.into();
             a["reason"] = "the From domain is not authenticated (no aligned DMARC pass)".into();
         }
         a.is_object().then_some(a)
     }
 
-    /// The list item: everything but bodies and headers.
+    /// The list item: everything but bodies and headers ([`super::summary::Summary`], which
+    /// REST listings serialise directly).
     pub fn summary_json(&self) -> Value {
-        let mut v = self.summary_fields();
-        if let Some(agent) = self.agent_trust() {
-            v["trust"]["agent"] = agent;
-        }
-        v
-    }
-
-    fn summary_fields(&self) -> Value {
-        json!({
-            "id": self.id,
-            "thread_id": self.thread_id,
-            "folder": self.folder.name(),
-            "uid": self.uid,
-            "labels": self.labels,
-            "flags": self.flags,
-            "unread": self.is_unread(),
-            "from": self.from,
-            "to": self.to,
-            "cc": self.cc,
-            "reply_to": self.reply_to,
-            "subject": self.subject,
-            "date": self.date.map(rfc3339),
-            "received_at": rfc3339_millis(self.received_at_ms),
-            "size": self.size,
-            "preview": self.preview,
-            "attachments": self.attachments,
-            "message_id": self.message_id,
-            "external_content": self.external,
-            "auth": self.auth_summary(),
-            "trust": self.trust_json(),
-        })
+        serde_json::to_value(self.summary()).unwrap_or(Value::Null)
     }
 
     /// `trust` of a message: `{authenticated, first_contact, allowlisted}`.
