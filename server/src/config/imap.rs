@@ -47,6 +47,9 @@ pub struct ImapConfig {
     /// server-wide, and how long one may run.
     pub max_body_searches: usize,
     pub search_budget_secs: u64,
+    /// Messages whose subject and addresses SEARCH keeps in memory, lower-cased, across
+    /// all sessions (about 200 bytes each); 0 reads the records for every search.
+    pub search_cache_messages: usize,
 }
 
 impl Default for ImapConfig {
@@ -72,6 +75,7 @@ impl Default for ImapConfig {
             max_search_string_bytes: 1024,
             max_body_searches: 4,
             search_budget_secs: 60,
+            search_cache_messages: 20_000,
         }
     }
 }
