@@ -50,6 +50,10 @@ pub struct ImapConfig {
     /// Messages whose subject and addresses SEARCH keeps in memory, lower-cased, across
     /// all sessions (about 200 bytes each); 0 reads the records for every search.
     pub search_cache_messages: usize,
+    /// A FETCH of many messages is built this many messages, or about this many bytes, at
+    /// a time; a session holds at most three such batches.
+    pub fetch_batch_messages: usize,
+    pub fetch_batch_bytes: u64,
 }
 
 impl Default for ImapConfig {
@@ -76,6 +80,8 @@ impl Default for ImapConfig {
             max_body_searches: 4,
             search_budget_secs: 60,
             search_cache_messages: 20_000,
+            fetch_batch_messages: 128,
+            fetch_batch_bytes: 1024 * 1024,
         }
     }
 }

@@ -22,11 +22,10 @@ use std::sync::Arc;
 
 /// Whole messages at least this large are streamed from the blob.
 const STREAM_AT: u64 = 1024 * 1024;
-/// A batch ends after this many messages or this many response bytes. Each batch is a
-/// hand-off to the blocking pool and back: on a loaded machine every one waits its turn for
-/// a core, so a bulk FETCH of small messages wants few of them.
-const BATCH_MESSAGES: usize = 128;
-const BATCH_BYTES: usize = 1024 * 1024;
+/// A batch ends after `imap.fetch_batch_messages` messages or `imap.fetch_batch_bytes`
+/// response bytes. Each batch is a hand-off to the blocking pool and back: on a loaded
+/// machine every one waits its turn for a core, so a bulk FETCH of small messages wants few
+/// of them; a session holds at most `AHEAD + 1` batches.
 /// Batches built ahead while the one before is written: the blocking pool reads and
 /// renders while the session writes, and on more than one core at once. A session holds at
 /// most this many batches plus the one it writes.
@@ -56,6 +55,7 @@ fn build_batch(
     batch: &[(u32, StoredMessage)],
     seen_now: &std::collections::HashSet<String>,
     unknown_cte: &mut bool,
+    max_bytes: u64,
 ) -> Vec<Piece> {
     let mut out = Vec::new();
     // The batch's responses in one buffer (a body read straight into it), cut only where a
@@ -65,7 +65,7 @@ fn build_batch(
         .map(|(_, r)| 96 + if r.size < STREAM_AT { r.size } else { 0 })
         .sum();
     let mut buf: Vec<u8> =
-        Vec::with_capacity(usize::try_from(estimate.min(2 * BATCH_BYTES as u64)).unwrap_or(0));
+        Vec::with_capacity(usize::try_from(estimate.min(2 * max_bytes)).unwrap_or(0));
     let whole_wanted = plan.names.iter().any(is_whole);
     let wholes = plan.names.iter().filter(|n| is_whole(n)).count();
     let only_whole = plan.names.iter().all(|n| {
@@ -309,6 +309,8 @@ impl Session {
             ))
             .code(other_code("LIMIT")));
         }
+        let max_messages = self.ctx.config.fetch_batch_messages.max(1);
+        let max_bytes = self.ctx.config.fetch_batch_bytes;
         let Some(sel) = self.selected_mut() else {
             return Err(Reply::bad("Select a mailbox first"));
         };
@@ -321,7 +323,7 @@ impl Session {
         while numbered.peek().is_some() {
             let mut batch = Vec::new();
             let mut bytes = 0u64;
-            while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES as u64 {
+            while batch.len() < max_messages && bytes < max_bytes {
                 let Some(next) = numbered.next() else { break };
                 // Whole messages from the streaming size on are not built in memory.
                 let size = next.1.size;
@@ -351,9 +353,18 @@ impl Session {
         b: Batch,
     ) -> tokio::task::JoinHandle<(Vec<Piece>, bool)> {
         let (mb, agent, plan) = (self.ctx.mailbox.clone(), agent.to_string(), plan.clone());
+        let max_bytes = self.ctx.config.fetch_batch_bytes;
         tokio::task::spawn_blocking(move || {
             let mut cte = false;
-            let pieces = build_batch(&mb, &agent, &plan, &b.msgs, &b.seen_now, &mut cte);
+            let pieces = build_batch(
+                &mb,
+                &agent,
+                &plan,
+                &b.msgs,
+                &b.seen_now,
+                &mut cte,
+                max_bytes,
+            );
             (pieces, cte)
         })
     }
