@@ -51,3 +51,5 @@ mod bulk;
 mod concurrency;
 #[path = "imap/limits.rs"]
 mod limits;
+#[path = "imap/search.rs"]
+mod search;

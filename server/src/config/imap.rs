@@ -47,6 +47,13 @@ pub struct ImapConfig {
     /// server-wide, and how long one may run.
     pub max_body_searches: usize,
     pub search_budget_secs: u64,
+    /// Messages whose subject and addresses SEARCH keeps in memory, lower-cased, across
+    /// all sessions (about 200 bytes each); 0 reads the records for every search.
+    pub search_cache_messages: usize,
+    /// A FETCH of many messages is built this many messages, or about this many bytes, at
+    /// a time; a session holds at most three such batches.
+    pub fetch_batch_messages: usize,
+    pub fetch_batch_bytes: u64,
 }
 
 impl Default for ImapConfig {
@@ -72,6 +79,9 @@ impl Default for ImapConfig {
             max_search_string_bytes: 1024,
             max_body_searches: 4,
             search_budget_secs: 60,
+            search_cache_messages: 20_000,
+            fetch_batch_messages: 128,
+            fetch_batch_bytes: 1024 * 1024,
         }
     }
 }

@@ -245,6 +245,8 @@ pub(super) fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
         ("max_search_string_bytes", i.max_search_string_bytes),
         ("max_body_searches", i.max_body_searches),
         ("search_budget_secs", i.search_budget_secs as usize),
+        ("fetch_batch_messages", i.fetch_batch_messages),
+        ("fetch_batch_bytes", i.fetch_batch_bytes as usize),
         ("pre_auth_timeout_secs", i.pre_auth_timeout_secs as usize),
         (
             "auth_failures_per_address_per_minute",

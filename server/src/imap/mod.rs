@@ -9,6 +9,7 @@
 //!   checks scopes and audits, so IMAP, REST and MCP cannot disagree.
 //! - `render`: ENVELOPE, BODYSTRUCTURE and body sections out of a stored raw message.
 //! - `limits`: failed logins per address; sessions per agent.
+//! - `search_text`: the subjects and addresses SEARCH compares, kept per message id.
 //! - `extended`: the few command forms the codec does not parse yet (ESEARCH and
 //!   LIST-EXTENDED return options).
 
@@ -17,6 +18,7 @@ pub mod extended;
 mod limits;
 mod listener;
 pub mod render;
+mod search_text;
 mod session;
 
 pub use listener::serve;
@@ -41,6 +43,8 @@ pub struct Imap {
     limits: limits::Limits,
     /// Searches reading message bodies that may run at once, across all sessions.
     search_slots: Arc<tokio::sync::Semaphore>,
+    /// Subjects and addresses SEARCH compares, by message id (`imap.search_cache_messages`).
+    search_texts: Arc<search_text::SearchTexts>,
 }
 
 impl Imap {
@@ -61,6 +65,7 @@ impl Imap {
             config.max_connections_per_agent,
             config.max_folder_creates_per_hour,
         );
+        let search_texts = Arc::new(search_text::SearchTexts::new(config.search_cache_messages));
         Imap {
             hostname,
             config,
@@ -71,6 +76,7 @@ impl Imap {
             auth_limiter,
             limits,
             search_slots,
+            search_texts,
         }
     }
 }

@@ -17,19 +17,25 @@ use imap_codec::imap_types::fetch::{
 };
 use imap_codec::imap_types::response::Data;
 use imap_codec::imap_types::sequence::SequenceSet;
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// Whole messages at least this large are streamed from the blob.
 const STREAM_AT: u64 = 1024 * 1024;
-/// A batch ends after this many messages or this many response bytes. Each batch is a
-/// hand-off to the blocking pool and back: on a loaded machine every one waits its turn for
-/// a core, so a bulk FETCH of small messages wants few of them.
-const BATCH_MESSAGES: usize = 128;
-const BATCH_BYTES: usize = 1024 * 1024;
+/// A batch ends after `imap.fetch_batch_messages` messages or `imap.fetch_batch_bytes`
+/// response bytes. Each batch is a hand-off to the blocking pool and back: on a loaded
+/// machine every one waits its turn for a core, so a bulk FETCH of small messages wants few
+/// of them; a session holds at most `AHEAD + 1` batches.
 /// Batches built ahead while the one before is written: the blocking pool reads and
 /// renders while the session writes, and on more than one core at once. A session holds at
 /// most this many batches plus the one it writes.
 const AHEAD: usize = 2;
+
+/// Messages whose responses are built together, with the ids whose `\\Seen` this command set.
+struct Batch {
+    msgs: Vec<(u32, StoredMessage)>,
+    seen_now: Arc<std::collections::HashSet<String>>,
+}
 
 /// One message's output: encoded bytes, or bytes then a body streamed from the blob.
 enum Piece {
@@ -49,6 +55,7 @@ fn build_batch(
     batch: &[(u32, StoredMessage)],
     seen_now: &std::collections::HashSet<String>,
     unknown_cte: &mut bool,
+    max_bytes: u64,
 ) -> Vec<Piece> {
     let mut out = Vec::new();
     // The batch's responses in one buffer (a body read straight into it), cut only where a
@@ -58,7 +65,7 @@ fn build_batch(
         .map(|(_, r)| 96 + if r.size < STREAM_AT { r.size } else { 0 })
         .sum();
     let mut buf: Vec<u8> =
-        Vec::with_capacity(usize::try_from(estimate.min(2 * BATCH_BYTES as u64)).unwrap_or(0));
+        Vec::with_capacity(usize::try_from(estimate.min(2 * max_bytes)).unwrap_or(0));
     let whole_wanted = plan.names.iter().any(is_whole);
     let wholes = plan.names.iter().filter(|n| is_whole(n)).count();
     let only_whole = plan.names.iter().all(|n| {
@@ -226,37 +233,140 @@ impl Session {
             }
         }
         let mut unknown_cte = false;
-        for chunk in uids.chunks(super::write::CHUNK) {
-            // Only numbers, flags and the id are read: every item is rendered from those
-            // and the message's bytes.
-            let mut recs = match self.records_for_as(chunk, true) {
-                Ok(r) => r,
-                Err(r) => return r,
-            };
-            if let Some(since) = changed_since {
-                recs.retain(|r| r.modseq > since);
-            }
-            let seen_now = if plan.sets_seen && !read_only {
-                match self.mark_seen(&actor, folder, &mut recs).await {
-                    Ok(s) => s,
-                    Err(r) => return r,
+        // One pipeline over the whole command: the records of the next chunk are read (and
+        // its batches queued) while the batches of the one before are still being built or
+        // written, so the blocking pool never idles at a chunk boundary.
+        let mut chunks = uids.chunks(super::write::CHUNK);
+        let mut queued: VecDeque<Batch> = VecDeque::new();
+        let mut building: VecDeque<tokio::task::JoinHandle<(Vec<Piece>, bool)>> = VecDeque::new();
+        // A chunk that failed: said once what came before it is written, as before.
+        let mut failed: Option<Reply> = None;
+        loop {
+            while building.len() < AHEAD && failed.is_none() {
+                if let Some(b) = queued.pop_front() {
+                    building.push_back(self.build(&agent, &plan, b));
+                    continue;
                 }
-            } else {
-                Default::default()
+                let Some(chunk) = chunks.next() else { break };
+                match self
+                    .batches_of(chunk, &plan, changed_since, &actor, folder, read_only)
+                    .await
+                {
+                    Ok(b) => queued.extend(b),
+                    Err(r) => failed = Some(r),
+                }
+            }
+            let Some(next) = building.pop_front() else {
+                break;
             };
-            match self
-                .fetch_records(&agent, &plan, recs, Arc::new(seen_now))
-                .await
-            {
+            match self.write_batch(&agent, next).await {
                 Ok(cte) => unknown_cte |= cte,
                 Err(r) => return r,
             }
+        }
+        if let Some(r) = failed {
+            return r;
         }
         if unknown_cte {
             return Reply::no("Cannot decode a part's transfer encoding")
                 .code(imap_codec::imap_types::response::Code::UnknownCte);
         }
         Reply::ok("FETCH completed")
+    }
+
+    /// The batches of one chunk of UIDs: its records read, `\\Seen` set where a body is read
+    /// without PEEK, each message numbered, cut where a batch is full.
+    async fn batches_of(
+        &mut self,
+        chunk: &[u32],
+        plan: &Plan,
+        changed_since: Option<u64>,
+        actor: &crate::identity::Actor,
+        folder: crate::mailbox::Folder,
+        read_only: bool,
+    ) -> Result<Vec<Batch>, Reply> {
+        // Only numbers, flags and the id are read: every item is rendered from those and
+        // the message's bytes.
+        let mut recs = self.records_for_as(chunk, true)?;
+        if let Some(since) = changed_since {
+            recs.retain(|r| r.modseq > since);
+        }
+        let seen_now = if plan.sets_seen && !read_only {
+            self.mark_seen(actor, folder, &mut recs).await?
+        } else {
+            Default::default()
+        };
+        // `imap.max_fetch_bytes_per_message`: the bound on what one command makes a session
+        // hold.
+        let max_output = self.ctx.config.max_fetch_bytes_per_message;
+        if let Some(big) = recs
+            .iter()
+            .find(|r| r.size.saturating_mul(plan.content_items) > max_output)
+        {
+            return Err(Reply::no(format!(
+                "Message UID {} is {} bytes: fetch fewer items of it at once",
+                big.uid, big.size
+            ))
+            .code(other_code("LIMIT")));
+        }
+        let max_messages = self.ctx.config.fetch_batch_messages.max(1);
+        let max_bytes = self.ctx.config.fetch_batch_bytes;
+        let Some(sel) = self.selected_mut() else {
+            return Err(Reply::bad("Select a mailbox first"));
+        };
+        let seen_now = Arc::new(seen_now);
+        let mut numbered = recs
+            .into_iter()
+            .filter_map(|r| sel.seq_of(r.uid).map(|s| (s, r)))
+            .peekable();
+        let mut batches = Vec::new();
+        while numbered.peek().is_some() {
+            let mut batch = Vec::new();
+            let mut bytes = 0u64;
+            while batch.len() < max_messages && bytes < max_bytes {
+                let Some(next) = numbered.next() else { break };
+                // Whole messages from the streaming size on are not built in memory.
+                let size = next.1.size;
+                bytes += if !plan.needs_raw {
+                    100
+                } else if size >= STREAM_AT {
+                    size.saturating_mul(plan.content_items.saturating_sub(1))
+                        .max(100)
+                } else {
+                    size.saturating_mul(plan.content_items)
+                };
+                batch.push(next);
+            }
+            batches.push(Batch {
+                msgs: batch,
+                seen_now: seen_now.clone(),
+            });
+        }
+        Ok(batches)
+    }
+
+    /// Starts building a batch's responses in the blocking pool.
+    fn build(
+        &self,
+        agent: &str,
+        plan: &Arc<Plan>,
+        b: Batch,
+    ) -> tokio::task::JoinHandle<(Vec<Piece>, bool)> {
+        let (mb, agent, plan) = (self.ctx.mailbox.clone(), agent.to_string(), plan.clone());
+        let max_bytes = self.ctx.config.fetch_batch_bytes;
+        tokio::task::spawn_blocking(move || {
+            let mut cte = false;
+            let pieces = build_batch(
+                &mb,
+                &agent,
+                &plan,
+                &b.msgs,
+                &b.seen_now,
+                &mut cte,
+                max_bytes,
+            );
+            (pieces, cte)
+        })
     }
 
     /// Sets `\\Seen` on the unread of `recs` (a FETCH of a body without PEEK) and updates
@@ -306,109 +416,44 @@ impl Session {
         }
     }
 
-    /// Writes the FETCH responses of `recs`, built a batch at a time in the blocking pool;
-    /// true when some part had a transfer encoding BINARY cannot undo.
-    async fn fetch_records(
+    /// Writes a built batch; true when some part had a transfer encoding BINARY cannot undo.
+    async fn write_batch(
         &mut self,
         agent: &str,
-        plan: &Arc<Plan>,
-        recs: Vec<StoredMessage>,
-        seen_now: Arc<std::collections::HashSet<String>>,
+        built: tokio::task::JoinHandle<(Vec<Piece>, bool)>,
     ) -> Result<bool, Reply> {
-        // `imap.max_fetch_bytes_per_message`: the bound on what one command makes a session
-        // hold.
-        let max_output = self.ctx.config.max_fetch_bytes_per_message;
-        if let Some(big) = recs
-            .iter()
-            .find(|r| r.size.saturating_mul(plan.content_items) > max_output)
-        {
-            return Err(Reply::no(format!(
-                "Message UID {} is {} bytes: fetch fewer items of it at once",
-                big.uid, big.size
-            ))
-            .code(other_code("LIMIT")));
-        }
-        let Some(sel) = self.selected_mut() else {
-            return Err(Reply::bad("Select a mailbox first"));
+        let Ok((pieces, cte)) = built.await else {
+            return Err(Reply::no("Fetch failed").code(other_code("SERVERBUG")));
         };
-        let numbered: Vec<(u32, StoredMessage)> = recs
-            .into_iter()
-            .filter_map(|r| sel.seq_of(r.uid).map(|s| (s, r)))
-            .collect();
-        let mut batches: Vec<Vec<(u32, StoredMessage)>> = Vec::new();
-        let mut numbered = numbered.into_iter().peekable();
-        while numbered.peek().is_some() {
-            let mut batch = Vec::new();
-            let mut bytes = 0u64;
-            while batch.len() < BATCH_MESSAGES && bytes < BATCH_BYTES as u64 {
-                let Some(next) = numbered.next() else { break };
-                // Whole messages from the streaming size on are not built in memory.
-                let size = next.1.size;
-                bytes += if !plan.needs_raw {
-                    100
-                } else if size >= STREAM_AT {
-                    size.saturating_mul(plan.content_items.saturating_sub(1))
-                        .max(100)
-                } else {
-                    size.saturating_mul(plan.content_items)
-                };
-                batch.push(next);
-            }
-            batches.push(batch);
-        }
-        let mailbox = self.ctx.mailbox.clone();
-        let build = |batch: Vec<(u32, StoredMessage)>| {
-            let (mb, agent2, plan2) = (mailbox.clone(), agent.to_string(), plan.clone());
-            let seen2 = seen_now.clone();
-            tokio::task::spawn_blocking(move || {
-                let mut cte = false;
-                let pieces = build_batch(&mb, &agent2, &plan2, &batch, &seen2, &mut cte);
-                (pieces, cte)
-            })
-        };
-        let mut batches = batches.into_iter();
-        let mut building: std::collections::VecDeque<_> =
-            batches.by_ref().take(AHEAD).map(build).collect();
-        let mut unknown_cte = false;
-        while let Some(next) = building.pop_front() {
-            let built = next.await;
-            if let Some(b) = batches.next() {
-                building.push_back(build(b));
-            }
-            let Ok((pieces, cte)) = built else {
-                return Err(Reply::no("Fetch failed").code(other_code("SERVERBUG")));
-            };
-            unknown_cte |= cte;
-            for p in pieces {
-                match p {
-                    Piece::Bytes(b) => {
-                        self.conn.send_owned(b);
-                        if self.conn.maybe_flush().await.is_err() {
-                            self.state = State::Logout;
-                            return Err(Reply::none());
-                        }
-                    }
-                    Piece::Stream { head, id, size } => {
-                        self.conn.send_raw(&head);
-                        let Ok((_, reader)) = self.ctx.mailbox.raw_reader_of(agent, &id) else {
-                            // The literal's length is already promised: only goodbye is left.
-                            self.bye(None, "Message vanished while being sent");
-                            return Err(Reply::none());
-                        };
-                        if self.conn.stream_from(reader, size).await.is_err() {
-                            self.state = State::Logout;
-                            return Err(Reply::none());
-                        }
-                        self.conn.send_raw(b")\r\n");
+        for p in pieces {
+            match p {
+                Piece::Bytes(b) => {
+                    self.conn.send_owned(b);
+                    if self.conn.maybe_flush().await.is_err() {
+                        self.state = State::Logout;
+                        return Err(Reply::none());
                     }
                 }
-            }
-            if self.conn.maybe_flush().await.is_err() {
-                self.state = State::Logout;
-                return Err(Reply::none());
+                Piece::Stream { head, id, size } => {
+                    self.conn.send_raw(&head);
+                    let Ok((_, reader)) = self.ctx.mailbox.raw_reader_of(agent, &id) else {
+                        // The literal's length is already promised: only goodbye is left.
+                        self.bye(None, "Message vanished while being sent");
+                        return Err(Reply::none());
+                    };
+                    if self.conn.stream_from(reader, size).await.is_err() {
+                        self.state = State::Logout;
+                        return Err(Reply::none());
+                    }
+                    self.conn.send_raw(b")\r\n");
+                }
             }
         }
-        Ok(unknown_cte)
+        if self.conn.maybe_flush().await.is_err() {
+            self.state = State::Logout;
+            return Err(Reply::none());
+        }
+        Ok(cte)
     }
 
     /// `VANISHED (EARLIER)` for UIDs of `set` expunged since `since` (UID FETCH VANISHED).

@@ -9,6 +9,7 @@ mod folders;
 mod idle;
 mod reply;
 mod search;
+mod search_keys;
 mod selected;
 mod seqset;
 mod write;

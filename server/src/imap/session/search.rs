@@ -7,9 +7,13 @@
 //! RFC asks — not through the word index, whose prefix matching would miss `ello` in
 //! `hello`.
 
+use super::search_keys::{
+    check_limits, depth_ok, light_filter, light_only, needs_raw, numbers_only, uses_modseq,
+};
 use super::seqset::contains as set_has;
 use super::{other_code, Reply, Session, State};
 use crate::imap::render::MessageView;
+use crate::imap::search_text::{addr_text, Texts};
 use crate::mailbox::StoredMessage;
 use imap_codec::imap_types::core::{Charset, Vec1};
 use imap_codec::imap_types::datetime::NaiveDate;
@@ -17,14 +21,14 @@ use imap_codec::imap_types::response::{Code, Data};
 use imap_codec::imap_types::search::SearchKey;
 use std::num::{NonZeroU32, NonZeroU64};
 
-/// Keys nested deeper than this are refused (NOT NOT NOT ... from a hostile client).
-const MAX_DEPTH: usize = 32;
-
 /// One candidate as a key sees it.
 struct Candidate<'a> {
     rec: &'a StoredMessage,
     seq: u32,
     view: Option<&'a MessageView<'a>>,
+    /// The subject and addresses, lower-cased (from the shared cache): `rec` may then be a
+    /// light record, whose text fields are empty.
+    texts: Option<&'a Texts>,
     /// The decoded body text and the whole message, lower-cased once per message however
     /// many BODY and TEXT keys ask.
     body_lower: std::cell::OnceCell<String>,
@@ -49,46 +53,6 @@ impl Candidate<'_> {
     }
 }
 
-/// Counts the keys of `key` and checks its strings; the reason when it is too much.
-/// Real clients send a handful of short keys; thousands of TEXT keys over large mail are an
-/// attack on the CPU (`imap.max_search_keys`, `imap.max_search_string_bytes`).
-fn check_limits(
-    key: &SearchKey<'_>,
-    count: &mut usize,
-    max_keys: usize,
-    max_string: usize,
-) -> Result<(), &'static str> {
-    *count += 1;
-    if *count > max_keys {
-        return Err("Too many search keys");
-    }
-    let long = |s: &dyn AsRef<[u8]>| s.as_ref().len() > max_string;
-    match key {
-        SearchKey::And(v) => v
-            .as_ref()
-            .iter()
-            .try_for_each(|k| check_limits(k, count, max_keys, max_string)),
-        SearchKey::Not(k) => check_limits(k, count, max_keys, max_string),
-        SearchKey::Or(a, b) => {
-            check_limits(a, count, max_keys, max_string)?;
-            check_limits(b, count, max_keys, max_string)
-        }
-        SearchKey::Bcc(x)
-        | SearchKey::Body(x)
-        | SearchKey::Cc(x)
-        | SearchKey::From(x)
-        | SearchKey::Subject(x)
-        | SearchKey::Text(x)
-        | SearchKey::To(x)
-            if long(x) =>
-        {
-            Err("Search string too long")
-        }
-        SearchKey::Header(n, v) if long(n) || long(v) => Err("Search string too long"),
-        _ => Ok(()),
-    }
-}
-
 struct Bounds {
     max_seq: u32,
     max_uid: u32,
@@ -107,89 +71,13 @@ fn has_text(hay: &str, needle: &str) -> bool {
     needle.is_empty() || hay.to_lowercase().contains(&needle.to_lowercase())
 }
 
-fn addr_text(a: &[crate::extract::Addr]) -> String {
-    a.iter()
-        .map(|a| match &a.name {
-            Some(n) => format!("{n} <{}>", a.email),
-            None => a.email.clone(),
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+/// [`has_text`] on a haystack already lower-cased.
+fn has_lower(hay_lower: &str, needle: &str) -> bool {
+    needle.is_empty() || hay_lower.contains(&needle.to_lowercase())
 }
 
 fn astr(s: &impl AsRef<[u8]>) -> String {
     String::from_utf8_lossy(s.as_ref()).into_owned()
-}
-
-/// Whether evaluating `key` needs the stored message.
-/// Whether `key` can be answered from message numbers alone (ALL, sequence and UID sets and
-/// their combinations): then no record is read at all.
-fn numbers_only(key: &SearchKey<'_>, depth: usize) -> bool {
-    if depth > MAX_DEPTH {
-        return false;
-    }
-    match key {
-        SearchKey::All | SearchKey::SequenceSet(_) | SearchKey::Uid(_) => true,
-        SearchKey::And(v) => v.as_ref().iter().all(|k| numbers_only(k, depth + 1)),
-        SearchKey::Not(k) => numbers_only(k, depth + 1),
-        SearchKey::Or(a, b) => numbers_only(a, depth + 1) && numbers_only(b, depth + 1),
-        _ => false,
-    }
-}
-
-/// Whether `key` reads only a record's numbers and flags (see
-/// `MailboxService::records_by_uid_light`): flags, keywords, sizes, arrival dates, UIDs,
-/// sequence numbers and modseqs.
-fn light_only(key: &SearchKey<'_>, depth: usize) -> bool {
-    if depth > MAX_DEPTH {
-        return false;
-    }
-    match key {
-        SearchKey::And(v) => v.as_ref().iter().all(|k| light_only(k, depth + 1)),
-        SearchKey::Not(k) => light_only(k, depth + 1),
-        SearchKey::Or(a, b) => light_only(a, depth + 1) && light_only(b, depth + 1),
-        SearchKey::All
-        | SearchKey::SequenceSet(_)
-        | SearchKey::Uid(_)
-        | SearchKey::Answered
-        | SearchKey::Unanswered
-        | SearchKey::Deleted
-        | SearchKey::Undeleted
-        | SearchKey::Draft
-        | SearchKey::Undraft
-        | SearchKey::Flagged
-        | SearchKey::Unflagged
-        | SearchKey::Seen
-        | SearchKey::Unseen
-        | SearchKey::Recent
-        | SearchKey::New
-        | SearchKey::Old
-        | SearchKey::Keyword(_)
-        | SearchKey::Unkeyword(_)
-        | SearchKey::Larger(_)
-        | SearchKey::Smaller(_)
-        | SearchKey::Before(_)
-        | SearchKey::On(_)
-        | SearchKey::Since(_)
-        | SearchKey::Older(_)
-        | SearchKey::Younger(_)
-        | SearchKey::ModSequence { .. } => true,
-        _ => false,
-    }
-}
-
-/// The part of `key` that [`light_only`] answers and every match must pass: the key itself
-/// when it is light, else the light members of a top-level AND (`SUBJECT x FLAGGED`). A
-/// search filters on it with light records first and reads whole records (and bodies) only
-/// for the messages that pass, so a flag narrows a text search before any text is decoded.
-fn light_filter<'k>(key: &'k SearchKey<'k>) -> Vec<&'k SearchKey<'k>> {
-    if light_only(key, 0) {
-        return vec![key];
-    }
-    match key {
-        SearchKey::And(v) => v.as_ref().iter().filter(|k| light_only(k, 1)).collect(),
-        _ => Vec::new(),
-    }
 }
 
 /// [`eval`] for a key that [`numbers_only`] accepts.
@@ -201,44 +89,6 @@ fn eval_numbers(key: &SearchKey<'_>, seq: u32, uid: u32, b: &Bounds) -> bool {
         SearchKey::And(v) => v.as_ref().iter().all(|k| eval_numbers(k, seq, uid, b)),
         SearchKey::Not(k) => !eval_numbers(k, seq, uid, b),
         SearchKey::Or(x, y) => eval_numbers(x, seq, uid, b) || eval_numbers(y, seq, uid, b),
-        _ => false,
-    }
-}
-
-fn needs_raw(key: &SearchKey<'_>, depth: usize) -> bool {
-    if depth > MAX_DEPTH {
-        return false;
-    }
-    match key {
-        SearchKey::Bcc(_) | SearchKey::Body(_) | SearchKey::Text(_) | SearchKey::Header(..) => true,
-        // The record keeps the Date as a UTC instant; the day in the field's own zone is in
-        // the message.
-        SearchKey::SentBefore(_) | SearchKey::SentOn(_) | SearchKey::SentSince(_) => true,
-        SearchKey::And(v) => v.as_ref().iter().any(|k| needs_raw(k, depth + 1)),
-        SearchKey::Not(k) => needs_raw(k, depth + 1),
-        SearchKey::Or(a, b) => needs_raw(a, depth + 1) || needs_raw(b, depth + 1),
-        _ => false,
-    }
-}
-
-fn depth_ok(key: &SearchKey<'_>, depth: usize) -> bool {
-    if depth > MAX_DEPTH {
-        return false;
-    }
-    match key {
-        SearchKey::And(v) => v.as_ref().iter().all(|k| depth_ok(k, depth + 1)),
-        SearchKey::Not(k) => depth_ok(k, depth + 1),
-        SearchKey::Or(a, b) => depth_ok(a, depth + 1) && depth_ok(b, depth + 1),
-        _ => true,
-    }
-}
-
-fn uses_modseq(key: &SearchKey<'_>) -> bool {
-    match key {
-        SearchKey::ModSequence { .. } => true,
-        SearchKey::And(v) => v.as_ref().iter().any(uses_modseq),
-        SearchKey::Not(k) => uses_modseq(k),
-        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
         _ => false,
     }
 }
@@ -299,10 +149,22 @@ fn eval(key: &SearchKey<'_>, c: &Candidate<'_>, b: &Bounds) -> bool {
         SearchKey::SentSince(d) => sent_day_ms(c).is_some_and(|s| s >= midnight_ms(d)),
         SearchKey::Older(secs) => r.received_at_ms <= b.now_ms - i64::from(secs.get()) * 1000,
         SearchKey::Younger(secs) => r.received_at_ms >= b.now_ms - i64::from(secs.get()) * 1000,
-        SearchKey::From(s) => has_text(&addr_text(r.from.as_slice()), &astr(s)),
-        SearchKey::To(s) => has_text(&addr_text(&r.to), &astr(s)),
-        SearchKey::Cc(s) => has_text(&addr_text(&r.cc), &astr(s)),
-        SearchKey::Subject(s) => has_text(&r.subject, &astr(s)),
+        SearchKey::From(s) => match c.texts {
+            Some(t) => has_lower(&t.from, &astr(s)),
+            None => has_text(&addr_text(r.from.as_slice()), &astr(s)),
+        },
+        SearchKey::To(s) => match c.texts {
+            Some(t) => has_lower(&t.to, &astr(s)),
+            None => has_text(&addr_text(&r.to), &astr(s)),
+        },
+        SearchKey::Cc(s) => match c.texts {
+            Some(t) => has_lower(&t.cc, &astr(s)),
+            None => has_text(&addr_text(&r.cc), &astr(s)),
+        },
+        SearchKey::Subject(s) => match c.texts {
+            Some(t) => has_lower(&t.subject, &astr(s)),
+            None => has_text(&r.subject, &astr(s)),
+        },
         SearchKey::Bcc(s) => header("Bcc", &astr(s)),
         SearchKey::Header(name, value) => {
             let (name, value) = (astr(name), astr(value));
@@ -316,6 +178,84 @@ fn eval(key: &SearchKey<'_>, c: &Candidate<'_>, b: &Bounds) -> bool {
         SearchKey::Text(s) => c.text_has(&astr(s)),
         SearchKey::ModSequence { modseq, .. } => r.modseq >= *modseq,
     }
+}
+
+/// The matches among `chunk` (UIDs of the folder, ascending, within `uids`) of a `key` that
+/// needs no message bytes and more than a light record: the light records (from the folder's
+/// in-memory index), the light part of the key (`filter`), then the subjects and addresses
+/// of those that pass from the shared cache, whole records read only for those not kept.
+/// The same matches as evaluating whole records: the light fields are theirs, the texts
+/// are their fields lower-cased, as [`has_text`] compares them.
+#[allow(clippy::too_many_arguments)]
+fn by_texts(
+    mb: &crate::mailbox::MailboxService,
+    cache: &crate::imap::search_text::SearchTexts,
+    agent: &str,
+    folder: crate::mailbox::Folder,
+    chunk: &[u32],
+    uids: &[u32],
+    gone: &std::collections::BTreeSet<u32>,
+    key: &SearchKey<'_>,
+    filter: &[&SearchKey<'_>],
+    b: &Bounds,
+) -> Result<Vec<(u32, u32, u64)>, crate::mailbox::MailboxError> {
+    let seq_of = |uid: u32| {
+        uids.binary_search(&uid)
+            .ok()
+            .map(|i| u32::try_from(i + 1).unwrap_or(u32::MAX))
+    };
+    let lights = mb.records_by_uid_light(agent, folder, chunk)?;
+    let pass: Vec<(u32, &StoredMessage)> = lights
+        .iter()
+        .filter(|rec| !gone.contains(&rec.uid))
+        .filter_map(|rec| seq_of(rec.uid).map(|seq| (seq, rec)))
+        .filter(|(seq, rec)| {
+            let c = Candidate {
+                rec,
+                seq: *seq,
+                view: None,
+                texts: None,
+                body_lower: Default::default(),
+                all_lower: Default::default(),
+            };
+            filter.iter().all(|k| eval(k, &c, b))
+        })
+        .collect();
+    let mut texts = cache.get_many(pass.iter().map(|(_, r)| r.id.as_str()));
+    let missing: Vec<u32> = pass
+        .iter()
+        .zip(&texts)
+        .filter(|(_, t)| t.is_none())
+        .map(|((_, r), _)| r.uid)
+        .collect();
+    if !missing.is_empty() {
+        let whole = mb.records_by_uid(agent, folder, &missing)?;
+        let made = cache.put_many(&whole);
+        let by_uid: std::collections::HashMap<u32, _> =
+            whole.iter().map(|r| r.uid).zip(made).collect();
+        for ((_, rec), t) in pass.iter().zip(texts.iter_mut()) {
+            if t.is_none() {
+                *t = by_uid.get(&rec.uid).cloned();
+            }
+        }
+    }
+    let mut hits = Vec::new();
+    for ((seq, rec), t) in pass.iter().zip(&texts) {
+        // No whole record (expunged meanwhile): left out, as a whole-record read leaves it.
+        let Some(t) = t else { continue };
+        let c = Candidate {
+            rec,
+            seq: *seq,
+            view: None,
+            texts: Some(t),
+            body_lower: Default::default(),
+            all_lower: Default::default(),
+        };
+        if eval(key, &c, b) {
+            hits.push((*seq, rec.uid, rec.modseq));
+        }
+    }
+    Ok(hits)
 }
 
 /// Why a search in the blocking pool gave up.
@@ -376,6 +316,7 @@ impl Session {
         let gone = sel.gone.clone();
         let (agent, folder) = (a.agent.clone(), sel.folder);
         let mb = self.ctx.mailbox.clone();
+        let cache = self.ctx.search_texts.clone();
         let raw = needs_raw(&key, 0);
         let light = light_only(&key, 0);
         // Searches that read bodies take turns: a few at once, whoever asks, so they cannot
@@ -413,6 +354,13 @@ impl Session {
             let filter = light_filter(&key);
             // A chunk of records at a time: a search of a large mailbox never holds them all.
             for chunk in uids.chunks(super::write::CHUNK) {
+                if !raw && !light {
+                    // Subjects and addresses: light records, then the shared texts.
+                    hits.extend(by_texts(
+                        &mb, &cache, &agent, folder, chunk, &uids, &gone, &key, &filter, &b,
+                    )?);
+                    continue;
+                }
                 let recs = if light {
                     mb.records_by_uid_light(&agent, folder, chunk)?
                 } else if filter.is_empty() {
@@ -430,6 +378,7 @@ impl Session {
                                 rec,
                                 seq: u32::try_from(i + 1).unwrap_or(u32::MAX),
                                 view: None,
+                                texts: None,
                                 body_lower: Default::default(),
                                 all_lower: Default::default(),
                             };
@@ -460,6 +409,7 @@ impl Session {
                         rec,
                         seq,
                         view: view.as_ref(),
+                        texts: None,
                         body_lower: Default::default(),
                         all_lower: Default::default(),
                     };
