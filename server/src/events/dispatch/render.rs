@@ -15,9 +15,12 @@ use std::sync::Arc;
 pub(super) struct Rendered {
     /// A cell per event: readers that ask at the same moment (the SSE streams and the
     /// webhooks do) wait for one render instead of each making its own.
-    bodies: HashMap<(u64, bool), Arc<tokio::sync::OnceCell<Arc<[u8]>>>>,
+    bodies: HashMap<(u64, bool), Arc<Cell>>,
     order: std::collections::VecDeque<(u64, bool)>,
 }
+
+/// One event's body, rendered once by whichever reader comes first.
+type Cell = tokio::sync::OnceCell<Arc<[u8]>>;
 
 /// Renders kept for other readers of the same event.
 const RENDERED_KEPT: usize = 512;
@@ -56,7 +59,7 @@ impl Dispatcher {
             match r.bodies.get(&key) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = Arc::new(tokio::sync::OnceCell::new());
+                    let c = Arc::new(Cell::new());
                     r.bodies.insert(key, c.clone());
                     r.order.push_back(key);
                     while r.order.len() > RENDERED_KEPT {
