@@ -7,7 +7,7 @@
 //! then may SMTP answer `250`; any error here means "do not acknowledge" (`451 4.3.0`, or
 //! `552 5.2.2` for [`MailboxError::QuotaExceeded`]).
 
-use super::flags::{normalize_flag, normalize_label, normalize_set};
+use super::admit::Admitted;
 use super::model::{ChangeKind, DeliveryMeta, MessageContent, StoredMessage};
 use super::parse::{is_own, unparsed};
 pub use super::parse::{parse_for, Parsed};
@@ -34,17 +34,6 @@ const TREES: [Tree; 12] = [
     Tree::SendContacts,
 ];
 
-/// A delivery that passed [`MailboxService::admit`]: its metadata, flags and labels
-/// normalised.
-struct Admitted {
-    meta: DeliveryMeta,
-    flags: Vec<String>,
-    labels: Vec<String>,
-    /// The recipient's org, when the copy is judged against the sender lists (mail from
-    /// the outside); None for our own copies, DSNs and IMAP APPEND.
-    senders: Option<String>,
-}
-
 /// Extra writes joined to a delivery's transaction (see [`MailboxService::deliver_with`]).
 pub struct TxHook<'a> {
     /// Trees the hook writes, besides the mailbox's own.
@@ -63,36 +52,6 @@ pub struct TxHook<'a> {
 }
 
 impl MailboxService {
-    /// Refuses early (SMTP RCPT or DATA time) when `incoming` bytes would not fit. `deliver`
-    /// checks again inside its transaction, which is what actually holds the line.
-    pub fn check_quota(&self, agent: &str, incoming: u64) -> Result<(), MailboxError> {
-        if self.quota_bytes == 0 {
-            return Ok(());
-        }
-        let used = self.usage(agent)?.map_or(0, |s| s.used_bytes);
-        if used.saturating_add(incoming) > self.quota_bytes {
-            return Err(MailboxError::QuotaExceeded {
-                used,
-                quota: self.quota_bytes,
-                incoming,
-            });
-        }
-        Ok(())
-    }
-
-    /// Refuses new mail of `incoming` bytes while the data filesystem is below its reserve
-    /// (`storage.min_free_mb`, see `store::space`). Called where mail ENTERS the server:
-    /// SMTP (MAIL and end of data) and the queue's `enqueue` (REST, MCP, submission). Not
-    /// by [`deliver`](Self::deliver) itself: the queue's local deliveries and DSNs carry
-    /// mail already accepted, which the reserve exists to make room for.
-    pub fn check_space(&self, incoming: u64) -> Result<(), MailboxError> {
-        if self.store.space().check(incoming).accepting {
-            Ok(())
-        } else {
-            Err(MailboxError::InsufficientStorage)
-        }
-    }
-
     /// Stores `raw` in `agent`'s `folder` and returns once it is durable.
     pub async fn deliver(
         &self,
@@ -211,23 +170,6 @@ impl MailboxService {
             false,
         )
         .await
-    }
-
-    /// The checks before anything is parsed or stored: agent id, flags and labels, quota
-    /// (checked again inside the transaction, which is what holds the line).
-    fn admit(&self, agent: &str, meta: DeliveryMeta, size: u64) -> Result<Admitted, MailboxError> {
-        if !index::valid_agent_id(agent) {
-            return Err(MailboxError::Invalid("invalid agent id".into()));
-        }
-        let flags = normalize_set(&meta.flags, normalize_flag, "flags")?;
-        let labels = normalize_set(&meta.labels, normalize_label, "labels")?;
-        self.check_quota(agent, size)?;
-        Ok(Admitted {
-            meta,
-            flags,
-            labels,
-            senders: None,
-        })
     }
 
     /// `filed`: false for [`store_unfiled`](Self::store_unfiled).
@@ -518,44 +460,6 @@ mod tests {
         assert_eq!(fs[0].uidvalidity, v1);
         let m = deliver(&mb, "ag_a", Folder::Inbox, &simple("x", "c")).await;
         assert_eq!(m.uid, last + 1);
-    }
-
-    #[tokio::test]
-    async fn below_the_disk_reserve_new_mail_is_refused_but_accepted_mail_still_lands() {
-        let (_d, mb) = service(0);
-        mb.check_space(1 << 20).unwrap();
-        mb.store.space().set_reserve_bytes(u64::MAX);
-        let e = mb.check_space(0).unwrap_err();
-        assert!(matches!(e, MailboxError::InsufficientStorage), "{e:?}");
-        assert!(e.is_temporary(), "SMTP 4xx, not 5xx");
-        // `deliver` itself is not guarded: queued local deliveries and DSNs (mail already
-        // accepted) use the reserve.
-        deliver(&mb, "ag_a", Folder::Inbox, &simple("x", "queued")).await;
-        mb.store.space().set_reserve_bytes(0);
-        mb.check_space(1 << 20).unwrap();
-    }
-
-    #[tokio::test]
-    async fn quota_refuses_what_does_not_fit_and_stores_nothing() {
-        let raw = simple("x", "fits");
-        let (_d, mb) = service(raw.len() as u64 * 2);
-        deliver(&mb, "ag_a", Folder::Inbox, &raw).await;
-        mb.check_quota("ag_a", raw.len() as u64).unwrap();
-        deliver(&mb, "ag_a", Folder::Inbox, &raw).await;
-        assert!(matches!(
-            mb.check_quota("ag_a", 1),
-            Err(MailboxError::QuotaExceeded { .. })
-        ));
-        let r = mb
-            .deliver("ag_a", Folder::Inbox, raw.clone(), meta(3))
-            .await;
-        match r {
-            Err(e @ MailboxError::QuotaExceeded { .. }) => assert!(!e.is_temporary()),
-            other => panic!("expected quota error, got {other:?}"),
-        }
-        assert_eq!(mb.usage("ag_a").unwrap().unwrap().messages, 2);
-        // Other agents have their own quota.
-        deliver(&mb, "ag_b", Folder::Inbox, &raw).await;
     }
 
     #[tokio::test]

@@ -13,6 +13,7 @@
 //!   ([`Change`], [`MailboxService::changes_since`]).
 //! - Scale-out: every write is one `Store::transact` plus a durable `Store::commit`.
 
+mod admit;
 mod batch;
 mod bell;
 mod contacts;
