@@ -27,21 +27,43 @@ impl Store {
         if !self.is_shared() {
             return Ok(true);
         }
-        let now = crate::util::now_millis();
         let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let me = &self.inner.node_id;
-        let r = self.transact::<_, ()>(&[Tree::Leases], |tx| {
-            if let Some(l) = tx.get_record::<Lease>(Tree::Leases, name)? {
-                if l.holder != *me && l.expires_ms > now {
+        let me = self.inner.node_id.clone();
+        self.take_lease_at(Tree::Leases, name, &me, crate::util::now_millis(), ttl_ms)
+    }
+
+    /// Gives the lease up, if this node holds it.
+    pub fn release_lease(&self, name: &[u8]) -> Result<(), StoreError> {
+        if !self.is_shared() {
+            return Ok(());
+        }
+        let me = self.inner.node_id.clone();
+        self.release_lease_at(Tree::Leases, name, &me)
+    }
+
+    /// The lease rule itself, on both backends: `holder` takes (or renews) the lease kept at
+    /// `key` of `tree` until `now_ms + ttl_ms`; false when another holder's has not expired.
+    /// For a lease that must also hold on sled (the ACME order's, tested there).
+    pub fn take_lease_at(
+        &self,
+        tree: Tree,
+        key: &[u8],
+        holder: &str,
+        now_ms: i64,
+        ttl_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let r = self.transact::<_, ()>(&[tree], |tx| {
+            if let Some(l) = tx.get_record::<Lease>(tree, key)? {
+                if l.holder != holder && l.expires_ms > now_ms {
                     return Err(TxFail::Abort(()));
                 }
             }
             tx.put_record(
-                Tree::Leases,
-                name,
+                tree,
+                key,
                 &Lease {
-                    holder: me.clone(),
-                    expires_ms: now.saturating_add(ttl_ms),
+                    holder: holder.to_string(),
+                    expires_ms: now_ms.saturating_add(ttl_ms),
                 },
             )?;
             Ok(())
@@ -53,18 +75,14 @@ impl Store {
         }
     }
 
-    /// Gives the lease up, if this node holds it.
-    pub fn release_lease(&self, name: &[u8]) -> Result<(), StoreError> {
-        if !self.is_shared() {
-            return Ok(());
-        }
-        let me = &self.inner.node_id;
-        self.transact::<_, ()>(&[Tree::Leases], |tx| {
+    /// Gives the lease at `key` of `tree` up, if `holder` holds it.
+    pub fn release_lease_at(&self, tree: Tree, key: &[u8], holder: &str) -> Result<(), StoreError> {
+        self.transact::<_, ()>(&[tree], |tx| {
             if tx
-                .get_record::<Lease>(Tree::Leases, name)?
-                .is_some_and(|l| l.holder == *me)
+                .get_record::<Lease>(tree, key)?
+                .is_some_and(|l| l.holder == holder)
             {
-                tx.remove(Tree::Leases, name)?;
+                tx.remove(tree, key)?;
             }
             Ok(())
         })

@@ -5,7 +5,7 @@
 //! one process owns the store and all of this is that node's own state, unchanged in
 //! behaviour from the files older versions kept.
 
-use crate::store::{keys, Store, StoreError, Tree, TxError, TxFail};
+use crate::store::{keys, Store, StoreError, Tree, TxError};
 use serde::{Deserialize, Serialize};
 
 const CERT: &[u8] = b"cert";
@@ -23,13 +23,6 @@ pub struct CertRecord {
     pub not_after: i64,
     /// The node that ordered it (for logs).
     pub by: String,
-}
-
-/// Who is placing an order, until when.
-#[derive(Serialize, Deserialize)]
-struct OrderLease {
-    holder: String,
-    expires_ms: i64,
 }
 
 fn token_key(token: &str) -> Vec<u8> {
@@ -74,42 +67,12 @@ pub fn take_lease(
     now_ms: i64,
     ttl_ms: i64,
 ) -> Result<bool, StoreError> {
-    let r = store.transact::<_, ()>(&[Tree::AcmeState], |tx| {
-        if let Some(l) = tx.get_record::<OrderLease>(Tree::AcmeState, LEASE)? {
-            if l.holder != holder && l.expires_ms > now_ms {
-                return Err(TxFail::Abort(()));
-            }
-        }
-        tx.put_record(
-            Tree::AcmeState,
-            LEASE,
-            &OrderLease {
-                holder: holder.to_string(),
-                expires_ms: now_ms.saturating_add(ttl_ms),
-            },
-        )?;
-        Ok(())
-    });
-    match r {
-        Ok(()) => Ok(true),
-        Err(TxError::Abort(())) => Ok(false),
-        Err(TxError::Store(e)) => Err(e),
-    }
+    store.take_lease_at(Tree::AcmeState, LEASE, holder, now_ms, ttl_ms)
 }
 
 /// Gives the order lease up, if `holder` holds it.
 pub fn release_lease(store: &Store, holder: &str) -> Result<(), StoreError> {
-    store
-        .transact::<_, ()>(&[Tree::AcmeState], |tx| {
-            if tx
-                .get_record::<OrderLease>(Tree::AcmeState, LEASE)?
-                .is_some_and(|l| l.holder == holder)
-            {
-                tx.remove(Tree::AcmeState, LEASE)?;
-            }
-            Ok(())
-        })
-        .map_err(tx_error)
+    store.release_lease_at(Tree::AcmeState, LEASE, holder)
 }
 
 /// Publishes an HTTP-01 answer to every node.
