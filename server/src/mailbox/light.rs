@@ -47,19 +47,15 @@ impl Entry {
         }
     }
 
-    fn stored(&self, agent: &str, folder: Folder, uid: u32) -> StoredMessage {
-        LightRecord {
-            id: self.id.clone(),
-            agent_id: agent.to_string(),
-            folder,
-            uid,
-            modseq: self.modseq,
-            flags: self.flags.clone(),
-            received_at_ms: self.received_at_ms,
-            size: self.size,
-            date: self.date,
-        }
-        .into_stored()
+    /// Makes `r` (a light record of this folder) this entry's record.
+    fn fill(&self, r: &mut StoredMessage, uid: u32) {
+        r.id.clone_from(&self.id);
+        r.uid = uid;
+        r.modseq = self.modseq;
+        r.flags.clone_from(&self.flags);
+        r.received_at_ms = self.received_at_ms;
+        r.size = self.size;
+        r.date = self.date;
     }
 }
 
@@ -140,6 +136,7 @@ impl MailboxService {
         agent: &str,
         folder: Folder,
         uids: &[u32],
+        keep: &mut dyn FnMut(&StoredMessage) -> bool,
     ) -> Result<Option<Vec<StoredMessage>>, MailboxError> {
         let slot = match self.light.slot(agent, folder) {
             Some(s) => s,
@@ -153,11 +150,38 @@ impl MailboxService {
         let mut idx = slot.index.lock().unwrap_or_else(|p| p.into_inner());
         self.catch_up(agent, folder, &mut idx)?;
         slot.len.store(idx.entries.len(), Ordering::Relaxed);
-        Ok(Some(
-            uids.iter()
-                .filter_map(|u| idx.entries.get(u).map(|e| e.stored(agent, folder, *u)))
-                .collect(),
-        ))
+        // One scratch record, refilled in place (its strings keep their buffers), offered to
+        // `keep`; only those kept are copied out. A flag SEARCH over thousands of messages
+        // made and dropped a record per message to keep a handful.
+        let mut scratch = LightRecord {
+            id: String::new(),
+            agent_id: agent.to_string(),
+            folder,
+            uid: 0,
+            modseq: 0,
+            flags: Vec::new(),
+            received_at_ms: 0,
+            size: 0,
+            date: None,
+        }
+        .into_stored();
+        let mut out = Vec::new();
+        let (Some(&first), Some(&last)) = (uids.first(), uids.last()) else {
+            return Ok(Some(out));
+        };
+        // Both ascending: one walk over the folder's entries in the range, not a lookup each.
+        let mut want = uids.iter().peekable();
+        for (uid, e) in idx.entries.range(first..=last) {
+            while want.next_if(|w| **w < *uid).is_some() {}
+            if want.next_if(|w| **w == *uid).is_none() {
+                continue;
+            }
+            e.fill(&mut scratch, *uid);
+            if keep(&scratch) {
+                out.push(scratch.clone());
+            }
+        }
+        Ok(Some(out))
     }
 
     /// Every light record of a folder, as of at least the agent modseq it records.
@@ -250,7 +274,7 @@ mod tests {
                 .records_by_uid_store("ag_a", Folder::Inbox, &uids, true)
                 .unwrap();
             let got = mb
-                .light_from_index("ag_a", Folder::Inbox, &uids)
+                .light_from_index("ag_a", Folder::Inbox, &uids, &mut |_| true)
                 .unwrap()
                 .unwrap();
             assert_eq!(got, want);
@@ -283,7 +307,7 @@ mod tests {
         );
         // Another agent's folder is its own.
         assert!(mb
-            .light_from_index("ag_b", Folder::Inbox, &[1, 2])
+            .light_from_index("ag_b", Folder::Inbox, &[1, 2], &mut |_| true)
             .unwrap()
             .unwrap()
             .is_empty());

@@ -22,6 +22,7 @@ mod error;
 mod events;
 pub mod flags;
 mod folder;
+mod full;
 mod headers;
 pub mod holds;
 mod index;
@@ -49,6 +50,7 @@ pub use deliver::{parse_for, Parsed, TxHook};
 pub use error::MailboxError;
 pub use flags::{Delta, SetEdit};
 pub use folder::{AgentMailState, Folder, FolderState};
+pub use full::{Full, FULL_FIELDS};
 pub use headers::header_len;
 pub use list::{ListPage, ListQuery, PageView};
 pub use model::{Change, ChangeKind, DeliveryMeta, Message, MessageContent, StoredMessage, Trust};
@@ -272,9 +274,25 @@ impl MailboxService {
         folder: Folder,
         uids: &[u32],
     ) -> Result<Vec<StoredMessage>, MailboxError> {
-        match self.light_from_index(agent, folder, uids)? {
+        self.records_by_uid_light_where(agent, folder, uids, |_| true)
+    }
+
+    /// [`Self::records_by_uid_light`] of only the records `keep` accepts (a SEARCH's flag
+    /// filter): from the in-memory index, a record is made only for those.
+    pub fn records_by_uid_light_where(
+        &self,
+        agent: &str,
+        folder: Folder,
+        uids: &[u32],
+        mut keep: impl FnMut(&StoredMessage) -> bool,
+    ) -> Result<Vec<StoredMessage>, MailboxError> {
+        match self.light_from_index(agent, folder, uids, &mut keep)? {
             Some(recs) => Ok(recs),
-            None => self.records_by_uid_store(agent, folder, uids, true),
+            None => {
+                let mut recs = self.records_by_uid_store(agent, folder, uids, true)?;
+                recs.retain(|r| keep(r));
+                Ok(recs)
+            }
         }
     }
 

@@ -246,11 +246,6 @@ impl StoredMessage {
         self.proven_for(self.from_domain().as_deref())
     }
 
-    /// `auth` of a list item: whether the sender is proven, and for which domain.
-    fn auth_summary(&self) -> Value {
-        serde_json::to_value(self.auth_summary_parts()).unwrap_or(Value::Null)
-    }
-
     /// `trust.agent`: the verdict on the message's Agent-Signature (identity::mailsig), kept
     /// with the mailauth verdict at delivery; `None` when it carried none.
     pub fn agent_trust(&self) -> Option<Value> {
@@ -315,49 +310,8 @@ impl StoredMessage {
     }
 }
 
-impl Message {
-    /// The full record of DESIGN §5 "Reading".
-    pub fn to_json(&self) -> Value {
-        let mut v = self.meta.summary_json();
-        let c = &self.content;
-        let headers: Vec<Value> = c
-            .headers
-            .iter()
-            .map(|(k, v)| json!({"name": k, "value": v}))
-            .collect();
-        if let Value::Object(m) = &mut v {
-            m.insert("text".into(), json!(c.text));
-            m.insert("html".into(), json!(c.html));
-            m.insert("extracted_text".into(), json!(c.extracted_text));
-            m.insert("codes".into(), json!(c.codes));
-            m.insert("links".into(), json!(c.links));
-            // The whole verdict, with the summary's two fields on top.
-            let mut auth = self.meta.auth_summary();
-            if let (Value::Object(sum), Value::Object(verdict)) = (&mut auth, self.meta.auth()) {
-                for (k, v) in verdict {
-                    sum.entry(k).or_insert(v);
-                }
-                // The Agent-Signature verdict as `trust.agent` states it: a signature copied
-                // onto mail whose From domain is not authenticated does not vouch for it.
-                if let Some(a) = self.meta.agent_trust() {
-                    sum.insert("agent".into(), a);
-                }
-            }
-            m.insert("auth".into(), auth);
-            m.insert("headers".into(), Value::Array(headers));
-            m.insert("in_reply_to".into(), json!(c.in_reply_to));
-            m.insert("references".into(), json!(c.references));
-            m.insert(
-                "envelope".into(),
-                json!({"from": self.meta.envelope_from, "to": self.meta.envelope_to}),
-            );
-        }
-        v
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
     pub(crate) fn sample() -> StoredMessage {

@@ -9,8 +9,12 @@ use super::MessageContent;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-/// What the cache may hold in all (estimated as twice each message's raw size).
-const BUDGET: usize = 16 << 20;
+/// What the cache may hold in all (estimated as twice each message's raw size): some 500
+/// messages of 4 KB, over a second of full-speed inbound mail, which is as far as the event
+/// readers fall behind (p99 well under 100 ms in `bench/events.sh`). It was 16 MiB, a
+/// fifth of the server's memory after a burst of deliveries, for reads that come within
+/// moments or not at all; a reader later than this parses the message again.
+const BUDGET: usize = 4 << 20;
 /// Messages larger than this are not kept: one would push out hundreds of small ones.
 pub(super) const ENTRY_MAX: usize = 256 << 10;
 

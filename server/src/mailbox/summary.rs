@@ -15,11 +15,13 @@ use crate::util::{rfc3339, rfc3339_millis};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// One list item: everything of a message but bodies and headers.
+/// One list item: everything of a message but bodies and headers. `A` is its `auth`: the
+/// two summary fields in a list, the whole verdict under them in the full view
+/// ([`super::full::Full`]).
 #[derive(Serialize)]
-pub struct Summary<'a> {
+pub struct Summary<'a, A = AuthSummary> {
     attachments: &'a [AttachmentInfo],
-    auth: AuthSummary,
+    auth: A,
     cc: &'a [Addr],
     date: Option<String>,
     external_content: bool,
@@ -43,9 +45,9 @@ pub struct Summary<'a> {
 
 /// `auth` of a list item: whether the sender is proven, and for which domain.
 #[derive(Serialize)]
-pub(super) struct AuthSummary {
-    from_domain: Option<String>,
-    sender_authenticated: bool,
+pub struct AuthSummary {
+    pub(super) from_domain: Option<String>,
+    pub(super) sender_authenticated: bool,
 }
 
 /// `trust` of a message: `{authenticated, first_contact, allowlisted}`, and `agent` when it
@@ -76,6 +78,12 @@ impl StoredMessage {
     /// The list item, borrowing this record.
     pub fn summary(&self) -> Summary<'_> {
         let auth = self.auth_summary_parts();
+        let proven = auth.sender_authenticated;
+        self.summary_with(auth, proven)
+    }
+
+    /// The list item with `auth` as given; `proven`: whether the sender is authenticated.
+    pub(super) fn summary_with<A>(&self, auth: A, proven: bool) -> Summary<'_, A> {
         let t = self.trust.unwrap_or_default();
         Summary {
             attachments: &self.attachments,
@@ -96,9 +104,9 @@ impl StoredMessage {
             thread_id: &self.thread_id,
             to: &self.to,
             trust: TrustSummary {
-                agent: self.agent_trust_given(auth.sender_authenticated),
+                agent: self.agent_trust_given(proven),
                 allowlisted: t.allowlisted,
-                authenticated: auth.sender_authenticated,
+                authenticated: proven,
                 first_contact: t.first_contact,
             },
             uid: self.uid,

@@ -3,10 +3,12 @@
 use super::Dispatcher;
 use crate::events::model::Summary;
 use crate::events::EventsError;
+use crate::mailbox::{Full, FULL_FIELDS};
 use crate::store::outbox::event_id;
 use crate::store::EventRecord;
 use crate::util::rfc3339_millis;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::{Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -85,32 +87,65 @@ impl Dispatcher {
         ev: &EventRecord,
         who: Option<(String, Vec<String>)>,
     ) -> Vec<u8> {
-        let compact = ev.data_json();
-        let mut data = compact.clone();
-        let message_id = compact["message_id"].as_str();
+        let (org, chain) = who.unwrap_or_default();
+        let mut body = Body {
+            id: event_id(seq),
+            kind: &ev.kind,
+            created_at: rfc3339_millis(ev.created_at_ms),
+            agent: (!ev.agent.is_empty()).then_some(&ev.agent),
+            org: (!org.is_empty()).then_some(org),
+            chain,
+            data: ev.data_json(),
+        };
+        let message_id = body.data["message_id"].as_str().map(str::to_string);
         if let (Summary::Full, Some(mid)) = (summary, message_id) {
             if ev.kind.starts_with("message.") {
-                if let Ok(m) = self.mailbox.message(&ev.agent, mid).await {
-                    let mut full = m.to_json();
-                    if let (Value::Object(f), Value::Object(c)) = (&mut full, &compact) {
-                        for (k, v) in c {
-                            f.entry(k.clone()).or_insert(v.clone());
-                        }
-                    }
-                    data = full;
+                if let Ok(m) = self.mailbox.message(&ev.agent, &mid).await {
+                    // The message as GET /v1/messages/{id} shows it, and the event's own
+                    // fields that it does not name.
+                    let mut extra = match std::mem::take(&mut body.data) {
+                        Value::Object(o) => o,
+                        _ => Map::new(),
+                    };
+                    extra.retain(|k, _| !FULL_FIELDS.contains(&k.as_str()));
+                    let full = Body {
+                        id: body.id,
+                        kind: body.kind,
+                        created_at: body.created_at,
+                        agent: body.agent,
+                        org: body.org,
+                        chain: body.chain,
+                        data: WithExtra {
+                            message: m.view(),
+                            extra,
+                        },
+                    };
+                    return serde_json::to_vec(&full).unwrap_or_default();
                 }
             }
         }
-        let (org, chain) = who.unwrap_or_default();
-        let body = json!({
-            "id": event_id(seq),
-            "type": ev.kind,
-            "created_at": rfc3339_millis(ev.created_at_ms),
-            "agent": (!ev.agent.is_empty()).then_some(&ev.agent),
-            "org": (!org.is_empty()).then_some(org),
-            "chain": chain,
-            "data": data,
-        });
         serde_json::to_vec(&body).unwrap_or_default()
     }
+}
+
+/// An event as webhooks and streams receive it.
+#[derive(Serialize)]
+struct Body<'a, D> {
+    id: String,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    created_at: String,
+    agent: Option<&'a String>,
+    org: Option<String>,
+    chain: Vec<String>,
+    data: D,
+}
+
+/// A message event's data: the message, and the event's fields beside it.
+#[derive(Serialize)]
+struct WithExtra<'a> {
+    #[serde(flatten)]
+    message: Full<'a>,
+    #[serde(flatten)]
+    extra: Map<String, Value>,
 }

@@ -204,22 +204,26 @@ fn by_texts(
             .ok()
             .map(|i| u32::try_from(i + 1).unwrap_or(u32::MAX))
     };
-    let lights = mb.records_by_uid_light(agent, folder, chunk)?;
-    let pass: Vec<(u32, &StoredMessage)> = lights
-        .iter()
-        .filter(|rec| !gone.contains(&rec.uid))
-        .filter_map(|rec| seq_of(rec.uid).map(|seq| (seq, rec)))
-        .filter(|(seq, rec)| {
+    let pass: Vec<(u32, StoredMessage)> = mb
+        .records_by_uid_light_where(agent, folder, chunk, |rec| {
+            if gone.contains(&rec.uid) {
+                return false;
+            }
+            let Some(seq) = seq_of(rec.uid) else {
+                return false;
+            };
             let c = Candidate {
                 rec,
-                seq: *seq,
+                seq,
                 view: None,
                 texts: None,
                 body_lower: Default::default(),
                 all_lower: Default::default(),
             };
             filter.iter().all(|k| eval(k, &c, b))
-        })
+        })?
+        .into_iter()
+        .filter_map(|rec| seq_of(rec.uid).map(|seq| (seq, rec)))
         .collect();
     let mut texts = cache.get_many(pass.iter().map(|(_, r)| r.id.as_str()));
     let missing: Vec<u32> = pass
@@ -361,29 +365,34 @@ impl Session {
                     )?);
                     continue;
                 }
+                // Light records that pass the light part of the key (all of it for a light
+                // key); whole ones, when needed, only of those.
+                let passes = |rec: &StoredMessage| {
+                    let Ok(i) = uids.binary_search(&rec.uid) else {
+                        return false;
+                    };
+                    let c = Candidate {
+                        rec,
+                        seq: u32::try_from(i + 1).unwrap_or(u32::MAX),
+                        view: None,
+                        texts: None,
+                        body_lower: Default::default(),
+                        all_lower: Default::default(),
+                    };
+                    if light {
+                        eval(&key, &c, &b)
+                    } else {
+                        filter.iter().all(|k| eval(k, &c, &b))
+                    }
+                };
                 let recs = if light {
-                    mb.records_by_uid_light(&agent, folder, chunk)?
+                    mb.records_by_uid_light_where(&agent, folder, chunk, passes)?
                 } else if filter.is_empty() {
                     mb.records_by_uid(&agent, folder, chunk)?
                 } else {
-                    // Light records first; whole ones only of those the filter lets through.
                     let pass: Vec<u32> = mb
-                        .records_by_uid_light(&agent, folder, chunk)?
+                        .records_by_uid_light_where(&agent, folder, chunk, passes)?
                         .iter()
-                        .filter(|rec| {
-                            let Ok(i) = uids.binary_search(&rec.uid) else {
-                                return false;
-                            };
-                            let c = Candidate {
-                                rec,
-                                seq: u32::try_from(i + 1).unwrap_or(u32::MAX),
-                                view: None,
-                                texts: None,
-                                body_lower: Default::default(),
-                                all_lower: Default::default(),
-                            };
-                            filter.iter().all(|k| eval(k, &c, &b))
-                        })
                         .map(|rec| rec.uid)
                         .collect();
                     mb.records_by_uid(&agent, folder, &pass)?
