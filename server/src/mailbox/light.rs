@@ -62,7 +62,9 @@ impl Entry {
 /// One folder: its entries by UID, and the agent modseq the feed is applied up to.
 struct FolderIndex {
     modseq: u64,
-    entries: BTreeMap<u32, Entry>,
+    /// Shared so a reader can take the entries it wants and let go of the lock before it
+    /// looks at them (a SEARCH's filter runs per entry).
+    entries: BTreeMap<u32, Arc<Entry>>,
 }
 
 /// A kept folder with what eviction looks at, readable without waiting for its lock.
@@ -128,9 +130,9 @@ impl LightIndex {
 }
 
 impl MailboxService {
-    /// The light records of `uids` (ascending) in a folder from the in-memory index, brought
-    /// up to date first; None when the folder is not kept (too large), so the caller reads
-    /// the store.
+    /// The light records of `uids` (strictly ascending) in a folder that `keep` accepts,
+    /// from the in-memory index, brought up to date first; None when the folder is not kept
+    /// (too large), so the caller reads the store.
     pub(super) fn light_from_index(
         &self,
         agent: &str,
@@ -147,9 +149,30 @@ impl MailboxService {
                 self.light.keep(agent, folder, built)
             }
         };
-        let mut idx = slot.index.lock().unwrap_or_else(|p| p.into_inner());
-        self.catch_up(agent, folder, &mut idx)?;
-        slot.len.store(idx.entries.len(), Ordering::Relaxed);
+        // The entries asked for, taken under the lock (a reference count each); the filter
+        // runs after it is released, so a costly SEARCH key holds no other session of the
+        // folder. `uids` ascending and without repeats (the caller's promise): one walk over
+        // the folder's entries in the range, not a lookup each.
+        let picked: Vec<(u32, Arc<Entry>)> = {
+            let mut idx = slot.index.lock().unwrap_or_else(|p| p.into_inner());
+            self.catch_up(agent, folder, &mut idx)?;
+            slot.len.store(idx.entries.len(), Ordering::Relaxed);
+            let (Some(&first), Some(&last)) = (uids.first(), uids.last()) else {
+                return Ok(Some(Vec::new()));
+            };
+            if first > last {
+                return Ok(Some(Vec::new()));
+            }
+            let mut want = uids.iter().peekable();
+            let mut picked = Vec::with_capacity(uids.len().min(idx.entries.len()));
+            for (uid, e) in idx.entries.range(first..=last) {
+                while want.next_if(|w| **w < *uid).is_some() {}
+                if want.next_if(|w| **w == *uid).is_some() {
+                    picked.push((*uid, e.clone()));
+                }
+            }
+            picked
+        };
         // One scratch record, refilled in place (its strings keep their buffers), offered to
         // `keep`; only those kept are copied out. A flag SEARCH over thousands of messages
         // made and dropped a record per message to keep a handful.
@@ -166,17 +189,8 @@ impl MailboxService {
         }
         .into_stored();
         let mut out = Vec::new();
-        let (Some(&first), Some(&last)) = (uids.first(), uids.last()) else {
-            return Ok(Some(out));
-        };
-        // Both ascending: one walk over the folder's entries in the range, not a lookup each.
-        let mut want = uids.iter().peekable();
-        for (uid, e) in idx.entries.range(first..=last) {
-            while want.next_if(|w| **w < *uid).is_some() {}
-            if want.next_if(|w| **w == *uid).is_none() {
-                continue;
-            }
-            e.fill(&mut scratch, *uid);
+        for (uid, e) in picked {
+            e.fill(&mut scratch, uid);
             if keep(&scratch) {
                 out.push(scratch.clone());
             }
@@ -201,7 +215,7 @@ impl MailboxService {
         let mut entries = BTreeMap::new();
         for chunk in uids.chunks(512) {
             for r in self.records_by_uid_store(agent, folder, chunk, true)? {
-                entries.insert(r.uid, Entry::of(&r));
+                entries.insert(r.uid, Arc::new(Entry::of(&r)));
             }
         }
         Ok(Some(FolderIndex { modseq, entries }))
@@ -241,7 +255,7 @@ impl MailboxService {
                     .filter(|r| r.agent_id == agent && r.folder == folder && r.uid == uid);
                 match rec {
                     Some(r) => {
-                        idx.entries.insert(uid, Entry::of(&r));
+                        idx.entries.insert(uid, Arc::new(Entry::of(&r)));
                     }
                     None => {
                         idx.entries.remove(&uid);
@@ -309,6 +323,36 @@ mod tests {
         assert!(mb
             .light_from_index("ag_b", Folder::Inbox, &[1, 2], &mut |_| true)
             .unwrap()
+            .unwrap()
+            .is_empty());
+    }
+
+    /// Only the records `keep` accepts come back, each as the index holds it, in any order
+    /// of UIDs asked (a peer's FETCH may name them in any order).
+    #[tokio::test]
+    async fn keeps_only_what_the_filter_accepts_in_any_order_of_uids() {
+        let (_d, mb) = service(0);
+        for i in 0..5 {
+            deliver(&mb, "ag_a", Folder::Inbox, &simple("x", &format!("m{i}"))).await;
+        }
+        let uids = mb.folder_uid_list("ag_a", Folder::Inbox).unwrap();
+        let all = mb
+            .records_by_uid_store("ag_a", Folder::Inbox, &uids, true)
+            .unwrap();
+        let odd = |r: &StoredMessage| r.uid % 2 == 1;
+        let got = mb
+            .records_by_uid_light_where("ag_a", Folder::Inbox, &uids, odd)
+            .unwrap();
+        let want: Vec<StoredMessage> = all.iter().filter(|r| odd(r)).cloned().collect();
+        assert_eq!(got, want);
+        let backwards: Vec<u32> = uids.iter().rev().copied().collect();
+        let got = mb
+            .records_by_uid_light_where("ag_a", Folder::Inbox, &backwards, odd)
+            .unwrap();
+        assert_eq!(got.len(), want.len());
+        assert!(got.iter().all(|r| want.contains(r)));
+        assert!(mb
+            .records_by_uid_light_where("ag_a", Folder::Inbox, &[], |_| true)
             .unwrap()
             .is_empty());
     }

@@ -286,6 +286,18 @@ impl MailboxService {
         uids: &[u32],
         mut keep: impl FnMut(&StoredMessage) -> bool,
     ) -> Result<Vec<StoredMessage>, MailboxError> {
+        // Both paths walk the folder in UID order; a list in any other order (or with
+        // repeats) is put in that order first, and answered in it.
+        let sorted;
+        let uids = if uids.windows(2).all(|w| w[0] < w[1]) {
+            uids
+        } else {
+            let mut v = uids.to_vec();
+            v.sort_unstable();
+            v.dedup();
+            sorted = v;
+            &sorted[..]
+        };
         match self.light_from_index(agent, folder, uids, &mut keep)? {
             Some(recs) => Ok(recs),
             None => {
