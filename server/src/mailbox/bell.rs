@@ -23,6 +23,12 @@ impl Bells {
             .subscribe()
     }
 
+    /// Whether a live session (IMAP, an MCP watch) follows the agent's mailbox now.
+    pub(super) fn listened(&self, agent: &str) -> bool {
+        let map = self.by_agent.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(agent).is_some_and(|tx| tx.receiver_count() > 0)
+    }
+
     pub(super) fn ring(&self, agent: &str, modseq: u64) {
         let mut map = self.by_agent.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(tx) = map.get(agent) {
@@ -63,5 +69,16 @@ mod tests {
         drop(rx);
         b.ring("ag_a", 8);
         assert!(b.by_agent.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn an_agent_is_listened_to_while_a_receiver_lives() {
+        let b = Bells::default();
+        assert!(!b.listened("ag_a"));
+        let rx = b.subscribe("ag_a");
+        assert!(b.listened("ag_a"));
+        assert!(!b.listened("ag_b"));
+        drop(rx);
+        assert!(!b.listened("ag_a"));
     }
 }

@@ -336,8 +336,12 @@ impl MailboxService {
         if !filed {
             return Ok(rec);
         }
-        // What a client syncing the mailbox asks first.
-        self.headers.put_from_raw(&rec.id, &raw);
+        // What a client syncing the mailbox asks first, kept when one follows it now: a
+        // mailbox nobody reads over IMAP would only fill the cache for nothing (a reader
+        // that comes later reads the header from the blob once and keeps it then).
+        if self.bells.listened(&rec.agent_id) {
+            self.headers.put_from_raw(&rec.id, &raw);
+        }
         self.delivered(&rec);
         Ok(rec)
     }

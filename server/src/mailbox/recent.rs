@@ -9,14 +9,15 @@ use super::MessageContent;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-/// What the cache may hold in all (estimated as twice each message's raw size): some 500
-/// messages of 4 KB, over a second of full-speed inbound mail, which is as far as the event
-/// readers fall behind (p99 well under 100 ms in `bench/events.sh`). It was 16 MiB, a
-/// fifth of the server's memory after a burst of deliveries, for reads that come within
-/// moments or not at all; a reader later than this parses the message again.
-const BUDGET: usize = 4 << 20;
-/// Messages larger than this are not kept: one would push out hundreds of small ones.
-pub(super) const ENTRY_MAX: usize = 256 << 10;
+/// What the cache may hold in all (estimated as twice each message's raw size): some 250
+/// messages of 4 KB, a third of a second of full-speed inbound mail, while the event readers
+/// stay within a few dozen messages of it (webhook p99 34 ms in `bench/events.sh`). It was
+/// 16 MiB, a fifth of the server's memory after a burst of deliveries, for reads that come
+/// within moments or not at all; a reader later than this parses the message again.
+const BUDGET: usize = 2 << 20;
+/// Messages larger than this are not kept: one would push out hundreds of small ones (the
+/// readers parse such a message once more instead).
+pub(super) const ENTRY_MAX: usize = 64 << 10;
 
 #[derive(Default)]
 pub(super) struct RecentContent {
