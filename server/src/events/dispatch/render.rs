@@ -87,50 +87,46 @@ impl Dispatcher {
         ev: &EventRecord,
         who: Option<(String, Vec<String>)>,
     ) -> Vec<u8> {
+        let compact = ev.data_json();
+        let message = match (summary, compact["message_id"].as_str()) {
+            (Summary::Full, Some(mid)) if ev.kind.starts_with("message.") => {
+                self.mailbox.message(&ev.agent, mid).await.ok()
+            }
+            _ => None,
+        };
+        let data = match &message {
+            // The message as GET /v1/messages/{id} shows it, and the event's own fields
+            // that it does not name.
+            Some(m) => {
+                let mut extra = match compact {
+                    Value::Object(o) => o,
+                    _ => Map::new(),
+                };
+                extra.retain(|k, _| !FULL_FIELDS.contains(&k.as_str()));
+                Data::Message(Box::new(WithExtra {
+                    message: m.view(),
+                    extra,
+                }))
+            }
+            None => Data::Plain(compact),
+        };
         let (org, chain) = who.unwrap_or_default();
-        let mut body = Body {
+        let body = Body {
             id: event_id(seq),
             kind: &ev.kind,
             created_at: rfc3339_millis(ev.created_at_ms),
             agent: (!ev.agent.is_empty()).then_some(&ev.agent),
             org: (!org.is_empty()).then_some(org),
             chain,
-            data: ev.data_json(),
+            data,
         };
-        let message_id = body.data["message_id"].as_str().map(str::to_string);
-        if let (Summary::Full, Some(mid)) = (summary, message_id) {
-            if ev.kind.starts_with("message.") {
-                if let Ok(m) = self.mailbox.message(&ev.agent, &mid).await {
-                    // The message as GET /v1/messages/{id} shows it, and the event's own
-                    // fields that it does not name.
-                    let mut extra = match std::mem::take(&mut body.data) {
-                        Value::Object(o) => o,
-                        _ => Map::new(),
-                    };
-                    extra.retain(|k, _| !FULL_FIELDS.contains(&k.as_str()));
-                    let full = Body {
-                        id: body.id,
-                        kind: body.kind,
-                        created_at: body.created_at,
-                        agent: body.agent,
-                        org: body.org,
-                        chain: body.chain,
-                        data: WithExtra {
-                            message: m.view(),
-                            extra,
-                        },
-                    };
-                    return serde_json::to_vec(&full).unwrap_or_default();
-                }
-            }
-        }
         serde_json::to_vec(&body).unwrap_or_default()
     }
 }
 
 /// An event as webhooks and streams receive it.
 #[derive(Serialize)]
-struct Body<'a, D> {
+struct Body<'a> {
     id: String,
     #[serde(rename = "type")]
     kind: &'a str,
@@ -138,7 +134,15 @@ struct Body<'a, D> {
     agent: Option<&'a String>,
     org: Option<String>,
     chain: Vec<String>,
-    data: D,
+    data: Data<'a>,
+}
+
+/// An event's `data`: as the outbox holds it, or a message event's message in full.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Data<'a> {
+    Message(Box<WithExtra<'a>>),
+    Plain(Value),
 }
 
 /// A message event's data: the message, and the event's fields beside it.

@@ -422,7 +422,8 @@ impl Session {
                         body_lower: Default::default(),
                         all_lower: Default::default(),
                     };
-                    if eval(&key, &c, &b) {
+                    // A light key was evaluated whole by the walk that returned `recs`.
+                    if light || eval(&key, &c, &b) {
                         hits.push((seq, rec.uid, rec.modseq));
                     }
                 }
