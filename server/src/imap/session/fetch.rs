@@ -56,16 +56,19 @@ fn build_batch(
     seen_now: &std::collections::HashSet<String>,
     unknown_cte: &mut bool,
     max_bytes: u64,
+    spare: Option<Vec<u8>>,
 ) -> Vec<Piece> {
     let mut out = Vec::new();
     // The batch's responses in one buffer (a body read straight into it), cut only where a
-    // large body is streamed: one allocation and one write per batch, not per message.
+    // large body is streamed: one allocation and one write per batch, not per message, and
+    // none when an earlier batch's written buffer is handed back.
     let estimate: u64 = batch
         .iter()
         .map(|(_, r)| 96 + if r.size < STREAM_AT { r.size } else { 0 })
         .sum();
-    let mut buf: Vec<u8> =
-        Vec::with_capacity(usize::try_from(estimate.min(2 * max_bytes)).unwrap_or(0));
+    let mut buf: Vec<u8> = spare.unwrap_or_default();
+    buf.clear();
+    buf.reserve(usize::try_from(estimate.min(2 * max_bytes)).unwrap_or(0));
     let whole_wanted = plan.names.iter().any(is_whole);
     let wholes = plan.names.iter().filter(|n| is_whole(n)).count();
     let only_whole = plan.names.iter().all(|n| {
@@ -190,6 +193,20 @@ fn build_batch(
 
 impl Session {
     pub(super) async fn fetch(
+        &mut self,
+        set: SequenceSet,
+        items: MacroOrMessageDataItemNames<'static>,
+        uid: bool,
+        modifiers: Vec<FetchModifier>,
+    ) -> Reply {
+        // The command's written batches are built into again, and freed when it ends.
+        self.conn.keep_spares();
+        let reply = self.fetch_keeping_spares(set, items, uid, modifiers).await;
+        self.conn.drop_spares();
+        reply
+    }
+
+    async fn fetch_keeping_spares(
         &mut self,
         set: SequenceSet,
         items: MacroOrMessageDataItemNames<'static>,
@@ -347,13 +364,14 @@ impl Session {
 
     /// Starts building a batch's responses in the blocking pool.
     fn build(
-        &self,
+        &mut self,
         agent: &str,
         plan: &Arc<Plan>,
         b: Batch,
     ) -> tokio::task::JoinHandle<(Vec<Piece>, bool)> {
         let (mb, agent, plan) = (self.ctx.mailbox.clone(), agent.to_string(), plan.clone());
         let max_bytes = self.ctx.config.fetch_batch_bytes;
+        let spare = self.conn.take_spare();
         tokio::task::spawn_blocking(move || {
             let mut cte = false;
             let pieces = build_batch(
@@ -364,6 +382,7 @@ impl Session {
                 &b.seen_now,
                 &mut cte,
                 max_bytes,
+                spare,
             );
             (pieces, cte)
         })

@@ -20,6 +20,7 @@
 //! ([`super::Tx::link_blob`], [`super::Tx::unlink_blob`]) and read by the key they linked
 //! them under ([`super::Store::blob_of`]).
 
+mod dirs;
 mod zst;
 
 use super::StoreError;
@@ -57,6 +58,8 @@ impl BlobId {
 /// The `fs` backend.
 pub struct BlobStore {
     root: PathBuf,
+    /// Handles on the fan-out directories: files are opened by name, not by path.
+    dirs: dirs::Dirs,
     /// Bodies of at least this many bytes are compressed ([`zst`]); None: never.
     compress_min: Option<usize>,
     /// Hashes with a put in flight (count of puts): not to be deleted meanwhile.
@@ -152,6 +155,7 @@ impl BlobStore {
         }
         Ok(BlobStore {
             root: root.to_path_buf(),
+            dirs: dirs::Dirs::new(root),
             compress_min,
             pins: Default::default(),
             plain_last: std::sync::atomic::AtomicBool::new(false),
@@ -169,14 +173,26 @@ impl BlobStore {
         PathBuf::from(p)
     }
 
-    /// The blob's file, in whichever form it was stored: (path, compressed).
-    fn find(&self, id: &BlobId) -> Option<(PathBuf, bool)> {
-        let z = self.zst_path(id);
-        if z.exists() {
-            return Some((z, true));
+    /// Whether the blob's file is there, in either form.
+    fn exists(&self, id: &BlobId) -> Result<bool, StoreError> {
+        Ok(self.dirs.exists(id, true).map_err(io)? || self.dirs.exists(id, false).map_err(io)?)
+    }
+
+    /// Opens the blob's file, the form found last tried first (a bulk FETCH reads thousands
+    /// of bodies of one kind, and a failed open is a lookup spent for nothing): the file and
+    /// whether it is compressed, or None if it is missing.
+    fn open_any(&self, id: &BlobId) -> Result<Option<(File, bool)>, StoreError> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let plain_first = self.plain_last.load(Relaxed);
+        for packed in [!plain_first, plain_first] {
+            if let Some(f) = self.dirs.open(id, packed).map_err(io)? {
+                if plain_first == packed {
+                    self.plain_last.store(!packed, Relaxed);
+                }
+                return Ok(Some((f, packed)));
+            }
         }
-        let p = self.path(id);
-        p.exists().then_some((p, false))
+        Ok(None)
     }
 
     /// Stores `bytes` durably (unless an identical blob is already there) and pins it.
@@ -184,7 +200,7 @@ impl BlobStore {
     pub fn put(self: &Arc<Self>, bytes: &[u8]) -> Result<BlobPin, StoreError> {
         let id = BlobId::of(bytes);
         let pin = self.pins.pin(id, None);
-        if self.find(&id).is_some() {
+        if self.exists(&id)? {
             return Ok(pin);
         }
         let packed = match self.compress_min {
@@ -198,7 +214,7 @@ impl BlobStore {
         let dir = path
             .parent()
             .ok_or_else(|| StoreError::Io("blob path".into()))?;
-        if !dir.exists() {
+        if self.dirs.get(&id).map_err(io)?.is_none() {
             fs::create_dir_all(dir).map_err(io)?;
             sync_dir(&self.root)?;
         }
@@ -216,7 +232,7 @@ impl BlobStore {
             let _ = fs::remove_file(&tmp);
             return Err(io(e));
         }
-        sync_dir(dir)?;
+        self.dirs.sync(&id).map_err(io)?;
         Ok(pin)
     }
 
@@ -233,77 +249,52 @@ impl BlobStore {
 
     /// The whole blob, or None if its file is missing.
     pub fn get(&self, id: &BlobId) -> Result<Option<Vec<u8>>, StoreError> {
-        // One open per kind, no existence checks first, the kind found last tried first.
-        use std::sync::atomic::Ordering::Relaxed;
-        let plain_first = self.plain_last.load(Relaxed);
-        for packed in [!plain_first, plain_first] {
-            let path = if packed {
-                self.zst_path(id)
-            } else {
-                self.path(id)
-            };
-            match std::fs::read(path) {
-                Ok(bytes) => {
-                    if plain_first == packed {
-                        self.plain_last.store(!packed, Relaxed);
-                    }
-                    return if packed {
-                        zst::decompress_all(&bytes).map(Some).map_err(read_err)
-                    } else {
-                        Ok(Some(bytes))
-                    };
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io(e)),
-            }
+        let Some((mut f, packed)) = self.open_any(id)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).map_err(io)?;
+        if packed {
+            zst::decompress_all(&bytes).map(Some).map_err(read_err)
+        } else {
+            Ok(Some(bytes))
         }
-        Ok(None)
     }
 
     /// Appends the whole blob to `out`; the bytes appended, or None if its file is missing.
     /// A bulk IMAP FETCH builds a batch of responses in one buffer, and a body read straight
     /// into it is neither allocated on its own nor copied again. `size`: its length as
-    /// recorded, so a plain file is read without asking the filesystem for its length.
+    /// recorded (0: unknown), so a plain file is read without asking the filesystem for its
+    /// length or reading on to find its end; never more than `size` bytes of it.
     pub fn read_into(
         &self,
         id: &BlobId,
         out: &mut Vec<u8>,
         size: u64,
     ) -> Result<Option<usize>, StoreError> {
-        use std::sync::atomic::Ordering::Relaxed;
-        let plain_first = self.plain_last.load(Relaxed);
-        for packed in [!plain_first, plain_first] {
-            let path = if packed {
-                self.zst_path(id)
-            } else {
-                self.path(id)
-            };
-            let mut f = match File::open(path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(io(e)),
-            };
-            if plain_first == packed {
-                self.plain_last.store(!packed, Relaxed);
+        let Some((mut f, packed)) = self.open_any(id)? else {
+            return Ok(None);
+        };
+        let start = out.len();
+        if packed {
+            let mut buf = Vec::new();
+            f.read_to_end(&mut buf).map_err(io)?;
+            let raw = zst::decompress_all(&buf).map_err(read_err)?;
+            out.extend_from_slice(&raw);
+        } else {
+            // Through `Take`, not `File::read_to_end`, which asks for the file's length
+            // and position first (two system calls per message of a bulk read). Read up to
+            // the recorded size and no further: a blob is named by the hash of its bytes and
+            // never changes, so a read that got them all need not be followed by one that
+            // finds the end (a third of the system calls of a bulk FETCH).
+            out.reserve(usize::try_from(size).unwrap_or(0));
+            let limit = if size == 0 { u64::MAX } else { size };
+            if let Err(e) = f.take(limit).read_to_end(out) {
+                out.truncate(start);
+                return Err(io(e));
             }
-            let start = out.len();
-            if packed {
-                let mut buf = Vec::new();
-                f.read_to_end(&mut buf).map_err(io)?;
-                let raw = zst::decompress_all(&buf).map_err(read_err)?;
-                out.extend_from_slice(&raw);
-            } else {
-                // Through `Take`, not `File::read_to_end`, which asks for the file's length
-                // and position first (two system calls per message of a bulk read).
-                out.reserve(usize::try_from(size).unwrap_or(0));
-                if let Err(e) = f.take(u64::MAX).read_to_end(out) {
-                    out.truncate(start);
-                    return Err(io(e));
-                }
-            }
-            return Ok(Some(out.len() - start));
         }
-        Ok(None)
+        Ok(Some(out.len() - start))
     }
 
     /// A reader of the blob's raw bytes, for streaming without holding it whole in memory.
@@ -313,14 +304,8 @@ impl BlobStore {
 
     /// The reader and whether it decompresses (a plain file can seek).
     fn open_file(&self, id: &BlobId) -> Result<Option<(BlobReader, bool)>, StoreError> {
-        // A blob may be deleted between finding and opening it: that is "missing" too.
-        let Some((path, packed)) = self.find(id) else {
+        let Some((f, packed)) = self.open_any(id)? else {
             return Ok(None);
-        };
-        let f = match File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(e)),
         };
         let r = if packed {
             BlobReader::Packed(zst::open(f).map_err(read_err)?)
@@ -532,11 +517,17 @@ mod tests {
         assert_eq!(s.read_into(&id, &mut out, 10).unwrap(), Some(body.len()));
         assert_eq!(s.read_into(&small, &mut out, 100).unwrap(), Some(4));
         assert_eq!(out, [&b"head"[..], body.as_bytes(), b"tiny"].concat());
+        // A plain file is read up to its recorded size (0: to its end).
+        let mut out = Vec::new();
+        assert_eq!(s.read_into(&small, &mut out, 4).unwrap(), Some(4));
+        assert_eq!(s.read_into(&small, &mut out, 0).unwrap(), Some(4));
+        assert_eq!(s.read_into(&small, &mut out, 2).unwrap(), Some(2));
+        assert_eq!(out, b"tinytinyti");
         // A damaged compressed file is reported as corrupt, not served as garbage.
         fs::write(s.zst_path(&id), b"\x28\xb5\x2f\xfdgarbage").unwrap();
         assert!(matches!(s.get(&id), Err(StoreError::Corrupt(_))));
         assert!(s.delete_if(&id, || Ok(true)).unwrap());
-        assert!(s.find(&id).is_none());
+        assert!(!s.exists(&id).unwrap());
     }
 
     #[test]
