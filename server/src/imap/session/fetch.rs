@@ -54,10 +54,10 @@ fn build_batch(
     plan: &Plan,
     batch: &[(u32, StoredMessage)],
     seen_now: &std::collections::HashSet<String>,
-    unknown_cte: &mut bool,
     max_bytes: u64,
     spare: Option<Vec<u8>>,
-) -> Vec<Piece> {
+) -> (Vec<Piece>, bool) {
+    let mut unknown_cte = false;
     let mut out = Vec::new();
     // The batch's responses in one buffer (a body read straight into it), cut only where a
     // large body is streamed: one allocation and one write per batch, not per message, and
@@ -122,7 +122,7 @@ fn build_batch(
             rec,
             view.as_ref(),
             stream_whole || inline_whole || direct,
-            unknown_cte,
+            &mut unknown_cte,
         );
         // RFC 9051 §6.4.5: flags changed by reading (\Seen set) are reported with the data.
         if seen_now.contains(&rec.id) && !plan.names.contains(&MessageDataItemName::Flags) {
@@ -188,7 +188,7 @@ fn build_batch(
     if !buf.is_empty() {
         out.push(Piece::Bytes(buf));
     }
-    out
+    (out, unknown_cte)
 }
 
 impl Session {
@@ -373,18 +373,7 @@ impl Session {
         let max_bytes = self.ctx.config.fetch_batch_bytes;
         let spare = self.conn.take_spare();
         tokio::task::spawn_blocking(move || {
-            let mut cte = false;
-            let pieces = build_batch(
-                &mb,
-                &agent,
-                &plan,
-                &b.msgs,
-                &b.seen_now,
-                &mut cte,
-                max_bytes,
-                spare,
-            );
-            (pieces, cte)
+            build_batch(&mb, &agent, &plan, &b.msgs, &b.seen_now, max_bytes, spare)
         })
     }
 
