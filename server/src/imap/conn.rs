@@ -73,13 +73,20 @@ pub struct Conn {
     /// ([`Conn::keep_spares`]): a bulk FETCH builds dozens of batches of a few hundred KiB,
     /// and a fresh allocation of that size is fresh pages from the kernel, each faulted in
     /// on first write (a fifth of the server's CPU in a 5,000-message FETCH).
-    spares: Option<Vec<Vec<u8>>>,
+    spares: Option<Spares>,
     pub bytes_in: u64,
     pub bytes_out: u64,
 }
 
 /// Written buffers kept at most while a command keeps spares: one per batch in flight.
-const MAX_SPARES: usize = 4;
+const MAX_SPARES: usize = 3;
+
+/// The buffers [`Conn::keep_spares`] keeps, and the largest capacity worth keeping (a
+/// batch's: a buffer grown by one large item is freed, not held for the command).
+struct Spares {
+    bufs: Vec<Vec<u8>>,
+    max_capacity: usize,
+}
 
 impl Conn {
     /// `literal_ceiling` is the most any literal may ever be on this connection (the
@@ -244,15 +251,18 @@ impl Conn {
         Ok(())
     }
 
-    /// From now until [`Conn::drop_spares`], written output buffers are kept for
-    /// [`Conn::take_spare`].
-    pub fn keep_spares(&mut self) {
-        self.spares.get_or_insert_with(Vec::new);
+    /// From now until [`Conn::drop_spares`], written output buffers of at most
+    /// `max_capacity` bytes are kept for [`Conn::take_spare`].
+    pub fn keep_spares(&mut self, max_capacity: usize) {
+        self.spares = Some(Spares {
+            bufs: Vec::new(),
+            max_capacity,
+        });
     }
 
     /// A written output buffer to build the next response in (empty, its capacity kept).
     pub fn take_spare(&mut self) -> Option<Vec<u8>> {
-        self.spares.as_mut()?.pop()
+        self.spares.as_mut()?.bufs.pop()
     }
 
     /// Ends [`Conn::keep_spares`]: the kept buffers are freed.
@@ -271,8 +281,12 @@ impl Conn {
             // `send_owned`) is not kept for the session's life, only for its command.
             if self.out.capacity() > FLUSH_AT {
                 let big = std::mem::replace(&mut self.out, Vec::with_capacity(4096));
-                if let Some(s) = self.spares.as_mut().filter(|s| s.len() < MAX_SPARES) {
-                    s.push(big);
+                if let Some(s) = self
+                    .spares
+                    .as_mut()
+                    .filter(|s| s.bufs.len() < MAX_SPARES && big.capacity() <= s.max_capacity)
+                {
+                    s.bufs.push(big);
                 }
             }
         }
@@ -350,4 +364,62 @@ impl Conn {
 /// The fragmentizer's cap on one message: its literal and some lines around it.
 fn message_cap(max_line: usize, max_literal: u32) -> u32 {
     max_literal.saturating_add(u32::try_from(max_line.saturating_mul(4)).unwrap_or(u32::MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn keeps_written_batch_buffers_for_the_command_only_up_to_its_cap() {
+        let (ours, mut theirs) = tokio::io::duplex(8 << 20);
+        let mut c = Conn::new(
+            Box::new(ours),
+            8192,
+            1 << 20,
+            1 << 20,
+            Duration::from_secs(5),
+        );
+        let batch = |cap: usize| {
+            let mut b = Vec::with_capacity(cap);
+            b.resize(FLUSH_AT + 1, b'x');
+            b
+        };
+        // Not keeping: a written buffer is freed.
+        c.send_owned(batch(FLUSH_AT * 2));
+        c.flush().await.unwrap();
+        assert!(c.take_spare().is_none());
+        c.keep_spares(FLUSH_AT * 4);
+        // Within the cap: kept, handed back empty with its capacity.
+        c.send_owned(batch(FLUSH_AT * 2));
+        c.flush().await.unwrap();
+        // Grown past the cap by one large item: freed.
+        c.send_owned(batch(FLUSH_AT * 8));
+        c.flush().await.unwrap();
+        let spare = c.take_spare().unwrap();
+        assert!(spare.is_empty() && spare.capacity() >= FLUSH_AT * 2);
+        assert!(spare.capacity() < FLUSH_AT * 8);
+        assert!(c.take_spare().is_none());
+        // At most MAX_SPARES, and none after the command.
+        for _ in 0..MAX_SPARES + 2 {
+            c.send_owned(batch(FLUSH_AT * 2));
+            c.flush().await.unwrap();
+        }
+        let mut n = 0;
+        while c.take_spare().is_some() {
+            n += 1;
+        }
+        assert_eq!(n, MAX_SPARES);
+        c.send_owned(batch(FLUSH_AT * 2));
+        c.flush().await.unwrap();
+        c.drop_spares();
+        assert!(c.take_spare().is_none());
+        // Everything written reached the peer.
+        drop(c);
+        let mut got = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut theirs, &mut got)
+            .await
+            .unwrap();
+        assert_eq!(got.len(), (FLUSH_AT + 1) * (MAX_SPARES + 6));
+    }
 }

@@ -152,7 +152,9 @@ fn build_batch(
             match mb.raw_into_of_record(agent, rec, &mut buf) {
                 Ok(n) if n as u64 == rec.size => {}
                 Ok(n) => {
-                    // The record's size is not the body's: the literal says what is sent.
+                    // The record's size is not the body's (a damaged file: `store verify
+                    // --deep` finds it): the literal says what is sent.
+                    tracing::warn!(id = %rec.id, recorded = rec.size, read = n, "a body is shorter than its record says");
                     let body = buf.split_off(body_at);
                     buf.truncate(literal_at);
                     buf.extend_from_slice(format!("{{{n}}}\r\n").as_bytes());
@@ -199,8 +201,12 @@ impl Session {
         uid: bool,
         modifiers: Vec<FetchModifier>,
     ) -> Reply {
-        // The command's written batches are built into again, and freed when it ends.
-        self.conn.keep_spares();
+        // The command's written batches are built into again, and freed when it ends. A
+        // batch reserves up to twice `fetch_batch_bytes`; a buffer grown larger than that (by
+        // one large item) is not kept.
+        let max = usize::try_from(self.ctx.config.fetch_batch_bytes.saturating_mul(2))
+            .unwrap_or(usize::MAX);
+        self.conn.keep_spares(max);
         let reply = self.fetch_keeping_spares(set, items, uid, modifiers).await;
         self.conn.drop_spares();
         reply

@@ -6,7 +6,8 @@
 //! FETCH); the put path fsynced each directory by opening it anew per message. A handle
 //! is kept once its directory exists and lives as long as the store: nothing removes a
 //! fan-out directory while the store is open (a restore replaces the data directory of a
-//! stopped server).
+//! stopped server). Replacing one under a running server is as unsupported as replacing
+//! its database: reads would go on in the old directory.
 
 use super::BlobId;
 use rustix::fs::{AtFlags, Mode, OFlags};
@@ -107,6 +108,22 @@ impl Dirs {
             Err(rustix::io::Errno::NOENT) => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Moves the file at `from` (a finished temp file) to `id`'s name in its directory.
+    pub(super) fn rename_into(&self, from: &Path, id: &BlobId, packed: bool) -> io::Result<()> {
+        let Some(dir) = self.get(id)? else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "blob directory vanished",
+            ));
+        };
+        Ok(rustix::fs::renameat(
+            rustix::fs::CWD,
+            from,
+            dir,
+            Name::of(id, packed).as_str(),
+        )?)
     }
 
     /// Makes a rename into `id`'s directory durable.
