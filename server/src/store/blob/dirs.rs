@@ -26,12 +26,8 @@ pub(super) struct Name {
 
 impl Name {
     pub(super) fn of(id: &BlobId, packed: bool) -> Name {
-        const HEX: &[u8; 16] = b"0123456789abcdef";
         let mut buf = [0u8; 66];
-        for (i, b) in id.0[1..].iter().enumerate() {
-            buf[2 * i] = HEX[usize::from(b >> 4)];
-            buf[2 * i + 1] = HEX[usize::from(b & 15)];
-        }
+        data_encoding::HEXLOWER.encode_mut(&id.0[1..], &mut buf[..62]);
         let mut len = 62;
         if packed {
             buf[62..66].copy_from_slice(b".zst");
@@ -60,15 +56,18 @@ impl Dirs {
         }
     }
 
+    fn path_of(&self, id: &BlobId) -> PathBuf {
+        self.root.join(&id.hex()[..2])
+    }
+
     /// The directory of `id`; None while it does not exist yet.
     pub(super) fn get(&self, id: &BlobId) -> io::Result<Option<&OwnedFd>> {
         let slot = &self.fds[usize::from(id.0[0])];
         if let Some(fd) = slot.get() {
             return Ok(Some(fd));
         }
-        let path = self.root.join(&id.hex()[..2]);
         let fd = match rustix::fs::open(
-            &path,
+            self.path_of(id),
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
@@ -79,6 +78,18 @@ impl Dirs {
         // Two threads may open it at once: the first handle kept wins, the other is closed.
         let _ = slot.set(fd);
         Ok(slot.get())
+    }
+
+    /// The directory of `id`, made (and its entry in the root made durable) if it is not
+    /// there yet: where a new blob goes.
+    pub(super) fn ensure(&self, id: &BlobId) -> io::Result<&OwnedFd> {
+        if let Some(fd) = self.get(id)? {
+            return Ok(fd);
+        }
+        std::fs::create_dir_all(self.path_of(id))?;
+        File::open(&self.root)?.sync_all()?;
+        self.get(id)?
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "blob directory vanished"))
     }
 
     /// Opens `id`'s file of the given form for reading; None if it is not there.
@@ -110,31 +121,12 @@ impl Dirs {
         }
     }
 
-    /// Moves the file at `from` (a finished temp file) to `id`'s name in its directory.
+    /// Moves the file at `from` (a finished temp file) to `id`'s name in its directory, and
+    /// makes the rename durable.
     pub(super) fn rename_into(&self, from: &Path, id: &BlobId, packed: bool) -> io::Result<()> {
-        let Some(dir) = self.get(id)? else {
-            return Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "blob directory vanished",
-            ));
-        };
-        Ok(rustix::fs::renameat(
-            rustix::fs::CWD,
-            from,
-            dir,
-            Name::of(id, packed).as_str(),
-        )?)
-    }
-
-    /// Makes a rename into `id`'s directory durable.
-    pub(super) fn sync(&self, id: &BlobId) -> io::Result<()> {
-        match self.get(id)? {
-            Some(dir) => Ok(rustix::fs::fsync(dir)?),
-            None => Err(io::Error::new(
-                io::ErrorKind::NotFound,
-                "blob directory vanished",
-            )),
-        }
+        let dir = self.ensure(id)?;
+        rustix::fs::renameat(rustix::fs::CWD, from, dir, Name::of(id, packed).as_str())?;
+        Ok(rustix::fs::fsync(dir)?)
     }
 }
 
@@ -170,6 +162,20 @@ mod tests {
         assert_eq!(s, "x");
         assert!(dirs.exists(&id, false).unwrap());
         assert!(!dirs.exists(&id, true).unwrap());
-        dirs.sync(&id).unwrap();
+    }
+
+    #[test]
+    fn a_temp_file_is_renamed_into_a_directory_made_for_it() {
+        let d = tempfile::tempdir().unwrap();
+        let dirs = Dirs::new(d.path());
+        let id = BlobId::of(b"y");
+        let tmp = d.path().join("t");
+        std::fs::write(&tmp, b"y").unwrap();
+        dirs.rename_into(&tmp, &id, true).unwrap();
+        assert!(!tmp.exists());
+        assert!(dirs.exists(&id, true).unwrap());
+        let hex = id.hex();
+        let placed = d.path().join(&hex[..2]).join(format!("{}.zst", &hex[2..]));
+        assert_eq!(std::fs::read(placed).unwrap(), b"y");
     }
 }

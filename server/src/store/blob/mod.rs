@@ -207,10 +207,6 @@ impl BlobStore {
             Some(min) if bytes.len() >= min => zst::compress(bytes).map_err(io)?,
             _ => None,
         };
-        if self.dirs.get(&id).map_err(io)?.is_none() {
-            fs::create_dir_all(self.root.join(&id.hex()[..2])).map_err(io)?;
-            sync_dir(&self.root)?;
-        }
         let tmp = self
             .root
             .join("tmp")
@@ -219,14 +215,12 @@ impl BlobStore {
             let mut f = File::create(&tmp)?;
             f.write_all(packed.as_deref().unwrap_or(bytes))?;
             f.sync_all()?;
-            // Into the directory the handle names, which the sync below makes durable.
             self.dirs.rename_into(&tmp, &id, packed.is_some())
         })();
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             return Err(io(e));
         }
-        self.dirs.sync(&id).map_err(io)?;
         Ok(pin)
     }
 
@@ -430,10 +424,6 @@ fn read_err(e: std::io::Error) -> StoreError {
         }
         _ => io(e),
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
 }
 
 #[cfg(test)]
