@@ -158,6 +158,7 @@ impl Services {
                 identity.clone(),
                 mailbox.clone(),
                 config.webhooks.clone(),
+                std::time::Duration::from_millis(config.events.gather_ms),
             )
             .map_err(|e| anyhow::anyhow!("webhooks: {e}"))?,
         );

@@ -58,6 +58,8 @@ pub struct Follow {
     after: u64,
     ring: tokio::sync::watch::Receiver<()>,
     queue: VecDeque<StreamEvent>,
+    /// `events.gather_ms`.
+    gather: Duration,
 }
 
 impl Follow {
@@ -78,6 +80,7 @@ impl Follow {
             after,
             ring: s.streams.watch(),
             queue: VecDeque::new(),
+            gather: Duration::from_millis(s.config.events.gather_ms),
         })
     }
 
@@ -90,7 +93,7 @@ impl Follow {
             }
             let actor = self.s.identity.authenticate_valid_only(&self.key)?;
             self.ring.borrow_and_update();
-            match self.s.streams.poll(&actor, &self.sub, self.after).await {
+            match self.s.streams.poll(&actor, &mut self.sub, self.after).await {
                 Ok((after, evs)) => {
                     self.after = after;
                     if !evs.is_empty() {
@@ -106,7 +109,15 @@ impl Follow {
             tokio::select! {
                 _ = closing.cancelled() => return None,
                 _ = self.ring.changed() => {}
-                _ = tokio::time::sleep(RESCAN) => {}
+                _ = tokio::time::sleep(RESCAN) => continue,
+            }
+            // Woken by a write: the writes right behind it go in the same read and the same
+            // socket write.
+            if !self.gather.is_zero() {
+                tokio::select! {
+                    _ = closing.cancelled() => return None,
+                    _ = tokio::time::sleep(self.gather) => {}
+                }
             }
         }
     }
@@ -131,7 +142,7 @@ async fn sse(
     let heartbeat = Duration::from_secs(s.config.events.heartbeat_secs.max(1));
     let stream = futures::stream::unfold(follow, |mut f| async move {
         let ev = f.next().await?;
-        let e = Event::default().id(ev.id).event(ev.kind).data(ev.json);
+        let e = Event::default().id(&ev.id).event(&ev.kind).data(ev.text());
         Some((Ok(e), f))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat).text("heartbeat")))
@@ -160,7 +171,7 @@ async fn pump(mut socket: WebSocket, mut follow: Follow, heartbeat: Duration) {
         tokio::select! {
             ev = follow.next() => {
                 let Some(ev) = ev else { break };
-                if socket.send(Message::Text(ev.json.into())).await.is_err() {
+                if socket.send(Message::Text(ev.text().into())).await.is_err() {
                     return;
                 }
             }

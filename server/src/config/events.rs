@@ -17,6 +17,11 @@ pub struct EventsConfig {
     /// Live streams one caller (an agent, or the admins together) may hold open at once;
     /// one more is answered 429.
     pub max_streams_per_caller: usize,
+    /// Milliseconds a live stream or a webhook dispatcher that an outbox write woke waits
+    /// for the writes behind it before it reads: under load one read of the outbox and one
+    /// socket write then carry several events instead of one each. It adds at most this
+    /// much to an event's latency; 0 reads at once.
+    pub gather_ms: u64,
 }
 
 impl Default for EventsConfig {
@@ -26,6 +31,7 @@ impl Default for EventsConfig {
             prune_interval_secs: 3600,
             heartbeat_secs: 15,
             max_streams_per_caller: 8,
+            gather_ms: 10,
         }
     }
 }
@@ -129,6 +135,15 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(7_200));
         assert!(parse_duration("7w").is_err());
         assert!(parse_duration("d").is_err());
+    }
+
+    #[test]
+    fn streams_gather_ten_milliseconds_unless_told_and_at_most_a_second() {
+        assert_eq!(crate::config::parse_str("").unwrap().events.gather_ms, 10);
+        let c = crate::config::parse_str("[events]\ngather_ms = 0\n").unwrap();
+        assert_eq!(c.events.gather_ms, 0);
+        let e = crate::config::parse_str("[events]\ngather_ms = 1001\n").unwrap_err();
+        assert!(e.to_string().contains("events.gather_ms"), "{e}");
     }
 
     #[test]

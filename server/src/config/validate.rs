@@ -82,6 +82,9 @@ pub(super) fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
     if let Err(e) = c.events.retention_secs() {
         errs.push(err("events.retention", e));
     }
+    if c.events.gather_ms > 1000 {
+        errs.push(err("events.gather_ms", "must be at most 1000"));
+    }
     for a in &c.webhooks.allow_private {
         if let Err(e) = crate::net::AllowPrivate::parse_entry(a) {
             errs.push(err("webhooks.allow_private", e));

@@ -53,20 +53,39 @@ impl Drop for StreamSlot {
     }
 }
 
-/// What one stream asked for, fixed when it opened, and its slot in the per-caller count.
+/// What one stream asked for, fixed when it opened, its slot in the per-caller count, and
+/// what it learnt about agents while reading.
 pub struct Subscription {
     /// Requested types; empty = all.
     pub types: Vec<String>,
+    /// The caller and the agents below it, read when the stream first polls and again after
+    /// every `agent.created` it passes (the only change that adds to a family; agents are
+    /// never re-parented). Reading it per batch walked every agent record for each event a
+    /// busy stream sent, however few of them the caller owns.
+    family: Option<HashSet<String>>,
+    /// The org and chain of the agents seen so far (neither changes once the agent exists).
+    who: HashMap<String, Option<(String, Vec<String>)>>,
     _slot: StreamSlot,
 }
+
+/// Agents whose org and chain a stream keeps; past this the map starts again.
+const WHO_KEPT: usize = 1024;
 
 /// One event as sent on a stream.
 #[derive(Debug, Clone)]
 pub struct StreamEvent {
     pub id: String,
     pub kind: String,
-    /// The same JSON a webhook with `summary: full` receives.
-    pub json: String,
+    /// The same JSON a webhook with `summary: full` receives: the render the webhooks share,
+    /// not a copy of it.
+    pub json: Arc<[u8]>,
+}
+
+impl StreamEvent {
+    /// The body as text (serde_json writes UTF-8 only).
+    pub fn text(&self) -> &str {
+        std::str::from_utf8(&self.json).unwrap_or("")
+    }
 }
 
 impl EventStreams {
@@ -120,6 +139,8 @@ impl EventStreams {
         )?;
         Ok(Subscription {
             types: types.to_vec(),
+            family: None,
+            who: HashMap::new(),
             _slot: slot,
         })
     }
@@ -139,7 +160,7 @@ impl EventStreams {
     pub async fn poll(
         &self,
         actor: &Actor,
-        sub: &Subscription,
+        sub: &mut Subscription,
         after: u64,
     ) -> Result<(u64, Vec<StreamEvent>), EventsError> {
         let events = self.store.events_after(after, BATCH)?;
@@ -147,25 +168,33 @@ impl EventStreams {
             return Ok((after, Vec::new()));
         };
         let agents = match actor.agent_id() {
-            Some(me) => Some(self.family(me)?),
+            Some(me) => {
+                // Read after the batch: an agent created since is in the tree by now.
+                if sub.family.is_none() || events.iter().any(|(_, e)| e.kind == "agent.created") {
+                    sub.family = Some(self.family(me)?);
+                }
+                sub.family.as_ref()
+            }
             None => None,
         };
         let mail = actor.is_admin() || actor.scopes.contains(Scope::MailRead);
-        let mut who = HashMap::new();
+        if sub.who.len() > WHO_KEPT {
+            sub.who.clear();
+        }
         let mut out = Vec::new();
         for (seq, ev) in events {
             let wanted = (sub.types.is_empty() || sub.types.contains(&ev.kind))
                 && (mail || !is_message_event(&ev.kind))
-                && agents.as_ref().is_none_or(|a| a.contains(&ev.agent));
+                && agents.is_none_or(|a| a.contains(&ev.agent));
             if !wanted {
                 continue;
             }
-            let org = self.dispatcher.who(&mut who, &ev.agent)?;
-            let body = self.dispatcher.render(Summary::Full, seq, &ev, org).await;
+            let org = self.dispatcher.who(&mut sub.who, &ev.agent)?;
+            let json = self.dispatcher.render(Summary::Full, seq, &ev, org).await;
             out.push(StreamEvent {
                 id: event_id(seq),
                 kind: ev.kind,
-                json: String::from_utf8_lossy(&body).into_owned(),
+                json,
             });
         }
         Ok((last, out))

@@ -167,6 +167,45 @@ async fn sse_resumes_exactly_once_and_an_agent_sees_only_itself_and_its_sub_agen
 }
 
 #[tokio::test]
+async fn a_sub_agent_created_while_a_stream_is_open_joins_it() {
+    let s = server(|_| {}).await;
+    let (p, pkey) = s
+        .agent("lead", &["mail:read", "identity:sign", "identity:verify"])
+        .await;
+    let pid = p["id"].as_str().unwrap().to_string();
+    let mut stream = Sse::open(&s, &pkey, None, "").await;
+    // The stream has read its family (the caller alone) with this first event.
+    let before = s
+        .deliver(&pid, Folder::Inbox, message("before", "x").as_bytes())
+        .await
+        .id;
+    let (_, _, v) = stream.next(5).await.expect("the caller's own mail");
+    assert_eq!(v["data"]["id"], before.as_str());
+
+    let (st, sub) = s
+        .call(
+            "POST",
+            &format!("/v1/agents/{pid}/subagents"),
+            Some(&pkey),
+            Some(json!({"local": "late", "scopes": ["identity:verify"]})),
+        )
+        .await;
+    assert_eq!(st, 201, "{sub}");
+    let sid = sub["id"].as_str().unwrap().to_string();
+    let (_, kind, v) = stream.next(5).await.expect("the new sub-agent's creation");
+    assert_eq!(kind, "agent.created");
+    assert_eq!(v["agent"], sid.as_str());
+    let late = s
+        .deliver(&sid, Folder::Inbox, message("late", "x").as_bytes())
+        .await
+        .id;
+    let (_, kind, v) = stream.next(5).await.expect("the new sub-agent's mail");
+    assert_eq!(kind, "message.received");
+    assert_eq!(v["data"]["id"], late.as_str());
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn a_websocket_gets_the_same_events_and_a_revoked_key_ends_the_stream() {
     use tokio_tungstenite::tungstenite::{client::IntoClientRequest, Message};
     let s = server(|_| {}).await;

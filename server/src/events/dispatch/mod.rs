@@ -58,6 +58,10 @@ pub struct Dispatcher {
     /// JSON with extracted text) once instead of once per reader halved what push cost
     /// inbound mail.
     rendered: Mutex<Rendered>,
+    /// `events.gather_ms`: a worker that an outbox write woke waits this long for the
+    /// writes behind it, so one step (its webhook, owner, keys and cursor read again) serves
+    /// several events under load.
+    gather: Duration,
 }
 
 impl Dispatcher {
@@ -68,6 +72,7 @@ impl Dispatcher {
         identity: Arc<IdentityService>,
         mailbox: Arc<MailboxService>,
         settings: WebhooksConfig,
+        gather: Duration,
     ) -> Result<Dispatcher, String> {
         let sender = Sender::new(&settings)?;
         Ok(Dispatcher {
@@ -84,6 +89,7 @@ impl Dispatcher {
             endpoints: Mutex::default(),
             runtime: Mutex::default(),
             rendered: Mutex::default(),
+            gather,
         })
     }
 

@@ -88,7 +88,14 @@ impl Dispatcher {
                     }
                     tokio::select! {
                         _ = stop.cancelled() => break,
-                        _ = rung.changed() => {}
+                        _ = rung.changed() => {
+                            if !self.gather.is_zero() {
+                                tokio::select! {
+                                    _ = stop.cancelled() => break,
+                                    _ = tokio::time::sleep(self.gather) => {}
+                                }
+                            }
+                        }
                         _ = tokio::time::sleep(rescan) => {}
                     }
                 }
@@ -177,6 +184,7 @@ impl Dispatcher {
             let skip = !w.wants(&ev.kind, &ev.agent, org) || (!mail && is_message_event(&ev.kind));
             wanted.push((!skip).then_some(who));
         }
+        let mut pending = self.pending(id, &events)?;
         // The body of the next wanted event is rendered while the current one is in flight,
         // so a webhook keeps up with inbound mail although it delivers one event at a time.
         let mut ahead: Option<(usize, Arc<[u8]>)> = None;
@@ -211,8 +219,18 @@ impl Dispatcher {
                     None => None,
                 }
             };
+            let before = pending.remove(&seq);
             let (ended, rendered) = tokio::join!(
-                self.deliver(&w, &mut p, (seq, ev), body, keys, stop, &mut delivered),
+                self.deliver(
+                    &w,
+                    &mut p,
+                    (seq, ev),
+                    before,
+                    body,
+                    keys,
+                    stop,
+                    &mut delivered
+                ),
                 render_next
             );
             ahead = rendered;
@@ -236,14 +254,45 @@ impl Dispatcher {
         Ok(outcome)
     }
 
+    /// The deliveries of `events` that an earlier worker left pending (attempted, to be
+    /// retried): one range read per batch rather than a lookup per event.
+    fn pending(
+        &self,
+        id: &str,
+        events: &[(u64, EventRecord)],
+    ) -> Result<HashMap<u64, Delivery>, EventsError> {
+        let (Some(first), Some(last)) = (events.first(), events.last()) else {
+            return Ok(HashMap::new());
+        };
+        let mut out = HashMap::new();
+        let range = self.store.range(
+            Tree::WebhookDeliveries,
+            std::ops::Bound::Included(delivery_key(id, first.0)),
+            std::ops::Bound::Included(delivery_key(id, last.0)),
+            false,
+        );
+        for r in range {
+            let (k, v) = r?;
+            let d: Delivery = crate::store::decode(&v)?;
+            if let Some(seq) = crate::store::keys::read_u64(&k) {
+                if d.status == DeliveryStatus::Pending {
+                    out.insert(seq, d);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Attempts one event until it is delivered, given up on, or the worker stops. A success
     /// joins `delivered`; any other record is written at once, with those before it.
+    /// `before` is the event's pending delivery, if an earlier worker left one.
     #[allow(clippy::too_many_arguments)]
     async fn deliver(
         &self,
         w: &Webhook,
         p: &mut Progress,
         (seq, ev): (u64, &EventRecord),
+        before: Option<Delivery>,
         body: Arc<[u8]>,
         keys: &[zeroize::Zeroizing<Vec<u8>>],
         stop: &CancellationToken,
@@ -251,13 +300,10 @@ impl Dispatcher {
     ) -> Result<Ended, EventsError> {
         let key = delivery_key(&w.id, seq);
         let now = now_millis();
-        let mut d = match self
-            .store
-            .get_record::<Delivery>(Tree::WebhookDeliveries, &key)?
-        {
-            Some(d) if d.status == DeliveryStatus::Pending => d,
+        let mut d = match before {
+            Some(d) => d,
             // New, or delivered before and replayed now.
-            _ => Delivery {
+            None => Delivery {
                 event_id: event_id(seq),
                 event_type: ev.kind.clone(),
                 agent: ev.agent.clone(),
