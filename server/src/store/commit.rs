@@ -120,6 +120,7 @@ impl Store {
     pub fn flush_blocking(&self) -> Result<(), StoreError> {
         if let Engine::Sled(e) = &self.inner.engine {
             e.db.flush()?;
+            super::sled_engine::release_deferred();
         }
         Ok(())
     }

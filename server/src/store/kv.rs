@@ -50,6 +50,7 @@ impl Store {
         match &self.inner.engine {
             Engine::Sled(e) => {
                 e.tree(t).insert(key, value)?;
+                super::sled_engine::release_deferred();
             }
             Engine::Pg(e) => e.put(t, key, value)?,
         }
@@ -66,6 +67,7 @@ impl Store {
         match &self.inner.engine {
             Engine::Sled(e) => {
                 e.tree(t).remove(key)?;
+                super::sled_engine::release_deferred();
             }
             Engine::Pg(e) => e.remove(t, key)?,
         }

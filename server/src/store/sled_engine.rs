@@ -56,6 +56,19 @@ impl SledEngine {
     }
 }
 
+/// Hands this thread's deferred frees to the shared queue, where the next reader or writer
+/// on any thread can free them. Call it after a write.
+///
+/// Why: sled frees what a write replaced (the old page versions, and each sealed log buffer,
+/// which keeps its whole 512 KiB segment buffer alive) through crossbeam's epochs, and a
+/// thread collects those frees in a bag of its own that is handed on only once it holds 64.
+/// The blocking pool's threads each kept such a bag after a burst of deliveries, and
+/// together they held dozens of segment buffers: heaptrack found 21.7 MB of the 74 MB live
+/// after 20,000 deliveries in sealed log buffers alone.
+pub(super) fn release_deferred() {
+    crossbeam_epoch::pin().flush();
+}
+
 /// A sled iterator, forwards or backwards, copying out keys and values.
 pub(super) struct SledScan<'a> {
     it: sled::Iter,

@@ -210,6 +210,7 @@ pub(super) fn run<R, E>(
             }
         }
     });
+    super::sled_engine::release_deferred();
     match r {
         Ok(r) => Ok(r),
         Err(TransactionError::Abort(Abort::User(e))) => Err(TxError::Abort(e)),
