@@ -99,6 +99,34 @@ pub struct MessageContent {
 }
 
 impl MessageContent {
+    /// About what this takes on the heap (capacities, not lengths: a parse leaves slack).
+    pub(super) fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        let s = |x: &String| x.capacity();
+        let o = |x: &Option<String>| x.as_ref().map_or(0, String::capacity);
+        let strings =
+            |v: &Vec<String>| v.capacity() * size_of::<String>() + v.iter().map(s).sum::<usize>();
+        o(&self.text)
+            + o(&self.html)
+            + s(&self.extracted_text)
+            + self.codes.capacity() * size_of::<crate::extract::Code>()
+            + self
+                .codes
+                .iter()
+                .map(|c| s(&c.code) + s(&c.context))
+                .sum::<usize>()
+            + self.links.capacity() * size_of::<crate::extract::Link>()
+            + self
+                .links
+                .iter()
+                .map(|l| s(&l.url) + o(&l.text))
+                .sum::<usize>()
+            + self.headers.capacity() * size_of::<(String, String)>()
+            + self.headers.iter().map(|(k, v)| s(k) + s(v)).sum::<usize>()
+            + strings(&self.in_reply_to)
+            + strings(&self.references)
+    }
+
     /// Moves the derived content out of a parse, leaving the envelope fields for the record.
     pub(super) fn take(ex: &mut crate::extract::Extracted) -> Self {
         use std::mem::take;

@@ -9,11 +9,14 @@ use super::MessageContent;
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
-/// What the cache may hold in all (estimated as twice each message's raw size): some 250
-/// messages of 4 KB, a third of a second of full-speed inbound mail, while the event readers
-/// stay within a few dozen messages of it (webhook p99 34 ms in `bench/events.sh`). It was
-/// 16 MiB, a fifth of the server's memory after a burst of deliveries, for reads that come
-/// within moments or not at all; a reader later than this parses the message again.
+/// What the cache may hold in all, counted as what each entry takes on the heap: some 100
+/// messages of 4 KB (about 20 KB each once parsed, extracted and indexed by id), a fifth of
+/// a second of full-speed inbound mail, while the event readers stay within a few dozen
+/// messages of it (webhook p99 34-46 ms in `bench/events.sh`). It was 16 MiB, a fifth of the
+/// server's memory after a burst of deliveries, for reads that come within moments or not at
+/// all; a reader later than this parses the message again. Entries were once weighed at twice
+/// their raw size, which heaptrack showed to be a third of what they hold (7.4 MB held
+/// against a 2 MiB budget).
 const BUDGET: usize = 2 << 20;
 /// Messages larger than this are not kept: one would push out hundreds of small ones (the
 /// readers parse such a message once more instead).
@@ -36,7 +39,8 @@ impl RecentContent {
         if raw_size > ENTRY_MAX {
             return;
         }
-        let weight = raw_size.saturating_mul(2).max(1024);
+        // The content, its id twice (map key and queue), the map's and the queue's slots.
+        let weight = content.heap_bytes() + 2 * id.len() + 128;
         let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         while g.bytes + weight > BUDGET {
             let Some((old, w)) = g.order.pop_front() else {
@@ -72,13 +76,29 @@ mod tests {
         assert_eq!(c.get("msg_a").unwrap().extracted_text, "a");
         c.put("msg_big", content("big"), ENTRY_MAX + 1);
         assert!(c.get("msg_big").is_none());
-        // Filling the budget pushes the oldest out.
-        for i in 0..(BUDGET / (ENTRY_MAX * 2) + 1) {
-            c.put(&format!("msg_{i}"), content("x"), ENTRY_MAX);
+        // Filling the budget pushes the oldest out: entries weigh what they hold, whatever
+        // the raw size they came from.
+        let big = "x".repeat(64 << 10);
+        for i in 0..(BUDGET / (64 << 10) + 1) {
+            c.put(&format!("msg_{i}"), content(&big), 4096);
         }
         assert!(c.get("msg_a").is_none());
         let g = c.inner.lock().unwrap();
         assert!(g.bytes <= BUDGET && g.map.len() == g.order.len());
+        assert!(g.map.len() < BUDGET / (64 << 10), "{}", g.map.len());
+    }
+
+    #[test]
+    fn an_entry_weighs_its_strings_and_lists() {
+        let mut m = MessageContent {
+            text: Some("t".repeat(1000)),
+            extracted_text: "e".repeat(3000),
+            ..Default::default()
+        };
+        let plain = m.heap_bytes();
+        assert!(plain >= 4000, "{plain}");
+        m.headers = vec![("Subject".into(), "s".repeat(500)); 4];
+        assert!(m.heap_bytes() >= plain + 4 * 507, "{}", m.heap_bytes());
     }
 
     /// What a read right after delivery finds here is what parsing the raw bytes gives.
