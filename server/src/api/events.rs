@@ -113,11 +113,8 @@ impl Follow {
             }
             // Woken by a write: the writes right behind it go in the same read and the same
             // socket write.
-            if !self.gather.is_zero() {
-                tokio::select! {
-                    _ = closing.cancelled() => return None,
-                    _ = tokio::time::sleep(self.gather) => {}
-                }
+            if !crate::events::gather(self.gather, &closing).await {
+                return None;
             }
         }
     }

@@ -20,3 +20,16 @@ pub use error::EventsError;
 pub use model::{Delivery, Summary, Webhook, EVENT_TYPES};
 pub use stream::{EventStreams, StreamEvent, Subscription};
 pub use webhooks::{NewWebhook, WebhookPatch, WebhookService};
+
+/// `events.gather_ms`: what a reader of the outbox (a live stream, a webhook worker) that a
+/// write woke waits for the writes right behind it, so one read carries several events.
+/// False when `stop` came first.
+pub async fn gather(wait: std::time::Duration, stop: &tokio_util::sync::CancellationToken) -> bool {
+    if wait.is_zero() {
+        return !stop.is_cancelled();
+    }
+    tokio::select! {
+        _ = stop.cancelled() => false,
+        _ = tokio::time::sleep(wait) => true,
+    }
+}

@@ -89,11 +89,8 @@ impl Dispatcher {
                     tokio::select! {
                         _ = stop.cancelled() => break,
                         _ = rung.changed() => {
-                            if !self.gather.is_zero() {
-                                tokio::select! {
-                                    _ = stop.cancelled() => break,
-                                    _ = tokio::time::sleep(self.gather) => {}
-                                }
+                            if !crate::events::gather(self.gather, &stop).await {
+                                break;
                             }
                         }
                         _ = tokio::time::sleep(rescan) => {}
