@@ -77,7 +77,9 @@ wanted() {
 for s in $(declare -F | awk '{print $3}' | grep '^suite_' | sort); do
   wanted "$s" || continue
   echo "# $s"
+  t0=$SECONDS
   "$s" || bad "$s aborted"
+  echo "# $s: $((SECONDS - t0)) s"
 done
 
 echo "interop: $PASS passed, $FAIL failed"

@@ -83,8 +83,10 @@ suite_95_postgres() {
   ok "throwaway PostgreSQL starts (unprivileged, 127.0.0.1:$PG_PORT)"
   head -c 32 /dev/urandom > "$dir/master.key"; chmod 600 "$dir/master.key"
 
-  # (1) the store conformance suite, on this server
-  LEGATE_TEST_PG_URL=$PG_URL timeout 900 cargo test --locked -p legate --lib store:: -- --nocapture \
+  # (1) the store conformance suite, on this server. `--workspace --lib`, not `-p legate`:
+  # the workspace's feature set is the one `cargo test --workspace` built, so CI reuses that
+  # build here (with `-p legate` reqwest's features differ and legate compiled twice more).
+  LEGATE_TEST_PG_URL=$PG_URL timeout 900 cargo test --locked --workspace --lib store:: -- --nocapture \
     > "$dir/conformance.log" 2>&1
   check "store conformance suite passes on PostgreSQL" test $? -eq 0
   check "the PostgreSQL conformance tests ran (none skipped)" \
