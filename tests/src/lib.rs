@@ -69,6 +69,17 @@ pub fn fresh_pg_database(admin_url: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// The start failed because the data directory's lock is still held (`StoreError::Locked`
+/// anywhere in the error's chain), the one refusal a restart in the same process may outwait.
+fn store_locked(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|c| {
+        matches!(
+            c.downcast_ref::<legate::store::StoreError>(),
+            Some(legate::store::StoreError::Locked)
+        )
+    })
+}
+
 impl TestServer {
     pub async fn start() -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -126,10 +137,7 @@ impl TestServer {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
         let running = loop {
             match app::start(cfg.clone(), StartOptions::default()).await {
-                Err(e)
-                    if format!("{e:#}").contains("in use by another legate process")
-                        && std::time::Instant::now() < deadline =>
-                {
+                Err(e) if store_locked(e.as_ref()) && std::time::Instant::now() < deadline => {
                     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
                 }
                 r => break r.expect("start"),
