@@ -12,7 +12,9 @@ use super::model::{ChangeKind, DeliveryMeta, MessageContent, StoredMessage};
 use super::parse::{is_own, unparsed};
 pub use super::parse::{parse_for, Parsed};
 use super::senders::SenderVerdict;
-use super::slots::{index_in_folder, load_folder_for_insert, load_state, next_uid};
+use super::slots::{
+    folder_for_insert, index_in_folder, load_state, load_state_and_folder, next_uid,
+};
 use super::thread::{self, ThreadRefs};
 use super::{index, Folder, MailboxError, MailboxService};
 use crate::store::{Tree, Tx, TxFail};
@@ -282,7 +284,7 @@ impl MailboxService {
                 }
                 return Ok(rec);
             }
-            let mut st = load_state(tx, agent, now)?;
+            let (mut st, found) = load_state_and_folder(tx, agent, folder, now)?;
             if quota > 0 && st.used_bytes.saturating_add(size) > quota {
                 return Err(TxFail::Abort(MailboxError::QuotaExceeded {
                     used: st.used_bytes,
@@ -290,7 +292,7 @@ impl MailboxService {
                     incoming: size,
                 }));
             }
-            let mut fs = load_folder_for_insert(tx, agent, folder, &st)?;
+            let mut fs = folder_for_insert(found, folder, &st)?;
             let mut rec = base.clone();
             rec.uid = next_uid(&mut fs)?;
             st.modseq += 1;

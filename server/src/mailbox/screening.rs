@@ -85,9 +85,17 @@ impl MailboxService {
             .is_some();
         // An allow list names addresses anyone can type into a From: only a proven sender
         // counts as allowlisted, whatever `senders.allow_requires_authentication` says.
-        let allowlisted = proven
-            && (self.listed(&SenderOwner::Agent(agent.into()), SenderList::Allow, from)?
-                || self.listed(&SenderOwner::Org(org.into()), SenderList::Allow, from)?);
+        let allowlisted = proven && {
+            let (agent, org) = (
+                SenderOwner::Agent(agent.into()),
+                SenderOwner::Org(org.into()),
+            );
+            let [mine, org] = self.any_listed([
+                (&agent, SenderList::Allow, &[from][..]),
+                (&org, SenderList::Allow, &[from][..]),
+            ])?;
+            mine || org
+        };
         // Likewise a known contact: anyone can forge the From of someone the agent talks to,
         // so an unproven sender is a first contact (and screened) whoever it claims to be.
         Ok(Trust {

@@ -31,13 +31,64 @@ pub(super) fn load_state(
     Ok(st)
 }
 
+/// [`load_state`] and the stored state of `folder`, read together: one round trip on
+/// PostgreSQL, inside the delivery transaction that holds the agent's counters. The folder
+/// is checked afterwards with [`folder_for_insert`], once the caller has checked the quota.
+pub(super) fn load_state_and_folder(
+    tx: &Tx<'_>,
+    agent: &str,
+    folder: Folder,
+    now: i64,
+) -> Result<(AgentMailState, Option<FolderState>), TxFail<MailboxError>> {
+    let (sk, fk) = (
+        index::agent_state(agent),
+        index::folder_state(agent, folder),
+    );
+    let got = tx.get_many(Tree::Folders, &[&sk, &fk])?;
+    match (got.first(), got.get(1)) {
+        (Some(Some(st)), Some(fs)) => {
+            Ok((Tx::decode(st)?, fs.as_deref().map(Tx::decode).transpose()?))
+        }
+        // A new mailbox: created now, its folders read back from this transaction.
+        _ => {
+            let st = load_state(tx, agent, now)?;
+            Ok((st, tx.get_record(Tree::Folders, &fk)?))
+        }
+    }
+}
+
+/// The state `folder` takes a new message with, from what [`load_state_and_folder`] found:
+/// as [`load_folder_for_insert`] decides.
+pub(super) fn folder_for_insert(
+    found: Option<FolderState>,
+    folder: Folder,
+    st: &AgentMailState,
+) -> Result<FolderState, TxFail<MailboxError>> {
+    let fs = folder_or_default(found, folder, st)?;
+    if fs.closing {
+        return Err(TxFail::Abort(MailboxError::UnknownFolder(
+            folder.name().to_string(),
+        )));
+    }
+    Ok(fs)
+}
+
 pub(super) fn load_folder(
     tx: &Tx<'_>,
     agent: &str,
     folder: Folder,
     st: &AgentMailState,
 ) -> Result<FolderState, TxFail<MailboxError>> {
-    match tx.get_record(Tree::Folders, &index::folder_state(agent, folder))? {
+    let found = tx.get_record(Tree::Folders, &index::folder_state(agent, folder))?;
+    folder_or_default(found, folder, st)
+}
+
+fn folder_or_default(
+    found: Option<FolderState>,
+    folder: Folder,
+    st: &AgentMailState,
+) -> Result<FolderState, TxFail<MailboxError>> {
+    match found {
         Some(fs) => Ok(fs),
         // An agent's own folder exists only once created (and not after it is deleted):
         // mail is never filed into a folder that is gone.
@@ -57,13 +108,8 @@ pub(super) fn load_folder_for_insert(
     folder: Folder,
     st: &AgentMailState,
 ) -> Result<FolderState, TxFail<MailboxError>> {
-    let fs = load_folder(tx, agent, folder, st)?;
-    if fs.closing {
-        return Err(TxFail::Abort(MailboxError::UnknownFolder(
-            folder.name().to_string(),
-        )));
-    }
-    Ok(fs)
+    let found = tx.get_record(Tree::Folders, &index::folder_state(agent, folder))?;
+    folder_for_insert(found, folder, st)
 }
 
 /// Takes the folder's next UID; UIDs are never reused, so an exhausted folder refuses.

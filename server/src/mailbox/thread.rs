@@ -85,21 +85,22 @@ pub(super) fn resolve(
     refs: &ThreadRefs,
     fresh: &str,
 ) -> Result<String, TxFail<MailboxError>> {
-    let mut found = None;
-    for id in &refs.ids {
-        if let Some(t) = tx.get(Tree::MailThreads, &index::thread(agent, id))? {
-            found = Some(String::from_utf8_lossy(&t).into_owned());
-            break;
-        }
-    }
+    // Every id at once: on PostgreSQL one round trip, not two per id.
+    let keys: Vec<Vec<u8>> = refs.ids.iter().map(|id| index::thread(agent, id)).collect();
+    let asked: Vec<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+    let known = tx.get_many(Tree::MailThreads, &asked)?;
+    let found = known
+        .iter()
+        .flatten()
+        .next()
+        .map(|t| String::from_utf8_lossy(t).into_owned());
     let thread = found.unwrap_or_else(|| match &refs.root {
         Some(r) => derived(agent, r),
         None => fresh.to_string(),
     });
-    for id in &refs.ids {
-        let k = index::thread(agent, id);
-        if tx.get(Tree::MailThreads, &k)?.is_none() {
-            tx.put(Tree::MailThreads, &k, thread.as_bytes())?;
+    for (k, v) in keys.iter().zip(&known) {
+        if v.is_none() {
+            tx.put(Tree::MailThreads, k, thread.as_bytes())?;
         }
     }
     Ok(thread)

@@ -31,6 +31,21 @@ impl Store {
         }
     }
 
+    /// Several keys of one tree, each `None` when absent, in `keys` order: on PostgreSQL
+    /// one round trip for all of them instead of one each (a decision that looks up many
+    /// candidate keys, such as a sender against its lists, waits for one answer).
+    pub fn get_many(&self, t: Tree, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        match &self.inner.engine {
+            Engine::Sled(e) => {
+                let tree = e.tree(t);
+                keys.iter()
+                    .map(|k| Ok(tree.get(k)?.map(|v| v.to_vec())))
+                    .collect()
+            }
+            Engine::Pg(e) => e.get_many(t, keys),
+        }
+    }
+
     pub fn get_record<T: DeserializeOwned>(
         &self,
         t: Tree,
@@ -100,6 +115,26 @@ impl Store {
             Engine::Sled(e) => Scan::Sled(e.range(t, from, to, reverse)),
             Engine::Pg(e) => Scan::Pg(e.range(t, from, to, reverse)),
         })
+    }
+
+    /// The last entry of each inclusive range `[lo, hi]`, in the order asked: on PostgreSQL
+    /// one round trip for all of them (a search merge finds each term's newest block so).
+    pub fn last_in_ranges(
+        &self,
+        t: Tree,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<Option<Entry>>, StoreError> {
+        match &self.inner.engine {
+            Engine::Sled(e) => ranges
+                .iter()
+                .map(|(lo, hi)| {
+                    let from = Bound::Included(lo.clone());
+                    let to = Bound::Included(hi.clone());
+                    e.range(t, from, to, true).next().transpose()
+                })
+                .collect(),
+            Engine::Pg(e) => e.last_in_ranges(t, ranges),
+        }
     }
 
     /// The entry with the greatest key, if any.

@@ -81,17 +81,45 @@ impl Tx<'_> {
         }
     }
 
+    /// Several keys of one tree, each `None` when absent, in `keys` order: on PostgreSQL
+    /// one round trip for all of them instead of one each.
+    pub fn get_many(
+        &self,
+        tree: Tree,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<Vec<u8>>>, TxStoreError> {
+        let i = self.pos(tree);
+        match &self.engine {
+            TxEngine::Sled(trees) => keys
+                .iter()
+                .map(|k| {
+                    trees[i]
+                        .get(k)
+                        .map(|v| v.map(|v| v.to_vec()))
+                        .map_err(|e| TxStoreError(Inner::Engine(e)))
+                })
+                .collect(),
+            TxEngine::Pg(p) => p
+                .get_many(tree, keys)
+                .map_err(|e| TxStoreError(Inner::Pg(e))),
+        }
+    }
+
     pub fn get_record<T: DeserializeOwned>(
         &self,
         tree: Tree,
         key: &[u8],
     ) -> Result<Option<T>, TxStoreError> {
         match self.get(tree, key)? {
-            Some(v) => codec::decode(&v)
-                .map(Some)
-                .map_err(|e| TxStoreError(Inner::Codec(e))),
+            Some(v) => Self::decode(&v).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// A record read with [`get_many`](Self::get_many), decoded as
+    /// [`get_record`](Self::get_record) decodes.
+    pub fn decode<T: DeserializeOwned>(v: &[u8]) -> Result<T, TxStoreError> {
+        codec::decode(v).map_err(|e| TxStoreError(Inner::Codec(e)))
     }
 
     pub fn put(&self, tree: Tree, key: &[u8], value: &[u8]) -> Result<(), TxStoreError> {

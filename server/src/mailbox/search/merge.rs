@@ -141,24 +141,48 @@ impl MailboxService {
             return Ok(None);
         }
         let mut by_term: BTreeMap<String, (Vec<Pos>, Vec<Pos>)> = BTreeMap::new();
-        for (p, add) in adds
+        let batch: Vec<(&Pos, bool)> = adds
             .iter()
             .map(|p| (p, true))
             .chain(dels.iter().map(|p| (p, false)))
-        {
-            let terms = self
-                .store
-                .get(Tree::SearchDocs, p.1.as_bytes())?
-                .map(|v| decode_doc(&v))
-                .unwrap_or_default();
+            .collect();
+        // Every message's terms in one read (on PostgreSQL, one round trip per batch).
+        let ids: Vec<&[u8]> = batch.iter().map(|(p, _)| p.1.as_bytes()).collect();
+        let docs = self.store.get_many(Tree::SearchDocs, &ids)?;
+        for ((p, add), doc) in batch.into_iter().zip(docs) {
+            let terms = doc.map(|v| decode_doc(&v)).unwrap_or_default();
             for t in terms {
                 let e = by_term.entry(t).or_default();
                 if add { &mut e.0 } else { &mut e.1 }.push(p.clone());
             }
         }
+        // Usually every new position of a term is newer than its last block: that block, for
+        // every term of the batch, in one read (on PostgreSQL one round trip, not one each).
+        let ranges: Vec<(Vec<u8>, Vec<u8>)> = by_term
+            .iter()
+            .filter_map(|(term, (add, _))| {
+                let p = add.last()?;
+                let base = term_base(agent, term);
+                Some((
+                    keys::prefix(&[agent, term]),
+                    index::timeline_at(&base, p.0, &p.1),
+                ))
+            })
+            .collect();
+        let mut lasts = self
+            .store
+            .last_in_ranges(Tree::SearchPostings, &ranges)?
+            .into_iter();
         let mut writes = Vec::new();
         for (term, (add, del)) in &by_term {
-            self.plan_term(agent, term, add, del, &mut writes)?;
+            let last = match add.last() {
+                Some(_) => lasts.next().flatten().and_then(|(k, v)| {
+                    let at = index::parse_timed(&term_base(agent, term), &k)?;
+                    Some((k, at, v))
+                }),
+                None => None,
+            };
+            self.plan_term(agent, term, add, del, last, &mut writes)?;
         }
         Ok(Some(Plan {
             next: generation_after(&generation),
@@ -189,10 +213,14 @@ impl MailboxService {
             if tx.get(Tree::Meta, &plan.gen_key)? != plan.generation {
                 return Err(TxFail::Abort(()));
             }
-            for k in &plan.pending {
-                if tx.get(Tree::SearchPending, k)?.is_none() {
-                    return Err(TxFail::Abort(()));
-                }
+            // Read together: on PostgreSQL a merge was a round trip per message merged.
+            let pending: Vec<&[u8]> = plan.pending.iter().map(Vec::as_slice).collect();
+            if tx
+                .get_many(Tree::SearchPending, &pending)?
+                .iter()
+                .any(Option::is_none)
+            {
+                return Err(TxFail::Abort(()));
             }
             for (k, v) in &plan.writes {
                 match v {
@@ -232,23 +260,21 @@ impl MailboxService {
 
     /// Adds `add` and removes `del` (each sorted ascending) in `term`'s blocks, appending
     /// the writes that do it: changed blocks rewritten (split at [`BLOCK_MAX`], re-keyed
-    /// when their oldest position changed), emptied blocks removed.
+    /// when their oldest position changed), emptied blocks removed. `last` is the block the
+    /// newest of `add` belongs in ([`block_at`](Self::block_at) of it), which the caller
+    /// reads for every term of the batch at once.
     fn plan_term(
         &self,
         agent: &str,
         term: &str,
         add: &[Pos],
         del: &[Pos],
+        last: Option<Block>,
         writes: &mut Vec<(Vec<u8>, Option<Vec<u8>>)>,
     ) -> Result<(), MailboxError> {
         let base = term_base(agent, term);
         let mut touched: Touched = BTreeMap::new();
         let mut before_all: Vec<Pos> = Vec::new();
-        // Usually every new position is newer than the term's last block: one lookup.
-        let last = match add.last() {
-            Some(p) => self.block_at(&base, p)?,
-            None => None,
-        };
         for (p, adding) in add
             .iter()
             .map(|p| (p, true))

@@ -221,6 +221,60 @@ fn multi_tree_transactions_are_all_or_nothing(f: &Fixture) {
     assert_eq!(s.get(Tree::Humans, b"a").unwrap(), None);
 }
 
+fn many_keys_are_read_at_once_in_the_order_asked(f: &Fixture) {
+    let s = f.open();
+    s.put(Tree::Humans, b"a", b"1").unwrap();
+    s.put(Tree::Humans, b"c", b"3").unwrap();
+    s.put(Tree::Orgs, b"b", b"other tree").unwrap();
+    let asked: [&[u8]; 5] = [b"c", b"b", b"a", b"zz", b"c"];
+    let want = vec![
+        Some(b"3".to_vec()),
+        None,
+        Some(b"1".to_vec()),
+        None,
+        Some(b"3".to_vec()),
+    ];
+    assert_eq!(s.get_many(Tree::Humans, &asked).unwrap(), want);
+    assert!(s.get_many(Tree::Humans, &[]).unwrap().is_empty());
+    // Inside a transaction: its own writes and removals first, the rest from the store.
+    let got = s
+        .transact::<_, ()>(&[Tree::Humans], |tx| {
+            tx.put(Tree::Humans, b"b", b"2")?;
+            tx.remove(Tree::Humans, b"c")?;
+            Ok(tx.get_many(Tree::Humans, &[b"a", b"b", b"c", b"d"])?)
+        })
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![Some(b"1".to_vec()), Some(b"2".to_vec()), None, None]
+    );
+    assert_eq!(s.get(Tree::Humans, b"b").unwrap(), Some(b"2".to_vec()));
+}
+
+fn the_last_entry_of_many_ranges_is_read_at_once(f: &Fixture) {
+    let s = f.open();
+    for k in [&b"a1"[..], b"a2", b"a3", b"b1", b"c1", b"c2"] {
+        s.put(Tree::Humans, k, k).unwrap();
+    }
+    s.put(Tree::Orgs, b"a9", b"other tree").unwrap();
+    let r = |lo: &[u8], hi: &[u8]| (lo.to_vec(), hi.to_vec());
+    let got = s
+        .last_in_ranges(
+            Tree::Humans,
+            &[
+                r(b"c", b"c\xff"),
+                r(b"a", b"a2"),
+                r(b"d", b"z"),
+                r(b"a", b"a\xff"),
+                r(b"b1", b"b1"),
+            ],
+        )
+        .unwrap();
+    let e = |k: &[u8]| Some((k.to_vec(), k.to_vec()));
+    assert_eq!(got, vec![e(b"c2"), e(b"a2"), None, e(b"a3"), e(b"b1")]);
+    assert!(s.last_in_ranges(Tree::Humans, &[]).unwrap().is_empty());
+}
+
 fn conflicting_concurrent_transactions_retry(f: &Fixture) {
     let s = f.open();
     let (threads, each) = (6u64, 40u64);
@@ -533,6 +587,8 @@ conformance!(
     ordered_scans_and_prefix_bounds,
     range_bounds_both_ways_across_pages,
     multi_tree_transactions_are_all_or_nothing,
+    many_keys_are_read_at_once_in_the_order_asked,
+    the_last_entry_of_many_ranges_is_read_at_once,
     conflicting_concurrent_transactions_retry,
     large_values_round_trip,
     committed_writes_survive_reopen,

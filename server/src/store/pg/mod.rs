@@ -8,6 +8,7 @@
 
 mod conn;
 mod listen;
+mod many;
 pub(super) mod schema;
 mod signal;
 mod tls;
@@ -17,6 +18,7 @@ use super::blob::{BlobId, Listed, Pins};
 use super::{Entry, StoreError, Tree};
 pub(super) use conn::PgError;
 use conn::{Connector, Counters, Pool};
+use many::{in_order, kv_get_many, kv_last_in_ranges};
 use std::collections::VecDeque;
 use std::ops::Bound;
 use std::path::PathBuf;
@@ -176,6 +178,27 @@ impl PgEngine {
                 .transpose()
                 .map_err(PgError::from)
         })?)
+    }
+
+    /// Several keys of one tree in one round trip, each `None` when absent, in `keys` order.
+    pub(super) fn get_many(
+        &self,
+        t: Tree,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<Vec<u8>>>, StoreError> {
+        let tree = self.id(t);
+        let want: Vec<Vec<u8>> = keys.iter().map(|k| k.to_vec()).collect();
+        let found = self.ops.run(move |c| kv_get_many(c, tree, &want))?;
+        Ok(in_order(keys, found))
+    }
+
+    pub(super) fn last_in_ranges(
+        &self,
+        t: Tree,
+        ranges: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Vec<Option<Entry>>, StoreError> {
+        let (tree, ranges) = (self.id(t), ranges.to_vec());
+        Ok(self.ops.run(move |c| kv_last_in_ranges(c, tree, &ranges))?)
     }
 
     pub(super) fn put(&self, t: Tree, key: &[u8], value: &[u8]) -> Result<(), StoreError> {

@@ -14,6 +14,7 @@
 //!   queue instead of all running and all but one failing at commit (and running again).
 
 use super::conn::{Conn, Lease, PgError};
+use super::many::{in_order, kv_get_many};
 use super::{PgEngine, KV_GET};
 use crate::store::blob::BlobId;
 use crate::store::{StoreError, Tree};
@@ -189,6 +190,34 @@ impl<'a> PgTx<'a> {
                 .transpose()
                 .map_err(PgError::from)
         })
+    }
+
+    /// [`get`](Self::get) for several keys of one tree: this transaction's own writes, and
+    /// the rest in one statement.
+    pub(in crate::store) fn get_many(
+        &self,
+        t: Tree,
+        keys: &[&[u8]],
+    ) -> Result<Vec<Option<Vec<u8>>>, PgError> {
+        let tree = self.eng.id(t);
+        let mut found = std::collections::HashMap::new();
+        let mut ask = Vec::new();
+        {
+            let writes = self.writes.borrow();
+            for k in keys {
+                match writes.get(&(tree, k.to_vec())) {
+                    Some(Some(v)) => {
+                        found.insert(k.to_vec(), v.clone());
+                    }
+                    Some(None) => {}
+                    None => ask.push(k.to_vec()),
+                }
+            }
+        }
+        if !ask.is_empty() {
+            found.extend(self.run(move |c| kv_get_many(c, tree, &ask))?);
+        }
+        Ok(in_order(keys, found))
     }
 
     pub(in crate::store) fn put(&self, t: Tree, key: &[u8], value: &[u8]) -> Result<(), PgError> {
