@@ -220,9 +220,36 @@ printf '%-44s %8s msg/s\n' "postfix queued (smtp-source done)" "$R_PFA"
 printf '%-44s %8s msg/s   in Maildir %s/%s\n' "postfix -> LMTP -> dovecot (delivered)" "$R_PFD" "$DELIVERED" "$TOTAL"
 if [ "$BACKEND" = postgres ]; then
   sleep 6 # the nodes log their database use every 5 s
-  python3 - "$STORED" "$WORK"/legate*.log <<'PY'
-import json, sys
-stored, logs = int(sys.argv[1]), sys.argv[2:]
+  # CPU over the whole run (start-up, the listing and the search merger included): the
+  # nodes', and the database's (the postmaster with its live and reaped backends).
+  PGMASTER=$(head -1 "$PG_DIR/data/postmaster.pid")
+  python3 - "$STORED" "$PGMASTER" "${PIDS[@]}" "$WORK"/legate*.log <<'PY'
+import json, os, sys
+def stat(p):
+    f = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[1]), int(f[11]) + int(f[12]), int(f[13]) + int(f[14])
+tick = os.sysconf("SC_CLK_TCK")
+stored, master = int(sys.argv[1]), int(sys.argv[2])
+pids = [a for a in sys.argv[3:] if a.isdigit()]
+logs = [a for a in sys.argv[3:] if not a.isdigit()]
+node_cpu = 0
+for p in pids:
+    try:
+        if open(f"/proc/{p}/comm").read().startswith("legate"):
+            node_cpu += stat(p)[1]
+    except OSError:
+        pass
+_, own, reaped = stat(master)
+pg_cpu = own + reaped
+for p in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        ppid, t, _ = stat(p)
+    except OSError:
+        continue
+    pg_cpu += t if ppid == master else 0
+n = max(stored, 1)
+print(f"CPU per stored message (whole run): legate {1000 * node_cpu / tick / n:.2f} ms, "
+      f"PostgreSQL {1000 * pg_cpu / tick / n:.2f} ms")
 tot = [0, 0, 0]
 for path in logs:
     last = None
