@@ -449,13 +449,12 @@ impl MailboxService {
         if agent_blocked && policy.agent_block == AgentBlockAction::Reject {
             return Ok(SenderVerdict::Refuse("sender blocked by the recipient"));
         }
+        // A sender on an allow list passes it whether or not the list has others.
         for (owner, allowed) in [(&org, org_allows), (&agent, agent_allows)] {
-            if self.has_list(owner, SenderList::Allow)? {
-                if !allowed {
-                    return Ok(SenderVerdict::Refuse(
-                        "the recipient only accepts mail from listed senders",
-                    ));
-                }
+            if !allowed && self.has_list(owner, SenderList::Allow)? {
+                return Ok(SenderVerdict::Refuse(
+                    "the recipient only accepts mail from listed senders",
+                ));
             }
         }
         Ok(if agent_blocked {
