@@ -56,6 +56,21 @@ pub struct ConnectionsService {
     notifier: OnceLock<Arc<dyn Notifier>>,
 }
 
+/// This node's turn to refresh a connection; given up when dropped, whatever way the
+/// request ends.
+struct RefreshTurn {
+    store: Store,
+    key: Vec<u8>,
+}
+
+impl Drop for RefreshTurn {
+    fn drop(&mut self) {
+        if let Err(e) = self.store.give_lease(&self.key) {
+            tracing::warn!(error = %e, "cannot give up a connection's refresh turn; it expires");
+        }
+    }
+}
+
 impl ConnectionsService {
     pub fn new(
         store: Store,
@@ -95,6 +110,30 @@ impl ConnectionsService {
             m.retain(|_, l| Arc::strong_count(l) > 1);
         }
         m.entry(cid.to_string()).or_default().clone()
+    }
+
+    /// Waits for this node's turn to refresh connection `cid` (a store lease, so nodes
+    /// sharing a database take turns: two refreshes presenting the same refresh token lose
+    /// the grant to the provider's replay detection). A node that dies holding the turn
+    /// loses it when the lease expires, one provider timeout (and a margin) after it began.
+    async fn refresh_turn(&self, cid: &str) -> Result<RefreshTurn, ConnectionsError> {
+        let key = keys::join(&["connection_refresh", cid]);
+        let ttl = Duration::from_secs(self.settings.timeout_secs.saturating_add(10));
+        let deadline = tokio::time::Instant::now() + ttl + Duration::from_secs(1);
+        loop {
+            if self.store.take_lease(&key, ttl)? {
+                return Ok(RefreshTurn {
+                    store: self.store.clone(),
+                    key,
+                });
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ConnectionsError::Provider(
+                    "another node is refreshing this connection; try again".into(),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     fn conn_key(agent_id: &str, cid: &str) -> Vec<u8> {

@@ -109,8 +109,20 @@ impl ConnectionsService {
         let mut secrets = self.vault.oauth_open(&agent_id, &conn.name)?;
         let now = now_unix();
         let skew = self.settings.refresh_skew_secs as i64;
-        let fresh = secrets.access_token.is_some()
-            && secrets.access_expires_at.is_none_or(|e| e - now > skew);
+        let stale = |s: &OauthSecrets| {
+            s.access_token.is_none() || s.access_expires_at.is_some_and(|e| e - now <= skew)
+        };
+        // The lock above covers this node's requests; a refresh is also one at a time across
+        // the nodes sharing the store, and the tokens are read again once it is this one's
+        // turn (the node before may have refreshed them). Held until this request ends.
+        let _turn = if stale(&secrets) {
+            let turn = self.refresh_turn(&conn.id).await?;
+            secrets = self.vault.oauth_open(&agent_id, &conn.name)?;
+            Some(turn)
+        } else {
+            None
+        };
+        let fresh = !stale(&secrets);
         let mut refreshed = false;
         let mut rotated = false;
         if !fresh {

@@ -41,6 +41,20 @@ impl Store {
         self.release_lease_at(Tree::Leases, name, &me)
     }
 
+    /// [`try_lease`](Self::try_lease) held on sled too: for work that must also be one at a
+    /// time within one process's tasks and that tests hold as another node would.
+    pub fn take_lease(&self, name: &[u8], ttl: Duration) -> Result<bool, StoreError> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let me = self.inner.node_id.clone();
+        self.take_lease_at(Tree::Leases, name, &me, crate::util::now_millis(), ttl_ms)
+    }
+
+    /// Gives up a lease [`take_lease`](Self::take_lease) took, if this node holds it.
+    pub fn give_lease(&self, name: &[u8]) -> Result<(), StoreError> {
+        let me = self.inner.node_id.clone();
+        self.release_lease_at(Tree::Leases, name, &me)
+    }
+
     /// The lease rule itself, on both backends: `holder` takes (or renews) the lease kept at
     /// `key` of `tree` until `now_ms + ttl_ms`; false when another holder's has not expired.
     /// For a lease that must also hold on sled (the ACME order's, tested there).

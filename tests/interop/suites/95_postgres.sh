@@ -92,6 +92,13 @@ suite_95_postgres() {
   check "the PostgreSQL conformance tests ran (none skipped)" \
     sh -c "grep -q 'postgres_backend::.* ok' '$dir/conformance.log' && ! grep -q 'skipped: LEGATE_TEST_PG_URL' '$dir/conformance.log'"
 
+  # (1b) a connection's OAuth refresh takes turns across the nodes sharing the database: the
+  # end-to-end test holds the turn as another node would, here on PostgreSQL.
+  LEGATE_TEST_PG_URL=$PG_URL timeout 600 cargo test --locked --workspace --test identity \
+    -- connections_provider::a_refresh_waits_while_another_node_refreshes > "$dir/refresh.log" 2>&1
+  check "a connection's refresh waits for another node's turn (PostgreSQL)" \
+    sh -c "grep -q 'a_refresh_waits_while_another_node_refreshes ... ok' '$dir/refresh.log'"
+
   # (2) two nodes on one database
   local url; url=$(pg_createdb legate_nodes) || { bad "database created"; pg_stop; return; }
   (umask 077; printf '%s\n' "$url" > "$dir/url")

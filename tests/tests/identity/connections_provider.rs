@@ -3,7 +3,8 @@
 //! suite `25_connections`) cannot: a forged callback with the right state but another
 //! issuer's `iss` (RFC 9207), revocation of an agent's connections at their providers
 //! concurrently and within `connections.revoke_timeout_secs`, and a refresh in flight during
-//! the agent's revocation leaving no live token behind.
+//! the agent's revocation leaving no live token behind, and refreshes taking turns with
+//! another node sharing the store.
 
 use super::*;
 use std::sync::{Arc, Mutex};
@@ -480,4 +481,57 @@ async fn a_refresh_in_flight_when_the_agent_is_revoked_leaves_no_live_token() {
 #[tokio::test]
 async fn a_refresh_in_flight_when_the_agent_is_revoked_leaves_no_live_token_single_threaded() {
     refresh_racing_revocation().await;
+}
+
+/// Nodes sharing a store refresh a connection one at a time (each presenting the refresh
+/// token the one before stored): while another node holds the connection's refresh turn, a
+/// token request here waits without refreshing, and refreshes once the turn is given up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_waits_while_another_node_refreshes() {
+    use legate::store::{keys, Tree};
+    let p = provider(Steer::default()).await;
+    let s = Arc::new(server(5).await);
+    let (a, key) = s.agent("ops", ALL).await;
+    let id = a["id"].as_str().unwrap().to_string();
+    let (cid, state) = start(&s, &id, &p, "gh").await;
+    let (st, v) = callback(&s, &state, Some(&p.base)).await;
+    assert_eq!(st, 200, "{v}");
+    let refreshes = || {
+        let seen = p.seen.lock().unwrap();
+        seen.grants.iter().filter(|g| *g == "refresh_token").count()
+    };
+    let store = s.running.as_ref().unwrap().services.store.clone();
+    let turn = keys::join(&["connection_refresh", &cid]);
+    let other = "node_other";
+    let now = legate::util::now_millis();
+    assert!(store
+        .take_lease_at(Tree::Leases, &turn, other, now, 60_000)
+        .unwrap());
+    let (s2, k2) = (s.clone(), key.clone());
+    let inflight =
+        tokio::spawn(async move { s2.call("POST", "/v1/vault/gh/token", Some(&k2), None).await });
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(
+        !inflight.is_finished(),
+        "answered during another node's turn"
+    );
+    assert_eq!(refreshes(), 0, "refreshed during another node's turn");
+    store.release_lease_at(Tree::Leases, &turn, other).unwrap();
+    let (st, t) = tokio::time::timeout(Duration::from_secs(10), inflight)
+        .await
+        .expect("the request waited on after the turn was given up")
+        .unwrap();
+    assert_eq!(st, 200, "{t}");
+    assert_eq!(t["access_token"], "at-2", "{t}");
+    assert_eq!(refreshes(), 1);
+    // The turn was given back: the next request (the token is a second long, so stale at
+    // once) refreshes without waiting, and the other node can take the turn again after it.
+    let t0 = Instant::now();
+    let (st, t) = s.call("POST", "/v1/vault/gh/token", Some(&key), None).await;
+    assert_eq!((st, t["access_token"].as_str()), (200, Some("at-3")), "{t}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    let now = legate::util::now_millis();
+    assert!(store
+        .take_lease_at(Tree::Leases, &turn, other, now, 60_000)
+        .unwrap());
 }
