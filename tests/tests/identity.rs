@@ -467,6 +467,8 @@ mod card;
 mod connections;
 #[path = "identity/connections_provider.rs"]
 mod connections_provider;
+#[path = "identity/invite_limits.rs"]
+mod invite_limits;
 #[path = "identity/mailsig.rs"]
 mod mailsig;
 #[path = "identity/owner_keys.rs"]

@@ -104,6 +104,14 @@ impl From<IdentityError> for ApiError {
             IdentityError::Conflict(m) => Self::new(StatusCode::CONFLICT, "conflict", m),
             IdentityError::Invalid(m) => Self::invalid(m),
             IdentityError::BadRequest(m) => Self::bad_request(m),
+            IdentityError::TooMany {
+                message,
+                retry_after_secs,
+            } => {
+                let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
+                e.retry_after = Some(retry_after_secs);
+                e
+            }
             other => Self::internal(&other),
         }
     }

@@ -53,6 +53,9 @@ pub struct OwnersConfig {
     pub key_ttl_secs: u64,
     /// How long an owner invite (mailed to the human) can be redeemed, in seconds. Single use.
     pub invite_ttl_secs: u64,
+    /// Invites mailed for one agent per clock hour. Adding and removing owners in a loop
+    /// would otherwise have the postmaster mail any address, as often as asked.
+    pub max_invites_per_hour: u32,
 }
 
 impl Default for OwnersConfig {
@@ -60,6 +63,7 @@ impl Default for OwnersConfig {
         Self {
             key_ttl_secs: 30 * 86400,
             invite_ttl_secs: 3 * 86400,
+            max_invites_per_hour: 20,
         }
     }
 }

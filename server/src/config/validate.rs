@@ -76,6 +76,9 @@ pub(super) fn validate(c: &Config, errs: &mut Vec<ConfigError>) {
     if o.invite_ttl_secs == 0 || o.invite_ttl_secs > 30 * 86400 {
         errs.push(err("owners.invite_ttl_secs", "must be 1 second to 30 days"));
     }
+    if o.max_invites_per_hour == 0 || o.max_invites_per_hour > 10_000 {
+        errs.push(err("owners.max_invites_per_hour", "must be 1 to 10000"));
+    }
     if c.senders.max_entries == 0 {
         errs.push(err("senders.max_entries", "must be at least 1"));
     }

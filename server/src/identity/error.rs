@@ -69,6 +69,12 @@ pub enum IdentityError {
     /// A malformed parameter (bad cursor, unparsable time): HTTP 400 rather than 422.
     #[error("{0}")]
     BadRequest(String),
+    /// A rate was exceeded: HTTP 429, with when to try again.
+    #[error("{message}")]
+    TooMany {
+        message: String,
+        retry_after_secs: u64,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -10,7 +10,7 @@ use super::invites::invite_key;
 use super::model::{Agent, ApiKey, Human, KeyOwner};
 use super::{Actor, IdentityService};
 use crate::audit::Outcome;
-use crate::store::{keys, Tree};
+use crate::store::{keys, Tree, Tx, TxFail};
 use crate::util::{new_id, now_unix, rfc3339};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -237,8 +237,10 @@ impl IdentityService {
                 "an agent has at most {MAX_OWNERS} owners"
             )));
         }
+        let invite_cap = self.owners_config().max_invites_per_hour;
         let (rec, created) = self.store.transact::<_, IdentityError>(
             &[
+                Tree::Meta,
                 Tree::Humans,
                 Tree::HumanEmail,
                 Tree::AgentOwners,
@@ -256,6 +258,7 @@ impl IdentityService {
                 // Made concurrently by another request: that one's invite is the one.
                 if let Some((code, inv)) = &invite {
                     if inv.human_id == human_id {
+                        count_invite(tx, &a.id, now, invite_cap)?;
                         tx.put_record(Tree::OwnerInvites, &invite_key(code), inv)?;
                     }
                 }
@@ -438,6 +441,28 @@ fn revoke_keys_in(
         }
     }
     Ok(revoked)
+}
+
+/// Counts an invite mailed for `agent` this clock hour (`Meta`, one record per agent), or
+/// refuses it past `owners.max_invites_per_hour`: in the transaction that stores it, so
+/// concurrent adds cannot pass the cap together.
+fn count_invite(tx: &Tx<'_>, agent: &str, now: i64, cap: u32) -> Result<(), TxFail<IdentityError>> {
+    let key = keys::join(&["owner_invites_hour", agent]);
+    let hour = now.div_euclid(3600);
+    let sent = match tx.get_record::<(i64, u32)>(Tree::Meta, &key)? {
+        Some((h, n)) if h == hour => n,
+        _ => 0,
+    };
+    if sent >= cap {
+        return Err(TxFail::Abort(IdentityError::TooMany {
+            message: format!(
+                "at most {cap} owner invites an hour are mailed for one agent; try again later"
+            ),
+            retry_after_secs: u64::try_from(3600 - now.rem_euclid(3600)).unwrap_or(3600),
+        }));
+    }
+    tx.put_record(Tree::Meta, &key, &(hour, sent + 1))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -70,6 +70,7 @@ impl From<IdentityError> for ToolError {
             IdentityError::Conflict(m) => Self::new("conflict", m),
             IdentityError::Invalid(m) => Self::invalid(m),
             IdentityError::BadRequest(m) => Self::new("bad_request", m),
+            IdentityError::TooMany { message, .. } => Self::new("rate_limited", message),
             other => Self::internal(&other),
         }
     }
