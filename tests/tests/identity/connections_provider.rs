@@ -415,6 +415,19 @@ async fn a_removed_owners_connections_and_grants_end_with_the_ownership() {
     );
 }
 
+/// A server with an agent `ops` whose connection `gh` to `p` is granted (at-1/rt-1 from the
+/// code, an access token already all but expired): (server, the agent's key, its id, the
+/// connection's id).
+async fn connected(p: &Provider) -> (Arc<TestServer>, String, String, String) {
+    let s = Arc::new(server(5).await);
+    let (a, key) = s.agent("ops", ALL).await;
+    let id = a["id"].as_str().unwrap().to_string();
+    let (cid, state) = start(&s, &id, p, "gh").await;
+    let (st, v) = callback(&s, &state, Some(&p.base)).await;
+    assert_eq!(st, 200, "{v}");
+    (s, key, id, cid)
+}
+
 /// A token request refreshes (slowly) while the agent is revoked: the rotated refresh token
 /// it obtains must not stay live at the provider.
 async fn refresh_racing_revocation() {
@@ -423,12 +436,7 @@ async fn refresh_racing_revocation() {
         ..Default::default()
     })
     .await;
-    let s = Arc::new(server(5).await);
-    let (a, key) = s.agent("ops", ALL).await;
-    let id = a["id"].as_str().unwrap().to_string();
-    let (cid, state) = start(&s, &id, &p, "gh").await;
-    let (st, v) = callback(&s, &state, Some(&p.base)).await;
-    assert_eq!(st, 200, "{v}");
+    let (s, key, id, cid) = connected(&p).await;
     // at-1/rt-1 from the code; the access token is already (nearly) expired
     let s2 = s.clone();
     let k2 = key.clone();
@@ -490,12 +498,7 @@ async fn a_refresh_in_flight_when_the_agent_is_revoked_leaves_no_live_token_sing
 async fn a_refresh_waits_while_another_node_refreshes() {
     use legate::store::{keys, Tree};
     let p = provider(Steer::default()).await;
-    let s = Arc::new(server(5).await);
-    let (a, key) = s.agent("ops", ALL).await;
-    let id = a["id"].as_str().unwrap().to_string();
-    let (cid, state) = start(&s, &id, &p, "gh").await;
-    let (st, v) = callback(&s, &state, Some(&p.base)).await;
-    assert_eq!(st, 200, "{v}");
+    let (s, key, _, cid) = connected(&p).await;
     let refreshes = || {
         let seen = p.seen.lock().unwrap();
         seen.grants.iter().filter(|g| *g == "refresh_token").count()
