@@ -352,6 +352,9 @@ impl IdentityService {
             Outcome::Ok,
             serde_json::json!({"address": address, "scopes": scopes, "parent": agent.parent, "first_key": key.id}),
         )?;
+        // Its identity key (made by the hooks) is now published: what was derived without
+        // it (the org key directory) is void.
+        self.invalidate_auth();
         Ok(CreatedAgent { agent, key, token })
     }
 

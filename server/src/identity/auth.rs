@@ -63,6 +63,12 @@ impl AuthCache {
         );
     }
 
+    /// Changes with every change to keys or agents: what else is derived from them (the org
+    /// key directory) is reused only while it holds.
+    pub(super) fn epoch(&self) -> u64 {
+        self.epoch.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     pub(super) fn invalidate(&self) {
         self.epoch.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.entries

@@ -96,6 +96,8 @@ pub struct IdentityService {
     hooks: RwLock<Vec<Arc<dyn LifecycleHook>>>,
     /// Recently authenticated keys, valid only while `epoch` is unchanged.
     auth_cache: auth::AuthCache,
+    /// The org key directory as last built, with the epoch it was built at.
+    org_directory: webbot::DirectoryCache,
     /// Holder of agents' private identity keys (the vault), registered at start-up.
     custody: RwLock<Option<Arc<dyn KeyCustody>>>,
     options: RwLock<IdentityOptions>,
@@ -119,6 +121,7 @@ impl IdentityService {
             did_host,
             hooks: RwLock::new(Vec::new()),
             auth_cache: auth::AuthCache::default(),
+            org_directory: webbot::DirectoryCache::default(),
             custody: RwLock::new(None),
             options: RwLock::new(IdentityOptions::default()),
             fetcher: OnceLock::new(),
@@ -176,8 +179,9 @@ impl IdentityService {
             .push(hook);
     }
 
-    /// Called after any change to keys or agents: every cached authentication is void, so
-    /// revocations and scope changes hold on the very next request.
+    /// Called after any change to keys or agents: every cached authentication (and the
+    /// cached org key directory) is void, so revocations and scope changes hold on the very
+    /// next request.
     pub(crate) fn invalidate_auth(&self) {
         self.auth_cache.invalidate();
     }

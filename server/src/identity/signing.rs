@@ -176,6 +176,8 @@ impl IdentityService {
             .custody()?
             .rotate(&agent.id, overlap_secs)
             .map_err(IdentityError::Keys)?;
+        // A new key is published: the org key directory built before it is void.
+        self.invalidate_auth();
         actor.audit_on_agent(
             &self.audit,
             action,

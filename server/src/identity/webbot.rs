@@ -34,6 +34,32 @@ const DIRECTORY_SIG_SECS: i64 = 300;
 /// An org directory lists every active agent, but signs with at most this many keys: each
 /// signature opens a key in the vault, and the route is public.
 const MAX_DIRECTORY_SIGNERS: usize = 8;
+/// How long a built org directory is served again while no key or agent changed (a change
+/// voids it at once): building one reads every agent and its keys, on a public route. It
+/// bounds how late a key whose rotation overlap ended drops out, and stays well inside the
+/// signatures' own lifetime.
+const ORG_DIRECTORY_REUSE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The org directory last built: (identity epoch, built at, authority signed over, it).
+/// Kept on one node only: a change made by another node sharing the store bumps no epoch
+/// here (as with the authentication cache).
+#[derive(Default)]
+pub(super) struct DirectoryCache(
+    std::sync::Mutex<Option<(u64, std::time::Instant, String, Directory)>>,
+);
+
+impl DirectoryCache {
+    fn get(&self, epoch: u64, authority: &str) -> Option<Directory> {
+        let held = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let (e, at, a, d) = held.as_ref()?;
+        (*e == epoch && a == authority && at.elapsed() < ORG_DIRECTORY_REUSE).then(|| d.clone())
+    }
+
+    fn put(&self, epoch: u64, authority: String, d: &Directory) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((epoch, std::time::Instant::now(), authority, d.clone()));
+    }
+}
 
 /// `POST /v1/identity/http-signature` (and the `identity_http_signature` tool).
 #[derive(Debug, Clone, Deserialize)]
@@ -277,6 +303,25 @@ impl IdentityService {
 
     /// `GET /.well-known/http-message-signatures-directory`: every active agent's keys.
     pub fn org_directory(&self, authority: &str) -> Result<Directory, IdentityError> {
+        let reuse = !self.store.is_shared();
+        // Read before the records: a change racing with this build voids what it caches.
+        let epoch = self.auth_cache.epoch();
+        let signed_over = self.directory_authority(authority);
+        if let Some(d) = self
+            .org_directory
+            .get(epoch, &signed_over)
+            .filter(|_| reuse)
+        {
+            return Ok(d);
+        }
+        let d = self.build_org_directory(authority)?;
+        if reuse {
+            self.org_directory.put(epoch, signed_over, &d);
+        }
+        Ok(d)
+    }
+
+    fn build_org_directory(&self, authority: &str) -> Result<Directory, IdentityError> {
         let keys = self.org_keys()?;
         let body = json!({"keys": keys.iter().map(|(_, k)| directory_jwk(k)).collect::<Vec<_>>()});
         let mut signers: Vec<String> = Vec::new();
@@ -288,21 +333,25 @@ impl IdentityService {
         Ok(self.sign_directory(body, &signers, authority))
     }
 
+    /// The authority a directory is signed over for a request with `Host: authority`. Only
+    /// our own: a Host of another name (a proxy fetching with `Host: evil.example`) must not
+    /// get our agents to vouch that their keys are served there.
+    fn directory_authority(&self, authority: &str) -> String {
+        let ours = url::Url::parse(&self.public_origin())
+            .map(|u| httpsig::authority(&u))
+            .unwrap_or_else(|_| self.did_host.replace("%3A", ":"));
+        if sane_authority(authority) && authority.eq_ignore_ascii_case(&ours) {
+            authority.to_ascii_lowercase()
+        } else {
+            ours
+        }
+    }
+
     /// Signs a directory response with each signer's current key, covering
     /// `"@authority";req` (the draft's response signature). A failure to sign leaves that
     /// signature out rather than failing the directory: the keys are public either way.
     fn sign_directory(&self, body: Value, signers: &[String], authority: &str) -> Directory {
-        // Only our own authority is signed over: a Host of another name (a proxy fetching
-        // with `Host: evil.example`) must not get our agents to vouch that their keys are
-        // served there.
-        let ours = url::Url::parse(&self.public_origin())
-            .map(|u| httpsig::authority(&u))
-            .unwrap_or_else(|_| self.did_host.replace("%3A", ":"));
-        let authority = if sane_authority(authority) && authority.eq_ignore_ascii_case(&ours) {
-            authority.to_ascii_lowercase()
-        } else {
-            ours
-        };
+        let authority = self.directory_authority(authority);
         let Ok(custody) = self.custody() else {
             return Directory {
                 body,

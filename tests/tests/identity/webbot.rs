@@ -255,6 +255,26 @@ async fn signed_requests_verify_against_the_served_directory() {
             .collect()
     };
     assert!(kids(&org(&s).await).contains(&keyid));
+    // The org directory is built once and served again while nothing changes; a new
+    // agent's key and a rotated key are listed at once all the same.
+    let before = kids(&org(&s).await).len();
+    s.agent("fresh", ALL).await;
+    assert_eq!(kids(&org(&s).await).len(), before + 1, "a new agent's key");
+    let (st, v) = s
+        .call(
+            "POST",
+            &format!("/v1/agents/{}/rotate-key", a["id"].as_str().unwrap()),
+            Some(&s.admin_token),
+            None,
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let listed = kids(&org(&s).await);
+    assert_eq!(listed.len(), before + 2, "a rotated key: {listed:?}");
+    assert!(
+        listed.contains(&keyid),
+        "the old key stays through the overlap"
+    );
     let (st, _) = s
         .call(
             "DELETE",
