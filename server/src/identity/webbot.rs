@@ -298,7 +298,8 @@ impl IdentityService {
         let body =
             json!({"keys": keys.iter().map(|k| directory_jwk(&k.public)).collect::<Vec<_>>()});
         let signers = vec![agent.id.clone()];
-        Ok(Some(self.sign_directory(body, &signers, authority)))
+        let authority = self.directory_authority(authority);
+        Ok(Some(self.sign_directory(body, &signers, &authority)))
     }
 
     /// `GET /.well-known/http-message-signatures-directory`: every active agent's keys.
@@ -306,21 +307,20 @@ impl IdentityService {
         let reuse = !self.store.is_shared();
         // Read before the records: a change racing with this build voids what it caches.
         let epoch = self.auth_cache.epoch();
-        let signed_over = self.directory_authority(authority);
-        if let Some(d) = self
-            .org_directory
-            .get(epoch, &signed_over)
-            .filter(|_| reuse)
-        {
-            return Ok(d);
-        }
-        let d = self.build_org_directory(authority)?;
+        let authority = self.directory_authority(authority);
         if reuse {
-            self.org_directory.put(epoch, signed_over, &d);
+            if let Some(d) = self.org_directory.get(epoch, &authority) {
+                return Ok(d);
+            }
+        }
+        let d = self.build_org_directory(&authority)?;
+        if reuse {
+            self.org_directory.put(epoch, authority, &d);
         }
         Ok(d)
     }
 
+    /// `authority`: what [`directory_authority`](Self::directory_authority) made of the Host.
     fn build_org_directory(&self, authority: &str) -> Result<Directory, IdentityError> {
         let keys = self.org_keys()?;
         let body = json!({"keys": keys.iter().map(|(_, k)| directory_jwk(k)).collect::<Vec<_>>()});
@@ -350,8 +350,8 @@ impl IdentityService {
     /// Signs a directory response with each signer's current key, covering
     /// `"@authority";req` (the draft's response signature). A failure to sign leaves that
     /// signature out rather than failing the directory: the keys are public either way.
+    /// `authority` is already [`directory_authority`](Self::directory_authority)'s.
     fn sign_directory(&self, body: Value, signers: &[String], authority: &str) -> Directory {
-        let authority = self.directory_authority(authority);
         let Ok(custody) = self.custody() else {
             return Directory {
                 body,

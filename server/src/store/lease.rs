@@ -27,9 +27,7 @@ impl Store {
         if !self.is_shared() {
             return Ok(true);
         }
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let me = self.inner.node_id.clone();
-        self.take_lease_at(Tree::Leases, name, &me, crate::util::now_millis(), ttl_ms)
+        self.take_lease(name, ttl)
     }
 
     /// Gives the lease up, if this node holds it.
@@ -37,8 +35,7 @@ impl Store {
         if !self.is_shared() {
             return Ok(());
         }
-        let me = self.inner.node_id.clone();
-        self.release_lease_at(Tree::Leases, name, &me)
+        self.give_lease(name)
     }
 
     /// [`try_lease`](Self::try_lease) held on sled too: for work that must also be one at a

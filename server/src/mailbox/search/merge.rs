@@ -28,6 +28,19 @@ fn gen_key(agent: &str) -> Vec<u8> {
 /// A stored block: its key, the position the key names, its value.
 type Block = (Vec<u8>, Pos, Vec<u8>);
 
+/// Where the block a position belongs in is found, in the term whose posting keys start
+/// `base`: the last entry from the term's first key through the position's own key.
+fn block_bounds(base: &[String], p: &Pos) -> (Vec<u8>, Vec<u8>) {
+    let parts: Vec<&str> = base.iter().map(String::as_str).collect();
+    (keys::prefix(&parts), index::timeline_at(base, p.0, &p.1))
+}
+
+/// A stored entry of the term under `base` as a block (None: not a posting key of it).
+fn as_block(base: &[String], (k, v): crate::store::Entry) -> Option<Block> {
+    let at = index::parse_timed(base, &k)?;
+    Some((k, at, v))
+}
+
 /// The blocks of one term a batch changes: block key -> its positions.
 type Touched = BTreeMap<Vec<u8>, Vec<Pos>>;
 
@@ -160,14 +173,7 @@ impl MailboxService {
         // every term of the batch, in one read (on PostgreSQL one round trip, not one each).
         let ranges: Vec<(Vec<u8>, Vec<u8>)> = by_term
             .iter()
-            .filter_map(|(term, (add, _))| {
-                let p = add.last()?;
-                let base = term_base(agent, term);
-                Some((
-                    keys::prefix(&[agent, term]),
-                    index::timeline_at(&base, p.0, &p.1),
-                ))
-            })
+            .filter_map(|(term, (add, _))| Some(block_bounds(&term_base(agent, term), add.last()?)))
             .collect();
         let mut lasts = self
             .store
@@ -175,11 +181,9 @@ impl MailboxService {
             .into_iter();
         let mut writes = Vec::new();
         for (term, (add, del)) in &by_term {
+            let base = term_base(agent, term);
             let last = match add.last() {
-                Some(_) => lasts.next().flatten().and_then(|(k, v)| {
-                    let at = index::parse_timed(&term_base(agent, term), &k)?;
-                    Some((k, at, v))
-                }),
+                Some(_) => lasts.next().flatten().and_then(|e| as_block(&base, e)),
                 None => None,
             };
             self.plan_term(agent, term, add, del, last, &mut writes)?;
@@ -248,14 +252,18 @@ impl MailboxService {
     /// The block a position belongs in: the last block of the term whose key is at or
     /// before it. None when the position is older than every block (or there is none).
     fn block_at(&self, base: &[String], p: &Pos) -> Result<Option<Block>, MailboxError> {
-        let parts: Vec<&str> = base.iter().map(String::as_str).collect();
-        let lo = Bound::Included(keys::prefix(&parts));
-        let hi = Bound::Included(index::timeline_at(base, p.0, &p.1));
-        let Some(r) = self.store.range(Tree::SearchPostings, lo, hi, true).next() else {
-            return Ok(None);
-        };
-        let (k, v) = r?;
-        Ok(index::parse_timed(base, &k).map(|at| (k, at, v)))
+        let (lo, hi) = block_bounds(base, p);
+        let found = self
+            .store
+            .range(
+                Tree::SearchPostings,
+                Bound::Included(lo),
+                Bound::Included(hi),
+                true,
+            )
+            .next()
+            .transpose()?;
+        Ok(found.and_then(|e| as_block(base, e)))
     }
 
     /// Adds `add` and removes `del` (each sorted ascending) in `term`'s blocks, appending
